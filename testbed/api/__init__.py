@@ -1,0 +1,1 @@
+"""Pure: Kubernetes objects, manifest loading and validation, the object store with watch."""

@@ -1,0 +1,62 @@
+"""The `testbed` command line: parses arguments and hands each subcommand to its module.
+
+Every subcommand module offers `register(subparsers)`, which adds its parser and sets
+`func(args) -> int`. Bad input of any kind (a SpecError) is printed as `testbed: file:line:
+field: reason` lines and exits 2, with no traceback and nothing built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from testbed.spec.source import SpecError
+
+# Modules that add subcommands, in the order `testbed --help` lists them.
+SUBCOMMAND_MODULES = [
+    "testbed.scenario.command",   # run
+    "testbed.emu.command",        # cli, ps, clean
+    "testbed.proxy.command",      # proxy render
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep its wording short
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="testbed", description="An emulated Kubernetes cluster on Mininet.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # not written yet in this checkout
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        if args.command is None and "testbed.scenario.command" in sys.modules:
+            args = parser.parse_args(["run", *(argv or [])])
+        else:
+            parser.print_help(sys.stderr)
+            return 2
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as err:
+        for problem in err.problems:
+            print(f"testbed: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("testbed: interrupted", file=sys.stderr)
+        return 130

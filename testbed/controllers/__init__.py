@@ -1,0 +1,1 @@
+"""Pure: reconcile functions (deployments, scheduling, IP and port allocation, EndpointSlices)."""

@@ -1,0 +1,1 @@
+"""Cluster DNS: records from Services and EndpointSlices (pure) and the server process."""

@@ -1,0 +1,1 @@
+"""Acts: the Mininet cluster network, nodes, gateway router, pod sandboxes, process records."""

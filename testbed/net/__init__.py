@@ -1,0 +1,1 @@
+"""Acts: argv-only command runner, namespaces, links, routes, iptables/nft apply."""

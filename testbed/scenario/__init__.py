@@ -1,0 +1,1 @@
+"""Scenario files: step parsing (pure), the runner and its reports (acts)."""

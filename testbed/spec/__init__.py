@@ -1,0 +1,1 @@
+"""Pure: topology and scenario files as frozen dataclasses, with defaults and validation."""

@@ -1,0 +1,136 @@
+"""Pure: manifest files -> validated, defaulted Kubernetes objects (plain dicts).
+
+`load_manifests` reads multi-document YAML (and `kind: List`), checks every object and raises
+one SpecError listing every problem in every file, so that a set of manifests with one bad
+document applies nothing. `check_object` / `validate_object` do the same for one object (the
+API server uses them for objects that arrive over HTTP). Which kinds exist, and which checker
+validates each, is the `KINDS` table; old Ingress versions are converted to networking.k8s.io/v1
+on the way in.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from testbed.api.meta import check_metadata
+from testbed.api.pods import check_pod
+from testbed.api.validation import Checker
+from testbed.spec.source import Document, Path_, Problem, SpecError, read_documents
+
+KindChecker = Callable[[Checker, Path_, dict], None]
+
+TOP_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+
+
+def check_namespace(ck: Checker, path: Path_, obj: dict) -> None:
+    check_metadata(ck, path, obj, namespaced=False, name_rule="label")
+    spec = ck.obj(obj, "spec", path, {"finalizers"})
+    if spec is not None:
+        ck.string_list(spec, "finalizers", path + ("spec",))
+
+
+# (apiVersion, kind) -> (checker, allowed top-level fields): the one place listing what the
+# testbed accepts.
+KINDS: dict[tuple[str, str], tuple[KindChecker, frozenset[str]]] = {
+    ("v1", "Pod"): (check_pod, TOP_FIELDS),
+    ("v1", "Namespace"): (check_namespace, TOP_FIELDS),
+}
+# Old API versions, rewritten to a current one before checking: (apiVersion, kind) -> converter.
+CONVERSIONS: dict[tuple[str, str], Callable[[dict], dict]] = {}
+
+
+def _kind_names() -> list[str]:
+    return sorted({kind for _, kind in KINDS} | {kind for _, kind in CONVERSIONS})
+
+
+def _check_into(ck: Checker, path: Path_, data: object) -> dict | None:
+    """Check one object at `path` of the document; the defaulted copy, or None if it is bad."""
+    before = len(ck.problems)
+    if not ck.is_type(path, data, "object"):
+        return None
+    assert isinstance(data, dict)
+    obj = copy.deepcopy(data)
+    api_version = ck.get(obj, "apiVersion", path, "string", required=True)
+    kind = ck.get(obj, "kind", path, "string", required=True)
+    if api_version is None or kind is None:
+        return None
+    convert = CONVERSIONS.get((api_version, kind))
+    if convert is not None:
+        obj = convert(obj)
+        api_version = obj["apiVersion"]
+    entry = KINDS.get((api_version, kind))
+    if entry is None:
+        if kind not in _kind_names():
+            ck.unsupported(path + ("kind",), kind, _kind_names())
+        else:
+            versions = sorted({v for v, k in list(KINDS) + list(CONVERSIONS) if k == kind})
+            ck.add(path + ("apiVersion",),
+                   f'no matches for kind "{kind}" in version "{api_version}"; '
+                   "supported: " + ", ".join(versions))
+        return None
+    checker, allowed = entry
+    ck.fields(path, obj, allowed)
+    checker(ck, path, obj)
+    return obj if len(ck.problems) == before else None
+
+
+def check_document(doc: Document) -> tuple[list[dict], list[Problem]]:
+    """Objects of one YAML document (a List gives its items) and every problem in it."""
+    ck = Checker(doc)
+    data = doc.data
+    if isinstance(data, dict) and data.get("kind") == "List" and data.get("apiVersion") == "v1":
+        ck.fields((), data, {"apiVersion", "kind", "metadata", "items"})
+        objs = [_check_into(ck, p, item) for p, item in ck.items(data, "items", ())]
+    else:
+        objs = [_check_into(ck, (), data)]
+    return [o for o in objs if o is not None], ck.problems
+
+
+def check_object(obj: dict | Document, file: str = "<object>") -> tuple[dict | None, list[Problem]]:
+    """One object: (defaulted copy or None, problems). Accepts a bare dict or a Document."""
+    ck = Checker(obj) if isinstance(obj, Document) else Checker(None, file)
+    data = obj.data if isinstance(obj, Document) else obj
+    out = _check_into(ck, (), data)
+    return out, ck.problems
+
+
+def validate_object(obj: dict | Document) -> list[Problem]:
+    """Every problem with one object (empty when it is valid)."""
+    return check_object(obj)[1]
+
+
+def object_key(obj: dict) -> tuple[str, str, str]:
+    """(kind, namespace, name) — namespace "" for cluster-scoped kinds."""
+    meta = obj.get("metadata") or {}
+    return obj["kind"], meta.get("namespace", ""), meta.get("name", "")
+
+
+def load_manifests(paths: list[str]) -> list[dict]:
+    """Every object in the files, validated and defaulted, in file order; SpecError otherwise."""
+    problems: list[Problem] = []
+    objects: list[dict] = []
+    seen: dict[tuple[str, str, str], str] = {}
+    for path in paths:
+        try:
+            docs = read_documents(path)
+        except SpecError as err:
+            problems.extend(err.problems)
+            continue
+        for doc in docs:
+            objs, found = check_document(doc)
+            problems.extend(found)
+            for obj in objs:
+                key = object_key(obj)
+                where = f"{doc.file}:{doc.start_line}"
+                if key in seen:
+                    problems.append(Problem(doc.file, doc.start_line, "metadata.name",
+                                            f'Duplicate value: "{key[2]}": {key[0]} '
+                                            f"{key[1] + '/' if key[1] else ''}{key[2]} "
+                                            f"is also defined at {seen[key]}"))
+                seen.setdefault(key, where)
+                objects.append(obj)
+    if problems:
+        raise SpecError(problems)
+    return objects
+

@@ -1,0 +1,278 @@
+"""Pure: the field checker every object validator reports through, and Kubernetes name rules.
+
+`Checker` walks one document (or a bare dict), reads typed fields, and records problems worded
+the way the Kubernetes API server words them (`Required value`, `Invalid value: 70000: ...`,
+`Unsupported value: ...`, `Duplicate value: ...`, `unknown field "x"`). The `is_*` functions
+mirror k8s.io/apimachinery/pkg/util/validation: they return a list of messages, empty if fine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+from testbed.spec.source import Document, Path_, Problem, field_name
+
+_DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + ")*"
+_QUALIFIED_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE = "(" + _QUALIFIED_NAME + ")?"
+_ENV_VAR_NAME = "[-._a-zA-Z][-._a-zA-Z0-9]*"
+
+
+def _full(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None
+
+
+def is_dns1123_label(value: str) -> list[str]:
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _full(_DNS1123_LABEL, value):
+        errs.append("a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                    "characters or '-', and must start and end with an alphanumeric character "
+                    "(e.g. 'my-name',  or '123-abc', regex used for validation is "
+                    f"'{_DNS1123_LABEL}')")
+    return errs
+
+
+def is_dns1123_subdomain(value: str) -> list[str]:
+    errs = []
+    if len(value) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _full(_DNS1123_SUBDOMAIN, value):
+        errs.append("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                    "characters, '-' or '.', and must start and end with an alphanumeric "
+                    "character (e.g. 'example.com', regex used for validation is "
+                    f"'{_DNS1123_SUBDOMAIN}')")
+    return errs
+
+
+def is_qualified_name(value: str) -> list[str]:
+    """A label or annotation key: optional DNS-subdomain prefix, '/', and a name part."""
+    parts = value.split("/")
+    if len(parts) > 2:
+        return ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', "
+                "and must start and end with an alphanumeric character (e.g. 'MyName',  or "
+                "'my.name',  or '123-abc', regex used for validation is "
+                f"'{_QUALIFIED_NAME}') with an optional DNS subdomain prefix and '/' "
+                "(e.g. 'example.com/MyName')"]
+    errs: list[str] = []
+    name = parts[-1]
+    if len(parts) == 2:
+        if not parts[0]:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs.extend("prefix part " + e for e in is_dns1123_subdomain(parts[0]))
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part must be no more than 63 characters")
+    if name and not _full(_QUALIFIED_NAME, name):
+        errs.append("name part must consist of alphanumeric characters, '-', '_' or '.', and "
+                    "must start and end with an alphanumeric character (e.g. 'MyName',  or "
+                    "'my.name',  or '123-abc', regex used for validation is "
+                    f"'{_QUALIFIED_NAME}')")
+    return errs
+
+
+def is_label_value(value: str) -> list[str]:
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _full(_LABEL_VALUE, value):
+        errs.append("a valid label must be an empty string or consist of alphanumeric "
+                    "characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+                    f"validation is '{_LABEL_VALUE}')")
+    return errs
+
+
+def is_port_name(value: str) -> list[str]:
+    """IANA_SVC_NAME, as k8s IsValidPortName."""
+    errs = []
+    if len(value) < 1 or len(value) > 15:
+        errs.append("must be no more than 15 characters")
+    if not _full("[-a-z0-9]+", value):
+        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search("[a-z]", value):
+        errs.append("must contain at least one letter (a-z)")
+    if "--" in value:
+        errs.append("must not contain consecutive hyphens")
+    if value.startswith("-") or value.endswith("-"):
+        errs.append("must not begin or end with a hyphen")
+    return errs
+
+
+def is_env_var_name(value: str) -> list[str]:
+    if _full(_ENV_VAR_NAME, value):
+        return []
+    return ["a valid environment variable name must consist of alphabetic characters, digits, "
+            "'_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or "
+            f"'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '{_ENV_VAR_NAME}')"]
+
+
+def is_port_number(value: int) -> list[str]:
+    return [] if 1 <= value <= 65535 else ["must be between 1 and 65535, inclusive"]
+
+
+def is_ipv4(value: str) -> list[str]:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return ["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]
+    return []
+
+
+def is_cidr(value: str) -> list[str]:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return ["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"]
+    if "/" not in value:
+        return ["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"]
+    return []
+
+
+def fmt(value: Any) -> str:
+    """A value the way k8s field errors print it: strings quoted, numbers bare."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "boolean": (bool,), "object": (dict,),
+    "array": (list,),
+}
+_ARTICLE = {"string": "a string", "integer": "an integer", "boolean": "a boolean",
+            "object": "an object", "array": "a list"}
+
+
+class Checker:
+    """Records problems against one document. Paths are absolute within the document."""
+
+    def __init__(self, doc: Document | None = None, file: str = "<object>"):
+        self.doc = doc
+        self.file = doc.file if doc is not None else file
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path_, message: str) -> None:
+        line = self.doc.line(path) if self.doc is not None else None
+        self.problems.append(Problem(self.file, line, field_name(path), message))
+
+    def required(self, path: Path_, detail: str = "") -> None:
+        self.add(path, "Required value" + (f": {detail}" if detail else ""))
+
+    def invalid(self, path: Path_, value: Any, detail: str) -> None:
+        self.add(path, f"Invalid value: {fmt(value)}: {detail}")
+
+    def unsupported(self, path: Path_, value: Any, supported: list[str]) -> None:
+        self.add(path, f"Unsupported value: {fmt(value)}: supported values: "
+                       + ", ".join(fmt(s) for s in supported))
+
+    def duplicate(self, path: Path_, value: Any, detail: str = "") -> None:
+        self.add(path, f"Duplicate value: {fmt(value)}" + (f": {detail}" if detail else ""))
+
+    def forbidden(self, path: Path_, detail: str) -> None:
+        self.add(path, f"Forbidden: {detail}")
+
+    def names(self, path: Path_, value: str, errors: list[str]) -> bool:
+        for err in errors:
+            self.invalid(path, value, err)
+        return not errors
+
+    # -- typed reads ---------------------------------------------------------------------------
+
+    def is_type(self, path: Path_, value: Any, kind: str) -> bool:
+        ok = isinstance(value, _TYPES[kind]) and not (kind == "integer" and isinstance(value, bool))
+        if not ok:
+            self.invalid(path, value, f"must be {_ARTICLE[kind]}")
+        return ok
+
+    def get(self, obj: dict, key: str, path: Path_, kind: str, required: bool = False) -> Any:
+        """obj[key] if present and of `kind`; None otherwise (with a problem when it matters)."""
+        if key not in obj or obj[key] is None:
+            if required:
+                self.required(path + (key,))
+            return None
+        value = obj[key]
+        if not self.is_type(path + (key,), value, kind):
+            return None
+        if required and kind == "string" and value == "":
+            self.required(path + (key,))
+            return None
+        return value
+
+    def fields(self, path: Path_, value: Any, allowed: set[str] | frozenset[str]) -> dict | None:
+        """`value` as a mapping; unknown keys are reported the way strict decoding does."""
+        if not self.is_type(path, value, "object"):
+            return None
+        for key in value:
+            if key not in allowed:
+                self.add(path + (key,), f'unknown field "{key}"')
+        return value
+
+    def obj(self, parent: dict, key: str, path: Path_, allowed: set[str] | frozenset[str],
+            required: bool = False) -> dict | None:
+        if parent.get(key) is None:
+            if required:
+                self.required(path + (key,))
+            return None
+        return self.fields(path + (key,), parent[key], allowed)
+
+    def items(self, parent: dict, key: str, path: Path_,
+              required: bool = False) -> list[tuple[Path_, Any]]:
+        """(path, item) for each item of the list parent[key]."""
+        value = self.get(parent, key, path, "array", required)
+        if required and value == []:
+            self.required(path + (key,))
+        return [(path + (key, i), item) for i, item in enumerate(value or [])]
+
+    def string_list(self, parent: dict, key: str, path: Path_) -> list[str]:
+        out = []
+        for p, item in self.items(parent, key, path):
+            if self.is_type(p, item, "string"):
+                out.append(item)
+        return out
+
+    def string_map(self, parent: dict, key: str, path: Path_) -> dict[str, str]:
+        value = self.get(parent, key, path, "object")
+        out = {}
+        for k, v in (value or {}).items():
+            if self.is_type(path + (key, k), v, "string"):
+                out[str(k)] = v
+        return out
+
+    def port(self, parent: dict, key: str, path: Path_, required: bool = False) -> int | None:
+        value = self.get(parent, key, path, "integer", required)
+        if value is not None and not self.names(path + (key,), value, is_port_number(value)):
+            return None
+        return value
+
+    def positive(self, parent: dict, key: str, path: Path_, minimum: int = 1) -> int | None:
+        value = self.get(parent, key, path, "integer")
+        if value is not None and value < minimum:
+            self.invalid(path + (key,), value, f"must be greater than or equal to {minimum}")
+            return None
+        return value
+
+    def enum(self, parent: dict, key: str, path: Path_, supported: list[str],
+             default: str | None = None) -> str | None:
+        """A string from `supported`; fills `default` in when absent."""
+        value = self.get(parent, key, path, "string")
+        if value is None:
+            if default is not None and parent.get(key) is None:
+                parent[key] = default
+                return default
+            return None
+        if value not in supported:
+            self.unsupported(path + (key,), value, supported)
+            return None
+        return value

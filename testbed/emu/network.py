@@ -1,0 +1,166 @@
+"""Acts: builds the cluster's Mininet network from a Topology: nodes, gateway router, clients.
+
+Every node, the gateway and every client is a Mininet host (a shell in its own network
+namespace). Links are veth pairs that Mininet creates straight inside the two namespaces, so
+nothing is ever made in the machine's own namespace. After Mininet has made the links, the
+rest is configured over netlink from this process (pyroute2 sockets bound to each namespace):
+the gateway's forwarding and its routes to every pod CIDR, each worker's cbr0 bridge, default
+routes, and the per-namespace sysctls. The machine's own sysctls are never written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from testbed.emu.record import Record
+from testbed.net.netns import iproute_in, write_sysctl
+from testbed.spec.names import ifname
+from testbed.spec.topology import Topology
+
+log = logging.getLogger(__name__)
+
+BRIDGE = "cbr0"  # the name every Kubernetes networking article shows
+
+
+class NetworkError(RuntimeError):
+    pass
+
+
+@dataclass
+class Host:
+    """A Mininet host of the cluster: its name, role, the pid holding its namespace, its address."""
+
+    name: str
+    role: str            # master, worker, gateway, client
+    pid: int
+    address: IPv4Address | None
+    mn: object = field(repr=False, default=None)   # the mininet Host, for the CLI
+
+
+def _mininet():
+    from mininet.net import Mininet
+    from mininet.node import Host as MnHost
+    # Mininet.init() would call fixLimits(), which raises the *machine's* sysctls (buffer sizes,
+    # ARP cache, file limits). This machine is shared and the testbed changes nothing outside
+    # its own namespaces, so mark Mininet as initialised and skip it.
+    Mininet.inited = True
+    return Mininet, MnHost
+
+
+class ClusterNetwork:
+    """The built network: `hosts` by name; `stop()` ends it."""
+
+    def __init__(self, topo: Topology, record: Record):
+        self.topo = topo
+        self.record = record
+        self.hosts: dict[str, Host] = {}
+        self.net = None
+
+    # -- building -------------------------------------------------------------------------
+
+    def build(self) -> None:
+        Mininet, MnHost = _mininet()
+        topo = self.topo
+        self.net = net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                                 autoStaticArp=False, waitConnected=False)
+        gw = self._add_host(topo.gateway_name, "gateway", None, MnHost)
+        for node in topo.nodes:
+            self._add_host(node.name, node.role, node.address, MnHost)
+        for client in topo.clients:
+            self._add_host(client.name, "client", client.address, MnHost)
+
+        shared = topo.network_mode == "shared"
+        gw_ports: list[str] = []
+        for index, node in enumerate(topo.nodes):
+            gw_port = ifname(gw.name, f"-eth{index}")
+            gw_ip = None if shared else f"{node.gateway}/{node.subnet.prefixlen}"
+            net.addLink(node.name, gw.name, intfName1=ifname(node.name, "-eth0"), intfName2=gw_port,
+                        params1={"ip": f"{node.address}/{node.subnet.prefixlen}"},
+                        params2={"ip": gw_ip} if gw_ip else {})
+            gw_ports.append(gw_port)
+        client_ports: list[str] = []
+        for index, client in enumerate(topo.clients):
+            gw_port = ifname(gw.name, f"-eth{len(topo.nodes) + index}")
+            net.addLink(client.name, gw.name, intfName1=ifname(client.name, "-eth0"), intfName2=gw_port,
+                        params1={"ip": f"{client.address}/{client.subnet.prefixlen}"})
+            client_ports.append(gw_port)
+        net.build()
+        self._configure_gateway(gw, gw_ports if shared else [], client_ports)
+        for node in topo.nodes:
+            self._configure_node(node)
+        for client in topo.clients:
+            with iproute_in(self.hosts[client.name].pid) as ipr:
+                ipr.route("replace", dst="0.0.0.0/0", gateway=str(client.gateway))
+
+    def _add_host(self, name: str, role: str, address, host_cls) -> Host:
+        mn_host = self.net.addHost(name, cls=host_cls, ip=None)
+        pid = mn_host.pid
+        self.record.add_process(pid, f"{role} {name}")
+        host = Host(name, role, pid, address, mn_host)
+        self.hosts[name] = host
+        return host
+
+    def _configure_gateway(self, gw: Host, lan_ports: list[str], client_ports: list[str]) -> None:
+        topo = self.topo
+        write_sysctl(gw.pid, "net.ipv4.ip_forward", "1")
+        # Pod-to-pod traffic must visibly cross the router: no redirects that would let nodes
+        # on a shared LAN shortcut it.
+        write_sysctl(gw.pid, "net.ipv4.conf.all.send_redirects", "0")
+        write_sysctl(gw.pid, "net.ipv4.conf.default.send_redirects", "0")
+        with iproute_in(gw.pid) as ipr:
+            if lan_ports:
+                self._bridge(ipr, "br-nodes", lan_ports, topo.master.gateway, topo.node_cidr)
+            if client_ports:
+                self._bridge(ipr, "br-clients", client_ports, topo.clients[0].gateway, topo.client_cidr)
+            for node in topo.workers:
+                ipr.route("replace", dst=str(node.pod_cidr), gateway=str(node.address))
+
+    @staticmethod
+    def _bridge(ipr, name: str, ports: list[str], address: IPv4Address, subnet: IPv4Network) -> None:
+        ipr.link("add", ifname=name, kind="bridge")
+        (index,) = ipr.link_lookup(ifname=name)
+        for port in ports:
+            (port_index,) = ipr.link_lookup(ifname=port)
+            ipr.link("set", index=port_index, master=index, state="up")
+        ipr.addr("add", index=index, address=str(address), prefixlen=subnet.prefixlen)
+        ipr.link("set", index=index, state="up")
+
+    def _configure_node(self, node) -> None:
+        host = self.hosts[node.name]
+        pid = host.pid
+        if node.role == "worker":
+            write_sysctl(pid, "net.ipv4.ip_forward", "1")
+            # Service traffic between pods on one bridge must pass iptables (and hairpin needs
+            # it too): must match the pod ports' hairpin_mode set in pods.py.
+            try:
+                write_sysctl(pid, "net.bridge.bridge-nf-call-iptables", "1")
+            except FileNotFoundError as err:
+                raise NetworkError("bridge netfilter is missing: load it with `modprobe br_netfilter`"
+                                   " (scripts/install.sh does)") from err
+        with iproute_in(pid) as ipr:
+            ipr.route("replace", dst="0.0.0.0/0", gateway=str(node.gateway))
+            if node.role == "worker":
+                ipr.link("add", ifname=BRIDGE, kind="bridge")
+                (index,) = ipr.link_lookup(ifname=BRIDGE)
+                ipr.addr("add", index=index, address=str(node.bridge_address), prefixlen=node.pod_cidr.prefixlen)
+                ipr.link("set", index=index, state="up")
+
+    # -- running --------------------------------------------------------------------------
+
+    def pid(self, name: str) -> int:
+        return self.hosts[name].pid
+
+    def stop(self) -> None:
+        """End the hosts' shells (their namespaces, links and routes go with them)."""
+        if self.net is None:
+            return
+        for host in self.hosts.values():
+            mn_host = host.mn
+            try:
+                mn_host.terminate()
+            except Exception as err:  # a host already gone is fine
+                log.debug("terminate %s: %s", host.name, err)
+            self.record.forget(host.pid)
+        self.net = None

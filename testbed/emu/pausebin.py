@@ -1,0 +1,37 @@
+"""Acts: finds or builds the `testbed-pause` binary from pause.c beside this file.
+
+The binary is built once per source version with the system C compiler (installed by
+scripts/install.sh) and cached under /var/cache/testbed, named by the source's hash, so an
+edited pause.c is rebuilt and two versions never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("pause.c")
+CACHE = Path(os.environ.get("TESTBED_CACHE", "/var/cache/testbed"))
+
+
+class PauseBuildError(RuntimeError):
+    pass
+
+
+def pause_binary() -> str:
+    """The path of a built testbed-pause matching pause.c, building it if needed."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    target = CACHE / f"testbed-pause-{digest}"
+    if target.exists():
+        return str(target)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    for flags in (["-static"], []):  # static is smaller resident; fall back when libc.a is absent
+        proc = subprocess.run(["cc", "-O2", "-Wall", *flags, "-o", str(tmp), str(SOURCE)],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            os.replace(tmp, target)
+            return str(target)
+    raise PauseBuildError(f"cannot build {SOURCE} with cc (run scripts/install.sh): {proc.stderr.strip()}")

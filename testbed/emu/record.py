@@ -1,0 +1,190 @@
+"""Acts: the record of everything a run created, and cleanup that works only from it.
+
+Each run keeps a directory under /run/testbed (RUN_ROOT) holding `record.jsonl`, an append-only
+log written as things are created, so a run killed with SIGKILL still leaves a true account:
+
+    {"proc": PID, "start": STARTTIME, "netns": INODE, "what": "pod default/a pause"}
+    {"gone": PID}
+
+Processes are identified by pid *and* kernel start time, so a reused pid is never touched.
+Cleanup ends the recorded processes and then any process still inside a recorded network
+namespace (orphans such as nginx workers keep a namespace and its veths alive); veths, bridges
+and routes go with their namespaces. Nothing is found by name pattern, and nothing outside the
+record is touched: another user's Mininet network is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUN_ROOT = Path(os.environ.get("TESTBED_RUN_ROOT", "/run/testbed"))
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel start time of `pid` (clock ticks since boot), or None if it is gone.
+
+    A zombie counts as gone (and is reaped if it is our child): it holds no namespace.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return None
+    return int(fields[19])
+
+
+def netns_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def alive(pid: int, start: int | None) -> bool:
+    return start is not None and start_time(pid) == start
+
+
+@dataclass
+class Entry:
+    pid: int
+    start: int
+    netns: int | None
+    what: str
+
+
+@dataclass
+class Record:
+    """One run's record: its directory, and the processes it started and has not yet ended."""
+
+    directory: Path
+    procs: dict[int, Entry] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, name: str) -> Record:
+        RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        directory = RUN_ROOT / f"{name}-{os.getpid()}-{int(time.time())}"
+        directory.mkdir()
+        record = cls(directory)
+        me = os.getpid()
+        (directory / "owner.json").write_text(json.dumps({"pid": me, "start": start_time(me), "name": name}))
+        record._log_path.touch()
+        return record
+
+    @classmethod
+    def load(cls, directory: Path) -> Record:
+        record = cls(directory)
+        try:
+            lines = (directory / "record.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: the entries before it still count
+            if "proc" in item:
+                record.procs[item["proc"]] = Entry(item["proc"], item["start"], item.get("netns"), item.get("what", ""))
+            elif "gone" in item:
+                record.procs.pop(item["gone"], None)
+        return record
+
+    @property
+    def _log_path(self) -> Path:
+        return self.directory / "record.jsonl"
+
+    def _append(self, item: dict) -> None:
+        with open(self._log_path, "a") as log:
+            log.write(json.dumps(item) + "\n")
+
+    def add_process(self, pid: int, what: str) -> Entry:
+        start = start_time(pid)
+        if start is None:
+            raise ProcessLookupError(f"{what}: process {pid} ended before it could be recorded")
+        ns = netns_of(pid)
+        entry = Entry(pid, start, None if ns == _root_netns() else ns, what)
+        self.procs[pid] = entry
+        self._append({"proc": pid, "start": start, "netns": entry.netns, "what": what})
+        return entry
+
+    def forget(self, pid: int) -> None:
+        if self.procs.pop(pid, None) is not None:
+            self._append({"gone": pid})
+
+    def owner_alive(self) -> bool:
+        try:
+            owner = json.loads((self.directory / "owner.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return alive(owner["pid"], owner["start"])
+
+    def clean(self, grace: float = 1.0) -> list[str]:
+        """End every recorded process and everything left in recorded namespaces; remove the dir."""
+        ended = end_processes(self.procs.values(), grace)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return ended
+
+
+def _root_netns() -> int | None:
+    return netns_of(1)
+
+
+def processes_in(namespaces: set[int]) -> list[int]:
+    """Every pid whose network namespace is one of `namespaces` (by inode)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            ns = netns_of(int(entry.name))
+            if ns is not None and ns in namespaces:
+                found.append(int(entry.name))
+    return found
+
+
+def end_processes(entries: Iterable[Entry], grace: float = 1.0) -> list[str]:
+    """SIGTERM the live ones, wait up to `grace`, SIGKILL what remains and any namespace stragglers."""
+    entries = [e for e in entries if alive(e.pid, e.start)]
+    namespaces = {e.netns for e in entries if e.netns is not None}
+    root = _root_netns()
+    namespaces.discard(root)
+    for e in entries:
+        _signal(e.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(e.pid, e.start) for e in entries):
+        time.sleep(0.02)
+    for e in entries:
+        if alive(e.pid, e.start):
+            _signal(e.pid, signal.SIGKILL)
+    for _ in range(50):  # stragglers: anything still inside a namespace we made
+        left = [p for p in processes_in(namespaces) if p != os.getpid()]
+        if not left:
+            break
+        for pid in left:
+            _signal(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    return [e.what for e in entries]
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def records() -> list[Record]:
+    if not RUN_ROOT.is_dir():
+        return []
+    return [Record.load(d) for d in sorted(RUN_ROOT.iterdir()) if d.is_dir()]

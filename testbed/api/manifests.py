@@ -13,9 +13,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
+from testbed.api.endpointslices import SLICE_FIELDS, check_endpointslice
+from testbed.api.ingress import OLD_VERSIONS, check_ingress, convert_v1beta1
 from testbed.api.meta import check_metadata
 from testbed.api.pods import check_pod
+from testbed.api.services import check_service
 from testbed.api.validation import Checker
+from testbed.api.workloads import check_deployment
 from testbed.spec.source import Document, Path_, Problem, SpecError, read_documents
 
 KindChecker = Callable[[Checker, Path_, dict], None]
@@ -35,9 +39,15 @@ def check_namespace(ck: Checker, path: Path_, obj: dict) -> None:
 KINDS: dict[tuple[str, str], tuple[KindChecker, frozenset[str]]] = {
     ("v1", "Pod"): (check_pod, TOP_FIELDS),
     ("v1", "Namespace"): (check_namespace, TOP_FIELDS),
+    ("v1", "Service"): (check_service, TOP_FIELDS),
+    ("apps/v1", "Deployment"): (check_deployment, TOP_FIELDS),
+    ("discovery.k8s.io/v1", "EndpointSlice"): (check_endpointslice, SLICE_FIELDS),
+    ("networking.k8s.io/v1", "Ingress"): (check_ingress, TOP_FIELDS),
 }
 # Old API versions, rewritten to a current one before checking: (apiVersion, kind) -> converter.
-CONVERSIONS: dict[tuple[str, str], Callable[[dict], dict]] = {}
+CONVERSIONS: dict[tuple[str, str], Callable[[dict], dict]] = {
+    (version, "Ingress"): convert_v1beta1 for version in OLD_VERSIONS
+}
 
 
 def _kind_names() -> list[str]:

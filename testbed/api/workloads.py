@@ -1,0 +1,91 @@
+"""Pure: validation and defaults for Deployments (apps/v1).
+
+Defaults as the API server fills them: replicas 1, strategy RollingUpdate with maxSurge and
+maxUnavailable 25%, revisionHistoryLimit 10, progressDeadlineSeconds 600, and the pod template
+defaults from pods.py. The selector must select the template's labels, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+from testbed.api.meta import check_label_selector, check_labels, check_metadata, selector_matches
+from testbed.api.pods import POD_SPEC_FIELDS, check_pod_spec
+from testbed.api.validation import Checker
+from testbed.spec.source import Path_
+
+DEPLOYMENT_SPEC_FIELDS = frozenset({
+    "replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit",
+    "progressDeadlineSeconds", "paused",
+})
+TEMPLATE_META_FIELDS = frozenset({"name", "labels", "annotations", "namespace",
+                                  "creationTimestamp"})
+
+
+def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
+    check_metadata(ck, path, obj)
+    spec = ck.obj(obj, "spec", path, DEPLOYMENT_SPEC_FIELDS, required=True)
+    if spec is None:
+        return
+    p = path + ("spec",)
+    if ck.positive(spec, "replicas", p, minimum=0) is None and "replicas" not in spec:
+        spec["replicas"] = 1
+    for key, default in (("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600),
+                         ("minReadySeconds", 0)):
+        if ck.positive(spec, key, p, minimum=0) is None and key not in spec:
+            spec[key] = default
+    ck.get(spec, "paused", p, "boolean")
+    _check_strategy(ck, p, spec)
+
+    selector = None
+    if spec.get("selector") is None:
+        ck.required(p + ("selector",))
+    else:
+        selector = check_label_selector(ck, p + ("selector",), spec["selector"])
+        if selector is not None and not selector.get("matchLabels") \
+                and not selector.get("matchExpressions"):
+            ck.invalid(p + ("selector",), selector, "empty selector is invalid for deployment")
+            selector = None
+    template = ck.obj(spec, "template", p, {"metadata", "spec"}, required=True)
+    if template is None:
+        return
+    tp = p + ("template",)
+    meta = ck.obj(template, "metadata", tp, TEMPLATE_META_FIELDS) or {}
+    labels = check_labels(ck, tp + ("metadata", "labels"), meta.get("labels"))
+    if selector is not None and not selector_matches(selector, labels):
+        ck.invalid(tp + ("metadata", "labels"), labels, "`selector` does not match template "
+                   "`labels`")
+    pod_spec = ck.obj(template, "spec", tp, POD_SPEC_FIELDS, required=True)
+    if pod_spec is not None:
+        check_pod_spec(ck, tp + ("spec",), pod_spec)
+        if pod_spec.get("restartPolicy") not in ("Always", None) and isinstance(
+                pod_spec.get("restartPolicy"), str):
+            ck.unsupported(tp + ("spec", "restartPolicy"), pod_spec["restartPolicy"], ["Always"])
+
+
+def _check_strategy(ck: Checker, p: Path_, spec: dict) -> None:
+    strategy = ck.obj(spec, "strategy", p, {"type", "rollingUpdate"})
+    if strategy is None:
+        if spec.get("strategy") is not None:
+            return
+        strategy = spec["strategy"] = {}
+    sp = p + ("strategy",)
+    kind = ck.enum(strategy, "type", sp, ["RollingUpdate", "Recreate"], default="RollingUpdate")
+    rolling = ck.obj(strategy, "rollingUpdate", sp, {"maxSurge", "maxUnavailable"})
+    if kind == "Recreate":
+        if rolling is not None:
+            ck.forbidden(sp + ("rollingUpdate",), "may not be specified when strategy `type` is "
+                         "'Recreate'")
+        return
+    if rolling is None:
+        rolling = strategy["rollingUpdate"] = {}
+    rp = sp + ("rollingUpdate",)
+    for key in ("maxSurge", "maxUnavailable"):
+        value = rolling.setdefault(key, "25%")
+        if isinstance(value, str):
+            if not (value.endswith("%") and value[:-1].isdigit()):
+                ck.invalid(rp + (key,), value, "a valid percent string must be a numeric string "
+                           "followed by an ending '%' (e.g. '1%',  or '93%')")
+        elif type(value) is not int or value < 0:
+            ck.invalid(rp + (key,), value, "must be greater than or equal to 0")
+    if rolling.get("maxSurge") in (0, "0%") and rolling.get("maxUnavailable") in (0, "0%"):
+        ck.invalid(rp + ("maxUnavailable",), rolling["maxUnavailable"],
+                   "may not be 0 when `maxSurge` is 0")

@@ -110,11 +110,12 @@ class Record:
         with open(self._log_path, "a") as log:
             log.write(json.dumps(item) + "\n")
 
-    def add_process(self, pid: int, what: str) -> Entry:
+    def add_process(self, pid: int, what: str, netns: int | None = None) -> Entry:
+        """Record a process we started; `netns` names its namespace when it is still joining it."""
         start = start_time(pid)
         if start is None:
             raise ProcessLookupError(f"{what}: process {pid} ended before it could be recorded")
-        ns = netns_of(pid)
+        ns = netns if netns is not None else netns_of(pid)
         entry = Entry(pid, start, None if ns == _root_netns() else ns, what)
         self.procs[pid] = entry
         self._append({"proc": pid, "start": start, "netns": entry.netns, "what": what})

@@ -1,0 +1,55 @@
+"""Pure: what a container runs, given its image, command, args and env (there is no registry).
+
+A container's `command` runs on the node's own filesystem, as written, after Kubernetes'
+`$(VAR)` expansion. With no `command`, the image's entrypoint is looked up here: images the
+testbed knows (agnhost, for its netexec server) map to programs shipped with the testbed; for
+any other image a command must be given, and the error says so.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+_REF = re.compile(r"\$\$|\$\(([A-Za-z_][-._A-Za-z0-9]*)\)")
+
+
+class ImageError(ValueError):
+    pass
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion: $(VAR) -> value when VAR is defined, $$ -> $, else left as is."""
+    def sub(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+    return _REF.sub(sub, text)
+
+
+def image_name(image: str) -> str:
+    """registry.k8s.io/e2e-test-images/agnhost:2.39 -> agnhost."""
+    last = image.rsplit("/", 1)[-1]
+    return last.split("@", 1)[0].split(":", 1)[0]
+
+
+# Images whose entrypoint the testbed provides: name -> argv prefix (args are appended).
+ENTRYPOINTS: dict[str, list[str]] = {
+    "agnhost": [sys.executable, "-m", "testbed.workloads.agnhost"],
+    "pause": [],  # handled by the sandbox itself; a pause container just sleeps
+}
+
+
+def container_argv(container: dict, env: dict[str, str]) -> list[str]:
+    """The argv a container runs; ImageError when it cannot be known."""
+    command = [expand(c, env) for c in container.get("command") or []]
+    args = [expand(a, env) for a in container.get("args") or []]
+    if command:
+        return command + args
+    name = image_name(str(container.get("image", "")))
+    if name in ENTRYPOINTS:
+        entry = ENTRYPOINTS[name]
+        return (entry + args) if entry else ["sleep", "infinity"]
+    raise ImageError(f"image {container.get('image')!r} has no entrypoint the testbed knows: give "
+                     f"the container a command (known images: {', '.join(sorted(ENTRYPOINTS))})")

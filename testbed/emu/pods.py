@@ -1,0 +1,234 @@
+"""Acts: pod sandboxes and containers on a node, the part a container runtime plays.
+
+A sandbox is a `testbed-pause` process holding the pod's network, UTS (hostname = pod name)
+and IPC namespaces, wired to the node by the pod network plugin (podnet.py). Containers are
+processes that join those namespaces, each with its own working directory, environment and
+private mount namespace in which the pod's own /etc/hosts, /etc/resolv.conf and /etc/hostname
+are bind-mounted and /sys shows the pod's interfaces. Containers of a pod therefore reach each
+other on localhost and are told apart only by port, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from testbed.emu.images import ImageError, container_argv
+from testbed.emu.pausebin import pause_binary
+from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
+from testbed.emu.record import Record, end_processes
+
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class PodError(RuntimeError):
+    pass
+
+
+@dataclass
+class Container:
+    name: str
+    argv: list[str]
+    ports: list[dict]
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Pod:
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    manifest: dict
+    directory: Path
+    pause: subprocess.Popen | None = None
+    attachment: Attachment | None = None
+    containers: dict[str, Container] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ip(self) -> IPv4Address | None:
+        return None if self.attachment is None else self.attachment.ip
+
+    @property
+    def pid(self) -> int:
+        assert self.pause is not None
+        return self.pause.pid
+
+
+def hosts_file(pod: Pod, ip: IPv4Address) -> str:
+    """/etc/hosts as the kubelet writes it for a pod."""
+    spec = pod.manifest.get("spec", {})
+    hostname = spec.get("hostname") or pod.name
+    line = f"{ip}\t{hostname}"
+    if spec.get("subdomain"):
+        line = f"{ip}\t{hostname}.{spec['subdomain']}.{pod.namespace}.svc.cluster.local\t{hostname}"
+    return ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+            f"{line}\n")
+
+
+def resolv_conf(namespace: str, nameserver: IPv4Address, domain: str = "cluster.local") -> str:
+    """/etc/resolv.conf as the kubelet writes it for dnsPolicy ClusterFirst."""
+    return (f"search {namespace}.svc.{domain} svc.{domain} {domain}\n"
+            f"nameserver {nameserver}\noptions ndots:5\n")
+
+
+class PodRuntime:
+    """Runs the pods of every node of one cluster; records every process it starts."""
+
+    def __init__(self, record: Record, network: PodNetwork, nameserver: IPv4Address,
+                 python_bin: str | None = None):
+        self.record = record
+        self.network = network
+        self.nameserver = nameserver
+        self.pause_bin = pause_binary()
+        # Containers find the testbed's own programs (and its python) first on PATH.
+        bindir = str(Path(python_bin or os.sys.executable).parent)
+        self.path = f"{bindir}:{BASE_PATH}"
+
+    # -- sandboxes ----------------------------------------------------------------------------
+
+    def run_pods(self, node: NodeRef, manifests: list[dict]) -> list[Pod]:
+        """Create sandboxes for `manifests` on `node` and start their containers.
+
+        The pause processes are all started before any is waited for, so their start-up
+        overlaps; then each is wired and its containers started.
+        """
+        pods = []
+        for manifest in manifests:
+            meta = manifest["metadata"]
+            uid = meta.get("uid") or str(uuid.uuid4())
+            directory = self.record.directory / "pods" / f"{meta['namespace']}_{meta['name']}"
+            pods.append(Pod(meta["namespace"], meta["name"], uid, node.name, manifest, directory))
+        for pod in pods:  # argv checks before anything is started
+            self._plan_containers(pod)
+        started: list[Pod] = []
+        try:
+            for pod in pods:
+                hostname = pod.manifest["spec"].get("hostname") or pod.name
+                pod.pause = subprocess.Popen([self.pause_bin, "pause", hostname], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             start_new_session=True)
+                started.append(pod)
+            for pod in pods:
+                line = pod.pause.stdout.readline()
+                if line != b"ok\n":
+                    err = pod.pause.stderr.read().decode(errors="replace")
+                    raise PodError(f"pod {pod.key}: sandbox failed to start: {err.strip() or line!r}")
+                pod.pause.stdout.close()
+                pod.pause.stderr.close()
+                self.record.add_process(pod.pid, f"pod {pod.key} pause")
+            for pod in pods:
+                pod.attachment = self.network.add(node, pod.key, pod.uid, pod.pid)
+                self._write_files(pod)
+                for container in pod.containers.values():
+                    self._start(pod, container)
+        except BaseException:
+            for pod in started:
+                self.delete(node, pod)
+            raise
+        return pods
+
+    def _plan_containers(self, pod: Pod) -> None:
+        spec = pod.manifest["spec"]
+        for index, c in enumerate(spec.get("containers", [])):
+            env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) if "name" in e}
+            try:
+                argv = container_argv(c, env)
+            except ImageError as err:
+                raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): {err}") from None
+            if shutil.which(argv[0], path=self.path) is None:
+                raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): command "
+                               f"{argv[0]!r} is not found on the node (PATH={self.path})")
+            log = pod.directory / "containers" / c["name"] / "log"
+            pod.containers[c["name"]] = Container(c["name"], argv, c.get("ports", []), log)
+
+    def _write_files(self, pod: Pod) -> None:
+        pod.directory.mkdir(parents=True, exist_ok=True)
+        (pod.directory / "hosts").write_text(hosts_file(pod, pod.ip))
+        (pod.directory / "resolv.conf").write_text(resolv_conf(pod.namespace, self.nameserver))
+        (pod.directory / "hostname").write_text((pod.manifest["spec"].get("hostname") or pod.name) + "\n")
+
+    def _start(self, pod: Pod, container: Container) -> None:
+        spec = next(c for c in pod.manifest["spec"]["containers"] if c["name"] == container.name)
+        workdir = container.log.parent
+        workdir.mkdir(parents=True, exist_ok=True)
+        # A workingDir that exists on the node is used as it is; otherwise the container runs
+        # in its own directory (there is no image filesystem to create it in).
+        wanted = spec.get("workingDir")
+        cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
+        env = {"PATH": self.path, "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name,
+               "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
+        env.update({e["name"]: str(e.get("value", "")) for e in spec.get("env", []) if "name" in e})
+        argv = [self.pause_bin, "enter", str(pod.pid),
+                "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
+                "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf",
+                "--bind", f"{pod.directory / 'hostname'}:/etc/hostname",
+                "--sysfs", "--chdir", cwd, "--", *container.argv]
+        with open(container.log, "ab") as log:
+            container.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True)
+        self.record.add_process(container.proc.pid, f"pod {pod.key} container {container.name}",
+                                netns=self.record.procs[pod.pid].netns)
+
+    # -- deletion -----------------------------------------------------------------------------
+
+    def delete(self, node: NodeRef, pod: Pod, grace: float = 2.0) -> None:
+        """End every process in the pod's namespace, then unwire it. Safe to call twice."""
+        containers = [self.record.procs[c.pid] for c in pod.containers.values() if c.pid in self.record.procs]
+        sandbox = [self.record.procs[pod.pid]] if pod.pause and pod.pid in self.record.procs else []
+        # Containers first (SIGTERM, SIGKILL after the grace), then the sandbox; anything left
+        # in the namespace (a server's forked workers) is ended by namespace identity.
+        end_processes(containers, grace)
+        end_processes(sandbox, grace)
+        for proc in [pod.pause, *(c.proc for c in pod.containers.values())]:
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        for entry in containers + sandbox:
+            self.record.forget(entry.pid)
+        if pod.attachment is not None:
+            self.network.delete(node, pod.attachment)
+            pod.attachment = None
+        shutil.rmtree(pod.directory, ignore_errors=True)
+
+    def wait_listening(self, pod: Pod, timeout: float = 5.0) -> bool:
+        """Wait until every declared TCP container port accepts (servers take a moment)."""
+        from testbed.net.netns import socket_in
+
+        ports = [p["containerPort"] for c in pod.containers.values() for p in c.ports
+                 if p.get("protocol", "TCP") == "TCP"]
+        deadline = time.monotonic() + timeout
+        for port in ports:
+            while True:
+                sock = socket_in(pod.pid)
+                sock.settimeout(0.5)
+                try:
+                    sock.connect(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.05)
+                finally:
+                    sock.close()
+        return True

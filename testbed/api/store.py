@@ -1,0 +1,305 @@
+"""Pure: the in-memory object store behind the API server, with resource versions and watch.
+
+Objects are plain dicts keyed by (kind, namespace, name); cluster-scoped kinds use namespace "".
+One monotonically increasing counter per store gives every write a resourceVersion (a string,
+as in Kubernetes; clients must treat it as opaque). Semantics follow the API server:
+
+* `create` fills uid, creationTimestamp, generation 1; `update` keeps status (the status
+  subresource is `update_status`) and bumps generation only when something outside metadata
+  and status changed; an update that changes nothing writes nothing and sends no event.
+* `update` with metadata.resourceVersion set must match the stored one (optimistic
+  concurrency, HTTP 409); `apply` is create-or-update and ignores it.
+* `delete` with a grace period only marks the object (deletionTimestamp, a MODIFIED event),
+  as for terminating Pods; without one it removes the object (a DELETED event).
+* `watch` returns events after a resourceVersion, waiting up to a timeout for the first; the
+  history is bounded and a resourceVersion older than it raises `Expired` (HTTP 410). A watch
+  with a label selector sees an object that stops matching as DELETED and one that starts
+  matching as ADDED, as the API server's watch cache does.
+
+Thread-safe: one lock, and a condition that writers notify and watchers wait on. No I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from testbed.api.meta import parse_selector, selector_matches
+
+CLUSTER_SCOPED = frozenset({"Namespace", "Node", "IngressClass"})
+Key = tuple[str, str, str]
+
+
+class StoreError(Exception):
+    """A refused store operation; `code` is the HTTP status the API server answers with."""
+
+    code = 500
+    reason = "InternalError"
+
+
+class NotFound(StoreError):
+    code, reason = 404, "NotFound"
+
+
+class AlreadyExists(StoreError):
+    code, reason = 409, "AlreadyExists"
+
+
+class Conflict(StoreError):
+    code, reason = 409, "Conflict"
+
+
+class Expired(StoreError):
+    code, reason = 410, "Expired"
+
+
+class Invalid(StoreError):
+    code, reason = 422, "Invalid"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # ADDED, MODIFIED, DELETED
+    object: dict
+    resource_version: int
+    previous: dict | None = None  # the object before a MODIFIED or DELETED
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    """Events after the requested version; resume the next watch from `resource_version`."""
+
+    events: list[Event]
+    resource_version: str
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def key_of(obj: dict) -> Key:
+    meta = obj.get("metadata") or {}
+    kind = obj.get("kind", "")
+    namespace = "" if kind in CLUSTER_SCOPED else meta.get("namespace") or "default"
+    return kind, namespace, meta.get("name", "")
+
+
+def _describe(key: Key) -> str:
+    kind, namespace, name = key
+    return f'{kind.lower()}s "{name}"' + (f" in namespace {namespace!r}" if namespace else "")
+
+
+def _spec_part(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+class Store:
+    def __init__(self, history: int = 1000, now: Callable[[], str] = utc_now,
+                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())):
+        self._objects: dict[Key, dict] = {}
+        self._events: deque[Event] = deque()
+        self._history = history
+        self._dropped_upto = 0  # the newest resourceVersion no longer in the history
+        self._rv = 0
+        self._now = now
+        self._new_uid = new_uid
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> str:
+        with self._lock:
+            return str(self._rv)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict:
+        key = (kind, "" if kind in CLUSTER_SCOPED else namespace, name)
+        with self._lock:
+            if key not in self._objects:
+                raise NotFound(f"{_describe(key)} not found")
+            return copy.deepcopy(self._objects[key])
+
+    def list(self, kind: str, namespace: str | None = None,
+             selector: dict | str | None = None) -> tuple[list[dict], str]:
+        """Matching objects sorted by namespace and name, and the store's resourceVersion."""
+        sel = parse_selector(selector) if isinstance(selector, str) else selector
+        with self._lock:
+            out = [copy.deepcopy(obj) for key, obj in sorted(self._objects.items())
+                   if key[0] == kind and (namespace is None or key[1] == namespace)
+                   and selector_matches(sel, obj["metadata"].get("labels"))]
+            return out, str(self._rv)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def create(self, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + self._new_uid().replace("-", "")[:5]
+        key = key_of(obj)
+        if not key[0] or not key[2]:
+            raise Invalid("kind and metadata.name are required")
+        with self._lock:
+            if key in self._objects:
+                raise AlreadyExists(f"{_describe(key)} already exists")
+            if key[1]:
+                meta["namespace"] = key[1]
+            for server_field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+                meta.pop(server_field, None)
+            meta["uid"] = self._new_uid()
+            meta["creationTimestamp"] = self._now()
+            meta["generation"] = 1
+            return self._write(key, obj, "ADDED", None)
+
+    def update(self, obj: dict) -> dict:
+        """Replace everything but status; 409 if a given resourceVersion is stale."""
+        return self._replace(obj, status=False, check_version=True)
+
+    def update_status(self, obj: dict) -> dict:
+        """Replace only status (the status subresource)."""
+        return self._replace(obj, status=True, check_version=True)
+
+    def apply(self, obj: dict) -> dict:
+        """Create, or update ignoring resourceVersion (what `kubectl apply` amounts to here)."""
+        with self._lock:
+            exists = key_of(obj) in self._objects
+        if not exists:
+            try:
+                return self.create(obj)
+            except AlreadyExists:
+                pass  # created between the two locks; fall through to update
+        return self._replace(obj, status=False, check_version=False)
+
+    def delete(self, kind: str, namespace: str, name: str,
+               grace_seconds: int | None = None) -> dict:
+        """Remove the object, or with a grace period mark it terminating. Returns it."""
+        key = (kind, "" if kind in CLUSTER_SCOPED else namespace, name)
+        with self._lock:
+            old = self._objects.get(key)
+            if old is None:
+                raise NotFound(f"{_describe(key)} not found")
+            if grace_seconds:
+                if old["metadata"].get("deletionTimestamp"):
+                    return copy.deepcopy(old)
+                new = copy.deepcopy(old)
+                new["metadata"]["deletionTimestamp"] = self._now()
+                new["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
+                return self._write(key, new, "MODIFIED", old)
+            return self._write(key, None, "DELETED", old)
+
+    def _replace(self, obj: dict, status: bool, check_version: bool) -> dict:
+        key = key_of(obj)
+        with self._lock:
+            old = self._objects.get(key)
+            if old is None:
+                raise NotFound(f"{_describe(key)} not found")
+            given = (obj.get("metadata") or {}).get("resourceVersion")
+            if check_version and given and given != old["metadata"]["resourceVersion"]:
+                raise Conflict(f"Operation cannot be fulfilled on {_describe(key)}: the object "
+                               "has been modified; please apply your changes to the latest "
+                               "version and try again")
+            if status:
+                new = copy.deepcopy(old)
+                if "status" in obj:
+                    new["status"] = copy.deepcopy(obj["status"])
+            else:
+                new = copy.deepcopy(obj)
+                new["metadata"] = meta = copy.deepcopy(obj.get("metadata") or {})
+                for server_field in ("uid", "creationTimestamp", "generation",
+                                     "deletionTimestamp", "deletionGracePeriodSeconds"):
+                    if server_field in old["metadata"]:
+                        meta[server_field] = old["metadata"][server_field]
+                    else:
+                        meta.pop(server_field, None)
+                if key[1]:
+                    meta["namespace"] = key[1]
+                new.pop("status", None)
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                if _spec_part(new) != _spec_part(old):
+                    meta["generation"] = old["metadata"]["generation"] + 1
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            if new == old:
+                return copy.deepcopy(old)
+            return self._write(key, new, "MODIFIED", old)
+
+    def _write(self, key: Key, new: dict | None, kind: str, old: dict | None) -> dict:
+        """Under the lock: bump the version, store, record the event, wake watchers."""
+        self._rv += 1
+        if new is None:
+            del self._objects[key]
+            shown = copy.deepcopy(old)
+            assert shown is not None
+        else:
+            new["metadata"]["resourceVersion"] = str(self._rv)
+            self._objects[key] = new
+            shown = copy.deepcopy(new)
+        if new is None:
+            shown["metadata"]["resourceVersion"] = str(self._rv)
+        self._events.append(Event(kind, shown, self._rv, old))
+        while len(self._events) > self._history:
+            self._dropped_upto = self._events.popleft().resource_version
+        self._changed.notify_all()
+        return copy.deepcopy(shown)
+
+    # -- watch ---------------------------------------------------------------------------------
+
+    def watch(self, kind: str | None = None, namespace: str | None = None,
+              since: str | None = None, timeout: float = 0.0,
+              selector: dict | str | None = None) -> WatchBatch:
+        """Events after `since`, waiting up to `timeout` seconds for the first one.
+
+        `since` None, "" or "0" starts with a synthetic ADDED event per current object, as a
+        Kubernetes watch without a resourceVersion does.
+        """
+        sel = parse_selector(selector) if isinstance(selector, str) else selector
+
+        def matches(obj: dict | None) -> bool:
+            if obj is None:
+                return False
+            k = key_of(obj)
+            return ((kind is None or k[0] == kind) and (namespace is None or k[1] == namespace)
+                    and selector_matches(sel, obj["metadata"].get("labels")))
+
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if since in (None, "", "0"):
+                events = [Event("ADDED", copy.deepcopy(obj), int(obj["metadata"]
+                                                                  ["resourceVersion"]))
+                          for _, obj in sorted(self._objects.items()) if matches(obj)]
+                return WatchBatch(events, str(self._rv))
+            try:
+                start = int(since)
+            except ValueError:
+                raise Invalid(f"invalid resource version {since!r}") from None
+            while True:
+                if start < self._dropped_upto:
+                    raise Expired(f"too old resource version: {start} ({self._dropped_upto + 1})")
+                events = []
+                for event in self._events:
+                    if event.resource_version <= start:
+                        continue
+                    now_in, was_in = matches(event.object), matches(event.previous)
+                    if event.type == "DELETED":
+                        now_in = False
+                    if now_in and was_in:
+                        events.append(event)
+                    elif now_in:
+                        events.append(Event("ADDED", event.object, event.resource_version,
+                                            event.previous))
+                    elif was_in:
+                        events.append(Event("DELETED", event.object, event.resource_version,
+                                            event.previous))
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    out = [Event(e.type, copy.deepcopy(e.object), e.resource_version)
+                           for e in events]
+                    return WatchBatch(out, str(self._rv))
+                self._changed.wait(remaining)

@@ -1,0 +1,164 @@
+"""The object store: versions, optimistic concurrency, graceful delete, watch semantics."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from testbed.api.store import AlreadyExists, Conflict, Expired, NotFound, Store
+
+
+def make_store(history: int = 1000) -> Store:
+    uids = (f"uid-{i}" for i in itertools.count(1))
+    return Store(history=history, now=lambda: "2024-01-01T00:00:00Z", new_uid=lambda: next(uids))
+
+
+def pod(name: str, ns: str = "default", labels: dict | None = None, image: str = "nginx") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+            "spec": {"containers": [{"name": "c", "image": image}]}}
+
+
+def test_create_fills_server_fields_and_versions_increase() -> None:
+    store = make_store()
+    a = store.create(pod("a"))
+    b = store.create({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": "shop", "namespace": "ignored"}})
+    assert a["metadata"]["uid"] == "uid-1"
+    assert a["metadata"]["resourceVersion"] == "1"
+    assert a["metadata"]["generation"] == 1
+    assert a["metadata"]["creationTimestamp"] == "2024-01-01T00:00:00Z"
+    assert b["metadata"]["resourceVersion"] == "2"
+    assert store.resource_version == "2"
+    assert store.get("Namespace", "anything", "shop")["metadata"]["uid"] == "uid-2"
+    with pytest.raises(AlreadyExists):
+        store.create(pod("a"))
+    with pytest.raises(NotFound, match='pods "zz" in namespace \'default\' not found'):
+        store.get("Pod", "default", "zz")
+
+
+def test_returned_objects_are_copies() -> None:
+    store = make_store()
+    a = store.create(pod("a"))
+    a["spec"]["containers"][0]["image"] = "changed"
+    assert store.get("Pod", "default", "a")["spec"]["containers"][0]["image"] == "nginx"
+
+
+def test_update_generation_status_and_conflict() -> None:
+    store = make_store()
+    store.create(pod("a"))
+    same = store.apply(pod("a"))
+    assert same["metadata"]["resourceVersion"] == "1"  # no change, no write
+    relabeled = store.apply(pod("a", labels={"x": "y"}))
+    assert relabeled["metadata"]["generation"] == 1
+    assert relabeled["metadata"]["resourceVersion"] == "2"
+    changed = store.apply(pod("a", labels={"x": "y"}, image="httpd"))
+    assert changed["metadata"]["generation"] == 2
+    with_status = dict(changed, status={"phase": "Running", "podIP": "10.244.1.2"})
+    st = store.update_status(with_status)
+    assert st["status"]["phase"] == "Running"
+    assert st["metadata"]["generation"] == 2
+    again = store.update(dict(st, status={"phase": "Failed"}))  # status ignored by update
+    assert again["status"]["phase"] == "Running"
+    stale = dict(pod("a"), metadata=dict(pod("a")["metadata"], resourceVersion="1"))
+    with pytest.raises(Conflict, match="the object has been modified"):
+        store.update(stale)
+    with pytest.raises(NotFound):
+        store.update(pod("missing"))
+
+
+def test_list_with_selectors() -> None:
+    store = make_store()
+    store.create(pod("b", labels={"app": "web", "tier": "fe"}))
+    store.create(pod("a", labels={"app": "web"}))
+    store.create(pod("c", ns="other", labels={"app": "db"}))
+    names = lambda objs: [o["metadata"]["name"] for o in objs[0]]  # noqa: E731
+    assert names(store.list("Pod")) == ["a", "b", "c"]
+    assert names(store.list("Pod", "default")) == ["a", "b"]
+    assert names(store.list("Pod", selector="app=web,tier!=fe")) == ["a"]
+    assert names(store.list("Pod", selector="app in (web, db),!tier")) == ["a", "c"]
+    assert names(store.list("Pod", selector={"matchLabels": {"tier": "fe"}})) == ["b"]
+    assert store.list("Pod")[1] == "3"
+
+
+def test_graceful_delete_then_delete() -> None:
+    store = make_store()
+    store.create(pod("a"))
+    marked = store.delete("Pod", "default", "a", grace_seconds=30)
+    assert marked["metadata"]["deletionTimestamp"] == "2024-01-01T00:00:00Z"
+    assert store.delete("Pod", "default", "a", grace_seconds=30)["metadata"][
+        "resourceVersion"] == "2"
+    gone = store.delete("Pod", "default", "a")
+    assert gone["metadata"]["resourceVersion"] == "3"
+    with pytest.raises(NotFound):
+        store.delete("Pod", "default", "a")
+    types = [e.type for e in store.watch("Pod", since="0").events]
+    assert types == []
+    assert [e.type for e in store.watch("Pod", since="1").events] == ["MODIFIED", "DELETED"]
+
+
+def test_watch_from_version_and_filters() -> None:
+    store = make_store()
+    store.create(pod("a", labels={"app": "web"}))
+    rv = store.resource_version
+    store.create(pod("b", ns="other"))
+    store.apply(pod("a", labels={"app": "api"}))
+    store.apply(pod("a", labels={"app": "web"}))
+    store.delete("Pod", "default", "a")
+    batch = store.watch("Pod", namespace="default", since=rv)
+    assert [(e.type, e.resource_version) for e in batch.events] == [
+        ("MODIFIED", 3), ("MODIFIED", 4), ("DELETED", 5)]
+    assert batch.resource_version == "5"
+    web = store.watch("Pod", since=rv, selector="app=web")
+    assert [(e.type, e.resource_version) for e in web.events] == [
+        ("DELETED", 3), ("ADDED", 4), ("DELETED", 5)]
+    initial = store.watch("Pod", since="")
+    assert [(e.type, e.object["metadata"]["name"]) for e in initial.events] == [("ADDED", "b")]
+
+
+def test_watch_expired_when_history_is_gone() -> None:
+    store = make_store(history=2)
+    for name in "abcd":
+        store.create(pod(name))
+    assert [e.resource_version for e in store.watch(since="2").events] == [3, 4]
+    with pytest.raises(Expired, match=r"too old resource version: 1 \(3\)") as info:
+        store.watch(since="1")
+    assert info.value.code == 410
+
+
+def test_watch_waits_for_a_writer_and_times_out() -> None:
+    store = make_store()
+    store.create(pod("x"))
+    rv = store.resource_version
+    start = time.monotonic()
+    empty = store.watch("Pod", since=rv, timeout=0.05)
+    assert empty.events == [] and empty.resource_version == rv
+    assert time.monotonic() - start >= 0.05
+    timer = threading.Timer(0.05, lambda: store.create(pod("y")))
+    timer.start()
+    batch = store.watch("Pod", since=rv, timeout=5)
+    timer.join()
+    assert [e.object["metadata"]["name"] for e in batch.events] == ["y"]
+
+
+def test_generate_name_and_concurrent_creates() -> None:
+    store = make_store()
+    made = store.create({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"generateName": "web-"}, "spec": {}})
+    assert made["metadata"]["name"].startswith("web-")
+
+    def worker(i: int) -> None:
+        for j in range(50):
+            store.create(pod(f"p{i}-{j}"))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.resource_version == "201"
+    versions = [e.resource_version for e in store.watch(since="1").events]
+    assert versions == list(range(2, 202))

@@ -1,0 +1,315 @@
+"""Pure: Kubernetes Service and EndpointSlice dicts -> `ServicePort`s and endpoints.
+
+Owns the reading of API objects the way kube-proxy's change trackers do (serviceport.go,
+endpointslicecache.go): sloppy IP parsing (leading zeros are decimal, as Go's ParseIPSloppy),
+IP-family filtering, endpoint de-duplication, skipping headless and ExternalName services.
+Every problem is returned as an `Issue` with the path of the offending field; the caller decides
+whether that is fatal (a case file: SpecError) or a skipped object (a running kube-proxy).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from testbed.proxy.model import (
+    DEFAULT_AFFINITY_TIMEOUT,
+    Endpoint,
+    ServicePort,
+    ServicePortName,
+    in_family,
+)
+
+Path = tuple[str | int, ...]
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in one object: the path of the field (from the object list) and why."""
+
+    path: Path
+    message: str
+
+
+def parse_ip(text: Any) -> str | None:
+    """Go ParseIPSloppy + String(): "10.180.00.001" -> "10.180.0.1"; None if not an IP."""
+    if not isinstance(text, str):
+        return None
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() for p in parts):
+        nums = [int(p, 10) for p in parts]
+        return ".".join(map(str, nums)) if all(n <= 255 for n in nums) else None
+    if ":" not in text:
+        return None
+    try:
+        addr = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+
+
+def parse_cidr(text: Any) -> str | None:
+    """Go ParseCIDRSloppy + IPNet.String(): the masked network, "203.0.113.000/025" -> .../25."""
+    if not isinstance(text, str) or text.count("/") != 1:
+        return None
+    ip_text, _, bits = text.partition("/")
+    ip = parse_ip(ip_text)
+    if ip is None or not bits.isdigit() or not bits.isascii():
+        return None
+    try:
+        return str(ipaddress.ip_network(f"{ip}/{int(bits, 10)}", strict=False))
+    except ValueError:
+        return None
+
+
+class _Reader:
+    """Typed field access with issue collection, relative to one object's path."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+
+    def bad(self, path: Path, message: str) -> None:
+        self.issues.append(Issue(path, message))
+
+    def mapping(self, obj: Any, path: Path, required: bool = False) -> Mapping[str, Any]:
+        if obj is None:
+            if required:
+                self.bad(path, "missing field")
+            return {}
+        if not isinstance(obj, Mapping):
+            self.bad(path, "expected a mapping")
+            return {}
+        return obj
+
+    def seq(self, obj: Any, path: Path) -> list[Any]:
+        if obj is None:
+            return []
+        if not isinstance(obj, list):
+            self.bad(path, "expected a list")
+            return []
+        return obj
+
+    def string(self, obj: Mapping[str, Any], key: str, path: Path, default: str | None = None,
+               choices: Iterable[str] | None = None) -> str | None:
+        value = obj.get(key)
+        if value is None:
+            if default is None:
+                self.bad(path + (key,), "missing field")
+            return default
+        if not isinstance(value, str):
+            self.bad(path + (key,), "expected a string")
+            return default
+        if choices is not None and value not in choices:
+            self.bad(path + (key,), f"must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value
+
+    def port(self, obj: Mapping[str, Any], key: str, path: Path, required: bool) -> int:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.bad(path + (key,), "missing field")
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+            self.bad(path + (key,), f"must be a port number 1-65535, not {value!r}")
+            return 0
+        return value
+
+    def ips(self, values: Any, path: Path, family: str, cidr: bool = False) -> tuple[str, ...]:
+        out: list[str] = []
+        for i, raw in enumerate(self.seq(values, path)):
+            text = raw.strip() if cidr and isinstance(raw, str) else raw
+            ip = parse_cidr(text) if cidr else parse_ip(text)
+            if ip is None:
+                self.bad(path + (i,), f"not a valid {'CIDR' if cidr else 'IP address'}: {raw!r}")
+            elif in_family(ip, family):
+                out.append(ip)
+        return tuple(out)
+
+
+def service_ports(obj: Mapping[str, Any], path: Path, family: str,
+                  issues: list[Issue]) -> list[ServicePort]:
+    """The ports of one Service as kube-proxy sees them; [] for services it skips."""
+    r = _Reader(issues)
+    meta = r.mapping(obj.get("metadata"), path + ("metadata",), required=True)
+    spec = r.mapping(obj.get("spec"), path + ("spec",), required=True)
+    status = r.mapping(obj.get("status"), path + ("status",))
+    mpath, spath = path + ("metadata",), path + ("spec",)
+    ns = r.string(meta, "namespace", mpath, default="default")
+    name = r.string(meta, "name", mpath)
+    svc_type = r.string(spec, "type", spath, default="ClusterIP",
+                        choices=("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"))
+    if svc_type == "ExternalName":
+        return []
+    cluster_ip_raw = spec.get("clusterIP")
+    if cluster_ip_raw is None:
+        r.bad(spath + ("clusterIP",), "missing field (use \"None\" for a headless service)")
+        return []
+    if cluster_ip_raw in ("", "None"):
+        return []
+    cluster_ip = parse_ip(cluster_ip_raw)
+    if cluster_ip is None:
+        r.bad(spath + ("clusterIP",), f"not a valid IP address: {cluster_ip_raw!r}")
+    external_ips = r.ips(spec.get("externalIPs"), spath + ("externalIPs",), family)
+    ranges = r.ips(spec.get("loadBalancerSourceRanges"), spath + ("loadBalancerSourceRanges",),
+                  family, cidr=True)
+    lb_ips: list[str] = []
+    lb = r.mapping(status.get("loadBalancer"), path + ("status", "loadBalancer"))
+    ipath = path + ("status", "loadBalancer", "ingress")
+    for i, ing in enumerate(r.seq(lb.get("ingress"), ipath)):
+        ing = r.mapping(ing, ipath + (i,))
+        if not ing.get("ip") or ing.get("ipMode") == "Proxy":
+            continue
+        ip = parse_ip(ing["ip"])
+        if ip is None:
+            r.bad(ipath + (i, "ip"), f"not a valid IP address: {ing['ip']!r}")
+        elif in_family(ip, family):
+            lb_ips.append(ip)
+    etp = r.string(spec, "externalTrafficPolicy", spath, default="Cluster",
+                   choices=("Cluster", "Local"))
+    itp = r.string(spec, "internalTrafficPolicy", spath, default="Cluster",
+                   choices=("Cluster", "Local"))
+    affinity = r.string(spec, "sessionAffinity", spath, default="None",
+                        choices=("None", "ClientIP"))
+    timeout = None
+    if affinity == "ClientIP":
+        cfg = r.mapping(spec.get("sessionAffinityConfig"), spath + ("sessionAffinityConfig",))
+        cpath = spath + ("sessionAffinityConfig", "clientIP")
+        client = r.mapping(cfg.get("clientIP"), cpath)
+        timeout = client.get("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            r.bad(cpath + ("timeoutSeconds",), f"must be a positive integer, not {timeout!r}")
+            timeout = DEFAULT_AFFINITY_TIMEOUT
+    etp_local = svc_type in ("NodePort", "LoadBalancer") and etp == "Local"
+    hc = r.port(spec, "healthCheckNodePort", spath, required=False)
+    hc = hc if svc_type == "LoadBalancer" and etp_local else 0
+
+    ports_raw = spec.get("ports")
+    if ports_raw is None:
+        r.bad(spath + ("ports",), "missing field")
+    out: list[ServicePort] = []
+    seen: set[tuple[str, str]] = set()
+    for i, p in enumerate(r.seq(ports_raw, spath + ("ports",))):
+        ppath = spath + ("ports", i)
+        p = r.mapping(p, ppath)
+        pname = r.string(p, "name", ppath, default="")
+        proto = r.string(p, "protocol", ppath, default="TCP", choices=PROTOCOLS)
+        port = r.port(p, "port", ppath, required=True)
+        node_port = r.port(p, "nodePort", ppath, required=False)
+        if (pname, proto) in seen:
+            r.bad(ppath + ("name",), f"duplicate port name {pname!r} for {proto}")
+        seen.add((pname or "", proto or "TCP"))
+        if None in (ns, name, cluster_ip, pname, proto) or not port:
+            continue
+        out.append(ServicePort(
+            name=ServicePortName(ns, name, pname, proto), cluster_ip=cluster_ip, port=port,
+            node_port=node_port, external_ips=external_ips, load_balancer_ips=tuple(lb_ips),
+            load_balancer_source_ranges=ranges, session_affinity_timeout=timeout,
+            external_policy_local=etp_local, internal_policy_local=itp == "Local",
+            health_check_node_port=hc))
+    if cluster_ip is not None and not in_family(cluster_ip, family):
+        return []  # a service of the other family belongs to the other proxier
+    return out
+
+
+def slice_endpoints(obj: Mapping[str, Any], path: Path, family: str,
+                    issues: list[Issue]) -> dict[ServicePortName, list[Endpoint]]:
+    """The endpoints one EndpointSlice contributes, per service port name and protocol."""
+    r = _Reader(issues)
+    mpath = path + ("metadata",)
+    meta = r.mapping(obj.get("metadata"), mpath, required=True)
+    ns = r.string(meta, "namespace", mpath, default="default")
+    labels = r.mapping(meta.get("labels"), mpath + ("labels",))
+    service = labels.get(SERVICE_NAME_LABEL)
+    if not isinstance(service, str) or not service:
+        r.bad(mpath + ("labels",), f"missing label {SERVICE_NAME_LABEL}")
+    address_type = r.string(obj, "addressType", path, default="IPv4",
+                            choices=("IPv4", "IPv6", "FQDN"))
+    ports: list[tuple[str, str, int]] = []
+    for i, p in enumerate(r.seq(obj.get("ports"), path + ("ports",))):
+        ppath = path + ("ports", i)
+        p = r.mapping(p, ppath)
+        pname = r.string(p, "name", ppath, default="")
+        proto = r.string(p, "protocol", ppath, default="TCP", choices=PROTOCOLS)
+        port = r.port(p, "port", ppath, required=True)
+        if pname is not None and proto is not None and port:
+            ports.append((pname, proto, port))
+    eps: list[tuple[str, bool, bool, bool, str | None]] = []
+    for i, ep in enumerate(r.seq(obj.get("endpoints"), path + ("endpoints",))):
+        epath = path + ("endpoints", i)
+        ep = r.mapping(ep, epath)
+        addrs = r.seq(ep.get("addresses"), epath + ("addresses",))
+        if not addrs:
+            r.bad(epath + ("addresses",), "missing field")
+            continue
+        ip = parse_ip(addrs[0])
+        if ip is None:
+            r.bad(epath + ("addresses", 0), f"not a valid IP address: {addrs[0]!r}")
+            continue
+        cond = r.mapping(ep.get("conditions"), epath + ("conditions",))
+        flags = []
+        for key, default in (("ready", True), ("serving", True), ("terminating", False)):
+            value = cond.get(key, default)
+            if value is None:
+                value = default
+            if not isinstance(value, bool):
+                r.bad(epath + ("conditions", key), "expected true or false")
+                value = default
+            flags.append(value)
+        node = ep.get("nodeName")
+        if node is not None and not isinstance(node, str):
+            r.bad(epath + ("nodeName",), "expected a string")
+            node = None
+        eps.append((ip, flags[0], flags[1], flags[2], node))
+    if not service or address_type != family:
+        return {}
+    out: dict[ServicePortName, list[Endpoint]] = {}
+    for pname, proto, port in ports:
+        spn = ServicePortName(ns or "default", service, pname, proto)
+        out[spn] = [Endpoint(ip, port, ready, serving, term, node)
+                    for ip, ready, serving, term, node in eps if in_family(ip, family)]
+    return out
+
+
+@dataclass(frozen=True)
+class ProxyState:
+    """Everything one sync renders from: service ports and their endpoints."""
+
+    services: tuple[ServicePort, ...]
+    endpoints: Mapping[ServicePortName, tuple[Endpoint, ...]]
+
+
+def build_state(objects: Iterable[Mapping[str, Any]], family: str, path: Path = ("objects",),
+                ) -> tuple[ProxyState, list[Issue]]:
+    """Services and EndpointSlices (any order, other kinds ignored) -> a ProxyState."""
+    issues: list[Issue] = []
+    services: list[ServicePort] = []
+    slices: list[tuple[tuple[str, str], dict[ServicePortName, list[Endpoint]]]] = []
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, Mapping):
+            issues.append(Issue(path + (i,), "expected a mapping"))
+            continue
+        kind = obj.get("kind")
+        if kind == "Service":
+            services.extend(service_ports(obj, path + (i,), family, issues))
+        elif kind == "EndpointSlice":
+            meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+            key = (str(meta.get("namespace", "default")), str(meta.get("name", "")))
+            slices.append((key, slice_endpoints(obj, path + (i,), family, issues)))
+        elif kind is None:
+            issues.append(Issue(path + (i, "kind"), "missing field"))
+    # Merge slices in name order; for a duplicate "ip:port" a non-terminating copy wins.
+    merged: dict[ServicePortName, dict[str, Endpoint]] = {}
+    for _, per_port in sorted(slices, key=lambda s: s[0]):
+        for spn, eps in per_port.items():
+            bucket = merged.setdefault(spn, {})
+            for ep in eps:
+                if str(ep) not in bucket or not ep.terminating:
+                    bucket[str(ep)] = ep
+    endpoints = {spn: tuple(sorted(b.values(), key=str)) for spn, b in merged.items()}
+    services.sort(key=lambda s: (str(s.name), s.name.protocol))
+    return ProxyState(tuple(services), endpoints), issues

@@ -1,0 +1,65 @@
+"""Golden cases: our render, normalized, equals upstream's expected output byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed.proxy import names
+from testbed.proxy.casefile import read_case
+from testbed.proxy.iptables import normalize, render
+
+FIDELITY = Path("/work/shared/fidelity/kube-proxy")
+if not FIDELITY.is_dir():  # the checkout's own copy, if the shared folder is not mounted
+    FIDELITY = Path(__file__).resolve().parents[3] / "shared" / "fidelity" / "kube-proxy"
+
+pytestmark = pytest.mark.skipif(not FIDELITY.is_dir(), reason="fidelity data not available")
+
+
+@pytest.mark.parametrize("case", [1, 2, 3, 4])
+def test_iptables_golden_case(case: int) -> None:
+    settings, state = read_case(str(FIDELITY / f"case{case}_input.yaml"))
+    got = normalize(render(state.services, state.endpoints, settings))
+    assert got == (FIDELITY / f"case{case}_expected.iptables-save").read_text()
+
+
+def test_normalize_is_idempotent_on_expected() -> None:
+    for case in (1, 2, 3, 4):
+        text = (FIDELITY / f"case{case}_expected.iptables-save").read_text()
+        assert normalize(text) == text
+
+
+@pytest.mark.parametrize("text,chain", [
+    ("ns1/svc1:p80tcp", "XPGD46QRK7WJZT7O"),
+    ("ns2/svc2:p8080tcp", "2VJB64SDSIJUP5T6"),
+    ("ns4/svc4:p8082tcp", "EBDQOQU5SJFXRIL3"),
+])
+def test_service_chain_hash(text: str, chain: str) -> None:
+    spn, proto = text[:-3], text[-3:]
+    assert names.svc_chain(spn, proto) == "KUBE-SVC-" + chain
+    assert names.ext_chain(spn, proto) == "KUBE-EXT-" + chain
+
+
+@pytest.mark.parametrize("spn,ep,chain", [
+    ("ns1/svc1:p80", "10.180.0.1:80", "SXIVWICOYRO3J4NJ"),
+    ("ns5/svc5:p80", "10.180.0.3:80", "I77PXRDZVX7PMWMN"),
+    ("ns3/svc3:p8081", "203.0.113.4:8081", "RUVVH7YV3PHQBDOS"),
+    ("ns1/svc1:p80", "10.0.0.0:80", "DKGQUZGBKLTPAR56"),
+])
+def test_endpoint_chain_hash(spn: str, ep: str, chain: str) -> None:
+    assert names.sep_chain(spn, "TCP", ep) == "KUBE-SEP-" + chain
+
+
+def test_nft_names() -> None:
+    base = names.nft_service_base("ns1", "svc1", "TCP", "p80")
+    assert names.nft_service_chain(base) == "service-ULMVA6XW-ns1/svc1/tcp/p80"
+    ep = names.nft_endpoint_base("ns5", "svc5", "tcp", "p80", "10.180.0.3", 80)
+    assert names.nft_affinity_set(ep) == "affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80"
+    v6 = names.nft_endpoint_base("ns", "s", "tcp", "", "fd00::1", 80)
+    assert v6 == "ns/s/tcp/__fd00..1/80"
+    assert len(names.nft_service_chain("x" * 400)) <= 256
+
+
+def test_ipv6_endpoint_is_bracketed() -> None:
+    assert names.join_host_port("fd00::1", 80) == "[fd00::1]:80"

@@ -169,6 +169,8 @@ class Cluster:
 
     def address_of(self, name: str) -> IPv4Address:
         """An IP address given as text, or the address of a named pod, node or client."""
+        if name == "localhost":
+            return IPv4Address("127.0.0.1")
         try:
             return IPv4Address(name)
         except ValueError:

@@ -1,0 +1,186 @@
+"""Acts: runs one probe (ICMP, TCP connect, UDP, HTTP GET) from inside a cluster namespace.
+
+TCP, UDP and HTTP probes use a socket created in the source's network namespace (see
+net/netns.py), so they cost no subprocess. The source IP a TCP or HTTP server saw is read off
+the kernel, not off the server's goodwill: while the connection is open, the server's own
+socket appears in its namespace's /proc/PID/net/tcp, and its remote address is what the server
+saw. The same entry tells which namespace served the connection (which backend answered).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from testbed.net.netns import socket_in
+from testbed.net.run import run
+from testbed.scenario.spec import Probe
+
+LISTEN = "0A"
+
+
+@dataclass
+class Observation:
+    reachable: bool
+    text: str                       # what a person reads in the report
+    source_ip: str | None = None    # what the server saw as the client
+    served_by: str | None = None    # the namespace whose socket took the connection
+    status: int | None = None
+    body: str | None = None
+    reply: str | None = None
+
+
+def _hex_addr(text: str) -> tuple[str, int]:
+    ip_hex, port_hex = text.split(":")
+    ip = socket.inet_ntoa(int(ip_hex, 16).to_bytes(4, "little"))
+    return ip, int(port_hex, 16)
+
+
+def tcp_sockets(pid: int) -> set[tuple[tuple[str, int], tuple[str, int]]]:
+    """The non-listening TCP sockets (local, remote) of `pid`'s network namespace."""
+    out = set()
+    try:
+        with open(f"/proc/{pid}/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[3] != LISTEN:
+                    out.add((_hex_addr(fields[1]), _hex_addr(fields[2])))
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+class SocketWatch:
+    """Snapshots the TCP tables of many namespaces, to find the server side of a new connection."""
+
+    def __init__(self, namespaces: dict[str, int]):
+        self.namespaces = namespaces
+        self.before = {name: tcp_sockets(pid) for name, pid in namespaces.items()}
+
+    def server_side(self, client: tuple[str, int], server_port: int) -> tuple[str, str] | None:
+        """(namespace name, client IP as the server saw it) for the connection from `client`."""
+        fallback = None
+        for name, pid in self.namespaces.items():
+            for local, remote in tcp_sockets(pid) - self.before[name]:
+                if local == client:
+                    continue  # our own end
+                if remote[1] == client[1]:
+                    return name, remote[0]
+                if local[1] == server_port and fallback is None:
+                    fallback = (name, remote[0])
+        return fallback
+
+
+def probe_icmp(source_pid: int, address: IPv4Address, timeout: float) -> Observation:
+    result = run(["ping", "-n", "-c", "1", "-W", str(max(1, round(timeout))), str(address)],
+                 netns=source_pid, check=False, timeout=timeout + 5)
+    for line in result.stdout.splitlines():
+        if "bytes from" in line and "time=" in line:
+            return Observation(True, f"reply in {line.rsplit('time=', 1)[1]}")
+    detail = next((ln for ln in result.stdout.splitlines() if "Unreachable" in ln or "Prohibited" in ln), "")
+    return Observation(False, f"no reply{': ' + detail.split(' ', 3)[-1] if detail else ''}")
+
+
+def _connect(source_pid: int, address: IPv4Address, port: int, timeout: float) -> tuple[socket.socket | None, str]:
+    sock = socket_in(source_pid)
+    sock.settimeout(timeout)
+    started = time.monotonic()
+    try:
+        sock.connect((str(address), port))
+        return sock, f"connected in {(time.monotonic() - started) * 1000:.1f} ms"
+    except ConnectionRefusedError:
+        sock.close()
+        return None, "connection refused"
+    except TimeoutError:
+        sock.close()
+        return None, f"timed out after {timeout:g}s"
+    except OSError as err:
+        sock.close()
+        return None, err.strerror or str(err)
+
+
+def probe_tcp(source_pid: int, address: IPv4Address, port: int, timeout: float, watch: SocketWatch) -> Observation:
+    sock, text = _connect(source_pid, address, port, timeout)
+    if sock is None:
+        return Observation(False, text)
+    try:
+        seen = _seen(watch, sock.getsockname(), port)
+        obs = Observation(True, text)
+        if seen:
+            obs.served_by, obs.source_ip = seen
+            obs.text += f"; server {obs.served_by} saw {obs.source_ip}"
+        return obs
+    finally:
+        sock.close()
+
+
+def _seen(watch: SocketWatch, client: tuple[str, int], port: int) -> tuple[str, str] | None:
+    for _ in range(20):  # the server's socket is there as soon as the handshake completes
+        seen = watch.server_side(client, port)
+        if seen:
+            return seen
+        time.sleep(0.005)
+    return None
+
+
+def probe_udp(source_pid: int, address: IPv4Address, port: int, payload: str, timeout: float) -> Observation:
+    sock = socket_in(source_pid, kind=socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((str(address), port))
+        sock.send(payload.encode())
+        reply = sock.recv(65535).decode(errors="replace")
+        return Observation(True, f"reply {reply.strip()[:80]!r}", reply=reply)
+    except ConnectionRefusedError:
+        return Observation(False, "port unreachable (refused)")
+    except TimeoutError:
+        return Observation(False, f"no reply within {timeout:g}s")
+    except OSError as err:
+        return Observation(False, err.strerror or str(err))
+    finally:
+        sock.close()
+
+
+def probe_http(source_pid: int, address: IPv4Address, port: int, path: str, host_header: str,
+               headers: dict[str, str], timeout: float, watch: SocketWatch) -> Observation:
+    sock, text = _connect(source_pid, address, port, timeout)
+    if sock is None:
+        return Observation(False, text)
+    conn = http.client.HTTPConnection(str(address), port, timeout=timeout)
+    conn.sock = sock
+    try:
+        client = sock.getsockname()
+        conn.request("GET", path, headers={"Host": host_header, "User-Agent": "testbed-probe", **headers})
+        response = conn.getresponse()
+        body = response.read(65536).decode(errors="replace")
+        obs = Observation(True, f"HTTP {response.status}, {len(body)} bytes", status=response.status, body=body)
+        snippet = body.strip().replace("\n", " ")[:60]
+        if snippet:
+            obs.text += f": {snippet!r}"
+        seen = _seen(watch, client, port)
+        if seen:
+            obs.served_by, obs.source_ip = seen
+            obs.text += f"; server {obs.served_by} saw {obs.source_ip}"
+        return obs
+    except (OSError, http.client.HTTPException) as err:
+        return Observation(False, f"HTTP failed: {err}")
+    finally:
+        conn.close()
+
+
+def run_probe(probe: Probe, source_pid: int, address: IPv4Address, namespaces: dict[str, int]) -> Observation:
+    """One attempt of `probe` from `source_pid` to `address`."""
+    t = probe.target
+    if probe.kind == "icmp":
+        return probe_icmp(source_pid, address, probe.timeout)
+    if probe.kind == "udp":
+        return probe_udp(source_pid, address, t.port, probe.payload, probe.timeout)
+    watch = SocketWatch(namespaces)
+    if probe.kind == "tcp":
+        return probe_tcp(source_pid, address, t.port, probe.timeout, watch)
+    host = t.host if t.port == 80 else f"{t.host}:{t.port}"
+    return probe_http(source_pid, address, t.port, t.path, host, dict(probe.headers), probe.timeout, watch)

@@ -1,0 +1,53 @@
+"""Pure: the final table, JUnit XML and JSON report of a scenario run."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from testbed.scenario.runner import StepResult
+
+
+def table(results: Sequence[StepResult]) -> str:
+    rows = [("#", "step", "expected", "observed", "result", "time")]
+    for i, r in enumerate(results, 1):
+        rows.append((str(i), r.step.name, r.expectation, r.observed, "PASS" if r.passed else "FAIL",
+                     f"{r.seconds:.2f}s"))
+    limits = [4, 44, 30, 70, 6, 8]
+    rows = [tuple(_cut(c, w) for c, w in zip(row, limits, strict=True)) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    passed = sum(r.passed for r in results)
+    lines.append(f"{passed} passed, {len(results) - passed} failed")
+    return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def junit(name: str, results: Sequence[StepResult], setup_seconds: float) -> str:
+    suite = ET.Element("testsuite", name=name, tests=str(len(results)),
+                       failures=str(sum(not r.passed for r in results)), errors="0",
+                       time=f"{setup_seconds + sum(r.seconds for r in results):.3f}")
+    for i, r in enumerate(results, 1):
+        case = ET.SubElement(suite, "testcase", classname=name, name=f"{i:02d} {r.step.name}",
+                             time=f"{r.seconds:.3f}")
+        if not r.passed:
+            failure = ET.SubElement(case, "failure", message=f"expected {r.expectation}; observed {r.observed}")
+            failure.text = f"step at line {r.step.line}\nexpected: {r.expectation}\nobserved: {r.observed}\n"
+        ET.SubElement(case, "system-out").text = r.observed
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def as_json(name: str, file: str, results: Sequence[StepResult], setup_seconds: float) -> str:
+    return json.dumps({
+        "scenario": name, "file": file, "setupSeconds": round(setup_seconds, 3),
+        "passed": sum(r.passed for r in results), "failed": sum(not r.passed for r in results),
+        "steps": [{"index": i, "name": r.step.name, "line": r.step.line, "expected": r.expectation,
+                   "observed": r.observed, "passed": r.passed, "seconds": round(r.seconds, 3),
+                   "details": r.details} for i, r in enumerate(results, 1)],
+    }, indent=2) + "\n"

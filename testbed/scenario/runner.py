@@ -1,0 +1,182 @@
+"""Acts: runs a scenario: validate everything, build the cluster, apply, run steps, tear down.
+
+Everything the scenario names is loaded and checked first (topology, manifests, names in
+steps); only then is anything built, so bad input never leaves anything behind. SIGINT and
+SIGTERM tear the cluster down before the command exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from testbed.api.manifests import load_manifests
+from testbed.emu.cluster import Cluster
+from testbed.scenario.probes import Observation, run_probe
+from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, load_scenario
+from testbed.spec.source import Problem, SpecError
+from testbed.spec.topology import Topology, load_topology
+
+
+@dataclass
+class StepResult:
+    step: Step
+    passed: bool
+    expectation: str
+    observed: str
+    seconds: float
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    scenario: Scenario
+    topology: Topology
+    objects: list[dict]
+
+
+def prepare(path: str) -> Prepared:
+    """Load and check the scenario and everything it names; SpecError lists every problem."""
+    scenario = load_scenario(path)
+    problems: list[Problem] = []
+    topo = objects = None
+    try:
+        topo = load_topology(scenario.topology)
+    except SpecError as err:
+        problems.extend(err.problems)
+    try:
+        objects = load_manifests([str(p) for p in scenario.manifests])
+    except SpecError as err:
+        problems.extend(err.problems)
+    if topo is not None and objects is not None:
+        problems.extend(check_names(scenario, topo, objects))
+    if problems:
+        raise SpecError(problems)
+    return Prepared(scenario, topo, objects)
+
+
+def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list[Problem]:
+    """Every from/to/sourceIP name must be a pod of the manifests, a node, the gateway or a client."""
+    pods = [o["metadata"] for o in objects if o["kind"] == "Pod"]
+    hosts = {n.name for n in topo.nodes} | {c.name for c in topo.clients} | {topo.gateway_name}
+    known = hosts | {p["name"] for p in pods} | {f"{p['namespace']}/{p['name']}" for p in pods} | {"localhost"}
+    problems = []
+    for p in pods:
+        if p["name"] in hosts:
+            problems.append(Problem(scenario.file, None, "manifests",
+                                    f"pod {p['namespace']}/{p['name']} has the name of a node or client"))
+    for index, step in enumerate(scenario.steps):
+        if not isinstance(step.action, Probe):
+            continue
+        names = [("from", step.action.source), ("to", step.action.target.host),
+                 ("expect.sourceIP", step.action.expect.source_ip)]
+        for field_name, name in names:
+            if name and name not in known and not _is_ip(name):
+                problems.append(Problem(scenario.file, step.line, f"steps[{index}].{field_name}",
+                                        f"{name!r} is no pod, node or client of this scenario "
+                                        f"(known: {', '.join(sorted(known))})"))
+    return problems
+
+
+def _is_ip(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def evaluate(expect: Expect, obs: Observation, cluster: Cluster) -> tuple[bool, str]:
+    """Did the observation meet the expectation? (passed, why not)."""
+    if not expect.reachable:
+        return (not obs.reachable, "" if not obs.reachable else "it was reachable")
+    if not obs.reachable:
+        return False, "it was not reachable"
+    if expect.source_ip:
+        want = str(cluster.address_of(expect.source_ip))
+        if obs.source_ip is None:
+            return False, "could not see the source IP the server saw"
+        if obs.source_ip != want:
+            return False, f"server saw {obs.source_ip}, expected {want} ({expect.source_ip})"
+    if expect.status is not None and obs.status != expect.status:
+        return False, f"status {obs.status}, expected {expect.status}"
+    if expect.body_contains is not None and expect.body_contains not in (obs.body or ""):
+        return False, f"body lacks {expect.body_contains!r}"
+    if expect.reply is not None and expect.reply not in (obs.reply or ""):
+        return False, f"reply lacks {expect.reply!r}"
+    return True, ""
+
+
+class Runner:
+    def __init__(self, prepared: Prepared, progress: Callable[[str], None]):
+        self.prepared = prepared
+        self.progress = progress
+        self.results: list[StepResult] = []
+        self.cluster: Cluster | None = None
+        self.setup_seconds = 0.0
+
+    def run(self) -> list[StepResult]:
+        started = time.monotonic()
+        self.cluster = Cluster(self.prepared.topology, progress=self.progress)
+        previous = _terminate_as_interrupt()
+        try:
+            self.cluster.up()
+            pods = self.cluster.apply_pods([o for o in self.prepared.objects if o["kind"] == "Pod"])
+            for pod in pods:
+                if not self.cluster.runtime.wait_listening(pod, timeout=10):
+                    self.progress(f"warning: pod {pod.key} does not listen on all its declared ports yet")
+            self.setup_seconds = time.monotonic() - started
+            self.progress(f"cluster ready in {self.setup_seconds:.2f}s")
+            total = len(self.prepared.scenario.steps)
+            for index, step in enumerate(self.prepared.scenario.steps, 1):
+                result = self.run_step(step)
+                self.results.append(result)
+                mark = "PASS" if result.passed else "FAIL"
+                self.progress(f"[{index}/{total}] {mark} {step.name}: {result.observed} ({result.seconds:.2f}s)")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.progress("tearing down")
+            self.cluster.down()
+        return self.results
+
+    def run_step(self, step: Step) -> StepResult:
+        started = time.monotonic()
+        action = step.action
+        if isinstance(action, Sleep):
+            time.sleep(action.seconds)
+            return StepResult(step, True, f"sleep {action.seconds:g}s", "slept", time.monotonic() - started)
+        return self.run_probe(step, action, started)
+
+    def run_probe(self, step: Step, probe: Probe, started: float) -> StepResult:
+        cluster = self.cluster
+        source = cluster.endpoint(probe.source)
+        address = cluster.address_of(probe.target.host)
+        namespaces = {p.key: p.pid for p in cluster.pods.values()}
+        namespaces.update({h.name: h.pid for h in cluster.network.hosts.values()})
+        deadline = started + probe.retry_for
+        attempts = 0
+        while True:
+            attempts += 1
+            obs = run_probe(probe, source.pid, address, namespaces)
+            passed, why = evaluate(probe.expect, obs, cluster)
+            if passed or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        observed = obs.text + (f" [{why}]" if why else "") + (f" after {attempts} tries" if attempts > 1 else "")
+        details = {"reachable": obs.reachable, "sourceIP": obs.source_ip, "servedBy": obs.served_by,
+                   "status": obs.status, "address": str(address), "attempts": attempts}
+        return StepResult(step, passed, probe.expect.describe(), observed, time.monotonic() - started, details)
+
+
+def _terminate_as_interrupt():
+    """Make SIGTERM tear down like Ctrl-C does."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): leave signals alone
+        return signal.getsignal(signal.SIGTERM)
+
+
+def log_progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)

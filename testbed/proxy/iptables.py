@@ -10,7 +10,6 @@ chains (`JUMP_RULES`). Rules are written per service in upstream's order; `norma
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from testbed.proxy.model import (
     ProxierSettings,
     ServicePort,
     categorize,
+    contains,
     node_port_ips,
 )
 from testbed.proxy.restore import normalize
@@ -290,7 +290,7 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
         allow_from_node = False
         for cidr in svc.load_balancer_source_ranges:
             rules.append(f"{head} -s {cidr} -j {ext}")
-            allow_from_node = allow_from_node or _contains(cidr, s.node_ip)
+            allow_from_node = allow_from_node or contains(cidr, s.node_ip)
         if allow_from_node:
             rules += [f"{head} -s {vip} -j {ext}" for vip in svc.load_balancer_ips]
         rules.append(f'-A {fw} -m comment --comment "other traffic to {S} will be dropped by '
@@ -333,10 +333,3 @@ def _to_endpoints(svc: ServicePort, chain: str, eps: Sequence[Endpoint],
             f"-m statistic --mode random --probability {1.0 / (n - i):.10f}"
         out.append(_line(f"-A {chain}", comment(ep), prob, f"-j {sep}"))
     return out
-
-
-def _contains(cidr: str, ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        return False

@@ -268,3 +268,11 @@ def node_port_ips(settings: ProxierSettings) -> list[str] | None:
     found = {ip for ip in settings.all_local_ips() if in_family(ip, settings.ip_family)
              and any(ipaddress.ip_address(ip) in n for n in nets)}
     return sorted(found, key=lambda ip: ipaddress.ip_address(ip).packed)
+
+
+def contains(cidr: str, ip: str) -> bool:
+    """True if `ip` lies in `cidr` (False for mixed families or unparsable input)."""
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+    except (TypeError, ValueError):
+        return False

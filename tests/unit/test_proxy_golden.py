@@ -63,3 +63,34 @@ def test_nft_names() -> None:
 
 def test_ipv6_endpoint_is_bracketed() -> None:
     assert names.join_host_port("fd00::1", 80) == "[fd00::1]:80"
+
+
+def test_nftables_golden_case() -> None:
+    from testbed.proxy import nftables
+
+    settings, state = read_case(str(FIDELITY / "nftables_case1_input.yaml"))
+    got = nftables.normalize(nftables.render(state.services, state.endpoints, settings))
+    assert got == (FIDELITY / "nftables_case1_expected.sorted.nft").read_text()
+    raw = (FIDELITY / "nftables_case1_expected.nft").read_text()
+    assert nftables.normalize(raw) == (FIDELITY / "nftables_case1_expected.sorted.nft").read_text()
+
+
+def test_nftables_render_declares_before_use() -> None:
+    """nft -f evaluates in order: sets and chains must come before rules and elements."""
+    from testbed.proxy import nftables
+
+    settings, state = read_case(str(FIDELITY / "nftables_case1_input.yaml"))
+    lines = nftables.render(state.services, state.endpoints, settings).splitlines()
+    kinds = [line.split(" ")[1] for line in lines]
+    last_decl = max(i for i, k in enumerate(kinds) if k in ("table", "set", "map", "chain"))
+    first_use = min(i for i, k in enumerate(kinds) if k in ("rule", "element"))
+    assert last_decl < first_use
+    assert all(line.startswith("add ") for line in lines)  # one command per line
+
+
+def test_nftables_replace_table_prefix() -> None:
+    from testbed.proxy import nftables
+
+    settings, state = read_case(str(FIDELITY / "nftables_case1_input.yaml"))
+    text = nftables.render(state.services, state.endpoints, settings, replace_table=True)
+    assert text.splitlines()[:2] == ["add table ip kube-proxy", "delete table ip kube-proxy"]

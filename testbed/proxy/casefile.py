@@ -148,7 +148,12 @@ def load_case(doc: Document, harness_overrides: Mapping[str, Any] | None = None,
     def at(path: Path_) -> Any:
         node: Any = doc.data
         for part in path:
-            node = node.get(part) if isinstance(node, Mapping) else None
+            if isinstance(node, Mapping):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
         return node
 
     harness = at(harness_path)

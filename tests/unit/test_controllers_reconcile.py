@@ -1,0 +1,284 @@
+"""Scheduler, Deployment and EndpointSlice controllers against a real (in-memory) store."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+
+from testbed.api.manifests import check_object
+from testbed.api.store import Store
+from testbed.controllers.deployment import HASH_LABEL, reconcile_deployments, template_hash
+from testbed.controllers.endpointslice import (
+    MANAGED_BY_LABEL,
+    SERVICE_NAME_LABEL,
+    reconcile_endpointslices,
+)
+from testbed.controllers.scheduler import choose_node, schedule_pending
+
+
+def make_store() -> Store:
+    uids = (f"uid-{i}" for i in itertools.count(1))
+    return Store(now=lambda: "2024-01-01T00:00:00Z", new_uid=lambda: next(uids))
+
+
+def valid(obj: dict) -> dict:
+    out, problems = check_object(obj)
+    assert out is not None, [str(p) for p in problems]
+    return out
+
+
+def node(name: str, **labels: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+            "spec": {}}
+
+
+def pod(name: str, labels: dict | None = None, **spec: object) -> dict:
+    return valid({"apiVersion": "v1", "kind": "Pod",
+                  "metadata": {"name": name, "labels": labels or {}},
+                  "spec": {"containers": [{"name": "c", "image": "nginx"}], **spec}})
+
+
+def deployment(replicas: int = 3, image: str = "nginx", **strategy: object) -> dict:
+    spec: dict = {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                  "template": {"metadata": {"labels": {"app": "web"}},
+                               "spec": {"containers": [{"name": "c", "image": image}]}}}
+    if strategy:
+        spec["strategy"] = strategy
+    return valid({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": spec})
+
+
+def names(store: Store, kind: str = "Pod") -> list[str]:
+    return [o["metadata"]["name"] for o in store.list(kind)[0]]
+
+
+def set_ready(store: Store, name: str, ready: bool = True, ip: str | None = None) -> None:
+    obj = store.get("Pod", "default", name)
+    status = {"phase": "Running",
+              "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if ip:
+        status["podIP"] = ip
+    store.update_status(dict(obj, status=status))
+
+
+# -- scheduler ---------------------------------------------------------------------------------
+
+def test_scheduler_spreads_and_honours_selector() -> None:
+    store = make_store()
+    for n in (node("w2", zone="b"), node("w1", zone="a"), node("w3", zone="a")):
+        store.create(n)
+    store.create(pod("pinned", nodeName="w1"))
+    for name in ("a", "b", "c"):
+        store.create(pod(name))
+    store.create(pod("zoned", nodeSelector={"zone": "b"}))
+    changes = schedule_pending(store)
+    placed = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in store.list("Pod")[0]}
+    assert placed == {"pinned": "w1", "a": "w2", "b": "w3", "c": "w1", "zoned": "w2"}
+    assert [str(c) for c in changes][0] == "bind Pod default/a: w2"
+    conditions = store.get("Pod", "default", "a")["status"]["conditions"]
+    assert conditions == [{"type": "PodScheduled", "status": "True"}]
+    assert schedule_pending(store) == []
+
+
+def test_unschedulable_reason() -> None:
+    store = make_store()
+    store.create(node("w1", zone="a"))
+    cordoned = node("w2", zone="b")
+    cordoned["spec"]["unschedulable"] = True
+    store.create(cordoned)
+    store.create(pod("p", nodeSelector={"zone": "b"}))
+    schedule_pending(store)
+    p = store.get("Pod", "default", "p")
+    assert "nodeName" not in p["spec"]
+    assert p["status"]["conditions"] == [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/2 nodes are available: 1 node(s) didn't match Pod's node "
+                   "affinity/selector, 1 node(s) were unschedulable."}]
+    assert schedule_pending(store) == []  # nothing new to say
+    assert choose_node(pod("q"), [], []).reason == "0/0 nodes are available."
+
+
+# -- deployment --------------------------------------------------------------------------------
+
+def test_deployment_creates_named_owned_pods_and_replaces_deleted() -> None:
+    store = make_store()
+    rng = random.Random(1)
+    d = store.create(deployment(3))
+    reconcile_deployments(store, rng)
+    pods = store.list("Pod")[0]
+    h = template_hash(d["spec"]["template"])
+    assert len(pods) == 3
+    for p in pods:
+        prefix, suffix = p["metadata"]["name"].rsplit("-", 1)
+        assert prefix == f"web-{h}" and len(suffix) == 5
+        assert p["metadata"]["labels"] == {"app": "web", HASH_LABEL: h}
+        assert p["metadata"]["ownerReferences"][0]["uid"] == d["metadata"]["uid"]
+        assert p["spec"]["containers"][0]["image"] == "nginx"
+    status = store.get("Deployment", "default", "web")["status"]
+    assert status["replicas"] == 3 and status["readyReplicas"] == 0
+    victim = pods[0]["metadata"]["name"]
+    store.delete("Pod", "default", victim)
+    changes = reconcile_deployments(store, rng)
+    assert [c.verb for c in changes if c.kind == "Pod"] == ["create"]
+    assert len(names(store)) == 3 and victim not in names(store)
+
+
+def test_deployment_scales_down_unready_first_and_gracefully() -> None:
+    store = make_store()
+    rng = random.Random(2)
+    store.create(deployment(3))
+    reconcile_deployments(store, rng)
+    first = names(store)
+    set_ready(store, first[0])
+    set_ready(store, first[1])
+    store.apply(deployment(1))
+    reconcile_deployments(store, rng)
+    pods = {p["metadata"]["name"]: p for p in store.list("Pod")[0]}
+    terminating = sorted(n for n, p in pods.items() if p["metadata"].get("deletionTimestamp"))
+    assert len(terminating) == 2 and first[2] in terminating
+    assert pods[first[2]]["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert reconcile_deployments(store, rng) == []  # terminating pods are not replaced
+
+
+def test_rolling_update_respects_surge_and_unavailable() -> None:
+    store = make_store()
+    rng = random.Random(3)
+    store.create(deployment(2))  # maxSurge 25% -> 1, maxUnavailable 25% -> 0
+    reconcile_deployments(store, rng)
+    for n in names(store):
+        set_ready(store, n)
+    store.apply(deployment(2, image="httpd"))
+    new_hash = template_hash(store.get("Deployment", "default", "web")["spec"]["template"])
+    for _ in range(6):
+        reconcile_deployments(store, rng)
+        active = [p for p in store.list("Pod")[0] if not p["metadata"].get("deletionTimestamp")]
+        ready = [p for p in active if p.get("status", {}).get("conditions")]
+        assert len(active) <= 3 and len(ready) >= 2
+        for p in active:
+            if p["metadata"]["labels"][HASH_LABEL] == new_hash:
+                set_ready(store, p["metadata"]["name"])
+    active = [p for p in store.list("Pod")[0] if not p["metadata"].get("deletionTimestamp")]
+    assert [p["metadata"]["labels"][HASH_LABEL] for p in active] == [new_hash, new_hash]
+    status = store.get("Deployment", "default", "web")["status"]
+    assert status["updatedReplicas"] == 2
+
+
+def test_recreate_waits_for_old_pods_and_orphans_are_collected() -> None:
+    store = make_store()
+    rng = random.Random(4)
+    store.create(deployment(2, type="Recreate"))
+    reconcile_deployments(store, rng)
+    old = names(store)
+    store.apply(deployment(2, image="httpd", type="Recreate"))
+    reconcile_deployments(store, rng)
+    assert names(store) == old  # both terminating, nothing new yet
+    reconcile_deployments(store, rng)
+    assert names(store) == old
+    for n in old:
+        store.delete("Pod", "default", n)
+    reconcile_deployments(store, rng)
+    assert len(names(store)) == 2 and not set(names(store)) & set(old)
+    store.delete("Deployment", "default", "web")
+    changes = reconcile_deployments(store, rng)
+    assert [c.detail for c in changes] == ["owner is gone", "owner is gone"]
+
+
+# -- endpointslices ----------------------------------------------------------------------------
+
+def service(**spec: object) -> dict:
+    base = {"selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"},
+                      {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]}
+    base.update(spec)
+    return valid({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                  "spec": base})
+
+
+def web_pod(name: str, port: int = 8080, node_name: str = "w1") -> dict:
+    return pod(name, {"app": "web"}, nodeName=node_name, containers=[
+        {"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": port}]}])
+
+
+def slices(store: Store) -> list[dict]:
+    return store.list("EndpointSlice")[0]
+
+
+def test_endpointslices_from_pods() -> None:
+    store = make_store()
+    rng = random.Random(5)
+    store.create(node("w1", **{"topology.kubernetes.io/zone": "zone-a"}))
+    store.create(service())
+    store.create(web_pod("a"))
+    store.create(web_pod("b"))
+    store.create(web_pod("c", port=9090))
+    store.create(web_pod("no-ip"))
+    store.create(pod("other", {"app": "db"}))
+    set_ready(store, "a", ip="10.244.1.2")
+    set_ready(store, "b", ready=False, ip="10.244.1.3")
+    set_ready(store, "c", ip="10.244.1.4")
+    reconcile_endpointslices(store, rng)
+    out = slices(store)
+    assert len(out) == 2
+    by_port = {s["ports"][0]["port"]: s for s in out}
+    first = by_port[8080]
+    assert first["addressType"] == "IPv4"
+    assert first["metadata"]["labels"] == {SERVICE_NAME_LABEL: "web", MANAGED_BY_LABEL:
+                                           "endpointslice-controller.k8s.io"}
+    assert first["metadata"]["name"].startswith("web-")
+    assert first["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"},
+                              {"name": "dns", "port": 5353, "protocol": "UDP"}]
+    assert [(e["addresses"], e["conditions"]) for e in first["endpoints"]] == [
+        (["10.244.1.2"], {"ready": True, "serving": True, "terminating": False}),
+        (["10.244.1.3"], {"ready": False, "serving": False, "terminating": False})]
+    assert first["endpoints"][0]["nodeName"] == "w1"
+    assert first["endpoints"][0]["zone"] == "zone-a"
+    assert first["endpoints"][0]["targetRef"]["name"] == "a"
+    assert [e["addresses"] for e in by_port[9090]["endpoints"]] == [["10.244.1.4"]]
+    assert reconcile_endpointslices(store, rng) == []  # steady state writes nothing
+
+
+def test_terminating_publish_not_ready_and_cleanup() -> None:
+    store = make_store()
+    rng = random.Random(6)
+    store.create(service(publishNotReadyAddresses=False))
+    store.create(web_pod("a"))
+    set_ready(store, "a", ip="10.244.1.2")
+    reconcile_endpointslices(store, rng)
+    name = slices(store)[0]["metadata"]["name"]
+    store.delete("Pod", "default", "a", grace_seconds=30)
+    changes = reconcile_endpointslices(store, rng)
+    assert [c.verb for c in changes] == ["update"]
+    [s] = slices(store)
+    assert s["metadata"]["name"] == name
+    assert s["endpoints"][0]["conditions"] == {"ready": False, "serving": True,
+                                               "terminating": True}
+    store.apply(service(publishNotReadyAddresses=True))
+    reconcile_endpointslices(store, rng)
+    assert slices(store)[0]["endpoints"][0]["conditions"]["ready"] is True
+    store.delete("Pod", "default", "a")
+    reconcile_endpointslices(store, rng)
+    [empty] = slices(store)
+    assert empty["endpoints"] == [] and empty["metadata"]["name"] == name
+    store.delete("Service", "default", "web")
+    reconcile_endpointslices(store, rng)
+    assert slices(store) == []
+
+
+def test_slices_hold_at_most_100_endpoints_and_selectorless_services_are_left_alone() -> None:
+    store = make_store()
+    rng = random.Random(7)
+    store.create(service(ports=[{"port": 80}]))
+    template = web_pod("x")
+    for i in range(150):
+        p = copy.deepcopy(template)
+        p["metadata"]["name"] = f"p{i:03d}"
+        store.create(p)
+        set_ready(store, f"p{i:03d}", ip=f"10.244.{1 + i // 200}.{2 + i}")
+    reconcile_endpointslices(store, rng)
+    assert sorted(len(s["endpoints"]) for s in slices(store)) == [50, 100]
+    manual = valid({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ext"},
+                    "spec": {"ports": [{"port": 80}]}})
+    store.create(manual)
+    reconcile_endpointslices(store, rng)
+    assert all(s["metadata"]["labels"][SERVICE_NAME_LABEL] == "web" for s in slices(store))

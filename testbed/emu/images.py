@@ -9,6 +9,7 @@ any other image a command must be given, and the error says so.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][-._A-Za-z0-9]*)\)")
@@ -53,3 +54,34 @@ def container_argv(container: dict, env: dict[str, str]) -> list[str]:
         return (entry + args) if entry else ["sleep", "infinity"]
     raise ImageError(f"image {container.get('image')!r} has no entrypoint the testbed knows: give "
                      f"the container a command (known images: {', '.join(sorted(ENTRYPOINTS))})")
+
+
+def container_env(container: dict) -> dict[str, str]:
+    """The container's own env entries with literal values (valueFrom is resolved elsewhere)."""
+    return {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
+
+
+def resolve_command(container: dict, path: str) -> list[str]:
+    """container_argv, and the program must exist on the node along `path`; ImageError if not."""
+    argv = container_argv(container, container_env(container))
+    if shutil.which(argv[0], path=path) is None:
+        raise ImageError(f"command {argv[0]!r} is not found on the node (PATH={path})")
+    return argv
+
+
+def container_path(python_bin: str = sys.executable) -> str:
+    """PATH inside containers: the testbed's own programs (and its python) first."""
+    import os
+
+    return f"{os.path.dirname(python_bin)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def pod_command_problems(pod: dict, path: str) -> list[tuple[tuple, str]]:
+    """[(field path, message)] for every container of `pod` whose command cannot run here."""
+    out = []
+    for index, container in enumerate(pod.get("spec", {}).get("containers", [])):
+        try:
+            resolve_command(container, path)
+        except ImageError as err:
+            out.append((("spec", "containers", index, "command"), str(err)))
+    return out

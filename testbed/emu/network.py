@@ -65,7 +65,7 @@ class ClusterNetwork:
         topo = self.topo
         self.net = net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                                  autoStaticArp=False, waitConnected=False)
-        gw = self._add_host(topo.gateway_name, "gateway", None, MnHost)
+        gw = self._add_host(topo.gateway_name, "gateway", topo.master.gateway, MnHost)
         for node in topo.nodes:
             self._add_host(node.name, node.role, node.address, MnHost)
         for client in topo.clients:

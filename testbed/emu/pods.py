@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from testbed.emu.images import ImageError, container_argv
+from testbed.emu.images import ImageError, container_env, container_path, resolve_command
 from testbed.emu.pausebin import pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, end_processes
-
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class PodError(RuntimeError):
@@ -37,6 +35,7 @@ class Container:
     argv: list[str]
     ports: list[dict]
     log: Path
+    image: str = ""
     proc: subprocess.Popen | None = None
 
     @property
@@ -58,6 +57,7 @@ class Pod:
     pause: subprocess.Popen | None = None
     attachment: Attachment | None = None
     containers: dict[str, Container] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
 
     @property
     def key(self) -> str:
@@ -100,9 +100,7 @@ class PodRuntime:
         self.network = network
         self.nameserver = nameserver
         self.pause_bin = pause_binary()
-        # Containers find the testbed's own programs (and its python) first on PATH.
-        bindir = str(Path(python_bin or os.sys.executable).parent)
-        self.path = f"{bindir}:{BASE_PATH}"
+        self.path = container_path(python_bin) if python_bin else container_path()
 
     # -- sandboxes ----------------------------------------------------------------------------
 
@@ -150,16 +148,12 @@ class PodRuntime:
     def _plan_containers(self, pod: Pod) -> None:
         spec = pod.manifest["spec"]
         for index, c in enumerate(spec.get("containers", [])):
-            env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) if "name" in e}
             try:
-                argv = container_argv(c, env)
+                argv = resolve_command(c, self.path)
             except ImageError as err:
                 raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): {err}") from None
-            if shutil.which(argv[0], path=self.path) is None:
-                raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): command "
-                               f"{argv[0]!r} is not found on the node (PATH={self.path})")
             log = pod.directory / "containers" / c["name"] / "log"
-            pod.containers[c["name"]] = Container(c["name"], argv, c.get("ports", []), log)
+            pod.containers[c["name"]] = Container(c["name"], argv, c.get("ports", []), log, str(c.get("image", "")))
 
     def _write_files(self, pod: Pod) -> None:
         pod.directory.mkdir(parents=True, exist_ok=True)
@@ -177,7 +171,7 @@ class PodRuntime:
         cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
         env = {"PATH": self.path, "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name,
                "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
-        env.update({e["name"]: str(e.get("value", "")) for e in spec.get("env", []) if "name" in e})
+        env.update(container_env(spec))
         argv = [self.pause_bin, "enter", str(pod.pid),
                 "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
                 "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf",

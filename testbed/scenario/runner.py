@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from testbed.api.manifests import load_manifests
 from testbed.emu.cluster import Cluster
+from testbed.emu.images import container_path, pod_command_problems
 from testbed.scenario.probes import Observation, run_probe
 from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, load_scenario
-from testbed.spec.source import Problem, SpecError
+from testbed.spec.source import Problem, SpecError, field_name
 from testbed.spec.topology import Topology, load_topology
 
 
@@ -53,6 +54,7 @@ def prepare(path: str) -> Prepared:
         problems.extend(err.problems)
     if topo is not None and objects is not None:
         problems.extend(check_names(scenario, topo, objects))
+        problems.extend(check_commands(scenario, objects))
     if problems:
         raise SpecError(problems)
     return Prepared(scenario, topo, objects)
@@ -73,12 +75,19 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list
             continue
         names = [("from", step.action.source), ("to", step.action.target.host),
                  ("expect.sourceIP", step.action.expect.source_ip)]
-        for field_name, name in names:
+        for key, name in names:
             if name and name not in known and not _is_ip(name):
-                problems.append(Problem(scenario.file, step.line, f"steps[{index}].{field_name}",
+                problems.append(Problem(scenario.file, step.line, f"steps[{index}].{key}",
                                         f"{name!r} is no pod, node or client of this scenario "
                                         f"(known: {', '.join(sorted(known))})"))
     return problems
+
+
+def check_commands(scenario: Scenario, objects: list[dict]) -> list[Problem]:
+    """Every container's command must be runnable on the nodes (there are no images to pull)."""
+    path = container_path()
+    return [Problem(scenario.file, None, f"{o['metadata']['namespace']}/{o['metadata']['name']}: {field_name(where)}", why)
+            for o in objects if o["kind"] == "Pod" for where, why in pod_command_problems(o, path)]
 
 
 def _is_ip(text: str) -> bool:

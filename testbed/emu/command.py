@@ -1,0 +1,103 @@
+"""Acts: `testbed cli`, `testbed ps` and `testbed clean`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from testbed.emu.psview import format_rows, ps_rows
+from testbed.emu.record import alive, records
+from testbed.spec.source import SpecError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cli", help="build a cluster and open Mininet's CLI in it",
+                       description="Build the cluster of TOPOLOGY, create the pods of -f files, and "
+                                   "open Mininet's CLI; leaving it tears everything down. Commands "
+                                   "may be piped on standard input.")
+    p.add_argument("topology", help="topology YAML file")
+    p.add_argument("-f", "--filename", action="append", default=[], metavar="FILE",
+                   help="Kubernetes manifests (Pods) to create; may be repeated")
+    p.set_defaults(func=cmd_cli)
+    p = sub.add_parser("ps", help="list pods' pause processes and containers per node")
+    p.add_argument("node", nargs="?", help="only this node")
+    p.set_defaults(func=cmd_ps)
+    p = sub.add_parser("clean", help="remove what crashed or killed runs left behind")
+    p.set_defaults(func=cmd_clean)
+
+
+def cmd_cli(args: argparse.Namespace) -> int:
+    from testbed.api.manifests import load_manifests
+    from testbed.emu.cluster import Cluster
+    from testbed.scenario.command import require_root
+    from testbed.spec.topology import load_topology
+
+    problems = []
+    topo = objects = None
+    try:
+        topo = load_topology(args.topology)
+    except SpecError as err:
+        problems += err.problems
+    try:
+        objects = load_manifests(args.filename)
+    except SpecError as err:
+        problems += err.problems
+    if problems:
+        raise SpecError(problems)
+    require_root()
+    from mininet.log import setLogLevel
+
+    from testbed.emu.mncli import ClusterCLI
+
+    setLogLevel("info")
+    with Cluster(topo, progress=lambda m: print(f"*** {m}", file=sys.stderr)) as cluster:
+        cluster.apply_pods([o for o in objects if o["kind"] == "Pod"])
+        for pod in cluster.pods.values():
+            cluster.runtime.wait_listening(pod, timeout=5)
+        print(f"*** cluster {topo.name} is up: try `pods`, `ps`, `pingall`, "
+              f"`{next(iter(cluster.pods.values())).name if cluster.pods else 'w1'} ip addr`", file=sys.stderr)
+        ClusterCLI(cluster)
+        print("*** tearing down", file=sys.stderr)
+    return 0
+
+
+def _live_states() -> list[dict]:
+    states = []
+    for record in records():
+        if not record.owner_alive():
+            continue
+        try:
+            states.append(json.loads((record.directory / "state.json").read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+    return states
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    states = _live_states()
+    if not states:
+        print("testbed ps: no cluster is running", file=sys.stderr)
+        return 1
+    for state in states:
+        rows = ps_rows(state, args.node, time.time(), lambda p, s: p is not None and alive(p, s))
+        if len(states) > 1:
+            print(f"# cluster {state['cluster']}")
+        print(format_rows(rows))
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    found = 0
+    for record in records():
+        if record.owner_alive():
+            print(f"testbed clean: {record.directory.name} belongs to a running testbed; left alone")
+            continue
+        found += 1
+        ended = record.clean()
+        print(f"testbed clean: {record.directory.name}: ended {len(ended)} recorded processes"
+              f"{' (' + ', '.join(ended[:6]) + (', …' if len(ended) > 6 else '') + ')' if ended else ''}")
+    if not found:
+        print("testbed clean: nothing to clean")
+    return 0

@@ -1,0 +1,101 @@
+"""Acts: Mininet's CLI with the cluster's pods addressable by name, plus `ps` and `pods`.
+
+`pod-a ping -c1 pod-b` runs inside pod-a the way a container would (its namespaces, its own
+/etc/hosts and /etc/resolv.conf); names of pods, nodes, the gateway and clients after the
+first word become IP addresses, as Mininet does for its hosts. `pingall` covers pods too.
+The commands typed here are the user's own, so they go to a shell (bash -c), as in Mininet.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+from mininet.cli import CLI
+
+from testbed.emu.cluster import Cluster
+from testbed.emu.psview import format_rows, ps_rows
+from testbed.emu.record import alive
+from testbed.scenario.probes import probe_icmp
+
+_NAME = re.compile(r"^(?P<scheme>[a-z]+://)?(?P<name>[a-z0-9][-a-z0-9./]*?)(?P<rest>(:[0-9]+)?(/.*)?)$")
+
+
+class ClusterCLI(CLI):
+    prompt = "testbed> "
+    identchars = CLI.identchars + "-./"   # pod and node names hold dashes
+
+    def __init__(self, cluster: Cluster, **kwargs):
+        self.cluster = cluster
+        super().__init__(cluster.network.net, **kwargs)
+
+    def _address(self, name: str) -> str | None:
+        try:
+            pod = self.cluster.find_pod(name)
+        except KeyError:
+            return None
+        if pod is not None:
+            return str(pod.ip)
+        host = self.cluster.network.hosts.get(name)
+        return str(host.address) if host is not None and host.address else None
+
+    def _substitute(self, args: str) -> str:
+        """Names -> IPs in words like `pod-b`, `pod-b:8080` and `http://pod-b:8080/path`."""
+        words = []
+        for word in args.split(" "):
+            match = _NAME.match(word)
+            address = self._address(match["name"]) if match else None
+            words.append(f"{match['scheme'] or ''}{address}{match['rest']}" if address else word)
+        return " ".join(words)
+
+    def default(self, line: str) -> None:
+        first, args, line = self.parseline(line)
+        try:
+            pod = self.cluster.find_pod(first) if first else None
+        except KeyError as err:
+            print(f"*** {err}")
+            return
+        if pod is None:
+            if first in self.cluster.network.hosts and args:
+                line = f"{first} {self._substitute(args)}"
+            return super().default(line)
+        if not args:
+            print(f"*** Please enter a command for pod {pod.key}: {first} <cmd>")
+            return
+        runtime = self.cluster.runtime
+        argv = [runtime.pause_bin, "enter", str(pod.pid),
+                "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
+                "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf",
+                "--sysfs", "--chdir", "/", "--", "bash", "-c", self._substitute(args)]
+        subprocess.call(argv, env={"PATH": runtime.path, "HOSTNAME": pod.name, "TERM": "dumb"})
+
+    def do_ps(self, line: str) -> None:
+        """ps [NODE]: pause processes and containers per node, like `docker ps` on a worker."""
+        self.cluster.save_state()
+        state = json.loads((self.cluster.record.directory / "state.json").read_text())
+        print(format_rows(ps_rows(state, line.strip() or None, time.time(), lambda p, s: p is not None and alive(p, s))))
+
+    def do_pods(self, line: str) -> None:
+        """pods: every pod with its node and IP."""
+        for pod in sorted(self.cluster.pods.values(), key=lambda p: (p.node, p.key)):
+            print(f"{pod.key:30} {pod.node:10} {pod.ip}")
+
+    def do_pingall(self, line: str) -> None:
+        """pingall: ping between every pair of pods, nodes, the gateway and clients."""
+        ends = [(p.name, p.pid, p.ip) for p in sorted(self.cluster.pods.values(), key=lambda p: p.key)]
+        ends += [(h.name, h.pid, h.address) for h in self.cluster.network.hosts.values() if h.address]
+        lost = total = 0
+        print("*** Ping: testing ping reachability (pods, nodes, gateway, clients)")
+        for name, pid, _ in ends:
+            answers = []
+            for other, _, address in ends:
+                if other == name:
+                    continue
+                total += 1
+                ok = probe_icmp(pid, address, 1).reachable
+                lost += not ok
+                answers.append(other if ok else "X")
+            print(f"{name} -> {' '.join(answers)}")
+        print(f"*** Results: {100 * lost // max(total, 1)}% dropped ({total - lost}/{total} received)")

@@ -11,6 +11,7 @@ from typing import Any
 
 from testbed.api.validation import (
     Checker,
+    is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
     is_label_value,
@@ -49,7 +50,8 @@ def check_metadata(ck: Checker, path: Path_, obj: dict, namespaced: bool = True,
     mpath = path + ("metadata",)
     name = ck.get(meta, "name", mpath, "string", required=True)
     if name is not None:
-        rule = is_dns1123_label if name_rule == "label" else is_dns1123_subdomain
+        rule = {"label": is_dns1123_label, "dns1035": is_dns1035_label}.get(
+            name_rule, is_dns1123_subdomain)
         ck.names(mpath + ("name",), name, rule(name))
     if namespaced:
         ns = ck.get(meta, "namespace", mpath, "string")

@@ -40,7 +40,7 @@ SERVICE_PORT_FIELDS = frozenset({"name", "protocol", "port", "targetPort", "node
 
 
 def check_service(ck: Checker, path: Path_, obj: dict) -> None:
-    check_metadata(ck, path, obj, name_rule="label")
+    check_metadata(ck, path, obj, name_rule="dns1035")
     spec = ck.obj(obj, "spec", path, SERVICE_SPEC_FIELDS)
     if spec is None:
         if obj.get("spec") is None:

@@ -16,6 +16,7 @@ from typing import Any
 from testbed.spec.source import Document, Path_, Problem, field_name
 
 _DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + ")*"
 _QUALIFIED_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_VALUE = "(" + _QUALIFIED_NAME + ")?"
@@ -35,6 +36,19 @@ def is_dns1123_label(value: str) -> list[str]:
                     "characters or '-', and must start and end with an alphanumeric character "
                     "(e.g. 'my-name',  or '123-abc', regex used for validation is "
                     f"'{_DNS1123_LABEL}')")
+    return errs
+
+
+def is_dns1035_label(value: str) -> list[str]:
+    """Service names: a DNS label that starts with a letter."""
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _full(_DNS1035_LABEL, value):
+        errs.append("a DNS-1035 label must consist of lower case alphanumeric characters or "
+                    "'-', start with an alphabetic character, and end with an alphanumeric "
+                    "character (e.g. 'my-name',  or 'abc-123', regex used for validation is "
+                    f"'{_DNS1035_LABEL}')")
     return errs
 
 

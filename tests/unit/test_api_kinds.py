@@ -93,6 +93,9 @@ def test_service_more_errors() -> None:
     assert errors(svc(type="Bogus", ports=[{"port": 1}]))[0].startswith(
         'spec.type: Unsupported value: "Bogus": supported values: "ClusterIP", "NodePort"')
     assert errors(svc(selector={"a": "b"})) == ["spec.ports: Required value"]
+    numeric = svc(ports=[{"port": 80}])
+    numeric["metadata"]["name"] = "1web"
+    assert errors(numeric)[0].startswith('metadata.name: Invalid value: "1web": a DNS-1035 label')
 
 
 # -- Deployment --------------------------------------------------------------------------------

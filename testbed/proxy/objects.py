@@ -295,7 +295,13 @@ def build_state(objects: Iterable[Mapping[str, Any]], family: str, path: Path = 
             continue
         kind = obj.get("kind")
         if kind == "Service":
-            services.extend(service_ports(obj, path + (i,), family, issues))
+            ports = service_ports(obj, path + (i,), family, issues)
+            if ports and any(p.name.service == ports[0].name.service for p in services):
+                issues.append(Issue(path + (i, "metadata", "name"),
+                                    f"duplicate Service {ports[0].name.namespace}/"
+                                    f"{ports[0].name.name}"))
+                continue
+            services.extend(ports)
         elif kind == "EndpointSlice":
             meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
             key = (str(meta.get("namespace", "default")), str(meta.get("name", "")))

@@ -117,6 +117,9 @@ GOOD_SLICE = """\
      ":5: objects[0].endpoints[0].addresses[0]: not a valid IP address"),
     ("objects:\n" + GOOD_SLICE.replace("port: 80", "port: -1"),
      ":6: objects[0].ports[0].port: must be a port number"),
+    ("objects:\n- kind: Service\n  metadata: {name: a}\n  spec: {clusterIP: 10.0.0.3, ports: [{port: 80}]}\n"
+     "- kind: Service\n  metadata: {name: a}\n  spec: {clusterIP: 10.0.0.4, ports: [{port: 81}]}\n",
+     ":6: objects[1].metadata.name: duplicate Service default/a"),
     ("objects: [\n", ":2: not valid YAML"),
     ("- just\n- a list\n", ": expected exactly one YAML mapping"),
 ])

@@ -82,7 +82,7 @@ class BridgeNetwork:
                 ipr.link("set", index=index, master=bridge, state="up")
                 # Hairpin: a pod reaching itself through its Service comes back out of the same
                 # bridge port. Must match bridge-nf-call-iptables=1 set on the node (network.py).
-                ipr.brport("set", index=index, hairpin_mode=1)
+                ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE is hairpin mode
             with iproute_in(sandbox_pid) as ipr:
                 (eth0,) = ipr.link_lookup(ifname="eth0")
                 ipr.addr("add", index=eth0, address=str(ip), prefixlen=node.pod_cidr.prefixlen)

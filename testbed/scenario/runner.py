@@ -18,7 +18,7 @@ from testbed.emu.cluster import Cluster
 from testbed.emu.images import container_path, pod_command_problems
 from testbed.scenario.probes import Observation, run_probe
 from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, load_scenario
-from testbed.spec.source import Problem, SpecError, field_name
+from testbed.spec.source import Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import Topology, load_topology
 
 
@@ -52,12 +52,32 @@ def prepare(path: str) -> Prepared:
         objects = load_manifests([str(p) for p in scenario.manifests])
     except SpecError as err:
         problems.extend(err.problems)
-    if topo is not None and objects is not None:
-        problems.extend(check_names(scenario, topo, objects))
+    if topo is not None:
+        # With broken manifests, names are still checked against the pods they declare.
+        pods = objects if objects is not None else _declared_pods(scenario)
+        problems.extend(check_names(scenario, topo, pods))
+    if objects is not None:
         problems.extend(check_commands(scenario, objects))
     if problems:
         raise SpecError(problems)
     return Prepared(scenario, topo, objects)
+
+
+def _declared_pods(scenario: Scenario) -> list[dict]:
+    """Pods named in the manifests, read loosely (for name checks when validation failed)."""
+    pods = []
+    for path in scenario.manifests:
+        try:
+            docs = read_documents(path)
+        except SpecError:
+            continue
+        for doc in docs:
+            data = doc.data if isinstance(doc.data, dict) else {}
+            meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+            if data.get("kind") == "Pod" and isinstance(meta.get("name"), str):
+                pods.append({"kind": "Pod", "metadata": {"name": meta["name"],
+                                                         "namespace": str(meta.get("namespace", "default"))}})
+    return pods
 
 
 def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list[Problem]:

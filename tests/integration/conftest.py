@@ -1,0 +1,83 @@
+"""Fixtures for integration tests: real clusters in real namespaces, as root.
+
+Every test here is marked `root` and skipped with the reason when not run as root. Clusters
+come from fixtures that tear down from their run record, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGIES = ROOT / "topologies"
+SCENARIOS = ROOT / "scenarios"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.root)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason="integration test: builds network namespaces, needs root"))
+
+
+def run_testbed(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run the testbed command as a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "testbed", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, **kwargs)
+
+
+def namespaces() -> set[int]:
+    """The network namespaces that any process holds now (by inode)."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                found.add(os.stat(f"/proc/{entry.name}/ns/net").st_ino)
+            except OSError:
+                pass
+    return found
+
+
+def root_snapshot() -> dict[str, str]:
+    """What the testbed must never change in the machine's own namespace."""
+    def out(argv):
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+    sysctls = {}
+    for name in ("net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
+                 "net/core/rmem_max", "net/core/wmem_max", "net/ipv4/neigh/default/gc_thresh3"):
+        try:
+            sysctls[name] = Path("/proc/sys", name).read_text()
+        except OSError:
+            pass
+    return {
+        "addresses": out(["ip", "-o", "addr"]),
+        "links": "\n".join(sorted(line.split("@")[0].split(":")[1] for line in out(["ip", "-o", "link"]).splitlines())),
+        "routes": out(["ip", "route", "show", "table", "all"]),
+        "iptables": "\n".join(x for x in out(["iptables-save"]).splitlines() if not x.startswith("#")),
+        "nftables": out(["nft", "list", "ruleset"]),
+        "sysctls": repr(sorted(sysctls.items())),
+        "netns": out(["ip", "netns", "list"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def two_node():
+    """The two-node topology with the tour's pods: pod-a (two containers) and pod-b on w1, pod-c on w2."""
+    from testbed.api.manifests import load_manifests
+    from testbed.emu.cluster import Cluster
+    from testbed.spec.topology import load_topology
+
+    cluster = Cluster(load_topology(TOPOLOGIES / "two-node.yaml")).up()
+    try:
+        objects = load_manifests([str(SCENARIOS / "manifests" / "pods-two-nodes.yaml")])
+        for pod in cluster.apply_pods(objects):
+            assert cluster.runtime.wait_listening(pod, timeout=10), f"{pod.key} never listened"
+        yield cluster
+    finally:
+        cluster.down()

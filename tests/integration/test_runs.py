@@ -1,0 +1,127 @@
+"""The commands as a user runs them: run, cli, ps, clean; exit codes, reports, cleanup, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.integration.conftest import ROOT, SCENARIOS, TOPOLOGIES, namespaces, root_snapshot
+from tests.integration.conftest import run_testbed as testbed
+
+PODS = SCENARIOS / "manifests" / "pods-two-nodes.yaml"
+
+
+def _scenario(tmp_path: Path, steps: str, name: str = "s", manifests: Path = PODS) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\ntopology: {TOPOLOGIES / 'two-node.yaml'}\n"
+                    f"manifests: [{manifests}]\nsteps:\n{steps}")
+    return path
+
+
+def test_default_tour_passes_and_leaves_the_machine_as_it_was(tmp_path):
+    before_root, before_ns = root_snapshot(), namespaces()
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    result = testbed("run", "--junit", str(junit), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed" in result.stdout and " 0 failed" in result.stdout
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) >= 8
+    data = json.loads(report.read_text())
+    assert data["failed"] == 0 and data["steps"][0]["passed"] is True
+    assert root_snapshot() == before_root
+    assert namespaces() == before_ns
+
+
+def test_a_failing_check_exits_1_and_the_report_names_the_step(tmp_path):
+    path = _scenario(tmp_path, "  - name: pod-b is wrongly expected unreachable\n"
+                               "    probe: icmp\n    from: pod-a\n    to: pod-b\n    expect: unreachable\n"
+                               "  - probe: tcp\n    from: pod-a\n    to: pod-c:8080\n"
+                               "    expect: {sourceIP: pod-b}\n")
+    junit = tmp_path / "junit.xml"
+    result = testbed("run", str(path), "--junit", str(junit))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout and "pod-b is wrongly expected unreachable" in result.stdout
+    assert "0 passed, 2 failed" in result.stdout
+    failures = ET.parse(junit).getroot().findall("testcase/failure")
+    assert len(failures) == 2
+    assert "server saw 10.244.0.2, expected 10.244.0.3" in failures[1].get("message")
+
+
+def test_bad_input_exits_2_and_builds_nothing(tmp_path):
+    before = namespaces()
+    bad = tmp_path / "conflict.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: clash}\nspec:\n  containers:\n"
+                   "  - {name: a, image: agnhost, args: [netexec], ports: [{containerPort: 8080}]}\n"
+                   "  - {name: b, image: agnhost, args: [netexec], ports: [{containerPort: 8080}]}\n")
+    path = _scenario(tmp_path, "  - probe: icmp\n    from: pod-x\n    to: clash\n", manifests=bad)
+    result = testbed("run", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "conflict.yaml:7: spec.containers[1].ports[0]" in result.stderr
+    assert "steps[0].from: 'pod-x' is no pod" in result.stderr
+    assert namespaces() == before
+
+
+def test_cli_takes_commands_on_stdin_and_tears_down():
+    before = namespaces()
+    commands = "pod-a ping -c1 -W2 pod-c\npod-c curl -s http://pod-a:8080/clientip\nps w2\ngw ip route\n"
+    result = testbed("cli", str(TOPOLOGIES / "two-node.yaml"), "-f", str(PODS), input=commands)
+    assert result.returncode == 0, result.stderr
+    assert "1 received" in result.stdout
+    assert "10.244.1.2:" in result.stdout                        # pod-c's own IP, seen by pod-a
+    assert "k8s_POD_pod-c_default" in result.stdout and "k8s_POD_pod-a" not in result.stdout
+    assert "10.244.1.0/24 via 172.16.2.2" in result.stdout + result.stderr  # Mininet logs node output
+    assert namespaces() == before
+
+
+def test_clean_after_sigkill_leaves_nothing(tmp_path):
+    before_ns, before_root = namespaces(), root_snapshot()
+    path = _scenario(tmp_path, "  - sleep: 60\n")
+    proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        if "cluster ready" in line or time.monotonic() > deadline:
+            break
+    # While it runs, `testbed ps` in another terminal lists its pods, and clean leaves it alone.
+    ps = testbed("ps")
+    assert "k8s_POD_pod-a_default" in ps.stdout, ps.stdout + ps.stderr
+    assert "left alone" in testbed("clean").stdout
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The node shells die with their pty when the runner dies; the pods hold on.
+    assert len(namespaces() - before_ns) >= 3
+    result = testbed("clean")
+    assert result.returncode == 0
+    assert "ended" in result.stdout
+    assert namespaces() == before_ns, result.stdout
+    assert root_snapshot() == before_root
+    assert "nothing to clean" in testbed("clean").stdout
+
+
+def test_sigterm_tears_down(tmp_path):
+    before = namespaces()
+    path = _scenario(tmp_path, "  - sleep: 60\n")
+    proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "cluster ready" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    assert namespaces() == before
+
+
+def test_not_root_is_a_clear_error(tmp_path):
+    if not hasattr(os, "setuid"):
+        return
+    result = subprocess.run([sys.executable, "-m", "testbed", "run"], cwd=ROOT, capture_output=True,
+                            text=True, user=65534, env={**os.environ, "HOME": "/tmp"})
+    assert result.returncode == 2
+    assert "needs root" in result.stderr and "Traceback" not in result.stderr

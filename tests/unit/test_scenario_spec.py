@@ -1,0 +1,417 @@
+"""testbed.scenario.spec: every step form, defaults, path resolution, every problem at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from testbed.scenario.spec import (
+    Expect,
+    Probe,
+    Scenario,
+    Sleep,
+    Step,
+    Target,
+    load_scenario,
+)
+from testbed.spec.source import SpecError
+
+from .conftest import ROOT
+
+SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
+
+
+@pytest.fixture
+def scenario(write):
+    """scenario(steps_text) -> Scenario from s.yaml next to an (unread) topology.yaml."""
+    write("topology.yaml", "name: t\n")
+
+    def _scenario(text: str) -> Scenario:
+        return load_scenario(write("s.yaml", text))
+
+    return _scenario
+
+
+@pytest.fixture
+def problems(write, tmp_path):
+    """problems(text) -> every problem as "s.yaml:LINE: field: reason" (no directory)."""
+    write("topology.yaml", "name: t\n")
+
+    def _problems(text: str) -> list[str]:
+        path = write("s.yaml", text)
+        with pytest.raises(SpecError) as info:
+            load_scenario(path)
+        return [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems]
+
+    return _problems
+
+
+def one_step(scenario, step: str) -> Step:
+    """The single step of a scenario whose steps list is `step` (YAML, one item)."""
+    s = scenario("topology: topology.yaml\nsteps:\n" + step)
+    [only] = s.steps
+    return only
+
+
+def step_problems(problems, step: str) -> list[str]:
+    return problems("topology: topology.yaml\nsteps:\n" + step)
+
+
+# --- the scenario ------------------------------------------------------------------------------
+
+def test_minimal_scenario_and_defaults(scenario, tmp_path):
+    s = scenario("topology: topology.yaml\n")
+    assert s.name == "s"  # the file's stem
+    assert s.file == str(tmp_path / "s.yaml")
+    assert s.description == ""
+    assert s.topology == (tmp_path / "topology.yaml").resolve()
+    assert s.manifests == ()
+    assert s.steps == ()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.name = "x"  # type: ignore[misc]
+
+
+def test_name_and_description(scenario):
+    s = scenario("name: tour\ndescription: |\n  line one\n  line two\ntopology: topology.yaml\n")
+    assert s.name == "tour"
+    assert s.description == "line one\nline two"
+
+
+def test_relative_paths_resolve_against_the_scenario_file(write, tmp_path, monkeypatch):
+    write("topologies/two.yaml", "name: two\n")
+    write("scen/manifests/a.yaml", "kind: Pod\n")
+    write("scen/manifests/b.yaml", "kind: Pod\n")
+    path = write("scen/s.yaml", """
+        topology: ../topologies/two.yaml
+        manifests: [manifests/a.yaml, ./manifests/../manifests/b.yaml]
+    """)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory must not matter
+    s = load_scenario(path)
+    assert s.topology == (tmp_path / "topologies" / "two.yaml").resolve()
+    assert s.manifests == ((tmp_path / "scen/manifests/a.yaml").resolve(),
+                           (tmp_path / "scen/manifests/b.yaml").resolve())
+    assert s.topology.is_absolute()
+
+
+def test_one_manifest_as_a_string(scenario, write, tmp_path):
+    write("pods.yaml", "kind: Pod\n")
+    s = scenario("topology: topology.yaml\nmanifests: pods.yaml\n")
+    assert s.manifests == ((tmp_path / "pods.yaml").resolve(),)
+
+
+def test_absolute_topology_path(scenario, write):
+    topo = write("abs/t.yaml", "name: t\n")
+    assert scenario(f"topology: {topo}\n").topology == topo.resolve()
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_scenarios_load(path: Path):
+    s = load_scenario(path)
+    assert s.topology.is_file()
+    assert all(m.is_file() for m in s.manifests)
+    assert s.steps
+    assert all(isinstance(step.action, (Probe, Sleep)) for step in s.steps)
+
+
+def test_shipped_tour():
+    s = load_scenario(ROOT / "scenarios" / "tour.yaml")
+    assert s.name == "tour"
+    assert s.topology == (ROOT / "topologies" / "two-node.yaml").resolve()
+    assert s.manifests == ((ROOT / "scenarios" / "manifests" / "pods-two-nodes.yaml").resolve(),)
+    assert len(s.steps) == 10
+    first = s.steps[0]
+    assert first.name == "container to container over localhost (sidecar port)"
+    assert first.action == Probe("http", "pod-a", Target("127.0.0.1", 9376, "/"),
+                                 Expect(body_contains="pod-a"))
+    assert s.steps[-1].action.expect == Expect(reachable=False)
+    assert s.steps[-1].action.target == Target("pod-b", 9999)
+
+
+# --- step forms --------------------------------------------------------------------------------
+
+def test_icmp_probe_defaults(scenario):
+    step = one_step(scenario, "  - probe: icmp\n    from: pod-a\n    to: pod-b\n")
+    assert step == Step("icmp pod-a -> pod-b", 3, Probe(
+        "icmp", "pod-a", Target("pod-b", None, "/"), Expect(True), 2.0, 0.0, "hostname", ()))
+
+
+def test_tcp_probe_with_everything(scenario):
+    step = one_step(scenario, """\
+  - name: keeps the source
+    probe: tcp
+    from: pod-a
+    to: pod-b:8080
+    timeout: 0.5
+    retryFor: 3
+    expect: {sourceIP: pod-a}
+""")
+    assert step.name == "keeps the source"
+    assert step.line == 3
+    assert step.action == Probe("tcp", "pod-a", Target("pod-b", 8080), Expect(source_ip="pod-a"),
+                                timeout=0.5, retry_for=3.0)
+
+
+def test_tcp_to_an_ip_and_default_name(scenario):
+    step = one_step(scenario, "  - {probe: tcp, from: client, to: '10.96.0.10:53'}\n")
+    assert step.action.target == Target("10.96.0.10", 53)
+    assert step.name == "tcp client -> 10.96.0.10:53"
+
+
+def test_udp_probe_with_payload_and_reply(scenario):
+    step = one_step(scenario, """\
+  - probe: udp
+    from: pod-c
+    to: pod-a:8081
+    payload: echo hi
+    expect: {reply: hi}
+""")
+    assert step.action == Probe("udp", "pod-c", Target("pod-a", 8081), Expect(reply="hi"),
+                                payload="echo hi")
+    assert step.name == "udp pod-c -> pod-a:8081"
+
+
+@pytest.mark.parametrize(("to", "target", "name"), [
+    ("http://pod-c:8080/clientip", Target("pod-c", 8080, "/clientip"), "http p -> http://pod-c:8080/clientip"),
+    ("pod-c:8080/x/y", Target("pod-c", 8080, "/x/y"), "http p -> http://pod-c:8080/x/y"),
+    ("web", Target("web", 80, "/"), "http p -> http://web:80/"),
+    ("http://web/?a=1&b=2", Target("web", 80, "/?a=1&b=2"), "http p -> http://web:80/?a=1&b=2"),
+    ("http://10.0.0.5:65535", Target("10.0.0.5", 65535, "/"), "http p -> http://10.0.0.5:65535/"),
+])
+def test_http_targets(scenario, to, target, name):
+    step = one_step(scenario, f"  - {{probe: http, from: p, to: '{to}'}}\n")
+    assert step.action.target == target
+    assert step.name == name
+
+
+def test_http_probe_headers_and_expectations(scenario):
+    step = one_step(scenario, """\
+  - probe: http
+    from: client
+    to: http://ingress/foo
+    headers: {Host: foo.example, X-Num: 7}
+    expect: {status: 404, bodyContains: not found, sourceIP: client}
+""")
+    assert step.action.headers == (("Host", "foo.example"), ("X-Num", "7"))
+    assert step.action.expect == Expect(True, "client", 404, "not found", None)
+
+
+def test_unreachable_forms(scenario):
+    a = one_step(scenario, "  - {probe: tcp, from: a, to: 'b:1', expect: unreachable}\n")
+    b = one_step(scenario, "  - {probe: tcp, from: a, to: 'b:1', expect: {reachable: false}}\n")
+    assert a.action.expect == b.action.expect == Expect(reachable=False)
+
+
+def test_sleep_steps(scenario):
+    s = scenario("topology: topology.yaml\nsteps:\n  - sleep: 1.5\n  - {sleep: 0, name: settle}\n  - sleep: 2\n")
+    assert s.steps == (Step("sleep 1.5s", 3, Sleep(1.5)), Step("settle", 4, Sleep(0.0)),
+                       Step("sleep 2s", 5, Sleep(2.0)))
+
+
+def test_steps_keep_order_and_lines(scenario):
+    s = scenario("""
+        topology: topology.yaml
+        steps:
+          # a comment
+          - sleep: 1
+          - probe: icmp
+            from: a
+            to: b
+
+          - sleep: 2
+    """)
+    assert [(st.line, type(st.action).__name__) for st in s.steps] == [
+        (4, "Sleep"), (5, "Probe"), (9, "Sleep")]
+
+
+@pytest.mark.parametrize(("expect", "text"), [
+    (Expect(), "reachable"),
+    (Expect(reachable=False, source_ip="x"), "unreachable"),
+    (Expect(source_ip="pod-a", status=200), "reachable, source pod-a, status 200"),
+    (Expect(body_contains="hi", reply="yo"), "reachable, body has 'hi', reply has 'yo'"),
+])
+def test_expect_describe(expect, text):
+    assert expect.describe() == text
+
+
+# --- problems ----------------------------------------------------------------------------------
+
+def test_unknown_top_level_field(problems):
+    assert problems("topology: topology.yaml\nsetps: []\n") == [
+        "s.yaml:2: setps: unknown field (expected one of: description, manifests, name, steps, topology)"]
+
+
+def test_topology_required(problems):
+    assert problems("name: x\n") == ["s.yaml:1: topology: Required value: the topology file to build"]
+
+
+def test_topology_missing_file(problems, write, tmp_path):
+    assert problems("name: x\ntopology: nope/t.yaml\n") == [
+        "s.yaml:2: topology: no such file: nope/t.yaml"]  # (problems() strips tmp_path/)
+    with pytest.raises(SpecError) as info:
+        load_scenario(write("s.yaml", "topology: ../t.yaml\n"))
+    # the message names the resolved absolute path, not the text of the file
+    assert info.value.problems[0].message == f"no such file: {(tmp_path / '../t.yaml').resolve()}"
+
+
+def test_topology_not_a_string(problems):
+    assert problems("topology: [a]\n") == ["s.yaml:1: topology: Required value: the topology file to build"]
+
+
+@pytest.mark.parametrize("name", ["''", "5", "[a]"])
+def test_bad_scenario_name(problems, name):
+    assert problems(f"name: {name}\ntopology: topology.yaml\n") == ["s.yaml:1: name: must be a non-empty string"]
+
+
+def test_manifest_problems(problems, write):
+    write("ok.yaml", "kind: Pod\n")
+    assert problems("""
+        topology: topology.yaml
+        manifests:
+          - ok.yaml
+          - 7
+          - missing.yaml
+    """) == [
+        "s.yaml:4: manifests[1]: must be a file name",
+        "s.yaml:5: manifests[2]: no such file: missing.yaml",
+    ]
+
+
+def test_manifests_must_be_a_list(problems):
+    assert problems("topology: topology.yaml\nmanifests: {a: b}\n") == [
+        "s.yaml:2: manifests: must be a list of files"]
+
+
+def test_steps_must_be_a_list(problems):
+    assert problems("topology: topology.yaml\nsteps: {sleep: 1}\n") == ["s.yaml:2: steps: must be a list"]
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ("  - just words\n", "s.yaml:3: steps[0]: a step must be a mapping with one action (probe, sleep)"),
+    ("  - {name: x, wait: 3}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep (has name, wait)"),
+    ("  - {}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep (has nothing)"),
+    ("  - {sleep: -1}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
+    ("  - {sleep: soon}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
+    ("  - {sleep: true}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
+    ("  - {sleep: 1, to: x}\n", "s.yaml:3: steps[0].to: unknown field (expected one of: name, sleep)"),
+    ("  - {probe: ping, from: a, to: b}\n",
+     "s.yaml:3: steps[0].probe: must be one of icmp, tcp, udp, http, not 'ping'"),
+    ("  - {probe: icmp, to: b}\n",
+     "s.yaml:3: steps[0].from: Required value: the pod, node or client to probe from"),
+    ("  - {probe: icmp, from: '', to: b}\n",
+     "s.yaml:3: steps[0].from: Required value: the pod, node or client to probe from"),
+    ("  - {probe: icmp, from: a}\n",
+     "s.yaml:3: steps[0].to: Required value: a name or IP (with :port for tcp/udp, a URL for http)"),
+    ("  - {probe: icmp, from: a, to: 'b:80'}\n", "s.yaml:3: steps[0].to: an icmp probe takes no port"),
+    ("  - {probe: tcp, from: a, to: b}\n",
+     "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b'"),
+    ("  - {probe: udp, from: a, to: 'b:0'}\n",
+     "s.yaml:3: steps[0].to: udp needs NAME:PORT with a port from 1 to 65535, not 'b:0'"),
+    ("  - {probe: tcp, from: a, to: 'b:65536'}\n",
+     "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b:65536'"),
+    ("  - {probe: tcp, from: a, to: 'b:http'}\n",
+     "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b:http'"),
+    ("  - {probe: http, from: a, to: 'https://b/'}\n", "s.yaml:3: steps[0].to: not an http URL: 'https://b/'"),
+    ("  - {probe: http, from: a, to: 'http://:80/'}\n", "s.yaml:3: steps[0].to: not an http URL: 'http://:80/'"),
+    ("  - {probe: http, from: a, to: 'http://b:99999/'}\n", "s.yaml:3: steps[0].to: bad port in 'http://b:99999/'"),
+    ("  - {probe: http, from: a, to: 'b:port'}\n", "s.yaml:3: steps[0].to: bad port in 'b:port'"),
+    ("  - {probe: icmp, from: a, to: b, timeout: 0.05}\n",
+     "s.yaml:3: steps[0].timeout: must be a number of seconds >= 0.1"),
+    ("  - {probe: icmp, from: a, to: b, retryFor: -1}\n",
+     "s.yaml:3: steps[0].retryFor: must be a number of seconds >= 0"),
+    ("  - {probe: icmp, from: a, to: b, retryFor: '5s'}\n",
+     "s.yaml:3: steps[0].retryFor: must be a number of seconds >= 0"),
+    ("  - {probe: udp, from: a, to: 'b:1', payload: 5}\n", "s.yaml:3: steps[0].payload: must be a string"),
+    ("  - {probe: tcp, from: a, to: 'b:1', headers: {X: y}}\n",
+     "s.yaml:3: steps[0].headers: only http probes send headers"),
+    ("  - {probe: http, from: a, to: b, headers: [X]}\n",
+     "s.yaml:3: steps[0].headers: must map header names to values"),
+    ("  - {probe: http, from: a, to: b, headers: {X: [1]}}\n",
+     "s.yaml:3: steps[0].headers: must map header names to values"),
+    ("  - {probe: icmp, from: a, to: b, expect: maybe}\n",
+     "s.yaml:3: steps[0].expect: must be reachable, unreachable, or a mapping of bodyContains, "
+     "reachable, reply, sourceIP, status"),
+    ("  - {probe: icmp, from: a, to: b, expect: {reachable: 'no'}}\n",
+     "s.yaml:3: steps[0].expect.reachable: must be true or false"),
+    ("  - {probe: icmp, from: a, to: b, expect: {sourceIP: a}}\n",
+     "s.yaml:3: steps[0].expect.sourceIP: a icmp probe cannot check sourceIP"),
+    ("  - {probe: tcp, from: a, to: 'b:1', expect: {status: 200}}\n",
+     "s.yaml:3: steps[0].expect.status: a tcp probe cannot check status"),
+    ("  - {probe: udp, from: a, to: 'b:1', expect: {bodyContains: x}}\n",
+     "s.yaml:3: steps[0].expect.bodyContains: a udp probe cannot check bodyContains"),
+    ("  - {probe: http, from: a, to: b, expect: {reply: x}}\n",
+     "s.yaml:3: steps[0].expect.reply: a http probe cannot check reply"),
+    ("  - {probe: http, from: a, to: b, expect: {status: 99}}\n",
+     "s.yaml:3: steps[0].expect.status: must be an HTTP status from 100 to 599"),
+    ("  - {probe: http, from: a, to: b, expect: {status: '200'}}\n",
+     "s.yaml:3: steps[0].expect.status: must be an HTTP status from 100 to 599"),
+    ("  - {probe: http, from: a, to: b, expect: {bodyContains: 5}}\n",
+     "s.yaml:3: steps[0].expect.bodyContains: must be a string"),
+    ("  - {probe: http, from: a, to: b, expect: {reachable: false, status: 200}}\n",
+     "s.yaml:3: steps[0].expect: an unreachable expectation takes no other checks"),
+    ("  - {probe: http, from: a, to: b, expect: {code: 200}}\n",
+     "s.yaml:3: steps[0].expect.code: unknown field (expected one of: bodyContains, reachable, "
+     "reply, sourceIP, status)"),
+])
+def test_step_problems(problems, step, expected):
+    assert step_problems(problems, step) == [expected]
+
+
+def test_probe_and_sleep_in_one_step(problems):
+    assert step_problems(problems, "  - {probe: icmp, from: a, to: b, sleep: 1}\n") == [
+        "s.yaml:3: steps[0].sleep: unknown field (expected one of: expect, from, headers, name, "
+        "payload, probe, retryFor, timeout, to)"]
+
+
+@pytest.mark.xfail(strict=True, reason="scenario/spec.py _target: `parts.port or 80` turns an "
+                   "explicit port 0 into 80 instead of reporting a bad port")
+def test_http_port_zero_is_refused(problems):
+    assert step_problems(problems, "  - {probe: http, from: a, to: 'http://b:0/'}\n") == [
+        "s.yaml:3: steps[0].to: bad port in 'http://b:0/'"]
+
+
+def test_every_problem_is_reported_at_once_with_lines(problems):
+    found = problems("""
+        name: demo
+        topology: missing.yaml
+        extra: 1
+        manifests: [gone.yaml]
+        steps:
+          - probe: icmp
+            from: a
+            to: b
+          - probe: tcp
+            from: a
+            to: b
+          - sleep: -2
+          - probe: http
+            to: http://x/
+            expect: {status: 1000}
+          - wait: 3
+    """)
+    assert found == [
+        "s.yaml:3: extra: unknown field (expected one of: description, manifests, name, steps, topology)",
+        "s.yaml:2: topology: no such file: missing.yaml",
+        "s.yaml:4: manifests[0]: no such file: gone.yaml",
+        "s.yaml:11: steps[1].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b'",
+        "s.yaml:12: steps[2].sleep: must be a number of seconds >= 0",
+        "s.yaml:13: steps[3].from: Required value: the pod, node or client to probe from",
+        "s.yaml:15: steps[3].expect.status: must be an HTTP status from 100 to 599",
+        "s.yaml:16: steps[4]: no action: a step needs one of probe, sleep (has wait)",
+    ]
+
+
+def test_scenario_must_be_one_mapping(write, tmp_path):
+    path = write("s.yaml", "- sleep: 1\n")
+    with pytest.raises(SpecError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: expected exactly one YAML mapping"
+
+
+def test_missing_scenario_file(tmp_path):
+    with pytest.raises(SpecError) as info:
+        load_scenario(tmp_path / "nope.yaml")
+    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file"

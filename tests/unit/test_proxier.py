@@ -1,0 +1,280 @@
+"""Proxier: change tracking, full vs partial syncs, failed apply, stale chains, UDP conntrack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from testbed.proxy import names, restore
+from testbed.proxy.model import ProxierSettings, ServicePortName
+from testbed.proxy.proxier import (
+    ConntrackFlush,
+    FakeIptables,
+    FakeNft,
+    Proxier,
+    ServiceChangeTracker,
+)
+from testbed.proxy.tracer import trace
+
+SETTINGS = ProxierSettings(node_name="w1", node_ip="192.168.0.2", local_ips=("192.168.0.2",),
+                           masquerade_mark="0x00004000", nfacct_counters=frozenset())
+
+
+def svc(name: str, ip: str, port: int = 80, proto: str = "TCP", ns: str = "default",
+        **spec: Any) -> dict:
+    return {"kind": "Service", "metadata": {"namespace": ns, "name": name},
+            "spec": {"clusterIP": ip, "ports": [{"name": "p", "port": port, "protocol": proto}],
+                     **spec}}
+
+
+def eps(name: str, ips: list[str], port: int = 8080, proto: str = "TCP", ns: str = "default",
+        slice_name: str | None = None) -> dict:
+    return {"kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"namespace": ns, "name": slice_name or f"{name}-abc",
+                         "labels": {"kubernetes.io/service-name": name}},
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "w2"}
+                          for ip in ips],
+            "ports": [{"name": "p", "port": port, "protocol": proto}]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def proxier(backend=None, clock=None) -> tuple[Proxier, FakeIptables]:
+    backend = backend or FakeIptables()
+    return Proxier(backend, SETTINGS, full_sync_period=60, clock=clock or Clock()), backend
+
+
+def declared(text: str) -> set[str]:
+    return set(restore.parse(text)["nat"].chains)
+
+
+def reach(fake: FakeIptables, dst: str, port: int, proto: str = "TCP") -> str:
+    return trace(fake.dump(), ["192.168.0.2"], "10.0.1.9", proto, dst, port).output
+
+
+def two_services() -> tuple[Proxier, FakeIptables]:
+    p, fake = proxier()
+    p.service_changes.on_add(svc("a", "10.96.0.10"))
+    p.endpoint_changes.on_add(eps("a", ["10.0.1.5", "10.0.2.5"]))
+    p.service_changes.on_add(svc("b", "10.96.0.20"))
+    p.endpoint_changes.on_add(eps("b", ["10.0.1.6"]))
+    return p, fake
+
+
+def test_first_sync_is_full_and_applies_once_with_jump_rules():
+    p, fake = two_services()
+    result = p.sync()
+    assert result.ok and result.full
+    assert len(fake.restores) == 1
+    assert len(fake.jumps) == 14  # JUMP_RULES, once
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080, 10.0.2.5:8080"
+    assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
+    assert any(c.startswith("KUBE-SVC-") for c in fake.nat_chains())
+
+
+def test_nothing_changed_means_no_apply():
+    p, fake = two_services()
+    p.sync()
+    result = p.sync()
+    assert result.skipped and len(fake.restores) == 1
+
+
+def test_partial_sync_rewrites_only_changed_service():
+    p, fake = two_services()
+    p.sync()
+    b = ServicePortName("default", "b", "p", "TCP")
+    b_chains = {names.svc_chain(str(b), "tcp"), names.sep_chain(str(b), "TCP", "10.0.1.6:8080")}
+    assert b_chains <= fake.nat_chains()
+    old = eps("a", ["10.0.1.5", "10.0.2.5"])
+    p.endpoint_changes.on_update(old, eps("a", ["10.0.1.5", "10.0.2.5", "10.0.3.5"]))
+    result = p.sync()
+    assert result.ok and not result.full
+    assert result.changed == {("default", "a")}
+    text = fake.restores[-1]
+    written = {c for c in declared(text) if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))}
+    assert len(written) == 4  # a's SVC chain and its three SEP chains, nothing of b
+    assert not written & b_chains
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080, 10.0.2.5:8080, 10.0.3.5:8080"
+    assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"  # b's chains stayed in place
+
+
+def test_deleted_service_chains_are_removed_in_partial_sync():
+    p, fake = two_services()
+    p.sync()
+    before = fake.nat_chains()
+    p.service_changes.on_delete(svc("b", "10.96.0.20"))
+    p.endpoint_changes.on_delete(eps("b", ["10.0.1.6"]))
+    result = p.sync()
+    assert result.ok and not result.full
+    gone = before - fake.nat_chains()
+    assert len(gone) == 2 and all(c.startswith(("KUBE-SVC-", "KUBE-SEP-")) for c in gone)
+    assert all(f"-X {c}" in fake.restores[-1] for c in gone)
+    assert reach(fake, "10.96.0.20", 80) == ""
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080, 10.0.2.5:8080"
+
+
+def test_service_without_endpoints_rejects_then_recovers():
+    p, fake = proxier()
+    p.service_changes.on_add(svc("a", "10.96.0.10"))
+    p.sync()
+    assert reach(fake, "10.96.0.10", 80) == "REJECT"
+    p.endpoint_changes.on_add(eps("a", ["10.0.1.5"]))
+    p.sync()
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080"
+
+
+def test_failed_apply_makes_next_sync_full():
+    p, fake = two_services()
+    p.sync()
+    fake.fail_next = 1
+    p.endpoint_changes.on_add(eps("a", ["10.0.9.9"], slice_name="a-second"))
+    failed = p.sync()
+    assert not failed.ok and not failed.full and "injected" in failed.error
+    retry = p.sync()  # nothing new recorded, but the failure forces a full sync
+    assert retry.ok and retry.full
+    written = declared(fake.restores[-1])
+    assert sum(c.startswith("KUBE-SVC-") for c in written) == 2  # both services rewritten
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080, 10.0.2.5:8080, 10.0.9.9:8080"
+
+
+def test_periodic_and_requested_full_sync():
+    clock = Clock()
+    p, fake = proxier(clock=clock)
+    p.service_changes.on_add(svc("a", "10.96.0.10"))
+    assert p.sync().full
+    clock.now += 30
+    p.service_changes.on_add(svc("b", "10.96.0.20"))
+    assert not p.sync().full
+    clock.now += 31
+    assert p.sync().full  # 61 s since the last full sync, even with nothing changed
+    p.request_full_sync()
+    assert p.sync().full
+
+
+def test_restart_removes_stale_chains_left_by_predecessor():
+    fake = FakeIptables()
+    old, _ = proxier(fake)
+    for o in (svc("a", "10.96.0.10"), svc("gone", "10.96.0.99")):
+        old.service_changes.on_add(o)
+    old.endpoint_changes.on_add(eps("gone", ["10.0.1.7"]))
+    old.endpoint_changes.on_add(eps("a", ["10.0.1.5"]))
+    old.sync()
+    stale = {c for c in fake.nat_chains() if c.startswith("KUBE-S")}
+    # kube-proxy dies; "gone" is deleted meanwhile; a new kube-proxy starts on the same kernel
+    new, _ = proxier(fake)
+    new.service_changes.on_add(svc("a", "10.96.0.10"))
+    new.endpoint_changes.on_add(eps("a", ["10.0.1.5"]))
+    assert new.sync().full
+    left = {c for c in fake.nat_chains() if c.startswith("KUBE-S")}
+    assert left < stale and len(stale - left) == 2
+    assert reach(fake, "10.96.0.99", 80) == ""
+
+
+def test_change_that_reverts_is_dropped():
+    t = ServiceChangeTracker()
+    a = svc("a", "10.96.0.10")
+    t.on_add(a)
+    assert t.pending() == 1
+    t.on_delete(a)
+    assert t.pending() == 0
+    t.on_add(a)
+    t.checkout()
+    t.on_update(a, svc("a", "10.96.0.10", port=81))
+    t.on_update(svc("a", "10.96.0.10", port=81), a)
+    assert t.pending() == 0
+
+
+def test_invalid_service_is_skipped_not_fatal():
+    p, fake = proxier()
+    p.service_changes.on_add(svc("a", "not-an-ip"))
+    assert [i.path for i in p.service_changes.issues] == [("spec", "clusterIP")]
+    p.service_changes.on_add(svc("b", "10.96.0.20"))
+    assert p.sync().ok
+    assert reach(fake, "10.96.0.20", 80) == "REJECT"
+
+
+def udp_dns() -> tuple[Proxier, FakeIptables]:
+    p, fake = proxier()
+    p.service_changes.on_add(svc("dns", "10.96.0.10", 53, "UDP", ns="kube-system"))
+    p.service_changes.on_add(svc("web", "10.96.0.20", 80, "TCP"))
+    p.endpoint_changes.on_add(eps("dns", ["10.0.1.5", "10.0.2.5"], 53, "UDP", ns="kube-system"))
+    p.endpoint_changes.on_add(eps("web", ["10.0.1.6", "10.0.2.6"]))
+    p.sync()
+    return p, fake
+
+
+def test_udp_endpoint_removal_flushes_its_conntrack_entries():
+    p, fake = udp_dns()
+    fake.flushes.clear()
+    p.endpoint_changes.on_update(
+        eps("dns", ["10.0.1.5", "10.0.2.5"], 53, "UDP", ns="kube-system"),
+        eps("dns", ["10.0.1.5"], 53, "UDP", ns="kube-system"))
+    result = p.sync()
+    assert result.ok and result.flushed == 1
+    assert fake.flushes == [ConntrackFlush("udp", "10.96.0.10", 53, "10.0.2.5")]
+
+
+def test_tcp_endpoint_removal_flushes_nothing():
+    p, fake = udp_dns()
+    fake.flushes.clear()
+    p.endpoint_changes.on_update(eps("web", ["10.0.1.6", "10.0.2.6"]), eps("web", ["10.0.1.6"]))
+    p.sync()
+    assert fake.flushes == []
+
+
+def test_udp_service_getting_first_endpoint_flushes_cluster_ip():
+    p, fake = proxier()
+    p.service_changes.on_add(svc("dns", "10.96.0.10", 53, "UDP"))
+    p.sync()
+    p.endpoint_changes.on_add(eps("dns", ["10.0.1.5"], 53, "UDP"))
+    p.sync()
+    assert fake.flushes == [ConntrackFlush("udp", "10.96.0.10", 53)]
+
+
+def test_udp_nodeport_endpoint_removal_flushes_nodeport_too():
+    p, fake = proxier()
+    p.service_changes.on_add(svc("dns", "10.96.0.10", 53, "UDP", type="NodePort",
+                                 ports=[{"name": "p", "port": 53, "protocol": "UDP",
+                                         "nodePort": 30053}]))
+    p.endpoint_changes.on_add(eps("dns", ["10.0.1.5"], 53, "UDP"))
+    p.sync()
+    fake.flushes.clear()
+    p.endpoint_changes.on_delete(eps("dns", ["10.0.1.5"], 53, "UDP"))
+    p.sync()
+    assert fake.flushes == [ConntrackFlush("udp", "10.96.0.10", 53, "10.0.1.5"),
+                            ConntrackFlush("udp", None, 30053, "10.0.1.5")]
+
+
+def test_conntrack_flush_waits_for_a_successful_apply():
+    p, fake = udp_dns()
+    fake.flushes.clear()
+    fake.fail_next = 1
+    p.endpoint_changes.on_delete(eps("dns", ["10.0.1.5", "10.0.2.5"], 53, "UDP",
+                                     ns="kube-system"))
+    assert not p.sync().ok
+    assert fake.flushes == []
+    assert p.sync().ok
+    assert {f.reply_src for f in fake.flushes} == {"10.0.1.5", "10.0.2.5"}
+
+
+def test_nftables_mode_replaces_table_every_sync():
+    nft = FakeNft()
+    p = Proxier(nft, SETTINGS, clock=Clock())
+    p.service_changes.on_add(svc("a", "10.96.0.10"))
+    p.endpoint_changes.on_add(eps("a", ["10.0.1.5"]))
+    assert p.sync().full
+    p.endpoint_changes.on_add(eps("a", ["10.0.2.5"], slice_name="a-2"))
+    assert p.sync().full
+    assert len(nft.restores) == 2
+    lines = nft.restores[-1].splitlines()
+    assert lines[:2] == ["add table ip kube-proxy", "delete table ip kube-proxy"]
+    assert any("dnat to 10.0.2.5:8080" in ln for ln in lines)
+    nft.fail_next = 1
+    p.request_full_sync()
+    assert not p.sync().ok
+    assert p.sync().ok

@@ -1,0 +1,181 @@
+"""Acts: kube-proxy's netfilter backends (iptables-restore, nft -f, conntrack) in one namespace.
+
+Owns the commands a proxier's one apply per sync turns into: `IptablesBackend(netns)` runs
+`iptables-restore -w --noflush` with the whole sync's text on stdin, ensures jump rules in the
+built-in chains (`-C`, then `-I`/`-A`), reads chains back with `iptables-save`; `NftBackend`
+runs `nft -f -`; `conntrack_flush` deletes stale entries. `netns` is the pid of a process in the
+target network namespace, or None for "where this process runs" (kube-proxy runs inside its
+worker's namespace). Both backends satisfy `testbed.proxy.proxier.Backend`.
+
+Errors raise `NetfilterError` naming the namespace and, for a failed restore, the input line
+the command complained about. Commands are argument lists (testbed.net.run).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from testbed.net.run import CommandError, run
+from testbed.proxy.iptables import JumpRule
+from testbed.proxy.proxier import ConntrackFlush
+
+WAIT = "5"  # seconds to wait for the xtables lock (-w), as kube-proxy does
+
+
+class NetfilterError(RuntimeError):
+    """A netfilter command failed; the message shows the failing input line when known."""
+
+
+def _where(netns: int | None) -> str:
+    return f"netns of pid {netns}" if netns is not None else "own netns"
+
+
+def failing_line(text: str, output: str) -> str:
+    """'line N: <text of line N>' for the line iptables-restore or nft reports, else ''."""
+    m = re.search(r"(?:line:?\s+|/dev/stdin:|-:)(\d+)", output)
+    if not m:
+        return ""
+    n = int(m.group(1))
+    lines = text.splitlines()
+    if not 0 < n <= len(lines):
+        return f"line {n}"
+    if lines[n - 1].strip() == "COMMIT":
+        # iptables-nft finds missing chains and targets only at COMMIT: point at the first
+        # rule that names what it complains about
+        for name in re.findall(r"'([^']+)'", output):
+            for i, line in enumerate(lines[:n - 1], 1):
+                if line.startswith("-") and name in line.split():
+                    return f"line {i}: {line} (reported at line {n}: COMMIT)"
+    return f"line {n}: {lines[n - 1]}"
+
+
+def _apply(argv: list[str], text: str, netns: int | None) -> None:
+    try:
+        run(argv, netns=netns, input=text, where=_where(netns))
+    except CommandError as err:
+        line = failing_line(text, err.output)
+        raise NetfilterError(f"{argv[0]} in {_where(netns)} failed"
+                             + (f" at {line}" if line else "") + f": {err.output.strip()[:1000]}"
+                             ) from err
+
+
+class IptablesBackend:
+    """iptables-restore based backend (nf_tables flavour of iptables 1.8 here)."""
+
+    mode = "iptables"
+
+    def __init__(self, netns: int | None = None, ipv6: bool = False) -> None:
+        self.netns = netns
+        self.prefix = "ip6tables" if ipv6 else "iptables"
+
+    def restore(self, text: str) -> None:
+        _apply([f"{self.prefix}-restore", "-w", WAIT, "--noflush"], text, self.netns)
+
+    def ensure_chain(self, table: str, chain: str) -> None:
+        res = run([self.prefix, "-w", WAIT, "-t", table, "-N", chain], netns=self.netns,
+                  check=False)
+        if res.returncode != 0 and "exists" not in res.stderr:
+            raise NetfilterError(f"create chain {table}/{chain} in {_where(self.netns)}: "
+                                 f"{res.stderr.strip()}")
+
+    def ensure_jump_rules(self, rules: Sequence[JumpRule], append: bool = False) -> None:
+        """Each rule present once in its built-in chain; missing ones prepended (or appended)."""
+        for rule in rules:
+            self.ensure_chain(rule.table, rule.args[-1])
+            base = [self.prefix, "-w", WAIT, "-t", rule.table]
+            check = run(base + ["-C", rule.chain, *rule.args], netns=self.netns, check=False)
+            if check.returncode == 0:
+                continue
+            where = ["-A", rule.chain] if append else ["-I", rule.chain, "1"]
+            try:
+                run(base + where + list(rule.args), netns=self.netns, where=_where(self.netns))
+            except CommandError as err:
+                raise NetfilterError(f"ensure jump {rule.table}/{rule.chain} -> "
+                                     f"{rule.args[-1]}: {err}") from err
+
+    def delete_jump_rules(self, rules: Sequence[JumpRule]) -> None:
+        """Remove the rules if present ("already gone" is fine)."""
+        for rule in rules:
+            base = [self.prefix, "-w", WAIT, "-t", rule.table]
+            while run(base + ["-D", rule.chain, *rule.args], netns=self.netns,
+                      check=False).returncode == 0:
+                pass
+
+    def save(self, table: str | None = None) -> str:
+        argv = [f"{self.prefix}-save"] + (["-t", table] if table else [])
+        return run(argv, netns=self.netns, where=_where(self.netns)).stdout
+
+    def chains(self, table: str) -> set[str]:
+        return {line[1:].split()[0] for line in self.save(table).splitlines()
+                if line.startswith(":")}
+
+    def nat_chains(self) -> set[str]:
+        return self.chains("nat")
+
+    def delete_chains(self, table: str, chains: Sequence[str]) -> None:
+        """Flush and delete chains that exist, in one restore (references must be gone)."""
+        present = self.chains(table)
+        doomed = [c for c in chains if c in present]
+        if doomed:
+            lines = [f"*{table}", *(f":{c} - [0:0]" for c in doomed),
+                     *(f"-X {c}" for c in doomed), "COMMIT"]
+            self.restore("\n".join(lines) + "\n")
+
+    def conntrack_flush(self, flush: ConntrackFlush) -> None:
+        conntrack_flush(flush, self.netns)
+
+
+class NftBackend:
+    """`nft -f -` backend: the whole kube-proxy table in one transaction."""
+
+    mode = "nftables"
+
+    def __init__(self, netns: int | None = None, family: str = "ip") -> None:
+        self.netns = netns
+        self.family = family
+
+    def restore(self, text: str) -> None:
+        _apply(["nft", "-f", "-"], text, self.netns)
+
+    def ensure_jump_rules(self, rules: Sequence[JumpRule], append: bool = False) -> None:
+        """nftables mode has its own base chains; nothing to ensure in iptables."""
+
+    def nat_chains(self) -> set[str]:
+        return set()
+
+    def list_table(self, table: str = "kube-proxy") -> str:
+        return run(["nft", "list", "table", self.family, table], netns=self.netns,
+                   where=_where(self.netns)).stdout
+
+    def delete_table(self, table: str = "kube-proxy") -> None:
+        """Delete the table if it exists (add first so the delete cannot fail)."""
+        self.restore(f"add table {self.family} {table}\ndelete table {self.family} {table}\n")
+
+    def conntrack_flush(self, flush: ConntrackFlush) -> None:
+        conntrack_flush(flush, self.netns)
+
+
+def conntrack_argv(flush: ConntrackFlush) -> list[str]:
+    argv = ["conntrack", "-D", "-p", flush.protocol]
+    if any(":" in a for a in (flush.orig_dst or "", flush.reply_src or "")):
+        argv += ["-f", "ipv6"]
+    if flush.orig_dst:
+        argv += ["--orig-dst", flush.orig_dst]
+    if flush.dport:
+        argv += ["--orig-port-dst", str(flush.dport)]
+    if flush.reply_src:
+        argv += ["--reply-src", flush.reply_src]
+    return argv
+
+
+def conntrack_flush(flush: ConntrackFlush, netns: int | None = None) -> int:
+    """`conntrack -D` with the flush's filter; returns how many entries went (0 is fine)."""
+    argv = conntrack_argv(flush)
+    res = run(argv, netns=netns, check=False)
+    out = res.stdout + res.stderr
+    m = re.search(r"(\d+) flow entries have been deleted", out)
+    if res.returncode == 0 or (m and m.group(1) == "0"):
+        return int(m.group(1)) if m else 0
+    raise NetfilterError(f"`{' '.join(argv)}` in {_where(netns)} exited {res.returncode}: "
+                         f"{out.strip()}")

@@ -75,12 +75,11 @@ class Cluster:
 
     def down(self) -> None:
         """Tear everything down; works from the record, so it is safe after a partial up()."""
-        if self.runtime is not None:
-            for pod in list(self.pods.values()):
-                try:
-                    self.runtime.delete(self.node_ref(pod.node), pod, grace=0.5)
-                except Exception as err:  # keep going: the record clean-up below catches the rest
-                    log.warning("deleting pod %s: %s", pod.key, err)
+        if self.runtime is not None and self.pods:
+            try:
+                self.runtime.delete_many(None, list(self.pods.values()), grace=0.5)
+            except Exception as err:  # keep going: the record clean-up below catches the rest
+                log.warning("deleting pods: %s", err)
             self.pods.clear()
         if self.network is not None:
             self.network.stop()

@@ -20,6 +20,8 @@ from testbed.emu.ipam import HostLocalIPAM
 from testbed.emu.network import BRIDGE
 from testbed.net.netns import iproute_in
 
+POD_IFINDEX = 2  # eth0 is created as interface 2 of the pod's fresh namespace (lo is 1)
+
 
 class PodNetworkError(RuntimeError):
     pass
@@ -47,6 +49,7 @@ class Attachment:
 
 class PodNetwork(Protocol):
     def add(self, node: NodeRef, pod: str, uid: str, sandbox_pid: int) -> Attachment: ...
+    def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]]) -> list[Attachment]: ...
     def delete(self, node: NodeRef, attachment: Attachment) -> None: ...
     def check(self, node: NodeRef, attachment: Attachment, sandbox_pid: int) -> list[str]: ...
 
@@ -68,31 +71,38 @@ class BridgeNetwork:
         return self.ipam[node.name]
 
     def add(self, node: NodeRef, pod: str, uid: str, sandbox_pid: int) -> Attachment:
+        return self.add_many(node, [(pod, uid, sandbox_pid)])[0]
+
+    def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]]) -> list[Attachment]:
+        """ADD for several pods (pod, uid, sandbox pid) of one node over one netlink socket."""
         ipam = self._ipam(node)
-        ip = ipam.allocate(pod)
-        veth = host_veth_name(uid)
         gateway = node.pod_cidr.network_address + 1
-        try:
-            with iproute_in(node.pid) as ipr:
-                # Both ends made in place: the peer is born inside the pod (moving an existing
-                # veth between namespaces costs about 20 ms; this costs about 1).
-                ipr.link("add", ifname=veth, kind="veth", peer={"ifname": "eth0", "net_ns_pid": sandbox_pid})
-                (index,) = ipr.link_lookup(ifname=veth)
-                (bridge,) = ipr.link_lookup(ifname=BRIDGE)
-                ipr.link("set", index=index, master=bridge, state="up")
-                # Hairpin: a pod reaching itself through its Service comes back out of the same
-                # bridge port. Must match bridge-nf-call-iptables=1 set on the node (network.py).
-                ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE is hairpin mode
-            with iproute_in(sandbox_pid) as ipr:
-                (eth0,) = ipr.link_lookup(ifname="eth0")
-                ipr.addr("add", index=eth0, address=str(ip), prefixlen=node.pod_cidr.prefixlen)
-                ipr.link("set", index=eth0, state="up")
-                ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
-        except (NetlinkError, OSError, ValueError) as err:
-            ipam.release(pod)
-            self._delete_link(node, veth)
-            raise PodNetworkError(f"attach {pod} ({veth}) to {BRIDGE} on {node.name}: {err}") from err
-        return Attachment(pod, ip, node.pod_cidr.prefixlen, gateway, veth)
+        out: list[Attachment] = []
+        with iproute_in(node.pid) as node_ipr:
+            bridge = node_ipr.link("get", ifname=BRIDGE)[0]["index"]
+            for pod, uid, sandbox_pid in pods:
+                ip = ipam.allocate(pod)
+                veth = host_veth_name(uid)
+                try:
+                    # Both ends made in place, the host end already on cbr0 and up: the peer is
+                    # born inside the pod as its interface 2 (moving an existing veth between
+                    # namespaces costs about 20 ms; this costs about 1).
+                    node_ipr.link("add", ifname=veth, kind="veth", master=bridge, state="up",
+                                  peer={"ifname": "eth0", "net_ns_pid": sandbox_pid, "index": POD_IFINDEX})
+                    index = node_ipr.link("get", ifname=veth)[0]["index"]
+                    # Hairpin: a pod reaching itself through its Service comes back out of the
+                    # same bridge port. Must match bridge-nf-call-iptables=1 on the node (network.py).
+                    node_ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE is hairpin mode
+                    with iproute_in(sandbox_pid) as ipr:
+                        ipr.addr("add", index=POD_IFINDEX, address=str(ip), prefixlen=node.pod_cidr.prefixlen)
+                        ipr.link("set", index=POD_IFINDEX, state="up")
+                        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+                except (NetlinkError, OSError, ValueError) as err:
+                    ipam.release(pod)
+                    self._delete_link(node, veth)
+                    raise PodNetworkError(f"attach {pod} ({veth}) to {BRIDGE} on {node.name}: {err}") from err
+                out.append(Attachment(pod, ip, node.pod_cidr.prefixlen, gateway, veth))
+        return out
 
     def delete(self, node: NodeRef, attachment: Attachment) -> None:
         """Tolerates "already gone": the veth dies with the pod's namespace anyway."""
@@ -103,9 +113,7 @@ class BridgeNetwork:
     def _delete_link(node: NodeRef, veth: str) -> None:
         try:
             with iproute_in(node.pid) as ipr:
-                found = ipr.link_lookup(ifname=veth)
-                if found:
-                    ipr.link("del", index=found[0])
+                ipr.link("del", ifname=veth)
         except (NetlinkError, OSError):
             pass
 

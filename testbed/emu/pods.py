@@ -97,6 +97,7 @@ class PodRuntime:
     def __init__(self, record: Record, network: PodNetwork, nameserver: IPv4Address,
                  python_bin: str | None = None):
         self.record = record
+        (record.directory / "pods").mkdir(exist_ok=True)
         self.network = network
         self.nameserver = nameserver
         self.pause_bin = pause_binary()
@@ -134,8 +135,9 @@ class PodRuntime:
                 pod.pause.stdout.close()
                 pod.pause.stderr.close()
                 self.record.add_process(pod.pid, f"pod {pod.key} pause")
-            for pod in pods:
-                pod.attachment = self.network.add(node, pod.key, pod.uid, pod.pid)
+            attachments = self.network.add_many(node, [(p.key, p.uid, p.pid) for p in pods])
+            for pod, attachment in zip(pods, attachments, strict=True):
+                pod.attachment = attachment
                 self._write_files(pod)
                 for container in pod.containers.values():
                     self._start(pod, container)
@@ -152,11 +154,11 @@ class PodRuntime:
                 argv = resolve_command(c, self.path)
             except ImageError as err:
                 raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): {err}") from None
-            log = pod.directory / "containers" / c["name"] / "log"
+            log = pod.directory / c["name"] / "log"   # the container's own working directory
             pod.containers[c["name"]] = Container(c["name"], argv, c.get("ports", []), log, str(c.get("image", "")))
 
     def _write_files(self, pod: Pod) -> None:
-        pod.directory.mkdir(parents=True, exist_ok=True)
+        pod.directory.mkdir(exist_ok=True)
         (pod.directory / "hosts").write_text(hosts_file(pod, pod.ip))
         (pod.directory / "resolv.conf").write_text(resolv_conf(pod.namespace, self.nameserver))
         (pod.directory / "hostname").write_text((pod.manifest["spec"].get("hostname") or pod.name) + "\n")
@@ -164,7 +166,7 @@ class PodRuntime:
     def _start(self, pod: Pod, container: Container) -> None:
         spec = next(c for c in pod.manifest["spec"]["containers"] if c["name"] == container.name)
         workdir = container.log.parent
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(exist_ok=True)
         # A workingDir that exists on the node is used as it is; otherwise the container runs
         # in its own directory (there is no image filesystem to create it in).
         wanted = spec.get("workingDir")
@@ -187,23 +189,33 @@ class PodRuntime:
 
     def delete(self, node: NodeRef, pod: Pod, grace: float = 2.0) -> None:
         """End every process in the pod's namespace, then unwire it. Safe to call twice."""
-        containers = [self.record.procs[c.pid] for c in pod.containers.values() if c.pid in self.record.procs]
-        sandbox = [self.record.procs[pod.pid]] if pod.pause and pod.pid in self.record.procs else []
-        # Containers first (SIGTERM, SIGKILL after the grace), then the sandbox; anything left
-        # in the namespace (a server's forked workers) is ended by namespace identity.
+        self.delete_many(node, [pod], grace)
+
+    def delete_many(self, node: NodeRef | None, pods: list[Pod], grace: float = 2.0) -> None:
+        """Delete pods together: one grace period for all, not one each.
+
+        Containers first (SIGTERM, SIGKILL after the grace), then the sandboxes; anything left
+        in their namespaces (a server's forked workers) is ended by namespace identity. With
+        `node` None the pods' node is going away too, so their veths are not unwired one by one.
+        """
+        containers = [self.record.procs[c.pid] for pod in pods for c in pod.containers.values()
+                      if c.pid in self.record.procs]
+        sandboxes = [self.record.procs[pod.pid] for pod in pods if pod.pause and pod.pid in self.record.procs]
         end_processes(containers, grace)
-        end_processes(sandbox, grace)
-        for proc in [pod.pause, *(c.proc for c in pod.containers.values())]:
-            if proc is not None:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-        for entry in containers + sandbox:
+        end_processes(sandboxes, grace)
+        for pod in pods:
+            for proc in [pod.pause, *(c.proc for c in pod.containers.values())]:
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.wait()
+        for entry in containers + sandboxes:
             self.record.forget(entry.pid)
-        if pod.attachment is not None:
-            self.network.delete(node, pod.attachment)
+        for pod in pods:
+            if pod.attachment is not None and node is not None:
+                self.network.delete(node, pod.attachment)
             pod.attachment = None
-        shutil.rmtree(pod.directory, ignore_errors=True)
+            shutil.rmtree(pod.directory, ignore_errors=True)
 
     def wait_listening(self, pod: Pod, timeout: float = 5.0) -> bool:
         """Wait until every declared TCP container port accepts (servers take a moment)."""

@@ -72,6 +72,7 @@ class Record:
 
     directory: Path
     procs: dict[int, Entry] = field(default_factory=dict)
+    _log: object = field(default=None, repr=False)
 
     @classmethod
     def create(cls, name: str) -> Record:
@@ -107,8 +108,11 @@ class Record:
         return self.directory / "record.jsonl"
 
     def _append(self, item: dict) -> None:
-        with open(self._log_path, "a") as log:
-            log.write(json.dumps(item) + "\n")
+        # One O_APPEND file kept open: each entry is a single small write, so a kill between
+        # entries never leaves half of one, and agents in other processes may append too.
+        if self._log is None or self._log.closed:
+            self._log = open(self._log_path, "a", buffering=1)
+        self._log.write(json.dumps(item) + "\n")
 
     def add_process(self, pid: int, what: str, netns: int | None = None) -> Entry:
         """Record a process we started; `netns` names its namespace when it is still joining it."""
@@ -135,6 +139,8 @@ class Record:
     def clean(self, grace: float = 1.0) -> list[str]:
         """End every recorded process and everything left in recorded namespaces; remove the dir."""
         ended = end_processes(self.procs.values(), grace)
+        if self._log is not None:
+            self._log.close()
         shutil.rmtree(self.directory, ignore_errors=True)
         return ended
 
@@ -163,8 +169,11 @@ def end_processes(entries: Iterable[Entry], grace: float = 1.0) -> list[str]:
     for e in entries:
         _signal(e.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(alive(e.pid, e.start) for e in entries):
-        time.sleep(0.02)
+    while entries and time.monotonic() < deadline:
+        entries_left = [e for e in entries if alive(e.pid, e.start)]
+        if not entries_left:
+            break
+        time.sleep(0.005)
     for e in entries:
         if alive(e.pid, e.start):
             _signal(e.pid, signal.SIGKILL)

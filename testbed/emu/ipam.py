@@ -51,6 +51,7 @@ class HostLocalIPAM:
         holder = self.by_ip.get(ip)
         if holder is not None and holder != key:
             raise ValueError(f"{ip} is already held by {holder}")
+        self.release(key)  # a key moving to another address frees its old one
         self.by_key[key] = ip
         self.by_ip[ip] = key
 

@@ -222,9 +222,11 @@ def _target(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
             problems.add(doc, path, f"not an http URL: {raw!r}")
             return None
         try:
-            port = parts.port or 80
+            port = 80 if parts.port is None else parts.port
         except ValueError:
-            problems.add(doc, path, f"bad port in {raw!r}")
+            port = -1
+        if not 1 <= port <= 65535:
+            problems.add(doc, path, f"bad port in {raw!r}: must be from 1 to 65535")
             return None
         return Target(parts.hostname, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
     host, _, port_text = raw.rpartition(":") if ":" in raw else (raw, "", "")
@@ -254,7 +256,7 @@ def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
     allowed = {"icmp": set(), "tcp": {"sourceIP"}, "udp": {"reply"}, "http": {"sourceIP", "status", "bodyContains"}}
     for key in raw:
         if key in EXPECT_KEYS - {"reachable"} and key not in allowed[kind]:
-            problems.add(doc, path + (key,), f"a {kind} probe cannot check {key}")
+            problems.add(doc, path + (key,), f"{'an' if kind in ('icmp', 'http') else 'a'} {kind} probe cannot check {key}")
     if not reachable and len(raw) > 1:
         problems.add(doc, path, "an unreachable expectation takes no other checks")
     status = raw.get("status")

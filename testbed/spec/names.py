@@ -15,7 +15,7 @@ def label_error(value: object) -> str | None:
         return "must be a non-empty string"
     if len(value) > 63:
         return "must be no more than 63 characters"
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
                 "or '-', and must start and end with an alphanumeric character")
     return None
@@ -27,7 +27,7 @@ def subdomain_error(value: object) -> str | None:
         return "must be a non-empty string"
     if len(value) > 253:
         return "must be no more than 253 characters"
-    if not _SUBDOMAIN.match(value):
+    if not _SUBDOMAIN.fullmatch(value):
         return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
                 "characters, '-' or '.', and must start and end with an alphanumeric character")
     return None
@@ -39,12 +39,14 @@ IFNAMSIZ = 15  # the kernel's limit on interface names, without the trailing NUL
 def ifname(base: str, suffix: str = "") -> str:
     """An interface name from `base` + `suffix` that fits the kernel's 15 characters.
 
-    Short names are kept readable (`w1-eth0`); long ones keep the suffix and a stable hash of
-    the base, so two long node names never map to one interface name.
+    Short names are kept readable (`w1-eth0`); long ones keep the suffix, the base's first
+    three characters and as many hex digits of a stable hash of the base as fit (24 bits with
+    `-eth0`), so two long node names practically never map to one interface name.
     """
     name = base + suffix
     if len(name) <= IFNAMSIZ:
         return name
     digest = hashlib.sha256(base.encode()).hexdigest()
-    keep = IFNAMSIZ - len(suffix) - 5
-    return (base[:max(keep, 0)] + "_" + digest[:4] + suffix)[-IFNAMSIZ:]
+    room = IFNAMSIZ - len(suffix)
+    keep = min(3, max(room - 5, 0))              # a readable prefix, then "_" and the hash
+    return (base[:keep] + "_" + digest[: max(room - keep - 1, 4)] + suffix)[-IFNAMSIZ:]

@@ -183,15 +183,16 @@ def build_topology(doc: Document) -> Topology:
                               ("gateway", "name"))
 
     master_raw = top.get("master", "master")
-    master_entries = _entries(check, [master_raw], ("master",), NODE_KEYS)
-    master_entries = [(("master",), m) for _, m in master_entries]
+    if isinstance(master_raw, str):
+        master_raw = {"name": master_raw}
+    master_entries = [(("master",), check.mapping(master_raw, ("master",), NODE_KEYS))]
     worker_entries = _entries(check, top.get("workers", ["w1", "w2"]), ("workers",), NODE_KEYS)
     if not worker_entries and "workers" in top:
         check.fail(("workers",), "at least one worker is needed")
     client_entries = _entries(check, top.get("clients", ["client"]), ("clients",), CLIENT_KEYS)
 
     seen: dict[str, tuple] = {}
-    for path, entry in [*master_entries, *worker_entries, *client_entries, (("gateway", "name"), {"name": gateway_name})]:
+    for path, entry in [*master_entries, *worker_entries, *client_entries, (("gateway",), {"name": gateway_name})]:
         n = entry.get("name")
         if n is None or not isinstance(n, str):
             if path[0] != "gateway":

@@ -107,8 +107,6 @@ def test_used_is_a_copy():
     assert ipam.used() == {"a": A("10.0.0.2")}
 
 
-@pytest.mark.xfail(strict=True, reason="emu/ipam.py assign(): moving a key to a new address "
-                   "leaves the old one in by_ip, so it stays taken forever, even after release")
 def test_assign_moves_a_key_and_frees_its_old_address():
     ipam = HostLocalIPAM(N("10.0.0.0/29"))
     assert ipam.allocate("a") == A("10.0.0.2")

@@ -316,8 +316,8 @@ def test_steps_must_be_a_list(problems):
      "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b:http'"),
     ("  - {probe: http, from: a, to: 'https://b/'}\n", "s.yaml:3: steps[0].to: not an http URL: 'https://b/'"),
     ("  - {probe: http, from: a, to: 'http://:80/'}\n", "s.yaml:3: steps[0].to: not an http URL: 'http://:80/'"),
-    ("  - {probe: http, from: a, to: 'http://b:99999/'}\n", "s.yaml:3: steps[0].to: bad port in 'http://b:99999/'"),
-    ("  - {probe: http, from: a, to: 'b:port'}\n", "s.yaml:3: steps[0].to: bad port in 'b:port'"),
+    ("  - {probe: http, from: a, to: 'http://b:99999/'}\n", "s.yaml:3: steps[0].to: bad port in 'http://b:99999/': must be from 1 to 65535"),
+    ("  - {probe: http, from: a, to: 'b:port'}\n", "s.yaml:3: steps[0].to: bad port in 'b:port': must be from 1 to 65535"),
     ("  - {probe: icmp, from: a, to: b, timeout: 0.05}\n",
      "s.yaml:3: steps[0].timeout: must be a number of seconds >= 0.1"),
     ("  - {probe: icmp, from: a, to: b, retryFor: -1}\n",
@@ -337,13 +337,13 @@ def test_steps_must_be_a_list(problems):
     ("  - {probe: icmp, from: a, to: b, expect: {reachable: 'no'}}\n",
      "s.yaml:3: steps[0].expect.reachable: must be true or false"),
     ("  - {probe: icmp, from: a, to: b, expect: {sourceIP: a}}\n",
-     "s.yaml:3: steps[0].expect.sourceIP: a icmp probe cannot check sourceIP"),
+     "s.yaml:3: steps[0].expect.sourceIP: an icmp probe cannot check sourceIP"),
     ("  - {probe: tcp, from: a, to: 'b:1', expect: {status: 200}}\n",
      "s.yaml:3: steps[0].expect.status: a tcp probe cannot check status"),
     ("  - {probe: udp, from: a, to: 'b:1', expect: {bodyContains: x}}\n",
      "s.yaml:3: steps[0].expect.bodyContains: a udp probe cannot check bodyContains"),
     ("  - {probe: http, from: a, to: b, expect: {reply: x}}\n",
-     "s.yaml:3: steps[0].expect.reply: a http probe cannot check reply"),
+     "s.yaml:3: steps[0].expect.reply: an http probe cannot check reply"),
     ("  - {probe: http, from: a, to: b, expect: {status: 99}}\n",
      "s.yaml:3: steps[0].expect.status: must be an HTTP status from 100 to 599"),
     ("  - {probe: http, from: a, to: b, expect: {status: '200'}}\n",
@@ -366,11 +366,9 @@ def test_probe_and_sleep_in_one_step(problems):
         "payload, probe, retryFor, timeout, to)"]
 
 
-@pytest.mark.xfail(strict=True, reason="scenario/spec.py _target: `parts.port or 80` turns an "
-                   "explicit port 0 into 80 instead of reporting a bad port")
 def test_http_port_zero_is_refused(problems):
     assert step_problems(problems, "  - {probe: http, from: a, to: 'http://b:0/'}\n") == [
-        "s.yaml:3: steps[0].to: bad port in 'http://b:0/'"]
+        "s.yaml:3: steps[0].to: bad port in 'http://b:0/': must be from 1 to 65535"]
 
 
 def test_every_problem_is_reported_at_once_with_lines(problems):

@@ -241,8 +241,6 @@ def test_unknown_keys_at_every_level(problems):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="topology.py build_topology checks the master as item 0 "
-                   "of a list, so its problems are reported as master[0].x instead of master.x")
 def test_master_problems_name_the_master_field(problems):
     assert problems("master: {name: m, extra: 1}\n") == [
         "t.yaml:1: master.extra: unknown field (expected one of: address, kubeProxy, labels, "
@@ -385,8 +383,6 @@ def test_duplicate_names_across_roles(problems, where, expected):
     assert problems(where) == [expected]
 
 
-@pytest.mark.xfail(strict=True, reason="topology.py build_topology appends 'name' to the gateway's "
-                   "path, which already ends in name: the field reads gateway.name.name")
 @pytest.mark.parametrize(("where", "expected"), [
     ("clients: [gw]\n", "t.yaml:1: gateway.name: duplicate name 'gw' (also at line 1)"),
     ("master: m\ngateway: {name: m}\n", "t.yaml:2: gateway.name: duplicate name 'm' (also at line 1)"),

@@ -1,23 +1,20 @@
-# The two commands the README opens with. Both install what is missing first.
-PY := .venv/bin/python
-
-.PHONY: install demo test unit lint bench clean
+# Shortcuts for the scripts the README opens with; each installs what is missing first.
+.PHONY: install demo test unit bench clean
 
 install:
-	@bash scripts/install.sh
+	bash scripts/install.sh
 
-demo: install
-	$(PY) -m testbed run
+demo:
+	bash scripts/demo.sh
 
-test: install
-	$(PY) -m ruff check testbed tests bench
-	$(PY) -m pytest -q tests
+test:
+	bash scripts/test.sh
 
 unit: install
-	$(PY) -m pytest -q tests/unit
+	.venv/bin/python -m pytest -q tests/unit
 
 bench: install
-	$(PY) bench/bringup.py
+	.venv/bin/python bench/bringup.py
 
 clean: install
-	$(PY) -m testbed clean
+	.venv/bin/python -m testbed clean

@@ -11,18 +11,30 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-pkgs=(mininet iproute2 iptables nftables conntrack iputils-ping curl procps util-linux
-      dnsmasq nginx-light gcc libc6-dev python3 python3-venv python3-pip make)
+# What the testbed runs, as "command-or-file:package". A package is installed only when its
+# command is missing, so an existing equivalent (nginx-light for nginx, say) is left alone.
+# dnsmasq-base and nginx bring the programs without starting services in the root namespace
+# (policy-rc.d below keeps Debian from starting nginx's): the testbed runs them inside pods.
+needs=(
+  mnexec:mininet ip:iproute2 iptables:iptables nft:nftables conntrack:conntrack
+  ping:iputils-ping curl:curl nsenter:util-linux sysctl:procps dig:bind9-dnsutils
+  dnsmasq:dnsmasq-base nginx:nginx cc:gcc /usr/include/stdio.h:libc6-dev
+  python3:python3 /usr/lib/python3/dist-packages/mininet/net.py:mininet
+)
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+for need in "${needs[@]}"; do
+  what=${need%%:*} pkg=${need#*:}
+  if [[ $what == /* ]]; then [ -e "$what" ] && continue
+  else command -v "$what" >/dev/null 2>&1 && continue
+  fi
+  missing+=("$pkg")
 done
+# venv with pip must work for the distribution's python3 (python3-venv on Debian and Ubuntu).
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The packages' own services (dnsmasq, nginx) are not wanted in the root namespace: the
-  # testbed runs them inside pods. policy-rc.d stops Debian starting them during install.
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi

@@ -1,0 +1,181 @@
+"""Acts (sockets, a thread): list-then-watch of one kind, with a local cache and handlers.
+
+As client-go's reflector + informer: list (the cache becomes exactly the list, and handlers hear
+what differs from what they saw before), then watch from the list's resourceVersion; a watch
+that ends is resumed from the last event's resourceVersion; 410 Expired or a lost connection
+(an API server restart) means list again, after a backoff that grows to `max_backoff`. With
+`resync` set, every cached object is handed to on_update(obj, obj) that often, so handlers
+that act on the world (kubelet, kube-proxy) can repair drift.
+
+Handlers run on the informer's thread, one at a time; an exception in a handler is logged and
+does not stop the informer. Used by the kubelet, kube-proxy and the DNS server.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from testbed.apiclient.client import ApiError, Client, Expired
+
+log = logging.getLogger("testbed.informer")
+
+Handler = Callable[..., None]
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+class Informer:
+    def __init__(self, client: Client, kind: str, namespace: str | None = None,
+                 selector: str | None = None, on_add: Handler | None = None,
+                 on_update: Handler | None = None, on_delete: Handler | None = None,
+                 resync: float | None = None, watch_timeout: float = 30,
+                 max_backoff: float = 5.0):
+        self.client, self.kind = client, kind
+        self.namespace, self.selector = namespace, selector
+        self.on_add, self.on_update, self.on_delete = on_add, on_update, on_delete
+        self.resync = resync
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.lists = 0  # how many times it listed (relists show up here)
+        self._cache: dict[tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._conn: http.client.HTTPConnection | None = None
+        self._thread: threading.Thread | None = None
+        self._next_resync = 0.0
+
+    # -- public
+
+    def start(self) -> Informer:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"informer-{self.kind}")
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def items(self) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(o) for _, o in sorted(self._cache.items())]
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        with self._lock:
+            obj = self._cache.get((namespace or "", name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    # -- the loop
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                rv = self._relist()
+                backoff = 0.2
+                self._watch_from(rv)
+            except Expired:
+                log.info("informer %s: resourceVersion expired; listing again", self.kind)
+            except (ApiError, OSError, http.client.HTTPException, ValueError) as err:
+                if self._stop.is_set():
+                    return
+                log.info("informer %s: %s; listing again in %.1fs", self.kind, err, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    def _relist(self) -> str:
+        items, rv = self.client.list(self.kind, self.namespace, self.selector)
+        self.lists += 1
+        fresh = {_key(o): o for o in items}
+        with self._lock:
+            old, self._cache = self._cache, dict(fresh)
+        for key, obj in fresh.items():
+            if key not in old:
+                self._call(self.on_add, obj)
+            elif old[key]["metadata"].get("resourceVersion") != obj["metadata"].get(
+                    "resourceVersion"):
+                self._call(self.on_update, old[key], obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self._call(self.on_delete, obj)
+        self._synced.set()
+        self._next_resync = time.monotonic() + (self.resync or 0)
+        return rv
+
+    def _watch_from(self, rv: str) -> None:
+        while not self._stop.is_set():
+            timeout = self.watch_timeout
+            if self.resync:
+                timeout = max(1.0, min(timeout, self._next_resync - time.monotonic() + 0.5))
+            stream = self.client.watch(self.kind, self.namespace, since=rv,
+                                       selector=self.selector, timeout=timeout,
+                                       on_connect=self._remember)
+            try:
+                for type_, obj in stream:
+                    if self._stop.is_set():
+                        return
+                    rv = obj["metadata"].get("resourceVersion") or rv
+                    self._apply(type_, obj)
+                    self._maybe_resync()
+            finally:
+                stream.close()
+                self._conn = None
+            self._maybe_resync()
+
+    def _remember(self, conn: http.client.HTTPConnection) -> None:
+        self._conn = conn
+
+    def _apply(self, type_: str, obj: dict) -> None:
+        key = _key(obj)
+        with self._lock:
+            old = self._cache.get(key)
+            if type_ == "DELETED":
+                self._cache.pop(key, None)
+            elif type_ in ("ADDED", "MODIFIED"):
+                self._cache[key] = obj
+            else:
+                return  # BOOKMARK and the like
+        if type_ == "DELETED":
+            self._call(self.on_delete, old or obj)
+        elif old is None:
+            self._call(self.on_add, obj)
+        else:
+            self._call(self.on_update, old, obj)
+
+    def _maybe_resync(self) -> None:
+        if not self.resync or time.monotonic() < self._next_resync:
+            return
+        self._next_resync = time.monotonic() + self.resync
+        for obj in self.items():
+            self._call(self.on_update, obj, obj)
+
+    def _call(self, handler: Handler | None, *args: dict) -> None:
+        if handler is None or self._stop.is_set():
+            return
+        try:
+            handler(*[copy.deepcopy(a) for a in args])
+        except Exception:
+            log.exception("informer %s: handler failed", self.kind)

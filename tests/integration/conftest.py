@@ -44,6 +44,36 @@ def namespaces() -> set[int]:
     return found
 
 
+def _testbed_process(pid: int) -> bool:
+    """Is `pid` something a testbed run starts (a node shell, a pause, a container, an agent)?"""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return ("testbed-pause" in exe or any(arg.startswith(b"mininet:") for arg in cmdline)
+            or b"testbed" in b" ".join(cmdline[:4]))
+
+
+def leftovers(before: set[int]) -> set[int]:
+    """Namespaces that appeared since `before` and are held by testbed processes.
+
+    Other sessions on a shared machine may make namespaces of their own meanwhile; only the
+    testbed's count as left behind.
+    """
+    new = namespaces() - before
+    held = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ns = os.stat(f"/proc/{entry.name}/ns/net").st_ino
+            except OSError:
+                continue
+            if ns in new and _testbed_process(int(entry.name)):
+                held.add(ns)
+    return held
+
+
 def root_snapshot() -> dict[str, str]:
     """What the testbed must never change in the machine's own namespace."""
     def out(argv):

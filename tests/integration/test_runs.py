@@ -11,7 +11,14 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.integration.conftest import ROOT, SCENARIOS, TOPOLOGIES, namespaces, root_snapshot
+from tests.integration.conftest import (
+    ROOT,
+    SCENARIOS,
+    TOPOLOGIES,
+    leftovers,
+    namespaces,
+    root_snapshot,
+)
 from tests.integration.conftest import run_testbed as testbed
 
 PODS = SCENARIOS / "manifests" / "pods-two-nodes.yaml"
@@ -35,7 +42,7 @@ def test_default_tour_passes_and_leaves_the_machine_as_it_was(tmp_path):
     data = json.loads(report.read_text())
     assert data["failed"] == 0 and data["steps"][0]["passed"] is True
     assert root_snapshot() == before_root
-    assert namespaces() == before_ns
+    assert leftovers(before_ns) == set()
 
 
 def test_a_failing_check_exits_1_and_the_report_names_the_step(tmp_path):
@@ -65,7 +72,7 @@ def test_bad_input_exits_2_and_builds_nothing(tmp_path):
     assert "Traceback" not in result.stderr
     assert "conflict.yaml:7: spec.containers[1].ports[0]" in result.stderr
     assert "steps[0].from: 'pod-x' is no pod" in result.stderr
-    assert namespaces() == before
+    assert leftovers(before) == set()
 
 
 def test_cli_takes_commands_on_stdin_and_tears_down():
@@ -77,7 +84,7 @@ def test_cli_takes_commands_on_stdin_and_tears_down():
     assert "10.244.1.2:" in result.stdout                        # pod-c's own IP, seen by pod-a
     assert "k8s_POD_pod-c_default" in result.stdout and "k8s_POD_pod-a" not in result.stdout
     assert "10.244.1.0/24 via 172.16.2.2" in result.stdout + result.stderr  # Mininet logs node output
-    assert namespaces() == before
+    assert leftovers(before) == set()
 
 
 def test_clean_after_sigkill_leaves_nothing(tmp_path):
@@ -96,11 +103,11 @@ def test_clean_after_sigkill_leaves_nothing(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # The node shells die with their pty when the runner dies; the pods hold on.
-    assert len(namespaces() - before_ns) >= 3
+    assert len(leftovers(before_ns)) >= 3
     result = testbed("clean")
     assert result.returncode == 0
     assert "ended" in result.stdout
-    assert namespaces() == before_ns, result.stdout
+    assert leftovers(before_ns) == set(), result.stdout
     assert root_snapshot() == before_root
     assert "nothing to clean" in testbed("clean").stdout
 
@@ -115,7 +122,7 @@ def test_sigterm_tears_down(tmp_path):
             break
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 130
-    assert namespaces() == before
+    assert leftovers(before) == set()
 
 
 def test_not_root_is_a_clear_error(tmp_path):

@@ -183,9 +183,9 @@ class Cluster:
     def save_state(self) -> None:
         state = {"cluster": self.topo.name, "pods": [
             {"namespace": p.namespace, "name": p.name, "uid": p.uid, "node": p.node, "ip": str(p.ip),
-             "created": p.created, "pause": {"pid": p.pid, "start": self.record.procs[p.pid].start},
+             "created": p.created, "pause": {"pid": p.pid, "start": p.pause_start},
              "containers": [{"name": c.name, "pid": c.pid, "argv": c.argv, "image": c.image,
-                             "start": self.record.procs[c.pid].start if c.pid in self.record.procs else None,
+                             "start": c.start,
                              "ports": [f"{x['containerPort']}/{x.get('protocol', 'TCP')}" for x in c.ports]}
                             for c in p.containers.values()]}
             for p in self.pods.values()]}

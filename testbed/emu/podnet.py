@@ -104,6 +104,10 @@ class BridgeNetwork:
                 out.append(Attachment(pod, ip, node.pod_cidr.prefixlen, gateway, veth))
         return out
 
+    def adopt(self, node: NodeRef, attachment: Attachment) -> None:
+        """Take back an attachment made before a restart, so its address is not handed out."""
+        self._ipam(node).assign(attachment.pod, attachment.ip)
+
     def delete(self, node: NodeRef, attachment: Attachment) -> None:
         """Tolerates "already gone": the veth dies with the pod's namespace anyway."""
         self._delete_link(node, attachment.host_veth)

@@ -22,7 +22,7 @@ from pathlib import Path
 from testbed.emu.images import ImageError, container_env, container_path, resolve_command
 from testbed.emu.pausebin import pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
-from testbed.emu.record import Record, end_processes
+from testbed.emu.record import Record, alive, end_processes
 
 
 class PodError(RuntimeError):
@@ -31,19 +31,31 @@ class PodError(RuntimeError):
 
 @dataclass
 class Container:
+    """One container process. `proc` is set when this process started it; an adopted container
+    (found running by a restarted kubelet) has only its pid and kernel start time."""
+
     name: str
     argv: list[str]
     ports: list[dict]
     log: Path
     image: str = ""
     proc: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+    pid: int | None = None
+    start: int | None = None
+    started_at: float | None = None      # wall clock, for status
+    restart_count: int = 0
+    exit_code: int | None = None         # of the last run, when known
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.pid is not None and alive(self.pid, self.start)
+
+    def reap(self) -> int | None:
+        """The exit code once the process has ended (None if running or unknown)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exit_code = self.proc.returncode
+        return self.exit_code
 
 
 @dataclass
@@ -58,6 +70,8 @@ class Pod:
     attachment: Attachment | None = None
     containers: dict[str, Container] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    pause_pid: int | None = None
+    pause_start: int | None = None
 
     @property
     def key(self) -> str:
@@ -69,8 +83,21 @@ class Pod:
 
     @property
     def pid(self) -> int:
-        assert self.pause is not None
-        return self.pause.pid
+        assert self.pause_pid is not None
+        return self.pause_pid
+
+    def sandbox_alive(self) -> bool:
+        return self.pause_pid is not None and alive(self.pause_pid, self.pause_start)
+
+    def to_state(self) -> dict:
+        """What a restarted kubelet needs to adopt this pod."""
+        a = self.attachment
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid, "created": self.created,
+                "pause": [self.pause_pid, self.pause_start],
+                "attachment": None if a is None else [str(a.ip), a.prefixlen, str(a.gateway), a.host_veth],
+                "containers": {c.name: {"pid": c.pid, "start": c.start, "startedAt": c.started_at,
+                                        "restartCount": c.restart_count, "exitCode": c.exit_code}
+                               for c in self.containers.values()}}
 
 
 def hosts_file(pod: Pod, ip: IPv4Address) -> str:
@@ -134,13 +161,14 @@ class PodRuntime:
                     raise PodError(f"pod {pod.key}: sandbox failed to start: {err.strip() or line!r}")
                 pod.pause.stdout.close()
                 pod.pause.stderr.close()
-                self.record.add_process(pod.pid, f"pod {pod.key} pause")
+                pod.pause_pid = pod.pause.pid
+                pod.pause_start = self.record.add_process(pod.pid, f"pod {pod.key} pause").start
             attachments = self.network.add_many(node, [(p.key, p.uid, p.pid) for p in pods])
             for pod, attachment in zip(pods, attachments, strict=True):
                 pod.attachment = attachment
                 self._write_files(pod)
                 for container in pod.containers.values():
-                    self._start(pod, container)
+                    self.start_container(pod, container)
         except BaseException:
             for pod in started:
                 self.delete(node, pod)
@@ -163,7 +191,8 @@ class PodRuntime:
         (pod.directory / "resolv.conf").write_text(resolv_conf(pod.namespace, self.nameserver))
         (pod.directory / "hostname").write_text((pod.manifest["spec"].get("hostname") or pod.name) + "\n")
 
-    def _start(self, pod: Pod, container: Container) -> None:
+    def start_container(self, pod: Pod, container: Container) -> None:
+        """Start (or restart) one container of a running sandbox."""
         spec = next(c for c in pod.manifest["spec"]["containers"] if c["name"] == container.name)
         workdir = container.log.parent
         workdir.mkdir(exist_ok=True)
@@ -182,8 +211,46 @@ class PodRuntime:
         with open(container.log, "ab") as log:
             container.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True)
-        self.record.add_process(container.proc.pid, f"pod {pod.key} container {container.name}",
-                                netns=self.record.procs[pod.pid].netns)
+        container.pid = container.proc.pid
+        container.exit_code = None
+        container.started_at = time.time()
+        netns = self.record.procs[pod.pid].netns if pod.pid in self.record.procs else None
+        container.start = self.record.add_process(container.pid, f"pod {pod.key} container {container.name}",
+                                                  netns=netns).start
+
+    def stop_container(self, pod: Pod, container: Container, grace: float = 2.0) -> None:
+        """SIGTERM, then SIGKILL after `grace`; the container's exit code is kept when known."""
+        if container.pid is None:
+            return
+        entry = self.record.procs.get(container.pid)
+        end_processes([entry] if entry else [], grace, scan_namespaces=False)
+        if container.proc is not None:
+            if container.proc.poll() is None:
+                container.proc.kill()
+            container.exit_code = container.proc.wait()
+        self.record.forget(container.pid)
+
+    def adopt(self, node: NodeRef, manifest: dict, state: dict) -> Pod:
+        """A pod found running by a restarted kubelet: rebuild its record from `state`."""
+        meta = manifest["metadata"]
+        pod = Pod(meta["namespace"], meta["name"], state["uid"], node.name, manifest,
+                  self.record.directory / "pods" / f"{meta['namespace']}_{meta['name']}",
+                  created=state.get("created", time.time()), pause_pid=state["pause"][0],
+                  pause_start=state["pause"][1])
+        if state.get("attachment"):
+            ip, prefixlen, gateway, veth = state["attachment"]
+            pod.attachment = Attachment(pod.key, IPv4Address(ip), prefixlen, IPv4Address(gateway), veth)
+            adopt = getattr(self.network, "adopt", None)
+            if adopt is not None:
+                adopt(node, pod.attachment)
+        self._plan_containers(pod)
+        for name, c in state.get("containers", {}).items():
+            if name in pod.containers:
+                container = pod.containers[name]
+                container.pid, container.start = c.get("pid"), c.get("start")
+                container.started_at, container.restart_count = c.get("startedAt"), c.get("restartCount", 0)
+                container.exit_code = c.get("exitCode")
+        return pod
 
     # -- deletion -----------------------------------------------------------------------------
 
@@ -200,12 +267,13 @@ class PodRuntime:
         """
         containers = [self.record.procs[c.pid] for pod in pods for c in pod.containers.values()
                       if c.pid in self.record.procs]
-        sandboxes = [self.record.procs[pod.pid] for pod in pods if pod.pause and pod.pid in self.record.procs]
+        sandboxes = [self.record.procs[pod.pid] for pod in pods
+                     if pod.pause_pid is not None and pod.pid in self.record.procs]
         end_processes(containers, grace)
         end_processes(sandboxes, grace)
         for pod in pods:
             for proc in [pod.pause, *(c.proc for c in pod.containers.values())]:
-                if proc is not None:
+                if proc is not None:  # processes we started: make sure, and reap them
                     if proc.poll() is None:
                         proc.kill()
                     proc.wait()

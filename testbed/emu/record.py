@@ -160,10 +160,14 @@ def processes_in(namespaces: set[int]) -> list[int]:
     return found
 
 
-def end_processes(entries: Iterable[Entry], grace: float = 1.0) -> list[str]:
-    """SIGTERM the live ones, wait up to `grace`, SIGKILL what remains and any namespace stragglers."""
+def end_processes(entries: Iterable[Entry], grace: float = 1.0, scan_namespaces: bool = True) -> list[str]:
+    """SIGTERM the live ones, wait up to `grace`, SIGKILL what remains and any namespace stragglers.
+
+    `scan_namespaces` False ends only the entries (one container of a pod whose other
+    containers share its namespace and must live on).
+    """
     entries = [e for e in entries if alive(e.pid, e.start)]
-    namespaces = {e.netns for e in entries if e.netns is not None}
+    namespaces = {e.netns for e in entries if e.netns is not None} if scan_namespaces else set()
     root = _root_netns()
     namespaces.discard(root)
     for e in entries:

@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = [
     "testbed.scenario.command",   # run
     "testbed.emu.command",        # cli, ps, clean
     "testbed.proxy.command",      # proxy render
+    "testbed.kubectl.command",    # apply, delete, get, describe, scale
 ]
 
 

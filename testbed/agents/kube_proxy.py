@@ -1,0 +1,304 @@
+"""Acts: the kube-proxy process of one worker node.
+
+    python -m testbed.agents.kube_proxy --api http://172.16.0.2:6443 --node w1 \\
+        --node-ip 172.16.0.11 --cluster-cidr 10.244.0.0/16 --mode iptables \\
+        [--service-cidr 10.96.0.0/12] [--state-dir RUN/w1]
+
+The cluster starts it INSIDE the worker's network namespace (every command runs with
+netns=None; it refuses to run in the namespace of pid 1 unless --allow-host-netns). Informers on
+Services and EndpointSlices feed the proxier's change trackers (handlers only record and ask for
+a sync); `SyncRunner` runs the syncs, at most one per --min-sync-period (100 ms), a full one at
+least every --sync-period (60 s), and retries a failed sync after a second.
+
+Start and restart: nothing is written until both informers have listed, so a restarted
+kube-proxy never applies an empty ruleset; its first sync is full and, in iptables mode,
+deletes the KUBE-SVC/SEP/... chains its predecessor left for services that are gone. Leftovers
+of the other modes (the nftables table, the iptables chains, the userspace portal chains) are
+removed at start, as upstream's cleanup on a mode switch.
+
+Death: in iptables and nftables modes the rules stay in the kernel, so Services keep working
+while kube-proxy is dead and a restart catches up. In userspace mode the proxy sockets die with
+the process while the KUBE-PORTALS-* rules stay (upstream never removed them on exit either):
+every Service on the node then refuses connections until kube-proxy is back. On SIGTERM this
+process therefore closes its sockets and leaves all rules in place, in every mode.
+
+With --state-dir, `kube-proxy.json` there is rewritten after every sync (mode, syncs, the last
+result) so the cluster and scenario steps can wait for a sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from testbed.proxy import iptables
+from testbed.proxy.model import LocalDetector, ProxierSettings, mark_for_bit
+from testbed.proxy.proxier import DEFAULT_FULL_SYNC_PERIOD, Proxier, SyncResult
+from testbed.proxy.userspace import FILTER_CHAINS as US_FILTER_CHAINS
+from testbed.proxy.userspace import INIT_JUMPS, NAT_CHAINS, UserspaceProxier
+
+log = logging.getLogger("testbed.kube-proxy")
+
+MODES = ("iptables", "nftables", "userspace")
+MIN_SYNC_PERIOD = 0.1
+RETRY_PERIOD = 1.0
+IPTABLES_NAT_CHAINS = (iptables.SERVICES, iptables.NODEPORTS, iptables.POSTROUTING,
+                       iptables.MARK_MASQ)
+IPTABLES_FILTER_CHAINS = (iptables.SERVICES, iptables.EXTERNAL_SERVICES, iptables.FORWARD,
+                          iptables.NODEPORTS, iptables.PROXY_FIREWALL, iptables.KUBELET_FIREWALL)
+
+
+@dataclass(frozen=True)
+class Options:
+    api: str
+    node: str
+    node_ip: str
+    cluster_cidr: str
+    mode: str = "iptables"
+    service_cidr: str = ""
+    state_dir: str | None = None
+    min_sync_period: float = MIN_SYNC_PERIOD
+    sync_period: float = DEFAULT_FULL_SYNC_PERIOD
+
+
+def settings_for(opts: Options) -> ProxierSettings:
+    """What kube-proxy on this node renders with (pure): the node, its flags, mark bit 14."""
+    return ProxierSettings(
+        node_name=opts.node, node_ip=opts.node_ip, local_ips=(opts.node_ip,),
+        masquerade_mark=mark_for_bit(14),
+        local_detector=LocalDetector("ClusterCIDR", opts.cluster_cidr),
+        # route_localnet is not set in the worker, and no nfacct objects are created here
+        # (no nfacct tool on these machines): upstream then leaves the counters out too.
+        nfacct_counters=frozenset(),
+        has_random_fully=True,  # iptables >= 1.6.2
+        service_cidrs=(opts.service_cidr,) if opts.service_cidr else (),
+    )
+
+
+def make_proxier(opts: Options, netns: int | None = None) -> Proxier | UserspaceProxier:
+    from testbed.net.netfilter import IptablesBackend, NftBackend
+
+    settings = settings_for(opts)
+    if opts.mode == "nftables":
+        return Proxier(NftBackend(netns), settings, full_sync_period=opts.sync_period)
+    if opts.mode == "userspace":
+        return UserspaceProxier(IptablesBackend(netns), settings)
+    return Proxier(IptablesBackend(netns), settings, full_sync_period=opts.sync_period)
+
+
+def cleanup_other_modes(mode: str, netns: int | None = None) -> list[str]:
+    """Remove what the other modes leave behind (best effort); returns what failed."""
+    from testbed.net.netfilter import IptablesBackend, NftBackend
+
+    errors: list[str] = []
+    ipt = IptablesBackend(netns)
+    steps: list[tuple[str, Callable[[], None]]] = []
+    if mode != "nftables":
+        steps.append(("nftables table", NftBackend(netns).delete_table))
+    if mode != "iptables":
+        def iptables_mode() -> None:
+            ipt.delete_jump_rules(iptables.JUMP_RULES)
+            ipt.delete_chains("nat", [*IPTABLES_NAT_CHAINS, *sorted(
+                c for c in ipt.nat_chains() if c.startswith(("KUBE-SVC-", "KUBE-SEP-",
+                                                             "KUBE-EXT-", "KUBE-FW-",
+                                                             "KUBE-SVL-")))])
+            ipt.delete_chains("filter", IPTABLES_FILTER_CHAINS)
+        steps.append(("iptables chains", iptables_mode))
+    if mode != "userspace":
+        def userspace_mode() -> None:
+            ipt.delete_jump_rules([rule for rule, _ in INIT_JUMPS])
+            ipt.delete_chains("nat", NAT_CHAINS)
+            ipt.delete_chains("filter", US_FILTER_CHAINS)
+        steps.append(("userspace chains", userspace_mode))
+    for what, step in steps:
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - leftovers are harmless, report and go on
+            errors.append(f"cleanup {what}: {err}")
+    return errors
+
+
+class SyncRunner:
+    """Upstream's BoundedFrequencyRunner: runs `sync` when asked, never more often than
+    `min_interval`, at least every `max_interval`, and `retry` seconds after a failure."""
+
+    def __init__(self, sync: Callable[[], SyncResult], min_interval: float = MIN_SYNC_PERIOD,
+                 max_interval: float = DEFAULT_FULL_SYNC_PERIOD, retry: float = RETRY_PERIOD,
+                 on_result: Callable[[SyncResult], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sync, self.on_result = sync, on_result
+        self.min_interval, self.max_interval, self.retry = min_interval, max_interval, retry
+        self.clock = clock
+        self._wanted = threading.Event()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync until `stop` is set (which also wakes the wait)."""
+        threading.Thread(target=lambda: (stop.wait(), self._wanted.set()), daemon=True,
+                         name="sync-runner-stop").start()
+        last = -1e9
+        timeout = self.max_interval
+        while not stop.is_set():
+            self._wanted.wait(timeout)
+            if stop.is_set():
+                return
+            wait = last + self.min_interval - self.clock()
+            if wait > 0 and stop.wait(wait):
+                return
+            self._wanted.clear()
+            last = self.clock()
+            try:
+                result = self.sync()
+            except Exception as err:  # noqa: BLE001 - a bug in one sync must not end the loop
+                log.exception("sync crashed")
+                result = SyncResult(False, False, error=f"crashed: {err}")
+            if self.on_result:
+                self.on_result(result)
+            timeout = self.max_interval if result.ok else self.retry
+
+
+class KubeProxy:
+    """Informers -> change trackers -> SyncRunner -> proxier, plus a status file."""
+
+    def __init__(self, proxier: Proxier | UserspaceProxier, client: Any, informer_cls: Any,
+                 opts: Options) -> None:
+        self.proxier, self.client, self.informer_cls, self.opts = proxier, client, informer_cls, opts
+        self.runner = SyncRunner(proxier.sync, opts.min_sync_period, opts.sync_period,
+                                 on_result=self._report)
+        self.syncs = 0
+        self.last: SyncResult | None = None
+        self.synced = threading.Event()  # set after the first successful sync
+        self.informers: list[Any] = []
+
+    def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
+        def record(*objs: Any) -> None:
+            handler(*objs)
+            self.runner.request()
+        return record
+
+    def start_informers(self) -> None:
+        for kind, tracker in (("Service", self.proxier.service_changes),
+                              ("EndpointSlice", self.proxier.endpoint_changes)):
+            self.informers.append(self.informer_cls(
+                self.client, kind, on_add=self._recording(tracker.on_add),
+                on_update=self._recording(tracker.on_update),
+                on_delete=self._recording(tracker.on_delete)).start())
+
+    def run(self, stop: threading.Event) -> None:
+        self.start_informers()
+        try:
+            while not all(i.has_synced() for i in self.informers):
+                if stop.wait(0.05):
+                    return
+            log.info("informers synced; first sync (%s mode)", self.opts.mode)
+            self.runner.request()
+            self.runner.run(stop)
+        finally:
+            for informer in self.informers:
+                informer.stop()
+            if isinstance(self.proxier, UserspaceProxier):
+                self.proxier.stop()  # sockets close; the portal rules stay, as upstream
+
+    def _report(self, result: SyncResult) -> None:
+        self.syncs += 1
+        self.last = result
+        if not result.ok:
+            log.warning("sync failed (next sync full): %s", result.error)
+        elif result.error:
+            log.warning("sync: %s", result.error)
+        elif not result.skipped:
+            log.log(logging.INFO if result.full else logging.DEBUG,
+                    "%s sync: %d services changed, %.1f ms", "full" if result.full else "partial",
+                    len(result.changed), result.seconds * 1000)
+        if self.opts.state_dir and not result.skipped:
+            self.write_status()
+        if result.ok and not result.skipped:
+            self.synced.set()  # after the status file: whoever waits may read it
+
+    def status(self) -> dict[str, Any]:
+        last = asdict(self.last) if self.last else None
+        if last:
+            last["changed"] = sorted("/".join(k) for k in last["changed"])
+        return {"mode": self.opts.mode, "node": self.opts.node, "pid": os.getpid(),
+                "syncs": self.syncs, "time": time.time(), "last": last,
+                "services": len(self.proxier.services)}
+
+    def write_status(self) -> None:
+        path = Path(self.opts.state_dir or ".") / "kube-proxy.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=1) + "\n")
+        tmp.replace(path)
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    p = argparse.ArgumentParser(prog="python -m testbed.agents.kube_proxy",
+                                description="kube-proxy for one worker, run in its namespace.")
+    p.add_argument("--api", required=True, help="API server: http://HOST:PORT or unix:///PATH")
+    p.add_argument("--node", required=True, help="this node's name")
+    p.add_argument("--node-ip", required=True, help="this node's address")
+    p.add_argument("--cluster-cidr", required=True, help="pod CIDR of the cluster (local detector)")
+    p.add_argument("--mode", choices=MODES, default="iptables")
+    p.add_argument("--service-cidr", default="", help="nftables: drop traffic to unused ClusterIPs")
+    p.add_argument("--state-dir", help="write kube-proxy.json here after each sync")
+    p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
+    p.add_argument("--sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD, metavar="SECONDS",
+                   help="full resync period")
+    p.add_argument("--allow-host-netns", action="store_true",
+                   help="run even in the namespace of pid 1 (the machine's own)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        ipaddress.ip_address(args.node_ip)
+        ipaddress.ip_network(args.cluster_cidr, strict=False)
+        if args.service_cidr:
+            ipaddress.ip_network(args.service_cidr, strict=False)
+    except ValueError as err:
+        p.error(str(err))
+    opts = Options(args.api, args.node, args.node_ip, args.cluster_cidr, args.mode,
+                   args.service_cidr, args.state_dir, args.min_sync_period, args.sync_period)
+    return opts, args
+
+
+def in_host_netns() -> bool:
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"kube-proxy[{opts.node}] %(message)s")
+    if in_host_netns() and not args.allow_host_netns:
+        log.error("refusing to program the machine's own namespace: run me in the worker's")
+        return 2
+    if opts.state_dir:
+        Path(opts.state_dir).mkdir(parents=True, exist_ok=True)
+    from testbed.apiclient import Client, Informer
+
+    for problem in cleanup_other_modes(opts.mode):
+        log.warning("%s", problem)
+    proxy = KubeProxy(make_proxier(opts), Client(opts.api), Informer, opts)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("starting in %s mode for node %s (%s)", opts.mode, opts.node, opts.node_ip)
+    proxy.run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

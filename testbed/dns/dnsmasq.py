@@ -12,7 +12,9 @@ Two files, because dnsmasq reloads only one kind of data while running:
 - the configuration file holds `srv-host=`, `cname=` and `ptr-record=`: dnsmasq reads these only
   at start ("SIGHUP does NOT re-read the configuration file"), so the server restarts dnsmasq
   when this file's text changes, which happens only when the set of named ports, ExternalName
-  Services or headless SRV targets changes.
+  Services or headless SRV targets changes. A restart leaves the port closed for a few
+  milliseconds (UDP queries get ICMP port unreachable, TCP a reset: fast failures), and a query
+  already queued on the old socket is lost: that client retries after its timeout.
 
 A hosts line gives both an A record and, if it is the first line for its address, the PTR
 (man dnsmasq, --host-record: "the same rule as is used reading hosts-files"). So the hosts file

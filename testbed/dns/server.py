@@ -217,13 +217,13 @@ class ClusterDns:
             self.close()
 
     def close(self) -> None:
+        self.dnsmasq.stop()  # first: the informers may take a moment to let go of their watches
         for inf in self.informers:
             try:
                 inf.stop()
-            except Exception:  # noqa: BLE001 - stopping must go on to end dnsmasq
+            except Exception:  # noqa: BLE001 - one failing informer must not keep the others
                 log.exception("stopping an informer")
         self.informers = []
-        self.dnsmasq.stop()
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -233,17 +233,14 @@ def _key(obj: dict) -> tuple[str, str]:
 
 def _api(address: str):
     """The real API client and informer (testbed.apiclient), imported only when serving."""
-    try:
-        from testbed.apiclient import Client
-    except ImportError:
-        from testbed.apiclient.client import Client
-    from testbed.apiclient.informer import Informer
+    from testbed.apiclient import Client, Informer
+
     return Client(address), Informer
 
 
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.dns.server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--api", required=True, help="API server address (host:port or URL)")
+    parser.add_argument("--api", required=True, help="API server: http://HOST:PORT or unix:///PATH")
     parser.add_argument("--domain", default=DEFAULT_DOMAIN)
     parser.add_argument("--port", type=int, default=53)
     parser.add_argument("--workdir", default="dns", help="dnsmasq's files (default ./dns)")

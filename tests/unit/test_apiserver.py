@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from testbed.agents.apiserver import ApiServer, read_journal
+from testbed.apiclient import Client
 
 CIDR = "10.96.0.0/12"
 
@@ -290,3 +296,46 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         srv.stop()
     objects, rv = read_journal(tmp_path / "state.jsonl")
     assert ("Pod", "default", "fresh") in objects and rv == int(new["metadata"]["resourceVersion"])
+
+
+def test_process_survives_sigkill_and_restart(tmp_path: Path) -> None:
+    """The real entry point, as the cluster starts it; SIGKILL loses nothing acknowledged."""
+    sock = tmp_path / "apiserver.sock"
+    argv = [sys.executable, "-m", "testbed.agents.apiserver", "--listen", "127.0.0.1:0",
+            "--unix", str(sock), "--state", str(tmp_path / "state.jsonl"),
+            "--service-cidr", "10.100.0.0/16", "--api-address", "172.16.0.2:6443"]
+    root = Path(__file__).resolve().parents[2]
+
+    def launch() -> subprocess.Popen:
+        proc = subprocess.Popen(argv, cwd=root, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                Client(f"unix://{sock}").list("Namespace")
+                return proc
+            except OSError:
+                time.sleep(0.05)
+        proc.kill()
+        raise AssertionError("the API server did not come up: " + proc.stderr.read())
+
+    proc = launch()
+    try:
+        client = Client(f"unix://{sock}")
+        svc = client.get("Service", "default", "kubernetes")
+        assert svc["spec"]["clusterIP"] == "10.100.0.1"
+        assert svc["spec"]["ports"][0]["targetPort"] == 6443
+        made = client.create(pod("survivor"))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        proc = launch()
+        client = Client(f"unix://{sock}")
+        assert client.get("Pod", "default", "survivor") == made
+        again = client.create(pod("next"))
+        assert int(again["metadata"]["resourceVersion"]) > int(made["metadata"]["resourceVersion"])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert not sock.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

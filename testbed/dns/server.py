@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -249,8 +250,10 @@ def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="dns-server: %(message)s")
     workdir = Path(opts.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    # A container's PATH may lack /usr/sbin, where Debian puts dnsmasq.
+    binary = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
     settings = Settings(workdir=str(workdir), domain=opts.domain, port=opts.port,
-                        log_queries=opts.log_queries)
+                        log_queries=opts.log_queries, binary=binary)
     client, informer = _api(opts.api)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

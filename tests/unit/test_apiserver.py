@@ -303,7 +303,8 @@ def test_process_survives_sigkill_and_restart(tmp_path: Path) -> None:
     sock = tmp_path / "apiserver.sock"
     argv = [sys.executable, "-m", "testbed.agents.apiserver", "--listen", "127.0.0.1:0",
             "--unix", str(sock), "--state", str(tmp_path / "state.jsonl"),
-            "--service-cidr", "10.100.0.0/16", "--api-address", "172.16.0.2:6443"]
+            "--service-cidr", "10.100.0.0/16", "--api-address", "172.16.0.2:6443",
+            "--no-controllers"]  # no scheduler writing to the Pod between create and kill
     root = Path(__file__).resolve().parents[2]
 
     def launch() -> subprocess.Popen:

@@ -53,7 +53,7 @@ def rss_kb(pid: int) -> int:
 
 def measure_cluster(workers: int, per_node: int) -> dict:
     started = time.perf_counter()
-    cluster = Cluster(topology(workers)).up()
+    cluster = Cluster(topology(workers), control_plane=False).up()
     try:
         network = time.perf_counter() - started
         manifests = [pod(f"p{w}-{i}", f"w{w}") for w in range(1, workers + 1) for i in range(per_node)]

@@ -19,7 +19,7 @@ from testbed.api.meta import check_metadata
 from testbed.api.pods import check_pod
 from testbed.api.services import check_service
 from testbed.api.validation import Checker
-from testbed.api.workloads import check_deployment
+from testbed.api.workloads import OLD_DEPLOYMENT_VERSIONS, check_deployment, convert_old_deployment
 from testbed.spec.source import Document, Path_, Problem, SpecError, read_documents
 
 KindChecker = Callable[[Checker, Path_, dict], None]
@@ -46,7 +46,8 @@ KINDS: dict[tuple[str, str], tuple[KindChecker, frozenset[str]]] = {
 }
 # Old API versions, rewritten to a current one before checking: (apiVersion, kind) -> converter.
 CONVERSIONS: dict[tuple[str, str], Callable[[dict], dict]] = {
-    (version, "Ingress"): convert_v1beta1 for version in OLD_VERSIONS
+    **{(version, "Ingress"): convert_v1beta1 for version in OLD_VERSIONS},
+    **{(version, "Deployment"): convert_old_deployment for version in OLD_DEPLOYMENT_VERSIONS},
 }
 
 

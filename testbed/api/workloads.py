@@ -89,3 +89,26 @@ def _check_strategy(ck: Checker, p: Path_, spec: dict) -> None:
     if rolling.get("maxSurge") in (0, "0%") and rolling.get("maxUnavailable") in (0, "0%"):
         ck.invalid(rp + ("maxUnavailable",), rolling["maxUnavailable"],
                    "may not be 0 when `maxSurge` is 0")
+
+
+OLD_DEPLOYMENT_VERSIONS = ("extensions/v1beta1", "apps/v1beta1", "apps/v1beta2")
+
+
+def convert_old_deployment(obj: dict) -> dict:
+    """An extensions/v1beta1 (or apps/v1beta1, apps/v1beta2) Deployment as apps/v1.
+
+    Those versions defaulted spec.selector to the template's labels, which apps/v1 requires
+    to be written out; the rest of the spec is the same. `rollbackTo` and other fields apps/v1
+    dropped are left in for the v1 checks to report.
+    """
+    import copy
+
+    out = copy.deepcopy(obj)
+    out["apiVersion"] = "apps/v1"
+    spec = out.get("spec")
+    if isinstance(spec, dict) and "selector" not in spec:
+        template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+        labels = (template.get("metadata") or {}).get("labels") if isinstance(template.get("metadata"), dict) else None
+        if isinstance(labels, dict):
+            spec["selector"] = {"matchLabels": dict(labels)}
+    return out

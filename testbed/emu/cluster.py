@@ -1,9 +1,16 @@
-"""Acts: one emulated cluster's life, as an ordered list of named steps: record, network, pods.
+"""Acts: one emulated cluster's life, as an ordered list of named steps.
 
-`Cluster(topo).up()` builds the Mininet network; `apply_pods(manifests)` places Pods on their
-nodes (spec.nodeName, else the least-loaded worker matching spec.nodeSelector); `down()` ends
-everything from the run record. `endpoint(name)` turns a pod, node, gateway or client name
-into the namespace to act from and the address to reach, for probes and the CLI.
+`Cluster(topo).up()` makes the run record, builds the Mininet network and starts the control
+plane (API server, kubelets, kube-proxies, the DNS add-on: emu/controlplane.py); `apply(objs)`
+sends ordinary Kubernetes objects through the API server and `wait_ready()` waits for their
+pods. `down()` ends everything from the run record.
+
+With `control_plane=False` there is no API server: `apply_pods(manifests)` places Pods straight
+on their nodes (spec.nodeName, else the least-loaded worker matching spec.nodeSelector). The
+benchmarks use it to measure the pod network without the control plane.
+
+`endpoint(name)` turns a pod, node, gateway, client or Service name into the namespace to act
+from and the address to reach, for probes and the CLI.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from testbed.apiclient.client import Client
+from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
@@ -35,21 +44,43 @@ class Endpoint:
     address: IPv4Address | None
 
 
+@dataclass(frozen=True)
+class PodView:
+    """A pod as the API server and its node's kubelet know it (control-plane mode)."""
+
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    ip: IPv4Address | None
+    pid: int | None          # the pause process holding its namespaces
+    ready: bool
+    phase: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 class Cluster:
-    def __init__(self, topo: Topology, progress: Callable[[str], None] | None = None):
+    def __init__(self, topo: Topology, progress: Callable[[str], None] | None = None,
+                 control_plane: bool = True):
         self.topo = topo
         self.progress = progress or (lambda msg: None)
+        self.control_plane = control_plane
         self.record: Record | None = None
         self.network: ClusterNetwork | None = None
         self.runtime: PodRuntime | None = None
-        self.pods: dict[str, Pod] = {}          # "namespace/name" -> Pod
+        self.cp: ControlPlane | None = None
+        self.pods: dict[str, Pod] = {}          # direct mode: "namespace/name" -> Pod
         self.timings: dict[str, float] = {}
 
     # -- life -------------------------------------------------------------------------------
 
     def up(self) -> Cluster:
-        steps = [("record", self._make_record), ("network", self._build_network),
-                 ("runtime", self._make_runtime)]
+        steps = [("record", self._make_record), ("network", self._build_network)]
+        steps.append(("control plane", self._start_control_plane) if self.control_plane
+                     else ("runtime", self._make_runtime))
         try:
             for name, step in steps:
                 started = time.monotonic()
@@ -73,8 +104,26 @@ class Cluster:
     def _make_runtime(self) -> None:
         self.runtime = PodRuntime(self.record, BridgeNetwork(), self.topo.dns_service_ip)
 
+    def _start_control_plane(self) -> None:
+        self.cp = ControlPlane(self.topo, self.network, self.record, self.progress)
+        self.cp.start()
+        self.progress("waiting for cluster DNS")
+        self.wait_ready(dns_addon(self.topo, self.cp.api), timeout=60)
+
+    @property
+    def client(self) -> Client:
+        if self.cp is None:
+            raise RuntimeError("this cluster runs without a control plane")
+        return self.cp.client
+
     def down(self) -> None:
         """Tear everything down; works from the record, so it is safe after a partial up()."""
+        if self.cp is not None:
+            self.cp.stop()
+            self.cp = None
+        if self.record is not None:
+            # Agents appended what they started (pods) to the record file: read it back whole.
+            self.record = Record.load(self.record.directory, self.record)
         if self.runtime is not None and self.pods:
             try:
                 self.runtime.delete_many(None, list(self.pods.values()), grace=0.5)
@@ -144,11 +193,66 @@ class Cluster:
         self.runtime.delete(self.node_ref(pod.node), pod)
         self.save_state()
 
-    def find_pod(self, name: str) -> Pod | None:
+    # -- control-plane mode ------------------------------------------------------------------
+
+    def apply(self, objects: list[dict]) -> list[dict]:
+        """Create or update objects through the API server, all or nothing."""
+        return self.client.apply_all(objects)
+
+    def pod_views(self) -> dict[str, PodView]:
+        sandboxes = self.cp.sandboxes()
+        items, _ = self.client.list("Pod")
+        out = {}
+        for pod in items:
+            meta, status = pod["metadata"], pod.get("status") or {}
+            box = sandboxes.get(meta["uid"])
+            ip = status.get("podIP")
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+            out[f"{meta['namespace']}/{meta['name']}"] = PodView(
+                meta["namespace"], meta["name"], meta["uid"], pod["spec"].get("nodeName") or "",
+                IPv4Address(ip) if ip else None, box["pause"][0] if box else None, ready,
+                status.get("phase", "Pending"))
+        return out
+
+    def wait_ready(self, objects: list[dict], timeout: float = 60, interval: float = 0.2) -> list[PodView]:
+        """Wait until the pods of `objects` (Pods, and Deployments' replicas) are Ready."""
+        wanted_pods = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
+        deployments = [o for o in objects if o["kind"] == "Deployment"]
+        deadline = time.monotonic() + timeout
+        while True:
+            views = self.pod_views()
+            missing = [k for k in wanted_pods if k not in views or not views[k].ready or views[k].pid is None]
+            for d in deployments:
+                ns, labels = d["metadata"]["namespace"], d["spec"]["selector"].get("matchLabels", {})
+                want = d["spec"].get("replicas", 1)
+                have = [v for v in views.values() if v.namespace == ns and v.ready and v.pid is not None
+                        and self._labels_match(v, labels)]
+                if len(have) < want:
+                    missing.append(f"deployment {ns}/{d['metadata']['name']} ({len(have)}/{want} ready)")
+            if not missing:
+                return list(views.values())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}")
+            time.sleep(interval)
+
+    def _labels_match(self, view: PodView, labels: dict) -> bool:
+        pod = self.client.get("Pod", view.namespace, view.name) or {}
+        have = (pod.get("metadata") or {}).get("labels") or {}
+        return all(have.get(k) == v for k, v in labels.items())
+
+    def service_ip(self, name: str) -> IPv4Address | None:
+        """The ClusterIP of Service `name` or `namespace/name` (default namespace)."""
+        ns, _, svc = name.rpartition("/")
+        found = self.client.get("Service", ns or "default", svc)
+        ip = (found or {}).get("spec", {}).get("clusterIP")
+        return IPv4Address(ip) if ip and ip != "None" else None
+
+    def find_pod(self, name: str) -> Pod | PodView | None:
         """A pod by `namespace/name`, or by bare name when that is unambiguous."""
-        if name in self.pods:
-            return self.pods[name]
-        matches = [p for p in self.pods.values() if p.name == name]
+        pods = self.pod_views() if self.cp is not None else self.pods
+        if name in pods:
+            return pods[name]
+        matches = [p for p in pods.values() if p.name == name]
         if len(matches) > 1:
             raise KeyError(f"{name!r} names pods in several namespaces: {', '.join(p.key for p in matches)}")
         return matches[0] if matches else None
@@ -163,7 +267,12 @@ class Cluster:
         host = self.network.hosts.get(name) if self.network else None
         if host is not None:
             return Endpoint(name, host.role, host.pid, host.address)
-        known = sorted([*self.network.hosts, *(p.name for p in self.pods.values())])
+        if self.cp is not None:
+            ip = self.service_ip(name)
+            if ip is not None:
+                return Endpoint(name, "service", self.network.pid(self.topo.gateway_name), ip)
+        pods = self.pod_views() if self.cp is not None else self.pods
+        known = sorted([*self.network.hosts, *(p.name for p in pods.values())])
         raise KeyError(f"no pod, node or client is named {name!r} (known: {', '.join(known)})")
 
     def address_of(self, name: str) -> IPv4Address:
@@ -178,10 +287,27 @@ class Cluster:
                 raise KeyError(f"{name} has no single address to reach") from None
             return address
 
+    def all_pods(self) -> list:
+        """Every pod: PodViews with a control plane, the runtime's Pods without."""
+        return list(self.pod_views().values() if self.cp is not None else self.pods.values())
+
     # -- state for other terminals (testbed ps) ---------------------------------------------
 
+    def ps_state(self) -> dict:
+        if self.cp is not None:
+            return kubelet_ps_state(self.topo.name, self.record.directory, [w.name for w in self.topo.workers])
+        return self._direct_state()
+
     def save_state(self) -> None:
-        state = {"cluster": self.topo.name, "pods": [
+        if self.cp is not None:
+            return  # `testbed ps` reads the kubelets' own state files
+        state = self._direct_state()
+        tmp = self.record.directory / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.record.directory / "state.json")
+
+    def _direct_state(self) -> dict:
+        return {"cluster": self.topo.name, "pods": [
             {"namespace": p.namespace, "name": p.name, "uid": p.uid, "node": p.node, "ip": str(p.ip),
              "created": p.created, "pause": {"pid": p.pid, "start": p.pause_start},
              "containers": [{"name": c.name, "pid": c.pid, "argv": c.argv, "image": c.image,
@@ -189,6 +315,31 @@ class Cluster:
                              "ports": [f"{x['containerPort']}/{x.get('protocol', 'TCP')}" for x in c.ports]}
                             for c in p.containers.values()]}
             for p in self.pods.values()]}
-        tmp = self.record.directory / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.record.directory / "state.json")
+
+
+def kubelet_ps_state(cluster: str, run_dir, nodes: list[str]) -> dict:
+    """The `testbed ps` state from the kubelets' saved pod states (control-plane mode)."""
+    from testbed.emu.images import ImageError, container_argv, container_env
+
+    pods = []
+    for node in nodes:
+        try:
+            saved = json.loads((run_dir / f"kubelet-{node}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        for uid, pod in saved.items():
+            specs = {c["name"]: c for c in pod["manifest"]["spec"]["containers"]}
+            containers = []
+            for name, c in pod["containers"].items():
+                spec = specs.get(name, {})
+                try:
+                    argv = container_argv(spec, container_env(spec))
+                except ImageError:
+                    argv = []
+                containers.append({"name": name, "pid": c.get("pid"), "start": c.get("start"), "argv": argv,
+                                   "image": str(spec.get("image", "")),
+                                   "ports": [f"{x['containerPort']}/{x.get('protocol', 'TCP')}" for x in spec.get("ports", [])]})
+            pods.append({"namespace": pod["namespace"], "name": pod["name"], "uid": uid, "node": node,
+                         "ip": (pod.get("attachment") or ["-"])[0], "created": pod.get("created"),
+                         "pause": {"pid": pod["pause"][0], "start": pod["pause"][1]}, "containers": containers})
+    return {"cluster": cluster, "pods": pods}

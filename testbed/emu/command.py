@@ -53,17 +53,22 @@ def cmd_cli(args: argparse.Namespace) -> int:
 
     setLogLevel("info")
     with Cluster(topo, progress=lambda m: print(f"*** {m}", file=sys.stderr)) as cluster:
-        cluster.apply_pods([o for o in objects if o["kind"] == "Pod"])
-        for pod in cluster.pods.values():
-            cluster.runtime.wait_listening(pod, timeout=5)
-        print(f"*** cluster {topo.name} is up: try `pods`, `ps`, `pingall`, "
-              f"`{next(iter(cluster.pods.values())).name if cluster.pods else 'w1'} ip addr`", file=sys.stderr)
+        if objects:
+            cluster.apply(objects)
+            print("*** waiting for the pods to be ready", file=sys.stderr)
+            cluster.wait_ready(objects, timeout=90)
+        pods = cluster.all_pods()
+        example = next((p.name for p in pods if p.namespace != "kube-system"), "w1")
+        print(f"*** cluster {topo.name} is up: try `pods`, `ps`, `pingall`, `get pods -A`, "
+              f"`{example} ip addr`", file=sys.stderr)
         ClusterCLI(cluster)
         print("*** tearing down", file=sys.stderr)
     return 0
 
 
 def _live_states() -> list[dict]:
+    from testbed.emu.cluster import kubelet_ps_state
+
     states = []
     for record in records():
         if not record.owner_alive():
@@ -71,7 +76,10 @@ def _live_states() -> list[dict]:
         try:
             states.append(json.loads((record.directory / "state.json").read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
-            continue
+            nodes = sorted(p.name[len("kubelet-"):-len(".json")] for p in record.directory.glob("kubelet-*.json"))
+            if nodes:
+                name = json.loads((record.directory / "owner.json").read_text()).get("name", "?")
+                states.append(kubelet_ps_state(name, record.directory, nodes))
     return states
 
 

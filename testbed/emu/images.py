@@ -56,6 +56,21 @@ def container_argv(container: dict, env: dict[str, str]) -> list[str]:
                      f"the container a command (known images: {', '.join(sorted(ENTRYPOINTS))})")
 
 
+SHIMS = __import__("pathlib").Path(__file__).with_name("shims")
+
+
+def image_path(image: str, path: str) -> str:
+    """PATH for a container of `image`: shims first where the image needs them.
+
+    python:2.x images get a `python` that maps Python 2 module names (SimpleHTTPServer) to
+    Python 3's, since the nodes have no Python 2.
+    """
+    name, _, tag = image.rsplit("/", 1)[-1].partition(":")
+    if name == "python" and (tag == "2" or tag.startswith("2.")):
+        return f"{SHIMS / 'python2'}:{path}"
+    return path
+
+
 def container_env(container: dict) -> dict[str, str]:
     """The container's own env entries with literal values (valueFrom is resolved elsewhere)."""
     return {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
@@ -64,6 +79,7 @@ def container_env(container: dict) -> dict[str, str]:
 def resolve_command(container: dict, path: str) -> list[str]:
     """container_argv, and the program must exist on the node along `path`; ImageError if not."""
     argv = container_argv(container, container_env(container))
+    path = image_path(str(container.get("image", "")), path)
     if shutil.which(argv[0], path=path) is None:
         raise ImageError(f"command {argv[0]!r} is not found on the node (PATH={path})")
     return argv

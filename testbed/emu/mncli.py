@@ -8,14 +8,17 @@ The commands typed here are the user's own, so they go to a shell (bash -c), as 
 
 from __future__ import annotations
 
-import json
 import re
+import shlex
 import subprocess
+import sys
 import time
 
 from mininet.cli import CLI
 
 from testbed.emu.cluster import Cluster
+from testbed.emu.images import container_path
+from testbed.emu.pausebin import pause_binary
 from testbed.emu.psview import format_rows, ps_rows
 from testbed.emu.record import alive
 from testbed.scenario.probes import probe_icmp
@@ -50,6 +53,42 @@ class ClusterCLI(CLI):
             words.append(f"{match['scheme'] or ''}{address}{match['rest']}" if address else word)
         return " ".join(words)
 
+    def onecmd(self, line: str) -> bool:
+        """A failing command prints its error and the CLI goes on (no traceback)."""
+        try:
+            return super().onecmd(line)
+        except Exception as err:  # the user's session must survive any one command
+            print(f"*** error: {err}")
+            return False
+
+    def _kubectl(self, verb: str, line: str) -> None:
+        from testbed.kubectl.command import run_kubectl
+
+        if self.cluster.cp is None:
+            print("*** this cluster runs without a control plane")
+            return
+        run_kubectl([verb, *shlex.split(line)], self.cluster.client, sys.stdout)
+
+    def do_get(self, line: str) -> None:
+        """get pods|deployments|services|endpointslices|ingresses|nodes [NAME] [-n NS|-A] [-o wide|yaml|json]"""
+        self._kubectl("get", line)
+
+    def do_describe(self, line: str) -> None:
+        """describe KIND NAME [-n NS]"""
+        self._kubectl("describe", line)
+
+    def do_apply(self, line: str) -> None:
+        """apply -f FILE: create or update the objects of FILE through the API server"""
+        self._kubectl("apply", line)
+
+    def do_delete(self, line: str) -> None:
+        """delete -f FILE"""
+        self._kubectl("delete", line)
+
+    def do_scale(self, line: str) -> None:
+        """scale deployment NAME --replicas N"""
+        self._kubectl("scale", line)
+
     def default(self, line: str) -> None:
         first, args, line = self.parseline(line)
         try:
@@ -64,27 +103,30 @@ class ClusterCLI(CLI):
         if not args:
             print(f"*** Please enter a command for pod {pod.key}: {first} <cmd>")
             return
-        runtime = self.cluster.runtime
-        argv = [runtime.pause_bin, "enter", str(pod.pid),
-                "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
-                "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf",
+        if pod.pid is None:
+            print(f"*** pod {pod.key} has no sandbox (yet)")
+            return
+        directory = self.cluster.record.directory / "pods" / f"{pod.namespace}_{pod.name}"
+        argv = [pause_binary(), "enter", str(pod.pid),
+                "--bind", f"{directory / 'hosts'}:/etc/hosts",
+                "--bind", f"{directory / 'resolv.conf'}:/etc/resolv.conf",
                 "--sysfs", "--chdir", "/", "--", "bash", "-c", self._substitute(args)]
-        subprocess.call(argv, env={"PATH": runtime.path, "HOSTNAME": pod.name, "TERM": "dumb"})
+        sys.stdout.flush()
+        subprocess.call(argv, env={"PATH": container_path(), "HOSTNAME": pod.name, "TERM": "dumb"})
 
     def do_ps(self, line: str) -> None:
         """ps [NODE]: pause processes and containers per node, like `docker ps` on a worker."""
-        self.cluster.save_state()
-        state = json.loads((self.cluster.record.directory / "state.json").read_text())
+        state = self.cluster.ps_state()
         print(format_rows(ps_rows(state, line.strip() or None, time.time(), lambda p, s: p is not None and alive(p, s))))
 
     def do_pods(self, line: str) -> None:
         """pods: every pod with its node and IP."""
-        for pod in sorted(self.cluster.pods.values(), key=lambda p: (p.node, p.key)):
+        for pod in sorted(self.cluster.all_pods(), key=lambda p: (p.node, p.key)):
             print(f"{pod.key:30} {pod.node:10} {pod.ip}")
 
     def do_pingall(self, line: str) -> None:
         """pingall: ping between every pair of pods, nodes, the gateway and clients."""
-        ends = [(p.name, p.pid, p.ip) for p in sorted(self.cluster.pods.values(), key=lambda p: p.key)]
+        ends = [(p.name, p.pid, p.ip) for p in sorted(self.cluster.all_pods(), key=lambda p: p.key) if p.pid]
         ends += [(h.name, h.pid, h.address) for h in self.cluster.network.hosts.values() if h.address]
         lost = total = 0
         print("*** Ping: testing ping reachability (pods, nodes, gateway, clients)")

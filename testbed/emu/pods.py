@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from testbed.emu.images import ImageError, container_env, container_path, resolve_command
+from testbed.emu.images import (
+    ImageError,
+    container_env,
+    container_path,
+    image_path,
+    resolve_command,
+)
 from testbed.emu.pausebin import pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, alive, end_processes
@@ -200,7 +206,7 @@ class PodRuntime:
         # in its own directory (there is no image filesystem to create it in).
         wanted = spec.get("workingDir")
         cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
-        env = {"PATH": self.path, "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name,
+        env = {"PATH": image_path(container.image, self.path), "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name,
                "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
         env.update(container_env(spec))
         argv = [self.pause_bin, "enter", str(pod.pid),

@@ -86,7 +86,10 @@ class Record:
         return record
 
     @classmethod
-    def load(cls, directory: Path) -> Record:
+    def load(cls, directory: Path, previous: Record | None = None) -> Record:
+        """The record as written so far (by this process and by agents appending to it)."""
+        if previous is not None and previous._log is not None:
+            previous._log.close()
         record = cls(directory)
         try:
             lines = (directory / "record.jsonl").read_text().splitlines()

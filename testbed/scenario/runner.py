@@ -83,8 +83,11 @@ def _declared_pods(scenario: Scenario) -> list[dict]:
 def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list[Problem]:
     """Every from/to/sourceIP name must be a pod of the manifests, a node, the gateway or a client."""
     pods = [o["metadata"] for o in objects if o["kind"] == "Pod"]
+    services = [o["metadata"] for o in objects if o["kind"] == "Service"]
     hosts = {n.name for n in topo.nodes} | {c.name for c in topo.clients} | {topo.gateway_name}
     known = hosts | {p["name"] for p in pods} | {f"{p['namespace']}/{p['name']}" for p in pods} | {"localhost"}
+    known |= {f"{s['namespace']}/{s['name']}" for s in services}
+    known |= {s["name"] for s in services if s["namespace"] == "default"}
     problems = []
     for p in pods:
         if p["name"] in hosts:
@@ -150,10 +153,12 @@ class Runner:
         previous = _terminate_as_interrupt()
         try:
             self.cluster.up()
-            pods = self.cluster.apply_pods([o for o in self.prepared.objects if o["kind"] == "Pod"])
-            for pod in pods:
-                if not self.cluster.runtime.wait_listening(pod, timeout=10):
-                    self.progress(f"warning: pod {pod.key} does not listen on all its declared ports yet")
+            objects = self.prepared.objects
+            if objects:
+                self.progress(f"applying {len(objects)} objects")
+                self.cluster.apply(objects)
+                self.progress("waiting for their pods to be ready")
+                self.cluster.wait_ready(objects, timeout=90)
             self.setup_seconds = time.monotonic() - started
             self.progress(f"cluster ready in {self.setup_seconds:.2f}s")
             total = len(self.prepared.scenario.steps)
@@ -180,7 +185,7 @@ class Runner:
         cluster = self.cluster
         source = cluster.endpoint(probe.source)
         address = cluster.address_of(probe.target.host)
-        namespaces = {p.key: p.pid for p in cluster.pods.values()}
+        namespaces = {p.key: p.pid for p in cluster.all_pods() if p.pid}
         namespaces.update({h.name: h.pid for h in cluster.network.hosts.values()})
         deadline = started + probe.retry_for
         attempts = 0

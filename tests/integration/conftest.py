@@ -103,7 +103,7 @@ def two_node():
     from testbed.emu.cluster import Cluster
     from testbed.spec.topology import load_topology
 
-    cluster = Cluster(load_topology(TOPOLOGIES / "two-node.yaml")).up()
+    cluster = Cluster(load_topology(TOPOLOGIES / "two-node.yaml"), control_plane=False).up()
     try:
         objects = load_manifests([str(SCENARIOS / "manifests" / "pods-two-nodes.yaml")])
         for pod in cluster.apply_pods(objects):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,7 +58,8 @@ def test_a_failing_check_exits_1_and_the_report_names_the_step(tmp_path):
     assert "0 passed, 2 failed" in result.stdout
     failures = ET.parse(junit).getroot().findall("testcase/failure")
     assert len(failures) == 2
-    assert "server saw 10.244.0.2, expected 10.244.0.3" in failures[1].get("message")
+    # pod-a and pod-b are on w1: the server saw pod-a's address where pod-b's was expected.
+    assert re.search(r"server saw 10\.244\.0\.\d+, expected 10\.244\.0\.\d+ \(pod-b\)", failures[1].get("message"))
 
 
 def test_bad_input_exits_2_and_builds_nothing(tmp_path):

@@ -110,10 +110,14 @@ def test_pod_named_like_a_node_or_client(two_node):
     ]
 
 
-def test_only_pods_count_as_names(two_node):
-    objects = [pod("pod-a"), {"kind": "Service", "metadata": {"name": "web", "namespace": "default"}}]
-    problems = check_names(scenario_of(probe_step(1, "pod-a", "web", 80)), two_node, objects)
-    assert [p.field for p in problems] == ["steps[0].to"]
+def test_services_count_as_names_but_other_kinds_do_not(two_node):
+    objects = [pod("pod-a"), {"kind": "Service", "metadata": {"name": "web", "namespace": "default"}},
+               {"kind": "Service", "metadata": {"name": "dns", "namespace": "kube-system"}},
+               {"kind": "Deployment", "metadata": {"name": "deploy", "namespace": "default"}}]
+    steps = [probe_step(1, "pod-a", "web", 80), probe_step(2, "pod-a", "kube-system/dns", 53),
+             probe_step(3, "pod-a", "dns", 53), probe_step(4, "pod-a", "deploy", 80)]
+    problems = check_names(scenario_of(*steps), two_node, objects)
+    assert [p.field for p in problems] == ["steps[2].to", "steps[3].to"]
 
 
 # --- check_commands ----------------------------------------------------------------------------

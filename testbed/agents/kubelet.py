@@ -1,0 +1,389 @@
+"""Acts: the kubelet, one process per worker, inside that worker's network namespace.
+
+    python -m testbed.agents.kubelet --node w1 --api http://172.16.0.2:6443 --run-dir DIR \\
+        --pod-cidr 10.244.0.0/24 --node-ip 172.16.1.2 --cluster-dns 10.96.0.10 [--label k=v]
+
+It registers its Node (labels, podCIDR, addresses, a Ready condition renewed every few
+seconds), watches Pods through the API server, and keeps the Pods bound to its node running:
+sandboxes and containers through the pod runtime (emu/pods.py), restarts per restartPolicy
+with a growing back-off, readiness and liveness probes (prober.py), graceful deletion
+(SIGTERM, then SIGKILL after the grace period, then the Pod object is removed), and status
+reports (api/podstatus.py). Its pods' state is saved in `kubelet-NODE.json` beside the run
+record, so a killed kubelet leaves its pods running and a restarted one adopts them.
+
+Container restarts back off 1 s, 2 s, 4 s ... up to 30 s (Kubernetes uses 10 s up to 5 min;
+shortened so that scenarios about crashing containers finish in seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from testbed.agents.prober import ProbeTracker, run_probe
+from testbed.api.podstatus import ContainerObservation, PodObservation, pod_status
+from testbed.apiclient.client import ApiError, Client
+from testbed.apiclient.informer import Informer
+from testbed.emu.podnet import BridgeNetwork, NodeRef
+from testbed.emu.pods import Container, Pod, PodError, PodRuntime
+from testbed.emu.record import Record
+from testbed.net.netns import write_sysctl
+
+log = logging.getLogger("kubelet")
+
+BACKOFF_BASE, BACKOFF_MAX = 1.0, 30.0
+HEARTBEAT = 5.0
+MAX_GRACE = 30.0
+
+
+@dataclass
+class ContainerTrack:
+    readiness: ProbeTracker | None = None
+    liveness: ProbeTracker | None = None
+    backoff_until: float = 0.0
+    backoff: float = 0.0
+    last_exit: int | None = None
+    finished_at: float | None = None
+
+
+@dataclass
+class LocalPod:
+    pod: Pod
+    manifest: dict
+    tracks: dict[str, ContainerTrack] = field(default_factory=dict)
+    last_status: dict | None = None
+    started: float = field(default_factory=time.time)
+
+    def track(self, name: str) -> ContainerTrack:
+        if name not in self.tracks:
+            spec = next(c for c in self.manifest["spec"]["containers"] if c["name"] == name)
+            self.tracks[name] = ContainerTrack(
+                ProbeTracker(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
+                ProbeTracker(spec["livenessProbe"]) if spec.get("livenessProbe") else None)
+        return self.tracks[name]
+
+
+def _uid(obj: dict) -> str:
+    return obj["metadata"]["uid"]
+
+
+class Kubelet:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.name = args.node
+        self.client = Client(args.api)
+        self.run_dir = Path(args.run_dir)
+        self.record = Record.load(self.run_dir)
+        self.node = NodeRef(self.name, os.getpid(), IPv4Network(args.pod_cidr))
+        self.network = BridgeNetwork()
+        self.runtime = PodRuntime(self.record, self.network, IPv4Address(args.cluster_dns))
+        self.state_file = self.run_dir / f"kubelet-{self.name}.json"
+        self.pods: dict[str, LocalPod] = {}
+        self.failed: dict[str, float] = {}            # uid -> when to retry a failed creation
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.informer = Informer(self.client, "Pod", on_add=self._poke, on_update=self._poke,
+                                 on_delete=self._poke, resync=30)
+        self.probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self.last_heartbeat = 0.0
+
+    def _poke(self, *objs: dict) -> None:
+        if any((o.get("spec") or {}).get("nodeName") == self.name for o in objs):
+            self.wake.set()
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.register_node()
+        self.adopt()
+        self.informer.start()
+        self.informer.wait_for_sync(timeout=30)
+        while not self.stopping.is_set():
+            try:
+                if time.time() - self.last_heartbeat > HEARTBEAT:
+                    self.register_node()
+                self.sync()
+            except ApiError as err:
+                log.warning("API: %s", err)
+            except Exception:
+                log.exception("sync failed")
+            self.wake.wait(0.5)
+            self.wake.clear()
+        self.informer.stop()
+        self.probes.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self, *_: object) -> None:
+        """Leave the pods running: a kubelet's death does not end its pods."""
+        self.stopping.set()
+        self.wake.set()
+
+    # -- node -------------------------------------------------------------------------------
+
+    def node_object(self) -> dict:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
+                  "node-role.kubernetes.io/worker": ""}
+        labels.update(dict(kv.split("=", 1) for kv in self.args.label))
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.name, "labels": labels},
+                "spec": {"podCIDR": self.args.pod_cidr, "podCIDRs": [self.args.pod_cidr]},
+                "status": {"addresses": [{"type": "InternalIP", "address": self.args.node_ip},
+                                         {"type": "Hostname", "address": self.name}],
+                           "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                           "message": "kubelet is posting ready status",
+                                           "lastHeartbeatTime": now, "lastTransitionTime": now}]}}
+
+    def register_node(self) -> None:
+        node = self.node_object()
+        current = self.client.get("Node", "", self.name)
+        if current is None:
+            current = self.client.create({**node, "status": {}})
+        for cond in (current.get("status") or {}).get("conditions", []):
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                node["status"]["conditions"][0]["lastTransitionTime"] = cond.get("lastTransitionTime")
+        current["metadata"]["labels"] = node["metadata"]["labels"]
+        current["spec"].update(node["spec"])
+        current = self.client.update(current)
+        current["status"] = node["status"]
+        self.client.update_status(current)
+        self.last_heartbeat = time.time()
+
+    # -- state across restarts --------------------------------------------------------------
+
+    def save(self) -> None:
+        state = {uid: {**lp.pod.to_state(), "manifest": lp.manifest} for uid, lp in self.pods.items()}
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.state_file)
+
+    def adopt(self) -> None:
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return
+        for uid, saved in state.items():
+            pod = self.runtime.adopt(self.node, saved["manifest"], saved)
+            if not pod.sandbox_alive():
+                self.runtime.delete(self.node, pod, grace=0.2)
+                continue
+            self.pods[uid] = LocalPod(pod, saved["manifest"])
+            log.info("adopted pod %s (pause %s)", pod.key, pod.pid)
+        self.save()
+
+    # -- reconcile --------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        desired = {_uid(p): p for p in self.informer.items() if (p.get("spec") or {}).get("nodeName") == self.name}
+        changed = False
+        for uid, lp in list(self.pods.items()):
+            obj = desired.get(uid)
+            if obj is None:
+                self.teardown(uid, lp, grace=0.5, remove_object=False)
+                changed = True
+            elif obj["metadata"].get("deletionTimestamp"):
+                grace = min(float(obj["metadata"].get("deletionGracePeriodSeconds") or 0), MAX_GRACE)
+                self.teardown(uid, lp, grace=grace, remove_object=True, obj=obj)
+                changed = True
+        new = [p for uid, p in desired.items()
+               if uid not in self.pods and not p["metadata"].get("deletionTimestamp")
+               and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+               and self.failed.get(uid, 0) <= time.time()]
+        if new:
+            self.create(new)
+            changed = True
+        for uid, lp in list(self.pods.items()):
+            if uid in desired and not desired[uid]["metadata"].get("deletionTimestamp"):
+                changed |= self.tend(lp)
+                self.report(lp, desired[uid])
+        if changed:
+            self.save()
+
+    def create(self, objs: list[dict]) -> None:
+        for obj in objs:  # one by one, so that one bad pod does not hold up the others
+            uid = _uid(obj)
+            try:
+                (pod,) = self.runtime.run_pods(self.node, [obj])
+            except (PodError, OSError) as err:
+                log.warning("pod %s/%s: %s", obj["metadata"]["namespace"], obj["metadata"]["name"], err)
+                self.failed[uid] = time.time() + 5
+                self.report_failure(obj, str(err))
+                continue
+            self.failed.pop(uid, None)
+            self.pods[uid] = LocalPod(pod, obj)
+            log.info("started pod %s at %s", pod.key, pod.ip)
+
+    def teardown(self, uid: str, lp: LocalPod, grace: float, remove_object: bool, obj: dict | None = None) -> None:
+        self.runtime.delete(self.node, lp.pod, grace=max(grace, 0.2))
+        del self.pods[uid]
+        log.info("stopped pod %s", lp.pod.key)
+        if remove_object and obj is not None:
+            try:
+                self.client.delete("Pod", obj["metadata"]["namespace"], obj["metadata"]["name"], grace_seconds=0)
+            except ApiError as err:
+                if err.code != 404:
+                    raise
+
+    def tend(self, lp: LocalPod) -> bool:
+        """Restart ended containers per policy; run due probes; act on liveness failures."""
+        changed = False
+        now = time.monotonic()
+        policy = lp.manifest["spec"].get("restartPolicy", "Always")
+        due = []
+        for name, container in lp.pod.containers.items():
+            track = lp.track(name)
+            if not container.running():
+                code = container.reap()
+                if track.finished_at is None:
+                    track.finished_at, track.last_exit = time.time(), code
+                    if track.readiness:
+                        track.readiness.result = None
+                restart = policy == "Always" or (policy == "OnFailure" and code != 0)
+                if restart and time.monotonic() >= track.backoff_until:
+                    self.restart(lp, container, track)
+                    changed = True
+                continue
+            started = container.started_at or time.time()
+            mono_started = now - (time.time() - started)
+            for kind in ("liveness", "readiness"):
+                tracker = getattr(track, kind)
+                if tracker is not None and tracker.due(mono_started, now):
+                    tracker.last_run = now  # not due again while in flight
+                    due.append((name, kind, tracker))
+        if due:
+            self.run_probes(lp, due)
+            for name, kind, tracker in due:
+                if kind == "liveness" and tracker.result is False:
+                    container = lp.pod.containers[name]
+                    log.info("container %s of %s failed liveness (%s); restarting", name, lp.pod.key, tracker.message)
+                    grace = min(float(lp.manifest["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE)
+                    self.runtime.stop_container(lp.pod, container, grace=min(grace, 2.0))
+                    track = lp.track(name)
+                    track.finished_at, track.last_exit = time.time(), container.exit_code
+                    self.restart(lp, container, track, now_backoff=False)
+                    changed = True
+        return changed
+
+    def restart(self, lp: LocalPod, container: Container, track: ContainerTrack, now_backoff: bool = True) -> None:
+        container.restart_count += 1
+        self.runtime.start_container(lp.pod, container)
+        track.backoff = min(BACKOFF_MAX, max(BACKOFF_BASE, track.backoff * 2)) if now_backoff else track.backoff
+        track.backoff_until = time.monotonic() + track.backoff
+        track.finished_at = None
+        # A restarted container starts over: not ready until its probes say so again.
+        spec = next(c for c in lp.manifest["spec"]["containers"] if c["name"] == container.name)
+        lp.tracks[container.name] = ContainerTrack(
+            ProbeTracker(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
+            ProbeTracker(spec["livenessProbe"]) if spec.get("livenessProbe") else None,
+            track.backoff_until, track.backoff, track.last_exit)
+        log.info("restarted container %s of %s (restart %d)", container.name, lp.pod.key, container.restart_count)
+
+    def run_probes(self, lp: LocalPod, due: list[tuple[str, str, ProbeTracker]]) -> None:
+        pod = lp.pod
+        prefix = [self.runtime.pause_bin, "enter", str(pod.pid),
+                  "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
+                  "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf", "--chdir", "/", "--"]
+        env = {"PATH": self.runtime.path}
+        specs = {c["name"]: c for c in lp.manifest["spec"]["containers"]}
+        futures = [(tracker, self.probes.submit(run_probe, tracker.probe, specs[name], str(pod.ip), prefix, env))
+                   for name, kind, tracker in due]
+        for tracker, future in futures:
+            try:
+                ok, message = future.result(timeout=float(tracker.probe.get("timeoutSeconds", 1)) + 5)
+            except Exception as err:  # a probe that blew up counts as failed
+                ok, message = False, str(err)
+            tracker.record(ok, message, time.monotonic())
+
+    # -- status -----------------------------------------------------------------------------
+
+    def observe(self, lp: LocalPod) -> PodObservation:
+        containers = []
+        for spec in lp.manifest["spec"]["containers"]:
+            c = lp.pod.containers[spec["name"]]
+            track = lp.track(spec["name"])
+            running = c.running()
+            ready = running and (track.readiness is None or track.readiness.result is True)
+            waiting = None
+            if not running and track.finished_at is not None and time.monotonic() < track.backoff_until:
+                waiting = "CrashLoopBackOff"
+            containers.append(ContainerObservation(
+                spec["name"], str(spec.get("image", "")), running, ready, c.restart_count,
+                c.started_at, c.pid if running else None, None if running else c.exit_code,
+                track.finished_at, waiting,
+                f"back-off restarting failed container {spec['name']}" if waiting else None,
+                track.last_exit if c.restart_count else None))
+        return PodObservation(lp.manifest["spec"].get("restartPolicy", "Always"),
+                              str(lp.pod.ip) if lp.pod.ip else None, self.args.node_ip,
+                              lp.pod.created, containers, lp.pod.sandbox_alive())
+
+    def report(self, lp: LocalPod, obj: dict) -> None:
+        status = pod_status(self.observe(lp), time.time(), obj.get("status"))
+        if _same(status, obj.get("status")) and _same(status, lp.last_status):
+            return
+        update = {**obj, "status": status}
+        update["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+        try:
+            self.client.update_status(update)
+            lp.last_status = status
+        except ApiError as err:
+            if err.code != 404:
+                raise
+
+    def report_failure(self, obj: dict, message: str) -> None:
+        containers = [ContainerObservation(c["name"], str(c.get("image", "")), False, False,
+                                           waiting_reason="CreateContainerError", waiting_message=message)
+                      for c in obj["spec"]["containers"]]
+        obs = PodObservation(obj["spec"].get("restartPolicy", "Always"), None, self.args.node_ip, time.time(),
+                             containers, sandbox_ready=False)
+        update = {**obj, "status": pod_status(obs, time.time(), obj.get("status"))}
+        update["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+        try:
+            self.client.update_status(update)
+        except ApiError:
+            pass
+
+
+def _same(a: dict | None, b: dict | None) -> bool:
+    """Equal but for timestamps that move by themselves."""
+    def strip(status: dict | None) -> object:
+        if not status:
+            return None
+        return json.dumps({**status, "conditions": [{k: v for k, v in c.items() if not k.endswith("Time")}
+                                                     for c in status.get("conditions", [])]}, sort_keys=True)
+    return strip(a) == strip(b)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubelet")
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--api", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--pod-cidr", required=True)
+    parser.add_argument("--node-ip", required=True)
+    parser.add_argument("--cluster-dns", default="10.96.0.10")
+    parser.add_argument("--label", action="append", default=[])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kubelet[{args.node}] %(message)s")
+    # Per-namespace and harmless to repeat: forwarding and bridge netfilter on this node.
+    for name in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"):
+        try:
+            write_sysctl(os.getpid(), name, "1")
+        except OSError as err:
+            log.warning("cannot set %s: %s", name, err)
+    kubelet = Kubelet(args)
+    signal.signal(signal.SIGTERM, kubelet.stop)
+    signal.signal(signal.SIGINT, kubelet.stop)
+    kubelet.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

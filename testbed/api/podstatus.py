@@ -1,0 +1,133 @@
+"""Pure: a Pod's status as the kubelet reports it, from what the kubelet observed.
+
+The kubelet (agents/kubelet.py) observes containers (running or not, exit codes, restarts,
+probe results) and hands a `PodObservation` here; `pod_status` gives the `status` block with
+the fields and wording of the real kubelet: phase, conditions (PodScheduled, Initialized,
+ContainersReady, Ready), podIP(s), hostIP(s), startTime and containerStatuses with state,
+lastState, ready, started and restartCount.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def rfc3339(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ContainerObservation:
+    name: str
+    image: str
+    running: bool
+    ready: bool
+    restart_count: int = 0
+    started_at: float | None = None
+    pid: int | None = None
+    exit_code: int | None = None          # of the last ended run, when known
+    finished_at: float | None = None
+    waiting_reason: str | None = None     # e.g. CrashLoopBackOff, ContainerCreating
+    waiting_message: str | None = None
+    last_exit_code: int | None = None     # the run before the current one
+
+
+@dataclass
+class PodObservation:
+    restart_policy: str
+    pod_ip: str | None
+    host_ip: str
+    start_time: float | None
+    containers: list[ContainerObservation] = field(default_factory=list)
+    sandbox_ready: bool = True
+
+
+def _state(c: ContainerObservation) -> dict:
+    if c.running:
+        return {"running": {"startedAt": rfc3339(c.started_at)}}
+    if c.waiting_reason:
+        waiting = {"reason": c.waiting_reason}
+        if c.waiting_message:
+            waiting["message"] = c.waiting_message
+        return {"waiting": waiting}
+    if c.exit_code is not None:
+        return {"terminated": {"exitCode": c.exit_code, "reason": "Completed" if c.exit_code == 0 else "Error",
+                               "startedAt": rfc3339(c.started_at), "finishedAt": rfc3339(c.finished_at)}}
+    return {"waiting": {"reason": "ContainerCreating"}}
+
+
+def container_status(c: ContainerObservation) -> dict:
+    status = {"name": c.name, "image": c.image, "imageID": "", "ready": c.ready and c.running,
+              "started": c.running, "restartCount": c.restart_count, "state": _state(c),
+              "lastState": {}}
+    if c.pid is not None:
+        status["containerID"] = f"testbed://{c.pid}"
+    if c.last_exit_code is not None:
+        status["lastState"] = {"terminated": {"exitCode": c.last_exit_code,
+                                              "reason": "Completed" if c.last_exit_code == 0 else "Error"}}
+    return status
+
+
+def phase(obs: PodObservation) -> str:
+    """Pending until the sandbox and every container started; then Running; Succeeded or Failed
+    once every container has ended for good (restartPolicy Never, or OnFailure after success)."""
+    if not obs.sandbox_ready or not obs.containers:
+        return "Pending"
+    ended = [c for c in obs.containers if not c.running and c.exit_code is not None and not c.waiting_reason]
+    if obs.restart_policy != "Always" and len(ended) == len(obs.containers):
+        if all(c.exit_code == 0 for c in ended):
+            return "Succeeded"
+        if obs.restart_policy == "Never":
+            return "Failed"
+    if any(c.running for c in obs.containers) or any(c.restart_count for c in obs.containers):
+        return "Running"
+    return "Pending"
+
+
+def _condition(kind: str, ok: bool, now: str, reason: str | None = None, previous: dict | None = None) -> dict:
+    status = "True" if ok else "False"
+    since = previous.get("lastTransitionTime") if previous and previous.get("status") == status else now
+    cond = {"type": kind, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
+    if reason and not ok:
+        cond["reason"] = reason
+    return cond
+
+
+def pod_status(obs: PodObservation, now: float, previous: dict | None = None) -> dict:
+    """The status block; `previous` keeps lastTransitionTime of conditions that did not change."""
+    stamp = rfc3339(now)
+    old = {c.get("type"): c for c in (previous or {}).get("conditions", [])}
+    statuses = [container_status(c) for c in obs.containers]
+    ready = bool(statuses) and all(s["ready"] for s in statuses)
+    not_ready = [s["name"] for s in statuses if not s["ready"]]
+    reason = "ContainersNotReady" if not_ready else None
+    current = phase(obs)
+    if current in ("Succeeded", "Failed"):
+        ready, reason = False, "PodCompleted"
+    status = {
+        "phase": current,
+        "conditions": [
+            _condition("PodScheduled", True, stamp, previous=old.get("PodScheduled")),
+            _condition("Initialized", True, stamp, previous=old.get("Initialized")),
+            _condition("ContainersReady", ready, stamp, reason, old.get("ContainersReady")),
+            _condition("Ready", ready, stamp, reason, old.get("Ready")),
+        ],
+        "hostIP": obs.host_ip,
+        "hostIPs": [{"ip": obs.host_ip}],
+        "startTime": rfc3339(obs.start_time),
+        "containerStatuses": statuses,
+    }
+    if obs.pod_ip:
+        status["podIP"] = obs.pod_ip
+        status["podIPs"] = [{"ip": obs.pod_ip}]
+    return status
+
+
+def is_ready(pod: dict) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions", []):
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False

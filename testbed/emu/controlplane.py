@@ -1,0 +1,216 @@
+"""Acts: the cluster's processes: API server on the master, kubelet and kube-proxy per worker.
+
+Each agent is a process of its own, started inside its node's network namespace and recorded
+in the run record, so it can be killed and restarted on its own (`kill`, `restart`) and talks
+to the API server over the emulated network, as on a real cluster. The host reaches the API
+server only through its Unix socket (`RUN/apiserver.sock`), so the emulated network stays
+sealed. Logs go to `RUN/logs/AGENT-NODE.log`.
+
+After the agents, the cluster DNS add-on is applied through the API like any workload: a
+`kube-dns` Deployment in kube-system running dnsmasq (testbed/dns/server.py) behind the
+`kube-dns` Service at the tenth address of the service CIDR.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.apiclient.client import ApiError, Client
+from testbed.emu.network import ClusterNetwork
+from testbed.emu.record import Record, alive, end_processes
+from testbed.spec.topology import NodeSpec, Topology
+
+API_PORT = 6443
+AGENTS = ("apiserver", "kubelet", "kube-proxy")
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+@dataclass
+class Agent:
+    kind: str
+    node: str
+    argv: list[str]
+    pid: int | None = None
+    start: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.node}"
+
+    def running(self) -> bool:
+        return self.pid is not None and alive(self.pid, self.start)
+
+
+def dns_addon(topo: Topology, api: str) -> list[dict]:
+    """The kube-dns Deployment and Service, as a cluster installs its DNS add-on."""
+    labels = {"k8s-app": "kube-dns"}
+    ports = [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}]
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                      "name": "dnsmasq", "image": "testbed/dnsmasq",
+                      "command": ["python3", "-m", "testbed.dns.server", "--api", api, "--workdir", "."],
+                      "ports": ports,
+                      "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1}}]}}}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"clusterIP": str(topo.dns_service_ip), "selector": labels,
+                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+    ]
+
+
+class ControlPlane:
+    def __init__(self, topo: Topology, network: ClusterNetwork, record: Record, progress):
+        self.topo = topo
+        self.network = network
+        self.record = record
+        self.progress = progress
+        self.agents: dict[str, Agent] = {}
+        self.socket = record.directory / "apiserver.sock"
+        self.logs = record.directory / "logs"
+        self.api = f"http://{topo.master.address}:{API_PORT}"
+        self.client = Client(f"unix://{self.socket}", timeout=10)
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def _argv(self, kind: str, node: NodeSpec) -> list[str]:
+        topo, run_dir = self.topo, str(self.record.directory)
+        if kind == "apiserver":
+            return ["testbed.agents.apiserver", "--listen", f"{node.address}:{API_PORT}",
+                    "--unix", str(self.socket), "--state", str(self.record.directory / "apiserver.state"),
+                    "--service-cidr", str(topo.service_cidr), "--cluster-name", topo.name,
+                    "--api-address", f"{node.address}:{API_PORT}"]
+        if kind == "kubelet":
+            labels = [f"--label={k}={v}" for k, v in node.labels]
+            return ["testbed.agents.kubelet", "--node", node.name, "--api", self.api, "--run-dir", run_dir,
+                    "--pod-cidr", str(node.pod_cidr), "--node-ip", str(node.address),
+                    "--cluster-dns", str(topo.dns_service_ip), *labels]
+        if kind == "kube-proxy":
+            return ["testbed.agents.kube_proxy", "--api", self.api, "--node", node.name,
+                    "--node-ip", str(node.address), "--cluster-cidr", str(topo.cluster_cidr),
+                    "--mode", node.proxy_mode, "--service-cidr", str(topo.service_cidr),
+                    "--state-dir", str(self.record.directory / "proxy" / node.name)]
+        raise ValueError(kind)
+
+    def start_agent(self, kind: str, node: NodeSpec) -> Agent:
+        agent = self.agents.get(f"{kind}-{node.name}") or Agent(kind, node.name, self._argv(kind, node))
+        if agent.running():
+            return agent
+        self.logs.mkdir(exist_ok=True)
+        if kind == "kube-proxy":
+            (self.record.directory / "proxy" / node.name).mkdir(parents=True, exist_ok=True)
+        pid = self.network.pid(node.name)
+        with open(self.logs / f"{agent.name}.log", "ab") as log:
+            proc = subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", *agent.argv],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+        entry = self.record.add_process(proc.pid, f"{kind} on {node.name}", netns=self.record.procs[pid].netns)
+        agent.pid, agent.start = proc.pid, entry.start
+        self._popen = getattr(self, "_popen", {})
+        self._popen[proc.pid] = proc
+        self.agents[agent.name] = agent
+        return agent
+
+    def kill(self, kind: str, node: str, grace: float = 2.0) -> None:
+        """End one agent (SIGTERM, SIGKILL after `grace`); what it set up stays, as on a real node."""
+        agent = self.agents.get(f"{kind}-{node}")
+        if agent is None or not agent.running():
+            raise ControlPlaneError(f"no running {kind} on {node}")
+        entry = self.record.procs.get(agent.pid)
+        end_processes([entry] if entry else [], grace, scan_namespaces=False)
+        proc = getattr(self, "_popen", {}).pop(agent.pid, None)
+        if proc is not None:
+            proc.wait()
+        self.record.forget(agent.pid)
+        agent.pid = agent.start = None
+
+    def restart(self, kind: str, node: str) -> Agent:
+        return self.start_agent(kind, self.topo.node(node))
+
+    # -- bring-up ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 60) -> None:
+        master = self.topo.master
+        self.progress(f"starting the API server on {master.name} ({master.address}:{API_PORT})")
+        self.start_agent("apiserver", master)
+        self.wait(lambda: self._api_up(), timeout, "the API server to answer")
+        self.progress(f"starting kubelet and kube-proxy on {len(self.topo.workers)} workers")
+        for node in self.topo.workers:
+            self.start_agent("kubelet", node)
+            self.start_agent("kube-proxy", node)
+        self.wait(self._nodes_ready, timeout, "every worker's kubelet to register its Node")
+        self.progress("applying the DNS add-on (kube-dns)")
+        self.client.apply_all(dns_addon(self.topo, self.api))
+
+    def _api_up(self) -> bool:
+        if not self.socket.exists():
+            self._check_alive("apiserver", self.topo.master.name)
+            return False
+        try:
+            self.client.list("Namespace")
+            return True
+        except (ApiError, OSError):
+            return False
+
+    def _nodes_ready(self) -> bool:
+        for node in self.topo.workers:
+            self._check_alive("kubelet", node.name)
+        nodes, _ = self.client.list("Node")
+        ready = {n["metadata"]["name"] for n in nodes
+                 if any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in (n.get("status") or {}).get("conditions", []))}
+        return all(w.name in ready for w in self.topo.workers)
+
+    def _check_alive(self, kind: str, node: str) -> None:
+        agent = self.agents.get(f"{kind}-{node}")
+        if agent is not None and not agent.running():
+            log = self.logs / f"{agent.name}.log"
+            tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
+            raise ControlPlaneError(f"{kind} on {node} exited:\n  " + "\n  ".join(tail))
+
+    def wait(self, check, timeout: float, what: str, interval: float = 0.1) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"timed out after {timeout:g}s waiting for {what}")
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        """End the agents (the pods are ended by the cluster from the record)."""
+        for name in list(self.agents):
+            agent = self.agents[name]
+            if agent.running():
+                entry = self.record.procs.get(agent.pid)
+                end_processes([entry] if entry else [], 2.0, scan_namespaces=False)
+        for proc in getattr(self, "_popen", {}).values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    # -- what the kubelets know -------------------------------------------------------------
+
+    def sandboxes(self) -> dict[str, dict]:
+        """uid -> the kubelet's saved state of each pod (pause pid and start, containers)."""
+        out = {}
+        for node in self.topo.workers:
+            try:
+                state = json.loads((self.record.directory / f"kubelet-{node.name}.json").read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            for uid, pod in state.items():
+                out[uid] = {**pod, "node": node.name}
+        return out

@@ -61,6 +61,8 @@ class Topology:
     clients: tuple[ClientSpec, ...]
     gateway_name: str
     proxy_mode: str
+    lb_pool: tuple[IPv4Network, ...] = ()     # addresses the emulated cloud gives LoadBalancers
+    addons: tuple[str, ...] = ()               # optional add-ons, e.g. "ingress-nginx"
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -78,7 +80,9 @@ class Topology:
         return self.service_cidr.network_address + 10
 
 
-TOP_KEYS = {"name", "network", "master", "workers", "clients", "gateway", "kubeProxy"}
+TOP_KEYS = {"name", "network", "master", "workers", "clients", "gateway", "kubeProxy", "loadBalancer", "addons"}
+LB_KEYS = {"pool"}
+ADDONS = ("ingress-nginx",)
 NETWORK_KEYS = {"mode", "nodeCIDR", "nodeSubnetPrefix", "clusterCIDR", "podCIDRPrefix",
                 "serviceCIDR", "clientCIDR"}
 NODE_KEYS = {"name", "address", "podCIDR", "kubeProxy", "labels"}
@@ -208,14 +212,51 @@ def build_topology(doc: Document) -> Topology:
     nodes = _place_nodes(check, mode, cidrs, node_prefix, pod_prefix,
                          master_entries + worker_entries, default_proxy)
     clients = _place_clients(check, cidrs["clientCIDR"], client_entries)
+    lb_pool = _lb_pool(check, check.mapping(top.get("loadBalancer"), ("loadBalancer",), LB_KEYS).get("pool"),
+                       {k: v for k, v in cidrs.items() if v is not None})
+    addons = _addons(check, top.get("addons", []))
     problems.raise_if_any()
     return Topology(
         name=name, file=doc.file, network_mode=mode,
         node_cidr=cidrs["nodeCIDR"], cluster_cidr=cidrs["clusterCIDR"],
         service_cidr=cidrs["serviceCIDR"], client_cidr=cidrs["clientCIDR"],
         master=nodes[0], workers=tuple(nodes[1:]), clients=tuple(clients),
-        gateway_name=gateway_name, proxy_mode=default_proxy,
+        gateway_name=gateway_name, proxy_mode=default_proxy, lb_pool=lb_pool, addons=addons,
     )
+
+
+def _lb_pool(check: _Check, raw, cidrs: dict[str, IPv4Network]) -> tuple[IPv4Network, ...]:
+    """loadBalancer.pool: CIDRs (or single addresses) outside every other range of the cluster."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        check.fail(("loadBalancer", "pool"), "must be a list of CIDRs")
+        return ()
+    pool = []
+    for i, item in enumerate(raw):
+        net = check.network(item if "/" in str(item) else f"{item}/32", ("loadBalancer", "pool", i))
+        if net is None:
+            continue
+        for key, other in cidrs.items():
+            if net.overlaps(other):
+                check.fail(("loadBalancer", "pool", i), f"{net} overlaps {key} {other}")
+        for earlier in pool:
+            if net.overlaps(earlier):
+                check.fail(("loadBalancer", "pool", i), f"{net} overlaps {earlier}, earlier in the pool")
+        pool.append(net)
+    return tuple(pool)
+
+
+def _addons(check: _Check, raw) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        check.fail(("addons",), f"must be a list of add-on names ({', '.join(ADDONS)})")
+        return ()
+    for i, name in enumerate(raw):
+        if name not in ADDONS:
+            check.fail(("addons", i), f"unknown add-on {name!r} (known: {', '.join(ADDONS)})")
+    return tuple(dict.fromkeys(raw))
 
 
 def _proxy_mode(check: _Check, value: Any, path: tuple, default: str) -> str:

@@ -229,8 +229,8 @@ def test_unknown_keys_at_every_level(problems):
         gateway: {name: gw, x: 1}
         kubeProxy: {mode: iptables, y: 2}
     """) == [
-        "t.yaml:2: bogus: unknown field (expected one of: clients, gateway, kubeProxy, master, "
-        "name, network, workers)",
+        "t.yaml:2: bogus: unknown field (expected one of: addons, clients, gateway, kubeProxy, "
+        "loadBalancer, master, name, network, workers)",
         "t.yaml:4: network.colour: unknown field (expected one of: clientCIDR, clusterCIDR, mode, "
         "nodeCIDR, nodeSubnetPrefix, podCIDRPrefix, serviceCIDR)",
         "t.yaml:11: kubeProxy.y: unknown field (expected one of: mode)",
@@ -558,3 +558,18 @@ def test_placement_problems_of_many_nodes_are_reported_together(problems):
         "t.yaml:2: workers[0].labels: must map strings to strings",
         "t.yaml:3: workers[1].kubeProxy.mode: must be one of iptables, nftables, userspace, not 'x'",
     ]
+
+
+def test_load_balancer_pool_and_addons(problems):
+    from testbed.spec.source import parse_documents
+    from testbed.spec.topology import build_topology
+
+    topo = build_topology(parse_documents(
+        "loadBalancer: {pool: [198.51.100.0/28, 192.0.2.7]}\naddons: [ingress-nginx]\n", "t.yaml")[0])
+    assert [str(n) for n in topo.lb_pool] == ["198.51.100.0/28", "192.0.2.7/32"]
+    assert topo.addons == ("ingress-nginx",)
+    found = problems("loadBalancer: {pool: [10.244.3.0/24, 198.51.100.0/28, 198.51.100.8/29]}\n"
+                     "addons: [ingress-nginx, istio]\n")
+    assert "t.yaml:1: loadBalancer.pool[0]: 10.244.3.0/24 overlaps clusterCIDR 10.244.0.0/16" in found
+    assert "t.yaml:1: loadBalancer.pool[2]: 198.51.100.8/29 overlaps 198.51.100.0/28, earlier in the pool" in found
+    assert "t.yaml:2: addons[1]: unknown add-on 'istio' (known: ingress-nginx)" in found

@@ -240,6 +240,13 @@ class Cluster:
         have = (pod.get("metadata") or {}).get("labels") or {}
         return all(have.get(k) == v for k, v in labels.items())
 
+    def pods_matching(self, namespace: str, selector: str) -> list[PodView]:
+        """The pods of `namespace` whose labels match the label selector `selector`."""
+        items, _ = self.client.list("Pod", namespace, selector=selector)
+        views = self.pod_views()
+        return [views[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] for p in items
+                if f"{p['metadata']['namespace']}/{p['metadata']['name']}" in views]
+
     def service_ip(self, name: str) -> IPv4Address | None:
         """The ClusterIP of Service `name` or `namespace/name` (default namespace)."""
         ns, _, svc = name.rpartition("/")

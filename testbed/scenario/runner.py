@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from testbed.api.manifests import load_manifests
+from testbed.apiclient.client import ApiError
 from testbed.emu.cluster import Cluster
+from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.images import container_path, pod_command_problems
-from testbed.scenario.probes import Observation, run_probe
-from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, load_scenario
+from testbed.scenario.spec import Probe, Scenario, Step, load_scenario
+from testbed.scenario.steps import Outcome, evaluate, execute  # noqa: F401 (evaluate: re-exported)
 from testbed.spec.source import Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import Topology, load_topology
 
@@ -37,6 +39,7 @@ class Prepared:
     scenario: Scenario
     topology: Topology
     objects: list[dict]
+    step_objects: dict[int, list[dict]] = field(default_factory=dict)   # apply/delete steps' manifests
 
 
 def prepare(path: str) -> Prepared:
@@ -52,15 +55,24 @@ def prepare(path: str) -> Prepared:
         objects = load_manifests([str(p) for p in scenario.manifests])
     except SpecError as err:
         problems.extend(err.problems)
+    step_objects: dict[int, list[dict]] = {}
+    for index, step in enumerate(scenario.steps):
+        files = getattr(step.action, "files", ())
+        if files:
+            try:
+                step_objects[index] = load_manifests([str(p) for p in files])
+            except SpecError as err:
+                problems.extend(err.problems)
+    everything = [o for objs in step_objects.values() for o in objs]
     if topo is not None:
         # With broken manifests, names are still checked against the pods they declare.
         pods = objects if objects is not None else _declared_pods(scenario)
-        problems.extend(check_names(scenario, topo, pods))
+        problems.extend(check_names(scenario, topo, pods + everything))
     if objects is not None:
-        problems.extend(check_commands(scenario, objects))
+        problems.extend(check_commands(scenario, objects + everything))
     if problems:
         raise SpecError(problems)
-    return Prepared(scenario, topo, objects)
+    return Prepared(scenario, topo, objects, step_objects)
 
 
 def _declared_pods(scenario: Scenario) -> list[dict]:
@@ -118,27 +130,6 @@ def _is_ip(text: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
-def evaluate(expect: Expect, obs: Observation, cluster: Cluster) -> tuple[bool, str]:
-    """Did the observation meet the expectation? (passed, why not)."""
-    if not expect.reachable:
-        return (not obs.reachable, "" if not obs.reachable else "it was reachable")
-    if not obs.reachable:
-        return False, "it was not reachable"
-    if expect.source_ip:
-        want = str(cluster.address_of(expect.source_ip))
-        if obs.source_ip is None:
-            return False, "could not see the source IP the server saw"
-        if obs.source_ip != want:
-            return False, f"server saw {obs.source_ip}, expected {want} ({expect.source_ip})"
-    if expect.status is not None and obs.status != expect.status:
-        return False, f"status {obs.status}, expected {expect.status}"
-    if expect.body_contains is not None and expect.body_contains not in (obs.body or ""):
-        return False, f"body lacks {expect.body_contains!r}"
-    if expect.reply is not None and expect.reply not in (obs.reply or ""):
-        return False, f"reply lacks {expect.reply!r}"
-    return True, ""
-
-
 class Runner:
     def __init__(self, prepared: Prepared, progress: Callable[[str], None]):
         self.prepared = prepared
@@ -163,7 +154,8 @@ class Runner:
             self.progress(f"cluster ready in {self.setup_seconds:.2f}s")
             total = len(self.prepared.scenario.steps)
             for index, step in enumerate(self.prepared.scenario.steps, 1):
-                result = self.run_step(step)
+                self.progress(f"[{index}/{total}] {step.name} ...")
+                result = self.run_step(step, index - 1)
                 self.results.append(result)
                 mark = "PASS" if result.passed else "FAIL"
                 self.progress(f"[{index}/{total}] {mark} {step.name}: {result.observed} ({result.seconds:.2f}s)")
@@ -173,33 +165,15 @@ class Runner:
             self.cluster.down()
         return self.results
 
-    def run_step(self, step: Step) -> StepResult:
+    def run_step(self, step: Step, index: int) -> StepResult:
         started = time.monotonic()
-        action = step.action
-        if isinstance(action, Sleep):
-            time.sleep(action.seconds)
-            return StepResult(step, True, f"sleep {action.seconds:g}s", "slept", time.monotonic() - started)
-        return self.run_probe(step, action, started)
-
-    def run_probe(self, step: Step, probe: Probe, started: float) -> StepResult:
-        cluster = self.cluster
-        source = cluster.endpoint(probe.source)
-        address = cluster.address_of(probe.target.host)
-        namespaces = {p.key: p.pid for p in cluster.all_pods() if p.pid}
-        namespaces.update({h.name: h.pid for h in cluster.network.hosts.values()})
-        deadline = started + probe.retry_for
-        attempts = 0
-        while True:
-            attempts += 1
-            obs = run_probe(probe, source.pid, address, namespaces)
-            passed, why = evaluate(probe.expect, obs, cluster)
-            if passed or time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
-        observed = obs.text + (f" [{why}]" if why else "") + (f" after {attempts} tries" if attempts > 1 else "")
-        details = {"reachable": obs.reachable, "sourceIP": obs.source_ip, "servedBy": obs.served_by,
-                   "status": obs.status, "address": str(address), "attempts": attempts}
-        return StepResult(step, passed, probe.expect.describe(), observed, time.monotonic() - started, details)
+        try:
+            outcome = execute(self.cluster, step, self.prepared.step_objects.get(index), self.progress)
+        except (ApiError, ControlPlaneError, TimeoutError, KeyError, OSError) as err:
+            # A step that cannot be carried out fails, and the scenario goes on.
+            outcome = Outcome(False, step.name, f"error: {err}")
+        return StepResult(step, outcome.passed, outcome.expectation, outcome.observed,
+                          time.monotonic() - started, outcome.details)
 
 
 def _terminate_as_interrupt():

@@ -20,13 +20,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from testbed.scenario.actions import ACTION_KEYS, describe, parse_action
 from testbed.spec.source import Document, Problems, read_one
 
 PROBES = ("icmp", "tcp", "udp", "http")
 TOP_KEYS = {"name", "description", "topology", "manifests", "steps"}
-PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor"}
-EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply"}
+PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries"}
+EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends"}
+BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
+STEP_ACTIONS = ("probe", "sleep", "apply", "delete", "scale", "wait", "kill", "restart")
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Which pods must answer over a probe's tries: those matching `selector` (on `nodes`),
+    and with `all` every one of them at least once."""
+
+    selector: str
+    namespace: str = "default"
+    nodes: tuple[str, ...] = ()
+    all: bool = True
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ class Expect:
     status: int | None = None         # http
     body_contains: str | None = None  # http
     reply: str | None = None          # udp: the reply must contain this
+    backends: Backends | None = None  # tcp, http: who answered over the tries
 
     def describe(self) -> str:
         if not self.reachable:
@@ -49,6 +64,10 @@ class Expect:
             parts.append(f"body has {self.body_contains!r}")
         if self.reply is not None:
             parts.append(f"reply has {self.reply!r}")
+        if self.backends is not None:
+            b = self.backends
+            where = f" on {', '.join(b.nodes)}" if b.nodes else ""
+            parts.append(f"{'every' if b.all else 'only'} {b.selector} pod{where} answers")
         return ", ".join(parts)
 
 
@@ -69,6 +88,7 @@ class Probe:
     retry_for: float = 0.0
     payload: str = "hostname"
     headers: tuple[tuple[str, str], ...] = ()
+    tries: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,7 +100,7 @@ class Sleep:
 class Step:
     name: str
     line: int
-    action: Probe | Sleep
+    action: object       # Probe, Sleep, or an action of actions.py
 
 
 @dataclass(frozen=True)
@@ -157,9 +177,17 @@ def build_scenario(doc: Document) -> Scenario:
 
 def _step(problems: Problems, doc: Document, path: tuple, raw: Any) -> Step | None:
     if not isinstance(raw, dict):
-        problems.add(doc, path, "a step must be a mapping with one action (probe, sleep)")
+        problems.add(doc, path, f"a step must be a mapping with one action ({', '.join(STEP_ACTIONS)})")
         return None
     line = doc.line(path)
+    chosen = [k for k in raw if k in STEP_ACTIONS]
+    if len(chosen) > 1:
+        problems.add(doc, path, f"a step has one action, this one has {', '.join(chosen)}")
+        return None
+    if chosen and chosen[0] in ACTION_KEYS:
+        _unknown(problems, doc, path, raw, {chosen[0], "name", "timeout"} if chosen[0] == "wait" else {chosen[0], "name"})
+        action = parse_action(problems, doc, path, raw, Path(doc.file).parent)
+        return None if action is None else Step(str(raw.get("name", describe(action))), line, action)
     if "probe" in raw:
         _unknown(problems, doc, path, raw, PROBE_KEYS)
         probe = _probe(problems, doc, path, raw)
@@ -171,7 +199,8 @@ def _step(problems: Problems, doc: Document, path: tuple, raw: Any) -> Step | No
         _unknown(problems, doc, path, raw, SLEEP_KEYS)
         seconds = _number(problems, doc, path + ("sleep",), raw["sleep"])
         return None if seconds is None else Step(str(raw.get("name", f"sleep {seconds:g}s")), line, Sleep(seconds))
-    problems.add(doc, path, f"no action: a step needs one of probe, sleep (has {', '.join(map(str, raw)) or 'nothing'})")
+    problems.add(doc, path, f"no action: a step needs one of {', '.join(STEP_ACTIONS)} "
+                            f"(has {', '.join(map(str, raw)) or 'nothing'})")
     return None
 
 
@@ -202,13 +231,17 @@ def _probe(problems: Problems, doc: Document, path: tuple, raw: dict) -> Probe |
         headers = {}
     elif headers and kind != "http":
         problems.add(doc, path + ("headers",), "only http probes send headers")
+    tries = raw.get("tries", 1)
+    if isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= 1000:
+        problems.add(doc, path + ("tries",), "must be a whole number from 1 to 1000")
+        tries = 1
     payload = raw.get("payload", "hostname")
     if not isinstance(payload, str):
         problems.add(doc, path + ("payload",), "must be a string")
     if not ok or target is None or expect is None or timeout is None or retry_for is None:
         return None
     return Probe(kind, source, target, expect, timeout, retry_for, str(payload),
-                 tuple((str(k), str(v)) for k, v in headers.items()))
+                 tuple((str(k), str(v)) for k, v in headers.items()), tries)
 
 
 def _target(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any) -> Target | None:
@@ -253,7 +286,8 @@ def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
     if not isinstance(reachable, bool):
         problems.add(doc, path + ("reachable",), "must be true or false")
         return None
-    allowed = {"icmp": set(), "tcp": {"sourceIP"}, "udp": {"reply"}, "http": {"sourceIP", "status", "bodyContains"}}
+    allowed = {"icmp": set(), "tcp": {"sourceIP", "backends"}, "udp": {"reply"},
+               "http": {"sourceIP", "status", "bodyContains", "backends"}}
     for key in raw:
         if key in EXPECT_KEYS - {"reachable"} and key not in allowed[kind]:
             problems.add(doc, path + (key,), f"{'an' if kind in ('icmp', 'http') else 'a'} {kind} probe cannot check {key}")
@@ -265,4 +299,21 @@ def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
     for key in ("sourceIP", "bodyContains", "reply"):
         if key in raw and not isinstance(raw[key], str):
             problems.add(doc, path + (key,), "must be a string")
-    return Expect(reachable, raw.get("sourceIP"), status, raw.get("bodyContains"), raw.get("reply"))
+    backends = None
+    if "backends" in raw:
+        b = raw["backends"]
+        if not isinstance(b, dict) or "selector" not in b:
+            problems.add(doc, path + ("backends",), "must be a mapping with a selector (and namespace, nodes, all)")
+        else:
+            _unknown(problems, doc, path + ("backends",), b, BACKEND_KEYS)
+            nodes = b.get("nodes", [])
+            if isinstance(nodes, str):
+                nodes = [nodes]
+            if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+                problems.add(doc, path + ("backends", "nodes"), "must be a list of node names")
+                nodes = []
+            if not isinstance(b.get("all", True), bool):
+                problems.add(doc, path + ("backends", "all"), "must be true or false")
+            backends = Backends(str(b["selector"]), str(b.get("namespace", "default")), tuple(nodes),
+                                bool(b.get("all", True)))
+    return Expect(reachable, raw.get("sourceIP"), status, raw.get("bodyContains"), raw.get("reply"), backends)

@@ -290,9 +290,10 @@ def test_steps_must_be_a_list(problems):
 
 
 @pytest.mark.parametrize(("step", "expected"), [
-    ("  - just words\n", "s.yaml:3: steps[0]: a step must be a mapping with one action (probe, sleep)"),
-    ("  - {name: x, wait: 3}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep (has name, wait)"),
-    ("  - {}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep (has nothing)"),
+    ("  - just words\n", "s.yaml:3: steps[0]: a step must be a mapping with one action (probe, sleep, apply, delete, scale, wait, kill, restart)"),
+    ("  - {name: x, wait: 3}\n", "s.yaml:3: steps[0].wait: must be a mapping with one of ready, endpoints, loadBalancer"),
+    ("  - {name: x, pause: 3}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart (has name, pause)"),
+    ("  - {}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart (has nothing)"),
     ("  - {sleep: -1}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
     ("  - {sleep: soon}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
     ("  - {sleep: true}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
@@ -332,7 +333,7 @@ def test_steps_must_be_a_list(problems):
     ("  - {probe: http, from: a, to: b, headers: {X: [1]}}\n",
      "s.yaml:3: steps[0].headers: must map header names to values"),
     ("  - {probe: icmp, from: a, to: b, expect: maybe}\n",
-     "s.yaml:3: steps[0].expect: must be reachable, unreachable, or a mapping of bodyContains, "
+     "s.yaml:3: steps[0].expect: must be reachable, unreachable, or a mapping of backends, bodyContains, "
      "reachable, reply, sourceIP, status"),
     ("  - {probe: icmp, from: a, to: b, expect: {reachable: 'no'}}\n",
      "s.yaml:3: steps[0].expect.reachable: must be true or false"),
@@ -353,7 +354,7 @@ def test_steps_must_be_a_list(problems):
     ("  - {probe: http, from: a, to: b, expect: {reachable: false, status: 200}}\n",
      "s.yaml:3: steps[0].expect: an unreachable expectation takes no other checks"),
     ("  - {probe: http, from: a, to: b, expect: {code: 200}}\n",
-     "s.yaml:3: steps[0].expect.code: unknown field (expected one of: bodyContains, reachable, "
+     "s.yaml:3: steps[0].expect.code: unknown field (expected one of: backends, bodyContains, reachable, "
      "reply, sourceIP, status)"),
 ])
 def test_step_problems(problems, step, expected):
@@ -362,8 +363,7 @@ def test_step_problems(problems, step, expected):
 
 def test_probe_and_sleep_in_one_step(problems):
     assert step_problems(problems, "  - {probe: icmp, from: a, to: b, sleep: 1}\n") == [
-        "s.yaml:3: steps[0].sleep: unknown field (expected one of: expect, from, headers, name, "
-        "payload, probe, retryFor, timeout, to)"]
+        "s.yaml:3: steps[0]: a step has one action, this one has probe, sleep"]
 
 
 def test_http_port_zero_is_refused(problems):
@@ -398,7 +398,7 @@ def test_every_problem_is_reported_at_once_with_lines(problems):
         "s.yaml:12: steps[2].sleep: must be a number of seconds >= 0",
         "s.yaml:13: steps[3].from: Required value: the pod, node or client to probe from",
         "s.yaml:15: steps[3].expect.status: must be an HTTP status from 100 to 599",
-        "s.yaml:16: steps[4]: no action: a step needs one of probe, sleep (has wait)",
+        "s.yaml:16: steps[4].wait: must be a mapping with one of ready, endpoints, loadBalancer",
     ]
 
 

@@ -1,0 +1,173 @@
+"""Acts: carrying out one scenario step on a running cluster, and judging what it observed.
+
+`execute(cluster, step, objects, progress)` returns an Outcome: passed or not, what was
+expected, what was observed (in words a person reads in the report), and details for the
+JSON report. Probes run `tries` times and, with `retryFor`, again until they pass or the time
+is up; a `backends` expectation compares the pods that answered with the pods that should.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from testbed.scenario.actions import Apply, Delete, Fault, Scale, Wait, describe
+from testbed.scenario.probes import Observation, run_probe
+from testbed.scenario.spec import Expect, Probe, Sleep, Step
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    expectation: str
+    observed: str
+    details: dict = field(default_factory=dict)
+
+
+def evaluate(expect: Expect, obs: Observation, cluster) -> tuple[bool, str]:
+    """Did one observation meet the expectation (backends aside)? (passed, why not)."""
+    if not expect.reachable:
+        return (not obs.reachable, "" if not obs.reachable else "it was reachable")
+    if not obs.reachable:
+        return False, "it was not reachable"
+    if expect.source_ip:
+        want = str(cluster.address_of(expect.source_ip))
+        if obs.source_ip is None:
+            return False, "could not see the source IP the server saw"
+        if obs.source_ip != want:
+            return False, f"server saw {obs.source_ip}, expected {want} ({expect.source_ip})"
+    if expect.status is not None and obs.status != expect.status:
+        return False, f"status {obs.status}, expected {expect.status}"
+    if expect.body_contains is not None and expect.body_contains not in (obs.body or ""):
+        return False, f"body lacks {expect.body_contains!r}"
+    if expect.reply is not None and expect.reply not in (obs.reply or ""):
+        return False, f"reply lacks {expect.reply!r}"
+    return True, ""
+
+
+def expected_backends(cluster, expect: Expect) -> set[str]:
+    b = expect.backends
+    pods = cluster.pods_matching(b.namespace, b.selector)
+    return {p.key for p in pods if p.ready and (not b.nodes or p.node in b.nodes)}
+
+
+def judge_backends(expect: Expect, answered: set[str], wanted: set[str]) -> tuple[bool, str]:
+    if not wanted:
+        return False, f"no ready pod matches {expect.backends.selector}"
+    strangers = answered - wanted
+    if strangers:
+        return False, f"answered by pods outside the set: {', '.join(sorted(strangers))}"
+    missing = wanted - answered
+    if expect.backends.all and missing:
+        return False, f"never answered: {', '.join(sorted(missing))}"
+    return True, ""
+
+
+def probe_step(cluster, probe: Probe, started: float) -> Outcome:
+    source = cluster.endpoint(probe.source)
+    address = cluster.address_of(probe.target.host)
+    if source.pid is None:
+        return Outcome(False, probe.expect.describe(), f"{probe.source} has no running sandbox")
+    namespaces = {p.key: p.pid for p in cluster.all_pods() if p.pid}
+    namespaces.update({h.name: h.pid for h in cluster.network.hosts.values()})
+    deadline = started + probe.retry_for
+    rounds = 0
+    while True:
+        rounds += 1
+        answered: set[str] = set()
+        passed, why, obs = True, "", None
+        for _ in range(probe.tries):
+            obs = run_probe(probe, source.pid, address, namespaces)
+            ok, reason = evaluate(probe.expect, obs, cluster)
+            if obs.served_by:
+                answered.add(obs.served_by)
+            if not ok:
+                passed, why = False, reason
+                break
+        if passed and probe.expect.backends is not None:
+            passed, why = judge_backends(probe.expect, answered, expected_backends(cluster, probe.expect))
+        if passed or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    text = obs.text if probe.tries == 1 else f"{probe.tries} tries, last: {obs.text}"
+    if answered and probe.tries > 1:
+        text += f"; answered by {', '.join(sorted(answered))}"
+    observed = text + (f" [{why}]" if why else "") + (f" after {rounds} rounds" if rounds > 1 else "")
+    details = {"reachable": obs.reachable, "sourceIP": obs.source_ip, "servedBy": obs.served_by,
+               "answeredBy": sorted(answered), "status": obs.status, "address": str(address),
+               "rounds": rounds}
+    return Outcome(passed, probe.expect.describe(), observed, details)
+
+
+def wait_step(cluster, wait: Wait, progress: Callable[[str], None]) -> Outcome:
+    deadline = time.monotonic() + wait.timeout
+    last_report = time.monotonic()
+    while True:
+        done, state = _wait_state(cluster, wait)
+        if done:
+            return Outcome(True, describe(wait), state)
+        now = time.monotonic()
+        if now >= deadline:
+            return Outcome(False, describe(wait), f"timed out after {wait.timeout:g}s: {state}")
+        if now - last_report > 3:
+            progress(f"  ... still waiting for {wait.what} of {wait.namespace}/{wait.target}: {state}")
+            last_report = now
+        time.sleep(0.2)
+
+
+def _wait_state(cluster, wait: Wait) -> tuple[bool, str]:
+    client = cluster.client
+    if wait.what == "ready":
+        pods = cluster.pods_matching(wait.namespace, wait.target)
+        ready = [p for p in pods if p.ready]
+        want = wait.count if wait.count is not None else max(len(pods), 1)
+        return len(ready) == want and (wait.count is not None or len(ready) == len(pods)), \
+            f"{len(ready)} of {len(pods)} pods ready (want {want})"
+    if wait.what == "endpoints":
+        slices, _ = client.list("EndpointSlice", wait.namespace, selector=f"kubernetes.io/service-name={wait.target}")
+        ready = {a for s in slices for e in s.get("endpoints") or []
+                 if (e.get("conditions") or {}).get("ready", True) for a in e.get("addresses", [])}
+        if wait.count is None:
+            return bool(ready), f"{len(ready)} ready endpoints"
+        return len(ready) == wait.count, f"{len(ready)} ready endpoints (want {wait.count})"
+    svc = client.get("Service", wait.namespace, wait.target)
+    if svc is None:
+        return False, "no such Service"
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ips = [i.get("ip") or i.get("hostname") for i in ingress]
+    return bool(ips), f"address {', '.join(ips)}" if ips else "no address yet"
+
+
+def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[[str], None]) -> Outcome:
+    """Carry out one step; `objects` are the manifests of an apply or delete step."""
+    action = step.action
+    started = time.monotonic()
+    if isinstance(action, Probe):
+        return probe_step(cluster, action, started)
+    if isinstance(action, Sleep):
+        time.sleep(action.seconds)
+        return Outcome(True, f"sleep {action.seconds:g}s", "slept")
+    if isinstance(action, Wait):
+        return wait_step(cluster, action, progress)
+    if isinstance(action, Apply):
+        cluster.apply(objects)
+        cluster.wait_ready(objects, timeout=90)
+        return Outcome(True, describe(action), f"applied {len(objects)} objects; their pods are ready")
+    if isinstance(action, Delete):
+        targets = [(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects or []]
+        if not targets:
+            targets = [(action.kind, action.namespace, action.name)]
+        gone = [f"{k} {ns}/{n}" for k, ns, n in targets if cluster.client.delete(k, ns, n) is not None]
+        return Outcome(True, describe(action), f"deleted {', '.join(gone) or 'nothing (already gone)'}")
+    if isinstance(action, Scale):
+        cluster.client.scale("Deployment", action.namespace, action.name, action.replicas)
+        return Outcome(True, describe(action), f"{action.namespace}/{action.name} scaled to {action.replicas}")
+    if isinstance(action, Fault):
+        node = action.node or cluster.topo.master.name
+        if action.action == "kill":
+            cluster.cp.kill(action.agent, node)
+            return Outcome(True, describe(action), f"{action.agent} on {node} killed")
+        agent = cluster.cp.restart(action.agent, node)
+        return Outcome(True, describe(action), f"{action.agent} on {node} restarted (pid {agent.pid})")
+    raise TypeError(f"unknown step action {action!r}")

@@ -1,0 +1,110 @@
+"""Scenario steps that change the cluster: parsing and every problem with its line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from testbed.scenario.actions import Apply, Delete, Fault, Scale, Wait
+from testbed.scenario.spec import Backends, load_scenario
+from testbed.spec.source import SpecError
+
+
+@pytest.fixture
+def scenario(tmp_path):
+    (tmp_path / "topo.yaml").write_text("name: t\n")
+    (tmp_path / "more.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n")
+
+    def load(steps: str):
+        path = tmp_path / "s.yaml"
+        path.write_text("topology: topo.yaml\nsteps:\n" + textwrap.dedent(steps))
+        return load_scenario(path)
+    return load
+
+
+def problems_of(scenario, steps: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        scenario(steps)
+    return [f"{p.line}: {p.field}: {p.message}" for p in info.value.problems]
+
+
+def test_every_action_parses(scenario, tmp_path):
+    s = scenario("""
+        - apply: more.yaml
+        - delete: [more.yaml]
+        - delete: {kind: Pod, name: pod-b}
+        - scale: {deployment: web, replicas: 0, namespace: prod}
+        - wait: {ready: {selector: app=web, count: 4}}
+          timeout: 30
+        - wait: {endpoints: {service: web}}
+        - wait: {loadBalancer: {service: web}}
+        - kill: {agent: kube-proxy, node: w1}
+        - restart: {agent: apiserver}
+        - probe: http
+          from: a
+          to: http://web/
+          tries: 10
+          expect: {backends: {selector: app=web, nodes: w1, all: false}}
+    """)
+    actions = [step.action for step in s.steps]
+    assert actions[0] == Apply((tmp_path / "more.yaml",))
+    assert actions[1] == Delete(files=(tmp_path / "more.yaml",))
+    assert actions[2] == Delete(kind="Pod", name="pod-b", namespace="default")
+    assert actions[3] == Scale("prod", "web", 0)
+    assert actions[4] == Wait("ready", "default", "app=web", 4, 30.0)
+    assert actions[5] == Wait("endpoints", "default", "web", None, 60.0)
+    assert actions[6].what == "loadBalancer"
+    assert actions[7] == Fault("kill", "kube-proxy", "w1")
+    assert actions[8] == Fault("restart", "apiserver", "")
+    assert actions[9].tries == 10
+    assert actions[9].expect.backends == Backends("app=web", "default", ("w1",), False)
+    assert [step.name for step in s.steps[:4]] == [
+        "apply more.yaml", "delete more.yaml", "delete Pod default/pod-b", "scale deployment prod/web to 0"]
+    assert s.steps[7].name == "kill kube-proxy on w1"
+
+
+def test_action_problems_name_line_and_field(scenario):
+    found = problems_of(scenario, """
+        - apply: missing.yaml
+        - delete: {kind: Gadget, name: x}
+        - scale: {deployment: web, replicas: -1}
+        - wait: {ready: {count: 2}}
+        - wait: {sometime: {}}
+        - kill: {agent: etcd}
+        - kill: {agent: kubelet}
+        - restart: {agent: kube-proxy, node: w1, now: true}
+        - {apply: more.yaml, kill: {agent: apiserver}}
+        - wait: {endpoints: {service: web}}
+          timeout: 0
+        - probe: tcp
+          from: a
+          to: b:80
+          tries: 0
+    """)
+    assert any(m.startswith("4: steps[0].apply: no such file:") for m in found)
+    assert "5: steps[1].delete.kind: must be one of Pod, Service, Deployment, EndpointSlice, Ingress, Namespace" in found
+    assert "6: steps[2].scale.replicas: must be a whole number >= 0" in found
+    assert "7: steps[3].wait.ready.selector: Required value" in found
+    assert "8: steps[4].wait: must be a mapping with one of ready, endpoints, loadBalancer" in found
+    assert "9: steps[5].kill.agent: must be one of apiserver, kubelet, kube-proxy, not 'etcd'" in found
+    assert "10: steps[6].kill.node: Required value: which node's kubelet" in found
+    assert "11: steps[7].restart.now: unknown field (expected one of: agent, node)" in found
+    assert "12: steps[8]: a step has one action, this one has apply, kill" in found
+    assert "14: steps[9].timeout: must be a number of seconds > 0" in found
+    assert "18: steps[10].tries: must be a whole number from 1 to 1000" in found
+
+
+def test_backends_only_for_tcp_and_http(scenario):
+    found = problems_of(scenario, """
+        - probe: udp
+          from: a
+          to: b:53
+          expect: {backends: {selector: app=dns}}
+        - probe: http
+          from: a
+          to: http://b/
+          expect: {backends: {namespace: x}}
+    """)
+    assert "7: steps[0].expect.backends: a udp probe cannot check backends" in found
+    assert "11: steps[1].expect.backends: must be a mapping with a selector (and namespace, nodes, all)" in found

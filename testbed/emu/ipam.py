@@ -29,10 +29,22 @@ class HostLocalIPAM:
     def capacity(self) -> int:
         return int(self.last) - int(self.first) + 1 - len(self.reserved)
 
-    def allocate(self, key: str) -> IPv4Address:
-        """The address of `key`, allocating one if it has none (so a retry is harmless)."""
+    def allocate(self, key: str, from_top: bool = False) -> IPv4Address:
+        """The address of `key`, allocating one if it has none (so a retry is harmless).
+
+        `from_top` takes the highest free address instead (the testbed gives system pods
+        addresses from the top, so workloads get the low numbers articles show).
+        """
         if key in self.by_key:
             return self.by_key[key]
+        if from_top:
+            for value in range(int(self.last), int(self.first) - 1, -1):
+                candidate = IPv4Address(value)
+                if candidate not in self.by_ip and candidate not in self.reserved:
+                    self.by_key[key] = candidate
+                    self.by_ip[candidate] = key
+                    return candidate
+            raise IPAMExhausted(f"no free address left in {self.cidr} ({len(self.by_key)} in use)")
         size = int(self.last) - int(self.first) + 1
         start = 0 if self.last_given is None else (int(self.last_given) - int(self.first) + 1) % size
         for step in range(size):

@@ -20,6 +20,7 @@ from testbed.emu.ipam import HostLocalIPAM
 from testbed.emu.network import BRIDGE
 from testbed.net.netns import iproute_in
 
+SYSTEM_NAMESPACE_PREFIX = "kube-system/"
 POD_IFINDEX = 2  # eth0 is created as interface 2 of the pod's fresh namespace (lo is 1)
 
 
@@ -81,7 +82,9 @@ class BridgeNetwork:
         with iproute_in(node.pid) as node_ipr:
             bridge = node_ipr.link("get", ifname=BRIDGE)[0]["index"]
             for pod, uid, sandbox_pid in pods:
-                ip = ipam.allocate(pod)
+                # System pods (kube-system: DNS, ...) take addresses from the top of the
+                # range, so workloads get .2, .3, ... as in the articles' pictures.
+                ip = ipam.allocate(pod, from_top=pod.startswith(SYSTEM_NAMESPACE_PREFIX))
                 veth = host_veth_name(uid)
                 try:
                     # Both ends made in place, the host end already on cbr0 and up: the peer is

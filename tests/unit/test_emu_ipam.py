@@ -114,3 +114,16 @@ def test_assign_moves_a_key_and_frees_its_old_address():
     ipam.release("a")
     # every address of the /29 (.2 .. .6) can be handed out again
     assert sorted(ipam.allocate(k) for k in "bcdef") == [A(f"10.0.0.{i}") for i in range(2, 7)]
+
+
+def test_from_top_takes_the_highest_free_address_and_leaves_low_ones_to_workloads():
+    from ipaddress import IPv4Address, IPv4Network
+
+    from testbed.emu.ipam import HostLocalIPAM
+
+    ipam = HostLocalIPAM(IPv4Network("10.0.1.0/24"))
+    assert ipam.allocate("kube-system/dns", from_top=True) == IPv4Address("10.0.1.254")
+    assert ipam.allocate("kube-system/other", from_top=True) == IPv4Address("10.0.1.253")
+    assert ipam.allocate("default/web") == IPv4Address("10.0.1.2")
+    ipam.release("kube-system/dns")
+    assert ipam.allocate("kube-system/dns2", from_top=True) == IPv4Address("10.0.1.254")

@@ -1,0 +1,283 @@
+"""Acts: the emulated cloud provider's load-balancer controller, run inside the gateway router.
+
+    python -m testbed.agents.cloud --api http://172.16.0.2:6443 --pool 198.51.100.0/28
+
+The cluster starts it in the gateway's network namespace (testbed/emu/addons.py), so it talks
+to the API server over the emulated network like any other agent and its routes are the
+gateway's routes. Informers on Services, Nodes and EndpointSlices wake one reconcile loop:
+
+1. addresses come from the pool (testbed/controllers/loadbalancer.py decides; addresses a
+   Service already shows are taken back at start, so a restart changes nothing);
+2. a Service's address is programmed on the gateway as an equal-cost multipath route over the
+   worker node IPs (`ip route replace ADDR/32 nexthop via N1 nexthop via N2`; for
+   externalTrafficPolicy Local only the nodes with a ready local endpoint), then written into
+   status.loadBalancer.ingress, no sooner than `--delay` seconds (default 0.5) after the
+   Service asked for it, since a cloud provisions asynchronously;
+3. when the Service goes (or stops being type LoadBalancer) the route goes and the address is
+   free again; Services pending on an exhausted pool get it, oldest first.
+
+Events: the testbed's API server has no Event resource (testbed/apiclient/resources.py), so
+Event objects are created only if that table gains "Event"; until then every event is logged
+(RUN/logs/cloud-GW.log) and the Service's current Warnings are exposed in its annotation
+`cloud.testbed.io/load-balancer-events` (removed when there are none), which is what
+`kubectl describe` users look at here instead of Events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+from testbed.apiclient.client import ApiError, Client
+from testbed.apiclient.resources import BY_KIND
+from testbed.controllers.loadbalancer import (
+    Decision,
+    LBEvent,
+    PoolAllocator,
+    key_of,
+    plan_routes,
+    route_changes,
+    status_ips,
+    wants_load_balancer,
+)
+from testbed.net.run import CommandError, run
+
+log = logging.getLogger("testbed.cloud")
+
+EVENTS_ANNOTATION = "cloud.testbed.io/load-balancer-events"
+DEFAULT_DELAY = 0.5
+RESYNC = 5.0
+
+
+class GatewayRoutes:
+    """The gateway's /32 routes for pool addresses, in this process's namespace."""
+
+    def __init__(self, allocator: PoolAllocator):
+        self.allocator = allocator
+
+    def current(self) -> dict[str, tuple[str, ...]]:
+        out = run(["ip", "-j", "route", "show"], check=False).stdout or "[]"
+        routes: dict[str, tuple[str, ...]] = {}
+        for r in json.loads(out):
+            dst = r.get("dst", "")
+            if not self.allocator.in_pool(dst):
+                continue
+            hops = [h.get("gateway") for h in r.get("nexthops") or []] or [r.get("gateway")]
+            routes[dst] = tuple(sorted((h for h in hops if h), key=ipaddress.IPv4Address))
+        return routes
+
+    def replace(self, ip: str, hops: tuple[str, ...]) -> None:
+        argv = ["ip", "route", "replace", f"{ip}/32"]
+        for hop in hops:
+            argv += ["nexthop", "via", hop]
+        run(argv)
+
+    def delete(self, ip: str) -> None:
+        run(["ip", "route", "del", f"{ip}/32"], check=False)  # "already gone" is fine
+
+
+class CloudController:
+    def __init__(self, client: Client, allocator: PoolAllocator, routes, delay: float = DEFAULT_DELAY,
+                 clock=time.monotonic):
+        self.client, self.allocator, self.routes = client, allocator, routes
+        self.delay, self.clock = delay, clock
+        self.wake = threading.Event()
+        self.asked: dict[tuple[str, str], float] = {}     # when each Service first wanted an address
+        self.published: dict[tuple[str, str], tuple[str, ...]] = {}  # last events logged per Service
+        self.programmed: dict[str, tuple[str, ...]] = {}
+        self.restored = False
+        self.events_supported = "Event" in BY_KIND
+
+    def poke(self, *_args) -> None:
+        self.wake.set()
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def reconcile(self, services: list[dict], nodes: list[dict], slices: list[dict]) -> float | None:
+        """Bring allocations, routes, statuses and events in line; seconds until the next due write."""
+        now = self.clock()
+        wanted = sorted((s for s in services if wants_load_balancer(s)),
+                        key=lambda s: (s["metadata"].get("creationTimestamp", ""), key_of(s)))
+        if not self.restored:
+            for s in wanted:
+                for ip in status_ips(s):
+                    if self.allocator.restore(key_of(s), ip):
+                        self.asked[key_of(s)] = now - self.delay
+            self.programmed = self.routes.current()
+            self.restored = True
+        wanted_keys = {key_of(s) for s in wanted}
+        by_key = {key_of(s): s for s in services}
+        for key in [k for k in list(self.asked) if k not in wanted_keys]:
+            self.asked.pop(key, None)
+            self.published.pop(key, None)
+        for key in [o for o in {self.allocator.owner(str(a)) for a in self.allocator.addresses} if o]:
+            if key not in wanted_keys:
+                ip = self.allocator.release(key)
+                log.info("%s/%s: released %s", *key, ip)
+                if key in by_key and status_ips(by_key[key]):
+                    self._write_status(by_key[key], None)
+
+        due: dict[str, dict] = {}
+        next_due: float | None = None
+        for s in wanted:
+            key = key_of(s)
+            asked = self.asked.setdefault(key, now)
+            decision = self.allocator.ensure(key, (s.get("spec") or {}).get("loadBalancerIP") or None)
+            self._publish(s, decision)
+            if decision.ip is None:
+                continue
+            if now < asked + self.delay:
+                next_due = min(next_due or asked + self.delay, asked + self.delay)
+                continue
+            due[decision.ip] = s
+
+        node_ips = {n["metadata"]["name"]: a["address"] for n in nodes
+                    for a in (n.get("status") or {}).get("addresses") or []
+                    if a.get("type") == "InternalIP"}
+        self._program(plan_routes(due, node_ips, slices))
+        for ip, s in due.items():
+            if status_ips(s) != [ip]:
+                self._write_status(s, ip)
+        return None if next_due is None else max(0.0, next_due - now)
+
+    def _program(self, desired: dict[str, tuple[str, ...]]) -> None:
+        replace, delete = route_changes(desired, self.programmed)
+        for ip in delete:
+            self.routes.delete(ip)
+            self.programmed.pop(ip, None)
+            log.info("gateway: removed the route to %s", ip)
+        for ip, hops in replace.items():
+            try:
+                self.routes.replace(ip, hops)
+            except CommandError as err:
+                log.warning("gateway: route to %s: %s", ip, err)
+                continue
+            self.programmed[ip] = hops
+            log.info("gateway: %s via %s (equal-cost multipath)", ip, ", ".join(hops))
+
+    def _write_status(self, service: dict, ip: str | None) -> None:
+        meta = {k: v for k, v in service["metadata"].items() if k != "resourceVersion"}
+        body = dict(service, metadata=meta, status={**(service.get("status") or {}),
+                                     "loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}})
+        try:
+            self.client.update_status(body)
+            log.info("%s/%s: status.loadBalancer.ingress = %s", *key_of(service), ip or "[]")
+        except ApiError as err:  # a conflict or a deleted Service: the next pass sees the new state
+            log.info("%s/%s: status not written: %s", *key_of(service), err)
+            self.wake.set()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _publish(self, service: dict, decision: Decision) -> None:
+        key = key_of(service)
+        texts = tuple(str(e) for e in decision.events)
+        if texts and texts != self.published.get(key):
+            for e in decision.events:
+                log.log(logging.WARNING if e.type == "Warning" else logging.INFO,
+                        "event %s/%s: %s", *key, e)
+                if self.events_supported:
+                    self._create_event(service, e)
+            self.published[key] = texts
+        warnings = "; ".join(str(e) for e in decision.events if e.type == "Warning")
+        annotations = (service["metadata"].get("annotations") or {})
+        if annotations.get(EVENTS_ANNOTATION, "") == warnings:
+            return
+        if not warnings and EVENTS_ANNOTATION not in annotations:
+            return
+        meta = dict(service["metadata"])
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != EVENTS_ANNOTATION}
+        if warnings:
+            meta["annotations"][EVENTS_ANNOTATION] = warnings
+        body = {k: v for k, v in service.items() if k != "status"}
+        try:
+            self.client.update(dict(body, metadata=meta))
+        except ApiError as err:
+            log.info("%s/%s: annotation not written: %s", *key, err)
+            self.wake.set()
+
+    def _create_event(self, service: dict, event: LBEvent) -> None:
+        ns, name = key_of(service)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            self.client.create({"apiVersion": "v1", "kind": "Event",
+                                "metadata": {"generateName": f"{name}.", "namespace": ns},
+                                "involvedObject": {"kind": "Service", "namespace": ns, "name": name,
+                                                   "uid": service["metadata"].get("uid")},
+                                "type": event.type, "reason": event.reason, "message": event.message,
+                                "source": {"component": "service-controller"},
+                                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
+        except ApiError as err:
+            log.info("event for %s/%s not recorded: %s", ns, name, err)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, informer_cls) -> None:
+        informers = [informer_cls(self.client, kind, on_add=self.poke, on_update=self.poke,
+                                  on_delete=self.poke, resync=RESYNC).start()
+                     for kind in ("Service", "Node", "EndpointSlice")]
+        try:
+            while not stop.is_set():
+                if not all(i.has_synced() for i in informers):
+                    stop.wait(0.05)
+                    continue
+                self.wake.clear()
+                try:
+                    wait = self.reconcile(*(i.items() for i in informers))
+                except (ApiError, OSError, CommandError) as err:
+                    log.warning("reconcile failed: %s", err)
+                    wait = 1.0
+                self.wake.wait(RESYNC if wait is None else wait)
+                if stop.is_set():
+                    break
+        finally:
+            for i in informers:
+                i.stop()
+
+
+def in_host_netns() -> bool:
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m testbed.agents.cloud",
+                                description="The emulated cloud's load-balancer controller, run in the gateway.")
+    p.add_argument("--api", required=True, help="API server: http://HOST:PORT or unix:///PATH")
+    p.add_argument("--pool", action="append", required=True, help="a CIDR of addresses to hand out")
+    p.add_argument("--delay", type=float, default=DEFAULT_DELAY, metavar="SECONDS",
+                   help="provisioning delay before status is written")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="cloud %(asctime)s %(message)s")
+    try:
+        pool = [ipaddress.IPv4Network(c, strict=False) for c in args.pool]
+    except ValueError as err:
+        p.error(str(err))
+    if in_host_netns():
+        log.error("refusing to route in the machine's own namespace: run me in the gateway's")
+        return 2
+    from testbed.apiclient import Informer
+
+    allocator = PoolAllocator(pool)
+    controller = CloudController(Client(args.api), allocator, GatewayRoutes(allocator), args.delay)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: (stop.set(), controller.wake.set()))
+    log.info("serving LoadBalancer Services from %s (%d addresses)", allocator.pool_text,
+             len(allocator.addresses))
+    controller.run(stop, Informer)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

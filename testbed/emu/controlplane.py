@@ -102,6 +102,9 @@ class ControlPlane:
                     "--node-ip", str(node.address), "--cluster-cidr", str(topo.cluster_cidr),
                     "--mode", node.proxy_mode, "--service-cidr", str(topo.service_cidr),
                     "--state-dir", str(self.record.directory / "proxy" / node.name)]
+        if kind == "cloud":
+            from testbed.emu.addons import cloud_argv
+            return cloud_argv(topo, self.api)
         raise ValueError(kind)
 
     def start_agent(self, kind: str, node: NodeSpec) -> Agent:
@@ -153,6 +156,13 @@ class ControlPlane:
         self.wait(self._nodes_ready, timeout, "every worker's kubelet to register its Node")
         self.progress("applying the DNS add-on (kube-dns)")
         self.client.apply_all(dns_addon(self.topo, self.api))
+        if self.topo.lb_pool:
+            from testbed.emu.addons import start_cloud
+            start_cloud(self)
+        if "ingress-nginx" in self.topo.addons:
+            from testbed.emu.addons import ingress_nginx_addon
+            self.progress("applying the ingress-nginx add-on")
+            self.client.apply_all(ingress_nginx_addon(self.topo, self.api))
 
     def _api_up(self) -> bool:
         if not self.socket.exists():

@@ -8,11 +8,9 @@ seconds), watches Pods through the API server, and keeps the Pods bound to its n
 sandboxes and containers through the pod runtime (emu/pods.py), restarts per restartPolicy
 with a growing back-off, readiness and liveness probes (prober.py), graceful deletion
 (SIGTERM, then SIGKILL after the grace period, then the Pod object is removed), and status
-reports (api/podstatus.py). Its pods' state is saved in `kubelet-NODE.json` beside the run
-record, so a killed kubelet leaves its pods running and a restarted one adopts them.
-
-Container restarts back off 1 s, 2 s, 4 s ... up to 30 s (Kubernetes uses 10 s up to 5 min;
-shortened so that scenarios about crashing containers finish in seconds).
+reports (api/podstatus.py, which also holds the restart-policy and back-off decisions as pure
+functions). Its pods' state is saved in `kubelet-NODE.json` beside the run record, so a killed
+kubelet leaves its pods running and a restarted one adopts them.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,17 +29,24 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from testbed.agents.prober import ProbeTracker, run_probe
-from testbed.api.podstatus import ContainerObservation, PodObservation, pod_status
+from testbed.api.podstatus import (
+    UNKNOWN_EXIT,
+    ContainerObservation,
+    PodObservation,
+    exit_code,
+    next_backoff,
+    pod_status,
+    should_restart,
+)
 from testbed.apiclient.client import ApiError, Client
 from testbed.apiclient.informer import Informer
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Container, Pod, PodError, PodRuntime
-from testbed.emu.record import Record
+from testbed.emu.record import Record, netns_of
 from testbed.net.netns import write_sysctl
 
 log = logging.getLogger("kubelet")
 
-BACKOFF_BASE, BACKOFF_MAX = 1.0, 30.0
 HEARTBEAT = 5.0
 MAX_GRACE = 30.0
 
@@ -51,7 +57,8 @@ class ContainerTrack:
     liveness: ProbeTracker | None = None
     backoff_until: float = 0.0
     backoff: float = 0.0
-    last_exit: int | None = None
+    last_exit: int | None = None          # exitCode of the last ended run (128 + N for signal N)
+    last_exit_known: bool = True
     finished_at: float | None = None
 
 
@@ -193,6 +200,12 @@ class Kubelet:
                 grace = min(float(obj["metadata"].get("deletionGracePeriodSeconds") or 0), MAX_GRACE)
                 self.teardown(uid, lp, grace=grace, remove_object=True, obj=obj)
                 changed = True
+        for uid, obj in desired.items():
+            # Terminating with nothing running here (its creation failed, or it ended and was
+            # torn down): nothing to wait for, so the object goes now.
+            if uid not in self.pods and obj["metadata"].get("deletionTimestamp"):
+                self.failed.pop(uid, None)
+                self.remove_object(obj)
         new = [p for uid, p in desired.items()
                if uid not in self.pods and not p["metadata"].get("deletionTimestamp")
                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
@@ -226,11 +239,14 @@ class Kubelet:
         del self.pods[uid]
         log.info("stopped pod %s", lp.pod.key)
         if remove_object and obj is not None:
-            try:
-                self.client.delete("Pod", obj["metadata"]["namespace"], obj["metadata"]["name"], grace_seconds=0)
-            except ApiError as err:
-                if err.code != 404:
-                    raise
+            self.remove_object(obj)
+
+    def remove_object(self, obj: dict) -> None:
+        try:
+            self.client.delete("Pod", obj["metadata"]["namespace"], obj["metadata"]["name"], grace_seconds=0)
+        except ApiError as err:
+            if err.code != 404:
+                raise
 
     def tend(self, lp: LocalPod) -> bool:
         """Restart ended containers per policy; run due probes; act on liveness failures."""
@@ -241,13 +257,9 @@ class Kubelet:
         for name, container in lp.pod.containers.items():
             track = lp.track(name)
             if not container.running():
-                code = container.reap()
                 if track.finished_at is None:
-                    track.finished_at, track.last_exit = time.time(), code
-                    if track.readiness:
-                        track.readiness.result = None
-                restart = policy == "Always" or (policy == "OnFailure" and code != 0)
-                if restart and time.monotonic() >= track.backoff_until:
+                    self.ended(track, container, lp.pod)
+                if should_restart(policy, track.last_exit) and time.monotonic() >= track.backoff_until:
                     self.restart(lp, container, track)
                     changed = True
                 continue
@@ -265,17 +277,48 @@ class Kubelet:
                     container = lp.pod.containers[name]
                     log.info("container %s of %s failed liveness (%s); restarting", name, lp.pod.key, tracker.message)
                     grace = min(float(lp.manifest["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE)
-                    self.runtime.stop_container(lp.pod, container, grace=min(grace, 2.0))
+                    self.stop_container(lp, container, grace=min(grace, 2.0))
                     track = lp.track(name)
-                    track.finished_at, track.last_exit = time.time(), container.exit_code
-                    self.restart(lp, container, track, now_backoff=False)
+                    self.ended(track, container, lp.pod)
+                    if should_restart(policy, track.last_exit):
+                        self.restart(lp, container, track, now_backoff=False)
                     changed = True
         return changed
+
+    @staticmethod
+    def ended(track: ContainerTrack, container: Container, pod: Pod | None = None) -> None:
+        """Note a container's end once: when, and its exit code (unknown for an adopted one).
+
+        A container is all of its processes: what its main process left behind in the pod
+        (children in its process group) is ended too, as a runtime ends a container's cgroup.
+        """
+        if pod is not None and container.pid is not None:
+            end_group(container.pid, netns_of(pod.pid))
+        code = exit_code(container.reap())
+        track.finished_at, track.last_exit_known = time.time(), code is not None
+        track.last_exit = UNKNOWN_EXIT if code is None else code
+        if track.readiness:
+            track.readiness.result = None
+
+    def stop_container(self, lp: LocalPod, container: Container, grace: float) -> None:
+        """SIGTERM, SIGKILL after `grace`; waited for here so its exit code is known.
+
+        (The runtime's own stop reaps through the run record, which loses the exit status.)
+        """
+        proc = container.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.runtime.stop_container(lp.pod, container, grace=grace)
 
     def restart(self, lp: LocalPod, container: Container, track: ContainerTrack, now_backoff: bool = True) -> None:
         container.restart_count += 1
         self.runtime.start_container(lp.pod, container)
-        track.backoff = min(BACKOFF_MAX, max(BACKOFF_BASE, track.backoff * 2)) if now_backoff else track.backoff
+        track.backoff = next_backoff(track.backoff) if now_backoff else track.backoff
         track.backoff_until = time.monotonic() + track.backoff
         track.finished_at = None
         # A restarted container starts over: not ready until its probes say so again.
@@ -283,7 +326,7 @@ class Kubelet:
         lp.tracks[container.name] = ContainerTrack(
             ProbeTracker(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
             ProbeTracker(spec["livenessProbe"]) if spec.get("livenessProbe") else None,
-            track.backoff_until, track.backoff, track.last_exit)
+            track.backoff_until, track.backoff, track.last_exit, track.last_exit_known)
         log.info("restarted container %s of %s (restart %d)", container.name, lp.pod.key, container.restart_count)
 
     def run_probes(self, lp: LocalPod, due: list[tuple[str, str, ProbeTracker]]) -> None:
@@ -316,10 +359,11 @@ class Kubelet:
                 waiting = "CrashLoopBackOff"
             containers.append(ContainerObservation(
                 spec["name"], str(spec.get("image", "")), running, ready, c.restart_count,
-                c.started_at, c.pid if running else None, None if running else c.exit_code,
+                c.started_at, c.pid if running else None, None if running else track.last_exit,
                 track.finished_at, waiting,
                 f"back-off restarting failed container {spec['name']}" if waiting else None,
-                track.last_exit if c.restart_count else None))
+                track.last_exit if c.restart_count and track.last_exit_known else None,
+                track.last_exit_known))
         return PodObservation(lp.manifest["spec"].get("restartPolicy", "Always"),
                               str(lp.pod.ip) if lp.pod.ip else None, self.args.node_ip,
                               lp.pod.created, containers, lp.pod.sandbox_alive())
@@ -349,6 +393,27 @@ class Kubelet:
             self.client.update_status(update)
         except ApiError:
             pass
+
+
+def end_group(pgid: int, netns: int | None) -> None:
+    """SIGKILL the processes of process group `pgid` that live in network namespace `netns`.
+
+    Containers start in a session (and process group) of their own, so the group is exactly
+    the container's processes; the namespace check keeps a reused pid from ever matching
+    anything outside the pod.
+    """
+    if netns is None:
+        return
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid or netns_of(int(entry.name)) != netns:
+                continue
+            os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
 
 
 def _same(a: dict | None, b: dict | None) -> bool:

@@ -5,12 +5,44 @@ probe results) and hands a `PodObservation` here; `pod_status` gives the `status
 the fields and wording of the real kubelet: phase, conditions (PodScheduled, Initialized,
 ContainersReady, Ready), podIP(s), hostIP(s), startTime and containerStatuses with state,
 lastState, ready, started and restartCount.
+
+It also holds the kubelet's container lifecycle decisions, as pure functions so that they are
+tested without processes: whether an ended container is restarted (`should_restart`), the
+crash-loop back-off (`next_backoff`), and exit codes as Kubernetes reports them (`exit_code`:
+a container killed by signal N exited 128 + N).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+# Container restarts back off 1 s, 2 s, 4 s ... up to 30 s (Kubernetes uses 10 s up to 5 min;
+# shortened so that scenarios about crashing containers finish in seconds).
+BACKOFF_BASE, BACKOFF_MAX = 1.0, 30.0
+UNKNOWN_EXIT = 137   # what Kubernetes reports for a container whose exit it could not observe
+
+
+def exit_code(returncode: int | None) -> int | None:
+    """A process's return code as a container's exitCode: killed by signal N -> 128 + N."""
+    if returncode is None:
+        return None
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def should_restart(policy: str, code: int | None) -> bool:
+    """restartPolicy Always restarts every ended container, OnFailure those that did not exit 0
+    (an unknown exit counts as a failure), Never none."""
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return code != 0
+    return False
+
+
+def next_backoff(previous: float) -> float:
+    """The back-off after one more restart: doubling from BACKOFF_BASE, capped at BACKOFF_MAX."""
+    return min(BACKOFF_MAX, max(BACKOFF_BASE, previous * 2))
 
 
 def rfc3339(epoch: float | None) -> str | None:
@@ -33,6 +65,7 @@ class ContainerObservation:
     waiting_reason: str | None = None     # e.g. CrashLoopBackOff, ContainerCreating
     waiting_message: str | None = None
     last_exit_code: int | None = None     # the run before the current one
+    last_exit_known: bool = True          # False: it ended while no kubelet was its parent
 
 
 @dataclass
@@ -68,6 +101,10 @@ def container_status(c: ContainerObservation) -> dict:
     if c.last_exit_code is not None:
         status["lastState"] = {"terminated": {"exitCode": c.last_exit_code,
                                               "reason": "Completed" if c.last_exit_code == 0 else "Error"}}
+    elif c.restart_count and not c.last_exit_known:
+        status["lastState"] = {"terminated": {
+            "exitCode": UNKNOWN_EXIT, "reason": "ContainerStatusUnknown",
+            "message": "The container ended while the kubelet was not its parent: its exit code is unknown"}}
     return status
 
 

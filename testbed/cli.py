@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = [
     "testbed.emu.command",        # cli, ps, clean
     "testbed.proxy.command",      # proxy render
     "testbed.kubectl.command",    # apply, delete, get, describe, scale
+    "testbed.emu.inspect_command",  # nat, conntrack
 ]
 
 

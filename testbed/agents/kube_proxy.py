@@ -24,6 +24,13 @@ process therefore closes its sockets and leaves all rules in place, in every mod
 
 With --state-dir, `kube-proxy.json` there is rewritten after every sync (mode, syncs, the last
 result) so the cluster and scenario steps can wait for a sync.
+
+Health checks (`HealthServers`, upstream's pkg/proxy/healthcheck): after every sync, one HTTP
+listener per healthCheckNodePort of a LoadBalancer Service with externalTrafficPolicy Local
+answers 200 when this node has ready local endpoints and 503 otherwise (the body and headers
+come from testbed.proxy.healthcheck), and /healthz on --healthz-port (10256) tells whether
+the syncs keep up. They listen on every address of the node's namespace, as upstream does
+with an empty --nodeport-addresses, in every mode.
 """
 
 from __future__ import annotations
@@ -38,10 +45,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from testbed.proxy import iptables
+from testbed.proxy.healthcheck import (
+    HEALTHZ_PORT,
+    HealthCheck,
+    health_checks,
+    healthz_response,
+    service_response,
+)
 from testbed.proxy.model import LocalDetector, ProxierSettings, mark_for_bit
 from testbed.proxy.proxier import DEFAULT_FULL_SYNC_PERIOD, Proxier, SyncResult
 from testbed.proxy.userspace import FILTER_CHAINS as US_FILTER_CHAINS
@@ -69,6 +84,7 @@ class Options:
     state_dir: str | None = None
     min_sync_period: float = MIN_SYNC_PERIOD
     sync_period: float = DEFAULT_FULL_SYNC_PERIOD
+    healthz_port: int = HEALTHZ_PORT  # 0: no healthz server
 
 
 def settings_for(opts: Options) -> ProxierSettings:
@@ -169,12 +185,100 @@ class SyncRunner:
             timeout = self.max_interval if result.ok else self.retry
 
 
+def _rfc3339(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)) if when else ""
+
+
+class HealthServers:
+    """Upstream's service health servers: one HTTP listener per healthCheckNodePort, plus the
+    proxy's own /healthz. `update()` after each sync opens and closes listeners to match."""
+
+    def __init__(self, bind: str = "0.0.0.0", healthz_port: int = 0,
+                 healthy: Callable[[], tuple[bool, float]] = lambda: (True, 0.0)) -> None:
+        self.bind, self.healthz_port, self.healthy = bind, healthz_port, healthy
+        self.checks: dict[int, HealthCheck] = {}
+        self.servers: dict[int, ThreadingHTTPServer] = {}
+        self._lock = threading.Lock()
+
+    def _handler(self, port: int) -> type[BaseHTTPRequestHandler]:
+        servers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                ok, last = servers.healthy()
+                if port == servers.healthz_port:
+                    status, headers, body = healthz_response(_rfc3339(last), _rfc3339(time.time()),
+                                                             ok)
+                else:
+                    with servers._lock:
+                        check = servers.checks.get(port)
+                    if check is None:  # closed meanwhile: upstream answers nothing either
+                        self.close_connection = True
+                        return
+                    status, headers, body = service_response(check, ok)
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("health check %d: %s", port, format % args)
+
+        return Handler
+
+    def _open(self, port: int) -> None:
+        server = ThreadingHTTPServer((self.bind, port), self._handler(port))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True, name=f"health-{port}").start()
+        self.servers[port] = server
+
+    def start(self) -> list[str]:
+        if self.healthz_port:
+            try:
+                self._open(self.healthz_port)
+            except OSError as err:
+                return [f"healthz server on port {self.healthz_port}: {err}"]
+        return []
+
+    def update(self, checks: dict[int, HealthCheck]) -> list[str]:
+        """Serve exactly `checks`; returns the ports that could not be opened."""
+        errors: list[str] = []
+        with self._lock:
+            self.checks = dict(checks)
+        for port in sorted(set(self.servers) - set(checks) - {self.healthz_port}):
+            self._close(port)
+        for port in sorted(set(checks) - set(self.servers)):
+            try:
+                self._open(port)
+            except OSError as err:
+                errors.append(f"health check node port {port} ({checks[port].namespace}/"
+                              f"{checks[port].name}): {err}")
+        return errors
+
+    def _close(self, port: int) -> None:
+        server = self.servers.pop(port)
+        server.shutdown()
+        server.server_close()
+
+    def stop(self) -> None:
+        for port in list(self.servers):
+            self._close(port)
+
+
 class KubeProxy:
-    """Informers -> change trackers -> SyncRunner -> proxier, plus a status file."""
+    """Informers -> change trackers -> SyncRunner -> proxier, plus a status file and the
+    health check servers."""
 
     def __init__(self, proxier: Proxier | UserspaceProxier, client: Any, informer_cls: Any,
-                 opts: Options) -> None:
+                 opts: Options, health: HealthServers | None = None) -> None:
         self.proxier, self.client, self.informer_cls, self.opts = proxier, client, informer_cls, opts
+        self.health = health
+        self.last_ok = 0.0  # wall-clock time of the last successful sync
         self.runner = SyncRunner(proxier.sync, opts.min_sync_period, opts.sync_period,
                                  on_result=self._report)
         self.syncs = 0
@@ -208,6 +312,8 @@ class KubeProxy:
         finally:
             for informer in self.informers:
                 informer.stop()
+            if self.health is not None:
+                self.health.stop()
             if isinstance(self.proxier, UserspaceProxier):
                 self.proxier.stop()  # sockets close; the portal rules stay, as upstream
 
@@ -222,10 +328,20 @@ class KubeProxy:
             log.log(logging.INFO if result.full else logging.DEBUG,
                     "%s sync: %d services changed, %.1f ms", "full" if result.full else "partial",
                     len(result.changed), result.seconds * 1000)
+        if result.ok and not result.skipped:
+            self.last_ok = time.time()
+            if self.health is not None:
+                for problem in self.health.update(health_checks(
+                        self.proxier.service_ports(), self.proxier.endpoints, self.opts.node)):
+                    log.warning("%s", problem)
         if self.opts.state_dir and not result.skipped:
             self.write_status()
         if result.ok and not result.skipped:
             self.synced.set()  # after the status file: whoever waits may read it
+
+    def healthy(self) -> tuple[bool, float]:
+        """Upstream's healthz: a sync succeeded and none failed since (with its time)."""
+        return bool(self.last_ok) and (self.last is None or self.last.ok), self.last_ok
 
     def status(self) -> dict[str, Any]:
         last = asdict(self.last) if self.last else None
@@ -255,6 +371,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
     p.add_argument("--sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD, metavar="SECONDS",
                    help="full resync period")
+    p.add_argument("--healthz-port", type=int, default=HEALTHZ_PORT, metavar="PORT",
+                   help="serve /healthz here (0: off)")
     p.add_argument("--allow-host-netns", action="store_true",
                    help="run even in the namespace of pid 1 (the machine's own)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -267,7 +385,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     except ValueError as err:
         p.error(str(err))
     opts = Options(args.api, args.node, args.node_ip, args.cluster_cidr, args.mode,
-                   args.service_cidr, args.state_dir, args.min_sync_period, args.sync_period)
+                   args.service_cidr, args.state_dir, args.min_sync_period, args.sync_period,
+                   args.healthz_port)
     return opts, args
 
 
@@ -291,7 +410,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for problem in cleanup_other_modes(opts.mode):
         log.warning("%s", problem)
-    proxy = KubeProxy(make_proxier(opts), Client(opts.api), Informer, opts)
+    health = HealthServers(healthz_port=opts.healthz_port)
+    proxy = KubeProxy(make_proxier(opts), Client(opts.api), Informer, opts, health)
+    health.healthy = proxy.healthy
+    for problem in health.start():
+        log.warning("%s", problem)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -355,7 +355,8 @@ class Kubelet:
             running = c.running()
             ready = running and (track.readiness is None or track.readiness.result is True)
             waiting = None
-            if not running and track.finished_at is not None and time.monotonic() < track.backoff_until:
+            if not running and track.finished_at is not None and time.monotonic() < track.backoff_until \
+                    and should_restart(lp.manifest["spec"].get("restartPolicy", "Always"), track.last_exit):
                 waiting = "CrashLoopBackOff"
             containers.append(ContainerObservation(
                 spec["name"], str(spec.get("image", "")), running, ready, c.restart_count,

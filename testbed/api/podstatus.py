@@ -109,19 +109,34 @@ def container_status(c: ContainerObservation) -> dict:
 
 
 def phase(obs: PodObservation) -> str:
-    """Pending until the sandbox and every container started; then Running; Succeeded or Failed
-    once every container has ended for good (restartPolicy Never, or OnFailure after success)."""
+    """The kubelet's getPhase: Pending while any container has never run (or the sandbox is not
+    up); Running while any runs; once none runs, Running under restartPolicy Always, Succeeded
+    when every container exited 0, Failed under Never, Running (restarting) under OnFailure.
+
+    A container waiting to be restarted (CrashLoopBackOff) counts as stopped, not waiting.
+    """
     if not obs.sandbox_ready or not obs.containers:
         return "Pending"
-    ended = [c for c in obs.containers if not c.running and c.exit_code is not None and not c.waiting_reason]
-    if obs.restart_policy != "Always" and len(ended) == len(obs.containers):
-        if all(c.exit_code == 0 for c in ended):
-            return "Succeeded"
-        if obs.restart_policy == "Never":
-            return "Failed"
-    if any(c.running for c in obs.containers) or any(c.restart_count for c in obs.containers):
+    running = stopped = succeeded = waiting = 0
+    for c in obs.containers:
+        if c.running:
+            running += 1
+        elif c.exit_code is not None and not c.waiting_reason:
+            stopped += 1
+            succeeded += c.exit_code == 0
+        elif c.restart_count or c.last_exit_code is not None:
+            stopped += 1
+        else:
+            waiting += 1
+    if waiting:
+        return "Pending"
+    if running:
         return "Running"
-    return "Pending"
+    if obs.restart_policy == "Always":
+        return "Running"
+    if stopped == succeeded:
+        return "Succeeded"
+    return "Failed" if obs.restart_policy == "Never" else "Running"
 
 
 def _condition(kind: str, ok: bool, now: str, reason: str | None = None, previous: dict | None = None) -> dict:

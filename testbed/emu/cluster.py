@@ -240,6 +240,27 @@ class Cluster:
         have = (pod.get("metadata") or {}).get("labels") or {}
         return all(have.get(k) == v for k, v in labels.items())
 
+    def pod_files(self, key: str):
+        """The directory holding a pod's hosts and resolv.conf (namespace/name)."""
+        namespace, _, name = key.partition("/")
+        return self.record.directory / "pods" / f"{namespace}_{name}"
+
+    def kill_container(self, pod: PodView, container: str | None) -> list[str]:
+        """SIGKILL a container's process (all of the pod's with None); its kubelet restarts it."""
+        import signal
+
+        from testbed.emu.record import alive
+
+        box = self.cp.sandboxes().get(pod.uid) or {}
+        killed = []
+        for name, c in (box.get("containers") or {}).items():
+            if container in (None, name) and c.get("pid") and alive(c["pid"], c.get("start")):
+                os.kill(c["pid"], signal.SIGKILL)
+                killed.append(name)
+        if not killed:
+            raise KeyError(f"no running container {container or ''} in {pod.key}".replace("  ", " "))
+        return killed
+
     def pods_matching(self, namespace: str, selector: str) -> list[PodView]:
         """The pods of `namespace` whose labels match the label selector `selector`."""
         items, _ = self.client.list("Pod", namespace, selector=selector)

@@ -124,6 +124,32 @@ class ClusterCLI(CLI):
         for pod in sorted(self.cluster.all_pods(), key=lambda p: (p.node, p.key)):
             print(f"{pod.key:30} {pod.node:10} {pod.ip}")
 
+    def _node_pid(self, line: str, what: str) -> tuple[str, int] | None:
+        node = line.split()[0] if line.split() else ""
+        if node not in self.cluster.network.hosts:
+            print(f"*** usage: {what} NODE (one of {', '.join(sorted(self.cluster.network.hosts))})")
+            return None
+        return node, self.cluster.network.pid(node)
+
+    def do_nat(self, line: str) -> None:
+        """nat NODE [CHAIN]: the node's NAT rules (iptables -S -t nat, or the nftables table)."""
+        from testbed.emu.inspect import nat_table, proxy_mode
+
+        found = self._node_pid(line, "nat")
+        if found:
+            words = line.split()
+            mode = proxy_mode(self.cluster.record.directory, found[0], found[1])
+            print(nat_table(found[1], mode, words[1] if len(words) > 1 else None), end="")
+
+    def do_conntrack(self, line: str) -> None:
+        """conntrack NODE [tcp|udp]: the node's connection tracking entries (conntrack -L)."""
+        from testbed.emu.inspect import conntrack_table
+
+        found = self._node_pid(line, "conntrack")
+        if found:
+            words = line.split()
+            print(conntrack_table(found[1], words[1] if len(words) > 1 else None), end="")
+
     def do_pingall(self, line: str) -> None:
         """pingall: ping between every pair of pods, nodes, the gateway and clients."""
         ends = [(p.name, p.pid, p.ip) for p in sorted(self.cluster.all_pods(), key=lambda p: p.key) if p.pid]

@@ -10,6 +10,14 @@
       timeout: 30
     - kill: {agent: kube-proxy, node: w1}   # apiserver (on the master), kubelet, kube-proxy
     - restart: {agent: kube-proxy, node: w1}
+    - kill: {pod: {selector: k8s-app=kube-dns, namespace: kube-system}, container: dnsmasq}
+    - link: {node: w1, state: down}         # the node's uplink; up again with state: up
+    - node: {name: w2, state: down}         # uplink down and its kubelet/kube-proxy stopped
+    - partition: [[w1], [w2, master]]       # DROP between the groups at the gateway
+    - heal: partition
+    - readiness: {pod: pod-b, state: fail}  # the pod fails its node's probes (pass to mend)
+    - shape: {node: w1, rate: 10mbit}       # or delay: 20ms, loss: 1% (these need netem)
+    - inspect: {nat: w1}                    # nat, nft, conntrack, routes, bridge, ps
 
 Paths are relative to the scenario file; their manifests are loaded and checked with the
 scenario, before anything is built.
@@ -58,13 +66,45 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class PodRef:
+    """A pod by name, or the first pod matching a selector (on a node)."""
+
+    name: str = ""
+    selector: str = ""
+    namespace: str = "default"
+    node: str = ""
+
+    def describe(self) -> str:
+        if self.name:
+            return self.name
+        return f"{self.namespace}/{{{self.selector}}}" + (f" on {self.node}" if self.node else "")
+
+
+@dataclass(frozen=True)
 class Fault:
     action: str                # kill | restart
-    agent: str
-    node: str
+    agent: str = ""
+    node: str = ""
+    pod: PodRef | None = None  # kill: a pod's container instead of an agent
+    container: str = ""
 
 
-ACTION_KEYS = {"apply", "delete", "scale", "wait", "kill", "restart"}
+@dataclass(frozen=True)
+class NetFault:
+    kind: str                  # link | node | partition | heal | readiness | shape | inspect
+    target: str = ""           # a node name (link, node, shape, inspect)
+    up: bool = True
+    groups: tuple[tuple[str, ...], ...] = ()
+    pod: PodRef | None = None
+    rate: str | None = None
+    delay: str | None = None
+    loss: str | None = None
+    what: str = ""             # inspect: nat, nft, conntrack, routes, bridge, ps
+
+
+ACTION_KEYS = {"apply", "delete", "scale", "wait", "kill", "restart", "link", "node", "partition",
+               "heal", "readiness", "shape", "inspect"}
+INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps")
 
 
 def _files(problems: Problems, doc: Document, path: tuple, raw: Any, base: Path) -> tuple[Path, ...]:
@@ -130,6 +170,12 @@ def parse_action(problems: Problems, doc: Document, path: tuple, raw: dict, base
         return Scale(str(m.get("namespace", "default")), str(m["deployment"]), replicas)
     if key == "wait":
         return _wait(problems, doc, path, raw)
+    if key in ("link", "node", "partition", "heal", "readiness", "shape", "inspect"):
+        return _net_fault(problems, doc, where, key, value)
+    if key == "kill" and isinstance(value, dict) and "pod" in value:
+        m = _mapping(problems, doc, where, value, {"pod", "container"}, {"pod"})
+        ref = _pod_ref(problems, doc, where + ("pod",), value.get("pod")) if m is not None else None
+        return None if ref is None else Fault("kill", pod=ref, container=str(m.get("container", "")))
     m = _mapping(problems, doc, where, value, {"agent", "node"}, {"agent"})
     if m is None:
         return None
@@ -140,6 +186,65 @@ def parse_action(problems: Problems, doc: Document, path: tuple, raw: dict, base
         problems.add(doc, where + ("node",), f"Required value: which node's {m['agent']}")
         return None
     return Fault(key, m["agent"], str(m.get("node", "")))
+
+
+def _pod_ref(problems: Problems, doc: Document, path: tuple, raw: Any) -> PodRef | None:
+    if isinstance(raw, str) and raw:
+        ns, _, name = raw.rpartition("/")
+        return PodRef(name=name, namespace=ns or "default")
+    m = _mapping(problems, doc, path, raw, {"selector", "namespace", "node"}, {"selector"})
+    if m is None:
+        return None
+    return PodRef(selector=str(m["selector"]), namespace=str(m.get("namespace", "default")), node=str(m.get("node", "")))
+
+
+def _state(problems: Problems, doc: Document, path: tuple, raw: Any, words: tuple[str, str]) -> bool | None:
+    if raw not in words:
+        problems.add(doc, path, f"must be {words[0]} or {words[1]}")
+        return None
+    return raw == words[0]
+
+
+def _net_fault(problems: Problems, doc: Document, where: tuple, key: str, value: Any) -> NetFault | None:
+    if key == "heal":
+        if value != "partition":
+            problems.add(doc, where, "must be partition")
+            return None
+        return NetFault("heal")
+    if key == "partition":
+        if (not isinstance(value, list) or len(value) < 2
+                or not all(isinstance(g, list) and g and all(isinstance(n, str) for n in g) for g in value)):
+            problems.add(doc, where, "must be a list of two or more groups of node names, e.g. [[w1], [w2, master]]")
+            return None
+        return NetFault("partition", groups=tuple(tuple(g) for g in value))
+    if key == "inspect":
+        if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in INSPECTIONS:
+            problems.add(doc, where, f"must be a mapping of one of {', '.join(INSPECTIONS)} to a node name")
+            return None
+        (what, node), = value.items()
+        return NetFault("inspect", target=str(node), what=what)
+    if key == "readiness":
+        m = _mapping(problems, doc, where, value, {"pod", "state"}, {"pod", "state"})
+        if m is None:
+            return None
+        ref = _pod_ref(problems, doc, where + ("pod",), m["pod"])
+        ok = _state(problems, doc, where + ("state",), m["state"], ("pass", "fail"))
+        return None if ref is None or ok is None else NetFault("readiness", pod=ref, up=ok)
+    if key == "shape":
+        m = _mapping(problems, doc, where, value, {"node", "rate", "delay", "loss"}, {"node"})
+        if m is None:
+            return None
+        for field_name in ("rate", "delay", "loss"):
+            if field_name in m and not isinstance(m[field_name], str):
+                problems.add(doc, where + (field_name,), "must be a string such as 10mbit, 20ms or 1%")
+                return None
+        return NetFault("shape", target=str(m["node"]), rate=m.get("rate"), delay=m.get("delay"), loss=m.get("loss"))
+    name_key = "node" if key == "link" else "name"
+    m = _mapping(problems, doc, where, value, {name_key, "state"}, {name_key, "state"})
+    if m is None:
+        return None
+    up = _state(problems, doc, where + ("state",), m["state"], ("up", "down"))
+    return None if up is None else NetFault(key, target=str(m[name_key]), up=up)
 
 
 def _wait(problems: Problems, doc: Document, path: tuple, raw: dict) -> Wait | None:
@@ -177,4 +282,20 @@ def describe(action) -> str:
     if isinstance(action, Wait):
         count = "" if action.count is None else f" = {action.count}"
         return f"wait for {action.what} {action.namespace}/{action.target}{count}"
+    if isinstance(action, NetFault):
+        if action.kind == "partition":
+            return "partition " + " | ".join(",".join(g) for g in action.groups)
+        if action.kind == "heal":
+            return "heal the partition"
+        if action.kind == "readiness":
+            return f"readiness of {action.pod.describe()}: {'pass' if action.up else 'fail'}"
+        if action.kind == "shape":
+            conditions = [f"{k} {v}" for k, v in (("rate", action.rate), ("delay", action.delay),
+                                                   ("loss", action.loss)) if v]
+            return f"shape {action.target}: {', '.join(conditions) or 'none'}"
+        if action.kind == "inspect":
+            return f"inspect {action.what} on {action.target}"
+        return f"{action.kind} {action.target} {'up' if action.up else 'down'}"
+    if action.pod is not None:
+        return f"kill {action.container or 'every container'} of {action.pod.describe()}"
     return f"{action.action} {action.agent}" + (f" on {action.node}" if action.node else "")

@@ -14,7 +14,9 @@ import socket
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 
+from testbed.emu.pausebin import pause_binary
 from testbed.net.netns import socket_in
 from testbed.net.run import run
 from testbed.scenario.spec import Probe
@@ -172,9 +174,29 @@ def probe_http(source_pid: int, address: IPv4Address, port: int, path: str, host
         conn.close()
 
 
-def run_probe(probe: Probe, source_pid: int, address: IPv4Address, namespaces: dict[str, int]) -> Observation:
+def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files: Path | None) -> Observation:
+    """Resolve `name` from inside the source the way its programs would: dig with the pod's own
+    resolv.conf (nameserver and search list) bind-mounted, inside the pod's namespaces."""
+    argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1", name, record]
+    if pod_files is not None:
+        argv = [pause_binary(), "enter", str(source_pid),
+                "--bind", f"{pod_files / 'resolv.conf'}:/etc/resolv.conf", "--chdir", "/", "--", *argv]
+        result = run(argv, check=False, timeout=timeout + 5)
+    else:
+        result = run(argv, netns=source_pid, check=False, timeout=timeout + 5)
+    answers = [line for line in result.stdout.splitlines() if line and not line.startswith(";")]
+    if result.returncode != 0 or not answers:
+        why = next((line for line in result.stdout.splitlines() if line.startswith(";;")), "no answer")
+        return Observation(False, f"{record} {name}: {why.lstrip('; ')}")
+    return Observation(True, f"{record} {name}: {', '.join(answers)}", reply="\n".join(answers))
+
+
+def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namespaces: dict[str, int],
+              pod_files: Path | None = None) -> Observation:
     """One attempt of `probe` from `source_pid` to `address`."""
     t = probe.target
+    if probe.kind == "dns":
+        return probe_dns(source_pid, t.host, probe.record, probe.timeout, pod_files)
     if probe.kind == "icmp":
         return probe_icmp(source_pid, address, probe.timeout)
     if probe.kind == "udp":

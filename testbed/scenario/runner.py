@@ -18,6 +18,7 @@ from testbed.apiclient.client import ApiError
 from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.images import container_path, pod_command_problems
+from testbed.scenario.actions import Fault, NetFault
 from testbed.scenario.spec import Probe, Scenario, Step, load_scenario
 from testbed.scenario.steps import Outcome, evaluate, execute  # noqa: F401 (evaluate: re-exported)
 from testbed.spec.source import Problem, SpecError, field_name, read_documents
@@ -106,6 +107,10 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list
             problems.append(Problem(scenario.file, None, "manifests",
                                     f"pod {p['namespace']}/{p['name']} has the name of a node or client"))
     for index, step in enumerate(scenario.steps):
+        for key, name, allowed in _host_names(step.action, topo):
+            if name not in allowed:
+                problems.append(Problem(scenario.file, step.line, f"steps[{index}].{key}",
+                                        f"{name!r} is not one of {', '.join(sorted(allowed))}"))
         if not isinstance(step.action, Probe):
             continue
         names = [("from", step.action.source), ("to", step.action.target.host),
@@ -116,6 +121,27 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list
                                         f"{name!r} is no pod, node or client of this scenario "
                                         f"(known: {', '.join(sorted(known))})"))
     return problems
+
+
+def _host_names(action, topo: Topology) -> list[tuple[str, str, set[str]]]:
+    """(field, name, allowed names) for the node names a fault step mentions."""
+    nodes = {n.name for n in topo.nodes}
+    workers = {w.name for w in topo.workers}
+    hosts = nodes | {c.name for c in topo.clients}
+    if isinstance(action, Fault) and action.pod is None and action.node:
+        key = "kill" if action.action == "kill" else "restart"
+        allowed = {topo.master.name} if action.agent == "apiserver" else workers
+        return [(f"{key}.node", action.node, allowed)]
+    if isinstance(action, NetFault):
+        if action.kind == "partition":
+            return [(f"partition[{i}]", name, hosts) for i, group in enumerate(action.groups) for name in group]
+        if action.kind == "node":
+            return [("node.name", action.target, workers)]
+        if action.kind in ("link", "shape"):
+            return [(f"{action.kind}.node", action.target, nodes | {c.name for c in topo.clients})]
+        if action.kind == "inspect":
+            return [(f"inspect.{action.what}", action.target, nodes | {topo.gateway_name} | {c.name for c in topo.clients})]
+    return []
 
 
 def check_commands(scenario: Scenario, objects: list[dict]) -> list[Problem]:

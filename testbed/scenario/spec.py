@@ -23,13 +23,16 @@ from urllib.parse import urlsplit
 from testbed.scenario.actions import ACTION_KEYS, describe, parse_action
 from testbed.spec.source import Document, Problems, read_one
 
-PROBES = ("icmp", "tcp", "udp", "http")
+PROBES = ("icmp", "tcp", "udp", "http", "dns")
+DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
 TOP_KEYS = {"name", "description", "topology", "manifests", "steps"}
-PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries"}
-EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends"}
+PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
+              "record"}
+EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer"}
 BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
-STEP_ACTIONS = ("probe", "sleep", "apply", "delete", "scale", "wait", "kill", "restart")
+STEP_ACTIONS = ("probe", "sleep", "apply", "delete", "scale", "wait", "kill", "restart", "link", "node",
+                "partition", "heal", "readiness", "shape", "inspect")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Expect:
     source_ip: str | None = None      # a name or an IP: what the server must see as the client
     status: int | None = None         # http
     body_contains: str | None = None  # http
-    reply: str | None = None          # udp: the reply must contain this
+    reply: str | None = None          # udp: the reply must contain this; dns: an answer must
     backends: Backends | None = None  # tcp, http: who answered over the tries
 
     def describe(self) -> str:
@@ -89,6 +92,7 @@ class Probe:
     payload: str = "hostname"
     headers: tuple[tuple[str, str], ...] = ()
     tries: int = 1
+    record: str = "A"                 # dns
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,10 @@ def _probe(problems: Problems, doc: Document, path: tuple, raw: dict) -> Probe |
         headers = {}
     elif headers and kind != "http":
         problems.add(doc, path + ("headers",), "only http probes send headers")
+    record = raw.get("record", "A")
+    if record not in DNS_RECORDS or (record != "A" and kind != "dns"):
+        problems.add(doc, path + ("record",), f"a dns probe's record type, one of {', '.join(DNS_RECORDS)}")
+        record = "A"
     tries = raw.get("tries", 1)
     if isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= 1000:
         problems.add(doc, path + ("tries",), "must be a whole number from 1 to 1000")
@@ -241,7 +249,7 @@ def _probe(problems: Problems, doc: Document, path: tuple, raw: dict) -> Probe |
     if not ok or target is None or expect is None or timeout is None or retry_for is None:
         return None
     return Probe(kind, source, target, expect, timeout, retry_for, str(payload),
-                 tuple((str(k), str(v)) for k, v in headers.items()), tries)
+                 tuple((str(k), str(v)) for k, v in headers.items()), tries, record)
 
 
 def _target(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any) -> Target | None:
@@ -263,6 +271,10 @@ def _target(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
             return None
         return Target(parts.hostname, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
     host, _, port_text = raw.rpartition(":") if ":" in raw else (raw, "", "")
+    if kind == "dns":
+        # The name to resolve, exactly as a program in the pod would ask for it (the pod's
+        # search list applies): service-test, service-test.default, or a full name.
+        return Target(raw)
     if kind == "icmp":
         if port_text:
             problems.add(doc, path, "an icmp probe takes no port")
@@ -286,7 +298,7 @@ def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
     if not isinstance(reachable, bool):
         problems.add(doc, path + ("reachable",), "must be true or false")
         return None
-    allowed = {"icmp": set(), "tcp": {"sourceIP", "backends"}, "udp": {"reply"},
+    allowed = {"icmp": set(), "tcp": {"sourceIP", "backends"}, "udp": {"reply"}, "dns": {"answer"},
                "http": {"sourceIP", "status", "bodyContains", "backends"}}
     for key in raw:
         if key in EXPECT_KEYS - {"reachable"} and key not in allowed[kind]:
@@ -296,7 +308,7 @@ def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
     status = raw.get("status")
     if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
         problems.add(doc, path + ("status",), "must be an HTTP status from 100 to 599")
-    for key in ("sourceIP", "bodyContains", "reply"):
+    for key in ("sourceIP", "bodyContains", "reply", "answer"):
         if key in raw and not isinstance(raw[key], str):
             problems.add(doc, path + (key,), "must be a string")
     backends = None
@@ -316,4 +328,5 @@ def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any)
                 problems.add(doc, path + ("backends", "all"), "must be true or false")
             backends = Backends(str(b["selector"]), str(b.get("namespace", "default")), tuple(nodes),
                                 bool(b.get("all", True)))
-    return Expect(reachable, raw.get("sourceIP"), status, raw.get("bodyContains"), raw.get("reply"), backends)
+    reply = raw.get("answer") if kind == "dns" else raw.get("reply")
+    return Expect(reachable, raw.get("sourceIP"), status, raw.get("bodyContains"), reply, backends)

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from testbed.scenario.actions import Apply, Delete, Fault, Scale, Wait, describe
+from testbed.emu import faults
+from testbed.scenario.actions import Apply, Delete, Fault, NetFault, PodRef, Scale, Wait, describe
 from testbed.scenario.probes import Observation, run_probe
 from testbed.scenario.spec import Expect, Probe, Sleep, Step
 
@@ -66,7 +67,8 @@ def judge_backends(expect: Expect, answered: set[str], wanted: set[str]) -> tupl
 
 def probe_step(cluster, probe: Probe, started: float) -> Outcome:
     source = cluster.endpoint(probe.source)
-    address = cluster.address_of(probe.target.host)
+    address = None if probe.kind == "dns" else cluster.address_of(probe.target.host)
+    pod_files = cluster.pod_files(source.name) if source.kind == "pod" else None
     if source.pid is None:
         return Outcome(False, probe.expect.describe(), f"{probe.source} has no running sandbox")
     namespaces = {p.key: p.pid for p in cluster.all_pods() if p.pid}
@@ -78,7 +80,7 @@ def probe_step(cluster, probe: Probe, started: float) -> Outcome:
         answered: set[str] = set()
         passed, why, obs = True, "", None
         for _ in range(probe.tries):
-            obs = run_probe(probe, source.pid, address, namespaces)
+            obs = run_probe(probe, source.pid, address, namespaces, pod_files)
             ok, reason = evaluate(probe.expect, obs, cluster)
             if obs.served_by:
                 answered.add(obs.served_by)
@@ -163,6 +165,12 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
     if isinstance(action, Scale):
         cluster.client.scale("Deployment", action.namespace, action.name, action.replicas)
         return Outcome(True, describe(action), f"{action.namespace}/{action.name} scaled to {action.replicas}")
+    if isinstance(action, NetFault):
+        return net_fault(cluster, action)
+    if isinstance(action, Fault) and action.pod is not None:
+        pod = resolve_pod(cluster, action.pod)
+        killed = cluster.kill_container(pod, action.container or None)
+        return Outcome(True, describe(action), f"killed {', '.join(killed)} of {pod.key}")
     if isinstance(action, Fault):
         node = action.node or cluster.topo.master.name
         if action.action == "kill":
@@ -171,3 +179,46 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         agent = cluster.cp.restart(action.agent, node)
         return Outcome(True, describe(action), f"{action.agent} on {node} restarted (pid {agent.pid})")
     raise TypeError(f"unknown step action {action!r}")
+
+
+def resolve_pod(cluster, ref: PodRef):
+    if ref.name:
+        pod = cluster.find_pod(f"{ref.namespace}/{ref.name}")
+        if pod is None:
+            raise KeyError(f"no pod {ref.namespace}/{ref.name}")
+        return pod
+    pods = sorted((p for p in cluster.pods_matching(ref.namespace, ref.selector)
+                   if p.pid and (not ref.node or p.node == ref.node)), key=lambda p: p.key)
+    if not pods:
+        raise KeyError(f"no running pod matches {ref.describe()}")
+    return pods[0]
+
+
+def net_fault(cluster, action: NetFault) -> Outcome:
+    expectation = describe(action)
+    try:
+        if action.kind == "link":
+            text = faults.link(cluster, action.target, action.up)
+        elif action.kind == "node":
+            text = faults.node_state(cluster, action.target, action.up)
+        elif action.kind == "partition":
+            text = faults.partition(cluster, [list(g) for g in action.groups])
+        elif action.kind == "heal":
+            text = faults.heal(cluster)
+        elif action.kind == "readiness":
+            text = faults.readiness(cluster, resolve_pod(cluster, action.pod), action.up)
+        elif action.kind == "shape":
+            text = faults.shape(cluster, action.target, action.rate, action.delay, action.loss)
+        elif action.what == "ps":
+            from testbed.emu.psview import format_rows, ps_rows
+            from testbed.emu.record import alive
+
+            rows = ps_rows(cluster.ps_state(), action.target, time.time(), lambda p, s: p is not None and alive(p, s))
+            text = format_rows(rows)
+        else:
+            text = faults.inspect(cluster, action.what, action.target)
+    except faults.FaultError as err:
+        return Outcome(False, expectation, f"failed: {err}")
+    details = {"output": text} if action.kind == "inspect" else {}
+    observed = text if action.kind != "inspect" else f"{len(text.splitlines())} lines (in the JSON report)"
+    return Outcome(True, expectation, observed, details)

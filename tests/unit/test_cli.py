@@ -53,7 +53,7 @@ def test_run_with_a_bad_scenario(write, capsys):
     """)
     assert main(["run", str(scenario)]) == 2
     assert error_lines(capsys) == [
-        f"testbed: {scenario}:3: steps[0].probe: must be one of icmp, tcp, udp, http, not 'ping'",
+        f"testbed: {scenario}:3: steps[0].probe: must be one of icmp, tcp, udp, http, dns, not 'ping'",
         f"testbed: {scenario}:4: steps[1].sleep: must be a number of seconds >= 0",
     ]
 

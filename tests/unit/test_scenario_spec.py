@@ -290,16 +290,16 @@ def test_steps_must_be_a_list(problems):
 
 
 @pytest.mark.parametrize(("step", "expected"), [
-    ("  - just words\n", "s.yaml:3: steps[0]: a step must be a mapping with one action (probe, sleep, apply, delete, scale, wait, kill, restart)"),
+    ("  - just words\n", "s.yaml:3: steps[0]: a step must be a mapping with one action (probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect)"),
     ("  - {name: x, wait: 3}\n", "s.yaml:3: steps[0].wait: must be a mapping with one of ready, endpoints, loadBalancer"),
-    ("  - {name: x, pause: 3}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart (has name, pause)"),
-    ("  - {}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart (has nothing)"),
+    ("  - {name: x, pause: 3}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect (has name, pause)"),
+    ("  - {}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect (has nothing)"),
     ("  - {sleep: -1}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
     ("  - {sleep: soon}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
     ("  - {sleep: true}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
     ("  - {sleep: 1, to: x}\n", "s.yaml:3: steps[0].to: unknown field (expected one of: name, sleep)"),
     ("  - {probe: ping, from: a, to: b}\n",
-     "s.yaml:3: steps[0].probe: must be one of icmp, tcp, udp, http, not 'ping'"),
+     "s.yaml:3: steps[0].probe: must be one of icmp, tcp, udp, http, dns, not 'ping'"),
     ("  - {probe: icmp, to: b}\n",
      "s.yaml:3: steps[0].from: Required value: the pod, node or client to probe from"),
     ("  - {probe: icmp, from: '', to: b}\n",
@@ -333,7 +333,7 @@ def test_steps_must_be_a_list(problems):
     ("  - {probe: http, from: a, to: b, headers: {X: [1]}}\n",
      "s.yaml:3: steps[0].headers: must map header names to values"),
     ("  - {probe: icmp, from: a, to: b, expect: maybe}\n",
-     "s.yaml:3: steps[0].expect: must be reachable, unreachable, or a mapping of backends, bodyContains, "
+     "s.yaml:3: steps[0].expect: must be reachable, unreachable, or a mapping of answer, backends, bodyContains, "
      "reachable, reply, sourceIP, status"),
     ("  - {probe: icmp, from: a, to: b, expect: {reachable: 'no'}}\n",
      "s.yaml:3: steps[0].expect.reachable: must be true or false"),
@@ -354,7 +354,7 @@ def test_steps_must_be_a_list(problems):
     ("  - {probe: http, from: a, to: b, expect: {reachable: false, status: 200}}\n",
      "s.yaml:3: steps[0].expect: an unreachable expectation takes no other checks"),
     ("  - {probe: http, from: a, to: b, expect: {code: 200}}\n",
-     "s.yaml:3: steps[0].expect.code: unknown field (expected one of: backends, bodyContains, reachable, "
+     "s.yaml:3: steps[0].expect.code: unknown field (expected one of: answer, backends, bodyContains, reachable, "
      "reply, sourceIP, status)"),
 ])
 def test_step_problems(problems, step, expected):

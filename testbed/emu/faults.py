@@ -1,0 +1,149 @@
+"""Acts: faults and link conditions on a running cluster, each undone by its counterpart.
+
+* `link(node, up)`: the node's uplink down or up (its pods go dark with it).
+* `node_state(node, up)`: a whole node down (uplink down, kubelet and kube-proxy stopped, so
+  it stops heart-beating) or back up.
+* `partition(groups)` / `heal()`: DROP rules in the gateway's FORWARD chain between the node
+  addresses and pod CIDRs of each pair of groups (bridged traffic on a shared LAN passes the
+  same chain through bridge netfilter); `heal` removes exactly the rules it added.
+* `readiness(pod, ok)`: the pod drops its node's probe traffic (from the node's cbr0
+  address), so httpGet and tcpSocket probes fail as if the pod were unhealthy.
+* `shape(node, rate=, delay=, loss=)`: tc on the node's uplink. Rate uses TBF, which every
+  kernel here has; delay and loss need the netem qdisc, and where the kernel lacks it the
+  step fails with a message naming netem instead of silently leaving the link unshaped.
+
+Everything runs inside the cluster's namespaces through the argv runner.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+from testbed.emu.network import BRIDGE
+from testbed.net.run import CommandError, run
+from testbed.spec.names import ifname
+
+PARTITION_COMMENT = "testbed partition"
+
+
+class FaultError(RuntimeError):
+    pass
+
+
+def uplink(node: str) -> str:
+    return ifname(node, "-eth0")
+
+
+def link(cluster, node: str, up: bool) -> str:
+    run(["ip", "link", "set", uplink(node), "up" if up else "down"], netns=cluster.network.pid(node))
+    return f"{uplink(node)} on {node} {'up' if up else 'down'}"
+
+
+def node_state(cluster, node: str, up: bool) -> str:
+    if node not in {w.name for w in cluster.topo.workers}:
+        raise FaultError(f"{node} is not a worker")
+    if up:
+        link(cluster, node, True)
+        for agent in ("kubelet", "kube-proxy"):
+            cluster.cp.restart(agent, node)
+        return f"{node} up: uplink up, kubelet and kube-proxy started"
+    for agent in ("kubelet", "kube-proxy"):
+        agent_state = cluster.cp.agents.get(f"{agent}-{node}")
+        if agent_state is not None and agent_state.running():
+            cluster.cp.kill(agent, node)
+    link(cluster, node, False)
+    return f"{node} down: kubelet and kube-proxy stopped, uplink down"
+
+
+def _networks(cluster, name: str) -> list[IPv4Network]:
+    topo = cluster.topo
+    for node in topo.nodes:
+        if node.name == name:
+            nets = [IPv4Network(f"{node.address}/32")]
+            return nets + ([node.pod_cidr] if node.pod_cidr else [])
+    for client in topo.clients:
+        if client.name == name:
+            return [IPv4Network(f"{client.address}/32")]
+    raise FaultError(f"no node or client is named {name!r}")
+
+
+def _partition_rules(cluster, groups: list[list[str]]) -> list[list[str]]:
+    rules = []
+    for i, a in enumerate(groups):
+        for b in groups[i + 1:]:
+            for src in (n for name in a for n in _networks(cluster, name)):
+                for dst in (n for name in b for n in _networks(cluster, name)):
+                    for s, d in ((src, dst), (dst, src)):
+                        rules.append(["FORWARD", "-s", str(s), "-d", str(d), "-m", "comment",
+                                      "--comment", PARTITION_COMMENT, "-j", "DROP"])
+    return rules
+
+
+def partition(cluster, groups: list[list[str]]) -> str:
+    gw = cluster.network.pid(cluster.topo.gateway_name)
+    rules = _partition_rules(cluster, groups)
+    for rule in rules:
+        run(["iptables", "-w", "5", "-I", *rule], netns=gw)
+    cluster.partitions = getattr(cluster, "partitions", []) + rules
+    # Established connections must not slip through on old conntrack entries.
+    run(["conntrack", "-F"], netns=gw, check=False)
+    return f"{' | '.join(','.join(g) for g in groups)}: {len(rules)} DROP rules on {cluster.topo.gateway_name}"
+
+
+def heal(cluster) -> str:
+    gw = cluster.network.pid(cluster.topo.gateway_name)
+    rules = getattr(cluster, "partitions", [])
+    for rule in rules:
+        run(["iptables", "-w", "5", "-D", *rule], netns=gw, check=False)
+    cluster.partitions = []
+    return f"removed {len(rules)} partition rules"
+
+
+def readiness(cluster, pod, ok: bool) -> str:
+    """Make `pod` (a PodView) fail or pass its node's httpGet/tcpSocket probes."""
+    node = cluster.topo.node(pod.node)
+    rule = ["INPUT", "-s", str(node.bridge_address), "-p", "tcp", "-m", "comment", "--comment",
+            "testbed readiness fault", "-j", "DROP"]
+    if ok:
+        run(["iptables", "-w", "5", "-D", *rule], netns=pod.pid, check=False)
+        return f"{pod.key} answers its node's probes again"
+    run(["iptables", "-w", "5", "-I", *rule], netns=pod.pid)
+    return f"{pod.key} drops probes from {pod.node} ({node.bridge_address})"
+
+
+def shape(cluster, node: str, rate: str | None = None, delay: str | None = None,
+          loss: str | None = None) -> str:
+    """Condition `node`'s uplink; `rate` None, `delay` None and `loss` None clears it."""
+    pid = cluster.network.pid(node)
+    dev = uplink(node)
+    run(["tc", "qdisc", "del", "dev", dev, "root"], netns=pid, check=False)
+    if rate is None and delay is None and loss is None:
+        return f"{dev} on {node}: no shaping"
+    try:
+        if delay is not None or loss is not None:
+            argv = ["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "netem"]
+            argv += ["delay", delay] if delay else []
+            argv += ["loss", loss] if loss else []
+            argv += ["rate", rate] if rate else []
+            run(argv, netns=pid)
+        else:
+            run(["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "32kbit",
+                 "latency", "50ms"], netns=pid)
+    except CommandError as err:
+        if "netem" in " ".join(err.argv) and ("unknown" in err.output.lower() or "not supported" in err.output.lower()
+                                               or "no such file" in err.output.lower()):
+            raise FaultError(f"the kernel has no netem qdisc (sch_netem), which delay and loss need: "
+                             f"{err.output.strip()}") from None
+        raise FaultError(str(err)) from None
+    shown = run(["tc", "qdisc", "show", "dev", dev], netns=pid).stdout.strip()
+    return f"{dev} on {node}: {shown}"
+
+
+def inspect(cluster, what: str, node: str) -> str:
+    """Text of a node's NAT table, nftables ruleset, conntrack table, routes or bridge ports."""
+    pid = cluster.network.pid(node)
+    argv = {"nat": ["iptables-save", "-t", "nat"], "nft": ["nft", "list", "ruleset"],
+            "conntrack": ["conntrack", "-L"], "routes": ["ip", "route"],
+            "bridge": ["bridge", "link", "show", "master", BRIDGE]}[what]
+    result = run(argv, netns=pid, check=False)
+    return (result.stdout + result.stderr).strip()

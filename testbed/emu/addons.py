@@ -45,7 +45,8 @@ def ingress_nginx_addon(topo: Topology, api: str, replicas: int = 1) -> list[dic
     """The namespace and controller Deployment of the ingress-nginx add-on."""
     container = {
         "name": "nginx-ingress", "image": "nginx/nginx-ingress:testbed",
-        "command": ["python3", "-m", "testbed.ingress.controller", "--api", api, "--workdir", "."],
+        "command": ["python3", "-m", "testbed.ingress.controller", "--api", api, "--workdir", ".",
+                    "--publish-pods", f"{INGRESS_NAMESPACE}/app={INGRESS_LABELS['app']}"],
         "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}],
         # Port 80 opens only once nginx runs a first good configuration.
         "readinessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1},

@@ -16,6 +16,9 @@ Informers on Ingresses, Services and EndpointSlices wake one loop that renders n
    the Ingress renders cleanly again. If the failing line belongs to no Ingress, the old
    configuration keeps serving unchanged.
 
+With --publish-pods NAMESPACE/SELECTOR (the add-on passes nginx-ingress/app=nginx-ingress) the
+served Ingresses' status.loadBalancer.ingress lists the nodes running ready controller pods.
+
 nginx keeps every file under --workdir (pid, logs, temp paths) and is started with `-e` so it
 never opens /var/log/nginx. Backends are pod addresses, so endpoint changes reload nginx, as
 ingress-nginx did before its Lua balancer. SIGTERM ends nginx and exits 0.
@@ -36,7 +39,7 @@ import time
 from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client
-from testbed.ingress.config import NginxPaths, build, culprit, render
+from testbed.ingress.config import NginxPaths, build, culprit, render, serves
 
 log = logging.getLogger("testbed.ingress")
 
@@ -92,8 +95,10 @@ class Nginx:
 
 class IngressController:
     def __init__(self, client: Client, nginx: Nginx, ingress_class: str = "nginx",
-                 default_class: bool = True, port: int = 80):
+                 default_class: bool = True, port: int = 80,
+                 publish: tuple[str, str] | None = None):
         self.client, self.nginx = client, nginx
+        self.publish = publish              # (namespace, label selector) of the controller pods
         self.ingress_class, self.default_class, self.port = ingress_class, default_class, port
         self.wake = threading.Event()
         self.attempted: str | None = None   # the last full rendering tried
@@ -163,10 +168,32 @@ class IngressController:
             except ApiError as err:  # another replica wrote it, or it changed: next pass
                 log.info("annotation on %s not written: %s", key, err)
 
+    def publish_status(self, ingresses: list[dict], pods: list[dict]) -> None:
+        """status.loadBalancer.ingress of served Ingresses = the nodes running ready controller
+        pods, as ingress-nginx does without --publish-service (`kubectl get ing` ADDRESS)."""
+        ips = sorted({(p.get("status") or {}).get("hostIP") for p in pods
+                      if any(c.get("type") == "Ready" and c.get("status") == "True"
+                             for c in (p.get("status") or {}).get("conditions") or [])} - {None, ""})
+        want = {"ingress": [{"ip": ip} for ip in ips]} if ips else {}
+        for ing in ingresses:
+            if not serves(ing, self.ingress_class, self.default_class):
+                continue
+            if ((ing.get("status") or {}).get("loadBalancer") or {}) == want:
+                continue
+            meta = {k: v for k, v in ing["metadata"].items() if k != "resourceVersion"}
+            try:
+                self.client.update_status(dict(ing, metadata=meta, status={"loadBalancer": want}))
+            except ApiError as err:
+                log.info("status of %s/%s not written: %s", meta.get("namespace"), meta["name"], err)
+
     def run(self, stop: threading.Event, informer_cls) -> None:
         informers = [informer_cls(self.client, kind, on_add=self.poke, on_update=self.poke,
                                   on_delete=self.poke, resync=RESYNC).start()
                      for kind in ("Ingress", "Service", "EndpointSlice")]
+        pods = None
+        if self.publish:
+            pods = informer_cls(self.client, "Pod", namespace=self.publish[0], selector=self.publish[1],
+                                on_add=self.poke, on_update=self.poke, on_delete=self.poke).start()
         try:
             while not stop.is_set():
                 if not all(i.has_synced() for i in informers):
@@ -176,13 +203,15 @@ class IngressController:
                 self.wake.clear()
                 try:
                     self.sync(*(i.items() for i in informers))
+                    if pods is not None and pods.has_synced():
+                        self.publish_status(informers[0].items(), pods.items())
                 except (OSError, subprocess.SubprocessError) as err:
                     log.warning("sync failed: %s", err)
                 if not self.nginx.running():
                     self.attempted = None  # start it again next pass
                 self.wake.wait(RESYNC if self.nginx.running() else 1.0)
         finally:
-            for i in informers:
+            for i in [*informers, *([pods] if pods is not None else [])]:
                 i.stop()
             self.nginx.stop()
 
@@ -196,14 +225,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-default-class", action="store_true",
                    help="serve only Ingresses that name this class")
     p.add_argument("--http-port", type=int, default=80)
+    p.add_argument("--publish-pods", metavar="NAMESPACE/SELECTOR",
+                   help="write the nodes of these ready controller pods into Ingress status")
     p.add_argument("--nginx", help="the nginx binary (default: nginx on PATH, else /usr/sbin/nginx)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="ingress %(asctime)s %(message)s")
     from testbed.apiclient import Informer
 
     paths = NginxPaths(str(Path(args.workdir).resolve()))
+    publish = tuple(args.publish_pods.split("/", 1)) if args.publish_pods else None
+    if publish is not None and len(publish) != 2:
+        p.error("--publish-pods takes NAMESPACE/SELECTOR")
     controller = IngressController(Client(args.api), Nginx(paths, args.nginx), args.ingress_class,
-                                   not args.no_default_class, args.http_port)
+                                   not args.no_default_class, args.http_port, publish)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: (stop.set(), controller.wake.set()))

@@ -112,6 +112,11 @@ def test_article_example_answers_from_every_pod_through_every_worker(cluster) ->
             if seen == pods:
                 break
         assert seen == pods, f"through {node}: answered by {sorted(seen)}, pods {sorted(pods)}"
+    # `kubectl get ingress` ADDRESS: the nodes running the controller pods.
+    hosts = {str(cluster.topo.node(p.node).address) for p in cluster.all_pods() if p.namespace == "nginx-ingress"}
+    wait_for(lambda: {i["ip"] for i in (cluster.client.get("Ingress", "default", "nginx-ingress-test")
+                                         .get("status") or {}).get("loadBalancer", {}).get("ingress", [])} == hosts,
+             10, f"the Ingress status to list {hosts}")
 
 
 def test_host_and_path_routing_and_the_404_default(cluster) -> None:

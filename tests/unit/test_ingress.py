@@ -226,3 +226,19 @@ def test_endpoint_changes_reload(tmp_path) -> None:
     ctl.sync([ing], SERVICES, [slice_("web", "10.244.0.5")])
     assert nginx.loads == 2
     assert "10.244.1.5" not in (tmp_path / "nginx.conf").read_text()
+
+
+def test_status_lists_the_nodes_of_ready_controller_pods(tmp_path) -> None:
+    client = FakeClient()
+    client.update_status = lambda obj: client.updates.append(obj) or obj
+    ctl = IngressController(client, FakeNginx(tmp_path), publish=("nginx-ingress", "app=nginx-ingress"))
+
+    def pod(ip, ready):
+        return {"status": {"hostIP": ip, "conditions": [{"type": "Ready", "status": str(ready)}]}}
+    mine, theirs = ingress("a", []), ingress("b", [], cls="other")
+    ctl.publish_status([mine, theirs], [pod("172.16.2.2", True), pod("172.16.1.2", True), pod("172.16.3.2", False)])
+    assert [u["metadata"]["name"] for u in client.updates] == ["a"]
+    want = {"loadBalancer": {"ingress": [{"ip": "172.16.1.2"}, {"ip": "172.16.2.2"}]}}
+    assert client.updates[0]["status"] == want
+    ctl.publish_status([dict(mine, status=want)], [pod("172.16.2.2", True), pod("172.16.1.2", True)])
+    assert len(client.updates) == 1   # already right: no write

@@ -64,17 +64,26 @@ class SocketWatch:
         self.before = {name: tcp_sockets(pid) for name, pid in namespaces.items()}
 
     def server_side(self, client: tuple[str, int], server_port: int) -> tuple[str, str] | None:
-        """(namespace name, client IP as the server saw it) for the connection from `client`."""
-        fallback = None
+        """(namespace name, client IP as the server saw it) for the connection from `client`.
+
+        A proxy on the way (userspace kube-proxy, an ingress controller) accepts the client's
+        connection and opens one of its own to the backend: a pod's socket is preferred over a
+        node's, so the backend that finally served is reported, with the address it saw.
+        """
+        direct, by_port, in_pods = None, None, None
         for name, pid in self.namespaces.items():
             for local, remote in tcp_sockets(pid) - self.before[name]:
                 if local == client:
                     continue  # our own end
-                if remote[1] == client[1]:
-                    return name, remote[0]
-                if local[1] == server_port and fallback is None:
-                    fallback = (name, remote[0])
-        return fallback
+                if remote[1] == client[1] and direct is None:
+                    direct = (name, remote[0])
+                elif local[1] == server_port and by_port is None:
+                    by_port = (name, remote[0])
+                elif "/" in name and in_pods is None and remote != client:
+                    in_pods = (name, remote[0])
+        if direct is not None and "/" in direct[0]:
+            return direct
+        return next((c for c in (in_pods, direct, by_port) if c is not None and "/" in c[0]), direct or by_port)
 
 
 def probe_icmp(source_pid: int, address: IPv4Address, timeout: float) -> Observation:

@@ -65,6 +65,9 @@ def prepare(path: str) -> Prepared:
             except SpecError as err:
                 problems.extend(err.problems)
     everything = [o for objs in step_objects.values() for o in objs]
+    if topo is not None and scenario.proxy_modes:
+        topo, found = with_proxy_modes(scenario, topo)
+        problems.extend(found)
     if topo is not None:
         # With broken manifests, names are still checked against the pods they declare.
         pods = objects if objects is not None else _declared_pods(scenario)
@@ -74,6 +77,20 @@ def prepare(path: str) -> Prepared:
     if problems:
         raise SpecError(problems)
     return Prepared(scenario, topo, objects, step_objects)
+
+
+def with_proxy_modes(scenario: Scenario, topo: Topology) -> tuple[Topology, list[Problem]]:
+    """The topology with the scenario's kube-proxy modes (all nodes, then named ones)."""
+    import dataclasses
+
+    workers = {w.name for w in topo.workers}
+    problems = [Problem(scenario.file, None, f"kubeProxy.nodes.{n}", f"{n!r} is not a worker ({', '.join(sorted(workers))})")
+                for n, _ in scenario.proxy_modes if n != "*" and n not in workers]
+    modes = dict(scenario.proxy_modes)
+    default = modes.get("*", topo.proxy_mode)
+    new_workers = tuple(dataclasses.replace(w, proxy_mode=modes.get(w.name, default if "*" in modes else w.proxy_mode))
+                        for w in topo.workers)
+    return dataclasses.replace(topo, workers=new_workers, proxy_mode=default), problems
 
 
 def _declared_pods(scenario: Scenario) -> list[dict]:

@@ -25,7 +25,8 @@ from testbed.spec.source import Document, Problems, read_one
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
-TOP_KEYS = {"name", "description", "topology", "manifests", "steps"}
+TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy"}
+PROXY_MODES = ("iptables", "nftables", "userspace")
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
               "record"}
 EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer"}
@@ -115,6 +116,7 @@ class Scenario:
     topology: Path
     manifests: tuple[Path, ...]
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    proxy_modes: tuple[tuple[str, str], ...] = ()   # (node or "*", mode) over the topology's
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -174,9 +176,36 @@ def build_scenario(doc: Document) -> Scenario:
         step = _step(problems, doc, ("steps", i), raw_step)
         if step is not None:
             steps.append(step)
+    proxy_modes = _proxy_modes(problems, doc, data.get("kubeProxy"))
     problems.raise_if_any()
     return Scenario(name, doc.file, str(data.get("description", "")).strip(), topo_path,
-                    tuple(manifests), tuple(steps))
+                    tuple(manifests), tuple(steps), proxy_modes)
+
+
+def _proxy_modes(problems: Problems, doc: Document, raw: Any) -> tuple[tuple[str, str], ...]:
+    """kubeProxy: {mode: userspace, nodes: {node2: iptables}} over the topology's modes."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        problems.add(doc, ("kubeProxy",), "must be a mapping of mode and nodes")
+        return ()
+    _unknown(problems, doc, ("kubeProxy",), raw, {"mode", "nodes"})
+    out = []
+    if "mode" in raw:
+        if raw["mode"] not in PROXY_MODES:
+            problems.add(doc, ("kubeProxy", "mode"), f"must be one of {', '.join(PROXY_MODES)}")
+        else:
+            out.append(("*", raw["mode"]))
+    nodes = raw.get("nodes", {})
+    if not isinstance(nodes, dict):
+        problems.add(doc, ("kubeProxy", "nodes"), "must map node names to modes")
+        nodes = {}
+    for node, mode in nodes.items():
+        if mode not in PROXY_MODES:
+            problems.add(doc, ("kubeProxy", "nodes", node), f"must be one of {', '.join(PROXY_MODES)}")
+        else:
+            out.append((str(node), mode))
+    return tuple(out)
 
 
 def _step(problems: Problems, doc: Document, path: tuple, raw: Any) -> Step | None:

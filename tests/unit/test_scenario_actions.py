@@ -108,3 +108,21 @@ def test_backends_only_for_tcp_and_http(scenario):
     """)
     assert "7: steps[0].expect.backends: a udp probe cannot check backends" in found
     assert "11: steps[1].expect.backends: must be a mapping with a selector (and namespace, nodes, all)" in found
+
+
+def test_scenario_kube_proxy_modes_override_the_topology(tmp_path):
+    from testbed.scenario.runner import with_proxy_modes
+    from testbed.spec.topology import load_topology
+
+    (tmp_path / "topo.yaml").write_text("workers: [w1, w2, w3]\nkubeProxy: {mode: nftables}\n")
+    (tmp_path / "s.yaml").write_text("topology: topo.yaml\nkubeProxy: {mode: iptables, nodes: {w2: userspace, w9: iptables}}\n")
+    scenario = load_scenario(tmp_path / "s.yaml")
+    topo, problems = with_proxy_modes(scenario, load_topology(tmp_path / "topo.yaml"))
+    assert [w.proxy_mode for w in topo.workers] == ["iptables", "userspace", "iptables"]
+    assert [p.field for p in problems] == ["kubeProxy.nodes.w9"]
+    (tmp_path / "bad.yaml").write_text("topology: topo.yaml\nkubeProxy: {mode: ipvs, nodes: {w1: bpf}}\n")
+    with pytest.raises(SpecError) as info:
+        load_scenario(tmp_path / "bad.yaml")
+    assert [str(p).split(": ", 1)[1] for p in info.value.problems] == [
+        "kubeProxy.mode: must be one of iptables, nftables, userspace",
+        "kubeProxy.nodes.w1: must be one of iptables, nftables, userspace"]

@@ -241,7 +241,7 @@ def test_expect_describe(expect, text):
 
 def test_unknown_top_level_field(problems):
     assert problems("topology: topology.yaml\nsetps: []\n") == [
-        "s.yaml:2: setps: unknown field (expected one of: description, manifests, name, steps, topology)"]
+        "s.yaml:2: setps: unknown field (expected one of: description, kubeProxy, manifests, name, steps, topology)"]
 
 
 def test_topology_required(problems):
@@ -391,7 +391,7 @@ def test_every_problem_is_reported_at_once_with_lines(problems):
           - wait: 3
     """)
     assert found == [
-        "s.yaml:3: extra: unknown field (expected one of: description, manifests, name, steps, topology)",
+        "s.yaml:3: extra: unknown field (expected one of: description, kubeProxy, manifests, name, steps, topology)",
         "s.yaml:2: topology: no such file: missing.yaml",
         "s.yaml:4: manifests[0]: no such file: gone.yaml",
         "s.yaml:11: steps[1].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b'",

@@ -42,9 +42,9 @@ def collect_pods(store: Store) -> list[Change]:
     That is a Pod never scheduled, or one bound to a Node that does not exist (as the PodGC
     controller does for orphaned Pods).
     """
-    nodes = {name_of(n) for n in store.list("Node")[0]}
+    nodes = {name_of(n) for n in store.list("Node", copy=False)[0]}
     changes = []
-    for pod in store.list("Pod")[0]:
+    for pod in store.list("Pod", copy=False)[0]:
         node = pod["spec"].get("nodeName")
         if is_terminating(pod) and (not node or node not in nodes):
             try:

@@ -21,7 +21,7 @@ Thread-safe: one lock, and a condition that writers notify and watchers wait on.
 
 from __future__ import annotations
 
-import copy
+import pickle
 import threading
 import time
 import uuid
@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from testbed.api.meta import parse_selector, selector_matches
 
@@ -79,6 +80,11 @@ class WatchBatch:
     resource_version: str
 
 
+def clone(obj: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, scalars), about 3x faster than deepcopy."""
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -124,22 +130,29 @@ class Store:
         with self._lock:
             if key not in self._objects:
                 raise NotFound(f"{_describe(key)} not found")
-            return copy.deepcopy(self._objects[key])
+            return clone(self._objects[key])
 
     def list(self, kind: str, namespace: str | None = None,
-             selector: dict | str | None = None) -> tuple[list[dict], str]:
-        """Matching objects sorted by namespace and name, and the store's resourceVersion."""
+             selector: dict | str | None = None, *, copy: bool = True) -> tuple[list[dict], str]:
+        """Matching objects sorted by namespace and name, and the store's resourceVersion.
+
+        `copy=False` hands out the stored objects themselves, for readers that promise never to
+        change them (the in-process controllers: a pass over 1,000 Pods then costs no copies).
+        That is safe because the store never changes a stored object in place: every write
+        stores a new one.
+        """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
         with self._lock:
-            out = [copy.deepcopy(obj) for key, obj in sorted(self._objects.items())
-                   if key[0] == kind and (namespace is None or key[1] == namespace)
-                   and selector_matches(sel, obj["metadata"].get("labels"))]
-            return out, str(self._rv)
+            found = [obj for key, obj in sorted(self._objects.items())
+                     if key[0] == kind and (namespace is None or key[1] == namespace)
+                     and selector_matches(sel, obj["metadata"].get("labels"))]
+            rv = str(self._rv)
+        return (clone(found) if copy else found), rv
 
     # -- writes --------------------------------------------------------------------------------
 
     def create(self, obj: dict) -> dict:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + self._new_uid().replace("-", "")[:5]
@@ -187,8 +200,8 @@ class Store:
                 raise NotFound(f"{_describe(key)} not found")
             if grace_seconds:
                 if old["metadata"].get("deletionTimestamp"):
-                    return copy.deepcopy(old)
-                new = copy.deepcopy(old)
+                    return clone(old)
+                new = clone(old)
                 new["metadata"]["deletionTimestamp"] = self._now()
                 new["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
                 return self._write(key, new, "MODIFIED", old)
@@ -206,12 +219,12 @@ class Store:
                                "has been modified; please apply your changes to the latest "
                                "version and try again")
             if status:
-                new = copy.deepcopy(old)
+                new = clone(old)
                 if "status" in obj:
-                    new["status"] = copy.deepcopy(obj["status"])
+                    new["status"] = clone(obj["status"])
             else:
-                new = copy.deepcopy(obj)
-                new["metadata"] = meta = copy.deepcopy(obj.get("metadata") or {})
+                new = clone(obj)
+                new["metadata"] = meta = clone(obj.get("metadata") or {})
                 for server_field in ("uid", "creationTimestamp", "generation",
                                      "deletionTimestamp", "deletionGracePeriodSeconds"):
                     if server_field in old["metadata"]:
@@ -222,12 +235,12 @@ class Store:
                     meta["namespace"] = key[1]
                 new.pop("status", None)
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = clone(old["status"])
                 if _spec_part(new) != _spec_part(old):
                     meta["generation"] = old["metadata"]["generation"] + 1
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
-                return copy.deepcopy(old)
+                return clone(old)
             return self._write(key, new, "MODIFIED", old)
 
     def _write(self, key: Key, new: dict | None, kind: str, old: dict | None) -> dict:
@@ -235,19 +248,19 @@ class Store:
         self._rv += 1
         if new is None:
             del self._objects[key]
-            shown = copy.deepcopy(old)
+            shown = clone(old)
             assert shown is not None
         else:
             new["metadata"]["resourceVersion"] = str(self._rv)
             self._objects[key] = new
-            shown = copy.deepcopy(new)
+            shown = clone(new)
         if new is None:
             shown["metadata"]["resourceVersion"] = str(self._rv)
         self._events.append(Event(kind, shown, self._rv, old))
         while len(self._events) > self._history:
             self._dropped_upto = self._events.popleft().resource_version
         self._changed.notify_all()
-        return copy.deepcopy(shown)
+        return clone(shown)
 
     # -- watch ---------------------------------------------------------------------------------
 
@@ -271,7 +284,7 @@ class Store:
         deadline = time.monotonic() + timeout
         with self._lock:
             if since in (None, "", "0"):
-                events = [Event("ADDED", copy.deepcopy(obj), int(obj["metadata"]
+                events = [Event("ADDED", clone(obj), int(obj["metadata"]
                                                                   ["resourceVersion"]))
                           for _, obj in sorted(self._objects.items()) if matches(obj)]
                 return WatchBatch(events, str(self._rv))
@@ -299,7 +312,7 @@ class Store:
                                             event.previous))
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0:
-                    out = [Event(e.type, copy.deepcopy(e.object), e.resource_version)
+                    out = [Event(e.type, clone(e.object), e.resource_version)
                            for e in events]
                     return WatchBatch(out, str(self._rv))
                 self._changed.wait(remaining)

@@ -127,7 +127,7 @@ def reconcile_deployment(store: Store, deployment: dict, rng: random.Random) -> 
 
 
 def _owned_pods(store: Store, deployment: dict) -> list[dict]:
-    pods, _ = store.list("Pod", namespace_of(deployment))
+    pods, _ = store.list("Pod", namespace_of(deployment), copy=False)  # read only
     return [p for p in pods if is_owned_by(p, deployment)
             and selector_matches(deployment["spec"]["selector"], p["metadata"].get("labels"))]
 
@@ -153,11 +153,11 @@ def _update_status(store: Store, deployment: dict, pod_hash: str) -> list[Change
 def reconcile_deployments(store: Store, rng: random.Random) -> list[Change]:
     """Every Deployment, then every Pod whose owning Deployment is gone (garbage collection)."""
     changes: list[Change] = []
-    deployments, _ = store.list("Deployment")
+    deployments, _ = store.list("Deployment", copy=False)  # read only, as below
     for deployment in deployments:
         changes.extend(reconcile_deployment(store, deployment, rng))
     uids = {d["metadata"].get("uid") for d in deployments}
-    pods, _ = store.list("Pod")
+    pods, _ = store.list("Pod", copy=False)
     for pod in pods:
         refs = [r for r in pod["metadata"].get("ownerReferences") or []
                 if r.get("kind") == "Deployment" and r.get("controller")]

@@ -106,8 +106,8 @@ def reconcile_service(store: Store, service: dict, rng: random.Random) -> list[C
     ns, name = namespace_of(service), name_of(service)
     existing, _ = store.list("EndpointSlice", ns, {SERVICE_NAME_LABEL: name,
                                                    MANAGED_BY_LABEL: MANAGED_BY})
-    pods, _ = store.list("Pod", ns)
-    nodes, _ = store.list("Node")
+    pods, _ = store.list("Pod", ns, copy=False)  # read only
+    nodes, _ = store.list("Node", copy=False)
     zones = {name_of(n): (n["metadata"].get("labels") or {}).get(ZONE_LABEL, "") for n in nodes}
     wanted = desired_slices(service, pods, zones)
     changes: list[Change] = []

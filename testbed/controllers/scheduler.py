@@ -67,10 +67,11 @@ def _condition(status: str, reason: str = "", message: str = "") -> dict:
 
 def schedule_pending(store: Store) -> list[Change]:
     """Bind every unscheduled active Pod, or record why it cannot be; returns what changed."""
-    nodes, _ = store.list("Node")
-    pods, _ = store.list("Pod")
+    # Read-only views (copy=False): a bound Pod is replaced in `pods`, never changed.
+    nodes, _ = store.list("Node", copy=False)
+    pods, _ = store.list("Pod", copy=False)
     changes: list[Change] = []
-    for pod in pods:
+    for index, pod in enumerate(pods):
         if pod["spec"].get("nodeName") or not is_active(pod):
             continue
         decision = choose_node(pod, nodes, pods)
@@ -85,10 +86,9 @@ def schedule_pending(store: Store) -> list[Change]:
                 changes.append(Change("status", "Pod", namespace_of(pod), name_of(pod),
                                       decision.reason))
             continue
-        pod["spec"]["nodeName"] = decision.node
-        bound = store.update(pod)
+        bound = store.update(dict(pod, spec=dict(pod["spec"], nodeName=decision.node)))
         status["conditions"] = others + [_condition("True")]
         store.update_status(dict(bound, status=status))
-        pod.update(bound)  # later decisions in this pass count this pod on its node
+        pods[index] = bound  # later decisions in this pass count this pod on its node
         changes.append(Change("bind", "Pod", namespace_of(pod), name_of(pod), decision.node))
     return changes

@@ -59,31 +59,63 @@ def tcp_sockets(pid: int) -> set[tuple[tuple[str, int], tuple[str, int]]]:
 class SocketWatch:
     """Snapshots the TCP tables of many namespaces, to find the server side of a new connection."""
 
-    def __init__(self, namespaces: dict[str, int]):
+    def __init__(self, namespaces: dict[str, int], addresses: dict[str, set[str]] | None = None):
         self.namespaces = namespaces
+        self.addresses = addresses or {}   # namespace name -> its IPs, to follow closed proxy hops
         self.before = {name: tcp_sockets(pid) for name, pid in namespaces.items()}
 
     def server_side(self, client: tuple[str, int], server_port: int) -> tuple[str, str] | None:
         """(namespace name, client IP as the server saw it) for the connection from `client`.
 
-        A proxy on the way (userspace kube-proxy, an ingress controller) accepts the client's
-        connection and opens one of its own to the backend: a pod's socket is preferred over a
-        node's, so the backend that finally served is reported, with the address it saw.
+        The first hop is the socket that took our connection (matched by our source port, which
+        NAT rarely changes, else by the server port). When that hop is a proxy (userspace
+        kube-proxy, an ingress controller), it opened a connection of its own meanwhile: the
+        chain is followed to the namespace whose socket is that connection's other end, so the
+        backend that finally served is reported, with the address it saw.
         """
-        direct, by_port, in_pods = None, None, None
-        for name, pid in self.namespaces.items():
-            for local, remote in tcp_sockets(pid) - self.before[name]:
+        new = {name: tcp_sockets(pid) - self.before[name] for name, pid in self.namespaces.items()}
+        hop = self._first_hop(new, client, server_port)
+        if hop is None:
+            return None
+        for _ in range(4):
+            follow = self._next_hop(new, *hop)
+            if follow is None:
+                break
+            hop = follow
+        name, _, remote = hop
+        return name, remote[0]
+
+    @staticmethod
+    def _first_hop(new, client, server_port):
+        by_port = None
+        for name, sockets in new.items():
+            for local, remote in sockets:
                 if local == client:
                     continue  # our own end
-                if remote[1] == client[1] and direct is None:
-                    direct = (name, remote[0])
-                elif local[1] == server_port and by_port is None:
-                    by_port = (name, remote[0])
-                elif "/" in name and in_pods is None and remote != client:
-                    in_pods = (name, remote[0])
-        if direct is not None and "/" in direct[0]:
-            return direct
-        return next((c for c in (in_pods, direct, by_port) if c is not None and "/" in c[0]), direct or by_port)
+                if remote[1] == client[1]:
+                    return name, local, remote
+                if local[1] == server_port and by_port is None:
+                    by_port = (name, local, remote)
+        return by_port
+
+    def _next_hop(self, new, name, local, remote):
+        for out_local, out_remote in new[name]:
+            if (out_local, out_remote) == (local, remote) or out_local == local:
+                continue
+            for other, sockets in new.items():
+                if other != name and (out_remote, out_local) in sockets:
+                    return other, out_remote, out_local
+        # The proxy's own end may already be gone (the backend closed first, and the passive
+        # closer's socket leaves the table): the backend's end, in TIME_WAIT, still names the
+        # proxy's address as its peer.
+        mine = self.addresses.get(name, set())
+        for other, sockets in new.items():
+            if other == name:
+                continue
+            for other_local, other_remote in sockets:
+                if other_remote[0] in mine and other_remote != remote and other_local != remote:
+                    return other, other_local, other_remote
+        return None
 
 
 def probe_icmp(source_pid: int, address: IPv4Address, timeout: float) -> Observation:
@@ -201,7 +233,7 @@ def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files
 
 
 def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namespaces: dict[str, int],
-              pod_files: Path | None = None) -> Observation:
+              pod_files: Path | None = None, addresses: dict[str, set[str]] | None = None) -> Observation:
     """One attempt of `probe` from `source_pid` to `address`."""
     t = probe.target
     if probe.kind == "dns":
@@ -210,8 +242,9 @@ def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namesp
         return probe_icmp(source_pid, address, probe.timeout)
     if probe.kind == "udp":
         return probe_udp(source_pid, address, t.port, probe.payload, probe.timeout)
-    watch = SocketWatch(namespaces)
+    watch = SocketWatch(namespaces, addresses)
     if probe.kind == "tcp":
         return probe_tcp(source_pid, address, t.port, probe.timeout, watch)
-    host = t.host if t.port == 80 else f"{t.host}:{t.port}"
+    name = t.host or str(address)
+    host = name if t.port == 80 else f"{name}:{t.port}"
     return probe_http(source_pid, address, t.port, t.path, host, dict(probe.headers), probe.timeout, watch)

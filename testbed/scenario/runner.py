@@ -7,6 +7,7 @@ SIGTERM tear the cluster down before the command exits.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import time
@@ -22,7 +23,7 @@ from testbed.scenario.actions import Fault, NetFault
 from testbed.scenario.spec import Probe, Scenario, Step, load_scenario
 from testbed.scenario.steps import Outcome, evaluate, execute  # noqa: F401 (evaluate: re-exported)
 from testbed.spec.source import Problem, SpecError, field_name, read_documents
-from testbed.spec.topology import Topology, load_topology
+from testbed.spec.topology import ADDONS, Topology, load_topology
 
 
 @dataclass
@@ -68,6 +69,11 @@ def prepare(path: str) -> Prepared:
     if topo is not None and scenario.proxy_modes:
         topo, found = with_proxy_modes(scenario, topo)
         problems.extend(found)
+    if topo is not None and scenario.addons:
+        unknown = [a for a in scenario.addons if a not in ADDONS]
+        problems.extend(Problem(scenario.file, None, "addons", f"unknown add-on {a!r} (known: {', '.join(ADDONS)})")
+                        for a in unknown)
+        topo = dataclasses.replace(topo, addons=tuple(dict.fromkeys(topo.addons + scenario.addons)))
     if topo is not None:
         # With broken manifests, names are still checked against the pods they declare.
         pods = objects if objects is not None else _declared_pods(scenario)
@@ -81,8 +87,6 @@ def prepare(path: str) -> Prepared:
 
 def with_proxy_modes(scenario: Scenario, topo: Topology) -> tuple[Topology, list[Problem]]:
     """The topology with the scenario's kube-proxy modes (all nodes, then named ones)."""
-    import dataclasses
-
     workers = {w.name for w in topo.workers}
     problems = [Problem(scenario.file, None, f"kubeProxy.nodes.{n}", f"{n!r} is not a worker ({', '.join(sorted(workers))})")
                 for n, _ in scenario.proxy_modes if n != "*" and n not in workers]

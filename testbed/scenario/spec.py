@@ -25,7 +25,7 @@ from testbed.spec.source import Document, Problems, read_one
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
-TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy"}
+TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy", "addons"}
 PROXY_MODES = ("iptables", "nftables", "userspace")
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
               "record"}
@@ -77,9 +77,12 @@ class Expect:
 
 @dataclass(frozen=True)
 class Target:
-    host: str                 # a name or an IP
+    host: str                 # a name or an IP (a node's name for a nodePort target)
     port: int | None = None
     path: str = "/"
+    service: str = ""         # nodePort / loadBalancer targets: namespace/name of the Service
+    via: str = ""             # "nodePort" or "loadBalancer": the address is read at run time
+    service_port: str = ""    # which port of the Service (name or number; default: the first)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Scenario:
     manifests: tuple[Path, ...]
     steps: tuple[Step, ...] = field(default_factory=tuple)
     proxy_modes: tuple[tuple[str, str], ...] = ()   # (node or "*", mode) over the topology's
+    addons: tuple[str, ...] = ()                     # add-ons beyond the topology's
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -177,9 +181,13 @@ def build_scenario(doc: Document) -> Scenario:
         if step is not None:
             steps.append(step)
     proxy_modes = _proxy_modes(problems, doc, data.get("kubeProxy"))
+    addons = data.get("addons", [])
+    if not isinstance(addons, list) or not all(isinstance(a, str) for a in addons):
+        problems.add(doc, ("addons",), "must be a list of add-on names")
+        addons = []
     problems.raise_if_any()
     return Scenario(name, doc.file, str(data.get("description", "")).strip(), topo_path,
-                    tuple(manifests), tuple(steps), proxy_modes)
+                    tuple(manifests), tuple(steps), proxy_modes, tuple(addons))
 
 
 def _proxy_modes(problems: Problems, doc: Document, raw: Any) -> tuple[tuple[str, str], ...]:
@@ -239,6 +247,10 @@ def _step(problems: Problems, doc: Document, path: tuple, raw: Any) -> Step | No
 
 def _show_target(probe: Probe) -> str:
     t = probe.target
+    if t.via == "nodePort":
+        return f"{t.host}:nodePort({t.service}{':' + t.service_port if t.service_port else ''})"
+    if t.via == "loadBalancer":
+        return f"loadBalancer({t.service}{':' + t.service_port if t.service_port else ''})"
     if probe.kind == "http":
         return f"http://{t.host}{':' + str(t.port) if t.port else ''}{t.path}"
     return f"{t.host}:{t.port}" if t.port else t.host
@@ -281,7 +293,29 @@ def _probe(problems: Problems, doc: Document, path: tuple, raw: dict) -> Probe |
                  tuple((str(k), str(v)) for k, v in headers.items()), tries, record)
 
 
+def _service_target(problems: Problems, doc: Document, path: tuple, kind: str, raw: dict) -> Target | None:
+    """`to: {service: NS/NAME, nodePort: PORT, node: w1}` or `{service: NAME, loadBalancer: PORT}`."""
+    keys = {"service", "nodePort", "loadBalancer", "node", "path"}
+    _unknown(problems, doc, path, raw, keys)
+    via = [k for k in ("nodePort", "loadBalancer") if k in raw]
+    if "service" not in raw or len(via) != 1 or kind not in ("tcp", "http", "udp"):
+        problems.add(doc, path, "a Service target needs service and one of nodePort (with node) or "
+                                "loadBalancer, naming the Service's port, for tcp, udp or http")
+        return None
+    if via == ["nodePort"] and not isinstance(raw.get("node"), str):
+        problems.add(doc, path + ("node",), "Required value: the node whose address to use")
+        return None
+    service = str(raw["service"])
+    if "/" not in service:
+        service = f"default/{service}"
+    port = raw[via[0]]
+    port = "" if port is True else str(port)
+    return Target(str(raw.get("node", "")), None, str(raw.get("path", "/")), service, via[0], port)
+
+
 def _target(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any) -> Target | None:
+    if isinstance(raw, dict):
+        return _service_target(problems, doc, path, kind, raw)
     if not isinstance(raw, str) or not raw:
         problems.add(doc, path, "Required value: a name or IP (with :port for tcp/udp, a URL for http)")
         return None

@@ -8,6 +8,7 @@ is up; a `backends` expectation compares the pods that answered with the pods th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,12 +68,23 @@ def judge_backends(expect: Expect, answered: set[str], wanted: set[str]) -> tupl
 
 def probe_step(cluster, probe: Probe, started: float) -> Outcome:
     source = cluster.endpoint(probe.source)
-    address = None if probe.kind == "dns" else cluster.address_of(probe.target.host)
+    if probe.target.via:
+        try:
+            address, port = service_target(cluster, probe)
+        except KeyError as err:
+            return Outcome(False, probe.expect.describe(), f"no target: {err.args[0]}")
+        probe = dataclasses.replace(probe, target=dataclasses.replace(probe.target, port=port))
+    else:
+        address = None if probe.kind == "dns" else cluster.address_of(probe.target.host)
     pod_files = cluster.pod_files(source.name) if source.kind == "pod" else None
     if source.pid is None:
         return Outcome(False, probe.expect.describe(), f"{probe.source} has no running sandbox")
-    namespaces = {p.key: p.pid for p in cluster.all_pods() if p.pid}
+    pods = [p for p in cluster.all_pods() if p.pid]
+    namespaces = {p.key: p.pid for p in pods}
     namespaces.update({h.name: h.pid for h in cluster.network.hosts.values()})
+    addresses = {p.key: {str(p.ip)} for p in pods if p.ip}
+    for node in cluster.topo.nodes:
+        addresses[node.name] = {str(node.address)} | ({str(node.bridge_address)} if node.pod_cidr else set())
     deadline = started + probe.retry_for
     rounds = 0
     while True:
@@ -80,7 +92,7 @@ def probe_step(cluster, probe: Probe, started: float) -> Outcome:
         answered: set[str] = set()
         passed, why, obs = True, "", None
         for _ in range(probe.tries):
-            obs = run_probe(probe, source.pid, address, namespaces, pod_files)
+            obs = run_probe(probe, source.pid, address, namespaces, pod_files, addresses)
             ok, reason = evaluate(probe.expect, obs, cluster)
             if obs.served_by:
                 answered.add(obs.served_by)
@@ -100,6 +112,35 @@ def probe_step(cluster, probe: Probe, started: float) -> Outcome:
                "answeredBy": sorted(answered), "status": obs.status, "address": str(address),
                "rounds": rounds}
     return Outcome(passed, probe.expect.describe(), observed, details)
+
+
+def service_target(cluster, probe: Probe) -> tuple:
+    """The address and port of a nodePort or loadBalancer target, read from the Service now."""
+    from ipaddress import IPv4Address
+
+    t = probe.target
+    namespace, _, name = t.service.partition("/")
+    svc = cluster.client.get("Service", namespace, name)
+    if svc is None:
+        raise KeyError(f"no Service {t.service}")
+    if t.via == "nodePort" and t.service_port == "healthCheck":
+        port = svc["spec"].get("healthCheckNodePort")
+        if not port:
+            raise KeyError(f"Service {t.service} has no healthCheckNodePort")
+        return cluster.address_of(t.host), int(port)
+    ports = svc["spec"].get("ports", [])
+    chosen = next((p for p in ports if not t.service_port or str(p.get("name")) == t.service_port
+                   or str(p.get("port")) == t.service_port), None)
+    if chosen is None:
+        raise KeyError(f"Service {t.service} has no port {t.service_port}")
+    if t.via == "nodePort":
+        if not chosen.get("nodePort"):
+            raise KeyError(f"Service {t.service} has no nodePort")
+        return cluster.address_of(t.host), int(chosen["nodePort"])
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if not ingress or not ingress[0].get("ip"):
+        raise KeyError(f"Service {t.service} has no load balancer address yet")
+    return IPv4Address(ingress[0]["ip"]), int(chosen["port"])
 
 
 def wait_step(cluster, wait: Wait, progress: Callable[[str], None]) -> Outcome:

@@ -114,7 +114,17 @@ def test_shipped_scenarios_load(path: Path):
     assert s.topology.is_file()
     assert all(m.is_file() for m in s.manifests)
     assert s.steps
-    assert all(isinstance(step.action, (Probe, Sleep)) for step in s.steps)
+    assert any(isinstance(step.action, Probe) for step in s.steps)
+    assert s.description, "every shipped scenario opens with what it demonstrates"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_scenarios_prepare(path: Path):
+    """Topology, manifests, names and commands of every shipped scenario check out."""
+    from testbed.scenario.runner import prepare
+
+    prepared = prepare(str(path))
+    assert prepared.topology.workers
 
 
 def test_shipped_tour():
@@ -241,7 +251,7 @@ def test_expect_describe(expect, text):
 
 def test_unknown_top_level_field(problems):
     assert problems("topology: topology.yaml\nsetps: []\n") == [
-        "s.yaml:2: setps: unknown field (expected one of: description, kubeProxy, manifests, name, steps, topology)"]
+        "s.yaml:2: setps: unknown field (expected one of: addons, description, kubeProxy, manifests, name, steps, topology)"]
 
 
 def test_topology_required(problems):
@@ -391,7 +401,7 @@ def test_every_problem_is_reported_at_once_with_lines(problems):
           - wait: 3
     """)
     assert found == [
-        "s.yaml:3: extra: unknown field (expected one of: description, kubeProxy, manifests, name, steps, topology)",
+        "s.yaml:3: extra: unknown field (expected one of: addons, description, kubeProxy, manifests, name, steps, topology)",
         "s.yaml:2: topology: no such file: missing.yaml",
         "s.yaml:4: manifests[0]: no such file: gone.yaml",
         "s.yaml:11: steps[1].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b'",

@@ -85,8 +85,7 @@ class SocketWatch:
         name, _, remote = hop
         return name, remote[0]
 
-    @staticmethod
-    def _first_hop(new, client, server_port):
+    def _first_hop(self, new, client, server_port):
         by_port = None
         for name, sockets in new.items():
             for local, remote in sockets:
@@ -96,7 +95,38 @@ class SocketWatch:
                     return name, local, remote
                 if local[1] == server_port and by_port is None:
                     by_port = (name, local, remote)
-        return by_port
+        if by_port is not None:
+            return by_port
+        # NAT changed both the destination (a NodePort, a ClusterIP) and the source port
+        # (MASQUERADE --random-fully): the nodes' conntrack tables know what became of it.
+        reply = self._translated(client)
+        if reply is not None:
+            server, seen = reply
+            for name, sockets in new.items():
+                if (server, seen) in sockets:
+                    return name, server, seen
+        return None
+
+    def _translated(self, client: tuple[str, int]) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """(server's local, what the server sees as its peer) of the connection from `client`."""
+        for name, pid in self.namespaces.items():
+            if "/" in name:
+                continue  # pods do no NAT; the nodes and the gateway may
+            result = run(["conntrack", "-L", "-p", "tcp", "--orig-src", client[0], "--sport", str(client[1])],
+                         netns=pid, check=False, timeout=5)
+            for line in result.stdout.splitlines():
+                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                values = [f.split("=", 1) for f in line.split() if "=" in f]
+                srcs = [v for k, v in values if k == "src"]
+                dsts = [v for k, v in values if k == "dst"]
+                sports = [v for k, v in values if k == "sport"]
+                dports = [v for k, v in values if k == "dport"]
+                if len(srcs) < 2 or len(sports) < 2 or not fields:
+                    continue
+                if (srcs[1], sports[1]) == (dsts[0], dports[0]):
+                    continue  # passed through here untranslated (the gateway routing it)
+                return (srcs[1], int(sports[1])), (dsts[1], int(dports[1]))
+        return None
 
     def _next_hop(self, new, name, local, remote):
         for out_local, out_remote in new[name]:
@@ -162,7 +192,7 @@ def probe_tcp(source_pid: int, address: IPv4Address, port: int, timeout: float, 
 
 
 def _seen(watch: SocketWatch, client: tuple[str, int], port: int) -> tuple[str, str] | None:
-    for _ in range(20):  # the server's socket is there as soon as the handshake completes
+    for _ in range(3):  # the server's socket is there as soon as the handshake completes
         seen = watch.server_side(client, port)
         if seen:
             return seen

@@ -4,6 +4,13 @@ Owns `render(services, endpoints, settings)`: the `kube-proxy` table of a first,
 upstream's knftables fake dumps it (one `add ...` command per line, which nft 1.0.6 accepts),
 ordered so that `nft -f` can load it in one transaction: table, sets and maps, chains, rules,
 elements. `normalize` is upstream's `sortNFTablesTransaction`. Nothing here touches the system.
+
+Partial syncs, as upstream's nftables proxier does them: `service_text()` renders one service
+port's sets, chains, rules and map elements on its own; `render_partial()` flushes the verdict
+maps and refills them with every service's elements (cheap: one batched `add element` per
+map), rewrites (add + flush + rules) only the chains of changed services, and deletes the
+chains and affinity sets that changed services no longer use, all in one transaction. The
+proxier keeps the per-service texts between syncs.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class _Tx:
     sets: list[str] = field(default_factory=list)
     chains: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
-    elements: list[str] = field(default_factory=list)
+    elements: list[tuple[str, str]] = field(default_factory=list)  # (set or map, element)
 
     def chain(self, name: str, spec: str = "") -> None:
         self.chains.append(f"add chain {self.prefix} {name}" + (f" {{ {spec} ; }}" if spec else ""))
@@ -50,16 +57,21 @@ class _Tx:
             text += f' comment "{comment}"'
         if value:
             text += f" : {value}"
-        self.elements.append(f"add element {self.prefix} {target} {{ {text} }}")
+        self.elements.append((target, text))
+
+    def element_lines(self) -> list[str]:
+        return [f"add element {self.prefix} {t} {{ {e} }}" for t, e in self.elements]
 
 
 def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
-           settings: ProxierSettings, replace_table: bool = False) -> str:
+           settings: ProxierSettings, replace_table: bool = False,
+           texts: Sequence[ServiceText] | None = None) -> str:
     """The whole kube-proxy table for one full sync, as `nft -f` input.
 
     With `replace_table` the text first deletes any existing table (after adding it, so the
     delete cannot fail), making the file an atomic replacement that is safe to apply twice;
-    the default is the bare table as upstream's tests dump it.
+    the default is the bare table as upstream's tests dump it. `texts`, when given, are the
+    services' shares already rendered (`service_text` of each of `services`, in order).
     """
     s = settings
     family, ipx = ("ip6", "ip6") if s.is_ipv6 else ("ip", "ip")
@@ -151,9 +163,86 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
         for ip in np_ips:
             tx.element("nodeport-ips", [ip])
 
-    for svc in services:
-        _service(tx, svc, endpoints.get(svc.name, ()), s, ipx, addr)
-    return "\n".join(head + tx.sets + tx.chains + tx.rules + tx.elements) + "\n"
+    if texts is None:
+        texts = [service_text(svc, endpoints.get(svc.name, ()), s) for svc in services]
+    return assemble(head, tx, texts)
+
+
+def assemble(head: list[str], tx: _Tx, texts: Sequence[ServiceText]) -> str:
+    """The full sync's text: the base table in `tx`, then every service's share, by kind."""
+    for text in texts:
+        tx.sets += text.sets
+        tx.chains += text.chains
+        tx.rules += text.rules
+        tx.elements += text.elements
+    return "\n".join(head + tx.sets + tx.chains + tx.rules + tx.element_lines()) + "\n"
+
+
+# Sets and maps that hold one element per service: flushed and refilled by every partial sync.
+PER_SERVICE_SETS = (("set", "cluster-ips"), ("map", "firewall-ips"),
+                    ("map", "no-endpoint-nodeports"), ("map", "no-endpoint-services"),
+                    ("map", "service-ips"), ("map", "service-nodeports"))
+
+
+@dataclass(frozen=True)
+class ServiceText:
+    """One service port's share of the table (what `render` writes for it)."""
+
+    sets: tuple[str, ...]
+    chains: tuple[str, ...]
+    rules: tuple[str, ...]
+    elements: tuple[tuple[str, str], ...]
+
+    @property
+    def chain_names(self) -> frozenset[str]:
+        return frozenset(line.split(" ")[4] for line in self.chains)
+
+    @property
+    def set_names(self) -> frozenset[str]:
+        return frozenset(line.split(" ")[4] for line in self.sets)
+
+
+def _family(settings: ProxierSettings) -> tuple[str, str, str]:
+    return ("ip6", "ip6", "ipv6_addr") if settings.is_ipv6 else ("ip", "ip", "ipv4_addr")
+
+
+def service_text(svc: ServicePort, eps: Sequence[Endpoint],
+                 settings: ProxierSettings) -> ServiceText:
+    family, ipx, addr = _family(settings)
+    tx = _Tx(f"{family} {TABLE}")
+    _service(tx, svc, eps, settings, ipx, addr)
+    return ServiceText(tuple(tx.sets), tuple(tx.chains), tuple(tx.rules), tuple(tx.elements))
+
+
+def render_partial(texts: Sequence[ServiceText], changed: Sequence[ServiceText],
+                   stale_chains: Sequence[str], stale_sets: Sequence[str],
+                   settings: ProxierSettings) -> str:
+    """One partial sync: `texts` are every service's, `changed` those whose chains to rewrite.
+
+    The table, its base chains and rules are left as the last full sync wrote them.
+    """
+    family, _, _ = _family(settings)
+    prefix = f"{family} {TABLE}"
+    out = [f'add table {prefix} {{ comment "rules for kube-proxy" ; }}']
+    out += [f"flush {kind} {prefix} {name}" for kind, name in PER_SERVICE_SETS]
+    for text in changed:
+        out += text.sets
+    for text in changed:
+        for line in text.chains:
+            out += [line, f"flush chain {prefix} {line.split(' ')[4]}"]
+    for text in changed:
+        out += text.rules
+    grouped: dict[str, list[str]] = {}
+    for text in texts:
+        for target, element in text.elements:
+            grouped.setdefault(target, []).append(element)
+    for target, elements in sorted(grouped.items()):
+        out.append(f"add element {prefix} {target} {{ {', '.join(elements)} }}")
+    # flush first: a stale service chain may still jump to a stale endpoint chain
+    out += [f"flush chain {prefix} {name}" for name in sorted(stale_chains)]
+    out += [f"delete chain {prefix} {name}" for name in sorted(stale_chains)]
+    out += [f"delete set {prefix} {name}" for name in sorted(stale_sets)]
+    return "\n".join(out) + "\n"
 
 
 def _service(tx: _Tx, svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,

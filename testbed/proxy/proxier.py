@@ -13,9 +13,11 @@ top-level chains are always written, as upstream). Stale chains are deleted: on 
 from what the backend reports (so a restarted kube-proxy removes chains its predecessor left),
 otherwise from the chains the last successful sync left behind.
 
-nftables mode: every sync is a full one that replaces the `kube-proxy` table atomically in one
-`nft -f` transaction (`nftables.render(..., replace_table=True)`). Upstream's partial nftables
-syncs (element-level updates of the verdict maps) are not implemented yet.
+nftables mode: a full sync replaces the `kube-proxy` table atomically in one `nft -f`
+transaction (`nftables.render(..., replace_table=True)`); a partial one, as upstream's,
+refills the verdict maps and rewrites only the chains of changed services
+(`nftables.render_partial`), from per-service texts kept between syncs. Either is one
+transaction, so a failure changes nothing and makes the next sync full.
 
 The backend (`Backend` below; `testbed.net.netfilter` has the real ones, `FakeIptables` and
 `FakeNft` here are for tests) is the only thing that acts. Nothing in this module touches the
@@ -351,6 +353,7 @@ class Proxier(ProxyTracker):
         self._known_chains: set[str] = set()  # nat chains our last apply left in the kernel
         self._pending_changed: set[Key] = set()
         self._pending_flushes: list[ConntrackFlush] = []
+        self._nft_texts: dict[Key, dict[ServicePortName, nftables.ServiceText]] = {}  # as last applied
         self.last_text = ""
 
     def request_full_sync(self) -> None:
@@ -368,14 +371,14 @@ class Proxier(ProxyTracker):
             self._pending_changed |= changes.services
             self._pending_flushes += [f for f in changes.flushes
                                       if f not in self._pending_flushes]
-            full = self.full_sync_due() or self.mode == "nftables"
+            full = self.full_sync_due()
             if not full and not self._pending_changed:
                 return SyncResult(True, False, skipped=True)
             changed = frozenset(self._pending_changed)
             try:
+                nft_texts: dict[Key, dict[ServicePortName, nftables.ServiceText]] = {}
                 if self.mode == "nftables":
-                    text = nftables.render(self.service_ports(), self.endpoints, self.settings,
-                                           replace_table=True)
+                    text, nft_texts = self._render_nftables(full, changed)
                     active: set[str] = set()
                 else:
                     text, active = self._render_iptables(full, changed)
@@ -386,6 +389,8 @@ class Proxier(ProxyTracker):
                 return SyncResult(False, full, changed=changed, error=str(err),
                                   seconds=self.clock() - start)
             self._known_chains = active
+            if self.mode == "nftables":
+                self._nft_texts = nft_texts
             self._pending_changed = set()
             self._needs_full = False
             if full:
@@ -393,6 +398,29 @@ class Proxier(ProxyTracker):
             flushed, errors = self._flush_conntrack()
             return SyncResult(True, full, changed=changed, flushed=flushed,
                               error="; ".join(errors), seconds=self.clock() - start)
+
+    def _render_nftables(self, full: bool, changed: frozenset[Key],
+                         ) -> tuple[str, dict[Key, dict[ServicePortName, nftables.ServiceText]]]:
+        """The text of one sync and the per-service texts it leaves in the kernel."""
+        def render(key: Key) -> dict[ServicePortName, nftables.ServiceText]:
+            return {p.name: nftables.service_text(p, self.endpoints.get(p.name, ()), self.settings)
+                    for p in self.services.get(key, ())}
+
+        old = self._nft_texts
+        texts = {key: (render(key) if full or key in changed or key not in old else old[key])
+                 for key in self.services}
+        ordered = [texts[p.name.service][p.name] for p in self.service_ports()]
+        if full:
+            return nftables.render(self.service_ports(), self.endpoints, self.settings,
+                                   replace_table=True, texts=ordered), texts
+        was = [t for key in changed for t in old.get(key, {}).values()]
+        now = [t for key in changed for t in texts.get(key, {}).values()]
+        stale_chains = set().union(*(t.chain_names for t in was)) - set().union(
+            *(t.chain_names for t in now))
+        stale_sets = set().union(*(t.set_names for t in was)) - set().union(
+            *(t.set_names for t in now))
+        return nftables.render_partial(ordered, now, sorted(stale_chains), sorted(stale_sets),
+                                       self.settings), texts
 
     def _render_iptables(self, full: bool, changed: Iterable[Key]) -> tuple[str, set[str]]:
         existing = set(self._known_chains)

@@ -262,19 +262,36 @@ def test_conntrack_flush_waits_for_a_successful_apply():
     assert {f.reply_src for f in fake.flushes} == {"10.0.1.5", "10.0.2.5"}
 
 
-def test_nftables_mode_replaces_table_every_sync():
+def test_nftables_mode_full_then_partial_syncs():
     nft = FakeNft()
     p = Proxier(nft, SETTINGS, clock=Clock())
     p.service_changes.on_add(svc("a", "10.96.0.10"))
     p.endpoint_changes.on_add(eps("a", ["10.0.1.5"]))
+    p.service_changes.on_add(svc("b", "10.96.0.11"))
+    p.endpoint_changes.on_add(eps("b", ["10.0.1.6"]))
     assert p.sync().full
-    p.endpoint_changes.on_add(eps("a", ["10.0.2.5"], slice_name="a-2"))
-    assert p.sync().full
-    assert len(nft.restores) == 2
     lines = nft.restores[-1].splitlines()
     assert lines[:2] == ["add table ip kube-proxy", "delete table ip kube-proxy"]
-    assert any("dnat to 10.0.2.5:8080" in ln for ln in lines)
-    nft.fail_next = 1
-    p.request_full_sync()
-    assert not p.sync().ok
+    # one endpoint more for a: a partial sync rewrites a's chains only, refills every map
+    p.endpoint_changes.on_add(eps("a", ["10.0.2.5"], slice_name="a-2"))
+    result = p.sync()
+    assert result.ok and not result.full
+    text = nft.restores[-1]
+    assert "delete table" not in text
+    assert "flush map ip kube-proxy service-ips" in text
+    assert "dnat to 10.0.2.5:8080" in text and "dnat to 10.0.1.6" not in text
+    service_ips = next(ln for ln in text.splitlines() if "service-ips {" in ln
+                       and ln.startswith("add element"))
+    assert "10.96.0.10 . tcp . 80" in service_ips and "10.96.0.11 . tcp . 80" in service_ips
+    # the endpoint goes again: its chain is deleted; so are b's chains when b goes
+    p.endpoint_changes.on_delete(eps("a", ["10.0.2.5"], slice_name="a-2"))
+    p.service_changes.on_delete(svc("b", "10.96.0.11"))
     assert p.sync().ok
+    deleted = [ln for ln in nft.restores[-1].splitlines() if ln.startswith("delete chain")]
+    assert any("10.0.2.5" in ln for ln in deleted) and any("default/b/" in ln for ln in deleted)
+    assert not any("10.0.1.5" in ln for ln in deleted)
+    # a failed apply makes the next sync full
+    p.service_changes.on_add(svc("c", "10.96.0.12"))
+    nft.fail_next = 1
+    assert not p.sync().ok
+    assert p.sync().full

@@ -248,7 +248,13 @@ def probe_http(source_pid: int, address: IPv4Address, port: int, path: str, host
 def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files: Path | None) -> Observation:
     """Resolve `name` from inside the source the way its programs would: dig with the pod's own
     resolv.conf (nameserver and search list) bind-mounted, inside the pod's namespaces."""
-    argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1", name, record]
+    query = [name, record]
+    if record == "PTR":
+        try:
+            query = ["-x", str(IPv4Address(name))]   # an address: ask for its in-addr.arpa name
+        except ValueError:
+            pass
+    argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1", *query]
     if pod_files is not None:
         argv = [pause_binary(), "enter", str(source_pid),
                 "--bind", f"{pod_files / 'resolv.conf'}:/etc/resolv.conf", "--chdir", "/", "--", *argv]

@@ -134,7 +134,8 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict]) -> list
                                         f"{name!r} is not one of {', '.join(sorted(allowed))}"))
         if not isinstance(step.action, Probe):
             continue
-        names = [("from", step.action.source), ("to", step.action.target.host),
+        to = "" if step.action.kind == "dns" else step.action.target.host  # dns: any name to look up
+        names = [("from", step.action.source), ("to", to),
                  ("expect.sourceIP", step.action.expect.source_ip)]
         for key, name in names:
             if name and name not in known and not _is_ip(name):

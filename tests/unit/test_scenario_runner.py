@@ -194,9 +194,12 @@ spec:
 def test_prepare_the_shipped_tour():
     prepared = prepare(str(ROOT / "scenarios" / "tour.yaml"))
     assert isinstance(prepared, Prepared)
-    assert prepared.topology.name == "two-node"
-    assert [o["metadata"]["name"] for o in prepared.objects] == ["pod-a", "pod-b", "pod-c"]
-    assert len(prepared.scenario.steps) == 10
+    assert prepared.topology.name == "article"
+    assert prepared.topology.addons == ("ingress-nginx",)
+    assert [o["metadata"]["name"] for o in prepared.objects] == ["service-test", "service-test"]
+    # The manifests of apply steps are loaded (and checked) before anything is built.
+    applied = [o["metadata"]["name"] for objs in prepared.step_objects.values() for o in objs]
+    assert {"client-1", "client-2", "pod-1", "web", "nginx-ingress-test"} <= set(applied)
 
 
 def test_prepare_a_good_scenario(write):

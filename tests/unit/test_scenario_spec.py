@@ -130,15 +130,15 @@ def test_shipped_scenarios_prepare(path: Path):
 def test_shipped_tour():
     s = load_scenario(ROOT / "scenarios" / "tour.yaml")
     assert s.name == "tour"
-    assert s.topology == (ROOT / "topologies" / "two-node.yaml").resolve()
-    assert s.manifests == ((ROOT / "scenarios" / "manifests" / "pods-two-nodes.yaml").resolve(),)
-    assert len(s.steps) == 10
-    first = s.steps[0]
-    assert first.name == "container to container over localhost (sidecar port)"
-    assert first.action == Probe("http", "pod-a", Target("127.0.0.1", 9376, "/"),
-                                 Expect(body_contains="pod-a"))
-    assert s.steps[-1].action.expect == Expect(reachable=False)
-    assert s.steps[-1].action.target == Target("pod-b", 9999)
+    assert s.topology == (ROOT / "topologies" / "article.yaml").resolve()
+    assert s.addons == ("ingress-nginx",)
+    # Every section of the article, in its order.
+    sections = [step.name.split(".")[0] for step in s.steps if step.name[:1].isdigit()]
+    assert sorted(set(sections), key=int) == [str(i) for i in range(1, 9)]
+    assert sections == sorted(sections, key=int)
+    first = next(step for step in s.steps if isinstance(step.action, Probe))
+    assert first.action == Probe("http", "pod-1", Target("localhost", 8080, "/hostname"),
+                                 Expect(body_contains="pod-1"))
 
 
 # --- step forms --------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ RUN_ROOT = Path(os.environ.get("TESTBED_RUN_ROOT", "/run/testbed"))
 def start_time(pid: int) -> int | None:
     """The kernel start time of `pid` (clock ticks since boot), or None if it is gone.
 
-    A zombie counts as gone (and is reaped if it is our child): it holds no namespace.
+    A zombie counts as gone: it holds no namespace. It is not reaped here; that is its
+    parent's business (Popen.wait needs the exit status this would throw away).
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -39,10 +40,6 @@ def start_time(pid: int) -> int | None:
     # The command name may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(")") + 2:].split()
     if fields[0] in ("Z", "X"):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         return None
     return int(fields[19])
 

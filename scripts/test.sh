@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bash "$here/scripts/install.sh"
 cd "$here"
-.venv/bin/python -m ruff check testbed tests bench
+.venv/bin/python -m ruff check testbed tests bench examples
 set +e
 .venv/bin/python -m pytest -q tests "$@"
 status=$?

@@ -7,6 +7,5 @@ common.py         pod predicates, owner references, random name suffixes, Change
 deployment.py     Deployments -> Pods (rolling update, Recreate, orphan collection)
 scheduler.py      pending Pods -> Nodes
 ipam.py           ClusterIPs and NodePorts for Services (admitted by the API server)
-podip.py          pod IPs within a node's pod CIDR (used by the kubelet / pod network setup)
 endpointslice.py  Services + Pods -> EndpointSlices
 """

@@ -1,40 +1,10 @@
-"""Pod IPs per node CIDR, ClusterIPs from the service CIDR, NodePorts from 30000-32767."""
+"""ClusterIPs from the service CIDR, NodePorts from 30000-32767 (pod IPs: tests/unit/test_emu_ipam.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from testbed.controllers.ipam import AllocationError, ServiceAllocator
-from testbed.controllers.podip import AllocationError as PodIPError
-from testbed.controllers.podip import PodIPAllocator
-
-
-def test_pod_ips_lowest_free_from_dot_two() -> None:
-    alloc = PodIPAllocator("10.244.1.0/24")
-    assert alloc.gateway == "10.244.1.1"
-    assert alloc.allocate("a") == "10.244.1.2"
-    assert alloc.allocate("b") == "10.244.1.3"
-    assert alloc.allocate("a") == "10.244.1.2"  # same key, same address
-    assert alloc.release("a") == "10.244.1.2"
-    assert alloc.release("a") is None  # already gone is fine
-    assert alloc.allocate("c") == "10.244.1.2"
-    assert alloc.used() == {"b": "10.244.1.3", "c": "10.244.1.2"}
-
-
-def test_pod_ips_exhaustion_and_record() -> None:
-    alloc = PodIPAllocator("10.244.2.0/29")  # .2 .. .6 usable for pods
-    ips = [alloc.allocate(f"p{i}") for i in range(5)]
-    assert ips == [f"10.244.2.{i}" for i in range(2, 7)]
-    with pytest.raises(PodIPError, match="no free address"):
-        alloc.allocate("one-more")
-    again = PodIPAllocator.from_record(alloc.record())
-    assert again.used() == alloc.used()
-    assert len(set(again.used().values())) == 5
-    with pytest.raises(PodIPError):
-        PodIPAllocator.from_record({"cidr": "10.244.2.0/29",
-                                    "allocations": {"a": "10.244.2.2", "b": "10.244.2.2"}})
-    with pytest.raises(PodIPError):
-        PodIPAllocator.from_record({"cidr": "10.244.2.0/29", "allocations": {"a": "10.244.2.1"}})
 
 
 def service(name: str, ns: str = "default", kind: str = "ClusterIP", ip: str | None = None,

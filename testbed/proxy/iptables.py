@@ -297,13 +297,17 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
                      f'{PROXY_FIREWALL}"')
     if uses_cluster_chain:
         b.chain(svc_chain, write)
-        rules += _to_endpoints(svc, svc_chain, cat.cluster, large)
+        if write:
+            rules += _to_endpoints(svc, svc_chain, cat.cluster, large)
     if uses_local_chain:
         b.chain(svl_chain, write)
-        rules += _to_endpoints(svc, svl_chain, cat.local, large)
+        if write:
+            rules += _to_endpoints(svc, svl_chain, cat.local, large)
     for ep in cat.all_reachable:
         sep = ep.sep_chain(svc.name)
         b.chain(sep, write)
+        if not write:  # still active: only its name is needed
+            continue
         comment = "" if large else f"-m comment --comment {S}"
         rules.append(_line(f"-A {sep}", comment, f"-s {ep.ip} -j {MARK_MASQ}"))
         recent = f"-m recent --name {sep} --set" if svc.session_affinity_timeout else ""

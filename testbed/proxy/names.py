@@ -8,6 +8,7 @@ so that a chain named in a rule and the chain line that creates it can never dis
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 # iptables chain prefixes (pkg/proxy/iptables/proxier.go)
@@ -22,6 +23,7 @@ SERVICE_CHAIN_PREFIXES = (SVC, SVL, EXT, FW, SEP)
 _NFT_BASE_MAX = 256 - 16
 
 
+@functools.lru_cache(maxsize=1 << 18)  # every sync names every chain again: hash each once
 def _b32sha(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
 

@@ -34,8 +34,21 @@ def uplink(node: str) -> str:
     return ifname(node, "-eth0")
 
 
+def _gateway_of(cluster, name: str) -> str:
+    for host in (*cluster.topo.nodes, *cluster.topo.clients):
+        if host.name == name:
+            return str(host.gateway)
+    raise FaultError(f"no node or client is named {name!r}")
+
+
 def link(cluster, node: str, up: bool) -> str:
-    run(["ip", "link", "set", uplink(node), "up" if up else "down"], netns=cluster.network.pid(node))
+    pid = cluster.network.pid(node)
+    gateway = _gateway_of(cluster, node)
+    run(["ip", "link", "set", uplink(node), "up" if up else "down"], netns=pid)
+    if up:
+        # The kernel dropped the default route with the link; a real node's network manager
+        # would put it back, and so does this.
+        run(["ip", "route", "replace", "default", "via", gateway], netns=pid)
     return f"{uplink(node)} on {node} {'up' if up else 'down'}"
 
 

@@ -131,6 +131,27 @@ class ClusterCLI(CLI):
             return None
         return node, self.cluster.network.pid(node)
 
+    def _agent(self, action: str, line: str) -> None:
+        words = line.split()
+        if self.cluster.cp is None or not words or words[0] not in ("apiserver", "kubelet", "kube-proxy"):
+            print(f"*** usage: {action} apiserver | kubelet NODE | kube-proxy NODE")
+            return
+        node = words[1] if len(words) > 1 else self.cluster.topo.master.name
+        if action == "kill":
+            self.cluster.cp.kill(words[0], node)
+            print(f"*** {words[0]} on {node} killed")
+        else:
+            agent = self.cluster.cp.restart(words[0], node)
+            print(f"*** {words[0]} on {node} started (pid {agent.pid})")
+
+    def do_kill(self, line: str) -> None:
+        """kill apiserver | kubelet NODE | kube-proxy NODE: end that process, as a crash would"""
+        self._agent("kill", line)
+
+    def do_restart(self, line: str) -> None:
+        """restart apiserver | kubelet NODE | kube-proxy NODE: start it again"""
+        self._agent("restart", line)
+
     def do_nat(self, line: str) -> None:
         """nat NODE [CHAIN]: the node's NAT rules (iptables -S -t nat, or the nftables table)."""
         from testbed.emu.inspect import nat_table, proxy_mode

@@ -4,7 +4,7 @@ iptables versus nftables mode, in a throwaway namespace.
 
 For each mode and size N, a proxier syncs N Services (5 endpoints each) into a fresh namespace
 held by `testbed-pause pause`. The first and the last Service each have one endpoint that
-answers: a listener on 10.0.0.1:8080 on a dummy interface in the same namespace. Each sample is
+answers: a listener on 10.0.0.1:8080 on a veth in the same namespace (no dummy module here). Each sample is
 a new TCP connection from that namespace to the Service's ClusterIP (so a new conntrack entry:
 the NAT rules are walked once per sample); the median connect time is printed, and next to it
 the same connection straight to 10.0.0.1:8080 (no Service) as the baseline of the same run.
@@ -78,10 +78,10 @@ def connect_ms(pid: int, ip: str, port: int, samples: int) -> float:
 
 def bench(mode: str, n: int, samples: int) -> tuple[float, float, float]:
     with throwaway_netns(f"kpl-{mode[:3]}") as pid:
-        for argv in (["ip", "link", "add", "dummy0", "type", "dummy"],
-                     ["ip", "addr", "add", f"{SERVER}/32", "dev", "dummy0"],
-                     ["ip", "link", "set", "dummy0", "up"],
-                     ["ip", "route", "add", "default", "dev", "dummy0"]):
+        for argv in (["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                     ["ip", "addr", "add", f"{SERVER}/32", "dev", "v0"],
+                     ["ip", "link", "set", "v0", "up"], ["ip", "link", "set", "v1", "up"],
+                     ["ip", "route", "add", "default", "dev", "v0"]):
             run(argv, netns=pid)
         proxier = make_proxier(mode, pid)
         for i in range(n):

@@ -85,10 +85,10 @@ def endpoint_slice(i: int, drop: int = 0) -> dict:
 
 def make_proxier(mode: str, pid: int):
     if mode == "nftables":
-        return Proxier(NftBackend(pid), SETTINGS)
+        return Proxier(NftBackend(pid), SETTINGS, full_sync_period=3600)
     if mode == "userspace":
         return UserspaceProxier(IptablesBackend(pid), SETTINGS)
-    return Proxier(IptablesBackend(pid), SETTINGS)
+    return Proxier(IptablesBackend(pid), SETTINGS, full_sync_period=3600)
 
 
 def feed(proxier, n: int) -> None:

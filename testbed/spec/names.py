@@ -1,36 +1,26 @@
-"""Pure: name rules shared by every input check (DNS-1123 labels and subdomains)."""
+"""Pure: name rules for topology files (DNS-1123 names, as the API checks them) and interface names."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+from testbed.api.validation import is_dns1123_label, is_dns1123_subdomain
 
 
 def label_error(value: object) -> str | None:
-    """Why `value` is not a DNS-1123 label, or None when it is one."""
+    """Why `value` is not a DNS-1123 label, or None when it is one (the API server's words)."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if len(value) > 63:
-        return "must be no more than 63 characters"
-    if not _LABEL.fullmatch(value):
-        return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
-                "or '-', and must start and end with an alphanumeric character")
-    return None
+    errors = is_dns1123_label(value)
+    return errors[0] if errors else None
 
 
 def subdomain_error(value: object) -> str | None:
-    """Why `value` is not a DNS-1123 subdomain, or None when it is one."""
+    """Why `value` is not a DNS-1123 subdomain, or None when it is one (the API server's words)."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if len(value) > 253:
-        return "must be no more than 253 characters"
-    if not _SUBDOMAIN.fullmatch(value):
-        return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                "characters, '-' or '.', and must start and end with an alphanumeric character")
-    return None
+    errors = is_dns1123_subdomain(value)
+    return errors[0] if errors else None
 
 
 IFNAMSIZ = 15  # the kernel's limit on interface names, without the trailing NUL

@@ -39,7 +39,7 @@ def test_run_with_a_bad_topology(write, capsys, tmp_path):
         f"testbed: {topo}:2: network.mode: must be one of routed, shared, not 'star'",
         f"testbed: {topo}:1: workers[1].name: invalid name 'W2': a lowercase RFC 1123 label must "
         "consist of lower case alphanumeric characters or '-', and must start and end with an "
-        "alphanumeric character",
+        "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
     ]
 
 

@@ -533,7 +533,7 @@ def test_all_problems_are_reported_at_once(problems):
     assert found == [
         "t.yaml:1: name: invalid name 'Bad_Name': a lowercase RFC 1123 label must consist of "
         "lower case alphanumeric characters or '-', and must start and end with an alphanumeric "
-        "character",
+        "character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
         "t.yaml:6: network.colour: unknown field (expected one of: clientCIDR, clusterCIDR, mode, "
         "nodeCIDR, nodeSubnetPrefix, podCIDRPrefix, serviceCIDR)",
         "t.yaml:3: network.mode: must be one of routed, shared, not 'star'",

@@ -2,8 +2,8 @@
 """Bring-up and teardown of master + gateway + N workers with P pods each, next to a baseline.
 
 For each (N, P) it builds the cluster, creates N*P pods (each a pause sandbox plus one
-container), tears down, and prints per-pod cost next to a raw baseline measured in the same
-run: the same number of network namespaces, veth pairs and bridge ports made by one
+container), tears down, and prints per-pod cost (in all, and split into the sandbox with its
+network, and the container) next to a raw baseline measured in the same run: the same number of network namespaces, veth pairs and bridge ports made by one
 `ip -batch` inside a throwaway namespace (what the kernel work costs with no testbed at all).
 It also prints the pause processes' resident memory. Run as root:
 
@@ -61,11 +61,12 @@ def measure_cluster(workers: int, per_node: int) -> dict:
         cluster.apply_pods(manifests)
         pods_seconds = time.perf_counter() - t0
         pause_rss = [rss_kb(p.pid) for p in cluster.pods.values()]
+        phases = dict(cluster.runtime.timings)
     finally:
         t1 = time.perf_counter()
         cluster.down()
         teardown = time.perf_counter() - t1
-    return {"network": network, "pods": pods_seconds, "teardown": teardown,
+    return {"network": network, "pods": pods_seconds, "teardown": teardown, "phases": phases,
             "pause_rss_max": max(pause_rss), "pause_rss_avg": sum(pause_rss) / len(pause_rss)}
 
 
@@ -112,7 +113,8 @@ def main() -> int:
         return 2
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     header = (f"{'N x P':>8} {'pods':>5} {'network s':>9} {'pods s':>7} {'per pod ms':>10} "
-              f"{'baseline ms':>11} {'ratio':>5} {'teardown s':>10} {'pause RSS kB avg/max':>21}")
+              f"{'sandbox+net ms':>14} {'containers ms':>13} {'baseline ms':>11} {'ratio':>5} "
+              f"{'sandbox ratio':>13} {'teardown s':>10} {'pause RSS kB avg/max':>21}")
     print(header)
     for workers, per_node in sizes:
         count = workers * per_node
@@ -120,8 +122,12 @@ def main() -> int:
         baseline = measure_baseline(count)
         per_pod = result["pods"] / count * 1000
         base_pod = baseline / count * 1000
+        ph = result["phases"]
+        sandbox = (ph.get("sandboxes", 0) + ph.get("network", 0) + ph.get("files", 0)) / count * 1000
+        containers = ph.get("containers", 0) / count * 1000
         print(f"{workers:>4} x {per_node:<3}{count:>5} {result['network']:>9.2f} {result['pods']:>7.2f} "
-              f"{per_pod:>10.2f} {base_pod:>11.2f} {per_pod / base_pod:>5.2f} {result['teardown']:>10.2f} "
+              f"{per_pod:>10.2f} {sandbox:>14.2f} {containers:>13.2f} {base_pod:>11.2f} "
+              f"{per_pod / base_pod:>5.2f} {sandbox / base_pod:>13.2f} {result['teardown']:>10.2f} "
               f"{result['pause_rss_avg']:>14.0f}/{result['pause_rss_max']:<6}", flush=True)
     return 0
 

@@ -5,6 +5,10 @@
  *       Like Kubernetes' pause container: makes new network, UTS and IPC namespaces, sets the
  *       hostname, brings up lo, prints "ok", and sleeps until SIGTERM or SIGINT (then exits 0),
  *       reaping any child it inherits. Its namespaces are the pod's. About 0.7 MB resident.
+ *       If standard input is a pipe, it first reads one line "ADDRESS PREFIXLEN GATEWAY" once
+ *       the node has made the pod's eth0 (interface 2), gives eth0 that address, brings it up,
+ *       adds the default route, and prints "ready" (or "error: ..."): the pod's side of the
+ *       wiring, done inside the pod, in parallel for many pods, with plain ioctls.
  *
  *   testbed-pause enter PID [--bind SRC:DST]... [--sysfs] [--chdir DIR] -- ARGV...
  *       A container: joins PID's network, UTS and IPC namespaces, makes a private mount
@@ -25,6 +29,10 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
 
 static void on_term(int sig) { (void)sig; _exit(0); }
 static void on_chld(int sig) { (void)sig; while (waitpid(-1, NULL, WNOHANG) > 0) {} }
@@ -32,6 +40,46 @@ static void on_chld(int sig) { (void)sig; while (waitpid(-1, NULL, WNOHANG) > 0)
 static int die(const char *what) {
     fprintf(stderr, "testbed-pause: %s: %s\n", what, strerror(errno));
     return 111;
+}
+
+static int set_addr(int fd, struct ifreq *req, unsigned long op, const char *text) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&req->ifr_addr;
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    if (inet_pton(AF_INET, text, &sin->sin_addr) != 1) { errno = EINVAL; return -1; }
+    return ioctl(fd, op, req);
+}
+
+/* The pod's side of the wiring: eth0's address, eth0 up, default route via the gateway. */
+static int configure(const char *line) {
+    char address[32], gateway[32], mask[32];
+    int prefix;
+    if (sscanf(line, "%31s %d %31s", address, &prefix, gateway) != 3 || prefix < 0 || prefix > 32) {
+        errno = EINVAL;
+        return -1;
+    }
+    unsigned long bits = prefix ? 0xffffffffUL << (32 - prefix) : 0;
+    snprintf(mask, sizeof mask, "%lu.%lu.%lu.%lu", (bits >> 24) & 255, (bits >> 16) & 255, (bits >> 8) & 255, bits & 255);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ifreq req;
+    memset(&req, 0, sizeof req);
+    req.ifr_ifindex = 2;
+    if (fd < 0 || ioctl(fd, SIOCGIFNAME, &req)) return -1;           /* eth0 is interface 2 */
+    if (set_addr(fd, &req, SIOCSIFADDR, address) || set_addr(fd, &req, SIOCSIFNETMASK, mask)) return -1;
+    if (ioctl(fd, SIOCGIFFLAGS, &req)) return -1;
+    req.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &req)) return -1;
+    struct rtentry route;
+    memset(&route, 0, sizeof route);
+    struct sockaddr_in *gw = (struct sockaddr_in *)&route.rt_gateway;
+    gw->sin_family = AF_INET;
+    if (inet_pton(AF_INET, gateway, &gw->sin_addr) != 1) { errno = EINVAL; return -1; }
+    ((struct sockaddr_in *)&route.rt_dst)->sin_family = AF_INET;
+    ((struct sockaddr_in *)&route.rt_genmask)->sin_family = AF_INET;
+    route.rt_flags = RTF_UP | RTF_GATEWAY;
+    if (ioctl(fd, SIOCADDRT, &route)) return -1;
+    close(fd);
+    return 0;
 }
 
 static int do_pause(const char *hostname) {
@@ -54,6 +102,24 @@ static int do_pause(const char *hostname) {
     act.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &act, NULL);
     if (write(1, "ok\n", 3) != 3) return die("write");
+    struct stat in;
+    if (fstat(0, &in) == 0 && S_ISFIFO(in.st_mode)) {
+        char line[128];
+        ssize_t n = 0, got;
+        while (n < (ssize_t)sizeof line - 1 && (got = read(0, line + n, sizeof line - 1 - n)) > 0) {
+            n += got;
+            if (memchr(line, '\n', n)) break;
+        }
+        line[n > 0 ? n : 0] = 0;
+        if (n > 0) {
+            if (configure(line)) {
+                dprintf(1, "error: %s\n", strerror(errno));
+                return 112;
+            }
+            if (write(1, "ready\n", 6) != 6) return die("write");
+        }
+    }
+    close(0);
     close(1);
     for (;;) pause();
 }

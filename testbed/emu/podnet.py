@@ -9,7 +9,9 @@ Real CNI plugins can be offered later as other implementations of the same inter
 
 from __future__ import annotations
 
+import errno
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
@@ -21,6 +23,7 @@ from testbed.emu.network import BRIDGE
 from testbed.net.netns import iproute_in
 
 SYSTEM_NAMESPACE_PREFIX = "kube-system/"
+HOST_IFINDEX_START = 1000  # host-side veths on a node are numbered from here
 POD_IFINDEX = 2  # eth0 is created as interface 2 of the pod's fresh namespace (lo is 1)
 
 
@@ -48,9 +51,13 @@ class Attachment:
     host_veth: str
 
 
+PodSide = Callable[[list[tuple[int, "Attachment"]]], None]   # (sandbox pid, attachment) -> eth0 set up
+
+
 class PodNetwork(Protocol):
     def add(self, node: NodeRef, pod: str, uid: str, sandbox_pid: int) -> Attachment: ...
-    def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]]) -> list[Attachment]: ...
+    def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]],
+                 pod_side: PodSide | None = None) -> list[Attachment]: ...
     def delete(self, node: NodeRef, attachment: Attachment) -> None: ...
     def check(self, node: NodeRef, attachment: Attachment, sandbox_pid: int) -> list[str]: ...
 
@@ -65,6 +72,7 @@ class BridgeNetwork:
 
     def __init__(self) -> None:
         self.ipam: dict[str, HostLocalIPAM] = {}
+        self.next_index: dict[str, int] = {}
 
     def _ipam(self, node: NodeRef) -> HostLocalIPAM:
         if node.name not in self.ipam:
@@ -74,8 +82,14 @@ class BridgeNetwork:
     def add(self, node: NodeRef, pod: str, uid: str, sandbox_pid: int) -> Attachment:
         return self.add_many(node, [(pod, uid, sandbox_pid)])[0]
 
-    def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]]) -> list[Attachment]:
-        """ADD for several pods (pod, uid, sandbox pid) of one node over one netlink socket."""
+    def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]],
+                 pod_side: PodSide | None = None) -> list[Attachment]:
+        """ADD for several pods (pod, uid, sandbox pid) of one node over one netlink socket.
+
+        The node's side (veth on cbr0, hairpin) is done here; the pod's side (eth0's address,
+        up, default route) by `pod_side` when given (the runtime has the pause processes do
+        it, inside their pods, in parallel), else here over a netlink socket in each pod.
+        """
         ipam = self._ipam(node)
         gateway = node.pod_cidr.network_address + 1
         out: list[Attachment] = []
@@ -90,22 +104,49 @@ class BridgeNetwork:
                     # Both ends made in place, the host end already on cbr0 and up: the peer is
                     # born inside the pod as its interface 2 (moving an existing veth between
                     # namespaces costs about 20 ms; this costs about 1).
-                    node_ipr.link("add", ifname=veth, kind="veth", master=bridge, state="up",
-                                  peer={"ifname": "eth0", "net_ns_pid": sandbox_pid, "index": POD_IFINDEX})
-                    index = node_ipr.link("get", ifname=veth)[0]["index"]
+                    index = self._add_veth(node_ipr, node, veth, bridge, sandbox_pid)
                     # Hairpin: a pod reaching itself through its Service comes back out of the
                     # same bridge port. Must match bridge-nf-call-iptables=1 on the node (network.py).
                     node_ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE is hairpin mode
-                    with iproute_in(sandbox_pid) as ipr:
-                        ipr.addr("add", index=POD_IFINDEX, address=str(ip), prefixlen=node.pod_cidr.prefixlen)
-                        ipr.link("set", index=POD_IFINDEX, state="up")
-                        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
                 except (NetlinkError, OSError, ValueError) as err:
                     ipam.release(pod)
                     self._delete_link(node, veth)
                     raise PodNetworkError(f"attach {pod} ({veth}) to {BRIDGE} on {node.name}: {err}") from err
                 out.append(Attachment(pod, ip, node.pod_cidr.prefixlen, gateway, veth))
+        jobs = [(sandbox_pid, a) for (_, _, sandbox_pid), a in zip(pods, out, strict=True)]
+        try:
+            (pod_side or self._pod_side)(jobs)
+        except (NetlinkError, OSError, ValueError, PodNetworkError) as err:
+            for attachment in out:
+                ipam.release(attachment.pod)
+                self._delete_link(node, attachment.host_veth)
+            raise PodNetworkError(f"configure eth0 of pods on {node.name}: {err}") from err
         return out
+
+    def _add_veth(self, ipr, node: NodeRef, veth: str, bridge: int, sandbox_pid: int) -> int:
+        """Create the pair and return the host end's index, which it is given here (the node's
+        namespace holds only the testbed's interfaces), saving a lookup per pod."""
+        index = self.next_index.get(node.name, HOST_IFINDEX_START)
+        for _ in range(8):
+            try:
+                ipr.link("add", ifname=veth, kind="veth", master=bridge, state="up", index=index,
+                         peer={"ifname": "eth0", "net_ns_pid": sandbox_pid, "index": POD_IFINDEX})
+                self.next_index[node.name] = index + 1
+                return index
+            except NetlinkError as err:
+                if err.code != errno.EEXIST or ipr.link_lookup(ifname=veth):
+                    raise
+                # Taken (by pods adopted after a restart): continue after the highest index.
+                index = max(HOST_IFINDEX_START, max(link["index"] for link in ipr.get_links()) + 1)
+        raise PodNetworkError(f"no free interface index on {node.name} near {index}")
+
+    @staticmethod
+    def _pod_side(jobs: list[tuple[int, Attachment]]) -> None:
+        for sandbox_pid, a in jobs:
+            with iproute_in(sandbox_pid) as ipr:
+                ipr.addr("add", index=POD_IFINDEX, address=str(a.ip), prefixlen=a.prefixlen)
+                ipr.link("set", index=POD_IFINDEX, state="up")
+                ipr.route("add", dst="0.0.0.0/0", gateway=str(a.gateway))
 
     def adopt(self, node: NodeRef, attachment: Attachment) -> None:
         """Take back an attachment made before a restart, so its address is not handed out."""

@@ -1,7 +1,7 @@
 """Acts: `testbed apply|delete|get|describe|scale`, kubectl's verbs against a running cluster.
 
 The commands find the cluster's API server through its Unix socket, `<run dir>/apiserver.sock`
-in the run's directory under /run/testbed (testbed.emu.record), so the host never joins the
+in the run's directory under RUN_ROOT (testbed.emu.record), so the host never joins the
 emulated network. With several clusters running, `--cluster NAME` picks one; `--server ADDRESS`
 names an API server directly. `run_kubectl(argv, client, out)` runs the same commands on a
 given Client, for the Mininet CLI.

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.agents.apiserver import ApiServer, read_journal
+from testbed.agents.apiserver import ApiServer
+from testbed.agents.journal import read_journal
 from testbed.apiclient import Client
 
 CIDR = "10.96.0.0/12"

@@ -1,0 +1,350 @@
+"""Pure: the API's verbs over the object store, as the API server answers them.
+
+`Api` gets, lists, creates, replaces, deletes and scales objects, and applies batches all or
+nothing. Every write passes admission first (`Api._admit`): check_object (validation and
+defaults, 422 with field paths worded as Kubernetes words them), the namespace must exist,
+Services get their ClusterIP and NodePorts from ServiceAllocator. Refusals are ApiFailure,
+which the HTTP layer (testbed/agents/apiserver.py) sends as Kubernetes Status objects.
+No I/O here: the store is handed in.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+from testbed.api.manifests import TOP_FIELDS, check_object
+from testbed.api.meta import check_metadata
+from testbed.api.store import Key, Store, StoreError, key_of
+from testbed.api.validation import Checker, is_cidr
+from testbed.apiclient.resources import Resource, UnknownResource, resource_for
+from testbed.controllers.ipam import AllocationError, ServiceAllocator
+from testbed.spec.source import Problem
+
+log = logging.getLogger("testbed.apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+# -- admission -----------------------------------------------------------------------------------
+
+class ApiFailure(Exception):
+    """A refused request, answered as a Kubernetes Status object."""
+
+    def __init__(self, code: int, reason: str, message: str, causes: list[dict] | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.causes = code, reason, message, causes or []
+
+    def status(self) -> dict:
+        out: dict = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                     "message": self.message, "reason": self.reason, "code": self.code}
+        if self.causes:
+            out["details"] = {"causes": self.causes}
+        return out
+
+
+def from_store(err: StoreError) -> ApiFailure:
+    return ApiFailure(err.code, err.reason, str(err))
+
+
+def invalid(kind: str, name: str, problems: list[tuple[str, str]]) -> ApiFailure:
+    """422 worded as the API server words it: Kind "name" is invalid: field: reason."""
+    texts = [f"{f}: {m}" if f else m for f, m in problems]
+    joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+    return ApiFailure(422, "Invalid", f'{kind} "{name}" is invalid: {joined}',
+                      [{"reason": "FieldValueInvalid", "message": m, "field": f}
+                       for f, m in problems])
+
+
+def check_node(obj: dict) -> tuple[dict | None, list[Problem]]:
+    """Nodes are registered by kubelets: metadata, spec.podCIDR(s), unschedulable; status free."""
+    ck = Checker(None)
+    out = copy.deepcopy(obj)
+    ck.fields((), out, TOP_FIELDS)
+    if out.get("apiVersion") != "v1":
+        ck.add(("apiVersion",), f'no matches for kind "Node" in version "{out.get("apiVersion")}"')
+    check_metadata(ck, (), out, namespaced=False)
+    spec = ck.obj(out, "spec", (), {"podCIDR", "podCIDRs", "unschedulable", "taints",
+                                     "providerID"})
+    if spec is not None:
+        cidr = ck.get(spec, "podCIDR", ("spec",), "string")
+        if cidr:
+            ck.names(("spec", "podCIDR"), cidr, is_cidr(cidr))
+        ck.get(spec, "unschedulable", ("spec",), "boolean")
+    ck.get(out, "status", (), "object")
+    return (None if ck.problems else out), ck.problems
+
+
+def validate(obj: dict) -> dict:
+    """The checked, defaulted object, or ApiFailure 422 naming every problem."""
+    checked, problems = (check_node(obj) if obj.get("kind") == "Node" else check_object(obj))
+    if problems or checked is None:
+        name = (obj.get("metadata") or {}).get("name", "") if isinstance(obj, dict) else ""
+        raise invalid(str(obj.get("kind", "")), str(name),
+                      [(p.field, p.message) for p in problems] or [("", "invalid object")])
+    return checked
+
+
+class Api:
+    """The API's semantics without HTTP: admission, then the store. Writes are serialized."""
+
+    def __init__(self, store: Store, allocator: ServiceAllocator):
+        self.store = store
+        self.allocator = allocator
+        self._lock = threading.RLock()
+        allocator.rebuild(store.list("Service")[0])
+
+    # -- reads
+
+    def get(self, r: Resource, namespace: str | None, name: str) -> dict:
+        try:
+            return self.store.get(r.kind, namespace or "", name)
+        except StoreError as err:
+            raise ApiFailure(404, "NotFound", f'{r.qualified} "{name}" not found') from err
+
+    def list(self, r: Resource, namespace: str | None, selector: str | None) -> dict:
+        try:
+            items, rv = self.store.list(r.kind, namespace if r.namespaced else None,
+                                        selector or None)
+        except (ValueError, KeyError) as err:
+            raise ApiFailure(400, "BadRequest", f"unable to parse requirement: {err}") from err
+        return {"apiVersion": r.group_version, "kind": r.kind + "List",
+                "metadata": {"resourceVersion": rv}, "items": items}
+
+    # -- admission
+
+    def _prepare(self, r: Resource, namespace: str | None, body: Any,
+                 name: str | None = None, new_namespaces: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+        if not isinstance(body, dict):
+            raise ApiFailure(400, "BadRequest", "the request body must be a JSON object")
+        obj = copy.deepcopy(body)
+        obj.setdefault("kind", r.kind)
+        obj.setdefault("apiVersion", r.group_version)
+        if obj["kind"] != r.kind:
+            raise ApiFailure(400, "BadRequest", f"the kind in the data ({obj['kind']}) does not "
+                             f"match the kind of the request path ({r.kind})")
+        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else {}
+        if r.namespaced and namespace is not None:
+            if meta.get("namespace") not in (None, "", namespace):
+                raise ApiFailure(400, "BadRequest", "the namespace of the provided object does "
+                                 "not match the namespace sent on the request")
+            meta["namespace"] = namespace
+        if name is not None and meta.get("name") not in (None, name):
+            raise ApiFailure(400, "BadRequest", f"the name of the object ({meta.get('name')}) "
+                             f"does not match the name on the URL ({name})")
+        if name is not None:
+            meta["name"] = name
+        obj = validate(obj)
+        ns = obj["metadata"].get("namespace", "")
+        if r.namespaced and ns not in new_namespaces and self._missing("Namespace", "", ns):
+            raise ApiFailure(404, "NotFound", f'namespaces "{ns}" not found')
+        return obj
+
+    def _missing(self, kind: str, namespace: str, name: str) -> bool:
+        try:
+            self.store.get(kind, namespace, name)
+            return False
+        except StoreError:
+            return True
+
+    def _current(self, obj: dict) -> dict | None:
+        kind, ns, name = key_of(obj)
+        try:
+            return self.store.get(kind, ns, name)
+        except StoreError:
+            return None
+
+    def _admit(self, obj: dict, old: dict | None) -> dict:
+        """Kind-specific admission after validation: allocation, immutable fields."""
+        if obj["kind"] == "Service":
+            try:
+                return self.allocator.admit(obj, old)
+            except AllocationError as err:
+                raise invalid("Service", obj["metadata"]["name"],
+                              [(e.field, e.message) for e in err.errors]) from err
+        if obj["kind"] == "Pod" and old is not None:
+            spec, old_spec = obj["spec"], old["spec"]
+            if old_spec.get("nodeName") and not spec.get("nodeName"):
+                spec["nodeName"] = old_spec["nodeName"]  # re-applying a manifest keeps binding
+
+            def unbound(s: dict) -> dict:
+                return {k: v for k, v in s.items() if k != "nodeName"}
+
+            moved = old_spec.get("nodeName") not in (None, spec.get("nodeName"))
+            if moved or unbound(spec) != unbound(old_spec):
+                raise invalid("Pod", obj["metadata"]["name"], [(
+                    "spec", "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`, `spec.activeDeadlineSeconds`, "
+                    "`spec.tolerations` (only additions to existing tolerations) or "
+                    "`spec.terminationGracePeriodSeconds`")])
+        return obj
+
+    # -- writes
+
+    def create(self, r: Resource, namespace: str | None, body: Any) -> dict:
+        with self._lock:
+            obj = self._prepare(r, namespace, body)
+            if self._current(obj) is not None:
+                raise ApiFailure(409, "AlreadyExists",
+                                 f'{r.qualified} "{obj["metadata"]["name"]}" already exists')
+            obj = self._admit(obj, None)
+            try:
+                return self.store.create(obj)
+            except StoreError as err:
+                self._release(obj)
+                raise from_store(err) from err
+
+    def replace(self, r: Resource, namespace: str | None, name: str, body: Any) -> dict:
+        with self._lock:
+            obj = self._prepare(r, namespace, body, name)
+            old = self._current(obj)
+            if old is None:
+                raise ApiFailure(404, "NotFound", f'{r.qualified} "{name}" not found')
+            given = obj["metadata"].get("resourceVersion")
+            if given and given != old["metadata"]["resourceVersion"]:
+                raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on '
+                                 f'{r.qualified} "{name}": the object has been modified; please '
+                                 "apply your changes to the latest version and try again")
+            obj = self._admit(obj, old)
+            try:
+                return self.store.update(obj)
+            except StoreError as err:
+                raise from_store(err) from err
+
+    def replace_status(self, r: Resource, namespace: str | None, name: str, body: Any) -> dict:
+        if not isinstance(body, dict) or not isinstance(body.get("status", {}), dict):
+            raise ApiFailure(400, "BadRequest", "status must be an object")
+        obj = dict(body, kind=r.kind, metadata=dict(body.get("metadata") or {}, name=name))
+        if r.namespaced:
+            obj["metadata"]["namespace"] = namespace
+        try:
+            return self.store.update_status(obj)
+        except StoreError as err:
+            raise from_store(err) from err
+
+    def scale(self, namespace: str, name: str, body: Any | None = None) -> dict:
+        r = resource_for("Deployment")
+        with self._lock:
+            deployment = self.get(r, namespace, name)
+            if body is not None:
+                replicas = ((body or {}).get("spec") or {}).get("replicas")
+                if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                    raise invalid("Scale", name, [("spec.replicas", f"Invalid value: {replicas!r}"
+                                                   ": must be greater than or equal to 0")])
+                deployment["spec"]["replicas"] = replicas
+                deployment["metadata"].pop("resourceVersion", None)
+                deployment = self.store.update(deployment)
+        labels = deployment["spec"]["selector"].get("matchLabels") or {}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": name, "namespace": namespace,
+                             "resourceVersion": deployment["metadata"]["resourceVersion"]},
+                "spec": {"replicas": deployment["spec"]["replicas"]},
+                "status": {"replicas": (deployment.get("status") or {}).get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+    def delete(self, r: Resource, namespace: str | None, name: str,
+               grace: int | None = None) -> dict:
+        with self._lock:
+            old = self.get(r, namespace, name)
+            if r.kind == "Namespace":
+                if name in UNDELETABLE_NAMESPACES:
+                    raise ApiFailure(403, "Forbidden", f'namespaces "{name}" is forbidden: this '
+                                     "namespace may not be deleted")
+                for res in (resource_for(k) for k in ("Deployment", "Service", "EndpointSlice",
+                                                      "Ingress", "Pod")):
+                    for item in self.store.list(res.kind, name)[0]:
+                        self.delete(res, name, item["metadata"]["name"])
+            if r.kind == "Pod":
+                grace = self._pod_grace(old, grace)
+            try:
+                gone = self.store.delete(r.kind, namespace or "", name,
+                                         grace_seconds=grace if r.kind == "Pod" else None)
+            except StoreError as err:
+                raise from_store(err) from err
+            if r.kind == "Service":
+                self.allocator.release(old)
+            return gone
+
+    @staticmethod
+    def _pod_grace(pod: dict, grace: int | None) -> int | None:
+        """As the pod strategy decides: unscheduled or finished Pods go at once."""
+        if not pod["spec"].get("nodeName"):
+            return None
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return None
+        if grace is None:
+            grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+        return grace or None
+
+    def _release(self, obj: dict) -> None:
+        if obj.get("kind") == "Service":
+            self.allocator.release(obj)
+
+    def apply_batch(self, items: Any) -> list[dict]:
+        """Validate and admit every item, then write them all; or write nothing (422)."""
+        if not isinstance(items, list):
+            raise ApiFailure(400, "BadRequest", "items must be a list")
+        with self._lock:
+            saved = copy.deepcopy(self.allocator)
+            problems: list[tuple[str, str]] = []
+            prepared: list[tuple[dict, dict | None]] = []
+            namespaces: set[str] = set()
+            seen: set[Key] = set()
+            for i, item in enumerate(items):
+                try:
+                    kind = item.get("kind", "") if isinstance(item, dict) else ""
+                    r = resource_for(kind)
+                    obj = self._prepare(r, None, item, new_namespaces=namespaces)
+                    if key_of(obj) in seen:
+                        raise ApiFailure(422, "Invalid", f"{kind} {obj['metadata']['name']!r} "
+                                         "is in the batch twice")
+                    seen.add(key_of(obj))
+                    old = self._current(obj)
+                    prepared.append((self._admit(obj, old), old))
+                    if kind == "Namespace":
+                        namespaces.add(obj["metadata"]["name"])
+                except (ApiFailure, UnknownResource) as err:
+                    causes = getattr(err, "causes", None) or [{"field": "", "message": str(err)}]
+                    problems += [(f"items[{i}]" + (f".{c['field']}" if c["field"] else ""),
+                                  c["message"]) for c in causes]
+            if problems:
+                self.allocator = saved
+                texts = "; ".join(f"{f}: {m}" for f, m in problems)
+                raise ApiFailure(422, "Invalid", f"nothing applied: {texts}",
+                                 [{"reason": "FieldValueInvalid", "field": f, "message": m}
+                                  for f, m in problems])
+            results = []
+            for obj, old in prepared:
+                stored = self.store.apply(obj)
+                action = ("created" if old is None else "unchanged" if stored["metadata"][
+                    "resourceVersion"] == old["metadata"]["resourceVersion"] else "configured")
+                results.append({"action": action, "object": stored})
+            return results
+
+    def ensure_defaults(self, api_ip: str, api_port: int) -> None:
+        """System namespaces, and the `kubernetes` Service with its EndpointSlice."""
+        for ns in SYSTEM_NAMESPACES:
+            if self._missing("Namespace", "", ns):
+                self.store.create({"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": ns,
+                                                "labels": {"kubernetes.io/metadata.name": ns}},
+                                   "spec": {"finalizers": ["kubernetes"]},
+                                   "status": {"phase": "Active"}})
+        first_ip = str(self.allocator.ips.network.network_address + 1)
+        service = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "kubernetes", "namespace": "default",
+                                "labels": {"component": "apiserver",
+                                           "provider": "kubernetes"}},
+                   "spec": {"type": "ClusterIP", "clusterIP": first_ip,
+                            "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                       "targetPort": api_port}]}}
+        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "kubernetes", "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": "kubernetes"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": [api_ip], "conditions": {"ready": True}}],
+               "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}
+        self.apply_batch([service, eps])

@@ -5,14 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.proxy import names, restore
+from testbed.proxy.fakes import FakeIptables, FakeNft
 from testbed.proxy.model import ProxierSettings, ServicePortName
-from testbed.proxy.proxier import (
-    ConntrackFlush,
-    FakeIptables,
-    FakeNft,
-    Proxier,
-    ServiceChangeTracker,
-)
+from testbed.proxy.proxier import ConntrackFlush, Proxier, ServiceChangeTracker
 from testbed.proxy.tracer import trace
 
 SETTINGS = ProxierSettings(node_name="w1", node_ip="192.168.0.2", local_ips=("192.168.0.2",),

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from testbed.agents.kube_proxy import KubeProxy, Options, SyncRunner, parse_args, settings_for
-from testbed.proxy.proxier import FakeIptables, Proxier, SyncResult
+from testbed.proxy.fakes import FakeIptables
+from testbed.proxy.proxier import Proxier, SyncResult
 from tests.unit.test_proxier import eps, reach, svc
 
 OPTS = Options(api="http://x", node="w1", node_ip="192.168.0.2", cluster_cidr="10.244.0.0/16")

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from testbed.proxy import restore
+from testbed.proxy.fakes import FakeIptables
 from testbed.proxy.model import ProxierSettings, ServicePort, ServicePortName
-from testbed.proxy.proxier import FakeIptables
 from testbed.proxy.userspace import (
     INIT_JUMPS,
     LoadBalancerRR,

@@ -20,7 +20,7 @@ refills the verdict maps and rewrites only the chains of changed services
 transaction, so a failure changes nothing and makes the next sync full.
 
 The backend (`Backend` below; `testbed.net.netfilter` has the real ones, `FakeIptables` and
-`FakeNft` here are for tests) is the only thing that acts. Nothing in this module touches the
+`FakeNft` in proxy/fakes.py are for tests) is the only thing that acts. Nothing in this module touches the
 system; the clock is injected.
 """
 

@@ -11,10 +11,15 @@ import os
 import sys
 from pathlib import Path
 
+from testbed.apiclient.client import ApiError
+from testbed.emu.controlplane import ControlPlaneError
+from testbed.emu.network import NetworkError
+from testbed.emu.pods import PodError
 from testbed.scenario import report
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
 
+SETUP_ERRORS = (ApiError, ControlPlaneError, NetworkError, PodError, TimeoutError, OSError)
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tour.yaml"
 
 
@@ -57,6 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("testbed: interrupted; the cluster was torn down", file=sys.stderr)
         return 130
+    except SETUP_ERRORS as err:
+        # The cluster could not be brought up or its manifests not applied: a failed run,
+        # reported in a sentence (the cluster was torn down already).
+        print(f"testbed: the cluster could not be set up: {err}", file=sys.stderr)
+        return 1
     print(report.table(results))
     if args.junit:
         Path(args.junit).write_text(report.junit(scenario.name, results, runner.setup_seconds))

@@ -80,6 +80,8 @@ def prepare(path: str) -> Prepared:
         problems.extend(check_names(scenario, topo, pods + everything))
     if objects is not None:
         problems.extend(check_commands(scenario, objects + everything))
+        if topo is not None:
+            problems.extend(check_service_addresses(scenario, topo, objects + everything))
     if problems:
         raise SpecError(problems)
     return Prepared(scenario, topo, objects, step_objects)
@@ -171,6 +173,28 @@ def check_commands(scenario: Scenario, objects: list[dict]) -> list[Problem]:
     path = container_path()
     return [Problem(scenario.file, None, f"{o['metadata']['namespace']}/{o['metadata']['name']}: {field_name(where)}", why)
             for o in objects if o["kind"] == "Pod" for where, why in pod_command_problems(o, path)]
+
+
+def check_service_addresses(scenario: Scenario, topo: Topology, objects: list[dict]) -> list[Problem]:
+    """A Service's clusterIP must be in the topology's service range and its nodePorts in
+    30000-32767, or the API server would refuse it after the cluster is built."""
+    import ipaddress
+
+    problems = []
+    for o in objects:
+        if o["kind"] != "Service":
+            continue
+        where = f"Service {o['metadata']['namespace']}/{o['metadata']['name']}: spec"
+        ip = o["spec"].get("clusterIP")
+        if ip and ip != "None" and ipaddress.IPv4Address(ip) not in topo.service_cidr:
+            problems.append(Problem(scenario.file, None, f"{where}.clusterIP",
+                                    f"{ip} is not in the topology's service range {topo.service_cidr}"))
+        for i, port in enumerate(o["spec"].get("ports", [])):
+            node_port = port.get("nodePort")
+            if node_port is not None and not 30000 <= node_port <= 32767:
+                problems.append(Problem(scenario.file, None, f"{where}.ports[{i}].nodePort",
+                                        f"{node_port} is not in the node port range 30000-32767"))
+    return problems
 
 
 def _is_ip(text: str) -> bool:

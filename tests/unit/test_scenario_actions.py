@@ -126,3 +126,19 @@ def test_scenario_kube_proxy_modes_override_the_topology(tmp_path):
     assert [str(p).split(": ", 1)[1] for p in info.value.problems] == [
         "kubeProxy.mode: must be one of iptables, nftables, userspace",
         "kubeProxy.nodes.w1: must be one of iptables, nftables, userspace"]
+
+
+def test_service_addresses_are_checked_against_the_topology_before_anything_is_built(tmp_path):
+    from testbed.scenario.runner import prepare
+
+    (tmp_path / "topo.yaml").write_text("network: {serviceCIDR: 10.96.0.0/16}\n")
+    (tmp_path / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+        "spec: {type: NodePort, clusterIP: 10.3.241.152, selector: {app: web},\n"
+        "       ports: [{port: 80, nodePort: 8080}]}\n")
+    (tmp_path / "s.yaml").write_text("topology: topo.yaml\nmanifests: [svc.yaml]\n")
+    with pytest.raises(SpecError) as info:
+        prepare(str(tmp_path / "s.yaml"))
+    assert [f"{p.field}: {p.message}" for p in info.value.problems] == [
+        "Service default/web: spec.clusterIP: 10.3.241.152 is not in the topology's service range 10.96.0.0/16",
+        "Service default/web: spec.ports[0].nodePort: 8080 is not in the node port range 30000-32767"]

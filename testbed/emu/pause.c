@@ -1,11 +1,11 @@
 /*
  * testbed-pause: the pod sandbox holder and the container launcher, in one small static binary.
  *
- *   testbed-pause pause HOSTNAME
+ *   testbed-pause pause HOSTNAME [--wire]
  *       Like Kubernetes' pause container: makes new network, UTS and IPC namespaces, sets the
  *       hostname, brings up lo, prints "ok", and sleeps until SIGTERM or SIGINT (then exits 0),
  *       reaping any child it inherits. Its namespaces are the pod's. About 0.7 MB resident.
- *       If standard input is a pipe, it first reads one line "ADDRESS PREFIXLEN GATEWAY" once
+ *       With --wire, it first reads one line "ADDRESS PREFIXLEN GATEWAY" from standard input once
  *       the node has made the pod's eth0 (interface 2), gives eth0 that address, brings it up,
  *       adds the default route, and prints "ready" (or "error: ..."): the pod's side of the
  *       wiring, done inside the pod, in parallel for many pods, with plain ioctls.
@@ -32,7 +32,6 @@
 #include <arpa/inet.h>
 #include <net/route.h>
 #include <netinet/in.h>
-#include <sys/stat.h>
 
 static void on_term(int sig) { (void)sig; _exit(0); }
 static void on_chld(int sig) { (void)sig; while (waitpid(-1, NULL, WNOHANG) > 0) {} }
@@ -82,7 +81,7 @@ static int configure(const char *line) {
     return 0;
 }
 
-static int do_pause(const char *hostname) {
+static int do_pause(const char *hostname, int wire) {
     if (unshare(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC)) return die("unshare");
     if (sethostname(hostname, strlen(hostname))) return die("sethostname");
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -102,8 +101,7 @@ static int do_pause(const char *hostname) {
     act.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &act, NULL);
     if (write(1, "ok\n", 3) != 3) return die("write");
-    struct stat in;
-    if (fstat(0, &in) == 0 && S_ISFIFO(in.st_mode)) {
+    if (wire) {
         char line[128];
         ssize_t n = 0, got;
         while (n < (ssize_t)sizeof line - 1 && (got = read(0, line + n, sizeof line - 1 - n)) > 0) {
@@ -162,8 +160,9 @@ static int do_enter(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 3 && !strcmp(argv[1], "pause")) return do_pause(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "pause"))
+        return do_pause(argv[2], argc >= 4 && !strcmp(argv[3], "--wire"));
     if (argc >= 3 && !strcmp(argv[1], "enter")) return do_enter(argc, argv);
-    fprintf(stderr, "usage: testbed-pause pause HOSTNAME | enter PID [options] -- ARGV...\n");
+    fprintf(stderr, "usage: testbed-pause pause HOSTNAME [--wire] | enter PID [options] -- ARGV...\n");
     return 2;
 }

@@ -158,7 +158,7 @@ class PodRuntime:
         try:
             for pod in pods:
                 hostname = pod.manifest["spec"].get("hostname") or pod.name
-                pod.pause = subprocess.Popen([self.pause_bin, "pause", hostname], stdin=subprocess.PIPE,
+                pod.pause = subprocess.Popen([self.pause_bin, "pause", hostname, "--wire"], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                              start_new_session=True)
                 started.append(pod)

@@ -35,4 +35,4 @@ def test_a_partition_cuts_pod_traffic_between_nodes(cluster):
         assert cluster.probe("icmp", "pod-a", "pod-b").reachable          # same node
     finally:
         cluster.heal()
-    assert cluster.probe("icmp", "pod-a", "pod-c").reachable
+    assert cluster.probe("icmp", "pod-a", "pod-c", retry_for=5).reachable  # flows again within seconds

@@ -59,9 +59,20 @@ class TestCluster:
     def probe(self, kind: str, source: str, target: str, **options):
         """One probe (icmp, tcp, udp, http, dns) as a scenario step writes it; the Observation.
 
-        options: timeout, payload, headers, record (dns). The Observation has reachable, text,
-        source_ip (as the server saw it), served_by (the namespace that answered), status, body.
+        options: timeout, payload, headers, record (dns), retry_for (seconds to keep trying
+        until it is reachable). The Observation has reachable, text, source_ip (as the server
+        saw it), served_by (the namespace that answered), status, body.
         """
+        import time
+
+        deadline = time.monotonic() + float(options.pop("retry_for", 0))
+        while True:
+            seen = self._probe_once(kind, source, target, **options)
+            if seen.reachable or time.monotonic() >= deadline:
+                return seen
+            time.sleep(0.2)
+
+    def _probe_once(self, kind: str, source: str, target: str, **options):
         from testbed.scenario.probes import run_probe
         from testbed.scenario.spec import Expect, Probe, Target
 

@@ -24,6 +24,9 @@ from testbed.net.run import CommandError, run
 from testbed.spec.names import ifname
 
 PARTITION_COMMENT = "testbed partition"
+# The xtables lock is one file for every namespace on the machine: with many kube-proxies
+# syncing, a rule change may wait its turn for a while.
+XTABLES_WAIT = 30
 
 
 class FaultError(RuntimeError):
@@ -96,7 +99,7 @@ def partition(cluster, groups: list[list[str]]) -> str:
     gw = cluster.network.pid(cluster.topo.gateway_name)
     rules = _partition_rules(cluster, groups)
     for rule in rules:
-        run(["iptables", "-w", "5", "-I", *rule], netns=gw)
+        run(["iptables", "-w", str(XTABLES_WAIT), "-I", *rule], netns=gw)
     cluster.partitions = getattr(cluster, "partitions", []) + rules
     # Established connections must not slip through on old conntrack entries.
     run(["conntrack", "-F"], netns=gw, check=False)
@@ -107,7 +110,9 @@ def heal(cluster) -> str:
     gw = cluster.network.pid(cluster.topo.gateway_name)
     rules = getattr(cluster, "partitions", [])
     for rule in rules:
-        run(["iptables", "-w", "5", "-D", *rule], netns=gw, check=False)
+        result = run(["iptables", "-w", str(XTABLES_WAIT), "-D", *rule], netns=gw, check=False)
+        if result.returncode != 0 and "does a matching rule exist" not in result.stderr:
+            raise FaultError(f"could not remove a partition rule: {result.stderr.strip()}")
     cluster.partitions = []
     return f"removed {len(rules)} partition rules"
 
@@ -118,9 +123,11 @@ def readiness(cluster, pod, ok: bool) -> str:
     rule = ["INPUT", "-s", str(node.bridge_address), "-p", "tcp", "-m", "comment", "--comment",
             "testbed readiness fault", "-j", "DROP"]
     if ok:
-        run(["iptables", "-w", "5", "-D", *rule], netns=pod.pid, check=False)
+        result = run(["iptables", "-w", str(XTABLES_WAIT), "-D", *rule], netns=pod.pid, check=False)
+        if result.returncode != 0 and "does a matching rule exist" not in result.stderr:
+            raise FaultError(f"could not remove the readiness fault: {result.stderr.strip()}")
         return f"{pod.key} answers its node's probes again"
-    run(["iptables", "-w", "5", "-I", *rule], netns=pod.pid)
+    run(["iptables", "-w", str(XTABLES_WAIT), "-I", *rule], netns=pod.pid)
     return f"{pod.key} drops probes from {pod.node} ({node.bridge_address})"
 
 

@@ -225,8 +225,8 @@ class Cluster:
             for d in deployments:
                 ns, labels = d["metadata"]["namespace"], d["spec"]["selector"].get("matchLabels", {})
                 want = d["spec"].get("replicas", 1)
-                have = [v for v in views.values() if v.namespace == ns and v.ready and v.pid is not None
-                        and self._labels_match(v, labels)]
+                selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                have = [v for v in self.pods_matching(ns, selector, views) if v.ready and v.pid is not None]
                 if len(have) < want:
                     missing.append(f"deployment {ns}/{d['metadata']['name']} ({len(have)}/{want} ready)")
             if not missing:
@@ -234,11 +234,6 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}")
             time.sleep(interval)
-
-    def _labels_match(self, view: PodView, labels: dict) -> bool:
-        pod = self.client.get("Pod", view.namespace, view.name) or {}
-        have = (pod.get("metadata") or {}).get("labels") or {}
-        return all(have.get(k) == v for k, v in labels.items())
 
     def pod_files(self, key: str):
         """The directory holding a pod's hosts and resolv.conf (namespace/name)."""
@@ -261,10 +256,10 @@ class Cluster:
             raise KeyError(f"no running container {container or ''} in {pod.key}".replace("  ", " "))
         return killed
 
-    def pods_matching(self, namespace: str, selector: str) -> list[PodView]:
+    def pods_matching(self, namespace: str, selector: str, views: dict[str, PodView] | None = None) -> list[PodView]:
         """The pods of `namespace` whose labels match the label selector `selector`."""
         items, _ = self.client.list("Pod", namespace, selector=selector)
-        views = self.pod_views()
+        views = views if views is not None else self.pod_views()
         return [views[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] for p in items
                 if f"{p['metadata']['namespace']}/{p['metadata']['name']}" in views]
 

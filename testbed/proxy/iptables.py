@@ -25,6 +25,7 @@ from testbed.proxy.model import (
     categorize,
     contains,
     node_port_ips,
+    traffic_plan,
 )
 from testbed.proxy.restore import normalize
 
@@ -197,15 +198,10 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
     svc_chain, svl_chain, ext, fw = svc.svc_chain, svc.svl_chain, svc.ext_chain, svc.fw_chain
     uses_cluster_chain = bool(cat.cluster) and svc.uses_cluster_endpoints
     uses_local_chain = bool(cat.local) and svc.uses_local_endpoints
-    internal_chain, has_internal = svc_chain, has_endpoints
-    if svc.internal_policy_local:
-        internal_chain, has_internal = svl_chain, has_endpoints and bool(cat.local)
-    external_policy_chain, has_external = svc_chain, has_endpoints
-    if svc.external_policy_local:
-        external_policy_chain, has_external = svl_chain, has_endpoints and bool(cat.local)
-    uses_ext_chain = has_endpoints and svc.externally_accessible
-    uses_fw = (has_endpoints and bool(svc.load_balancer_ips)
-               and bool(svc.load_balancer_source_ranges))
+    plan = traffic_plan(svc, cat, svc_chain, svl_chain)
+    internal_chain, has_internal = plan.internal_chain, plan.has_internal
+    external_policy_chain, has_external = plan.external_chain, plan.has_external
+    uses_ext_chain, uses_fw = plan.uses_external_chain, plan.uses_firewall
     lb_chain = fw if uses_fw else ext
 
     if not has_endpoints:

@@ -163,6 +163,35 @@ def categorize(endpoints: Iterable[Endpoint], svc: ServicePort, node_name: str) 
 
 
 @dataclass(frozen=True)
+class TrafficPlan:
+    """Where a Service port's traffic goes, the same for both proxiers (upstream's logic).
+
+    Internal traffic (to the ClusterIP) goes to the cluster chain, or to the local chain with
+    internalTrafficPolicy Local; external traffic likewise with externalTrafficPolicy Local.
+    `has_*` False means there is nothing to send it to (reject or drop). The external chain
+    exists when the Service is reachable from outside; the firewall chain when it also has
+    load balancer addresses with source ranges.
+    """
+
+    internal_chain: str
+    has_internal: bool
+    external_chain: str
+    has_external: bool
+    uses_external_chain: bool
+    uses_firewall: bool
+
+
+def traffic_plan(svc: ServicePort, cat: Categorized, cluster_chain: str, local_chain: str) -> TrafficPlan:
+    has_endpoints = cat.has_any
+    internal = (local_chain, has_endpoints and bool(cat.local)) if svc.internal_policy_local \
+        else (cluster_chain, has_endpoints)
+    external = (local_chain, has_endpoints and bool(cat.local)) if svc.external_policy_local \
+        else (cluster_chain, has_endpoints)
+    return TrafficPlan(*internal, *external, has_endpoints and svc.externally_accessible,
+                       has_endpoints and bool(svc.load_balancer_ips) and bool(svc.load_balancer_source_ranges))
+
+
+@dataclass(frozen=True)
 class LocalDetector:
     """How kube-proxy tells pod traffic from other traffic (pkg/proxy/util/localdetector.go)."""
 

@@ -27,6 +27,7 @@ from testbed.proxy.model import (
     categorize,
     contains,
     node_port_ips,
+    traffic_plan,
 )
 from testbed.proxy.objects import parse_cidr
 
@@ -254,15 +255,10 @@ def _service(tx: _Tx, svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSetti
     ext, fw = names.nft_external_chain(base), names.nft_firewall_chain(base)
     cat = categorize(eps, svc, s.node_name)
     has_endpoints = cat.has_any
-    internal_chain, has_internal = cluster_chain, has_endpoints
-    if svc.internal_policy_local:
-        internal_chain, has_internal = local_chain, has_endpoints and bool(cat.local)
-    external_policy_chain, has_external = cluster_chain, has_endpoints
-    if svc.external_policy_local:
-        external_policy_chain, has_external = local_chain, has_endpoints and bool(cat.local)
-    uses_ext = has_endpoints and svc.externally_accessible
-    uses_fw = (has_endpoints and bool(svc.load_balancer_ips)
-               and bool(svc.load_balancer_source_ranges))
+    plan = traffic_plan(svc, cat, cluster_chain, local_chain)
+    internal_chain, has_internal = plan.internal_chain, plan.has_internal
+    external_policy_chain, has_external = plan.external_chain, plan.has_external
+    uses_ext, uses_fw = plan.uses_external_chain, plan.uses_firewall
     internal_verdict = external_verdict = "goto reject-chain"
     if has_endpoints:
         internal_verdict = external_verdict = "drop"

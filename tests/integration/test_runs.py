@@ -19,8 +19,8 @@ from tests.integration.conftest import (
     leftovers,
     namespaces,
     root_snapshot,
+    run_testbed,
 )
-from tests.integration.conftest import run_testbed as testbed
 
 PODS = SCENARIOS / "manifests" / "pods-two-nodes.yaml"
 
@@ -35,7 +35,7 @@ def _scenario(tmp_path: Path, steps: str, name: str = "s", manifests: Path = POD
 def test_default_tour_passes_and_leaves_the_machine_as_it_was(tmp_path):
     before_root, before_ns = root_snapshot(), namespaces()
     junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
-    result = testbed("run", "--junit", str(junit), "--json", str(report))
+    result = run_testbed("run", "--junit", str(junit), "--json", str(report))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "failed" in result.stdout and " 0 failed" in result.stdout
     suite = ET.parse(junit).getroot()
@@ -52,7 +52,7 @@ def test_a_failing_check_exits_1_and_the_report_names_the_step(tmp_path):
                                "  - probe: tcp\n    from: pod-a\n    to: pod-c:8080\n"
                                "    expect: {sourceIP: pod-b}\n")
     junit = tmp_path / "junit.xml"
-    result = testbed("run", str(path), "--junit", str(junit))
+    result = run_testbed("run", str(path), "--junit", str(junit))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL" in result.stdout and "pod-b is wrongly expected unreachable" in result.stdout
     assert "0 passed, 2 failed" in result.stdout
@@ -69,7 +69,7 @@ def test_bad_input_exits_2_and_builds_nothing(tmp_path):
                    "  - {name: a, image: agnhost, args: [netexec], ports: [{containerPort: 8080}]}\n"
                    "  - {name: b, image: agnhost, args: [netexec], ports: [{containerPort: 8080}]}\n")
     path = _scenario(tmp_path, "  - probe: icmp\n    from: pod-x\n    to: clash\n", manifests=bad)
-    result = testbed("run", str(path))
+    result = run_testbed("run", str(path))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "conflict.yaml:7: spec.containers[1].ports[0]" in result.stderr
@@ -80,7 +80,7 @@ def test_bad_input_exits_2_and_builds_nothing(tmp_path):
 def test_cli_takes_commands_on_stdin_and_tears_down():
     before = namespaces()
     commands = "pod-a ping -c1 -W2 pod-c\npod-c curl -s http://pod-a:8080/clientip\nps w2\ngw ip route\n"
-    result = testbed("cli", str(TOPOLOGIES / "two-node.yaml"), "-f", str(PODS), input=commands)
+    result = run_testbed("cli", str(TOPOLOGIES / "two-node.yaml"), "-f", str(PODS), input=commands)
     assert result.returncode == 0, result.stderr
     assert "1 received" in result.stdout
     assert "10.244.1.2:" in result.stdout                        # pod-c's own IP, seen by pod-a
@@ -99,19 +99,19 @@ def test_clean_after_sigkill_leaves_nothing(tmp_path):
         if "cluster ready" in line or time.monotonic() > deadline:
             break
     # While it runs, `testbed ps` in another terminal lists its pods, and clean leaves it alone.
-    ps = testbed("ps")
+    ps = run_testbed("ps")
     assert "k8s_POD_pod-a_default" in ps.stdout, ps.stdout + ps.stderr
-    assert "left alone" in testbed("clean").stdout
+    assert "left alone" in run_testbed("clean").stdout
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # The node shells die with their pty when the runner dies; the pods hold on.
     assert len(leftovers(before_ns)) >= 3
-    result = testbed("clean")
+    result = run_testbed("clean")
     assert result.returncode == 0
     assert "ended" in result.stdout
     assert leftovers(before_ns) == set(), result.stdout
     assert root_snapshot() == before_root
-    assert "nothing to clean" in testbed("clean").stdout
+    assert "nothing to clean" in run_testbed("clean").stdout
 
 
 def test_sigterm_tears_down(tmp_path):

@@ -101,6 +101,8 @@ def pods_of(cluster, app: str) -> set[str]:
 def test_article_example_answers_from_every_pod_through_every_worker(cluster) -> None:
     pods = pods_of(cluster, "service-test")
     assert len(pods) == 4
+    wait_for(lambda: curl(cluster, "nginx.example.com", "/", "w1")[0] != 503, 15,
+             "the controller to route to service-test's pods")
     for node in ("w1", "w2"):
         seen = set()
         for _ in range(16):
@@ -120,7 +122,12 @@ def test_article_example_answers_from_every_pod_through_every_worker(cluster) ->
 
 
 def test_host_and_path_routing_and_the_404_default(cluster) -> None:
-    code, body = curl(cluster, "routes.example.com", "/hostname")
+    # The controller follows endpoint changes asynchronously, as ingress-nginx does: until its
+    # next reload a backend whose pods just became ready still answers 503.
+    wait_for(lambda: curl(cluster, "other.example.com", "/hostname")[0] != 503, 15,
+             "the controller to route to the api pod")
+    code, body = wait_for(lambda: (r := curl(cluster, "routes.example.com", "/hostname"))[0] != 503 and r,
+                          15, "the controller to route to the web pods")
     assert code == 200 and body in pods_of(cluster, "web")
     code, body = curl(cluster, "routes.example.com", "/hostname/more")   # Prefix: element-wise
     assert code != 404 or "default backend" not in body

@@ -30,7 +30,6 @@ import datetime
 import ipaddress
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -47,6 +46,7 @@ from testbed.controllers.loadbalancer import (
     status_ips,
     wants_load_balancer,
 )
+from testbed.net.netns import in_host_netns
 from testbed.net.run import CommandError, run
 
 log = logging.getLogger("testbed.cloud")
@@ -239,13 +239,6 @@ class CloudController:
         finally:
             for i in informers:
                 i.stop()
-
-
-def in_host_netns() -> bool:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

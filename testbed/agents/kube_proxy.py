@@ -49,6 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from testbed.net.netns import in_host_netns
 from testbed.proxy import iptables
 from testbed.proxy.healthcheck import (
     HEALTHZ_PORT,
@@ -388,13 +389,6 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
                    args.service_cidr, args.state_dir, args.min_sync_period, args.sync_period,
                    args.healthz_port)
     return opts, args
-
-
-def in_host_netns() -> bool:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -290,25 +290,28 @@ class Cluster:
         host = self.network.hosts.get(name) if self.network else None
         if host is not None:
             return Endpoint(name, host.role, host.pid, host.address)
-        if self.cp is not None:
-            ip = self.service_ip(name)
-            if ip is not None:
-                return Endpoint(name, "service", self.network.pid(self.topo.gateway_name), ip)
         pods = self.pod_views() if self.cp is not None else self.pods
         known = sorted([*self.network.hosts, *(p.name for p in pods.values())])
         raise KeyError(f"no pod, node or client is named {name!r} (known: {', '.join(known)})")
 
     def address_of(self, name: str) -> IPv4Address:
-        """An IP address given as text, or the address of a named pod, node or client."""
+        """An IP address given as text, or the address of a named pod, node, client or Service."""
         if name == "localhost":
             return IPv4Address("127.0.0.1")
         try:
             return IPv4Address(name)
         except ValueError:
+            pass
+        try:
             address = self.endpoint(name).address
-            if address is None:
-                raise KeyError(f"{name} has no single address to reach") from None
-            return address
+        except KeyError:
+            ip = self.service_ip(name) if self.cp is not None else None
+            if ip is None:
+                raise
+            return ip
+        if address is None:
+            raise KeyError(f"{name} has no single address to reach")
+        return address
 
     def all_pods(self) -> list:
         """Every pod: PodViews with a control plane, the runtime's Pods without."""

@@ -78,6 +78,7 @@ class ControlPlane:
         self.record = record
         self.progress = progress
         self.agents: dict[str, Agent] = {}
+        self._popen: dict[int, subprocess.Popen] = {}   # agents this process started, to reap
         self.socket = record.directory / "apiserver.sock"
         self.logs = record.directory / "logs"
         self.api = f"http://{topo.master.address}:{API_PORT}"
@@ -121,7 +122,6 @@ class ControlPlane:
                                     start_new_session=True, cwd=Path(__file__).resolve().parents[2])
         entry = self.record.add_process(proc.pid, f"{kind} on {node.name}", netns=self.record.procs[pid].netns)
         agent.pid, agent.start = proc.pid, entry.start
-        self._popen = getattr(self, "_popen", {})
         self._popen[proc.pid] = proc
         self.agents[agent.name] = agent
         return agent
@@ -133,7 +133,7 @@ class ControlPlane:
             raise ControlPlaneError(f"no running {kind} on {node}")
         entry = self.record.procs.get(agent.pid)
         end_processes([entry] if entry else [], grace, scan_namespaces=False)
-        proc = getattr(self, "_popen", {}).pop(agent.pid, None)
+        proc = self._popen.pop(agent.pid, None)
         if proc is not None:
             proc.wait()
         self.record.forget(agent.pid)
@@ -206,7 +206,7 @@ class ControlPlane:
             if agent.running():
                 entry = self.record.procs.get(agent.pid)
                 end_processes([entry] if entry else [], 2.0, scan_namespaces=False)
-        for proc in getattr(self, "_popen", {}).values():
+        for proc in self._popen.values():
             if proc.poll() is None:
                 proc.kill()
             proc.wait()

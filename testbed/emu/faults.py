@@ -160,10 +160,16 @@ def shape(cluster, node: str, rate: str | None = None, delay: str | None = None,
 
 
 def inspect(cluster, what: str, node: str) -> str:
-    """Text of a node's NAT table, nftables ruleset, conntrack table, routes or bridge ports."""
+    """Text of a node's NAT rules (iptables -S, or kube-proxy's nftables table in that mode),
+    nftables ruleset, conntrack table, routes or bridge ports."""
+    from testbed.emu import inspect as tables
+
     pid = cluster.network.pid(node)
-    argv = {"nat": ["iptables-save", "-t", "nat"], "nft": ["nft", "list", "ruleset"],
-            "conntrack": ["conntrack", "-L"], "routes": ["ip", "route"],
+    if what == "nat":
+        return tables.nat_table(pid, tables.proxy_mode(cluster.record.directory, node, pid)).strip()
+    if what == "conntrack":
+        return tables.conntrack_table(pid).strip()
+    argv = {"nft": ["nft", "list", "ruleset"], "routes": ["ip", "route"],
             "bridge": ["bridge", "link", "show", "master", BRIDGE]}[what]
     result = run(argv, netns=pid, check=False)
     return (result.stdout + result.stderr).strip()

@@ -34,22 +34,23 @@ class ClusterCLI(CLI):
         self.cluster = cluster
         super().__init__(cluster.network.net, **kwargs)
 
-    def _address(self, name: str) -> str | None:
-        try:
-            pod = self.cluster.find_pod(name)
-        except KeyError:
-            return None
-        if pod is not None:
-            return str(pod.ip)
-        host = self.cluster.network.hosts.get(name)
-        return str(host.address) if host is not None and host.address else None
+    def _addresses(self) -> dict[str, str]:
+        """Name -> IP for hosts and pods (by name where unambiguous, and by namespace/name)."""
+        out = {name: str(h.address) for name, h in self.cluster.network.hosts.items() if h.address}
+        pods = [p for p in self.cluster.all_pods() if p.ip]
+        for pod in pods:
+            out[pod.key] = str(pod.ip)
+            if sum(p.name == pod.name for p in pods) == 1:
+                out[pod.name] = str(pod.ip)   # a pod's name wins over a host's, as find_pod does
+        return out
 
     def _substitute(self, args: str) -> str:
         """Names -> IPs in words like `pod-b`, `pod-b:8080` and `http://pod-b:8080/path`."""
+        addresses = self._addresses()   # once per command: pods come from the API server
         words = []
         for word in args.split(" "):
             match = _NAME.match(word)
-            address = self._address(match["name"]) if match else None
+            address = addresses.get(match["name"]) if match else None
             words.append(f"{match['scheme'] or ''}{address}{match['rest']}" if address else word)
         return " ".join(words)
 

@@ -27,6 +27,15 @@ def _setns(fd: int, nstype: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def in_host_netns() -> bool:
+    """Is this process in the machine's own network namespace (pid 1's)? Agents refuse to run
+    there: their rules and routes belong inside the cluster's nodes."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return False
+
+
 def netns_inode(pid: int) -> int:
     """The inode of `pid`'s network namespace: its identity, stable while it exists."""
     return os.stat(f"/proc/{pid}/ns/net").st_ino

@@ -58,7 +58,30 @@ def _key(obj: Mapping[str, Any] | None) -> Key | None:
 # ---------------------------------------------------------------- change trackers
 
 
-class ServiceChangeTracker:
+class _Tracker:
+    """Informer handlers that only record (`update`), and the count of what is recorded."""
+
+    _lock: threading.Lock
+    _items: dict
+
+    def update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+        raise NotImplementedError
+
+    def on_add(self, obj: Mapping[str, Any]) -> None:
+        self.update(None, obj)
+
+    def on_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        self.update(old, new)
+
+    def on_delete(self, obj: Mapping[str, Any]) -> None:
+        self.update(obj, None)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class ServiceChangeTracker(_Tracker):
     """Records Service changes by namespace/name until the next sync checks them out.
 
     Like upstream's ServiceChangeTracker, a change keeps the ports as they were before the
@@ -102,19 +125,6 @@ class ServiceChangeTracker:
             self._items[key] = (previous, current)
             return True
 
-    def on_add(self, obj: Mapping[str, Any]) -> None:
-        self.update(None, obj)
-
-    def on_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        self.update(old, new)
-
-    def on_delete(self, obj: Mapping[str, Any]) -> None:
-        self.update(obj, None)
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._items)
-
     def checkout(self) -> dict[Key, tuple[ServicePort, ...]]:
         """The changed services' current ports (() = deleted), clearing the record."""
         with self._lock:
@@ -122,7 +132,7 @@ class ServiceChangeTracker:
         return {key: cur for key, (_, cur) in items.items()}
 
 
-class EndpointsChangeTracker:
+class EndpointsChangeTracker(_Tracker):
     """Records EndpointSlice changes by slice namespace/name until the next sync.
 
     Each record is the slice's service and its endpoints per service port, or None when the
@@ -154,19 +164,6 @@ class EndpointsChangeTracker:
         with self._lock:
             self._items[key] = record
         return True
-
-    def on_add(self, obj: Mapping[str, Any]) -> None:
-        self.update(None, obj)
-
-    def on_update(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        self.update(old, new)
-
-    def on_delete(self, obj: Mapping[str, Any]) -> None:
-        self.update(obj, None)
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._items)
 
     def checkout(self) -> dict[Key, tuple[Key, PerPort] | None]:
         with self._lock:

@@ -115,13 +115,12 @@ class SocketWatch:
             result = run(["conntrack", "-L", "-p", "tcp", "--orig-src", client[0], "--sport", str(client[1])],
                          netns=pid, check=False, timeout=5)
             for line in result.stdout.splitlines():
-                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
                 values = [f.split("=", 1) for f in line.split() if "=" in f]
                 srcs = [v for k, v in values if k == "src"]
                 dsts = [v for k, v in values if k == "dst"]
                 sports = [v for k, v in values if k == "sport"]
                 dports = [v for k, v in values if k == "dport"]
-                if len(srcs) < 2 or len(sports) < 2 or not fields:
+                if len(srcs) < 2 or len(sports) < 2:
                     continue
                 if (srcs[1], sports[1]) == (dsts[0], dports[0]):
                     continue  # passed through here untranslated (the gateway routing it)

@@ -21,7 +21,7 @@ from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.images import container_path, pod_command_problems
 from testbed.scenario.actions import Fault, NetFault
 from testbed.scenario.spec import Probe, Scenario, Step, load_scenario
-from testbed.scenario.steps import Outcome, evaluate, execute  # noqa: F401 (evaluate: re-exported)
+from testbed.scenario.steps import Outcome, execute
 from testbed.spec.source import Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import ADDONS, Topology, load_topology
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from testbed.emu import faults
+from testbed.emu.inspect import InspectError
 from testbed.scenario.actions import Apply, Delete, Fault, NetFault, PodRef, Scale, Wait, describe
 from testbed.scenario.probes import Observation, run_probe
 from testbed.scenario.spec import Expect, Probe, Sleep, Step
@@ -269,7 +270,7 @@ def net_fault(cluster, action: NetFault) -> Outcome:
             text = format_rows(rows)
         else:
             text = faults.inspect(cluster, action.what, action.target)
-    except faults.FaultError as err:
+    except (faults.FaultError, InspectError) as err:
         return Outcome(False, expectation, f"failed: {err}")
     details = {"output": text} if action.kind == "inspect" else {}
     observed = text if action.kind != "inspect" else f"{len(text.splitlines())} lines (in the JSON report)"

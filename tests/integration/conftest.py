@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,31 @@ def two_node():
         yield cluster
     finally:
         cluster.down()
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.2):
+    """Poll `check` until it returns something true (and return that) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def article_cluster():
+    """The two-node cluster running the article's Deployment and Service, until closed."""
+    from testbed.api.manifests import load_manifests
+    from testbed.emu.cluster import Cluster
+    from testbed.spec.topology import load_topology
+
+    c = Cluster(load_topology(TOPOLOGIES / "two-node.yaml")).up()
+    try:
+        objs = load_manifests([str(SCENARIOS / "manifests" / "article-service-test.yaml")])
+        c.apply(objs)
+        c.wait_ready(objs, timeout=60)
+        yield c
+    finally:
+        c.down()

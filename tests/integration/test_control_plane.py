@@ -7,6 +7,7 @@ back the way they found it, so their order does not matter for correctness.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -23,9 +24,11 @@ from testbed.emu.cluster import Cluster
 from testbed.emu.pausebin import pause_binary
 from testbed.emu.record import start_time
 from testbed.net.netns import socket_in
-from testbed.spec.topology import load_topology
 
-from .conftest import ROOT, SCENARIOS, TOPOLOGIES
+from .conftest import ROOT, SCENARIOS, article_cluster
+from .conftest import wait_for as _wait_for
+
+wait_for = functools.partial(_wait_for, interval=0.05)
 
 ARTICLE = SCENARIOS / "manifests" / "article-service-test.yaml"
 SELECTOR = {"app": "service_test_pod"}
@@ -71,16 +74,6 @@ def in_pod(cluster: Cluster, view, *argv: str, timeout: float = 10) -> subproces
                           capture_output=True, text=True, timeout=timeout)
 
 
-def wait_for(check, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
 
 def labelled(cluster: Cluster, labels: dict, namespace: str = "default") -> list[dict]:
     pods, _ = cluster.client.list("Pod", namespace)
@@ -109,14 +102,7 @@ def container_status(pod: dict | None, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(load_topology(TOPOLOGIES / "two-node.yaml")).up()
-    try:
-        objs = load_manifests([str(ARTICLE)])
-        c.apply(objs)
-        c.wait_ready(objs, timeout=60)
-        yield c
-    finally:
-        c.down()
+    yield from article_cluster()
 
 
 def article_pods(cluster: Cluster) -> list:

@@ -12,12 +12,10 @@ import time
 
 import pytest
 
-from testbed.api.manifests import load_manifests
 from testbed.emu.cluster import Cluster
 from testbed.emu.pausebin import pause_binary
-from testbed.spec.topology import load_topology
 
-from .conftest import SCENARIOS, TOPOLOGIES
+from .conftest import SCENARIOS, article_cluster
 
 ARTICLE = SCENARIOS / "manifests" / "article-service-test.yaml"
 FQDN = "service-test.default.svc.cluster.local"
@@ -25,14 +23,7 @@ FQDN = "service-test.default.svc.cluster.local"
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(load_topology(TOPOLOGIES / "two-node.yaml")).up()
-    try:
-        objs = load_manifests([str(ARTICLE)])
-        c.apply(objs)
-        c.wait_ready(objs, timeout=60)
-        yield c
-    finally:
-        c.down()
+    yield from article_cluster()
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 
 import pytest
 
 from testbed.net.run import run
-from tests.integration.conftest import SCENARIOS, TOPOLOGIES
+from tests.integration.conftest import SCENARIOS, TOPOLOGIES, wait_for
 
 ERROR_ANNOTATION = "ingress.testbed.io/config-error"
 
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

@@ -16,22 +16,12 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from testbed.net.run import run
-from tests.integration.conftest import TOPOLOGIES
+from tests.integration.conftest import TOPOLOGIES, wait_for
 
 POOL = IPv4Network("198.51.100.0/30")
 CLIENT_RANGE = "203.0.113.0/24"
 EVENTS_ANNOTATION = "cloud.testbed.io/load-balancer-events"
 
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def pod(name: str, node: str) -> dict:

@@ -22,3 +22,22 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
+
+
+API_CIDR = "10.96.0.0/12"
+
+
+def start_api(tmp_path: Path, **kwargs):
+    """An in-process API server on 127.0.0.1:0 and a Unix socket in tmp_path (no controllers
+    unless asked for), for the API server and client tests."""
+    from testbed.agents.apiserver import ApiServer
+
+    kwargs.setdefault("controllers", False)
+    return ApiServer(tmp_path / "state.jsonl", API_CIDR, unix=tmp_path / "api.sock", **kwargs).start()
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = start_api(tmp_path)
+    yield srv
+    srv.stop()

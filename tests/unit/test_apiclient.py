@@ -12,20 +12,7 @@ import pytest
 
 from testbed.agents.apiserver import ApiServer
 from testbed.apiclient import ApiError, Client, Expired, Informer
-
-CIDR = "10.96.0.0/12"
-
-
-def start(tmp_path: Path, **kwargs) -> ApiServer:
-    kwargs.setdefault("controllers", False)
-    return ApiServer(tmp_path / "state.jsonl", CIDR, unix=tmp_path / "api.sock", **kwargs).start()
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = start(tmp_path)
-    yield srv
-    srv.stop()
+from tests.unit.conftest import start_api as start
 
 
 @pytest.fixture(params=["tcp", "unix"])

@@ -13,11 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from testbed.agents.apiserver import ApiServer
 from testbed.agents.journal import read_journal
 from testbed.apiclient import Client
+from tests.unit.conftest import start_api as start
 
 CIDR = "10.96.0.0/12"
 
@@ -44,16 +43,6 @@ def call(server: ApiServer, method: str, path: str, body: object = None,
     return resp.status, json.loads(raw)
 
 
-def start(tmp_path: Path, **kwargs) -> ApiServer:
-    kwargs.setdefault("controllers", False)
-    return ApiServer(tmp_path / "state.jsonl", CIDR, unix=tmp_path / "api.sock", **kwargs).start()
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    srv = start(tmp_path)
-    yield srv
-    srv.stop()
 
 
 def pod(name: str, ns: str = "default", **labels: str) -> dict:

@@ -10,8 +10,9 @@ from ipaddress import IPv4Address
 import pytest
 
 from testbed.scenario.probes import Observation
-from testbed.scenario.runner import Prepared, check_commands, check_names, evaluate, prepare
+from testbed.scenario.runner import Prepared, check_commands, check_names, prepare
 from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, Target
+from testbed.scenario.steps import evaluate
 from testbed.spec.source import Problem, SpecError
 from testbed.spec.topology import load_topology
 

@@ -50,19 +50,35 @@ def cmd_cli(args: argparse.Namespace) -> int:
     from mininet.log import setLogLevel
 
     from testbed.emu.mncli import ClusterCLI
+    from testbed.scenario.command import SETUP_ERRORS
 
     setLogLevel("info")
-    with Cluster(topo, progress=lambda m: print(f"*** {m}", file=sys.stderr)) as cluster:
+    try:
+        cluster = Cluster(topo, progress=lambda m: print(f"*** {m}", file=sys.stderr)).up()
+    except SETUP_ERRORS as err:
+        print(f"testbed: the cluster could not be set up: {err}", file=sys.stderr)
+        return 1
+    try:
         if objects:
-            cluster.apply(objects)
+            try:
+                cluster.apply(objects)
+            except SETUP_ERRORS as err:
+                print(f"testbed: the manifests could not be applied: {err}", file=sys.stderr)
+                return 1
             print("*** waiting for the pods to be ready", file=sys.stderr)
-            cluster.wait_ready(objects, timeout=90)
+            try:
+                cluster.wait_ready(objects, timeout=90)
+            except TimeoutError as err:
+                # Open the CLI anyway: finding out why is what it is for (`get pods -A`, `ps`).
+                print(f"*** warning: {err}", file=sys.stderr)
         pods = cluster.all_pods()
         example = next((p.name for p in pods if p.namespace != "kube-system"), "w1")
         print(f"*** cluster {topo.name} is up: try `pods`, `ps`, `pingall`, `get pods -A`, "
               f"`{example} ip addr`", file=sys.stderr)
         ClusterCLI(cluster)
         print("*** tearing down", file=sys.stderr)
+    finally:
+        cluster.down()
     return 0
 
 

@@ -33,7 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testbed.emu.pausebin import pause_binary  # noqa: E402
-from testbed.net.netfilter import IptablesBackend, NftBackend  # noqa: E402
+from testbed.net.netfilter import (  # noqa: E402
+    RESTORE_TIMEOUT,
+    IptablesBackend,
+    NftBackend,
+    with_whole_table_cache,
+)
 from testbed.net.run import run  # noqa: E402
 from testbed.proxy.model import LocalDetector, ProxierSettings, mark_for_bit  # noqa: E402
 from testbed.proxy.proxier import Proxier  # noqa: E402
@@ -97,10 +102,13 @@ def feed(proxier, n: int) -> None:
         proxier.endpoint_changes.on_add(endpoint_slice(i))
 
 
-def raw_apply(mode: str, pid: int, text: str) -> float:
+def raw_apply(mode: str, pid: int, text: str, hint: bool = True) -> float:
+    """The tool alone on the text the backend sends (iptables: with its whole-table hint)."""
     argv = ["nft", "-f", "-"] if mode == "nftables" else ["iptables-restore", "-w", "5", "--noflush"]
+    if mode != "nftables" and hint:
+        text = with_whole_table_cache(text)
     start = time.perf_counter()
-    run(argv, netns=pid, input=text)
+    run(argv, netns=pid, input=text, timeout=RESTORE_TIMEOUT)
     return time.perf_counter() - start
 
 

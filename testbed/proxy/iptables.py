@@ -10,8 +10,8 @@ chains (`JUMP_RULES`). Rules are written per service in upstream's order; `norma
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from testbed.proxy import names
 from testbed.proxy.model import (
@@ -22,6 +22,7 @@ from testbed.proxy.model import (
     EndpointsMap,
     ProxierSettings,
     ServicePort,
+    ServicePortName,
     categorize,
     contains,
     node_port_ips,
@@ -29,7 +30,8 @@ from testbed.proxy.model import (
 )
 from testbed.proxy.restore import normalize
 
-__all__ = ["JUMP_RULES", "JumpRule", "normalize", "render", "RenderResult", "render_sync"]
+__all__ = ["JUMP_RULES", "Applied", "JumpRule", "normalize", "render", "RenderResult",
+           "render_sync", "ServiceRules", "service_rules"]
 
 # Fixed chain names
 SERVICES = "KUBE-SERVICES"
@@ -78,35 +80,48 @@ JUMP_RULES: tuple[JumpRule, ...] = (
 )
 
 
-@dataclass
-class _Buffers:
-    filter_chains: list[str] = field(default_factory=list)
-    filter_rules: list[str] = field(default_factory=list)
-    nat_chains: list[str] = field(default_factory=list)
-    nat_rules: list[str] = field(default_factory=list)
-    active_nat: set[str] = field(default_factory=set)
+@dataclass(frozen=True)
+class ServiceRules:
+    """One service port's share of a sync, rendered on its own so that it can be kept.
 
-    def chain(self, name: str, write: bool) -> None:
-        """A per-service nat chain: always active, written only when not skipped."""
-        self.active_nat.add(name)
-        if write:
-            self.nat_chains.append(f":{name} - [0:0]")
+    `filter` and `nat_top` are (chain, rule) pairs for the shared top-level chains, in order;
+    `chains` are the service's own nat chains (KUBE-SVC/SVL/EXT/FW/SEP) and `rules` theirs.
+    """
+
+    filter: tuple[tuple[str, str], ...]
+    nat_top: tuple[tuple[str, str], ...]
+    chains: tuple[str, ...]
+    rules: tuple[str, ...]
+
+
+Key = tuple[str, str]  # (namespace, name) of a service
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a sync leaves in the kernel: each service's rules and each top-level chain's."""
+
+    services: Mapping[Key, Mapping[ServicePortName, ServiceRules]]
+    top: Mapping[tuple[str, str], tuple[str, ...]]  # (table, chain) -> its "-A" lines
+
+    def nat_chains(self) -> set[str]:
+        return {c for ports in self.services.values() for r in ports.values() for c in r.chains}
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """One sync's restore input, and the state it leaves once applied (for the next sync)."""
+
+    text: str
+    applied: Applied
 
 
 def _line(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-@dataclass(frozen=True)
-class RenderResult:
-    """One sync's restore input and the nat chains it keeps (for the next stale check)."""
-
-    text: str
-    active_nat_chains: frozenset[str]
-
-
 def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
-           settings: ProxierSettings, changed: Collection[tuple[str, str]] | None = None) -> str:
+           settings: ProxierSettings, changed: Collection[Key] | None = None) -> str:
     """The iptables-restore input for one sync.
 
     A full sync unless `settings.full_sync` is false and `changed` is given: then only the
@@ -116,44 +131,108 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
     return render_sync(services, endpoints, settings, changed).text
 
 
-def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
-                settings: ProxierSettings,
-                changed: Collection[tuple[str, str]] | None = None) -> RenderResult:
-    """`render`, also returning the active nat chains."""
-    s = settings
-    mark = s.masquerade_mark
-    b = _Buffers()
-    partial = not s.full_sync and changed is not None
-    for name in (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL):
-        b.filter_chains.append(f":{name} - [0:0]")
-    for name in (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ):
-        b.nat_chains.append(f":{name} - [0:0]")
-    b.nat_rules += [
-        f"-A {POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
-        f"-A {POSTROUTING} -j MARK --xor-mark {mark}",
-        f'-A {POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
-        f"-j MASQUERADE" + (" --random-fully" if s.has_random_fully else ""),
-        f"-A {MARK_MASQ} -j MARK --or-mark {mark}",
-    ]
-    if not s.is_ipv6 and s.localhost_node_ports:
-        b.filter_chains.append(f":{KUBELET_FIREWALL} - [0:0]")
-        b.filter_rules.append(
-            f'-A {KUBELET_FIREWALL} -m comment --comment "block incoming localnet connections" '
-            "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT "
-            "-j DROP")
+_FILTER_TOP = (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL)
+_NAT_TOP = (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ)
 
+
+def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
+                settings: ProxierSettings, changed: Collection[Key] | None = None,
+                previous: Applied | None = None) -> RenderResult:
+    """`render`, also returning what the text leaves in place once applied.
+
+    In a partial sync with `previous` (what the last successful sync left), only services in
+    `changed` are rendered again, a changed service whose rules came out the same is not
+    written, and the top-level chains are written only if their rules changed: one endpoint
+    change with thousands of services present costs a handful of lines and no walk over the
+    others. Stale chains are those of `settings.existing_nat_chains` no service uses, plus,
+    with `previous`, the chains changed services used before and no longer do.
+    """
+    s = settings
+    partial = not s.full_sync and changed is not None
+    changed = set(changed or ())
     large = s.large_cluster_mode
     if large is None:
         total = sum(len(endpoints.get(svc.name, ())) for svc in services)
         large = total > LARGE_CLUSTER_ENDPOINTS
-    for svc in services:
-        write = not partial or svc.name.service in (changed or ())
-        _service_rules(b, svc, endpoints.get(svc.name, ()), s, write, large)
 
-    for chain in sorted(set(s.existing_nat_chains) - b.active_nat):
-        if names.is_service_chain(chain):
-            b.nat_chains.append(f":{chain} - [0:0]")
-            b.nat_rules.append(f"-X {chain}")
+    before = previous.services if previous is not None and partial else {}
+    now: dict[Key, dict[ServicePortName, ServiceRules]] = dict(before)
+    for key in changed:
+        now.pop(key, None)
+    chains: list[str] = []
+    rules: list[str] = []
+    same_top = bool(before)  # whether the top-level chains can stay as they are
+    for svc in services:
+        key = svc.name.service
+        if key in now and key not in changed and before:
+            continue  # unchanged: kept from the last sync
+        old = before.get(key, {}).get(svc.name)
+        r = service_rules(svc, endpoints.get(svc.name, ()), s, large)
+        now.setdefault(key, {})[svc.name] = r
+        if (not partial or key in changed) and r != old:
+            chains += r.chains
+            rules += r.rules
+        if old is None or (r.filter, r.nat_top) != (old.filter, old.nat_top):
+            same_top = False
+    for key in changed & before.keys():
+        for name, old in before[key].items():
+            if name not in now.get(key, {}) and (old.filter or old.nat_top):
+                same_top = False
+
+    stale: set[str] = set()
+    if s.existing_nat_chains:
+        active = {c for ports in now.values() for r in ports.values() for c in r.chains}
+        stale |= {c for c in s.existing_nat_chains if c not in active}
+    for key in changed & before.keys():
+        used = {c for r in now.get(key, {}).values() for c in r.chains}
+        stale |= {c for r in before[key].values() for c in r.chains if c not in used}
+    stale = {c for c in stale if names.is_service_chain(c)}
+
+    top = dict(previous.top) if same_top and previous else _top_level(services, now, s)
+    old_top = previous.top if previous is not None and partial else {}
+    out: list[str] = []
+    for table, own_chains, own_rules, deleted in (("filter", [], [], []),
+                                                  ("nat", chains, rules, sorted(stale))):
+        written = [c for (t, c), lines in top.items()
+                   if t == table and old_top.get((t, c)) != lines]
+        if not (written or own_chains or deleted):
+            continue
+        out.append(f"*{table}")
+        out += [f":{c} - [0:0]" for c in (*written, *own_chains, *deleted)]
+        for c in written:
+            out += top[(table, c)]
+        out += own_rules
+        out += [f"-X {c}" for c in deleted]
+        out.append("COMMIT")
+    text = "\n".join(out) + "\n" if out else ""
+    return RenderResult(text, Applied(now, top))
+
+
+def _top_level(services: Sequence[ServicePort],
+               rules: Mapping[Key, Mapping[ServicePortName, ServiceRules]],
+               s: ProxierSettings) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The rules of the shared chains, (table, chain) -> lines, from every service's share."""
+    mark = s.masquerade_mark
+    top: dict[tuple[str, str], list[str]] = {("filter", c): [] for c in _FILTER_TOP}
+    top.update({("nat", c): [] for c in _NAT_TOP})
+    top[("nat", POSTROUTING)] += [
+        f"-A {POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
+        f"-A {POSTROUTING} -j MARK --xor-mark {mark}",
+        f'-A {POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
+        f"-j MASQUERADE" + (" --random-fully" if s.has_random_fully else ""),
+    ]
+    top[("nat", MARK_MASQ)].append(f"-A {MARK_MASQ} -j MARK --or-mark {mark}")
+    if not s.is_ipv6 and s.localhost_node_ports:
+        top[("filter", KUBELET_FIREWALL)] = [
+            f'-A {KUBELET_FIREWALL} -m comment --comment "block incoming localnet connections" '
+            "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT "
+            "-j DROP"]
+    for svc in services:
+        r = rules[svc.name.service][svc.name]
+        for chain, rule in r.filter:
+            top[("filter", chain)].append(rule)
+        for chain, rule in r.nat_top:
+            top[("nat", chain)].append(rule)
 
     last = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last ' \
         'rule in this chain"'
@@ -164,33 +243,31 @@ def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
             dest += " ! -d ::1/128"
         elif not s.localhost_node_ports:
             dest += " ! -d 127.0.0.0/8"
-        b.nat_rules.append(f"-A {SERVICES} {last} {dest} -j {NODEPORTS}")
+        top[("nat", SERVICES)].append(f"-A {SERVICES} {last} {dest} -j {NODEPORTS}")
     else:
         for ip in ips:
             loopback = ip == "::1" or ip.startswith("127.")
             if loopback and (s.is_ipv6 or not s.localhost_node_ports):
                 continue
-            b.nat_rules.append(f"-A {SERVICES} {last} -d {ip} -j {NODEPORTS}")
+            top[("nat", SERVICES)].append(f"-A {SERVICES} {last} -d {ip} -j {NODEPORTS}")
 
+    forward = top[("filter", FORWARD)]
     if not s.conntrack_tcp_liberal:
         nfacct = ""
         if CT_STATE_INVALID_COUNTER in s.nfacct_counters:
             nfacct = f"-m nfacct --nfacct-name {CT_STATE_INVALID_COUNTER}"
-        b.filter_rules.append(_line(f"-A {FORWARD} -m conntrack --ctstate INVALID", nfacct,
-                                    "-j DROP"))
-    b.filter_rules += [
+        forward.append(_line(f"-A {FORWARD} -m conntrack --ctstate INVALID", nfacct, "-j DROP"))
+    forward += [
         f'-A {FORWARD} -m comment --comment "kubernetes forwarding rules" '
         f"-m mark --mark {mark}/{mark} -j ACCEPT",
         f'-A {FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
         "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     ]
-    lines = ["*filter", *b.filter_chains, *b.filter_rules, "COMMIT",
-             "*nat", *b.nat_chains, *b.nat_rules, "COMMIT"]
-    return RenderResult("\n".join(lines) + "\n", frozenset(b.active_nat))
+    return {where: tuple(lines) for where, lines in top.items()}
 
 
-def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
-                   s: ProxierSettings, write: bool, large: bool) -> None:
+def service_rules(svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,
+                  large: bool) -> ServiceRules:
     """Everything one service port contributes (rule_structure.md section 3, in order)."""
     S, P = str(svc.name), svc.protocol
     cat = categorize(eps, svc, s.node_name)
@@ -212,49 +289,57 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
         int_comment = ext_comment = f'"{S} has no local endpoints"'
     pp = f"-m {P} -p {P}"
     port = svc.port
-    nat, flt = b.nat_rules, b.filter_rules
+    nat: list[tuple[str, str]] = []
+    flt: list[tuple[str, str]] = []
 
     if has_internal:
-        nat.append(f'-A {SERVICES} -m comment --comment "{S} cluster IP" {pp} '
-                   f"-d {svc.cluster_ip} --dport {port} -j {internal_chain}")
+        nat.append((SERVICES, f'-A {SERVICES} -m comment --comment "{S} cluster IP" {pp} '
+                              f"-d {svc.cluster_ip} --dport {port} -j {internal_chain}"))
     else:
-        flt.append(f"-A {SERVICES} -m comment --comment {int_comment} {pp} "
-                   f"-d {svc.cluster_ip} --dport {port} -j {int_target}")
+        flt.append((SERVICES, f"-A {SERVICES} -m comment --comment {int_comment} {pp} "
+                              f"-d {svc.cluster_ip} --dport {port} -j {int_target}"))
     for eip in svc.external_ips:
         if has_endpoints:
-            nat.append(f'-A {SERVICES} -m comment --comment "{S} external IP" {pp} '
-                       f"-d {eip} --dport {port} -j {ext}")
+            nat.append((SERVICES, f'-A {SERVICES} -m comment --comment "{S} external IP" {pp} '
+                                  f"-d {eip} --dport {port} -j {ext}"))
         if not has_external:
-            flt.append(f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} {pp} "
-                       f"-d {eip} --dport {port} -j {ext_target}")
+            flt.append((EXTERNAL_SERVICES,
+                        f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} {pp} "
+                        f"-d {eip} --dport {port} -j {ext_target}"))
     for vip in svc.load_balancer_ips:
         if has_endpoints:
-            nat.append(f'-A {SERVICES} -m comment --comment "{S} loadbalancer IP" {pp} '
-                       f"-d {vip} --dport {port} -j {lb_chain}")
+            nat.append((SERVICES, f'-A {SERVICES} -m comment --comment "{S} loadbalancer IP" '
+                                  f"{pp} -d {vip} --dport {port} -j {lb_chain}"))
         if uses_fw:
-            flt.append(f'-A {PROXY_FIREWALL} -m comment --comment "{S} traffic not accepted '
-                       f'by {fw}" {pp} -d {vip} --dport {port} -j DROP')
+            flt.append((PROXY_FIREWALL,
+                        f'-A {PROXY_FIREWALL} -m comment --comment "{S} traffic not accepted '
+                        f'by {fw}" {pp} -d {vip} --dport {port} -j DROP'))
     if not has_external:
         for vip in svc.load_balancer_ips:
-            flt.append(f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} {pp} "
-                       f"-d {vip} --dport {port} -j {ext_target}")
+            flt.append((EXTERNAL_SERVICES,
+                        f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} {pp} "
+                        f"-d {vip} --dport {port} -j {ext_target}"))
     if svc.node_port:
         np = svc.node_port
         if has_endpoints:
             if (s.localhost_node_ports and not s.is_ipv6
                     and LOCALHOST_NODEPORT_COUNTER in s.nfacct_counters):
-                nat.append(f"-A {NODEPORTS} -m comment --comment {S} {pp} -d 127.0.0.0/8 "
-                           f"--dport {np} -m nfacct --nfacct-name {LOCALHOST_NODEPORT_COUNTER} "
-                           f"-j {ext}")
-            nat.append(f"-A {NODEPORTS} -m comment --comment {S} {pp} --dport {np} -j {ext}")
+                nat.append((NODEPORTS, f"-A {NODEPORTS} -m comment --comment {S} {pp} "
+                                       f"-d 127.0.0.0/8 --dport {np} -m nfacct --nfacct-name "
+                                       f"{LOCALHOST_NODEPORT_COUNTER} -j {ext}"))
+            nat.append((NODEPORTS, f"-A {NODEPORTS} -m comment --comment {S} {pp} "
+                                   f"--dport {np} -j {ext}"))
         if not has_external:
-            flt.append(f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} "
-                       f"-m addrtype --dst-type LOCAL {pp} --dport {np} -j {ext_target}")
+            flt.append((EXTERNAL_SERVICES,
+                        f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} "
+                        f"-m addrtype --dst-type LOCAL {pp} --dport {np} -j {ext_target}"))
     if svc.health_check_node_port:
-        flt.append(f'-A {NODEPORTS} -m comment --comment "{S} health check node port" '
-                   f"-m tcp -p tcp --dport {svc.health_check_node_port} -j ACCEPT")
+        flt.append((NODEPORTS, f'-A {NODEPORTS} -m comment --comment "{S} health check node '
+                               f'port" -m tcp -p tcp --dport {svc.health_check_node_port} '
+                               "-j ACCEPT"))
 
-    # Per-service nat chains: skipped (but still active) in a partial sync.
+    # The service's own nat chains.
+    chains: list[str] = []
     rules: list[str] = []
     if has_internal:
         args = (f'-m comment --comment "{S} cluster IP" {pp} -d {svc.cluster_ip} '
@@ -265,7 +350,7 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
             rules.append(f"-A {internal_chain} {args} "
                          f"{' '.join(s.local_detector.if_not_local())} -j {MARK_MASQ}")
     if uses_ext_chain:
-        b.chain(ext, write)
+        chains.append(ext)
         if not svc.external_policy_local:
             rules.append(f'-A {ext} -m comment --comment "masquerade traffic for {S} external '
                          f'destinations" -j {MARK_MASQ}')
@@ -281,7 +366,7 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
         if has_external:
             rules.append(f"-A {ext} -j {external_policy_chain}")
     if uses_fw:
-        b.chain(fw, write)
+        chains.append(fw)
         head = f'-A {fw} -m comment --comment "{S} loadbalancer IP"'
         allow_from_node = False
         for cidr in svc.load_balancer_source_ranges:
@@ -292,24 +377,19 @@ def _service_rules(b: _Buffers, svc: ServicePort, eps: Sequence[Endpoint],
         rules.append(f'-A {fw} -m comment --comment "other traffic to {S} will be dropped by '
                      f'{PROXY_FIREWALL}"')
     if uses_cluster_chain:
-        b.chain(svc_chain, write)
-        if write:
-            rules += _to_endpoints(svc, svc_chain, cat.cluster, large)
+        chains.append(svc_chain)
+        rules += _to_endpoints(svc, svc_chain, cat.cluster, large)
     if uses_local_chain:
-        b.chain(svl_chain, write)
-        if write:
-            rules += _to_endpoints(svc, svl_chain, cat.local, large)
+        chains.append(svl_chain)
+        rules += _to_endpoints(svc, svl_chain, cat.local, large)
     for ep in cat.all_reachable:
         sep = ep.sep_chain(svc.name)
-        b.chain(sep, write)
-        if not write:  # still active: only its name is needed
-            continue
+        chains.append(sep)
         comment = "" if large else f"-m comment --comment {S}"
         rules.append(_line(f"-A {sep}", comment, f"-s {ep.ip} -j {MARK_MASQ}"))
         recent = f"-m recent --name {sep} --set" if svc.session_affinity_timeout else ""
         rules.append(_line(f"-A {sep}", comment, recent, f"{pp} -j DNAT --to-destination {ep}"))
-    if write:
-        nat.extend(rules)
+    return ServiceRules(tuple(flt), tuple(nat), tuple(chains), tuple(rules))
 
 
 def _to_endpoints(svc: ServicePort, chain: str, eps: Sequence[Endpoint],

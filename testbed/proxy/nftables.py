@@ -6,11 +6,12 @@ ordered so that `nft -f` can load it in one transaction: table, sets and maps, c
 elements. `normalize` is upstream's `sortNFTablesTransaction`. Nothing here touches the system.
 
 Partial syncs, as upstream's nftables proxier does them: `service_text()` renders one service
-port's sets, chains, rules and map elements on its own; `render_partial()` flushes the verdict
-maps and refills them with every service's elements (cheap: one batched `add element` per
-map), rewrites (add + flush + rules) only the chains of changed services, and deletes the
-chains and affinity sets that changed services no longer use, all in one transaction. The
-proxier keeps the per-service texts between syncs.
+port's sets, chains, rules and map elements on its own; `render_partial()` rewrites (add +
+flush + rules) only the chains of changed services, diffs their map and set elements against
+what was applied (deleting only elements that went or changed, adding only new or changed
+ones, as upstream's nftElementStorage does) and deletes the chains and affinity sets that
+changed services no longer use, all in one transaction. The proxier keeps the per-service
+texts between syncs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ from testbed.proxy.objects import parse_cidr
 TABLE = "kube-proxy"
 
 
+@dataclass(frozen=True)
+class Element:
+    """One set or map element: where it goes, its key, and its whole text (key, comment, value)."""
+
+    target: str
+    key: str
+    text: str
+
+
 @dataclass
 class _Tx:
     """The commands of one transaction, grouped so that every reference is declared first."""
@@ -42,7 +52,7 @@ class _Tx:
     sets: list[str] = field(default_factory=list)
     chains: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
-    elements: list[tuple[str, str]] = field(default_factory=list)  # (set or map, element)
+    elements: list[Element] = field(default_factory=list)
 
     def chain(self, name: str, spec: str = "") -> None:
         self.chains.append(f"add chain {self.prefix} {name}" + (f" {{ {spec} ; }}" if spec else ""))
@@ -53,15 +63,15 @@ class _Tx:
 
     def element(self, target: str, key: Sequence[str | int], value: str = "",
                 comment: str = "") -> None:
-        text = " . ".join(str(k) for k in key)
+        text = key_text = " . ".join(str(k) for k in key)
         if comment:
             text += f' comment "{comment}"'
         if value:
             text += f" : {value}"
-        self.elements.append((target, text))
+        self.elements.append(Element(target, key_text, text))
 
     def element_lines(self) -> list[str]:
-        return [f"add element {self.prefix} {t} {{ {e} }}" for t, e in self.elements]
+        return [f"add element {self.prefix} {e.target} {{ {e.text} }}" for e in self.elements]
 
 
 def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
@@ -171,18 +181,18 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
 
 def assemble(head: list[str], tx: _Tx, texts: Sequence[ServiceText]) -> str:
     """The full sync's text: the base table in `tx`, then every service's share, by kind."""
+    seen = {(e.target, e.key) for e in tx.elements}
     for text in texts:
         tx.sets += text.sets
         tx.chains += text.chains
         tx.rules += text.rules
-        tx.elements += text.elements
+        for e in text.elements:
+            # two services claiming one address and port: the first keeps it (nft refuses a
+            # second value for a key, where iptables mode just never reaches the later rule)
+            if (e.target, e.key) not in seen:
+                seen.add((e.target, e.key))
+                tx.elements.append(e)
     return "\n".join(head + tx.sets + tx.chains + tx.rules + tx.element_lines()) + "\n"
-
-
-# Sets and maps that hold one element per service: flushed and refilled by every partial sync.
-PER_SERVICE_SETS = (("set", "cluster-ips"), ("map", "firewall-ips"),
-                    ("map", "no-endpoint-nodeports"), ("map", "no-endpoint-services"),
-                    ("map", "service-ips"), ("map", "service-nodeports"))
 
 
 @dataclass(frozen=True)
@@ -192,7 +202,7 @@ class ServiceText:
     sets: tuple[str, ...]
     chains: tuple[str, ...]
     rules: tuple[str, ...]
-    elements: tuple[tuple[str, str], ...]
+    elements: tuple[Element, ...]
 
     @property
     def chain_names(self) -> frozenset[str]:
@@ -215,34 +225,46 @@ def service_text(svc: ServicePort, eps: Sequence[Endpoint],
     return ServiceText(tuple(tx.sets), tuple(tx.chains), tuple(tx.rules), tuple(tx.elements))
 
 
-def render_partial(texts: Sequence[ServiceText], changed: Sequence[ServiceText],
-                   stale_chains: Sequence[str], stale_sets: Sequence[str],
+def render_partial(old: Sequence[ServiceText], new: Sequence[ServiceText],
                    settings: ProxierSettings) -> str:
-    """One partial sync: `texts` are every service's, `changed` those whose chains to rewrite.
+    """One partial sync, from the changed services' shares as last applied (`old`) and now.
 
-    The table, its base chains and rules are left as the last full sync wrote them.
+    The table, its base chains and the shares of unchanged services are left as they are.
+    Changed services' sets are added and their chains rewritten (add, flush, rules); map and
+    set elements are diffed as upstream's element storage does, so only elements that went
+    (or changed) are deleted and only new (or changed) ones added; chains and affinity sets
+    no longer used are deleted last. The caller makes sure no unchanged service shares an
+    element key with the changed ones (else it syncs in full).
     """
     family, _, _ = _family(settings)
     prefix = f"{family} {TABLE}"
+    before = {(e.target, e.key): e for t in old for e in t.elements}
+    after = {(e.target, e.key): e for t in new for e in t.elements}
+    gone = [e for k, e in before.items() if after.get(k) != e]
+    added = [e for k, e in after.items() if before.get(k) != e]
+    stale_chains = sorted(set().union(*(t.chain_names for t in old))
+                          - set().union(*(t.chain_names for t in new)))
+    stale_sets = sorted(set().union(*(t.set_names for t in old))
+                        - set().union(*(t.set_names for t in new)))
+
     out = [f'add table {prefix} {{ comment "rules for kube-proxy" ; }}']
-    out += [f"flush {kind} {prefix} {name}" for kind, name in PER_SERVICE_SETS]
-    for text in changed:
+    out += [f"delete element {prefix} {e.target} {{ {e.key} }}" for e in gone]
+    for text in new:
         out += text.sets
-    for text in changed:
+    for text in new:
         for line in text.chains:
             out += [line, f"flush chain {prefix} {line.split(' ')[4]}"]
-    for text in changed:
+    for text in new:
         out += text.rules
     grouped: dict[str, list[str]] = {}
-    for text in texts:
-        for target, element in text.elements:
-            grouped.setdefault(target, []).append(element)
+    for e in added:
+        grouped.setdefault(e.target, []).append(e.text)
     for target, elements in sorted(grouped.items()):
         out.append(f"add element {prefix} {target} {{ {', '.join(elements)} }}")
     # flush first: a stale service chain may still jump to a stale endpoint chain
-    out += [f"flush chain {prefix} {name}" for name in sorted(stale_chains)]
-    out += [f"delete chain {prefix} {name}" for name in sorted(stale_chains)]
-    out += [f"delete set {prefix} {name}" for name in sorted(stale_sets)]
+    out += [f"flush chain {prefix} {name}" for name in stale_chains]
+    out += [f"delete chain {prefix} {name}" for name in stale_chains]
+    out += [f"delete set {prefix} {name}" for name in stale_sets]
     return "\n".join(out) + "\n"
 
 

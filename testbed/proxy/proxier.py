@@ -8,16 +8,21 @@ with stale-UDP-conntrack detection) and `Proxier.sync()`, which renders with
 
 Sync policy (iptables mode): the first sync, the sync after a failed apply, a sync asked for
 with `request_full_sync()` and the first sync after `full_sync_period` seconds are full; the
-others are partial and rewrite only the per-service chains of services that changed (the
-top-level chains are always written, as upstream). Stale chains are deleted: on a full sync
-from what the backend reports (so a restarted kube-proxy removes chains its predecessor left),
-otherwise from the chains the last successful sync left behind.
+others are partial and rewrite only the per-service chains of services that changed, as
+upstream's do. Unlike upstream, a partial sync also leaves a top-level chain (KUBE-SERVICES,
+KUBE-NODEPORTS, the filter chains) alone when its rules came out the same, so an endpoint
+change with 10,000 Services present writes a few lines instead of 10,000 (`iptables.Applied`
+is what the last apply left). Stale chains are deleted: on a full sync from what the backend
+reports (so a restarted kube-proxy removes chains its predecessor left), otherwise those the
+changed services used before.
 
 nftables mode: a full sync replaces the `kube-proxy` table atomically in one `nft -f`
 transaction (`nftables.render(..., replace_table=True)`); a partial one, as upstream's,
-refills the verdict maps and rewrites only the chains of changed services
-(`nftables.render_partial`), from per-service texts kept between syncs. Either is one
-transaction, so a failure changes nothing and makes the next sync full.
+rewrites only the chains of changed services and sends only the map and set elements that
+changed (`nftables.render_partial`), from per-service texts kept between syncs. A change that
+would touch an element another service also claims (two Services on one external address and
+port) syncs in full. Either is one transaction, so a failure changes nothing and makes the
+next sync full.
 
 The backend (`Backend` below; `testbed.net.netfilter` has the real ones, `FakeIptables` and
 `FakeNft` in proxy/fakes.py are for tests) is the only thing that acts. Nothing in this module touches the
@@ -35,6 +40,7 @@ from typing import Any, Protocol
 from testbed.proxy import iptables, nftables
 from testbed.proxy.model import (
     IPV4,
+    LARGE_CLUSTER_ENDPOINTS,
     Endpoint,
     ProxierSettings,
     ServicePort,
@@ -203,6 +209,8 @@ class ProxyTracker:
         self._by_service: dict[Key, set[Key]] = {}  # service key -> slice keys
         self._service_eps: dict[Key, dict[ServicePortName, tuple[Endpoint, ...]]] = {}
         self._sorted: list[ServicePort] | None = None
+        self._counted: dict[Key, int] = {}  # endpoints of each service's ports
+        self.endpoint_total = 0  # of all services' ports (orphan endpoints do not count)
 
     def pending(self) -> bool:
         return bool(self.service_changes.pending() or self.endpoint_changes.pending())
@@ -245,6 +253,11 @@ class ProxyTracker:
                 self.endpoints.update(merged)
             if not self._by_service.get(key):
                 self._by_service.pop(key, None)
+        for key in changed:
+            count = sum(len(self.endpoints.get(p.name, ())) for p in self.services.get(key, ()))
+            self.endpoint_total += count - self._counted.pop(key, 0)
+            if count:
+                self._counted[key] = count
         flushes: list[ConntrackFlush] = []
         for key in sorted(changed):
             old_ports, old_eps = before[key]
@@ -347,10 +360,11 @@ class Proxier(ProxyTracker):
         self._sync_lock = threading.Lock()
         self._needs_full = True
         self._last_full: float | None = None
-        self._known_chains: set[str] = set()  # nat chains our last apply left in the kernel
+        self._applied: iptables.Applied | None = None  # what our last apply left (iptables)
         self._pending_changed: set[Key] = set()
         self._pending_flushes: list[ConntrackFlush] = []
         self._nft_texts: dict[Key, dict[ServicePortName, nftables.ServiceText]] = {}  # as last applied
+        self._element_owners: dict[tuple[str, str], set[Key]] = {}  # (map, key) -> services
         self.last_text = ""
 
     def request_full_sync(self) -> None:
@@ -374,19 +388,21 @@ class Proxier(ProxyTracker):
             changed = frozenset(self._pending_changed)
             try:
                 nft_texts: dict[Key, dict[ServicePortName, nftables.ServiceText]] = {}
+                applied = None
                 if self.mode == "nftables":
-                    text, nft_texts = self._render_nftables(full, changed)
-                    active: set[str] = set()
+                    text, nft_texts, full = self._render_nftables(full, changed)
                 else:
-                    text, active = self._render_iptables(full, changed)
+                    text, applied = self._render_iptables(full, changed)
                 self.last_text = text
-                self.backend.restore(text)
+                if text:
+                    self.backend.restore(text)
             except Exception as err:  # noqa: BLE001 - any failed apply means: next sync full
                 self._needs_full = True
                 return SyncResult(False, full, changed=changed, error=str(err),
                                   seconds=self.clock() - start)
-            self._known_chains = active
+            self._applied = applied
             if self.mode == "nftables":
+                self._remember_elements(full, changed, nft_texts)
                 self._nft_texts = nft_texts
             self._pending_changed = set()
             self._needs_full = False
@@ -397,38 +413,71 @@ class Proxier(ProxyTracker):
                               error="; ".join(errors), seconds=self.clock() - start)
 
     def _render_nftables(self, full: bool, changed: frozenset[Key],
-                         ) -> tuple[str, dict[Key, dict[ServicePortName, nftables.ServiceText]]]:
-        """The text of one sync and the per-service texts it leaves in the kernel."""
+                         ) -> tuple[str, dict[Key, dict[ServicePortName, nftables.ServiceText]], bool]:
+        """The text of one sync, the per-service texts it leaves in the kernel, and whether
+        it is a full sync (a partial one that would touch a shared map key becomes full)."""
         def render(key: Key) -> dict[ServicePortName, nftables.ServiceText]:
             return {p.name: nftables.service_text(p, self.endpoints.get(p.name, ()), self.settings)
                     for p in self.services.get(key, ())}
 
         old = self._nft_texts
-        texts = {key: (render(key) if full or key in changed or key not in old else old[key])
-                 for key in self.services}
+        if not full:
+            texts = dict(old)
+            for key in changed:
+                texts[key] = render(key)
+                if not texts[key]:
+                    del texts[key]
+            was = [t for key in sorted(changed) for t in old.get(key, {}).values()]
+            now = [t for key in sorted(changed) for t in texts.get(key, {}).values()]
+            # Two services claiming one address and port is a conflict kube-proxy tolerates;
+            # only a full sync can tell which of them keeps the map element.
+            shared = any(self._element_owners.get((e.target, e.key), set()) - changed
+                         for t in (*was, *now) for e in t.elements)
+            if not shared:
+                return nftables.render_partial(was, now, self.settings), texts, False
+        texts = {key: render(key) for key in self.services}
         ordered = [texts[p.name.service][p.name] for p in self.service_ports()]
-        if full:
-            return nftables.render(self.service_ports(), self.endpoints, self.settings,
-                                   replace_table=True, texts=ordered), texts
-        was = [t for key in changed for t in old.get(key, {}).values()]
-        now = [t for key in changed for t in texts.get(key, {}).values()]
-        stale_chains = set().union(*(t.chain_names for t in was)) - set().union(
-            *(t.chain_names for t in now))
-        stale_sets = set().union(*(t.set_names for t in was)) - set().union(
-            *(t.set_names for t in now))
-        return nftables.render_partial(ordered, now, sorted(stale_chains), sorted(stale_sets),
-                                       self.settings), texts
+        return nftables.render(self.service_ports(), self.endpoints, self.settings,
+                               replace_table=True, texts=ordered), texts, True
 
-    def _render_iptables(self, full: bool, changed: Iterable[Key]) -> tuple[str, set[str]]:
-        existing = set(self._known_chains)
+    def _remember_elements(self, full: bool, changed: frozenset[Key],
+                           texts: Mapping[Key, Mapping[ServicePortName, nftables.ServiceText]],
+                           ) -> None:
+        """Which services provide each map and set element now (nftables mode)."""
+        owners = self._element_owners
+        if full:
+            owners.clear()
+        for key in (texts if full else changed):
+            if not full:
+                for text in self._nft_texts.get(key, {}).values():
+                    for e in text.elements:
+                        owners.get((e.target, e.key), set()).discard(key)
+            for text in texts.get(key, {}).values():
+                for e in text.elements:
+                    owners.setdefault((e.target, e.key), set()).add(key)
+
+    def _render_iptables(self, full: bool, changed: Iterable[Key],
+                         ) -> tuple[str, iptables.Applied]:
+        """The text of one sync and what it leaves in place.
+
+        A full sync asks the backend which nat chains exist (so chains a predecessor left are
+        deleted) and renders everything; a partial one starts from what the last apply left.
+        """
+        existing: set[str] = set()
         if full:
             self.backend.ensure_jump_rules(iptables.JUMP_RULES)
-            existing |= self.backend.nat_chains()
-        settings = replace(self.settings, full_sync=full,
-                           existing_nat_chains=tuple(sorted(existing)))
+            existing = self.backend.nat_chains()
+            if self._applied is not None:
+                existing |= self._applied.nat_chains()
+        large = self.settings.large_cluster_mode
+        if large is None:
+            large = self.endpoint_total > LARGE_CLUSTER_ENDPOINTS
+        settings = replace(self.settings, full_sync=full, existing_nat_chains=tuple(existing),
+                           large_cluster_mode=large)
         result = iptables.render_sync(self.service_ports(), self.endpoints, settings,
-                                      None if full else set(changed))
-        return result.text, set(result.active_nat_chains)
+                                      None if full else set(changed),
+                                      None if full else self._applied)
+        return result.text, result.applied
 
     def _flush_conntrack(self) -> tuple[int, list[str]]:
         flushes, self._pending_flushes = self._pending_flushes, []

@@ -97,6 +97,25 @@ def root_snapshot() -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def netns_pair():
+    """Two throwaway network namespaces (pids of their `testbed-pause pause` holders, which
+    print "ok" once they are in a namespace of their own), ended by pid afterwards."""
+    from testbed.emu.pausebin import pause_binary
+
+    procs = []
+    try:
+        for name in ("pair-a", "pair-b"):
+            proc = subprocess.Popen([pause_binary(), "pause", name], stdout=subprocess.PIPE)
+            assert proc.stdout.readline() == b"ok\n"
+            procs.append(proc)
+        yield [p.pid for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(5)
+
+
 @pytest.fixture(scope="module")
 def two_node():
     """The two-node topology with the tour's pods: pod-a (two containers) and pod-b on w1, pod-c on w2."""

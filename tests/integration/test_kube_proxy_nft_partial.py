@@ -8,11 +8,6 @@ ip kube-proxy` must read the same in both (line order aside).
 
 from __future__ import annotations
 
-import subprocess
-
-import pytest
-
-from testbed.emu.pausebin import pause_binary
 from testbed.net.netfilter import NftBackend
 from testbed.net.run import run
 from testbed.proxy.model import LocalDetector, ProxierSettings
@@ -24,19 +19,10 @@ SETTINGS = ProxierSettings(node_name="w1", node_ip="192.168.0.2", local_ips=("19
                            service_cidrs=("10.96.0.0/16",))
 
 
-@pytest.fixture
-def namespaces():
-    procs = []
-    try:
-        for name in ("nft-a", "nft-b"):
-            proc = subprocess.Popen([pause_binary(), "pause", name], stdout=subprocess.PIPE)
-            assert proc.stdout.readline() == b"ok\n"
-            procs.append(proc)
-        yield [p.pid for p in procs]
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(5)
+def on_w1(slice_: dict) -> dict:
+    for endpoint in slice_["endpoints"]:
+        endpoint["nodeName"] = "w1"
+    return slice_
 
 
 def listing(pid: int) -> list[str]:
@@ -45,8 +31,8 @@ def listing(pid: int) -> list[str]:
                   if line.strip())
 
 
-def test_partial_syncs_match_a_full_sync(namespaces):
-    a, b = namespaces
+def test_partial_syncs_match_a_full_sync(netns_pair):
+    a, b = netns_pair
     proxier = Proxier(NftBackend(a), SETTINGS)
     steps = [
         lambda p: (p.service_changes.on_add(svc("web", "10.96.0.10")),
@@ -58,6 +44,11 @@ def test_partial_syncs_match_a_full_sync(namespaces):
         lambda p: p.service_changes.on_add(svc("empty", "10.96.0.12")),
         lambda p: p.endpoint_changes.on_delete(eps("dns", ["10.0.1.7"], 53, "UDP")),
         lambda p: p.service_changes.on_delete(svc("web", "10.96.0.10")),
+        lambda p: (p.service_changes.on_add(svc("loc", "10.96.0.13")),
+                   p.endpoint_changes.on_add(on_w1(eps("loc", ["10.0.1.9"])))),
+        # same map key, another value: goto the local chain instead of the cluster one
+        lambda p: p.service_changes.on_update(
+            svc("loc", "10.96.0.13"), svc("loc", "10.96.0.13", internalTrafficPolicy="Local")),
     ]
     for i, step in enumerate(steps):
         step(proxier)

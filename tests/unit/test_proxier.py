@@ -98,6 +98,47 @@ def test_partial_sync_rewrites_only_changed_service():
     assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"  # b's chains stayed in place
 
 
+def test_partial_sync_leaves_unchanged_top_level_chains_alone():
+    p, fake = two_services()
+    p.sync()
+    # an endpoint change: only a's own chains; KUBE-SERVICES and the filter table are as before
+    p.endpoint_changes.on_update(eps("a", ["10.0.1.5", "10.0.2.5"]), eps("a", ["10.0.1.5"]))
+    assert p.sync().ok
+    tables = restore.parse(fake.restores[-1])
+    assert set(tables) == {"nat"}
+    assert not {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING"} & set(tables["nat"].chains)
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080"
+    # a new service: KUBE-SERVICES is written whole (every service's line), filter still not
+    p.service_changes.on_add(svc("c", "10.96.0.30"))
+    p.endpoint_changes.on_add(eps("c", ["10.0.1.8"]))
+    assert p.sync().ok
+    tables = restore.parse(fake.restores[-1])
+    assert set(tables) == {"nat"}
+    services = tables["nat"].chains["KUBE-SERVICES"].rules
+    assert [r for r in services if "cluster IP" in r] == \
+        [r for r in fake.rules("nat", "KUBE-SERVICES") if "cluster IP" in r]
+    assert len([r for r in services if "cluster IP" in r]) == 3
+    assert reach(fake, "10.96.0.30", 80) == "10.0.1.8:8080"
+    # its last endpoint goes: the filter table gets the REJECT, nat loses its line
+    p.endpoint_changes.on_delete(eps("c", ["10.0.1.8"]))
+    assert p.sync().ok
+    assert set(restore.parse(fake.restores[-1])) == {"filter", "nat"}
+    assert reach(fake, "10.96.0.30", 80) == "REJECT"
+    assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
+
+
+def test_change_with_the_same_rules_applies_nothing():
+    p, fake = two_services()
+    p.sync()
+    # the slice is replaced by one of another name with the same endpoints
+    p.endpoint_changes.on_delete(eps("b", ["10.0.1.6"]))
+    p.endpoint_changes.on_add(eps("b", ["10.0.1.6"], slice_name="b-new"))
+    result = p.sync()
+    assert result.ok and not result.full and result.changed == {("default", "b")}
+    assert len(fake.restores) == 1
+    assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
+
+
 def test_deleted_service_chains_are_removed_in_partial_sync():
     p, fake = two_services()
     p.sync()
@@ -149,6 +190,26 @@ def test_periodic_and_requested_full_sync():
     assert p.sync().full  # 61 s since the last full sync, even with nothing changed
     p.request_full_sync()
     assert p.sync().full
+
+
+def test_nftables_services_sharing_an_address_and_port_sync_in_full():
+    nft = FakeNft()
+    p = Proxier(nft, SETTINGS, clock=Clock())
+    # two services claim the same external IP and port (a conflict kube-proxy tolerates)
+    for name, ip in (("a", "10.96.0.10"), ("b", "10.96.0.11")):
+        p.service_changes.on_add(svc(name, ip, externalIPs=["192.168.9.9"]))
+        p.endpoint_changes.on_add(eps(name, ["10.0.1.5"]))
+    assert p.sync().full
+    shared = [ln for ln in nft.restores[-1].splitlines() if "192.168.9.9 . tcp . 80 :" in ln]
+    assert len(shared) == 1 and "default/a/" in shared[0]  # one element, the first service's
+    # a goes: b must take the element over, which only a full sync can do
+    p.service_changes.on_delete(svc("a", "10.96.0.10", externalIPs=["192.168.9.9"]))
+    assert p.sync().full
+    shared = [ln for ln in nft.restores[-1].splitlines() if "192.168.9.9 . tcp . 80 :" in ln]
+    assert len(shared) == 1 and "default/b/" in shared[0]
+    # b alone again: back to partial syncs
+    p.endpoint_changes.on_add(eps("b", ["10.0.2.5"], slice_name="b-2"))
+    assert not p.sync().full
 
 
 def test_restart_removes_stale_chains_left_by_predecessor():
@@ -267,26 +328,55 @@ def test_nftables_mode_full_then_partial_syncs():
     assert p.sync().full
     lines = nft.restores[-1].splitlines()
     assert lines[:2] == ["add table ip kube-proxy", "delete table ip kube-proxy"]
-    # one endpoint more for a: a partial sync rewrites a's chains only, refills every map
+    # one endpoint more for a: a partial sync rewrites a's chains only; the maps still send
+    # a's address to the same chain, so no element is touched
     p.endpoint_changes.on_add(eps("a", ["10.0.2.5"], slice_name="a-2"))
     result = p.sync()
     assert result.ok and not result.full
     text = nft.restores[-1]
-    assert "delete table" not in text
-    assert "flush map ip kube-proxy service-ips" in text
+    assert "delete table" not in text and "flush map" not in text and "element" not in text
     assert "dnat to 10.0.2.5:8080" in text and "dnat to 10.0.1.6" not in text
-    service_ips = next(ln for ln in text.splitlines() if "service-ips {" in ln
-                       and ln.startswith("add element"))
-    assert "10.96.0.10 . tcp . 80" in service_ips and "10.96.0.11 . tcp . 80" in service_ips
-    # the endpoint goes again: its chain is deleted; so are b's chains when b goes
+    # the endpoint goes again: its chain is deleted; so are b's chains and elements when b goes
     p.endpoint_changes.on_delete(eps("a", ["10.0.2.5"], slice_name="a-2"))
     p.service_changes.on_delete(svc("b", "10.96.0.11"))
     assert p.sync().ok
-    deleted = [ln for ln in nft.restores[-1].splitlines() if ln.startswith("delete chain")]
+    lines = nft.restores[-1].splitlines()
+    deleted = [ln for ln in lines if ln.startswith("delete chain")]
     assert any("10.0.2.5" in ln for ln in deleted) and any("default/b/" in ln for ln in deleted)
     assert not any("10.0.1.5" in ln for ln in deleted)
+    assert sorted(ln for ln in lines if "element" in ln) == [
+        "delete element ip kube-proxy cluster-ips { 10.96.0.11 }",
+        "delete element ip kube-proxy service-ips { 10.96.0.11 . tcp . 80 }"]
+    # a's last endpoint goes: its service-ips element is replaced by a reject verdict
+    p.endpoint_changes.on_delete(eps("a", ["10.0.1.5"]))
+    assert p.sync().ok
+    lines = nft.restores[-1].splitlines()
+    assert [ln for ln in lines if "element" in ln] == [
+        "delete element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 }",
+        'add element ip kube-proxy no-endpoint-services { 10.96.0.10 . tcp . 80 comment '
+        '"default/a:p" : goto reject-chain }']
     # a failed apply makes the next sync full
     p.service_changes.on_add(svc("c", "10.96.0.12"))
     nft.fail_next = 1
     assert not p.sync().ok
     assert p.sync().full
+
+
+def test_endpoint_total_follows_changes_and_switches_large_cluster_mode():
+    p, fake = proxier()
+    p.endpoint_changes.on_add(eps("orphan", [f"10.9.{i // 250}.{i % 250}" for i in range(600)]))
+    for name in ("a", "b"):
+        p.service_changes.on_add(svc(name, f"10.96.0.{10 + ord(name)}"))
+        p.endpoint_changes.on_add(eps(name, [f"10.{ord(name)}.{i // 250}.{i % 250}"
+                                             for i in range(501)]))
+    p.sync()
+    assert p.endpoint_total == 1002  # a's and b's; the orphan slice has no service
+    sep_rules = [r for r in fake.rules("nat", next(c for c in fake.nat_chains()
+                                                   if c.startswith("KUBE-SEP-")))]
+    assert sep_rules and not any("--comment" in r for r in sep_rules)  # large cluster mode
+    p.service_changes.on_delete(svc("b", "10.96.0.108"))
+    p.request_full_sync()
+    p.sync()
+    assert p.endpoint_total == 501
+    sep = next(c for c in fake.nat_chains() if c.startswith("KUBE-SEP-"))
+    assert all("--comment" in r for r in fake.rules("nat", sep))

@@ -1,0 +1,67 @@
+"""Root: iptables partial syncs leave the kernel exactly where a full sync would.
+
+As the nftables test next to it: the proxier applies a full sync and then partial ones in one
+throwaway namespace; after each step the same state is applied as one full sync in a second
+one, and the KUBE-* chains of both tables must read the same (`iptables-save`, counters and
+line order aside). With 400 Services the full syncs are long enough for the backend's
+whole-table hint (`-S`, net/netfilter.py), so this also shows the hint changes nothing but
+the time taken.
+"""
+
+from __future__ import annotations
+
+from testbed.net.netfilter import WHOLE_TABLE_MIN_LINES, IptablesBackend
+from testbed.net.run import run
+from testbed.proxy.model import LocalDetector, ProxierSettings
+from testbed.proxy.proxier import Proxier
+from tests.unit.test_proxier import eps, svc
+
+SETTINGS = ProxierSettings(node_name="w1", node_ip="192.168.0.2", local_ips=("192.168.0.2",),
+                           local_detector=LocalDetector("ClusterCIDR", "10.0.0.0/8"),
+                           service_cidrs=("10.96.0.0/16",), nfacct_counters=frozenset())
+MANY = 400
+
+
+def kube_rules(pid: int) -> dict[str, list[str]]:
+    out = {}
+    for table in ("filter", "nat"):
+        text = run(["iptables-save", "-t", table], netns=pid).stdout
+        out[table] = sorted(line.split(" [")[0] for line in text.splitlines()
+                            if "KUBE-" in line and not line.startswith("#"))
+    return out
+
+
+def test_partial_syncs_match_a_full_sync(netns_pair):
+    a, b = netns_pair
+    proxier = Proxier(IptablesBackend(a), SETTINGS)
+
+    def many(p: Proxier) -> None:
+        for i in range(MANY):
+            p.service_changes.on_add(svc(f"s{i}", f"10.96.{1 + i // 250}.{i % 250}"))
+            p.endpoint_changes.on_add(eps(f"s{i}", [f"10.0.{1 + i // 250}.{i % 250}",
+                                                    f"10.1.{1 + i // 250}.{i % 250}",
+                                                    f"10.2.{1 + i // 250}.{i % 250}"]))
+
+    steps = [
+        many,
+        lambda p: p.endpoint_changes.on_update(eps("s7", ["10.0.1.7", "10.1.1.7", "10.2.1.7"]),
+                                               eps("s7", ["10.0.1.7"])),
+        lambda p: p.service_changes.on_add(svc("empty", "10.96.0.12")),
+        lambda p: p.endpoint_changes.on_delete(eps("s8", ["10.0.1.8", "10.1.1.8", "10.2.1.8"])),
+        lambda p: p.service_changes.on_delete(svc("s9", "10.96.1.9")),
+        lambda p: p.endpoint_changes.on_add(eps("empty", ["10.0.9.9"])),
+    ]
+    for i, step in enumerate(steps):
+        step(proxier)
+        result = proxier.sync()
+        assert result.ok, result.error
+        assert result.full == (i == 0)
+        if i == 0:
+            assert proxier.last_text.count("\n") > WHOLE_TABLE_MIN_LINES  # the hint was used
+        if i == 1:  # an endpoint change: the service's own chains only
+            assert ":KUBE-SERVICES" not in proxier.last_text
+        reference = Proxier(IptablesBackend(b), SETTINGS)
+        reference.services, reference.endpoints = proxier.services, proxier.endpoints
+        reference._sorted = None
+        assert reference.sync().ok
+        assert kube_rules(a) == kube_rules(b), f"after step {i}"

@@ -11,9 +11,13 @@ of its own, so nothing can race into the machine's namespace). Columns:
   sync      the proxier's first full sync: merge, render, apply, plus in iptables mode the jump
             rules and the `iptables-save` of the nat chains upstream also reads
   raw       `iptables-restore --noflush` / `nft -f` of the very same text into a second fresh
-            namespace: the kernel and tool cost with no kube-proxy at all
+            namespace: the kernel and tool cost with no kube-proxy at all (iptables: with the
+            backend's whole-table hint, see testbed/net/netfilter.py; --unhinted also times the
+            text without it)
   resync    a periodic full resync with the rules already in place, and its raw counterpart
-  partial   after one endpoint of one Service changes (iptables and nftables modes)
+  partial   after one endpoint of one Service changes (iptables and nftables modes), and the
+            raw apply of the same partial text in the second namespace (which holds the same
+            rules): the floor any change costs with that many rules in the kernel
 
 Run as root:  .venv/bin/python bench/proxy_sync.py [--sizes 1000,5000,10000] [--modes ...]
 
@@ -131,7 +135,7 @@ def render_only(mode: str, proxier) -> float:
     return time.perf_counter() - start
 
 
-def bench(mode: str, n: int) -> dict:
+def bench(mode: str, n: int, unhinted: bool = False) -> dict:
     row: dict = {"mode": mode, "services": n}
     with throwaway_netns(f"kpb-{mode[:3]}-a") as a, throwaway_netns(f"kpb-{mode[:3]}-b") as b:
         proxier = make_proxier(mode, a)
@@ -158,6 +162,11 @@ def bench(mode: str, n: int) -> dict:
             result = proxier.sync()
             row["partial"] = time.perf_counter() - start
             assert result.ok and not result.full, result
+            row["partial_lines"] = proxier.last_text.count("\n")
+            row["raw_partial"] = raw_apply(mode, b, proxier.last_text)
+        if unhinted and mode == "iptables":
+            with throwaway_netns("kpb-ipt-c") as c:
+                row["unhinted"] = raw_apply(mode, c, text, hint=False)
         if isinstance(proxier, UserspaceProxier):
             proxier.stop()
     return row
@@ -167,24 +176,33 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1000,5000,10000")
     p.add_argument("--modes", default="iptables,nftables,userspace")
+    p.add_argument("--unhinted", action="store_true",
+                   help="also time iptables-restore of the full text without the whole-table "
+                        "hint (quadratic with iptables-nft 1.8.9: minutes at 5,000 Services)")
     p.add_argument("--userspace-max", type=int, default=1000,
                    help="largest size for userspace mode (one socket and thread per service)")
     args = p.parse_args()
     rows = []
-    print("| mode | services | lines | render s | sync s | raw apply s | sync/raw | resync s | "
-          "raw resync s | partial ms | partial/resync |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| mode | Services | lines | render s | sync s | raw apply s | sync / raw | resync s | "
+          "raw resync s | resync / raw | partial ms (lines) | raw partial ms | partial / resync |"
+          + (" raw apply without hint s |" if args.unhinted else ""))
+    print("|---" * (13 + args.unhinted) + "|")
     for n in [int(x) for x in args.sizes.split(",")]:
         for mode in args.modes.split(","):
             if mode == "userspace" and n > args.userspace_max:
                 continue
-            r = bench(mode, n)
+            r = bench(mode, n, args.unhinted)
             rows.append(r)
-            partial = (f"{r['partial'] * 1000:.0f} | {100 * r['partial'] / r['resync']:.1f}%"
-                       if "partial" in r else "- | -")
+            partial = (f"{r['partial'] * 1000:.0f} ({r['partial_lines']}) | "
+                       f"{r['raw_partial'] * 1000:.0f} | {100 * r['partial'] / r['resync']:.1f}%"
+                       if "partial" in r else "- | - | -")
+            extra = ""
+            if args.unhinted:
+                extra = f" {r['unhinted']:.2f} |" if "unhinted" in r else " - |"
             print(f"| {mode} | {n} | {r['lines']} | {r['render']:.2f} | {r['sync']:.2f} | "
                   f"{r['raw']:.2f} | {r['sync'] / r['raw']:.2f} | {r['resync']:.2f} | "
-                  f"{r['raw_resync']:.2f} | {partial} |", flush=True)
+                  f"{r['raw_resync']:.2f} | {r['resync'] / r['raw_resync']:.2f} | {partial} |"
+                  + extra, flush=True)
     return 0
 
 

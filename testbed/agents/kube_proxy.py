@@ -7,8 +7,10 @@
 The cluster starts it INSIDE the worker's network namespace (every command runs with
 netns=None; it refuses to run in the namespace of pid 1 unless --allow-host-netns). Informers on
 Services and EndpointSlices feed the proxier's change trackers (handlers only record and ask for
-a sync); `SyncRunner` runs the syncs, at most one per --min-sync-period (100 ms), a full one at
-least every --sync-period (60 s), and retries a failed sync after a second.
+a sync); `SyncRunner` runs the syncs, at most one per --min-sync-period (100 ms), one at least
+every --sync-period (60 s; partial, so nothing is written when nothing changed), and retries a
+failed sync after a second. The proxier makes a sync full at least every --full-sync-period
+(an hour, as upstream: at 10,000 Services a full nftables sync takes minutes here).
 
 Start and restart: nothing is written until both informers have listed, so a restarted
 kube-proxy never applies an empty ruleset; its first sync is full and, in iptables mode,
@@ -66,6 +68,7 @@ from testbed.proxy.userspace import INIT_JUMPS, NAT_CHAINS, UserspaceProxier
 log = logging.getLogger("testbed.kube-proxy")
 
 MODES = ("iptables", "nftables", "userspace")
+DEFAULT_SYNC_PERIOD = 60.0  # seconds (upstream --iptables-sync-period: 30 s)
 MIN_SYNC_PERIOD = 0.1
 RETRY_PERIOD = 1.0
 IPTABLES_NAT_CHAINS = (iptables.SERVICES, iptables.NODEPORTS, iptables.POSTROUTING,
@@ -84,8 +87,9 @@ class Options:
     service_cidr: str = ""
     state_dir: str | None = None
     min_sync_period: float = MIN_SYNC_PERIOD
-    sync_period: float = DEFAULT_FULL_SYNC_PERIOD
+    sync_period: float = DEFAULT_SYNC_PERIOD
     healthz_port: int = HEALTHZ_PORT  # 0: no healthz server
+    full_sync_period: float = DEFAULT_FULL_SYNC_PERIOD
 
 
 def settings_for(opts: Options) -> ProxierSettings:
@@ -107,10 +111,10 @@ def make_proxier(opts: Options, netns: int | None = None) -> Proxier | Userspace
 
     settings = settings_for(opts)
     if opts.mode == "nftables":
-        return Proxier(NftBackend(netns), settings, full_sync_period=opts.sync_period)
+        return Proxier(NftBackend(netns), settings, full_sync_period=opts.full_sync_period)
     if opts.mode == "userspace":
         return UserspaceProxier(IptablesBackend(netns), settings)
-    return Proxier(IptablesBackend(netns), settings, full_sync_period=opts.sync_period)
+    return Proxier(IptablesBackend(netns), settings, full_sync_period=opts.full_sync_period)
 
 
 def cleanup_other_modes(mode: str, netns: int | None = None) -> list[str]:
@@ -150,7 +154,7 @@ class SyncRunner:
     `min_interval`, at least every `max_interval`, and `retry` seconds after a failure."""
 
     def __init__(self, sync: Callable[[], SyncResult], min_interval: float = MIN_SYNC_PERIOD,
-                 max_interval: float = DEFAULT_FULL_SYNC_PERIOD, retry: float = RETRY_PERIOD,
+                 max_interval: float = DEFAULT_SYNC_PERIOD, retry: float = RETRY_PERIOD,
                  on_result: Callable[[SyncResult], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sync, self.on_result = sync, on_result
@@ -370,8 +374,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--service-cidr", default="", help="nftables: drop traffic to unused ClusterIPs")
     p.add_argument("--state-dir", help="write kube-proxy.json here after each sync")
     p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
-    p.add_argument("--sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD, metavar="SECONDS",
-                   help="full resync period")
+    p.add_argument("--sync-period", type=float, default=DEFAULT_SYNC_PERIOD, metavar="SECONDS",
+                   help="sync at least this often (partial unless a full sync is due)")
+    p.add_argument("--full-sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD,
+                   metavar="SECONDS", help="rewrite every rule at least this often")
     p.add_argument("--healthz-port", type=int, default=HEALTHZ_PORT, metavar="PORT",
                    help="serve /healthz here (0: off)")
     p.add_argument("--allow-host-netns", action="store_true",
@@ -387,7 +393,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         p.error(str(err))
     opts = Options(args.api, args.node, args.node_ip, args.cluster_cidr, args.mode,
                    args.service_cidr, args.state_dir, args.min_sync_period, args.sync_period,
-                   args.healthz_port)
+                   args.healthz_port, args.full_sync_period)
     return opts, args
 
 

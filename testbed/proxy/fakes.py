@@ -29,6 +29,7 @@ class FakeIptables:
         self.jumps: list[tuple[iptables.JumpRule, bool]] = []
         self.flushes: list[ConntrackFlush] = []
         self.fail_next = 0
+        self.chain_reads = 0  # calls of nat_chains()
 
     def restore(self, text: str) -> None:
         self.restores.append(text)
@@ -66,6 +67,7 @@ class FakeIptables:
                 self.jumps.append((rule, append))
 
     def nat_chains(self) -> set[str]:
+        self.chain_reads += 1
         return set(self.tables["nat"].chains) if "nat" in self.tables else set()
 
     def conntrack_flush(self, flush: ConntrackFlush) -> None:

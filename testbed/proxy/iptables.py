@@ -376,14 +376,15 @@ def service_rules(svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,
             rules += [f"{head} -s {vip} -j {ext}" for vip in svc.load_balancer_ips]
         rules.append(f'-A {fw} -m comment --comment "other traffic to {S} will be dropped by '
                      f'{PROXY_FIREWALL}"')
+    seps = {ep: ep.sep_chain(svc.name) for ep in cat.all_reachable}
     if uses_cluster_chain:
         chains.append(svc_chain)
-        rules += _to_endpoints(svc, svc_chain, cat.cluster, large)
+        rules += _to_endpoints(svc, svc_chain, cat.cluster, seps, large)
     if uses_local_chain:
         chains.append(svl_chain)
-        rules += _to_endpoints(svc, svl_chain, cat.local, large)
+        rules += _to_endpoints(svc, svl_chain, cat.local, seps, large)
     for ep in cat.all_reachable:
-        sep = ep.sep_chain(svc.name)
+        sep = seps[ep]
         chains.append(sep)
         comment = "" if large else f"-m comment --comment {S}"
         rules.append(_line(f"-A {sep}", comment, f"-s {ep.ip} -j {MARK_MASQ}"))
@@ -393,7 +394,7 @@ def service_rules(svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,
 
 
 def _to_endpoints(svc: ServicePort, chain: str, eps: Sequence[Endpoint],
-                  large: bool) -> list[str]:
+                  seps: Mapping[Endpoint, str], large: bool) -> list[str]:
     """writeServiceToEndpointRules: affinity checks, then the probability cascade."""
     S = str(svc.name)
     out: list[str] = []
@@ -403,12 +404,12 @@ def _to_endpoints(svc: ServicePort, chain: str, eps: Sequence[Endpoint],
 
     if svc.session_affinity_timeout:
         for ep in eps:
-            sep = ep.sep_chain(svc.name)
+            sep = seps[ep]
             out.append(_line(f"-A {chain}", comment(ep), f"-m recent --name {sep} --rcheck "
                              f"--seconds {svc.session_affinity_timeout} --reap -j {sep}"))
     n = len(eps)
     for i, ep in enumerate(eps):
-        sep = ep.sep_chain(svc.name)
+        sep = seps[ep]
         prob = "" if i == n - 1 else \
             f"-m statistic --mode random --probability {1.0 / (n - i):.10f}"
         out.append(_line(f"-A {chain}", comment(ep), prob, f"-j {sep}"))

@@ -7,7 +7,6 @@ so that a chain named in a rule and the chain line that creates it can never dis
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 
@@ -23,9 +22,20 @@ SERVICE_CHAIN_PREFIXES = (SVC, SVL, EXT, FW, SEP)
 _NFT_BASE_MAX = 256 - 16
 
 
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648 base32, as Go's base32.StdEncoding
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> two characters
+
+
 @functools.lru_cache(maxsize=1 << 18)  # every sync names every chain again: hash each once
 def _b32sha(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
+    """The first 16 base32 characters of SHA-256(text), all any name uses.
+
+    16 characters are exactly the first 10 bytes (80 bits) of the digest, so this equals
+    `base64.b32encode(digest)[:16]` without encoding the other 22 bytes (a full sync of
+    10,000 Services names 60,000 chains).
+    """
+    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    return "".join([_B32_PAIRS[(n >> shift) & 1023] for shift in range(70, -1, -10)])
 
 
 def port_proto_hash(spn: str, protocol: str) -> str:

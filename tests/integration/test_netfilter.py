@@ -219,3 +219,19 @@ def test_udp_endpoint_removal_flushes_conntrack_so_next_datagram_moves(netns):
         client.close()
     finally:
         stop.set()
+
+
+def test_jump_rules_are_read_back_exactly_so_never_duplicated(netns):
+    from testbed.proxy.iptables import JUMP_RULES
+    from testbed.proxy.userspace import INIT_JUMPS
+
+    backend = IptablesBackend(netns)
+    for _ in range(2):
+        backend.ensure_jump_rules(JUMP_RULES)
+        backend.ensure_jump_rules([r for r, a in INIT_JUMPS if a], append=True)
+    for rule in (*JUMP_RULES, *(r for r, _ in INIT_JUMPS if _)):
+        assert backend.chain_rules(rule.table, rule.chain).count(rule.args) == 1, rule
+    # prepended in order, so the last of a chain's rules comes first (as upstream's EnsureRule)
+    nat_output = backend.chain_rules("nat", "OUTPUT")
+    assert nat_output[0][-1] == "KUBE-SERVICES"
+    assert backend.chain_rules("filter", "INPUT")[0][-1] == "KUBE-FIREWALL"

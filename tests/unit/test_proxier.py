@@ -212,6 +212,17 @@ def test_nftables_services_sharing_an_address_and_port_sync_in_full():
     assert not p.sync().full
 
 
+def test_kernel_chains_are_read_at_start_and_after_a_failure_only():
+    p, fake = two_services()
+    assert p.sync().full and fake.chain_reads == 1
+    p.request_full_sync()
+    assert p.sync().full and fake.chain_reads == 1  # it knows what it wrote since
+    fake.fail_next = 1
+    p.service_changes.on_add(svc("c", "10.96.0.30"))
+    assert not p.sync().ok
+    assert p.sync().full and fake.chain_reads == 2
+
+
 def test_restart_removes_stale_chains_left_by_predecessor():
     fake = FakeIptables()
     old, _ = proxier(fake)

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from testbed.agents.kube_proxy import KubeProxy, Options, SyncRunner, parse_args, settings_for
+from testbed.agents.kube_proxy import (
+    KubeProxy,
+    Options,
+    SyncRunner,
+    make_proxier,
+    parse_args,
+    settings_for,
+)
 from testbed.proxy.fakes import FakeIptables
 from testbed.proxy.proxier import Proxier, SyncResult
 from tests.unit.test_proxier import eps, reach, svc
@@ -144,6 +151,12 @@ def test_settings_and_arguments():
     assert s.masquerade_mark == "0x00004000"
     assert s.local_detector.if_not_local() == ["!", "-s", "10.244.0.0/16"]
     assert s.service_cidrs == ("10.96.0.0/12",) and not s.nfacct_counters
+    # a sync at least every minute, a full one every hour (upstream's FullSyncPeriod)
+    assert (opts.sync_period, opts.full_sync_period) == (60, 3600)
+    assert make_proxier(opts).full_sync_period == 3600
+    opts, _ = parse_args(["--api", "x", "--node", "w1", "--node-ip", "172.16.0.11",
+                          "--cluster-cidr", "10.244.0.0/16", "--full-sync-period", "120"])
+    assert make_proxier(opts).full_sync_period == 120
     with pytest.raises(SystemExit):
         parse_args(["--api", "x", "--node", "w1", "--node-ip", "nope", "--cluster-cidr",
                     "10.0.0.0/8"])

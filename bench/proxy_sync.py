@@ -10,7 +10,8 @@ of its own, so nothing can race into the machine's namespace). Columns:
   render    building the text alone (pure Python)
   sync      the proxier's first full sync: merge, render, apply, plus in iptables mode the jump
             rules and the `iptables-save` of the nat chains upstream also reads
-  raw       `iptables-restore --noflush` / `nft -f` of the very same text into a second fresh
+  raw       `iptables-restore --noflush` / `nft -f` of the very same text (iptables: with the
+            jump rules into the built-in chains that a first sync carries) into a second fresh
             namespace: the kernel and tool cost with no kube-proxy at all (iptables: with the
             backend's whole-table hint, see testbed/net/netfilter.py; --unhinted also times the
             text without it)
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import subprocess
 import sys
 import time
@@ -176,6 +178,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1000,5000,10000")
     p.add_argument("--modes", default="iptables,nftables,userspace")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run each size N times and print the median of each figure")
     p.add_argument("--unhinted", action="store_true",
                    help="also time iptables-restore of the full text without the whole-table "
                         "hint (quadratic with iptables-nft 1.8.9: minutes at 5,000 Services)")
@@ -191,7 +195,9 @@ def main() -> int:
         for mode in args.modes.split(","):
             if mode == "userspace" and n > args.userspace_max:
                 continue
-            r = bench(mode, n, args.unhinted)
+            runs = [bench(mode, n, args.unhinted) for _ in range(args.repeat)]
+            r = {k: statistics.median(run[k] for run in runs) if isinstance(v, float) else v
+                 for k, v in runs[0].items()}
             rows.append(r)
             partial = (f"{r['partial'] * 1000:.0f} ({r['partial_lines']}) | "
                        f"{r['raw_partial'] * 1000:.0f} | {100 * r['partial'] / r['resync']:.1f}%"

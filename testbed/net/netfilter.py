@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from testbed.net.run import CommandError, run
 from testbed.proxy.iptables import JumpRule
@@ -78,18 +79,24 @@ WHOLE_TABLE_MIN_LINES = 5000
 
 
 def with_whole_table_cache(text: str, min_lines: int = WHOLE_TABLE_MIN_LINES) -> str:
-    """`text` with `-S` after each `*table` line whose section is longer than `min_lines`."""
+    """`text` with `-S` at the head of each table section longer than `min_lines`.
+
+    "At the head" is after the `*table` line, or after the section's last `-I` line (jump
+    rules into built-in chains): after `-S`, iptables-nft does not create a built-in chain
+    the table does not have yet, and a fresh namespace has none.
+    """
     lines = text.split("\n")
     out: list[str] = []
-    start = None  # index in `out` of the current section's "*table" line
+    at = None  # index in `out` after which the hint would go
     for line in lines:
         out.append(line)
-        if line.startswith("*"):
-            start = len(out) - 1
-        elif line == "COMMIT" and start is not None:
+        if line.startswith("*") or (at is not None and line.startswith("-I ")):
+            at = len(out) - 1
+        elif line == "COMMIT" and at is not None:
+            start = max(i for i in range(at + 1) if out[i].startswith("*"))
             if len(out) - start - 2 > min_lines:
-                out.insert(start + 1, WHOLE_TABLE_HINT)
-            start = None
+                out.insert(at + 1, WHOLE_TABLE_HINT)
+            at = None
     return "\n".join(out)
 
 
@@ -119,6 +126,15 @@ class IptablesBackend:
                   where=_where(self.netns)).stdout
         return [tuple(shlex.split(line)[2:]) for line in out.splitlines()
                 if line.startswith(f"-A {chain} ")]
+
+    def missing_jump_rules(self, rules: Sequence[JumpRule]) -> list[JumpRule]:
+        """The rules not in their built-in chains, each chain read once with `-S CHAIN` (the
+        reads run side by side: they are a first sync's only commands besides the restore)."""
+        chains = list(dict.fromkeys((r.table, r.chain) for r in rules))
+        with ThreadPoolExecutor(len(chains) or 1) as pool:
+            present = dict(zip(chains, pool.map(lambda tc: self.chain_rules(*tc), chains),
+                               strict=True))
+        return [r for r in rules if r.args not in present[(r.table, r.chain)]]
 
     def ensure_jump_rules(self, rules: Sequence[JumpRule], append: bool = False) -> None:
         """Each rule present once in its built-in chain; missing ones prepended (or appended).
@@ -190,6 +206,9 @@ class NftBackend:
 
     def ensure_jump_rules(self, rules: Sequence[JumpRule], append: bool = False) -> None:
         """nftables mode has its own base chains; nothing to ensure in iptables."""
+
+    def missing_jump_rules(self, rules: Sequence[JumpRule]) -> list[JumpRule]:
+        return []
 
     def nat_chains(self) -> set[str]:
         return set()

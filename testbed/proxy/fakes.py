@@ -45,8 +45,10 @@ class FakeIptables:
             for chain in table.chains.values():
                 if chain.deleted:
                     target.chains.pop(chain.name, None)
-                else:
-                    target.chains[chain.name] = restore.Chain(chain.name, list(chain.rules))
+                    continue
+                old = [] if chain.declared else target.chain(chain.name).rules
+                target.chains[chain.name] = restore.Chain(
+                    chain.name, list(reversed(chain.inserted)) + old + list(chain.rules))
         for tname, table in state.items():
             for chain in table.chains.values():
                 for rule in chain.rules:
@@ -65,6 +67,13 @@ class FakeIptables:
             table.chain(rule.args[-1])
             if (rule, append) not in self.jumps:
                 self.jumps.append((rule, append))
+                line = iptables.rule_text(rule)
+                chain = table.chain(rule.chain).rules
+                chain.append(line) if append else chain.insert(0, line)
+
+    def missing_jump_rules(self, rules: Sequence[iptables.JumpRule]) -> list[iptables.JumpRule]:
+        return [r for r in rules
+                if iptables.rule_text(r) not in self.rules(r.table, r.chain)]
 
     def nat_chains(self) -> set[str]:
         self.chain_reads += 1
@@ -98,6 +107,9 @@ class FakeNft:
             raise RuntimeError("nft: injected failure")
 
     def ensure_jump_rules(self, rules: Sequence[iptables.JumpRule], append: bool = False) -> None:
+        raise AssertionError("nftables mode has no jump rules in built-in chains")
+
+    def missing_jump_rules(self, rules: Sequence[iptables.JumpRule]) -> list[iptables.JumpRule]:
         raise AssertionError("nftables mode has no jump rules in built-in chains")
 
     def nat_chains(self) -> set[str]:

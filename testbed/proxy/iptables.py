@@ -31,7 +31,7 @@ from testbed.proxy.model import (
 from testbed.proxy.restore import normalize
 
 __all__ = ["JUMP_RULES", "Applied", "JumpRule", "normalize", "render", "RenderResult",
-           "render_sync", "ServiceRules", "service_rules"]
+           "render_sync", "rule_text", "ServiceRules", "service_rules", "with_jump_rules"]
 
 # Fixed chain names
 SERVICES = "KUBE-SERVICES"
@@ -51,6 +51,30 @@ class JumpRule:
     table: str
     chain: str
     args: tuple[str, ...]
+
+
+def rule_text(rule: JumpRule) -> str:
+    """The rule's arguments as iptables-restore reads them (words with spaces quoted)."""
+    return " ".join(f'"{a}"' if " " in a else a for a in rule.args)
+
+
+def with_jump_rules(text: str, rules: Sequence[JumpRule]) -> str:
+    """`text` with `-I CHAIN 1 ...` for each rule, in order (each prepended, as one EnsureRule
+    after another would), right after the line declaring the last of their target chains in
+    their table (every target must be declared in `text`)."""
+    lines = text.split("\n")
+    table = None
+    at: dict[str, int] = {}  # table -> index of the last target declaration
+    for i, line in enumerate(lines):
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":") and any(r.table == table and line.startswith(f":{r.args[-1]} ")
+                                          for r in rules):
+            at[table] = i
+    for table in sorted(at, key=at.get, reverse=True):
+        new = [f"-I {r.chain} 1 {rule_text(r)}" for r in rules if r.table == table]
+        lines[at[table] + 1:at[table] + 1] = new
+    return "\n".join(lines)
 
 
 def _jump(table: str, chain: str, extra: tuple[str, ...], comment: str, dst: str) -> JumpRule:

@@ -328,6 +328,9 @@ class Backend(Protocol):
     def ensure_jump_rules(self, rules: Sequence[iptables.JumpRule], append: bool = False) -> None:
         """Make sure each rule is in its built-in chain (creating the target chains)."""
 
+    def missing_jump_rules(self, rules: Sequence[iptables.JumpRule]) -> list[iptables.JumpRule]:
+        """The rules not in their built-in chains now (iptables mode)."""
+
     def nat_chains(self) -> set[str]:
         """The chains of the nat table now (iptables mode)."""
 
@@ -461,15 +464,17 @@ class Proxier(ProxyTracker):
                          ) -> tuple[str, iptables.Applied]:
         """The text of one sync and what it leaves in place.
 
-        A full sync renders everything and ensures the jump rules in the built-in chains. The
+        A full sync renders everything and adds the jump rules missing from the built-in
+        chains to the same restore (upstream ensures them one by one beforehand). The
         first one, and the first after a failed apply, also asks the backend which nat chains
         exist, so chains a predecessor left are deleted (upstream reads `iptables-save` at every
         full sync; with 10,000 Services that dump costs about a second, and what this proxier
         wrote since it knows). A partial sync starts from what the last apply left.
         """
         existing: set[str] = set()
+        missing: list[iptables.JumpRule] = []
         if full:
-            self.backend.ensure_jump_rules(iptables.JUMP_RULES)
+            missing = self.backend.missing_jump_rules(iptables.JUMP_RULES)
             if self._applied is None:
                 existing = self.backend.nat_chains()
             else:
@@ -482,7 +487,14 @@ class Proxier(ProxyTracker):
         result = iptables.render_sync(self.service_ports(), self.endpoints, settings,
                                       None if full else set(changed),
                                       None if full else self._applied)
-        return result.text, result.applied
+        # missing jump rules go in the same restore as the chains they jump to; one to a
+        # chain the text does not write (KUBE-FIREWALL without localhost NodePorts) is
+        # ensured on its own first
+        inline = [r for r in missing if (r.table, r.args[-1]) in result.applied.top]
+        alone = [r for r in missing if r not in inline]
+        if alone:
+            self.backend.ensure_jump_rules(alone)
+        return iptables.with_jump_rules(result.text, inline), result.applied
 
     def _flush_conntrack(self) -> tuple[int, list[str]]:
         flushes, self._pending_flushes = self._pending_flushes, []

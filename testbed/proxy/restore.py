@@ -1,7 +1,8 @@
 """Pure: iptables-restore text as data: parse, write back, and upstream's test normalization.
 
 Owns the `*table` / `:CHAIN - [0:0]` / `-A CHAIN ...` / `-X CHAIN` / `COMMIT` format that
-kube-proxy feeds `iptables-restore --noflush`, and `normalize`, the port of upstream's
+kube-proxy feeds `iptables-restore --noflush` (plus `-I CHAIN 1 ...`, how a full sync carries
+missing jump rules), and `normalize`, the port of upstream's
 `sortIPTablesRules` (README "Normalization") used to compare our render with the golden cases.
 The packet tracer (`tracer.py`) reads rules through `parse` as well.
 """
@@ -21,6 +22,8 @@ class Chain:
     name: str
     rules: list[str] = field(default_factory=list)  # the text after "-A CHAIN "
     deleted: bool = False
+    declared: bool = False  # a ":CHAIN" line (which creates or flushes it) was seen
+    inserted: list[str] = field(default_factory=list)  # "-I CHAIN 1 <rule>", in line order
 
 
 @dataclass
@@ -53,10 +56,13 @@ def parse(text: str) -> dict[str, Table]:
         if line == "COMMIT":
             table = None
         elif line.startswith(":"):
-            table.chain(line[1:].split()[0])
+            table.chain(line[1:].split()[0]).declared = True
         elif line.startswith("-A "):
             name, _, rest = line[3:].partition(" ")
             table.chain(name).rules.append(rest)
+        elif line.startswith("-I ") and line.split(" ", 3)[2:3] == ["1"]:
+            _, name, _, rest = line.split(" ", 3)
+            table.chain(name).inserted.append(rest)
         elif line.startswith("-X "):
             table.chain(line[3:].strip()).deleted = True
         else:

@@ -26,3 +26,35 @@ def test_failing_line_points_into_the_text_as_sent():
     text = with_whole_table_cache("\n".join(section("nat", 20)) + "\n", min_lines=10)
     assert failing_line(text, "iptables-restore: line 4 failed") == \
         "line 4: -A KUBE-SERVICES -d 10.96.0.0 -j ACCEPT"  # after "*nat", "-S", ":KUBE-SERVICES"
+
+
+def test_the_hint_goes_after_jump_rules_into_built_in_chains():
+    # after "-S", iptables-nft 1.8.9 will not create a built-in chain a fresh table lacks
+    lines = section("nat", 20)
+    lines[2:2] = ["-I PREROUTING 1 -j KUBE-SERVICES", "-I OUTPUT 1 -j KUBE-SERVICES"]
+    out = with_whole_table_cache("\n".join(lines) + "\n", min_lines=10).splitlines()
+    assert out[:5] == ["*nat", ":KUBE-SERVICES - [0:0]", "-I PREROUTING 1 -j KUBE-SERVICES",
+                       "-I OUTPUT 1 -j KUBE-SERVICES", "-S"]
+
+
+def test_jump_rules_follow_their_targets_declarations():
+    from testbed.proxy.iptables import JUMP_RULES, with_jump_rules
+
+    text = "\n".join(["*filter", ":KUBE-SERVICES - [0:0]", ":KUBE-EXTERNAL-SERVICES - [0:0]",
+                      ":KUBE-FORWARD - [0:0]", ":KUBE-NODEPORTS - [0:0]",
+                      ":KUBE-PROXY-FIREWALL - [0:0]", ":KUBE-FIREWALL - [0:0]",
+                      ":KUBE-SEP-X - [0:0]", "-A KUBE-FORWARD -j ACCEPT", "COMMIT",
+                      "*nat", ":KUBE-SERVICES - [0:0]", ":KUBE-NODEPORTS - [0:0]",
+                      ":KUBE-POSTROUTING - [0:0]", ":KUBE-MARK-MASQ - [0:0]",
+                      ":KUBE-SVC-X - [0:0]", "COMMIT", ""])
+    out = with_jump_rules(text, JUMP_RULES).splitlines()
+    assert out[7:9] == ['-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment '
+                        '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+                        '-I FORWARD 1 -m conntrack --ctstate NEW -m comment --comment '
+                        '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES']
+    assert out[7 + 11] == ":KUBE-SEP-X - [0:0]"  # the 11 filter jumps, then the rest
+    nat = out.index("*nat")
+    # after the last target declared, KUBE-POSTROUTING, and before the rest
+    assert [ln.split()[1] for ln in out[nat + 4:nat + 7]] == ["OUTPUT", "PREROUTING",
+                                                              "POSTROUTING"]
+    assert out[nat + 7] == ":KUBE-MARK-MASQ - [0:0]"

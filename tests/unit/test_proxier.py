@@ -66,10 +66,28 @@ def test_first_sync_is_full_and_applies_once_with_jump_rules():
     result = p.sync()
     assert result.ok and result.full
     assert len(fake.restores) == 1
-    assert len(fake.jumps) == 14  # JUMP_RULES, once
+    # the missing jump rules ride in the same restore as the chains they jump to
+    inserted = [ln for ln in fake.restores[0].splitlines() if ln.startswith("-I ")]
+    assert len(inserted) == 14 and not fake.jumps
+    assert fake.rules("nat", "PREROUTING") == [
+        '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES']
+    assert fake.rules("filter", "INPUT")[0] == "-j KUBE-FIREWALL"  # the last one prepended
+    p.request_full_sync()
+    assert p.sync().full and "-I " not in fake.restores[-1]  # in place: not written again
     assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080, 10.0.2.5:8080"
     assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
     assert any(c.startswith("KUBE-SVC-") for c in fake.nat_chains())
+
+
+def test_jump_rule_to_a_chain_the_sync_does_not_write_is_ensured_alone():
+    from dataclasses import replace
+
+    fake = FakeIptables()
+    p = Proxier(fake, replace(SETTINGS, localhost_node_ports=False), clock=Clock())
+    p.service_changes.on_add(svc("a", "10.96.0.10"))
+    assert p.sync().ok
+    assert [j[0].args[-1] for j in fake.jumps] == ["KUBE-FIREWALL", "KUBE-FIREWALL"]
+    assert fake.restores[0].count("\n-I ") == 12
 
 
 def test_nothing_changed_means_no_apply():

@@ -3,9 +3,12 @@
 Owns `render(services, endpoints, settings, changed=None)`, a port of upstream
 `syncProxyRules`: fixed chains, then per service port the KUBE-SERVICES / KUBE-NODEPORTS /
 filter verdict rules and the KUBE-SVC/SVL/EXT/FW/SEP chains, stale-chain deletion for
-`settings.existing_nat_chains`, and the jump rules the net layer must ensure in the built-in
-chains (`JUMP_RULES`). Rules are written per service in upstream's order; `normalize` (from
-`restore.py`) sorts like upstream's tests. Nothing here touches the system.
+`settings.existing_nat_chains`, and the jump rules kube-proxy keeps in the built-in chains
+(`JUMP_RULES`; `with_jump_rules` adds missing ones to a sync's text). Each service port's share
+is rendered on its own (`service_rules`), so that `render_sync` can keep them between syncs
+(`Applied`) and a partial sync renders and writes only what changed. Rules are written per
+service in upstream's order; `normalize` (from `restore.py`) sorts like upstream's tests.
+Nothing here touches the system.
 """
 
 from __future__ import annotations

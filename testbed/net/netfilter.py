@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from testbed.net.run import CommandError, run
 from testbed.proxy.iptables import JumpRule
-from testbed.proxy.proxier import ConntrackFlush
+from testbed.proxy.tracker import ConntrackFlush
 
 WAIT = "5"  # seconds to wait for the xtables lock (-w), as kube-proxy does
 

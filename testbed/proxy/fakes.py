@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from testbed.proxy import iptables, restore
-from testbed.proxy.proxier import ConntrackFlush
+from testbed.proxy.tracker import ConntrackFlush
 
 
 class FakeIptables:

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 from testbed.proxy.iptables import JumpRule
 from testbed.proxy.model import ProxierSettings, ServicePort, ServicePortName
-from testbed.proxy.proxier import Backend, Key, ProxyTracker, SyncResult
+from testbed.proxy.proxier import Backend, SyncResult
+from testbed.proxy.tracker import Key, ProxyTracker
 
 PORTALS_CONTAINER = "KUBE-PORTALS-CONTAINER"
 PORTALS_HOST = "KUBE-PORTALS-HOST"

@@ -19,7 +19,8 @@ from testbed.net.netfilter import IptablesBackend, NetfilterError, NftBackend, c
 from testbed.net.netns import socket_in
 from testbed.net.run import run
 from testbed.proxy.model import ProxierSettings, mark_for_bit
-from testbed.proxy.proxier import ConntrackFlush, Proxier
+from testbed.proxy.proxier import Proxier
+from testbed.proxy.tracker import ConntrackFlush
 
 NODE_IP = "192.168.0.2"
 PODS = ("10.0.1.5", "10.0.2.5")

@@ -7,8 +7,9 @@ from typing import Any
 from testbed.proxy import names, restore
 from testbed.proxy.fakes import FakeIptables, FakeNft
 from testbed.proxy.model import ProxierSettings, ServicePortName
-from testbed.proxy.proxier import ConntrackFlush, Proxier, ServiceChangeTracker
+from testbed.proxy.proxier import Proxier
 from testbed.proxy.tracer import trace
+from testbed.proxy.tracker import ConntrackFlush, ServiceChangeTracker
 
 SETTINGS = ProxierSettings(node_name="w1", node_ip="192.168.0.2", local_ips=("192.168.0.2",),
                            masquerade_mark="0x00004000", nfacct_counters=frozenset())

@@ -8,8 +8,8 @@ network namespace held by `testbed-pause pause` (which prints "ok" once it is in
 of its own, so nothing can race into the machine's namespace). Columns:
 
   render    building the text alone (pure Python)
-  sync      the proxier's first full sync: merge, render, apply, plus in iptables mode the jump
-            rules and the `iptables-save` of the nat chains upstream also reads
+  sync      the proxier's first full sync: merge, render, apply, plus in iptables mode reading
+            the built-in chains (for missing jump rules) and the nat table's chains
   raw       `iptables-restore --noflush` / `nft -f` of the very same text (iptables: with the
             jump rules into the built-in chains that a first sync carries) into a second fresh
             namespace: the kernel and tool cost with no kube-proxy at all (iptables: with the

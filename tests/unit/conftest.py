@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Upstream kube-proxy's golden cases and notes (../shared/fidelity/kube-proxy), copied into the
+# repository so that a fresh clone checks them too instead of skipping.
+FIDELITY = Path(__file__).resolve().parent / "data" / "fidelity" / "kube-proxy"
 
 
 @pytest.fixture

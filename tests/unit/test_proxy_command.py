@@ -9,10 +9,10 @@ import pytest
 from testbed import cli
 from testbed.proxy import iptables, names, nftables
 from testbed.proxy.casefile import read_case
+from tests.unit.conftest import FIDELITY
 
 DATA = Path(__file__).parent / "data" / "proxy"
 FRESH = DATA / "fresh_etp_local_udp.yaml"
-FIDELITY = Path("/work/shared/fidelity/kube-proxy")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -69,7 +69,6 @@ def test_render_nftables(capsys: pytest.CaptureFixture[str]) -> None:
     assert normalized == nftables.normalize(out)
 
 
-@pytest.mark.skipif(not FIDELITY.is_dir(), reason="fidelity data not available")
 @pytest.mark.parametrize("name,expected", [
     ("case1_input.yaml", "case1_expected.iptables-save"),
     ("case4_input.yaml", "case4_expected.iptables-save"),

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from testbed.proxy import names
 from testbed.proxy.casefile import read_case
 from testbed.proxy.iptables import normalize, render
-
-FIDELITY = Path("/work/shared/fidelity/kube-proxy")
-if not FIDELITY.is_dir():  # the checkout's own copy, if the shared folder is not mounted
-    FIDELITY = Path(__file__).resolve().parents[3] / "shared" / "fidelity" / "kube-proxy"
-
-pytestmark = pytest.mark.skipif(not FIDELITY.is_dir(), reason="fidelity data not available")
+from tests.unit.conftest import FIDELITY
 
 
 @pytest.mark.parametrize("case", [1, 2, 3, 4])

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from testbed.proxy.casefile import load_case
 from testbed.proxy.iptables import render
 from testbed.proxy.tracer import trace
 from testbed.spec.source import read_one
+from tests.unit.conftest import FIDELITY
 
-FLOWS = Path("/work/shared/fidelity/kube-proxy/packet_flows.yaml")
+FLOWS = FIDELITY / "packet_flows.yaml"
 
 # Rows we cannot check honestly, with the reason. Empty: every row is traced.
 SKIPPED: dict[str, str] = {}
 
 
 def _rows() -> list[tuple[int, int, str]]:
-    if not FLOWS.is_file():
-        return []
     doc = read_one(FLOWS)
     return [(i, j, f"{setup['name']}: {flow['name']}")
             for i, setup in enumerate(doc.data["setups"])
@@ -28,8 +25,6 @@ def _rows() -> list[tuple[int, int, str]]:
 
 @pytest.fixture(scope="module")
 def flows_doc():
-    if not FLOWS.is_file():
-        pytest.skip("fidelity data not available")
     return read_one(FLOWS)
 
 
@@ -50,6 +45,4 @@ def test_packet_flow(flows_doc, setup_index: int, flow_index: int, label: str) -
 
 
 def test_all_twenty_rows_present() -> None:
-    if not FLOWS.is_file():
-        pytest.skip("fidelity data not available")
     assert len(_rows()) == 20

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,7 @@ from testbed.apiclient.client import ApiError, Client
 from testbed.apiclient.informer import Informer
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Container, Pod, PodError, PodRuntime
-from testbed.emu.record import Record, netns_of
+from testbed.emu.record import Record, netns_of, processes_in
 from testbed.net.netns import write_sysctl
 
 log = logging.getLogger("kubelet")
@@ -68,7 +67,6 @@ class LocalPod:
     manifest: dict
     tracks: dict[str, ContainerTrack] = field(default_factory=dict)
     last_status: dict | None = None
-    started: float = field(default_factory=time.time)
 
     def track(self, name: str) -> ContainerTrack:
         if name not in self.tracks:
@@ -189,20 +187,21 @@ class Kubelet:
     # -- reconcile --------------------------------------------------------------------------
 
     def sync(self) -> None:
-        desired = {_uid(p): p for p in self.informer.items() if (p.get("spec") or {}).get("nodeName") == self.name}
+        desired = {_uid(p): p for p in
+                   self.informer.items(lambda p: (p.get("spec") or {}).get("nodeName") == self.name)}
         changed = False
         for uid, lp in list(self.pods.items()):
             obj = desired.get(uid)
             if obj is None:
-                self.teardown(uid, lp, grace=0.5, remove_object=False)
+                self.teardown(uid, lp, grace=0.5)
                 changed = True
             elif obj["metadata"].get("deletionTimestamp"):
                 grace = min(float(obj["metadata"].get("deletionGracePeriodSeconds") or 0), MAX_GRACE)
-                self.teardown(uid, lp, grace=grace, remove_object=True, obj=obj)
+                self.teardown(uid, lp, grace=grace)
                 changed = True
         for uid, obj in desired.items():
-            # Terminating with nothing running here (its creation failed, or it ended and was
-            # torn down): nothing to wait for, so the object goes now.
+            # Terminating with nothing running here (just torn down above, its creation failed,
+            # or it ended earlier): nothing to wait for, so the object goes now.
             if uid not in self.pods and obj["metadata"].get("deletionTimestamp"):
                 self.failed.pop(uid, None)
                 self.remove_object(obj)
@@ -234,19 +233,14 @@ class Kubelet:
             self.pods[uid] = LocalPod(pod, obj)
             log.info("started pod %s at %s", pod.key, pod.ip)
 
-    def teardown(self, uid: str, lp: LocalPod, grace: float, remove_object: bool, obj: dict | None = None) -> None:
+    def teardown(self, uid: str, lp: LocalPod, grace: float) -> None:
         self.runtime.delete(self.node, lp.pod, grace=max(grace, 0.2))
         del self.pods[uid]
         log.info("stopped pod %s", lp.pod.key)
-        if remove_object and obj is not None:
-            self.remove_object(obj)
 
     def remove_object(self, obj: dict) -> None:
-        try:
-            self.client.delete("Pod", obj["metadata"]["namespace"], obj["metadata"]["name"], grace_seconds=0)
-        except ApiError as err:
-            if err.code != 404:
-                raise
+        """Delete the Pod object for good (an object already gone is fine: delete gives None)."""
+        self.client.delete("Pod", obj["metadata"]["namespace"], obj["metadata"]["name"], grace_seconds=0)
 
     def tend(self, lp: LocalPod) -> bool:
         """Restart ended containers per policy; run due probes; act on liveness failures."""
@@ -276,8 +270,9 @@ class Kubelet:
                 if kind == "liveness" and tracker.result is False:
                     container = lp.pod.containers[name]
                     log.info("container %s of %s failed liveness (%s); restarting", name, lp.pod.key, tracker.message)
-                    grace = min(float(lp.manifest["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE)
-                    self.stop_container(lp, container, grace=min(grace, 2.0))
+                    # liveness restarts wait at most 2 s, whatever the pod's grace period
+                    grace = min(float(lp.manifest["spec"].get("terminationGracePeriodSeconds", 30)), 2.0)
+                    self.runtime.stop_container(lp.pod, container, grace=grace)
                     track = lp.track(name)
                     self.ended(track, container, lp.pod)
                     if should_restart(policy, track.last_exit):
@@ -300,21 +295,6 @@ class Kubelet:
         if track.readiness:
             track.readiness.result = None
 
-    def stop_container(self, lp: LocalPod, container: Container, grace: float) -> None:
-        """SIGTERM, SIGKILL after `grace`; waited for here so its exit code is known.
-
-        (The runtime's own stop reaps through the run record, which loses the exit status.)
-        """
-        proc = container.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.runtime.stop_container(lp.pod, container, grace=grace)
-
     def restart(self, lp: LocalPod, container: Container, track: ContainerTrack, now_backoff: bool = True) -> None:
         container.restart_count += 1
         self.runtime.start_container(lp.pod, container)
@@ -322,11 +302,10 @@ class Kubelet:
         track.backoff_until = time.monotonic() + track.backoff
         track.finished_at = None
         # A restarted container starts over: not ready until its probes say so again.
-        spec = next(c for c in lp.manifest["spec"]["containers"] if c["name"] == container.name)
-        lp.tracks[container.name] = ContainerTrack(
-            ProbeTracker(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
-            ProbeTracker(spec["livenessProbe"]) if spec.get("livenessProbe") else None,
-            track.backoff_until, track.backoff, track.last_exit, track.last_exit_known)
+        del lp.tracks[container.name]
+        fresh = lp.track(container.name)
+        fresh.backoff_until, fresh.backoff = track.backoff_until, track.backoff
+        fresh.last_exit, fresh.last_exit_known = track.last_exit, track.last_exit_known
         log.info("restarted container %s of %s (restart %d)", container.name, lp.pod.key, container.restart_count)
 
     def run_probes(self, lp: LocalPod, due: list[tuple[str, str, ProbeTracker]]) -> None:
@@ -405,15 +384,11 @@ def end_group(pgid: int, netns: int | None) -> None:
     """
     if netns is None:
         return
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in processes_in({netns}):
         try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid or netns_of(int(entry.name)) != netns:
-                continue
-            os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ValueError):
+            if os.getpgid(pid) == pgid:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
             continue
 
 

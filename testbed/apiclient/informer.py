@@ -79,9 +79,12 @@ class Informer:
     def wait_for_sync(self, timeout: float | None = None) -> bool:
         return self._synced.wait(timeout)
 
-    def items(self) -> list[dict]:
+    def items(self, keep: Callable[[dict], bool] | None = None) -> list[dict]:
+        """Copies of the cached objects in key order; with `keep`, only those it accepts
+        (tested before copying, so a kubelet does not copy every pod of the cluster)."""
         with self._lock:
-            return [copy.deepcopy(o) for _, o in sorted(self._cache.items())]
+            return [copy.deepcopy(o) for _, o in sorted(self._cache.items())
+                    if keep is None or keep(o)]
 
     def get(self, namespace: str, name: str) -> dict | None:
         with self._lock:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.net.netns import in_host_netns
-from testbed.proxy import iptables
+from testbed.proxy import iptables, names
 from testbed.proxy.healthcheck import (
     HEALTHZ_PORT,
     HealthCheck,
@@ -71,10 +71,7 @@ MODES = ("iptables", "nftables", "userspace")
 DEFAULT_SYNC_PERIOD = 60.0  # seconds (upstream --iptables-sync-period: 30 s)
 MIN_SYNC_PERIOD = 0.1
 RETRY_PERIOD = 1.0
-IPTABLES_NAT_CHAINS = (iptables.SERVICES, iptables.NODEPORTS, iptables.POSTROUTING,
-                       iptables.MARK_MASQ)
-IPTABLES_FILTER_CHAINS = (iptables.SERVICES, iptables.EXTERNAL_SERVICES, iptables.FORWARD,
-                          iptables.NODEPORTS, iptables.PROXY_FIREWALL, iptables.KUBELET_FIREWALL)
+IPTABLES_FILTER_CHAINS = (*iptables.FILTER_TOP, iptables.KUBELET_FIREWALL)
 
 
 @dataclass(frozen=True)
@@ -129,10 +126,9 @@ def cleanup_other_modes(mode: str, netns: int | None = None) -> list[str]:
     if mode != "iptables":
         def iptables_mode() -> None:
             ipt.delete_jump_rules(iptables.JUMP_RULES)
-            ipt.delete_chains("nat", [*IPTABLES_NAT_CHAINS, *sorted(
-                c for c in ipt.nat_chains() if c.startswith(("KUBE-SVC-", "KUBE-SEP-",
-                                                             "KUBE-EXT-", "KUBE-FW-",
-                                                             "KUBE-SVL-")))])
+            nat = ipt.nat_chains()
+            ipt.delete_chains("nat", [*iptables.NAT_TOP, *sorted(
+                c for c in nat if names.is_service_chain(c))], present=nat)
             ipt.delete_chains("filter", IPTABLES_FILTER_CHAINS)
         steps.append(("iptables chains", iptables_mode))
     if mode != "userspace":

@@ -143,13 +143,7 @@ class IptablesBackend:
         table holds: `-C` costs 50 ms per rule with 5,000 Services, as it loads every chain
         name); a missing rule gets its target chain created, then is inserted.
         """
-        present: dict[tuple[str, str], list[tuple[str, ...]]] = {}
-        for rule in rules:
-            where_ = (rule.table, rule.chain)
-            if where_ not in present:
-                present[where_] = self.chain_rules(rule.table, rule.chain)
-            if rule.args in present[where_]:
-                continue
+        for rule in self.missing_jump_rules(rules):
             self.ensure_chain(rule.table, rule.args[-1])
             base = [self.prefix, "-w", WAIT, "-t", rule.table]
             where = ["-A", rule.chain] if append else ["-I", rule.chain, "1"]
@@ -158,7 +152,6 @@ class IptablesBackend:
             except CommandError as err:
                 raise NetfilterError(f"ensure jump {rule.table}/{rule.chain} -> "
                                      f"{rule.args[-1]}: {err}") from err
-            present[where_].append(rule.args)
 
     def delete_jump_rules(self, rules: Sequence[JumpRule]) -> None:
         """Remove the rules if present ("already gone" is fine)."""
@@ -179,9 +172,11 @@ class IptablesBackend:
     def nat_chains(self) -> set[str]:
         return self.chains("nat")
 
-    def delete_chains(self, table: str, chains: Sequence[str]) -> None:
-        """Flush and delete chains that exist, in one restore (references must be gone)."""
-        present = self.chains(table)
+    def delete_chains(self, table: str, chains: Sequence[str],
+                      present: set[str] | None = None) -> None:
+        """Flush and delete chains that exist, in one restore (references must be gone);
+        `present` is the table's chains when the caller has just read them."""
+        present = self.chains(table) if present is None else present
         doomed = [c for c in chains if c in present]
         if doomed:
             lines = [f"*{table}", *(f":{c} - [0:0]" for c in doomed),

@@ -41,6 +41,8 @@ def health_checks(services: Iterable[ServicePort],
             ports[svc.name.service] = svc.health_check_node_port
     local: dict[tuple[str, str], set[str]] = {}
     for spn, eps in endpoints.items():
+        if spn.service not in ports:
+            continue
         for ep in eps:
             if ep.ready and ep.is_local(node_name):
                 local.setdefault(spn.service, set()).add(ep.ip)  # pods, not ports

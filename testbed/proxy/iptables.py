@@ -158,8 +158,9 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
     return render_sync(services, endpoints, settings, changed).text
 
 
-_FILTER_TOP = (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL)
-_NAT_TOP = (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ)
+# The top-level chains a full sync writes (filter also KUBE-FIREWALL, with localhost NodePorts)
+FILTER_TOP = (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL)
+NAT_TOP = (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ)
 
 
 def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
@@ -191,7 +192,7 @@ def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
     same_top = bool(before)  # whether the top-level chains can stay as they are
     for svc in services:
         key = svc.name.service
-        if key in now and key not in changed and before:
+        if key in before and key not in changed:
             continue  # unchanged: kept from the last sync
         old = before.get(key, {}).get(svc.name)
         r = service_rules(svc, endpoints.get(svc.name, ()), s, large)
@@ -201,16 +202,14 @@ def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
             rules += r.rules
         if old is None or (r.filter, r.nat_top) != (old.filter, old.nat_top):
             same_top = False
-    for key in changed & before.keys():
-        for name, old in before[key].items():
-            if name not in now.get(key, {}) and (old.filter or old.nat_top):
-                same_top = False
-
     stale: set[str] = set()
     if s.existing_nat_chains:
-        active = {c for ports in now.values() for r in ports.values() for c in r.chains}
+        active = Applied(now, {}).nat_chains()
         stale |= {c for c in s.existing_nat_chains if c not in active}
-    for key in changed & before.keys():
+    for key in changed & before.keys():  # changed services as they were before
+        for name, old in before[key].items():
+            if name not in now.get(key, {}) and (old.filter or old.nat_top):
+                same_top = False  # a port that went had lines in the top-level chains
         used = {c for r in now.get(key, {}).values() for c in r.chains}
         stale |= {c for r in before[key].values() for c in r.chains if c not in used}
     stale = {c for c in stale if names.is_service_chain(c)}
@@ -240,8 +239,8 @@ def _top_level(services: Sequence[ServicePort],
                s: ProxierSettings) -> dict[tuple[str, str], tuple[str, ...]]:
     """The rules of the shared chains, (table, chain) -> lines, from every service's share."""
     mark = s.masquerade_mark
-    top: dict[tuple[str, str], list[str]] = {("filter", c): [] for c in _FILTER_TOP}
-    top.update({("nat", c): [] for c in _NAT_TOP})
+    top: dict[tuple[str, str], list[str]] = {("filter", c): [] for c in FILTER_TOP}
+    top.update({("nat", c): [] for c in NAT_TOP})
     top[("nat", POSTROUTING)] += [
         f"-A {POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
         f"-A {POSTROUTING} -j MARK --xor-mark {mark}",
@@ -308,31 +307,30 @@ def service_rules(svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,
     uses_ext_chain, uses_fw = plan.uses_external_chain, plan.uses_firewall
     lb_chain = fw if uses_fw else ext
 
-    if not has_endpoints:
-        int_target = ext_target = "REJECT"
-        int_comment = ext_comment = f'"{S} has no endpoints"'
-    else:
-        int_target = ext_target = "DROP"
-        int_comment = ext_comment = f'"{S} has no local endpoints"'
+    # what traffic gets where the rules send nowhere (internal and external alike)
+    target = "DROP" if has_endpoints else "REJECT"
+    comment = f'"{S} has no local endpoints"' if has_endpoints else f'"{S} has no endpoints"'
     pp = f"-m {P} -p {P}"
     port = svc.port
     nat: list[tuple[str, str]] = []
     flt: list[tuple[str, str]] = []
 
+    def no_external(match: str) -> None:
+        flt.append((EXTERNAL_SERVICES, f"-A {EXTERNAL_SERVICES} -m comment --comment {comment} "
+                                       f"{match} -j {target}"))
+
     if has_internal:
         nat.append((SERVICES, f'-A {SERVICES} -m comment --comment "{S} cluster IP" {pp} '
                               f"-d {svc.cluster_ip} --dport {port} -j {internal_chain}"))
     else:
-        flt.append((SERVICES, f"-A {SERVICES} -m comment --comment {int_comment} {pp} "
-                              f"-d {svc.cluster_ip} --dport {port} -j {int_target}"))
+        flt.append((SERVICES, f"-A {SERVICES} -m comment --comment {comment} {pp} "
+                              f"-d {svc.cluster_ip} --dport {port} -j {target}"))
     for eip in svc.external_ips:
         if has_endpoints:
             nat.append((SERVICES, f'-A {SERVICES} -m comment --comment "{S} external IP" {pp} '
                                   f"-d {eip} --dport {port} -j {ext}"))
         if not has_external:
-            flt.append((EXTERNAL_SERVICES,
-                        f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} {pp} "
-                        f"-d {eip} --dport {port} -j {ext_target}"))
+            no_external(f"{pp} -d {eip} --dport {port}")
     for vip in svc.load_balancer_ips:
         if has_endpoints:
             nat.append((SERVICES, f'-A {SERVICES} -m comment --comment "{S} loadbalancer IP" '
@@ -341,11 +339,8 @@ def service_rules(svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,
             flt.append((PROXY_FIREWALL,
                         f'-A {PROXY_FIREWALL} -m comment --comment "{S} traffic not accepted '
                         f'by {fw}" {pp} -d {vip} --dport {port} -j DROP'))
-    if not has_external:
-        for vip in svc.load_balancer_ips:
-            flt.append((EXTERNAL_SERVICES,
-                        f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} {pp} "
-                        f"-d {vip} --dport {port} -j {ext_target}"))
+        if not has_external:
+            no_external(f"{pp} -d {vip} --dport {port}")
     if svc.node_port:
         np = svc.node_port
         if has_endpoints:
@@ -357,9 +352,7 @@ def service_rules(svc: ServicePort, eps: Sequence[Endpoint], s: ProxierSettings,
             nat.append((NODEPORTS, f"-A {NODEPORTS} -m comment --comment {S} {pp} "
                                    f"--dport {np} -j {ext}"))
         if not has_external:
-            flt.append((EXTERNAL_SERVICES,
-                        f"-A {EXTERNAL_SERVICES} -m comment --comment {ext_comment} "
-                        f"-m addrtype --dst-type LOCAL {pp} --dport {np} -j {ext_target}"))
+            no_external(f"-m addrtype --dst-type LOCAL {pp} --dport {np}")
     if svc.health_check_node_port:
         flt.append((NODEPORTS, f'-A {NODEPORTS} -m comment --comment "{S} health check node '
                                f'port" -m tcp -p tcp --dport {svc.health_check_node_port} '

@@ -12,11 +12,11 @@ ignored. It reads only the text it is given.
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from testbed.proxy.model import contains
 from testbed.proxy.restore import Table, parse
 
 FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS",
@@ -83,13 +83,6 @@ def _parse_rule(chain: str, raw: str) -> _Rule:
     return rule
 
 
-def _addr_matches(value: str, addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr) in ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-
-
 @dataclass
 class _Packet:
     src: str
@@ -112,9 +105,9 @@ class _Tracer:
     def matches(self, rule: _Rule, p: _Packet) -> bool:
         for opt, neg, val in rule.matches:
             if opt == "-s":
-                ok = _addr_matches(val, p.src)
+                ok = contains(val, p.src)
             elif opt == "-d":
-                ok = _addr_matches(val, p.dst)
+                ok = contains(val, p.dst)
             elif opt == "-p":
                 ok = val.lower() == p.protocol.lower()
             elif opt == "--dport":

@@ -187,9 +187,6 @@ class ProxyTracker:
         self._counted: dict[Key, int] = {}  # endpoints of each service's ports
         self.endpoint_total = 0  # of all services' ports (orphan endpoints do not count)
 
-    def pending(self) -> bool:
-        return bool(self.service_changes.pending() or self.endpoint_changes.pending())
-
     def service_ports(self) -> list[ServicePort]:
         """Every service port, in the renderers' order (name, then protocol)."""
         if self._sorted is None:

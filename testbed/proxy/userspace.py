@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from testbed.proxy import names
 from testbed.proxy.iptables import JumpRule
 from testbed.proxy.model import ProxierSettings, ServicePort, ServicePortName
 from testbed.proxy.proxier import Backend, SyncResult
@@ -137,10 +138,6 @@ def _to_cidr(ip: str) -> str:
     return f"{ip}/128" if ":" in ip else f"{ip}/32"
 
 
-def _host_port(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 def _common(svc: ServicePort, dport: int, dest: str | None, physdev: bool = False,
             dst_local: bool = False) -> list[str]:
     """iptablesCommonPortalArgs, in upstream's order."""
@@ -160,9 +157,9 @@ def portal_rules(svc: ServicePort, proxy_port: int, host_ip: str,
     """(table, chain, args) for one service port, in openPortal/openNodePort order."""
     zero = listen_ip in ("0.0.0.0", "::")
     to_proxy = ["-j", "REDIRECT", "--to-ports", str(proxy_port)] if zero else \
-        ["-j", "DNAT", "--to-destination", _host_port(listen_ip, proxy_port)]
+        ["-j", "DNAT", "--to-destination", names.join_host_port(listen_ip, proxy_port)]
     to_host = ["-j", "DNAT", "--to-destination",
-               _host_port(host_ip if zero else listen_ip, proxy_port)]
+               names.join_host_port(host_ip if zero else listen_ip, proxy_port)]
     out: list[tuple[str, str, list[str]]] = []
     for ip, external in ((svc.cluster_ip, False), *((e, True) for e in svc.external_ips),
                          *((v, False) for v in svc.load_balancer_ips)):

@@ -143,9 +143,10 @@ class Store:
         """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
         with self._lock:
-            found = [obj for key, obj in sorted(self._objects.items())
-                     if key[0] == kind and (namespace is None or key[1] == namespace)
-                     and selector_matches(sel, obj["metadata"].get("labels"))]
+            found = [obj for _, obj in sorted(
+                (key, obj) for key, obj in self._objects.items()
+                if key[0] == kind and (namespace is None or key[1] == namespace)
+                and selector_matches(sel, obj["metadata"].get("labels")))]
             rv = str(self._rv)
         return (clone(found) if copy else found), rv
 
@@ -286,7 +287,8 @@ class Store:
             if since in (None, "", "0"):
                 events = [Event("ADDED", clone(obj), int(obj["metadata"]
                                                                   ["resourceVersion"]))
-                          for _, obj in sorted(self._objects.items()) if matches(obj)]
+                          for _, obj in sorted((k, o) for k, o in self._objects.items()
+                                               if matches(o))]
                 return WatchBatch(events, str(self._rv))
             try:
                 start = int(since)

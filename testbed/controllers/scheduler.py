@@ -29,13 +29,20 @@ def _node_ready(node: dict) -> bool:
     return True  # a Node without conditions yet is taken as ready
 
 
-def choose_node(pod: dict, nodes: list[dict], pods: list[dict]) -> Decision:
-    """Where `pod` should run, given every Node and every Pod (to count load)."""
+def node_load(pods: list[dict]) -> Counter[str]:
+    """How many active pods each node runs."""
+    return Counter(p["spec"].get("nodeName") for p in pods
+                   if is_active(p) and p["spec"].get("nodeName"))
+
+
+def choose_node(pod: dict, nodes: list[dict], pods: list[dict],
+                load: Counter[str] | None = None) -> Decision:
+    """Where `pod` should run, given every Node and every Pod (to count load; `load` is
+    `node_load(pods)` when the caller keeps it)."""
     if pod["spec"].get("nodeName"):
         return Decision(pod["spec"]["nodeName"])
     selector = pod["spec"].get("nodeSelector") or {}
-    load = Counter(p["spec"].get("nodeName") for p in pods
-                   if is_active(p) and p["spec"].get("nodeName"))
+    load = node_load(pods) if load is None else load
     failures: Counter[str] = Counter()
     fits = []
     for node in nodes:
@@ -71,10 +78,11 @@ def schedule_pending(store: Store) -> list[Change]:
     nodes, _ = store.list("Node", copy=False)
     pods, _ = store.list("Pod", copy=False)
     changes: list[Change] = []
+    load = node_load(pods)  # kept up to date below, not recounted for every pending pod
     for index, pod in enumerate(pods):
         if pod["spec"].get("nodeName") or not is_active(pod):
             continue
-        decision = choose_node(pod, nodes, pods)
+        decision = choose_node(pod, nodes, pods, load)
         status = dict(pod.get("status") or {})
         others = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
         status.setdefault("phase", "Pending")
@@ -89,6 +97,7 @@ def schedule_pending(store: Store) -> list[Change]:
         bound = store.update(dict(pod, spec=dict(pod["spec"], nodeName=decision.node)))
         status["conditions"] = others + [_condition("True")]
         store.update_status(dict(bound, status=status))
-        pods[index] = bound  # later decisions in this pass count this pod on its node
+        pods[index] = bound
+        load[decision.node] += 1  # later decisions in this pass count this pod on its node
         changes.append(Change("bind", "Pod", namespace_of(pod), name_of(pod), decision.node))
     return changes

@@ -178,8 +178,3 @@ def pod_status(obs: PodObservation, now: float, previous: dict | None = None) ->
     return status
 
 
-def is_ready(pod: dict) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions", []):
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 
+from testbed.api.endpointslices import SERVICE_NAME_LABEL
 from testbed.api.meta import selector_matches
 from testbed.api.store import Store
 from testbed.controllers.common import (
@@ -35,7 +36,6 @@ from testbed.controllers.common import (
     random_suffix,
 )
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
 ZONE_LABEL = "topology.kubernetes.io/zone"

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from testbed.api.endpointslices import SERVICE_NAME_LABEL
+
 Key = tuple[str, str]  # (namespace, name)
 
 
@@ -151,7 +153,7 @@ def local_nodes(service: dict, slices: Iterable[dict]) -> set[str]:
     for s in slices:
         meta = s.get("metadata") or {}
         if meta.get("namespace") != ns or (meta.get("labels") or {}).get(
-                "kubernetes.io/service-name") != name:
+                SERVICE_NAME_LABEL) != name:
             continue
         for ep in s.get("endpoints") or []:
             if (ep.get("conditions") or {}).get("ready", True) and ep.get("nodeName"):

@@ -28,8 +28,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Must match testbed.api.endpointslices.SERVICE_NAME_LABEL (the EndpointSlice controller's label).
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+from testbed.api.endpointslices import SERVICE_NAME_LABEL
+
 DEFAULT_DOMAIN = "cluster.local"
 SRV_PRIORITY = 0
 SRV_WEIGHT = 100

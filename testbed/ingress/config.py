@@ -31,10 +31,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from testbed.api.endpointslices import SERVICE_NAME_LABEL
+
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 CONFIG_SNIPPET = "nginx.ingress.kubernetes.io/configuration-snippet"
 SERVER_SNIPPET = "nginx.ingress.kubernetes.io/server-snippet"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_404 = "default backend - 404"
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9\-._~/]*$")
 MARK = "# ingress "

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.api.endpointslices import SERVICE_NAME_LABEL
 from testbed.proxy.model import (
     DEFAULT_AFFINITY_TIMEOUT,
     Endpoint,
@@ -24,7 +25,6 @@ from testbed.proxy.model import (
 
 Path = tuple[str | int, ...]
 PROTOCOLS = ("TCP", "UDP", "SCTP")
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @dataclass(frozen=True)

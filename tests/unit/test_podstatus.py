@@ -13,12 +13,12 @@ from testbed.api.podstatus import (
     PodObservation,
     container_status,
     exit_code,
-    is_ready,
     next_backoff,
     phase,
     pod_status,
     should_restart,
 )
+from testbed.controllers.common import is_ready
 
 NOW = 1_800_000_000.0
 

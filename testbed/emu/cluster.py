@@ -74,6 +74,7 @@ class Cluster:
         self.cp: ControlPlane | None = None
         self.pods: dict[str, Pod] = {}          # direct mode: "namespace/name" -> Pod
         self.timings: dict[str, float] = {}
+        self.partitions: list[list[str]] = []   # iptables rules a partition fault inserted
 
     # -- life -------------------------------------------------------------------------------
 
@@ -270,9 +271,14 @@ class Cluster:
         ip = (found or {}).get("spec", {}).get("clusterIP")
         return IPv4Address(ip) if ip and ip != "None" else None
 
-    def find_pod(self, name: str) -> Pod | PodView | None:
-        """A pod by `namespace/name`, or by bare name when that is unambiguous."""
-        pods = self.pod_views() if self.cp is not None else self.pods
+    def _pod_map(self) -> dict:
+        """Pods by key: PodViews with a control plane (one API listing), else the runtime's."""
+        return self.pod_views() if self.cp is not None else self.pods
+
+    def find_pod(self, name: str, pods: dict | None = None) -> Pod | PodView | None:
+        """A pod by `namespace/name`, or by bare name when that is unambiguous (`pods`: a
+        `_pod_map()` the caller already has)."""
+        pods = self._pod_map() if pods is None else pods
         if name in pods:
             return pods[name]
         matches = [p for p in pods.values() if p.name == name]
@@ -284,13 +290,13 @@ class Cluster:
 
     def endpoint(self, name: str) -> Endpoint:
         """A pod, node, gateway or client by name; KeyError naming what exists otherwise."""
-        pod = self.find_pod(name)
+        pods = self._pod_map()
+        pod = self.find_pod(name, pods)
         if pod is not None:
             return Endpoint(pod.key, "pod", pod.pid, pod.ip)
         host = self.network.hosts.get(name) if self.network else None
         if host is not None:
             return Endpoint(name, host.role, host.pid, host.address)
-        pods = self.pod_views() if self.cp is not None else self.pods
         known = sorted([*self.network.hosts, *(p.name for p in pods.values())])
         raise KeyError(f"no pod, node or client is named {name!r} (known: {', '.join(known)})")
 
@@ -315,7 +321,7 @@ class Cluster:
 
     def all_pods(self) -> list:
         """Every pod: PodViews with a control plane, the runtime's Pods without."""
-        return list(self.pod_views().values() if self.cp is not None else self.pods.values())
+        return list(self._pod_map().values())
 
     # -- state for other terminals (testbed ps) ---------------------------------------------
 

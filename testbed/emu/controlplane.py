@@ -23,6 +23,7 @@ from pathlib import Path
 from testbed.apiclient.client import ApiError, Client
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
+from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
 API_PORT = 6443
@@ -117,7 +118,7 @@ class ControlPlane:
             (self.record.directory / "proxy" / node.name).mkdir(parents=True, exist_ok=True)
         pid = self.network.pid(node.name)
         with open(self.logs / f"{agent.name}.log", "ab") as log:
-            proc = subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable, "-m", *agent.argv],
+            proc = subprocess.Popen(ns_prefix(pid) + [sys.executable, "-m", *agent.argv],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd=Path(__file__).resolve().parents[2])
         entry = self.record.add_process(proc.pid, f"{kind} on {node.name}", netns=self.record.procs[pid].netns)

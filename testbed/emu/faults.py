@@ -100,19 +100,24 @@ def partition(cluster, groups: list[list[str]]) -> str:
     rules = _partition_rules(cluster, groups)
     for rule in rules:
         run(["iptables", "-w", str(XTABLES_WAIT), "-I", *rule], netns=gw)
-    cluster.partitions = getattr(cluster, "partitions", []) + rules
+    cluster.partitions = cluster.partitions + rules
     # Established connections must not slip through on old conntrack entries.
     run(["conntrack", "-F"], netns=gw, check=False)
     return f"{' | '.join(','.join(g) for g in groups)}: {len(rules)} DROP rules on {cluster.topo.gateway_name}"
 
 
+def _delete_rule(rule: list[str], netns: int, what: str) -> None:
+    """`iptables -D rule` in `netns`; a rule already gone is fine."""
+    result = run(["iptables", "-w", str(XTABLES_WAIT), "-D", *rule], netns=netns, check=False)
+    if result.returncode != 0 and "does a matching rule exist" not in result.stderr:
+        raise FaultError(f"could not remove {what}: {result.stderr.strip()}")
+
+
 def heal(cluster) -> str:
     gw = cluster.network.pid(cluster.topo.gateway_name)
-    rules = getattr(cluster, "partitions", [])
+    rules = cluster.partitions
     for rule in rules:
-        result = run(["iptables", "-w", str(XTABLES_WAIT), "-D", *rule], netns=gw, check=False)
-        if result.returncode != 0 and "does a matching rule exist" not in result.stderr:
-            raise FaultError(f"could not remove a partition rule: {result.stderr.strip()}")
+        _delete_rule(rule, gw, "a partition rule")
     cluster.partitions = []
     return f"removed {len(rules)} partition rules"
 
@@ -123,9 +128,7 @@ def readiness(cluster, pod, ok: bool) -> str:
     rule = ["INPUT", "-s", str(node.bridge_address), "-p", "tcp", "-m", "comment", "--comment",
             "testbed readiness fault", "-j", "DROP"]
     if ok:
-        result = run(["iptables", "-w", str(XTABLES_WAIT), "-D", *rule], netns=pod.pid, check=False)
-        if result.returncode != 0 and "does a matching rule exist" not in result.stderr:
-            raise FaultError(f"could not remove the readiness fault: {result.stderr.strip()}")
+        _delete_rule(rule, pod.pid, "the readiness fault")
         return f"{pod.key} answers its node's probes again"
     run(["iptables", "-w", str(XTABLES_WAIT), "-I", *rule], netns=pod.pid)
     return f"{pod.key} drops probes from {pod.node} ({node.bridge_address})"

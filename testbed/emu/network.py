@@ -142,10 +142,7 @@ class ClusterNetwork:
         with iproute_in(pid) as ipr:
             ipr.route("replace", dst="0.0.0.0/0", gateway=str(node.gateway))
             if node.role == "worker":
-                ipr.link("add", ifname=BRIDGE, kind="bridge")
-                (index,) = ipr.link_lookup(ifname=BRIDGE)
-                ipr.addr("add", index=index, address=str(node.bridge_address), prefixlen=node.pod_cidr.prefixlen)
-                ipr.link("set", index=index, state="up")
+                self._bridge(ipr, BRIDGE, [], node.bridge_address, node.pod_cidr)
 
     # -- running --------------------------------------------------------------------------
 

@@ -274,9 +274,7 @@ class PodRuntime:
         if state.get("attachment"):
             ip, prefixlen, gateway, veth = state["attachment"]
             pod.attachment = Attachment(pod.key, IPv4Address(ip), prefixlen, IPv4Address(gateway), veth)
-            adopt = getattr(self.network, "adopt", None)
-            if adopt is not None:
-                adopt(node, pod.attachment)
+            self.network.adopt(node, pod.attachment)
         self._plan_containers(pod)
         for name, c in state.get("containers", {}).items():
             if name in pod.containers:

@@ -200,7 +200,7 @@ def end_processes(entries: Iterable[Entry], grace: float = 1.0, scan_namespaces:
     for e in entries:
         if alive(e.pid, e.start):
             _signal(e.pid, signal.SIGKILL)
-    for _ in range(50):  # stragglers: anything still inside a namespace we made
+    for _ in range(50 if namespaces else 0):  # stragglers: anything in a namespace we made
         left = [p for p in processes_in(namespaces) if p != os.getpid()]
         if not left:
             break

@@ -36,11 +36,6 @@ def in_host_netns() -> bool:
         return False
 
 
-def netns_inode(pid: int) -> int:
-    """The inode of `pid`'s network namespace: its identity, stable while it exists."""
-    return os.stat(f"/proc/{pid}/ns/net").st_ino
-
-
 @contextmanager
 def entered(pid: int) -> Iterator[None]:
     """Run the body with this thread in `pid`'s network namespace, then return to our own."""

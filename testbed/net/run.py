@@ -29,16 +29,11 @@ class Result:
     stderr: str
 
 
-def ns_prefix(netns: int | None, *, uts: bool = False, ipc: bool = False) -> list[str]:
-    """The nsenter prefix that enters process `netns`'s network (and optionally UTS/IPC) namespaces."""
+def ns_prefix(netns: int | None) -> list[str]:
+    """The nsenter prefix that enters process `netns`'s network namespace."""
     if netns is None:
         return []
-    argv = ["nsenter", f"--net=/proc/{netns}/ns/net"]
-    if uts:
-        argv.append(f"--uts=/proc/{netns}/ns/uts")
-    if ipc:
-        argv.append(f"--ipc=/proc/{netns}/ns/ipc")
-    return argv + ["--"]
+    return ["nsenter", f"--net=/proc/{netns}/ns/net", "--"]
 
 
 def run(argv: list[str], *, netns: int | None = None, input: str | None = None,

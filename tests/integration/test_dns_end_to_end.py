@@ -19,10 +19,6 @@ from tests.integration.test_dns_server import data, dig, netns, wait_answer  # n
 
 ROOT = Path(__file__).resolve().parents[2]
 
-if not (ROOT / "testbed" / "agents" / "apiserver.py").exists():
-    pytest.skip("the API server (testbed.agents.apiserver) is not in this tree yet",
-                allow_module_level=True)
-
 
 def start(pid: int, *args: str, log: Path) -> subprocess.Popen:
     with open(log, "w") as out:

@@ -143,9 +143,6 @@ def test_health_check_node_port(cluster) -> None:
     assert hc and 30000 <= hc <= 32767
     code_w1, body = curl(cluster, cluster.topo.node("w1").address, hc, "/", timeout=1)
     code_w2, _ = curl(cluster, cluster.topo.node("w2").address, hc, "/", timeout=1)
-    if code_w1 == 0 and code_w2 == 0:
-        pytest.skip("kube-proxy does not serve healthCheckNodePort yet (the health check server in "
-                    "testbed/agents/kube_proxy.py + testbed/proxy/healthcheck.py, another developer's change)")
     assert code_w1 == 200, body
     assert json.loads(body)["localEndpoints"] == 1
     assert code_w2 == 503

@@ -12,6 +12,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import (
     ROOT,
     SCENARIOS,
@@ -94,16 +96,18 @@ def test_clean_after_sigkill_leaves_nothing(tmp_path):
     path = _scenario(tmp_path, "  - sleep: 60\n")
     proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", str(path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        if "cluster ready" in line or time.monotonic() > deadline:
-            break
-    # While it runs, `testbed ps` in another terminal lists its pods, and clean leaves it alone.
-    ps = run_testbed("ps")
-    assert "k8s_POD_pod-a_default" in ps.stdout, ps.stdout + ps.stderr
-    assert "left alone" in run_testbed("clean").stdout
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:
+            if "cluster ready" in line or time.monotonic() > deadline:
+                break
+        # While it runs, `testbed ps` in another terminal lists its pods, and clean leaves it alone.
+        ps = run_testbed("ps")
+        assert "k8s_POD_pod-a_default" in ps.stdout, ps.stdout + ps.stderr
+        assert "left alone" in run_testbed("clean").stdout
+    finally:
+        proc.send_signal(signal.SIGKILL)  # the runner only: its pods stay for `clean` below
+        proc.wait()
     # The node shells die with their pty when the runner dies; the pods hold on.
     assert len(leftovers(before_ns)) >= 3
     result = run_testbed("clean")
@@ -119,17 +123,20 @@ def test_sigterm_tears_down(tmp_path):
     path = _scenario(tmp_path, "  - sleep: 60\n")
     proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", str(path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "cluster ready" in line:
-            break
-    proc.send_signal(signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:
+            if "cluster ready" in line or time.monotonic() > deadline:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 130
     assert leftovers(before) == set()
 
 
 def test_not_root_is_a_clear_error(tmp_path):
     if not hasattr(os, "setuid"):
-        return
+        pytest.skip("no setuid on this platform")
     result = subprocess.run([sys.executable, "-m", "testbed", "run"], cwd=ROOT, capture_output=True,
                             text=True, user=65534, env={**os.environ, "HOME": "/tmp"})
     assert result.returncode == 2

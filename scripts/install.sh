@@ -29,6 +29,11 @@ for need in "${needs[@]}"; do
   fi
   missing+=("$pkg")
 done
+# The testbed needs Python 3.11 (Debian 12, Ubuntu 24.04); Ubuntu 22.04's 3.10 is too old.
+if command -v python3 >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "install.sh: the distribution's python3 is $(/usr/bin/python3 -V 2>&1 | cut -d' ' -f2); the testbed needs 3.11 or later (Debian 12, Ubuntu 24.04)" >&2
+  exit 2
+fi
 # venv with pip must work for the distribution's python3 (python3-venv on Debian and Ubuntu).
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -36,10 +41,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   policy=/usr/sbin/policy-rc.d
-  made_policy=0
-  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT  # removed even when apt-get fails
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ "$made_policy" = 1 ] && rm -f "$policy"
 fi
 
 # br_netfilter makes bridged pod traffic pass through iptables (Services, hairpin).

@@ -228,9 +228,7 @@ class _Tracking:
                 pass
 
 
-class TCPServer(_Tracking, ThreadingHTTPServer):
-    daemon_threads = True
-
+class TCPServer(_Tracking, ThreadingHTTPServer):  # daemon threads, as ThreadingHTTPServer's
     def __init__(self, address: tuple[str, int], api: Api):
         self._track_init(api)
         super().__init__(address, Handler)
@@ -275,7 +273,6 @@ class ApiServer:
         if controllers:
             from testbed.agents.controllers import ControllerManager
             self.controllers = ControllerManager(self.store, resync=resync)
-        self._threads: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
@@ -288,7 +285,6 @@ class ApiServer:
                 thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True,
                                           name=f"serve-{type(server).__name__}")
                 thread.start()
-                self._threads.append(thread)
         if self.controllers is not None:
             self.controllers.start()
         return self

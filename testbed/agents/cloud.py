@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 
-from testbed.apiclient.client import ApiError, Client
+from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.resources import BY_KIND
 from testbed.controllers.loadbalancer import (
     Decision,
@@ -163,11 +163,10 @@ class CloudController:
             log.info("gateway: %s via %s (equal-cost multipath)", ip, ", ".join(hops))
 
     def _write_status(self, service: dict, ip: str | None) -> None:
-        meta = {k: v for k, v in service["metadata"].items() if k != "resourceVersion"}
-        body = dict(service, metadata=meta, status={**(service.get("status") or {}),
-                                     "loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}})
+        status = {**(service.get("status") or {}),
+                  "loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}}
         try:
-            self.client.update_status(body)
+            put_status(self.client, service, status)
             log.info("%s/%s: status.loadBalancer.ingress = %s", *key_of(service), ip or "[]")
         except ApiError as err:  # a conflict or a deleted Service: the next pass sees the new state
             log.info("%s/%s: status not written: %s", *key_of(service), err)

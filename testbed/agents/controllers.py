@@ -62,7 +62,6 @@ class Controller:
     reconcile: Callable[[], list[Change]]
     kinds: frozenset[str]
     dirty: threading.Event = field(default_factory=threading.Event)
-    passes: int = 0
 
 
 class ControllerManager:
@@ -135,4 +134,3 @@ class ControllerManager:
             except Exception:  # a bug must not stop the controller for good
                 log.exception("%s: reconcile failed", c.name)
                 time.sleep(1)
-            c.passes += 1

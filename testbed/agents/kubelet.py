@@ -37,7 +37,7 @@ from testbed.api.podstatus import (
     pod_status,
     should_restart,
 )
-from testbed.apiclient.client import ApiError, Client
+from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.informer import Informer
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Container, Pod, PodError, PodRuntime
@@ -352,10 +352,8 @@ class Kubelet:
         status = pod_status(self.observe(lp), time.time(), obj.get("status"))
         if _same(status, obj.get("status")) and _same(status, lp.last_status):
             return
-        update = {**obj, "status": status}
-        update["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
         try:
-            self.client.update_status(update)
+            put_status(self.client, obj, status)
             lp.last_status = status
         except ApiError as err:
             if err.code != 404:
@@ -367,10 +365,8 @@ class Kubelet:
                       for c in obj["spec"]["containers"]]
         obs = PodObservation(obj["spec"].get("restartPolicy", "Always"), None, self.args.node_ip, time.time(),
                              containers, sandbox_ready=False)
-        update = {**obj, "status": pod_status(obs, time.time(), obj.get("status"))}
-        update["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
         try:
-            self.client.update_status(update)
+            put_status(self.client, obj, pod_status(obs, time.time(), obj.get("status")))
         except ApiError:
             pass
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 
 
@@ -102,7 +101,3 @@ class ProbeTracker:
             if self.failures >= self.probe.get("failureThreshold", 3):
                 self.result = False
         return self.result != before
-
-    @staticmethod
-    def clock() -> float:
-        return time.monotonic()

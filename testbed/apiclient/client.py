@@ -241,3 +241,11 @@ class Client:
                 yield event["type"], event["object"]
         finally:
             conn.close()
+
+
+def put_status(client, obj: dict, status: dict) -> dict:
+    """Write `status` as obj's status through `client.update_status`, whatever has changed
+    since `obj` was read: no resourceVersion is sent (status writers own the status, as
+    kubelets and controllers do)."""
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return client.update_status(dict(obj, metadata=meta, status=status))

@@ -96,10 +96,13 @@ def argv(settings: Settings) -> list[str]:
 
 
 def render(records: Records, settings: Settings) -> Rendered:
-    return Rendered(config=render_config(records, settings), hosts=render_hosts(records))
+    hosts, ptr_only = _hosts(records)
+    return Rendered(config=render_config(records, settings, ptr_only), hosts=hosts)
 
 
-def render_config(records: Records, settings: Settings) -> str:
+def render_config(records: Records, settings: Settings,
+                  ptr_only: list[PtrRecord] | None = None) -> str:
+    """dnsmasq's configuration; `ptr_only` is `_hosts(records)[1]` when the caller has it."""
     domain = _name(settings.domain.strip(".").lower())
     for value in (settings.port, settings.ttl):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -128,7 +131,7 @@ def render_config(records: Records, settings: Settings) -> str:
                      f"{_u16(srv.priority)},{_u16(srv.weight)}")
     for cname in records.cnames:
         lines.append(f"cname={_name(cname.name)},{_name(cname.target)}")
-    for ptr in _hosts(records)[1]:
+    for ptr in _hosts(records)[1] if ptr_only is None else ptr_only:
         lines.append(f"ptr-record={_reverse(ptr.address)},{_name(ptr.name)}")
     return "\n".join(lines) + "\n"
 

@@ -152,7 +152,6 @@ class ClusterDns:
         self.dnsmasq = dnsmasq or Dnsmasq(settings, netns=netns)
         self.objects: dict[str, dict[tuple[str, str], dict]] = {kind: {} for kind in KINDS}
         self.informers: list = []
-        self.syncs = 0
         self._lock = threading.Lock()
         self._changed = threading.Event()
 
@@ -199,7 +198,6 @@ class ClusterDns:
             pods = list(self.objects["Pod"].values())
         records = build_records(services, slices, pods, domain=self.settings.domain)
         did = self.dnsmasq.apply(render(records, self.settings))
-        self.syncs += 1
         if did != "unchanged":
             log.info("sync: %d names, %d SRV, %d CNAME; dnsmasq %s", len(records.addresses)
                      + len(records.pods), len(records.srvs), len(records.cnames), did)

@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from testbed.apiclient.client import ApiError, Client
+from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.ingress.config import NginxPaths, build, culprit, render, serves
 
 log = logging.getLogger("testbed.ingress")
@@ -180,11 +180,11 @@ class IngressController:
                 continue
             if ((ing.get("status") or {}).get("loadBalancer") or {}) == want:
                 continue
-            meta = {k: v for k, v in ing["metadata"].items() if k != "resourceVersion"}
             try:
-                self.client.update_status(dict(ing, metadata=meta, status={"loadBalancer": want}))
+                put_status(self.client, ing, {"loadBalancer": want})
             except ApiError as err:
-                log.info("status of %s/%s not written: %s", meta.get("namespace"), meta["name"], err)
+                log.info("status of %s/%s not written: %s", ing["metadata"].get("namespace"),
+                         ing["metadata"]["name"], err)
 
     def run(self, stop: threading.Event, informer_cls) -> None:
         informers = [informer_cls(self.client, kind, on_add=self.poke, on_update=self.poke,

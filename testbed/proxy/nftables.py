@@ -85,8 +85,7 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
     services' shares already rendered (`service_text` of each of `services`, in order).
     """
     s = settings
-    family, ipx = ("ip6", "ip6") if s.is_ipv6 else ("ip", "ip")
-    addr = "ipv6_addr" if s.is_ipv6 else "ipv4_addr"
+    family, ipx, addr = _family(s)
     loopback = "::1" if s.is_ipv6 else "127.0.0.0/8"
     tx = _Tx(f"{family} {TABLE}")
     head = [f'add table {tx.prefix} {{ comment "rules for kube-proxy" ; }}']

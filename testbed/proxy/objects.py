@@ -10,7 +10,7 @@ whether that is fatal (a case file: SpecError) or a skipped object (a running ku
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,20 @@ class ProxyState:
     endpoints: Mapping[ServicePortName, tuple[Endpoint, ...]]
 
 
+def merge_slices(slices: Iterable[Mapping[ServicePortName, Sequence[Endpoint]]],
+                 ) -> dict[ServicePortName, tuple[Endpoint, ...]]:
+    """Slices' endpoints per service port, merged in the order given (slice name order);
+    for a duplicate "ip:port" a non-terminating copy wins; each port's endpoints sorted."""
+    merged: dict[ServicePortName, dict[str, Endpoint]] = {}
+    for per_port in slices:
+        for spn, eps in per_port.items():
+            bucket = merged.setdefault(spn, {})
+            for ep in eps:
+                if str(ep) not in bucket or not ep.terminating:
+                    bucket[str(ep)] = ep
+    return {spn: tuple(sorted(b.values(), key=str)) for spn, b in merged.items()}
+
+
 def build_state(objects: Iterable[Mapping[str, Any]], family: str, path: Path = ("objects",),
                 ) -> tuple[ProxyState, list[Issue]]:
     """Services and EndpointSlices (any order, other kinds ignored) -> a ProxyState."""
@@ -308,14 +322,6 @@ def build_state(objects: Iterable[Mapping[str, Any]], family: str, path: Path = 
             slices.append((key, slice_endpoints(obj, path + (i,), family, issues)))
         elif kind is None:
             issues.append(Issue(path + (i, "kind"), "missing field"))
-    # Merge slices in name order; for a duplicate "ip:port" a non-terminating copy wins.
-    merged: dict[ServicePortName, dict[str, Endpoint]] = {}
-    for _, per_port in sorted(slices, key=lambda s: s[0]):
-        for spn, eps in per_port.items():
-            bucket = merged.setdefault(spn, {})
-            for ep in eps:
-                if str(ep) not in bucket or not ep.terminating:
-                    bucket[str(ep)] = ep
-    endpoints = {spn: tuple(sorted(b.values(), key=str)) for spn, b in merged.items()}
+    endpoints = merge_slices(per_port for _, per_port in sorted(slices, key=lambda s: s[0]))
     services.sort(key=lambda s: (str(s.name), s.name.protocol))
     return ProxyState(tuple(services), endpoints), issues

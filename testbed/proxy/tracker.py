@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.api.endpointslices import SERVICE_NAME_LABEL
 from testbed.proxy.model import (
     IPV4,
     Endpoint,
@@ -23,7 +24,7 @@ from testbed.proxy.model import (
     ServicePortName,
     categorize,
 )
-from testbed.proxy.objects import SERVICE_NAME_LABEL, Issue, service_ports, slice_endpoints
+from testbed.proxy.objects import Issue, merge_slices, service_ports, slice_endpoints
 
 Key = tuple[str, str]  # (namespace, name)
 PerPort = Mapping[ServicePortName, Sequence[Endpoint]]
@@ -242,14 +243,7 @@ class ProxyTracker:
 
     def _merge(self, key: Key) -> dict[ServicePortName, tuple[Endpoint, ...]]:
         """A service's slices merged in name order; a non-terminating duplicate wins."""
-        merged: dict[ServicePortName, dict[str, Endpoint]] = {}
-        for slice_key in sorted(self._by_service.get(key, ())):
-            for spn, eps in self._slices[slice_key][1].items():
-                bucket = merged.setdefault(spn, {})
-                for ep in eps:
-                    if str(ep) not in bucket or not ep.terminating:
-                        bucket[str(ep)] = ep
-        return {spn: tuple(sorted(b.values(), key=str)) for spn, b in merged.items()}
+        return merge_slices(self._slices[k][1] for k in sorted(self._by_service.get(key, ())))
 
 
 def stale_udp(old_ports: Sequence[ServicePort], old_eps: Mapping[ServicePortName, Sequence[Endpoint]],

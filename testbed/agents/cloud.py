@@ -36,11 +36,11 @@ import time
 
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.resources import BY_KIND
+from testbed.controllers.common import key_of
 from testbed.controllers.loadbalancer import (
     Decision,
     LBEvent,
     PoolAllocator,
-    key_of,
     plan_routes,
     route_changes,
     status_ips,

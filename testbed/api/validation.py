@@ -256,14 +256,6 @@ class Checker:
                 out.append(item)
         return out
 
-    def string_map(self, parent: dict, key: str, path: Path_) -> dict[str, str]:
-        value = self.get(parent, key, path, "object")
-        out = {}
-        for k, v in (value or {}).items():
-            if self.is_type(path + (key, k), v, "string"):
-                out[str(k)] = v
-        return out
-
     def port(self, parent: dict, key: str, path: Path_, required: bool = False) -> int | None:
         value = self.get(parent, key, path, "integer", required)
         if value is not None and not self.names(path + (key,), value, is_port_number(value)):

@@ -172,7 +172,9 @@ class Informer:
         if not self.resync or time.monotonic() < self._next_resync:
             return
         self._next_resync = time.monotonic() + self.resync
-        for obj in self.items():
+        with self._lock:  # _call hands each handler its own copies
+            objs = [o for _, o in sorted(self._cache.items())]
+        for obj in objs:
             self._call(self.on_update, obj, obj)
 
     def _call(self, handler: Handler | None, *args: dict) -> None:

@@ -102,13 +102,20 @@ def desired_slices(service: dict, pods: list[dict], zones: dict[str, str]) -> li
     return out
 
 
-def reconcile_service(store: Store, service: dict, rng: random.Random) -> list[Change]:
+def node_zones(store: Store) -> dict[str, str]:
+    """Node name -> its topology zone ("" when unlabelled)."""
+    nodes, _ = store.list("Node", copy=False)
+    return {name_of(n): (n["metadata"].get("labels") or {}).get(ZONE_LABEL, "") for n in nodes}
+
+
+def reconcile_service(store: Store, service: dict, rng: random.Random,
+                      zones: dict[str, str] | None = None) -> list[Change]:
+    """`zones`: node_zones(store), when the caller reconciles many Services in one pass."""
     ns, name = namespace_of(service), name_of(service)
     existing, _ = store.list("EndpointSlice", ns, {SERVICE_NAME_LABEL: name,
                                                    MANAGED_BY_LABEL: MANAGED_BY})
     pods, _ = store.list("Pod", ns, copy=False)  # read only
-    nodes, _ = store.list("Node", copy=False)
-    zones = {name_of(n): (n["metadata"].get("labels") or {}).get(ZONE_LABEL, "") for n in nodes}
+    zones = node_zones(store) if zones is None else zones
     wanted = desired_slices(service, pods, zones)
     changes: list[Change] = []
     # Reuse slices with the same ports first, then any other, so a change rewrites a slice
@@ -147,7 +154,8 @@ def reconcile_service(store: Store, service: dict, rng: random.Random) -> list[C
 
 def reconcile_endpointslices(store: Store, rng: random.Random) -> list[Change]:
     """Every Service with a selector; and the managed slices of Services that are gone."""
-    services, _ = store.list("Service")
+    services, _ = store.list("Service", copy=False)  # read only
+    zones = node_zones(store)  # once per pass, not once per Service
     changes: list[Change] = []
     live = set()
     for service in services:
@@ -155,7 +163,7 @@ def reconcile_endpointslices(store: Store, rng: random.Random) -> list[Change]:
         if spec.get("type") == "ExternalName" or not spec.get("selector"):
             continue
         live.add((namespace_of(service), name_of(service)))
-        changes.extend(reconcile_service(store, service, rng))
+        changes.extend(reconcile_service(store, service, rng, zones))
     slices, _ = store.list("EndpointSlice", selector={MANAGED_BY_LABEL: MANAGED_BY})
     for slice_ in slices:
         owner = (namespace_of(slice_), slice_["metadata"]["labels"].get(SERVICE_NAME_LABEL))

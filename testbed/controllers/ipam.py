@@ -24,6 +24,8 @@ import copy
 import ipaddress
 from dataclasses import dataclass
 
+from testbed.controllers.common import key_of
+
 KUBERNETES_SERVICE = ("default", "kubernetes")
 DNS_SERVICE = ("kube-system", "kube-dns")
 
@@ -41,11 +43,6 @@ class AllocationError(Exception):
     def __init__(self, errors: list[FieldError]):
         self.errors = errors
         super().__init__("; ".join(str(e) for e in errors))
-
-
-def _owner(service: dict) -> tuple[str, str]:
-    meta = service["metadata"]
-    return meta.get("namespace", "default"), meta["name"]
 
 
 class ClusterIPAllocator:
@@ -140,7 +137,7 @@ class ServiceAllocator:
     def rebuild(self, services: list[dict]) -> None:
         """Take over what stored Services already hold (at API server start)."""
         for service in services:
-            owner = _owner(service)
+            owner = key_of(service)
             ip = (service.get("spec") or {}).get("clusterIP")
             if ip and ip != "None":
                 self.ips.reserve(ip, owner)
@@ -151,7 +148,7 @@ class ServiceAllocator:
         """The Service with clusterIP, nodePorts, healthCheckNodePort filled in; all or nothing."""
         new = copy.deepcopy(service)
         spec = new.setdefault("spec", {})
-        owner = _owner(new)
+        owner = key_of(new)
         kind = spec.get("type", "ClusterIP")
         errors: list[FieldError] = []
         taken_ips: list[str] = []
@@ -256,8 +253,8 @@ class ServiceAllocator:
     def release(self, service: dict) -> None:
         """The Service is deleted: its address and ports are free again."""
         ip = (service.get("spec") or {}).get("clusterIP")
-        if ip and ip != "None" and self.ips.owner(ip) == _owner(service):
+        if ip and ip != "None" and self.ips.owner(ip) == key_of(service):
             self.ips.release(ip)
         for _, port in _node_port_fields(service):
-            if self.ports.owner(port) == _owner(service):
+            if self.ports.owner(port) == key_of(service):
                 self.ports.release(port)

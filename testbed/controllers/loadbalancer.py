@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
+from testbed.controllers.common import key_of
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -48,11 +49,6 @@ def wants_load_balancer(service: dict) -> bool:
     """A Service this cloud serves: type LoadBalancer and no loadBalancerClass of another."""
     spec = service.get("spec") or {}
     return spec.get("type") == "LoadBalancer" and not spec.get("loadBalancerClass")
-
-
-def key_of(service: dict) -> Key:
-    meta = service["metadata"]
-    return meta.get("namespace", "default"), meta["name"]
 
 
 def status_ips(service: dict) -> list[str]:
@@ -88,9 +84,6 @@ class PoolAllocator:
 
     def in_pool(self, ip: str) -> bool:
         return ip in self._members
-
-    def free(self) -> int:
-        return len(self.addresses) - len(self._owners)
 
     def restore(self, key: Key, ip: str) -> bool:
         """Take back an address a Service already shows (at start); False if it cannot be."""

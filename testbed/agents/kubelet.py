@@ -39,6 +39,7 @@ from testbed.api.podstatus import (
 )
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.informer import Informer
+from testbed.emu.pausebin import enter_argv
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Container, Pod, PodError, PodRuntime
 from testbed.emu.record import Record, netns_of, processes_in
@@ -310,9 +311,7 @@ class Kubelet:
 
     def run_probes(self, lp: LocalPod, due: list[tuple[str, str, ProbeTracker]]) -> None:
         pod = lp.pod
-        prefix = [self.runtime.pause_bin, "enter", str(pod.pid),
-                  "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
-                  "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf", "--chdir", "/", "--"]
+        prefix = enter_argv(self.runtime.pause_bin, pod.pid, pod.directory)
         env = {"PATH": self.runtime.path}
         specs = {c["name"]: c for c in lp.manifest["spec"]["containers"]}
         futures = [(tracker, self.probes.submit(run_probe, tracker.probe, specs[name], str(pod.ip), prefix, env))

@@ -18,7 +18,7 @@ from mininet.cli import CLI
 
 from testbed.emu.cluster import Cluster
 from testbed.emu.images import container_path
-from testbed.emu.pausebin import pause_binary
+from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.emu.psview import format_rows, ps_rows
 from testbed.emu.record import alive
 from testbed.scenario.probes import probe_icmp
@@ -107,11 +107,8 @@ class ClusterCLI(CLI):
         if pod.pid is None:
             print(f"*** pod {pod.key} has no sandbox (yet)")
             return
-        directory = self.cluster.record.directory / "pods" / f"{pod.namespace}_{pod.name}"
-        argv = [pause_binary(), "enter", str(pod.pid),
-                "--bind", f"{directory / 'hosts'}:/etc/hosts",
-                "--bind", f"{directory / 'resolv.conf'}:/etc/resolv.conf",
-                "--sysfs", "--chdir", "/", "--", "bash", "-c", self._substitute(args)]
+        argv = enter_argv(pause_binary(), pod.pid, self.cluster.pod_files(pod.key), sysfs=True) + [
+            "bash", "-c", self._substitute(args)]
         sys.stdout.flush()
         subprocess.call(argv, env={"PATH": container_path(), "HOSTNAME": pod.name, "TERM": "dumb"})
 

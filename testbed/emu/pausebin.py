@@ -35,3 +35,13 @@ def pause_binary() -> str:
             os.replace(tmp, target)
             return str(target)
     raise PauseBuildError(f"cannot build {SOURCE} with cc (run scripts/install.sh): {proc.stderr.strip()}")
+
+
+def enter_argv(pause_bin: str, pid: int, pod_dir: Path, files: tuple[str, ...] = ("hosts", "resolv.conf"),
+               *, sysfs: bool = False, chdir: str = "/") -> list[str]:
+    """The `testbed-pause enter` prefix that runs a command in pod `pid`'s namespaces, with each
+    of the pod's `files` (in `pod_dir`) bind-mounted over /etc/<file>; the command follows."""
+    argv = [pause_bin, "enter", str(pid)]
+    for name in files:
+        argv += ["--bind", f"{pod_dir / name}:/etc/{name}"]
+    return argv + (["--sysfs"] if sysfs else []) + ["--chdir", chdir, "--"]

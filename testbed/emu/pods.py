@@ -26,7 +26,7 @@ from testbed.emu.images import (
     image_path,
     resolve_command,
 )
-from testbed.emu.pausebin import pause_binary
+from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, alive, end_processes
 
@@ -84,6 +84,11 @@ class Pod:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def hostname(self) -> str:
+        """spec.hostname, else the pod's name (as the kubelet sets it)."""
+        return self.manifest.get("spec", {}).get("hostname") or self.name
+
+    @property
     def ip(self) -> IPv4Address | None:
         return None if self.attachment is None else self.attachment.ip
 
@@ -109,7 +114,7 @@ class Pod:
 def hosts_file(pod: Pod, ip: IPv4Address) -> str:
     """/etc/hosts as the kubelet writes it for a pod."""
     spec = pod.manifest.get("spec", {})
-    hostname = spec.get("hostname") or pod.name
+    hostname = pod.hostname
     line = f"{ip}\t{hostname}"
     if spec.get("subdomain"):
         line = f"{ip}\t{hostname}.{spec['subdomain']}.{pod.namespace}.svc.cluster.local\t{hostname}"
@@ -157,8 +162,7 @@ class PodRuntime:
         clock = time.perf_counter()
         try:
             for pod in pods:
-                hostname = pod.manifest["spec"].get("hostname") or pod.name
-                pod.pause = subprocess.Popen([self.pause_bin, "pause", hostname, "--wire"], stdin=subprocess.PIPE,
+                pod.pause = subprocess.Popen([self.pause_bin, "pause", pod.hostname, "--wire"], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                              start_new_session=True)
                 started.append(pod)
@@ -223,7 +227,7 @@ class PodRuntime:
         pod.directory.mkdir(exist_ok=True)
         (pod.directory / "hosts").write_text(hosts_file(pod, pod.ip))
         (pod.directory / "resolv.conf").write_text(resolv_conf(pod.namespace, self.nameserver))
-        (pod.directory / "hostname").write_text((pod.manifest["spec"].get("hostname") or pod.name) + "\n")
+        (pod.directory / "hostname").write_text(pod.hostname + "\n")
 
     def start_container(self, pod: Pod, container: Container) -> None:
         """Start (or restart) one container of a running sandbox."""
@@ -234,14 +238,11 @@ class PodRuntime:
         # in its own directory (there is no image filesystem to create it in).
         wanted = spec.get("workingDir")
         cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
-        env = {"PATH": image_path(container.image, self.path), "HOSTNAME": pod.manifest["spec"].get("hostname") or pod.name,
+        env = {"PATH": image_path(container.image, self.path), "HOSTNAME": pod.hostname,
                "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
         env.update(container_env(spec))
-        argv = [self.pause_bin, "enter", str(pod.pid),
-                "--bind", f"{pod.directory / 'hosts'}:/etc/hosts",
-                "--bind", f"{pod.directory / 'resolv.conf'}:/etc/resolv.conf",
-                "--bind", f"{pod.directory / 'hostname'}:/etc/hostname",
-                "--sysfs", "--chdir", cwd, "--", *container.argv]
+        argv = enter_argv(self.pause_bin, pod.pid, pod.directory, ("hosts", "resolv.conf", "hostname"),
+                          sysfs=True, chdir=cwd) + container.argv
         with open(container.log, "ab") as log:
             container.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True)

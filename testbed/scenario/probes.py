@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from testbed.emu.pausebin import pause_binary
+from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.net.netns import socket_in
 from testbed.net.run import run
 from testbed.scenario.spec import Probe
@@ -255,8 +255,7 @@ def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files
             pass
     argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1", *query]
     if pod_files is not None:
-        argv = [pause_binary(), "enter", str(source_pid),
-                "--bind", f"{pod_files / 'resolv.conf'}:/etc/resolv.conf", "--chdir", "/", "--", *argv]
+        argv = enter_argv(pause_binary(), source_pid, pod_files, ("resolv.conf",)) + argv
         result = run(argv, check=False, timeout=timeout + 5)
     else:
         result = run(argv, netns=source_pid, check=False, timeout=timeout + 5)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        if args.command is None and "testbed.scenario.command" in sys.modules:
+        if args.command is None:  # no subcommand: run (the default tour, or the given file)
             args = parser.parse_args(["run", *(argv or [])])
         else:
             parser.print_help(sys.stderr)

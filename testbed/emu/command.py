@@ -105,7 +105,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print("testbed ps: no cluster is running", file=sys.stderr)
         return 1
     for state in states:
-        rows = ps_rows(state, args.node, time.time(), lambda p, s: p is not None and alive(p, s))
+        rows = ps_rows(state, args.node, time.time(), alive)
         if len(states) > 1:
             print(f"# cluster {state['cluster']}")
         print(format_rows(rows))

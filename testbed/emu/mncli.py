@@ -115,7 +115,7 @@ class ClusterCLI(CLI):
     def do_ps(self, line: str) -> None:
         """ps [NODE]: pause processes and containers per node, like `docker ps` on a worker."""
         state = self.cluster.ps_state()
-        print(format_rows(ps_rows(state, line.strip() or None, time.time(), lambda p, s: p is not None and alive(p, s))))
+        print(format_rows(ps_rows(state, line.strip() or None, time.time(), alive)))
 
     def do_pods(self, line: str) -> None:
         """pods: every pod with its node and IP."""

@@ -70,8 +70,9 @@ def netns_of(pid: int) -> int | None:
         return None
 
 
-def alive(pid: int, start: int | None) -> bool:
-    return start is not None and start_time(pid) == start
+def alive(pid: int | None, start: int | None) -> bool:
+    """The process `pid` that started at `start` still runs (a pid that was reused does not)."""
+    return pid is not None and start is not None and start_time(pid) == start
 
 
 @dataclass

@@ -74,7 +74,7 @@ class Model:
     ingresses: list[str]      # ns/name of every Ingress served
 
 
-def _key(obj: dict) -> str:
+def ingress_key(obj: dict) -> str:
     meta = obj["metadata"]
     return f"{meta.get('namespace', 'default')}/{meta['name']}"
 
@@ -91,7 +91,7 @@ def _sanitize(text: str) -> str:
 
 class _Backends:
     def __init__(self, services: Iterable[dict], slices: Iterable[dict]):
-        self.services = {_key(s): s for s in services}
+        self.services = {ingress_key(s): s for s in services}
         self.slices: dict[str, list[dict]] = {}
         for s in slices:
             meta = s.get("metadata") or {}
@@ -155,13 +155,13 @@ def build(ingresses: Iterable[dict], services: Iterable[dict], slices: Iterable[
           exclude: Iterable[str] = ()) -> Model:
     excluded = set(exclude)
     chosen = sorted((i for i in ingresses if serves(i, ingress_class, default_class)
-                     and _key(i) not in excluded),
-                    key=lambda i: (i["metadata"].get("creationTimestamp", ""), _key(i)))
+                     and ingress_key(i) not in excluded),
+                    key=lambda i: (i["metadata"].get("creationTimestamp", ""), ingress_key(i)))
     backends = _Backends(services, slices)
     problems: list[str] = []
     servers: dict[str, Server] = {"_": Server("_")}
     for ing in chosen:
-        key, ns = _key(ing), ing["metadata"].get("namespace", "default")
+        key, ns = ingress_key(ing), ing["metadata"].get("namespace", "default")
         spec = ing.get("spec") or {}
         notes = ing["metadata"].get("annotations") or {}
         snippet = notes.get(CONFIG_SNIPPET, "")
@@ -191,7 +191,7 @@ def build(ingresses: Iterable[dict], services: Iterable[dict], slices: Iterable[
     for b in backends.made.values():
         if not b.servers:
             problems.append(f"backend {b.service} has no ready endpoints: 503")
-    return Model(servers, dict(sorted(backends.made.items())), problems, [_key(i) for i in chosen])
+    return Model(servers, dict(sorted(backends.made.items())), problems, [ingress_key(i) for i in chosen])
 
 
 @dataclass(frozen=True)

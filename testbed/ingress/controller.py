@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client, put_status
-from testbed.ingress.config import NginxPaths, build, culprit, render, serves
+from testbed.controllers.common import is_ready
+from testbed.ingress.config import NginxPaths, build, culprit, ingress_key, render, serves
 
 log = logging.getLogger("testbed.ingress")
 
@@ -154,7 +155,7 @@ class IngressController:
         Path(self.nginx.paths.prefix, "status.json").write_text(json.dumps(status, indent=1) + "\n")
         for ing in ingresses:
             meta = ing["metadata"]
-            key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+            key = ingress_key(ing)
             notes = meta.get("annotations") or {}
             want = errors.get(key)
             if notes.get(ERROR_ANNOTATION) == want:
@@ -171,9 +172,8 @@ class IngressController:
     def publish_status(self, ingresses: list[dict], pods: list[dict]) -> None:
         """status.loadBalancer.ingress of served Ingresses = the nodes running ready controller
         pods, as ingress-nginx does without --publish-service (`kubectl get ing` ADDRESS)."""
-        ips = sorted({(p.get("status") or {}).get("hostIP") for p in pods
-                      if any(c.get("type") == "Ready" and c.get("status") == "True"
-                             for c in (p.get("status") or {}).get("conditions") or [])} - {None, ""})
+        ips = sorted({(p.get("status") or {}).get("hostIP") for p in pods if is_ready(p)}
+                     - {None, ""})
         want = {"ingress": [{"ip": ip} for ip in ips]} if ips else {}
         for ing in ingresses:
             if not serves(ing, self.ingress_class, self.default_class):

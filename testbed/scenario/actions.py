@@ -102,8 +102,8 @@ class NetFault:
     what: str = ""             # inspect: nat, nft, conntrack, routes, bridge, ps
 
 
-ACTION_KEYS = {"apply", "delete", "scale", "wait", "kill", "restart", "link", "node", "partition",
-               "heal", "readiness", "shape", "inspect"}
+ACTION_KEYS = ("apply", "delete", "scale", "wait", "kill", "restart", "link", "node", "partition",
+               "heal", "readiness", "shape", "inspect")
 INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps")
 
 

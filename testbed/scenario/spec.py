@@ -32,8 +32,7 @@ PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "he
 EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer"}
 BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
-STEP_ACTIONS = ("probe", "sleep", "apply", "delete", "scale", "wait", "kill", "restart", "link", "node",
-                "partition", "heal", "readiness", "shape", "inspect")
+STEP_ACTIONS = ("probe", "sleep", *ACTION_KEYS)
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,7 @@ def net_fault(cluster, action: NetFault) -> Outcome:
             from testbed.emu.psview import format_rows, ps_rows
             from testbed.emu.record import alive
 
-            rows = ps_rows(cluster.ps_state(), action.target, time.time(), lambda p, s: p is not None and alive(p, s))
+            rows = ps_rows(cluster.ps_state(), action.target, time.time(), alive)
             text = format_rows(rows)
         else:
             text = faults.inspect(cluster, action.what, action.target)

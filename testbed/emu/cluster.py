@@ -19,11 +19,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from testbed.apiclient.client import Client
+from testbed.controllers.common import is_ready
 from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
@@ -56,6 +57,7 @@ class PodView:
     pid: int | None          # the pause process holding its namespaces
     ready: bool
     phase: str
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> str:
@@ -208,11 +210,10 @@ class Cluster:
             meta, status = pod["metadata"], pod.get("status") or {}
             box = sandboxes.get(meta["uid"])
             ip = status.get("podIP")
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
             out[f"{meta['namespace']}/{meta['name']}"] = PodView(
                 meta["namespace"], meta["name"], meta["uid"], pod["spec"].get("nodeName") or "",
-                IPv4Address(ip) if ip else None, box["pause"][0] if box else None, ready,
-                status.get("phase", "Pending"))
+                IPv4Address(ip) if ip else None, box["pause"][0] if box else None, is_ready(pod),
+                status.get("phase", "Pending"), meta.get("labels") or {})
         return out
 
     def wait_ready(self, objects: list[dict], timeout: float = 60, interval: float = 0.2) -> list[PodView]:
@@ -226,8 +227,9 @@ class Cluster:
             for d in deployments:
                 ns, labels = d["metadata"]["namespace"], d["spec"]["selector"].get("matchLabels", {})
                 want = d["spec"].get("replicas", 1)
-                selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-                have = [v for v in self.pods_matching(ns, selector, views) if v.ready and v.pid is not None]
+                # matched here, on the listing above, not with one more API call per poll
+                have = [v for v in views.values() if v.namespace == ns and v.ready and v.pid is not None
+                        and all(v.labels.get(k) == value for k, value in labels.items())]
                 if len(have) < want:
                     missing.append(f"deployment {ns}/{d['metadata']['name']} ({len(have)}/{want} ready)")
             if not missing:

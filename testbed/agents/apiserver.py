@@ -6,7 +6,7 @@
 The cluster starts it inside the master's network namespace: kubelets and kube-proxies reach it
 over the emulated node network at --listen, the host (`testbed get ...`) through --unix, so the
 emulated network stays sealed. Paths, verbs, watch streams and Status errors follow the real API
-(testbed.apiclient.resources has the path table). Every write passes admission first
+(testbed.api.resources has the path table). Every write passes admission first
 (`Api._admit`): check_object (validation and defaults, 422 with field paths worded as Kubernetes
 words them), the namespace must exist, Services get their ClusterIP and NodePorts from
 ServiceAllocator. POST /testbed/v1/apply applies a batch all-or-nothing (`testbed apply -f`).
@@ -35,8 +35,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from testbed.agents.journal import JournaledStore
 from testbed.api.admission import Api, ApiFailure, from_store
+from testbed.api.resources import Resource, Route, parse_path
 from testbed.api.store import Expired, StoreError
-from testbed.apiclient.resources import Resource, Route, parse_path
 from testbed.controllers.ipam import ServiceAllocator
 
 log = logging.getLogger("testbed.apiserver")

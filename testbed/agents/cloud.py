@@ -34,8 +34,8 @@ import signal
 import threading
 import time
 
+from testbed.api.resources import BY_KIND
 from testbed.apiclient.client import ApiError, Client, put_status
-from testbed.apiclient.resources import BY_KIND
 from testbed.controllers.common import key_of
 from testbed.controllers.loadbalancer import (
     Decision,

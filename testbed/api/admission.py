@@ -17,9 +17,9 @@ from typing import Any
 
 from testbed.api.manifests import TOP_FIELDS, check_object
 from testbed.api.meta import check_metadata
+from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.store import Key, Store, StoreError, key_of
 from testbed.api.validation import Checker, is_cidr
-from testbed.apiclient.resources import Resource, UnknownResource, resource_for
 from testbed.controllers.ipam import AllocationError, ServiceAllocator
 from testbed.spec.source import Problem
 

@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from testbed.api.meta import parse_selector, selector_matches
+from testbed.api.resources import CLUSTER_SCOPED
 
-CLUSTER_SCOPED = frozenset({"Namespace", "Node", "IngressClass"})
 Key = tuple[str, str, str]
 
 

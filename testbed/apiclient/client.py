@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from testbed.apiclient.resources import resource_for
+from testbed.api.resources import resource_for
 
 APPLY_PATH = "/testbed/v1/apply"
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TextIO
 
 from testbed.api.manifests import load_manifests
+from testbed.api.resources import Resource, UnknownResource, lookup, resource_for
 from testbed.apiclient.client import ApiError, Client
-from testbed.apiclient.resources import Resource, UnknownResource, lookup, resource_for
 from testbed.kubectl.format import describe, format_objects, format_table
 from testbed.spec.source import SpecError
 

@@ -1,18 +1,39 @@
 """Pure: the REST resources the API server serves, and the paths that name them.
 
-One table, shared by the API server (path -> resource) and the client (kind -> path), so the
-two cannot disagree. Paths are those of Kubernetes:
+One table, shared by the API server (path -> resource, discovery, OpenAPI) and the clients
+(kind -> path), so they cannot disagree. Paths are those of Kubernetes:
 
     /api/v1/namespaces/{ns}/pods[/{name}[/status]]        core group, namespaced
     /api/v1/nodes[/{name}[/status]]                         core group, cluster-scoped
     /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale  named group, with a subresource
     /api/v1/pods                                            every namespace (list and watch)
+
+Each Resource carries what discovery publishes for it (singular name, verbs, short names,
+categories, subresources with their own kinds and verbs), as the upstream API server's
+discovery lists the resources it serves. Only what the testbed really serves is listed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import quote
+
+# The verbs of an ordinary resource, in the order discovery lists them.
+STANDARD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update",
+                  "watch")
+
+
+@dataclass(frozen=True)
+class SubResource:
+    """A subresource such as pods/status or deployments/scale: its object kind and verbs."""
+
+    name: str
+    kind: str
+    verbs: tuple[str, ...]
+    group_version: str | None = None  # the kind's group/version when not the parent's
+
+
+STATUS = ("get", "patch", "update")
 
 
 @dataclass(frozen=True)
@@ -21,8 +42,14 @@ class Resource:
     plural: str
     group_version: str  # "v1", "apps/v1", ...
     namespaced: bool
-    subresources: tuple[str, ...] = ("status",)
+    subresources: tuple[SubResource, ...] = ()
     short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = STANDARD_VERBS
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
 
     @property
     def prefix(self) -> str:
@@ -33,9 +60,16 @@ class Resource:
         return self.group_version.rpartition("/")[0]
 
     @property
+    def version(self) -> str:
+        return self.group_version.rpartition("/")[2]
+
+    @property
     def qualified(self) -> str:
         """"deployments.apps", "pods": how kubectl and error messages name the resource."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def subresource(self, name: str) -> SubResource | None:
+        return next((s for s in self.subresources if s.name == name), None)
 
     def path(self, namespace: str | None = None, name: str | None = None,
              subresource: str | None = None) -> str:
@@ -51,16 +85,45 @@ class Resource:
         return out
 
 
+def _status(kind: str) -> SubResource:
+    return SubResource("status", kind, STATUS)
+
+
 RESOURCES = (
-    Resource("Pod", "pods", "v1", True, short_names=("po",)),
-    Resource("Service", "services", "v1", True, short_names=("svc",)),
-    Resource("Namespace", "namespaces", "v1", False, short_names=("ns",)),
-    Resource("Node", "nodes", "v1", False, short_names=("no",)),
-    Resource("Deployment", "deployments", "apps/v1", True, ("status", "scale"), ("deploy",)),
-    Resource("EndpointSlice", "endpointslices", "discovery.k8s.io/v1", True, ()),
-    Resource("Ingress", "ingresses", "networking.k8s.io/v1", True, ("status",), ("ing",)),
+    Resource("Pod", "pods", "v1", True, (
+        _status("Pod"),
+        SubResource("log", "Pod", ("get",)),
+        SubResource("exec", "PodExecOptions", ("create", "get")),
+        SubResource("attach", "PodAttachOptions", ("create", "get")),
+        SubResource("portforward", "PodPortForwardOptions", ("create", "get")),
+    ), ("po",), ("all",)),
+    Resource("Service", "services", "v1", True, (_status("Service"),), ("svc",), ("all",)),
+    Resource("Endpoints", "endpoints", "v1", True, (), ("ep",)),
+    Resource("Namespace", "namespaces", "v1", False, (_status("Namespace"),), ("ns",),
+             verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    Resource("Node", "nodes", "v1", False, (_status("Node"),), ("no",)),
+    Resource("Event", "events", "v1", True, (), ("ev",)),
+    Resource("Deployment", "deployments", "apps/v1", True, (
+        _status("Deployment"),
+        SubResource("scale", "Scale", STATUS, "autoscaling/v1"),
+    ), ("deploy",), ("all",)),
+    Resource("EndpointSlice", "endpointslices", "discovery.k8s.io/v1", True),
+    Resource("Ingress", "ingresses", "networking.k8s.io/v1", True, (_status("Ingress"),),
+             ("ing",)),
+    Resource("Lease", "leases", "coordination.k8s.io/v1", True),
 )
 BY_KIND = {r.kind: r for r in RESOURCES}
+# Kinds without a namespace: the store keys them with namespace "".
+CLUSTER_SCOPED = frozenset(r.kind for r in RESOURCES if not r.namespaced)
+
+
+def group_versions() -> list[str]:
+    """Every served group/version, core first, then the groups in table order."""
+    seen: list[str] = []
+    for r in RESOURCES:
+        if r.group_version not in seen:
+            seen.append(r.group_version)
+    return seen
 
 
 class UnknownResource(LookupError):
@@ -113,7 +176,7 @@ def parse_path(path: str) -> Route | None:
             if namespace is not None and not r.namespaced:
                 return None
             sub = rest[2] if len(rest) == 3 else None
-            if sub is not None and sub not in r.subresources:
+            if sub is not None and r.subresource(sub) is None:
                 return None
             return Route(r, namespace, rest[1] if len(rest) >= 2 else None, sub)
     return None

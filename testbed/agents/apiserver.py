@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from testbed.agents.journal import JournaledStore
+from testbed.api import discovery
 from testbed.api.admission import Api, ApiFailure, from_store
 from testbed.api.resources import Resource, Route, parse_path
 from testbed.api.store import Expired, StoreError
@@ -95,11 +96,11 @@ class Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as err:
             raise ApiFailure(400, "BadRequest", f"the request body is not JSON: {err}") from err
 
-    def _send(self, code: int, body: dict | str) -> None:
+    def _send(self, code: int, body: dict | str, content_type: str | None = None) -> None:
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "text/plain" if isinstance(body, str)
-                         else "application/json")
+        self.send_header("Content-Type", content_type or (
+            "text/plain" if isinstance(body, str) else "application/json"))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -112,9 +113,8 @@ class Handler(BaseHTTPRequestHandler):
             body = self._body() if method in ("POST", "PUT", "DELETE", "PATCH") else None
             if url.path in ("/healthz", "/readyz", "/livez"):
                 return self._send(200, "ok")
-            if url.path == "/version":
-                return self._send(200, {"major": "1", "minor": "30",
-                                        "gitVersion": "v1.30.0-testbed"})
+            if method == "GET" and self._discovery(url.path):
+                return
             if url.path == "/testbed/v1/apply" and method == "POST":
                 results = api.apply_batch((body or {}).get("items"))
                 return self._send(200, {"apiVersion": "testbed/v1", "kind": "ApplyResult",
@@ -130,6 +130,35 @@ class Handler(BaseHTTPRequestHandler):
             self._send(err.code, from_store(err).status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _discovery(self, path: str) -> bool:
+        """Answer a discovery request (/api, /apis, /api/v1, /apis/G[/V], /version): True if
+        `path` was one."""
+        parts = [p for p in path.split("/") if p]
+        if parts == ["version"]:
+            self._send(200, discovery.VERSION_INFO)
+            return True
+        if not parts or parts[0] not in ("api", "apis") or len(parts) > 3 \
+                or (parts[0] == "api" and len(parts) > 2):
+            return False
+        if len(parts) == 1:
+            aggregated = discovery.wants_aggregated(self.headers.get("Accept", ""))
+            if aggregated:
+                self._send(200, discovery.aggregated(parts[0] == "api", aggregated),
+                           discovery.aggregated_content_type(aggregated))
+            elif parts[0] == "api":
+                self._send(200, discovery.api_versions(self.server.address_text))  # type: ignore[attr-defined]
+            else:
+                self._send(200, discovery.api_group_list())
+            return True
+        if parts[0] == "apis" and len(parts) == 2:
+            doc = discovery.api_group(parts[1])
+        else:
+            doc = discovery.resource_list("/".join(parts[1:]))
+        if doc is None:
+            raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
+        self._send(200, doc)
+        return True
 
     def _route(self, api: Api, method: str, rt: Route, query: dict, body: Any) -> None:
         r, ns, name, sub = rt.resource, rt.namespace, rt.name, rt.subresource
@@ -203,6 +232,7 @@ class _Tracking:
 
     def _track_init(self, api: Api) -> None:
         self.api = api
+        self.address_text = ""  # IP:PORT where clients reach the API (discovery tells them)
         self.stopping = threading.Event()
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
@@ -269,6 +299,9 @@ class ApiServer:
         self.unix = UnixServer(str(unix), self.api) if unix else None
         ip, port = split_hostport(api_address) if api_address else (listen[0], self.port)
         self.api.ensure_defaults(ip, port)
+        for server in (self.tcp, self.unix):
+            if server is not None:
+                server.address_text = f"{ip}:{port}"
         self.controllers = None
         if controllers:
             from testbed.agents.controllers import ControllerManager

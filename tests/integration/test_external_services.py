@@ -20,7 +20,6 @@ from tests.integration.conftest import TOPOLOGIES, wait_for
 
 POOL = IPv4Network("198.51.100.0/30")
 CLIENT_RANGE = "203.0.113.0/24"
-EVENTS_ANNOTATION = "cloud.testbed.io/load-balancer-events"
 
 
 
@@ -61,6 +60,14 @@ def cluster():
         yield cluster
     finally:
         cluster.down()
+
+
+def events(cluster, service: str) -> list[tuple[str, str]]:
+    """(reason, message) of the Events recorded about a Service of the default namespace."""
+    items, _ = cluster.client.list("Event", "default")
+    return [(e["reason"], e["message"]) for e in items
+            if e["involvedObject"].get("kind") == "Service"
+            and e["involvedObject"].get("name") == service]
 
 
 def get(cluster, name: str) -> dict:
@@ -180,9 +187,11 @@ def test_exhausted_pool_pending_then_release_on_delete(cluster) -> None:
     extra = service("lb-extra", "LoadBalancer", {"app": "echo"}, loadBalancerIP="10.1.2.3")
     cluster.apply([extra])
     try:
-        notes = wait_for(lambda: (get(cluster, "lb-extra")["metadata"].get("annotations") or {})
-                         .get(EVENTS_ANNOTATION), 10, "the pending warning")
+        notes = wait_for(lambda: " ".join(m for r, m in events(cluster, "lb-extra")
+                                          if r == "SyncLoadBalancerFailed"),
+                         10, "the pending warning (an Event on the Service)")
         assert "no addresses left in pool 198.51.100.0/30" in notes
+        notes = " ".join(m for _, m in events(cluster, "lb-extra"))
         assert "spec.loadBalancerIP 10.1.2.3 is not in the pool" in notes
         time.sleep(1)
         assert not (get(cluster, "lb-extra").get("status") or {}).get("loadBalancer")
@@ -191,8 +200,10 @@ def test_exhausted_pool_pending_then_release_on_delete(cluster) -> None:
         wait_for(lambda: gateway_route(cluster, freed) == [] or
                  lb_ip(cluster, "lb-extra", timeout=0.1) == freed, 10, "the release")
         assert lb_ip(cluster, "lb-extra") == freed     # the released address, to the pending Service
-        notes = get(cluster, "lb-extra")["metadata"]["annotations"][EVENTS_ANNOTATION]
-        assert "no addresses left" not in notes and "LoadBalancerIPIgnored" in notes
+        ensured = wait_for(lambda: [m for r, m in events(cluster, "lb-extra")
+                                    if r == "EnsuredLoadBalancer"], 10, "EnsuredLoadBalancer")
+        assert ensured == ["Ensured load balancer"]   # upstream service controller wording
+        assert "LoadBalancerIPIgnored" in [r for r, _ in events(cluster, "lb-extra")]
         # kube-proxy follows the new status within its sync period.
         wait_for(lambda: curl(cluster, freed, 80, timeout=1) in {(200, "echo-w1"), (200, "echo-w2")},
                  10, f"lb-extra to answer on {freed}")

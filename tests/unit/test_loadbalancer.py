@@ -3,7 +3,7 @@ cloud agent's reconcile loop over a fake API client and a fake gateway."""
 
 from __future__ import annotations
 
-from testbed.agents.cloud import EVENTS_ANNOTATION, CloudController
+from testbed.agents.cloud import CloudController
 from testbed.controllers.loadbalancer import (
     PoolAllocator,
     plan_routes,
@@ -111,6 +111,7 @@ class FakeClient:
     def __init__(self, services: list[dict]):
         self.services = {s["metadata"]["name"]: s for s in services}
         self.writes: list[tuple[str, str]] = []
+        self.events: dict[str, dict] = {}
 
     def update_status(self, obj: dict) -> dict:
         self.services[obj["metadata"]["name"]]["status"] = obj["status"]
@@ -118,9 +119,21 @@ class FakeClient:
         return obj
 
     def update(self, obj: dict) -> dict:
+        if obj["kind"] == "Event":
+            self.events[obj["metadata"]["name"]] = obj
+            return obj
         self.services[obj["metadata"]["name"]]["metadata"] = obj["metadata"]
         self.writes.append(("update", obj["metadata"]["name"]))
         return obj
+
+    def create(self, obj: dict) -> dict:
+        assert obj["kind"] == "Event"
+        self.events[obj["metadata"]["name"]] = obj
+        return obj
+
+    def warnings(self, name: str) -> list[str]:
+        return [e["message"] for e in self.events.values()
+                if e["involvedObject"]["name"] == name and e["type"] == "Warning"]
 
 
 class FakeRoutes:
@@ -168,12 +181,16 @@ def test_agent_delays_status_programs_routes_and_releases() -> None:
     cloud.reconcile(list(client.services.values()), NODE_OBJS, [])
     assert client.services["b"]["status"]["loadBalancer"]["ingress"][0]["ip"] == "198.51.100.2"
     assert client.services["c"]["status"]["loadBalancer"] == {}
-    assert "no addresses left" in client.services["c"]["metadata"]["annotations"][EVENTS_ANNOTATION]
+    (warning,) = client.warnings("c")                    # recorded as an Event on the Service
+    assert "no addresses left" in warning
     # Deleting a frees its address and route; c gets it and loses its warning.
     del client.services["a"]
     cloud.reconcile(list(client.services.values()), NODE_OBJS, [])
     assert client.services["c"]["status"]["loadBalancer"]["ingress"][0]["ip"] == "198.51.100.1"
-    assert EVENTS_ANNOTATION not in client.services["c"]["metadata"]["annotations"]
+    assert client.writes.count(("update", "c")) == 0     # events, not annotations
+    ensured = [e for e in client.events.values() if e["involvedObject"]["name"] == "c"
+               and e["reason"] == "EnsuredLoadBalancer"]
+    assert ensured and ensured[0]["source"] == {"component": "service-controller"}
     assert set(routes.table) == {"198.51.100.1", "198.51.100.2"}
     # Turning b into a NodePort Service clears its status and route.
     client.services["b"]["spec"]["type"] = "NodePort"

@@ -9,11 +9,14 @@ Each controller is one thread around a pure reconcile function from testbed.cont
     scheduler      schedule_pending          on Pod and Node changes
     endpointslice  reconcile_endpointslices  on Service, Pod, Node changes (and slice deletions)
     podgc          collect_pods (here)       on Pod and Node changes
+    event-ttl      expire_events (here)      Events last seen over an hour ago, as the API
+                                             server's --event-ttl drops them
 
 One watcher thread turns store events into "dirty" flags; each controller reconciles when its
 flag is set (after a short pause that gathers a burst of events into one pass) and at least
 every `resync` seconds, as informers' periodic resync does. A failed pass (a write that lost a
-race, for example) is logged and retried on the next trigger.
+race, for example) is logged and retried on the next trigger. The Events a pass decides on
+(`Change.note`) are written by an EventRecorder per controller, straight into the store.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from testbed.api.events import expired
 from testbed.api.store import Expired, Store, StoreError
+from testbed.apiclient.events import EventRecorder
 from testbed.controllers.common import Change, is_terminating, name_of, namespace_of
 from testbed.controllers.deployment import reconcile_deployments
 from testbed.controllers.endpointslice import reconcile_endpointslices
@@ -56,12 +62,26 @@ def collect_pods(store: Store) -> list[Change]:
     return changes
 
 
+def expire_events(store: Store, now: datetime | None = None) -> list[Change]:
+    """Delete the Events last seen over an hour ago (kube-apiserver's --event-ttl)."""
+    changes = []
+    for event in expired(store.list("Event", copy=False)[0], now or datetime.now(UTC)):
+        try:
+            store.delete("Event", namespace_of(event), name_of(event))
+        except StoreError:
+            continue
+        changes.append(Change("delete", "Event", namespace_of(event), name_of(event), "expired"))
+    return changes
+
+
 @dataclass
 class Controller:
     name: str
     reconcile: Callable[[], list[Change]]
     kinds: frozenset[str]
+    component: str = ""   # the source its Events carry, as upstream's controller names itself
     dirty: threading.Event = field(default_factory=threading.Event)
+    recorder: EventRecorder | None = None
 
 
 class ControllerManager:
@@ -71,17 +91,22 @@ class ControllerManager:
         rng = rng or random.Random()
         self.controllers = [
             Controller("deployment", lambda: reconcile_deployments(store, rng),
-                       frozenset({"Deployment", "Pod"})),
-            Controller("scheduler", lambda: schedule_pending(store), frozenset({"Pod", "Node"})),
+                       frozenset({"Deployment", "Pod"}), "deployment-controller"),
+            Controller("scheduler", lambda: schedule_pending(store), frozenset({"Pod", "Node"}),
+                       "default-scheduler"),
             Controller("endpointslice", lambda: reconcile_endpointslices(store, rng),
-                       frozenset({"Service", "Pod", "Node"})),
-            Controller("podgc", lambda: collect_pods(store), frozenset({"Pod", "Node"})),
+                       frozenset({"Service", "Pod", "Node"}), "endpointslice-controller"),
+            Controller("podgc", lambda: collect_pods(store), frozenset({"Pod", "Node"}),
+                       "pod-garbage-collector"),
+            Controller("event-ttl", lambda: expire_events(store), frozenset()),
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         for c in self.controllers:
+            if c.component:
+                c.recorder = EventRecorder(self.store, c.component).start()
             c.dirty.set()  # a first pass over whatever the store holds
             self._spawn(f"controller-{c.name}", self._run, c)
         self._spawn("controller-watch", self._watch)
@@ -92,6 +117,9 @@ class ControllerManager:
             c.dirty.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        for c in self.controllers:
+            if c.recorder is not None:
+                c.recorder.stop()
 
     def _spawn(self, name: str, target: Callable, *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -127,6 +155,8 @@ class ControllerManager:
             try:
                 for change in c.reconcile():
                     log.info("%s: %s", c.name, change)
+                    if change.note is not None and c.recorder is not None:
+                        c.recorder.record(change.note)
             except StoreError as err:  # lost a race with another writer: try again soon
                 log.debug("%s: %s; retrying", c.name, err)
                 time.sleep(0.1)

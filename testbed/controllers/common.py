@@ -1,7 +1,8 @@
 """Pure: helpers every controller shares: pod state predicates, owner references, random names.
 
 Controllers read the store, decide, write through the store, and return the `Change`s they made
-(for logs and tests). Randomness (name suffixes) comes from a `random.Random` the caller passes,
+(for logs and tests), each with the Event upstream's controller records about it, if any
+(`note`; the controller manager writes it). Randomness (name suffixes) comes from a `random.Random` the caller passes,
 so tests are deterministic.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+
+from testbed.api.events import Note
 
 # k8s.io/apimachinery/pkg/util/rand: no vowels, no confusable characters.
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -21,6 +24,7 @@ class Change:
     namespace: str
     name: str
     detail: str = ""
+    note: Note | None = None   # the Event to record about it
 
     def __str__(self) -> str:
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name

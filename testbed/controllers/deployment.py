@@ -20,6 +20,7 @@ import json
 import math
 import random
 
+from testbed.api.events import Note, reference
 from testbed.api.meta import selector_matches
 from testbed.api.store import Store
 from testbed.controllers.common import (
@@ -91,14 +92,18 @@ def reconcile_deployment(store: Store, deployment: dict, rng: random.Random) -> 
     def create(count: int) -> int:
         for _ in range(max(0, count)):
             pod = store.create(new_pod(deployment, pod_hash, rng))
-            changes.append(Change("create", "Pod", ns, name_of(pod)))
+            changes.append(Change("create", "Pod", ns, name_of(pod), note=Note(
+                reference(deployment), "Normal", "SuccessfulCreate",
+                f"Created pod: {name_of(pod)}")))
         return max(0, count)
 
     def delete(victims: list[dict], count: int) -> None:
         for pod in sorted(victims, key=_deletion_order)[:max(0, count)]:
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
             store.delete("Pod", ns, name_of(pod), grace_seconds=grace or None)
-            changes.append(Change("delete", "Pod", ns, name_of(pod)))
+            changes.append(Change("delete", "Pod", ns, name_of(pod), note=Note(
+                reference(deployment), "Normal", "SuccessfulDelete",
+                f"Deleted pod: {name_of(pod)}")))
 
     strategy = spec.get("strategy") or {}
     old_terminating = [p for p in owned if is_terminating(p)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from testbed.api.events import Note, reference
 from testbed.api.store import Store
 from testbed.controllers.common import Change, is_active, name_of, namespace_of
 
@@ -92,12 +93,16 @@ def schedule_pending(store: Store) -> list[Change]:
             if status != pod.get("status"):
                 store.update_status(dict(pod, status=status))
                 changes.append(Change("status", "Pod", namespace_of(pod), name_of(pod),
-                                      decision.reason))
+                                      decision.reason, Note(reference(pod), "Warning",
+                                                            "FailedScheduling", decision.reason)))
             continue
         bound = store.update(dict(pod, spec=dict(pod["spec"], nodeName=decision.node)))
         status["conditions"] = others + [_condition("True")]
         store.update_status(dict(bound, status=status))
         pods[index] = bound
         load[decision.node] += 1  # later decisions in this pass count this pod on its node
-        changes.append(Change("bind", "Pod", namespace_of(pod), name_of(pod), decision.node))
+        changes.append(Change("bind", "Pod", namespace_of(pod), name_of(pod), decision.node,
+                              Note(reference(bound), "Normal", "Scheduled",
+                                   f"Successfully assigned {namespace_of(pod)}/{name_of(pod)} "
+                                   f"to {decision.node}")))
     return changes

@@ -76,6 +76,10 @@ def test_scheduler_spreads_and_honours_selector() -> None:
     placed = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in store.list("Pod")[0]}
     assert placed == {"pinned": "w1", "a": "w2", "b": "w3", "c": "w1", "zoned": "w2"}
     assert [str(c) for c in changes][0] == "bind Pod default/a: w2"
+    note = changes[0].note                       # the Event the scheduler records, upstream's words
+    assert (note.type, note.reason, note.message) == (
+        "Normal", "Scheduled", "Successfully assigned default/a to w2")
+    assert note.about["kind"] == "Pod" and note.about["name"] == "a"
     conditions = store.get("Pod", "default", "a")["status"]["conditions"]
     assert conditions == [{"type": "PodScheduled", "status": "True"}]
     assert schedule_pending(store) == []
@@ -88,7 +92,9 @@ def test_unschedulable_reason() -> None:
     cordoned["spec"]["unschedulable"] = True
     store.create(cordoned)
     store.create(pod("p", nodeSelector={"zone": "b"}))
-    schedule_pending(store)
+    (change,) = schedule_pending(store)
+    assert (change.note.type, change.note.reason) == ("Warning", "FailedScheduling")
+    assert change.note.message.startswith("0/2 nodes are available: ")
     p = store.get("Pod", "default", "p")
     assert "nodeName" not in p["spec"]
     assert p["status"]["conditions"] == [{
@@ -122,6 +128,9 @@ def test_deployment_creates_named_owned_pods_and_replaces_deleted() -> None:
     changes = reconcile_deployments(store, rng)
     assert [c.verb for c in changes if c.kind == "Pod"] == ["create"]
     assert len(names(store)) == 3 and victim not in names(store)
+    (created,) = [c for c in changes if c.kind == "Pod"]
+    assert created.note.about["name"] == "web" and created.note.reason == "SuccessfulCreate"
+    assert created.note.message == f"Created pod: {created.name}"
 
 
 def test_deployment_scales_down_unready_first_and_gracefully() -> None:
@@ -282,3 +291,30 @@ def test_slices_hold_at_most_100_endpoints_and_selectorless_services_are_left_al
     store.create(manual)
     reconcile_endpointslices(store, rng)
     assert all(s["metadata"]["labels"][SERVICE_NAME_LABEL] == "web" for s in slices(store))
+
+
+# -- events ------------------------------------------------------------------------------------
+
+def test_controller_notes_become_events_in_the_store_and_expire_after_an_hour() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from testbed.agents.controllers import ControllerManager, expire_events
+
+    store = make_store()
+    store.create(node("w1"))
+    store.create(pod("a"))
+    manager = ControllerManager(store, resync=0.05)
+    manager.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=5)
+        while not store.list("Event")[0] and datetime.now(UTC) < deadline:
+            import time
+            time.sleep(0.02)
+    finally:
+        manager.stop()
+    (event,) = store.list("Event")[0]
+    assert (event["reason"], event["source"]) == ("Scheduled", {"component": "default-scheduler"})
+    assert event["involvedObject"]["name"] == "a"
+    assert expire_events(store, datetime.now(UTC) + timedelta(minutes=59)) == []
+    (gone,) = expire_events(store, datetime.now(UTC) + timedelta(minutes=61))
+    assert gone.kind == "Event" and store.list("Event")[0] == []

@@ -11,6 +11,10 @@ with a growing back-off, readiness and liveness probes (prober.py), graceful del
 reports (api/podstatus.py, which also holds the restart-policy and back-off decisions as pure
 functions). Its pods' state is saved in `kubelet-NODE.json` beside the run record, so a killed
 kubelet leaves its pods running and a restarted one adopts them.
+
+As upstream's kubelet it records Events (Pulled, Created, Started, Killing, BackOff, Unhealthy,
+Failed, with upstream's wording and the container as fieldPath) and renews its Node's Lease in
+kube-node-lease every 10 seconds (leaseDurationSeconds 40), beside the Node status heartbeat.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from testbed.agents.prober import ProbeTracker, run_probe
+from testbed.api.events import Note, container_path, micro_timestamp, reference
 from testbed.api.podstatus import (
     UNKNOWN_EXIT,
     ContainerObservation,
@@ -38,6 +44,7 @@ from testbed.api.podstatus import (
     should_restart,
 )
 from testbed.apiclient.client import ApiError, Client, put_status
+from testbed.apiclient.events import EventRecorder
 from testbed.apiclient.informer import Informer
 from testbed.emu.pausebin import enter_argv
 from testbed.emu.podnet import BridgeNetwork, NodeRef
@@ -49,6 +56,9 @@ log = logging.getLogger("kubelet")
 
 HEARTBEAT = 5.0
 MAX_GRACE = 30.0
+LEASE_DURATION = 40          # seconds (the kubelet's nodeLeaseDurationSeconds default)
+LEASE_RENEW = LEASE_DURATION / 4  # upstream renews every quarter of the duration
+LEASE_NAMESPACE = "kube-node-lease"
 
 
 @dataclass
@@ -60,6 +70,7 @@ class ContainerTrack:
     last_exit: int | None = None          # exitCode of the last ended run (128 + N for signal N)
     last_exit_known: bool = True
     finished_at: float | None = None
+    backoff_noted: float = -1.0           # backoff_until of the last BackOff event recorded
 
 
 @dataclass
@@ -101,6 +112,20 @@ class Kubelet:
                                  on_delete=self._poke, resync=30)
         self.probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self.last_heartbeat = 0.0
+        self.last_lease = 0.0
+        self.events = EventRecorder(self.client, "kubelet", host=self.name)
+
+    def note(self, obj: dict, kind: str, reason: str, message: str,
+             container: str | None = None) -> None:
+        """Record an Event about a pod (or its container) or the node, as the kubelet words it."""
+        self.events.record(Note(reference(obj, container_path(container) if container else None),
+                                kind, reason, message))
+
+    def note_started(self, manifest: dict, container: str, image: str) -> None:
+        self.note(manifest, "Normal", "Pulled",
+                  f'Container image "{image}" already present on machine', container)
+        self.note(manifest, "Normal", "Created", f"Created container: {container}", container)
+        self.note(manifest, "Normal", "Started", f"Started container {container}", container)
 
     def _poke(self, *objs: dict) -> None:
         if any((o.get("spec") or {}).get("nodeName") == self.name for o in objs):
@@ -109,7 +134,10 @@ class Kubelet:
     # -- main loop --------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.events.start()
         self.register_node()
+        self.note(self.node_object(), "Normal", "Starting", "Starting kubelet.")
+        self.renew_lease()
         self.adopt()
         self.informer.start()
         self.informer.wait_for_sync(timeout=30)
@@ -117,6 +145,8 @@ class Kubelet:
             try:
                 if time.time() - self.last_heartbeat > HEARTBEAT:
                     self.register_node()
+                if time.time() - self.last_lease > LEASE_RENEW:
+                    self.renew_lease()
                 self.sync()
             except ApiError as err:
                 log.warning("API: %s", err)
@@ -126,6 +156,7 @@ class Kubelet:
             self.wake.clear()
         self.informer.stop()
         self.probes.shutdown(wait=False, cancel_futures=True)
+        self.events.stop()
 
     def stop(self, *_: object) -> None:
         """Leave the pods running: a kubelet's death does not end its pods."""
@@ -162,6 +193,31 @@ class Kubelet:
         current["status"] = node["status"]
         self.client.update_status(current)
         self.last_heartbeat = time.time()
+
+    def lease_object(self, node_uid: str | None) -> dict:
+        """The Node's Lease as the kubelet keeps it: held by the node, renewed now."""
+        meta: dict = {"name": self.name, "namespace": LEASE_NAMESPACE}
+        if node_uid:
+            meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": self.name,
+                                        "uid": node_uid}]
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_DURATION,
+                         "renewTime": micro_timestamp(datetime.now(UTC))}}
+
+    def renew_lease(self) -> None:
+        """Create or renew the Node's Lease; a failure is logged and retried next time."""
+        try:
+            current = self.client.get("Lease", LEASE_NAMESPACE, self.name)
+            if current is None:
+                node = self.client.get("Node", "", self.name)
+                self.client.create(self.lease_object((node or {}).get("metadata", {}).get("uid")))
+            else:
+                current["spec"] = {**(current.get("spec") or {}),
+                                   **self.lease_object(None)["spec"]}
+                self.client.update(current)
+            self.last_lease = time.time()
+        except (ApiError, OSError) as err:
+            log.warning("lease: %s", err)
 
     # -- state across restarts --------------------------------------------------------------
 
@@ -229,12 +285,18 @@ class Kubelet:
                 log.warning("pod %s/%s: %s", obj["metadata"]["namespace"], obj["metadata"]["name"], err)
                 self.failed[uid] = time.time() + 5
                 self.report_failure(obj, str(err))
+                self.note(obj, "Warning", "Failed", f"Error: {err}")
                 continue
             self.failed.pop(uid, None)
             self.pods[uid] = LocalPod(pod, obj)
+            for c in obj["spec"]["containers"]:
+                self.note_started(obj, c["name"], str(c.get("image", "")))
             log.info("started pod %s at %s", pod.key, pod.ip)
 
     def teardown(self, uid: str, lp: LocalPod, grace: float) -> None:
+        for name, container in lp.pod.containers.items():
+            if container.running():
+                self.note(lp.manifest, "Normal", "Killing", f"Stopping container {name}", name)
         self.runtime.delete(self.node, lp.pod, grace=max(grace, 0.2))
         del self.pods[uid]
         log.info("stopped pod %s", lp.pod.key)
@@ -254,9 +316,15 @@ class Kubelet:
             if not container.running():
                 if track.finished_at is None:
                     self.ended(track, container, lp.pod)
-                if should_restart(policy, track.last_exit) and time.monotonic() >= track.backoff_until:
-                    self.restart(lp, container, track)
-                    changed = True
+                if should_restart(policy, track.last_exit):
+                    if time.monotonic() >= track.backoff_until:
+                        self.restart(lp, container, track)
+                        changed = True
+                    elif track.backoff_noted != track.backoff_until:  # once per back-off
+                        track.backoff_noted = track.backoff_until
+                        self.note(lp.manifest, "Warning", "BackOff",
+                                  f"Back-off restarting failed container {name} in pod "
+                                  f"{lp.pod.name}_{lp.pod.namespace}({lp.pod.uid})", name)
                 continue
             started = container.started_at or time.time()
             mono_started = now - (time.time() - started)
@@ -268,9 +336,14 @@ class Kubelet:
         if due:
             self.run_probes(lp, due)
             for name, kind, tracker in due:
+                if tracker.failures:  # this attempt failed: upstream notes every failed attempt
+                    self.note(lp.manifest, "Warning", "Unhealthy",
+                              f"{kind.capitalize()} probe failed: {tracker.message}", name)
                 if kind == "liveness" and tracker.result is False:
                     container = lp.pod.containers[name]
                     log.info("container %s of %s failed liveness (%s); restarting", name, lp.pod.key, tracker.message)
+                    self.note(lp.manifest, "Normal", "Killing",
+                              f"Container {name} failed liveness probe, will be restarted", name)
                     # liveness restarts wait at most 2 s, whatever the pod's grace period
                     grace = min(float(lp.manifest["spec"].get("terminationGracePeriodSeconds", 30)), 2.0)
                     self.runtime.stop_container(lp.pod, container, grace=grace)
@@ -308,6 +381,7 @@ class Kubelet:
         fresh.backoff_until, fresh.backoff = track.backoff_until, track.backoff
         fresh.last_exit, fresh.last_exit_known = track.last_exit, track.last_exit_known
         log.info("restarted container %s of %s (restart %d)", container.name, lp.pod.key, container.restart_count)
+        self.note_started(lp.manifest, container.name, container.image)
 
     def run_probes(self, lp: LocalPod, due: list[tuple[str, str, ProbeTracker]]) -> None:
         pod = lp.pod

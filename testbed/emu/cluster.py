@@ -28,7 +28,7 @@ from testbed.controllers.common import is_ready
 from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
-from testbed.emu.pods import Pod, PodError, PodRuntime
+from testbed.emu.pods import Pod, PodError, PodRuntime, pod_directory
 from testbed.emu.record import Record
 from testbed.spec.topology import Topology
 
@@ -241,7 +241,7 @@ class Cluster:
     def pod_files(self, key: str):
         """The directory holding a pod's hosts and resolv.conf (namespace/name)."""
         namespace, _, name = key.partition("/")
-        return self.record.directory / "pods" / f"{namespace}_{name}"
+        return pod_directory(self.record.directory, namespace, name)
 
     def kill_container(self, pod: PodView, container: str | None) -> list[str]:
         """SIGKILL a container's process (all of the pod's with None); its kubelet restarts it."""

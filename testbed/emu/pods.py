@@ -35,6 +35,17 @@ class PodError(RuntimeError):
     pass
 
 
+def pod_directory(run_dir: Path, namespace: str, name: str) -> Path:
+    """Where a pod's files live: its hosts, resolv.conf, and a directory per container."""
+    return run_dir / "pods" / f"{namespace}_{name}"
+
+
+def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path:
+    """A container's output: `log` for the current run, `log.previous` for the run before it
+    (kept when the container restarts, for `kubectl logs --previous`)."""
+    return pod_dir / container / ("log.previous" if previous else "log")
+
+
 @dataclass
 class Container:
     """One container process. `proc` is set when this process started it; an adopted container
@@ -154,7 +165,7 @@ class PodRuntime:
         for manifest in manifests:
             meta = manifest["metadata"]
             uid = meta.get("uid") or str(uuid.uuid4())
-            directory = self.record.directory / "pods" / f"{meta['namespace']}_{meta['name']}"
+            directory = pod_directory(self.record.directory, meta["namespace"], meta["name"])
             pods.append(Pod(meta["namespace"], meta["name"], uid, node.name, manifest, directory))
         for pod in pods:  # argv checks before anything is started
             self._plan_containers(pod)
@@ -220,7 +231,7 @@ class PodRuntime:
                 argv = resolve_command(c, self.path)
             except ImageError as err:
                 raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): {err}") from None
-            log = pod.directory / c["name"] / "log"   # the container's own working directory
+            log = container_log(pod.directory, c["name"])   # in the container's own directory
             pod.containers[c["name"]] = Container(c["name"], argv, c.get("ports", []), log, str(c.get("image", "")))
 
     def _write_files(self, pod: Pod) -> None:
@@ -243,6 +254,8 @@ class PodRuntime:
         env.update(container_env(spec))
         argv = enter_argv(self.pause_bin, pod.pid, pod.directory, ("hosts", "resolv.conf", "hostname"),
                           sysfs=True, chdir=cwd) + container.argv
+        if container.log.exists():  # a restart: the last run's output becomes the previous log
+            os.replace(container.log, container_log(pod.directory, container.name, previous=True))
         with open(container.log, "ab") as log:
             container.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -269,7 +282,7 @@ class PodRuntime:
         """A pod found running by a restarted kubelet: rebuild its record from `state`."""
         meta = manifest["metadata"]
         pod = Pod(meta["namespace"], meta["name"], state["uid"], node.name, manifest,
-                  self.record.directory / "pods" / f"{meta['namespace']}_{meta['name']}",
+                  pod_directory(self.record.directory, meta["namespace"], meta["name"]),
                   created=state.get("created", time.time()), pause_pid=state["pause"][0],
                   pause_start=state["pause"][1])
         if state.get("attachment"):

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from testbed.agents.journal import JournaledStore
+from testbed.agents.podlogs import PodLogs
 from testbed.api import discovery
 from testbed.api.admission import Api, ApiFailure, from_store
 from testbed.api.resources import Resource, Route, parse_path
@@ -171,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
                                    selector, _int(query, "timeoutSeconds"))
             return self._send(200, api.list(r, ns, selector))
         if method == "GET":
+            if sub == "log":
+                return self._pod_log(api.get(r, ns, name), query)  # type: ignore[arg-type]
             if sub == "scale":
                 return self._send(200, api.scale(ns or "", name))  # type: ignore[arg-type]
             return self._send(200, api.get(r, ns, name))  # type: ignore[arg-type]
@@ -189,6 +192,21 @@ class Handler(BaseHTTPRequestHandler):
                 grace = int(body["gracePeriodSeconds"])
             return self._send(200, api.delete(r, ns, name, grace))
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
+
+    def _pod_log(self, pod: dict, query: dict) -> None:
+        """pods/log: the container's output as text/plain, streamed (chunked) while following."""
+        logs: PodLogs = self.server.logs  # type: ignore[attr-defined]
+        chunks = logs.open(pod, query)  # refusals (400) are raised before anything is sent
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for data in chunks:
+                self._chunk(data)
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True
 
     def _watch(self, api: Api, r: Resource, ns: str | None, since: str | None, selector: str,
                timeout: int | None) -> None:
@@ -233,6 +251,7 @@ class _Tracking:
     def _track_init(self, api: Api) -> None:
         self.api = api
         self.address_text = ""  # IP:PORT where clients reach the API (discovery tells them)
+        self.logs: PodLogs | None = None
         self.stopping = threading.Event()
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
@@ -302,6 +321,7 @@ class ApiServer:
         for server in (self.tcp, self.unix):
             if server is not None:
                 server.address_text = f"{ip}:{port}"
+                server.logs = PodLogs(Path(state).parent)  # the run directory
         self.controllers = None
         if controllers:
             from testbed.agents.controllers import ControllerManager

@@ -28,8 +28,8 @@ from testbed.controllers.common import is_ready
 from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
-from testbed.emu.pods import Pod, PodError, PodRuntime, pod_directory
-from testbed.emu.record import Record
+from testbed.emu.pods import Pod, PodError, PodRuntime
+from testbed.emu.record import Record, pod_directory
 from testbed.spec.topology import Topology
 
 log = logging.getLogger(__name__)

@@ -28,22 +28,11 @@ from testbed.emu.images import (
 )
 from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
-from testbed.emu.record import Record, alive, end_processes
+from testbed.emu.record import Record, alive, container_log, end_processes, pod_directory
 
 
 class PodError(RuntimeError):
     pass
-
-
-def pod_directory(run_dir: Path, namespace: str, name: str) -> Path:
-    """Where a pod's files live: its hosts, resolv.conf, and a directory per container."""
-    return run_dir / "pods" / f"{namespace}_{name}"
-
-
-def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path:
-    """A container's output: `log` for the current run, `log.previous` for the run before it
-    (kept when the container restarts, for `kubectl logs --previous`)."""
-    return pod_dir / container / ("log.previous" if previous else "log")
 
 
 @dataclass

@@ -46,6 +46,17 @@ def _run_root() -> Path:
 RUN_ROOT = _run_root()
 
 
+def pod_directory(run_dir: Path, namespace: str, name: str) -> Path:
+    """Where a pod's files live: its hosts, resolv.conf, and a directory per container."""
+    return run_dir / "pods" / f"{namespace}_{name}"
+
+
+def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path:
+    """A container's output: `log` for the current run, `log.previous` for the run before it
+    (kept when the container restarts, for `kubectl logs --previous`)."""
+    return pod_dir / container / ("log.previous" if previous else "log")
+
+
 def start_time(pid: int) -> int | None:
     """The kernel start time of `pid` (clock ticks since boot), or None if it is gone.
 

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
-from testbed.api import discovery
+from testbed.api import discovery, options
 from testbed.api.admission import Api, ApiFailure, from_store
 from testbed.api.resources import Resource, Route, parse_path
 from testbed.api.store import Expired, StoreError
@@ -178,19 +178,18 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, api.scale(ns or "", name))  # type: ignore[arg-type]
             return self._send(200, api.get(r, ns, name))  # type: ignore[arg-type]
         if method == "POST" and name is None:
-            return self._send(201, api.create(r, ns, body))
+            return self._send(201, api.create(r, ns, body, dry_run=options.dry_run(query)))
         if method == "PUT" and name is not None:
             if sub == "status":
-                return self._send(200, api.replace_status(r, ns, name, body))
+                return self._send(200, api.replace_status(r, ns, name, body,
+                                                          dry_run=options.dry_run(query)))
             if sub == "scale":
                 return self._send(200, api.scale(ns or "", name, body))
-            return self._send(200, api.replace(r, ns, name, body))
+            return self._send(200, api.replace(r, ns, name, body,
+                                               dry_run=options.dry_run(query)))
         if method == "DELETE" and name is not None and sub is None:
-            grace = _int(query, "gracePeriodSeconds")
-            if grace is None and isinstance(body, dict) and body.get("gracePeriodSeconds") \
-                    is not None:
-                grace = int(body["gracePeriodSeconds"])
-            return self._send(200, api.delete(r, ns, name, grace))
+            return self._send(200, api.delete(r, ns, name,  # type: ignore[arg-type]
+                                              options=options.delete_options(query, body)))
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
 
     def _pod_log(self, pod: dict, query: dict) -> None:

@@ -10,15 +10,20 @@ No I/O here: the store is handed in.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+from testbed.api.failures import ApiFailure
 from testbed.api.manifests import TOP_FIELDS, check_object
 from testbed.api.meta import check_metadata
+from testbed.api.options import DeleteOptions
 from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.store import Key, Store, StoreError, key_of
+from testbed.api.strategy import prepare_for_create, prepare_for_update
 from testbed.api.validation import Checker, is_cidr
 from testbed.controllers.ipam import AllocationError, ServiceAllocator
 from testbed.spec.source import Problem
@@ -26,25 +31,13 @@ from testbed.spec.source import Problem
 log = logging.getLogger("testbed.apiserver")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# What deleting a Namespace deletes with it (dependents first is not needed: no finalizers).
+NAMESPACED_CONTENT = ("Deployment", "Service", "Endpoints", "EndpointSlice", "Ingress", "Pod",
+                      "Event", "Lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 # -- admission -----------------------------------------------------------------------------------
-
-class ApiFailure(Exception):
-    """A refused request, answered as a Kubernetes Status object."""
-
-    def __init__(self, code: int, reason: str, message: str, causes: list[dict] | None = None):
-        super().__init__(message)
-        self.code, self.reason, self.message, self.causes = code, reason, message, causes or []
-
-    def status(self) -> dict:
-        out: dict = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                     "message": self.message, "reason": self.reason, "code": self.code}
-        if self.causes:
-            out["details"] = {"causes": self.causes}
-        return out
-
 
 def from_store(err: StoreError) -> ApiFailure:
     return ApiFailure(err.code, err.reason, str(err))
@@ -158,7 +151,12 @@ class Api:
             return None
 
     def _admit(self, obj: dict, old: dict | None) -> dict:
-        """Kind-specific admission after validation: allocation, immutable fields."""
+        """Kind-specific admission after validation: the registry strategy (status reset on
+        create), allocation, immutable fields."""
+        if old is None:
+            prepare_for_create(obj)
+        else:
+            prepare_for_update(obj)
         if obj["kind"] == "Service":
             try:
                 return self.allocator.admit(obj, old)
@@ -184,21 +182,34 @@ class Api:
 
     # -- writes
 
-    def create(self, r: Resource, namespace: str | None, body: Any) -> dict:
-        with self._lock:
+    def create(self, r: Resource, namespace: str | None, body: Any,
+               dry_run: bool = False) -> dict:
+        with self._lock, self._dry(dry_run):
             obj = self._prepare(r, namespace, body)
             if self._current(obj) is not None:
                 raise ApiFailure(409, "AlreadyExists",
                                  f'{r.qualified} "{obj["metadata"]["name"]}" already exists')
             obj = self._admit(obj, None)
             try:
-                return self.store.create(obj)
+                return self.store.create(obj, dry_run=dry_run)
             except StoreError as err:
                 self._release(obj)
                 raise from_store(err) from err
 
-    def replace(self, r: Resource, namespace: str | None, name: str, body: Any) -> dict:
-        with self._lock:
+    @contextlib.contextmanager
+    def _dry(self, dry_run: bool) -> Iterator[None]:
+        """With `dry_run`, whatever admission allocates (ClusterIPs, node ports) is given back
+        afterwards: a dry run admits, defaults and validates, but stores and keeps nothing."""
+        saved = copy.deepcopy(self.allocator) if dry_run else None
+        try:
+            yield
+        finally:
+            if saved is not None:
+                self.allocator = saved
+
+    def replace(self, r: Resource, namespace: str | None, name: str, body: Any,
+                dry_run: bool = False) -> dict:
+        with self._lock, self._dry(dry_run):
             obj = self._prepare(r, namespace, body, name)
             old = self._current(obj)
             if old is None:
@@ -210,18 +221,19 @@ class Api:
                                  "apply your changes to the latest version and try again")
             obj = self._admit(obj, old)
             try:
-                return self.store.update(obj)
+                return self.store.update(obj, dry_run=dry_run)
             except StoreError as err:
                 raise from_store(err) from err
 
-    def replace_status(self, r: Resource, namespace: str | None, name: str, body: Any) -> dict:
+    def replace_status(self, r: Resource, namespace: str | None, name: str, body: Any,
+                       dry_run: bool = False) -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("status", {}), dict):
             raise ApiFailure(400, "BadRequest", "status must be an object")
         obj = dict(body, kind=r.kind, metadata=dict(body.get("metadata") or {}, name=name))
         if r.namespaced:
             obj["metadata"]["namespace"] = namespace
         try:
-            return self.store.update_status(obj)
+            return self.store.update_status(obj, dry_run=dry_run)
         except StoreError as err:
             raise from_store(err) from err
 
@@ -246,27 +258,65 @@ class Api:
                            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
 
     def delete(self, r: Resource, namespace: str | None, name: str,
-               grace: int | None = None) -> dict:
+               grace: int | None = None, dry_run: bool = False,
+               options: DeleteOptions | None = None) -> dict:
+        """Delete an object: Pods gracefully, a Namespace with its content. `options` carries
+        preconditions and the propagation policy (Orphan strips the object's dependents of
+        their owner reference; Background leaves them to the garbage-collecting controllers)."""
+        if options is not None:
+            grace, dry_run = options.grace, options.dry_run
         with self._lock:
             old = self.get(r, namespace, name)
+            if options is not None:
+                self._check_preconditions(r, old, options)
+                if options.propagation == "Orphan" and not dry_run:
+                    self._orphan_dependents(old)
             if r.kind == "Namespace":
                 if name in UNDELETABLE_NAMESPACES:
                     raise ApiFailure(403, "Forbidden", f'namespaces "{name}" is forbidden: this '
                                      "namespace may not be deleted")
-                for res in (resource_for(k) for k in ("Deployment", "Service", "EndpointSlice",
-                                                      "Ingress", "Pod")):
-                    for item in self.store.list(res.kind, name)[0]:
-                        self.delete(res, name, item["metadata"]["name"])
+                if not dry_run:
+                    for res in (resource_for(k) for k in NAMESPACED_CONTENT):
+                        for item in self.store.list(res.kind, name)[0]:
+                            self.delete(res, name, item["metadata"]["name"])
             if r.kind == "Pod":
                 grace = self._pod_grace(old, grace)
             try:
                 gone = self.store.delete(r.kind, namespace or "", name,
-                                         grace_seconds=grace if r.kind == "Pod" else None)
+                                         grace_seconds=grace if r.kind == "Pod" else None,
+                                         dry_run=dry_run)
             except StoreError as err:
                 raise from_store(err) from err
-            if r.kind == "Service":
+            if r.kind == "Service" and not dry_run:
                 self.allocator.release(old)
             return gone
+
+    @staticmethod
+    def _check_preconditions(r: Resource, obj: dict, options: DeleteOptions) -> None:
+        meta = obj["metadata"]
+        for given, have, what, where in (
+                (options.uid, meta.get("uid"), "UID", "UID in object meta"),
+                (options.resource_version, meta.get("resourceVersion"), "ResourceVersion",
+                 "ResourceVersion in meta")):
+            if given and given != have:
+                raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on '
+                                 f'{r.qualified} "{meta["name"]}": Precondition failed: {what} '
+                                 f"in precondition: {given}, {where}: {have}")
+
+    def _orphan_dependents(self, owner: dict) -> None:
+        """Remove the owner reference to `owner` from every object that has one."""
+        uid = owner["metadata"].get("uid")
+        namespace = owner["metadata"].get("namespace")
+        if not uid or not namespace:
+            return
+        for kind in NAMESPACED_CONTENT:
+            for item in self.store.list(kind, namespace)[0]:
+                refs = item["metadata"].get("ownerReferences") or []
+                kept = [ref for ref in refs if ref.get("uid") != uid]
+                if len(kept) != len(refs):
+                    item["metadata"]["ownerReferences"] = kept
+                    item["metadata"].pop("resourceVersion", None)
+                    self.store.update(item)
 
     @staticmethod
     def _pod_grace(pod: dict, grace: int | None) -> int | None:

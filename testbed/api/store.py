@@ -152,7 +152,9 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def create(self, obj: dict) -> dict:
+    def create(self, obj: dict, dry_run: bool = False) -> dict:
+        """Store a new object (AlreadyExists if its key is taken). `dry_run`: the object as it
+        would be stored, with nothing written."""
         obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -170,15 +172,17 @@ class Store:
             meta["uid"] = self._new_uid()
             meta["creationTimestamp"] = self._now()
             meta["generation"] = 1
+            if dry_run:
+                return obj
             return self._write(key, obj, "ADDED", None)
 
-    def update(self, obj: dict) -> dict:
+    def update(self, obj: dict, dry_run: bool = False) -> dict:
         """Replace everything but status; 409 if a given resourceVersion is stale."""
-        return self._replace(obj, status=False, check_version=True)
+        return self._replace(obj, status=False, check_version=True, dry_run=dry_run)
 
-    def update_status(self, obj: dict) -> dict:
+    def update_status(self, obj: dict, dry_run: bool = False) -> dict:
         """Replace only status (the status subresource)."""
-        return self._replace(obj, status=True, check_version=True)
+        return self._replace(obj, status=True, check_version=True, dry_run=dry_run)
 
     def apply(self, obj: dict) -> dict:
         """Create, or update ignoring resourceVersion (what `kubectl apply` amounts to here)."""
@@ -192,8 +196,9 @@ class Store:
         return self._replace(obj, status=False, check_version=False)
 
     def delete(self, kind: str, namespace: str, name: str,
-               grace_seconds: int | None = None) -> dict:
-        """Remove the object, or with a grace period mark it terminating. Returns it."""
+               grace_seconds: int | None = None, dry_run: bool = False) -> dict:
+        """Remove the object, or with a grace period mark it terminating. Returns it.
+        `dry_run`: what would be returned, with nothing written."""
         key = (kind, "" if kind in CLUSTER_SCOPED else namespace, name)
         with self._lock:
             old = self._objects.get(key)
@@ -205,10 +210,11 @@ class Store:
                 new = clone(old)
                 new["metadata"]["deletionTimestamp"] = self._now()
                 new["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
-                return self._write(key, new, "MODIFIED", old)
-            return self._write(key, None, "DELETED", old)
+                return new if dry_run else self._write(key, new, "MODIFIED", old)
+            return clone(old) if dry_run else self._write(key, None, "DELETED", old)
 
-    def _replace(self, obj: dict, status: bool, check_version: bool) -> dict:
+    def _replace(self, obj: dict, status: bool, check_version: bool,
+                 dry_run: bool = False) -> dict:
         key = key_of(obj)
         with self._lock:
             old = self._objects.get(key)
@@ -242,6 +248,8 @@ class Store:
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
                 return clone(old)
+            if dry_run:
+                return new
             return self._write(key, new, "MODIFIED", old)
 
     def _write(self, key: Key, new: dict | None, kind: str, old: dict | None) -> dict:

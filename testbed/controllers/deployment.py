@@ -23,6 +23,7 @@ import random
 from testbed.api.events import Note, reference
 from testbed.api.meta import selector_matches
 from testbed.api.store import Store
+from testbed.api.strategy import prepare_for_create
 from testbed.controllers.common import (
     NAME_ALPHABET,
     Change,
@@ -57,8 +58,9 @@ def new_pod(deployment: dict, pod_hash: str, rng: random.Random) -> dict:
             "ownerReferences": [owner_reference(deployment)]}
     if tmeta.get("annotations"):
         meta["annotations"] = dict(tmeta["annotations"])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": copy.deepcopy(template["spec"])}
+    # Created straight in the store, so given the status the API server starts Pods with.
+    return prepare_for_create({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                               "spec": copy.deepcopy(template["spec"])})
 
 
 def _resolve(value: int | str, replicas: int, round_up: bool) -> int:

@@ -33,6 +33,8 @@ from socketserver import ThreadingMixIn, UnixStreamServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
 from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
 from testbed.api import discovery, options
@@ -44,6 +46,14 @@ from testbed.controllers.ipam import ServiceAllocator
 log = logging.getLogger("testbed.apiserver")
 
 WATCH_POLL = 1.0  # seconds between checks for a stopping server while a watch is idle
+MAX_BODY = 3 * 1024 * 1024   # upstream's limit on a request body (3 MiB)
+BODY_TYPES = ("application/json", "application/yaml")
+LISTEN_BACKLOG = 1024   # pending connections; 200 clients at once must not be reset
+
+
+def _too_large() -> ApiFailure:
+    return ApiFailure(413, "RequestEntityTooLarge",
+                      f"Request entity too large: limit is {MAX_BODY}")
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -72,6 +82,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler
         log.debug("%s %s", self.address_string(), format % args)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server finds itself (a malformed request line or header, an unknown
+        method) are answered with a Kubernetes Status too, never an HTML page."""
+        reasons = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+                   408: "Timeout", 414: "RequestURITooLong", 431: "RequestHeaderFieldsTooLarge",
+                   501: "MethodNotAllowed"}
+        text = message or self.responses.get(code, ("error",))[0]
+        self.close_connection = True
+        try:
+            self._send(code, ApiFailure(code, reasons.get(code, "BadRequest"), text).status())
+        except OSError:
+            pass
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -87,15 +110,69 @@ class Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._handle("PATCH")
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _raw_body(self) -> bytes:
+        """The request body, at most MAX_BODY bytes (Content-Length or chunked); 413 beyond it
+        and 400 for a malformed length, as upstream answers (the connection is closed then,
+        since the rest of the body was not read)."""
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        if chunked:
+            return self._read_chunked()
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdigit():
+            self.close_connection = True
+            raise ApiFailure(400, "BadRequest", f"invalid Content-Length: {text!r}")
+        length = int(text)
+        if length > MAX_BODY:
+            self.close_connection = True
+            raise _too_large()
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            self.close_connection = True
+            raise ApiFailure(400, "BadRequest", "the request body ended before its "
+                             f"Content-Length ({len(raw)} of {length} bytes)")
+        return raw
+
+    def _read_chunked(self) -> bytes:
+        data = b""
+        while True:
+            size_line = self.rfile.readline(1024).split(b";")[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                self.close_connection = True
+                raise ApiFailure(400, "BadRequest", "malformed chunked request body") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return data
+            if len(data) + size > MAX_BODY:
+                self.close_connection = True
+                raise _too_large()
+            data += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def _decode(self, raw: bytes) -> Any:
+        """A JSON (or YAML) request body as data; None when empty. 415 for other media types,
+        400 for bytes that are not UTF-8 or do not parse, as upstream's decoder refuses them."""
         if not raw:
             return None
+        media = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if media not in BODY_TYPES:
+            raise ApiFailure(415, "UnsupportedMediaType", "the body of the request was in an "
+                             "unknown format - accepted media types include: "
+                             + ", ".join(BODY_TYPES))
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise ApiFailure(400, "BadRequest", f"the request body is not JSON: {err}") from err
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ApiFailure(400, "BadRequest", f"the request body is not valid UTF-8: "
+                             f"{err.reason} at byte {err.start}") from None
+        try:
+            if media == "application/yaml":
+                return yaml.safe_load(text)
+            return json.loads(text)
+        except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as err:
+            raise ApiFailure(400, "BadRequest", "couldn't get version/kind; json parse error: "
+                             f"{err}") from None
 
     def _send(self, code: int, body: dict | str, content_type: str | None = None) -> None:
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
@@ -111,13 +188,19 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
-            body = self._body() if method in ("POST", "PUT", "DELETE", "PATCH") else None
+            # A PATCH body is decoded by its patch type (JSON patch, merge, apply YAML, ...).
+            self.raw_body = self._raw_body() if method in ("POST", "PUT", "DELETE", "PATCH") \
+                else b""
+            body = self._decode(self.raw_body) if method != "PATCH" else None
             if url.path in ("/healthz", "/readyz", "/livez"):
                 return self._send(200, "ok")
             if method == "GET" and self._discovery(url.path):
                 return
             if url.path == "/testbed/v1/apply" and method == "POST":
-                results = api.apply_batch((body or {}).get("items"))
+                if not isinstance(body, dict):
+                    raise ApiFailure(400, "BadRequest", "the body must be an object with "
+                                     '"items", a list of objects')
+                results = api.apply_batch(body.get("items"))
                 return self._send(200, {"apiVersion": "testbed/v1", "kind": "ApplyResult",
                                         "items": results})
             route = parse_path(url.path)
@@ -131,6 +214,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send(err.code, from_store(err).status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as err:  # every request gets an answer, even a bug's
+            log.exception("%s %s", method, self.path)
+            self.close_connection = True
+            try:
+                self._send(500, ApiFailure(500, "InternalError",
+                                           f"an error on the server ({type(err).__name__}: "
+                                           f"{err}) has prevented the request from "
+                                           "succeeding").status())
+            except OSError:
+                pass
 
     def _discovery(self, path: str) -> bool:
         """Answer a discovery request (/api, /apis, /api/v1, /apis/G[/V], /version): True if
@@ -277,6 +370,7 @@ class _Tracking:
 
 
 class TCPServer(_Tracking, ThreadingHTTPServer):  # daemon threads, as ThreadingHTTPServer's
+    request_queue_size = LISTEN_BACKLOG
     def __init__(self, address: tuple[str, int], api: Api):
         self._track_init(api)
         super().__init__(address, Handler)
@@ -284,6 +378,7 @@ class TCPServer(_Tracking, ThreadingHTTPServer):  # daemon threads, as Threading
 
 class UnixServer(_Tracking, ThreadingMixIn, UnixStreamServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, path: str, api: Api):
         self._track_init(api)

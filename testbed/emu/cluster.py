@@ -22,14 +22,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
+from testbed.emu import access
 from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record, pod_directory
+from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -77,13 +80,15 @@ class Cluster:
         self.pods: dict[str, Pod] = {}          # direct mode: "namespace/name" -> Pod
         self.timings: dict[str, float] = {}
         self.partitions: list[list[str]] = []   # iptables rules a partition fault inserted
+        self.forwarder: UnixForwarder | None = None   # kubectl's way in, on 127.0.0.1
+        self.kubeconfig: Path | None = None
 
     # -- life -------------------------------------------------------------------------------
 
     def up(self) -> Cluster:
         steps = [("record", self._make_record), ("network", self._build_network)]
-        steps.append(("control plane", self._start_control_plane) if self.control_plane
-                     else ("runtime", self._make_runtime))
+        steps += ([("control plane", self._start_control_plane), ("access", self._open_access)]
+                  if self.control_plane else [("runtime", self._make_runtime)])
         try:
             for name, step in steps:
                 started = time.monotonic()
@@ -96,7 +101,23 @@ class Cluster:
 
     def _make_record(self) -> None:
         self.record = Record.create(self.topo.name)
-        (self.record.directory / "topology.json").write_text(json.dumps({"file": os.path.abspath(self.topo.file)}))
+        access.write_info(self.record.directory, self.info())
+
+    def info(self) -> dict:
+        """What other processes need to find and reach this cluster (cluster.json)."""
+        hosts = {} if self.network is None else {
+            h.name: {"role": h.role, "pid": h.pid, "address": str(h.address) if h.address else None}
+            for h in self.network.hosts.values()}
+        return {"name": self.topo.name, "topology": os.path.abspath(self.topo.file),
+                "owner": os.getpid(), "hosts": hosts,
+                "server": self.forwarder.url if self.forwarder is not None else None}
+
+    def _open_access(self) -> None:
+        """A loopback listener for kubectl on the host, its kubeconfig, and cluster.json."""
+        self.forwarder = UnixForwarder(str(self.cp.socket)).start()
+        self.kubeconfig = access.write_kubeconfig(self.record.directory, self.topo.name,
+                                                  self.forwarder.url)
+        access.write_info(self.record.directory, self.info())
 
     def _build_network(self) -> None:
         self.progress(f"building {self.topo.name}: master, gateway, {len(self.topo.workers)} workers, "
@@ -121,6 +142,9 @@ class Cluster:
 
     def down(self) -> None:
         """Tear everything down; works from the record, so it is safe after a partial up()."""
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder = None
         if self.cp is not None:
             self.cp.stop()
             self.cp = None

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_cli)
     p = sub.add_parser("ps", help="list pods' pause processes and containers per node")
     p.add_argument("node", nargs="?", help="only this node")
+    p.add_argument("--cluster", metavar="NAME", help="only this running cluster (by name)")
     p.set_defaults(func=cmd_ps)
     p = sub.add_parser("clean", help="remove what crashed or killed runs left behind")
     p.set_defaults(func=cmd_clean)
@@ -82,27 +83,29 @@ def cmd_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_states() -> list[dict]:
+def _live_states(name: str | None = None) -> list[dict]:
+    from testbed.emu.access import running
     from testbed.emu.cluster import kubelet_ps_state
 
     states = []
-    for record in records():
-        if not record.owner_alive():
+    for cluster in running():
+        if name is not None and name not in (cluster.name, cluster.directory.name):
             continue
         try:
-            states.append(json.loads((record.directory / "state.json").read_text()))
+            states.append(json.loads((cluster.directory / "state.json").read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
-            nodes = sorted(p.name[len("kubelet-"):-len(".json")] for p in record.directory.glob("kubelet-*.json"))
+            nodes = sorted(p.name[len("kubelet-"):-len(".json")]
+                           for p in cluster.directory.glob("kubelet-*.json"))
             if nodes:
-                name = json.loads((record.directory / "owner.json").read_text()).get("name", "?")
-                states.append(kubelet_ps_state(name, record.directory, nodes))
+                states.append(kubelet_ps_state(cluster.name, cluster.directory, nodes))
     return states
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    states = _live_states()
+    states = _live_states(args.cluster)
     if not states:
-        print("testbed ps: no cluster is running", file=sys.stderr)
+        which = f" named {args.cluster!r}" if args.cluster else ""
+        print(f"testbed ps: no cluster{which} is running", file=sys.stderr)
         return 1
     for state in states:
         rows = ps_rows(state, args.node, time.time(), alive)

@@ -11,7 +11,6 @@ nftables mode; `conntrack` prints `conntrack -L` of the node.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -46,32 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_conntrack)
 
 
-def running_clusters() -> list[tuple[str, Path]]:
-    """(name, run directory) of every cluster whose owner is alive."""
-    from testbed.emu.record import records
-
-    out = []
-    for record in records():
-        if not record.owner_alive():
-            continue
-        try:
-            name = json.loads((record.directory / "owner.json").read_text()).get("name", "?")
-        except (OSError, ValueError):
-            name = "?"
-        out.append((name, record.directory))
-    return out
-
-
 def find_run(cluster: str | None) -> Path:
-    found = running_clusters()
-    if cluster is not None:
-        found = [(n, d) for n, d in found if cluster in (n, d.name)]
-    if not found:
-        raise InspectError("no running cluster" + (f" named {cluster!r}" if cluster else ""))
-    if len(found) > 1:
-        names = ", ".join(f"{n} ({d.name})" for n, d in found)
-        raise InspectError(f"{len(found)} clusters are running: {names}; pick one with --cluster")
-    return found[0][1]
+    from testbed.emu.access import NoCluster, find
+
+    try:
+        return find(cluster, hint="pick one with --cluster").directory
+    except NoCluster as err:
+        raise InspectError(str(err)) from None
 
 
 def cmd_nat(args: argparse.Namespace) -> int:

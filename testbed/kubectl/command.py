@@ -13,7 +13,6 @@ Exit codes as kubectl's: 0 done, 1 the server refused or an object is missing, 2
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,58 +24,18 @@ from testbed.apiclient.client import ApiError, Client
 from testbed.kubectl.format import describe, format_objects, format_table
 from testbed.spec.source import SpecError
 
-SOCKET_NAME = "apiserver.sock"
 VERBS = ("apply", "delete", "get", "describe", "scale")
 
 
-class NoCluster(Exception):
-    """No running cluster (or not one that can be chosen): exit 1 with this message."""
-
-
-def running_clusters(run_root: Path | None = None) -> list[tuple[str, Path]]:
-    """(name, socket) of each run whose owner is alive and whose API socket exists."""
-    from testbed.emu.record import RUN_ROOT, Record
-
-    root = run_root or RUN_ROOT
-    try:
-        dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    except FileNotFoundError:
-        return []
-    except PermissionError as err:
-        raise NoCluster(f"cannot read {root}: {err.strerror} (run as root?)") from err
-    out = []
-    for d in dirs:
-        sock = d / SOCKET_NAME
-        if not sock.exists() or not Record(d).owner_alive():
-            continue
-        try:
-            name = json.loads((d / "owner.json").read_text()).get("name") or d.name
-        except (OSError, json.JSONDecodeError):
-            name = d.name
-        out.append((name, sock))
-    return out
-
-
 def find_api(cluster: str | None = None, run_root: Path | None = None) -> str:
-    """The API address of the running cluster (`cluster` picks one of several)."""
-    found = running_clusters(run_root)
-    if cluster is not None:
-        found = [(n, s) for n, s in found if n == cluster or s.parent.name == cluster]
-    if not found:
-        which = f" named {cluster!r}" if cluster else ""
-        raise NoCluster(f"no running cluster{which} found (looked for */{SOCKET_NAME} under "
-                        f"{run_root or _run_root()}); start one with `testbed run` or "
-                        "`testbed cli`")
-    if len(found) > 1:
-        names = ", ".join(f"{n} ({s.parent.name})" for n, s in found)
-        raise NoCluster(f"{len(found)} clusters are running: {names}; pick one with --cluster")
-    return f"unix://{found[0][1]}"
+    """The API address (its Unix socket) of the running cluster (`cluster` picks one)."""
+    from testbed.emu import access
 
-
-def _run_root() -> Path:
-    from testbed.emu.record import RUN_ROOT
-
-    return RUN_ROOT
+    found = access.find(cluster, run_root, hint="pick one with --cluster")
+    if not found.api_socket.exists():
+        raise access.NoCluster(f"cluster {found.name} has no API server socket "
+                               f"({found.api_socket}): it is starting, or runs without one")
+    return f"unix://{found.api_socket}"
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -134,6 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from testbed.emu.access import NoCluster
+
     try:
         address = args.server or find_api(args.cluster)
     except NoCluster as err:

@@ -16,8 +16,9 @@ import pytest
 
 from testbed.agents.apiserver import ApiServer
 from testbed.apiclient import Client
+from testbed.emu.access import NoCluster, running
 from testbed.emu.record import start_time
-from testbed.kubectl.command import NoCluster, find_api, run_kubectl, running_clusters
+from testbed.kubectl.command import find_api, run_kubectl
 from testbed.kubectl.format import format_table, human_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,7 +225,7 @@ def fake_run(root: Path, name: str, pid: int | None = None) -> Path:
 
 
 def test_find_api(tmp_path: Path) -> None:
-    with pytest.raises(NoCluster, match="no running cluster"):
+    with pytest.raises(NoCluster, match="no cluster is running"):
         find_api(run_root=tmp_path)
     one = fake_run(tmp_path, "alpha")
     (one / "apiserver.sock").touch()
@@ -236,7 +237,7 @@ def test_find_api(tmp_path: Path) -> None:
     with pytest.raises(NoCluster, match="2 clusters are running: alpha .*beta"):
         find_api(run_root=tmp_path)
     assert find_api("beta", run_root=tmp_path) == f"unix://{two}/apiserver.sock"
-    assert [n for n, _ in running_clusters(tmp_path)] == ["alpha", "beta"]
+    assert [c.name for c in running(tmp_path)] == ["alpha", "beta"]
 
 
 def run_testbed(root: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -248,7 +249,7 @@ def run_testbed(root: Path, *argv: str) -> subprocess.CompletedProcess:
 def test_testbed_commands_find_the_running_cluster(tmp_path: Path) -> None:
     root = tmp_path / "run"
     proc = run_testbed(root, "get", "pods")
-    assert proc.returncode == 1 and "no running cluster found" in proc.stderr
+    assert proc.returncode == 1 and "no cluster is running" in proc.stderr
     run = fake_run(root, "demo")  # owned by this (live) test process
     srv = ApiServer(tmp_path / "state.jsonl", "10.96.0.0/12", unix=run / "apiserver.sock",
                     controllers=False).start()

@@ -1,0 +1,123 @@
+"""Acts (files): how the host finds and reaches the clusters that run on this machine.
+
+Every running cluster's run directory (testbed/emu/record.py) holds, beside its record:
+
+    owner.json     the process that owns the cluster (the `testbed up` daemon, a `testbed run`,
+                   a `testbed cli`, a Python script); the cluster runs while it lives
+    cluster.json   its name, topology file, the Mininet hosts (pid, role, address), and the
+                   API server's loopback address for kubectl (written once it is up)
+    kubeconfig     a kubeconfig for that address (plain HTTP on 127.0.0.1, no credentials)
+    control.sock   for `testbed up` clusters: the daemon's control socket (down, kill, ...)
+
+`running()` lists the clusters whose owner is alive and `find(name)` picks one: by name, or
+the only one when `name` is None; every command that acts on a running cluster (`down`,
+`kubeconfig`, `cli NAME`, `get`, `ps`, `nat`, `conntrack`) chooses it this way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.emu.record import RUN_ROOT, Record
+
+CLUSTER_FILE = "cluster.json"
+KUBECONFIG_FILE = "kubeconfig"
+CONTROL_SOCKET = "control.sock"
+API_SOCKET = "apiserver.sock"
+
+
+class NoCluster(Exception):
+    """No running cluster matches (or several do): the message says which exist."""
+
+
+@dataclass(frozen=True)
+class RunningCluster:
+    name: str
+    directory: Path
+
+    @property
+    def info(self) -> dict:
+        try:
+            return json.loads((self.directory / CLUSTER_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def api_socket(self) -> Path:
+        return self.directory / API_SOCKET
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.directory / KUBECONFIG_FILE
+
+    @property
+    def control_socket(self) -> Path:
+        return self.directory / CONTROL_SOCKET
+
+
+def kubeconfig_text(name: str, server: str) -> str:
+    """A kubeconfig whose current context is this cluster (`testbed-NAME`, as kind names its
+    contexts `kind-NAME`)."""
+    ctx = f"testbed-{name}"
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: {ctx}\n  cluster:\n"
+            f"    server: {server}\ncontexts:\n- name: {ctx}\n  context:\n"
+            f"    cluster: {ctx}\n    user: {ctx}\n    namespace: default\n"
+            f"current-context: {ctx}\npreferences: {{}}\nusers:\n- name: {ctx}\n  user: {{}}\n")
+
+
+def write_info(directory: Path, info: dict) -> None:
+    """Write cluster.json (atomically: readers in other processes never see half of it)."""
+    tmp = directory / (CLUSTER_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, directory / CLUSTER_FILE)
+
+
+def write_kubeconfig(directory: Path, name: str, server: str) -> Path:
+    path = directory / KUBECONFIG_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(kubeconfig_text(name, server))
+    return path
+
+
+def running(run_root: Path | None = None) -> list[RunningCluster]:
+    """Every cluster whose owner is alive, by run directory."""
+    root = run_root or RUN_ROOT
+    try:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    except FileNotFoundError:
+        return []
+    except PermissionError as err:
+        raise NoCluster(f"cannot read {root}: {err.strerror} (run as root?)") from err
+    out = []
+    for d in dirs:
+        if not Record(d).owner_alive():
+            continue
+        try:
+            name = json.loads((d / "owner.json").read_text()).get("name") or d.name
+        except (OSError, ValueError):
+            name = d.name
+        out.append(RunningCluster(name, d))
+    return out
+
+
+def find(name: str | None = None, run_root: Path | None = None,
+         hint: str = "give its name") -> RunningCluster:
+    """The running cluster called `name` (or whose run directory is `name`); with `name`
+    None, the only one running."""
+    found = running(run_root)
+    if name is not None:
+        found = [c for c in found if name in (c.name, c.directory.name)]
+    if not found:
+        which = f" named {name!r}" if name else ""
+        others = ", ".join(c.name for c in running(run_root))
+        raise NoCluster(f"no cluster{which} is running" + (f" (running: {others})" if others
+                                                           else "; start one with `testbed up "
+                                                           "TOPOLOGY`"))
+    if len(found) > 1:
+        names = ", ".join(f"{c.name} ({c.directory.name})" for c in found)
+        raise NoCluster(f"{len(found)} clusters are running: {names}; {hint}")
+    return found[0]

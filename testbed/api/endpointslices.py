@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from testbed.api.meta import check_metadata
 from testbed.api.pods import PROTOCOLS
+from testbed.api.schema import field_names
+from testbed.api.schema_base import CORE, DISCOVERY
 from testbed.api.validation import (
     Checker,
     is_dns1123_label,
@@ -19,9 +21,12 @@ from testbed.api.validation import (
 from testbed.spec.source import Path_
 
 ADDRESS_TYPES = ["IPv4", "IPv6", "FQDN"]
-SLICE_FIELDS = frozenset({"apiVersion", "kind", "metadata", "addressType", "endpoints", "ports"})
-ENDPOINT_FIELDS = frozenset({"addresses", "conditions", "hostname", "nodeName", "zone",
-                             "targetRef", "hints", "deprecatedTopology"})
+# What each object may hold: the schema's fields (testbed/api/schema_groups.py).
+SLICE_FIELDS = field_names(DISCOVERY + "EndpointSlice")
+ENDPOINT_FIELDS = field_names(DISCOVERY + "Endpoint")
+PORT_FIELDS = field_names(DISCOVERY + "EndpointPort")
+CONDITION_FIELDS = field_names(DISCOVERY + "EndpointConditions")
+REFERENCE_FIELDS = field_names(CORE + "ObjectReference")
 MAX_ENDPOINTS = 1000
 MAX_PORTS = 100
 MAX_ADDRESSES = 100
@@ -48,7 +53,7 @@ def check_endpointslice(ck: Checker, path: Path_, obj: dict) -> None:
         ck.add(path + ("ports",), f"Too many: {len(ports)}: must have at most {MAX_PORTS} items")
     names: set[str] = set()
     for pp, item in ports:
-        port = ck.fields(pp, item, {"name", "protocol", "port", "appProtocol"})
+        port = ck.fields(pp, item, PORT_FIELDS)
         if port is None:
             continue
         name = ck.get(port, "name", pp, "string")
@@ -77,7 +82,7 @@ def _check_endpoint(ck: Checker, ep: Path_, endpoint: dict, address_type: str | 
             ck.names(ep + ("addresses", i), address, is_ipv4(address))
         elif address_type == "FQDN":
             ck.names(ep + ("addresses", i), address, is_dns1123_subdomain(address))
-    conditions = ck.obj(endpoint, "conditions", ep, {"ready", "serving", "terminating"})
+    conditions = ck.obj(endpoint, "conditions", ep, CONDITION_FIELDS)
     if conditions is not None:
         for key in ("ready", "serving", "terminating"):
             ck.get(conditions, key, ep + ("conditions",), "boolean")
@@ -88,5 +93,4 @@ def _check_endpoint(ck: Checker, ep: Path_, endpoint: dict, address_type: str | 
         if value:
             ck.names(ep + (key,), value, rule(value))
     ck.get(endpoint, "zone", ep, "string")
-    ck.obj(endpoint, "targetRef", ep, {"kind", "namespace", "name", "uid", "apiVersion",
-                                      "resourceVersion", "fieldPath"})
+    ck.obj(endpoint, "targetRef", ep, REFERENCE_FIELDS)

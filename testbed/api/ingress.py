@@ -12,17 +12,27 @@ import copy
 from typing import Any
 
 from testbed.api.meta import check_metadata
+from testbed.api.schema import field_names
+from testbed.api.schema_base import NETWORKING
 from testbed.api.validation import Checker, is_dns1123_label, is_dns1123_subdomain, is_port_name
 from testbed.spec.source import Path_
 
 PATH_TYPES = ["Exact", "Prefix", "ImplementationSpecific"]
 OLD_VERSIONS = ["extensions/v1beta1", "networking.k8s.io/v1beta1"]
+# What each object may hold: the schema's fields (testbed/api/schema_groups.py).
+SPEC_FIELDS = field_names(NETWORKING + "IngressSpec")
+RULE_FIELDS = field_names(NETWORKING + "IngressRule")
+HTTP_RULE_FIELDS = field_names(NETWORKING + "HTTPIngressRuleValue")
+PATH_FIELDS = field_names(NETWORKING + "HTTPIngressPath")
+TLS_FIELDS = field_names(NETWORKING + "IngressTLS")
+BACKEND_FIELDS = field_names(NETWORKING + "IngressBackend")
+SERVICE_BACKEND_FIELDS = field_names(NETWORKING + "IngressServiceBackend")
+BACKEND_PORT_FIELDS = field_names(NETWORKING + "ServiceBackendPort")
 
 
 def check_ingress(ck: Checker, path: Path_, obj: dict) -> None:
     check_metadata(ck, path, obj)
-    spec = ck.obj(obj, "spec", path, {"ingressClassName", "defaultBackend", "rules", "tls"},
-                  required=True)
+    spec = ck.obj(obj, "spec", path, SPEC_FIELDS, required=True)
     if spec is None:
         return
     p = path + ("spec",)
@@ -35,20 +45,20 @@ def check_ingress(ck: Checker, path: Path_, obj: dict) -> None:
     if not rules and spec.get("defaultBackend") is None:
         ck.invalid(p, spec, "either `defaultBackend` or `rules` must be specified")
     for rp, item in rules:
-        rule = ck.fields(rp, item, {"host", "http"})
+        rule = ck.fields(rp, item, RULE_FIELDS)
         if rule is None:
             continue
         host = ck.get(rule, "host", rp, "string")
         if host:
             _check_host(ck, rp + ("host",), host)
-        http = ck.obj(rule, "http", rp, {"paths"})
+        http = ck.obj(rule, "http", rp, HTTP_RULE_FIELDS)
         if http is None:
             continue
         paths = ck.items(http, "paths", rp + ("http",), required=True)
         for pp, entry in paths:
             _check_path(ck, pp, entry)
     for tp, item in ck.items(spec, "tls", p):
-        tls = ck.fields(tp, item, {"hosts", "secretName"})
+        tls = ck.fields(tp, item, TLS_FIELDS)
         if tls is not None:
             for i, host in enumerate(ck.string_list(tls, "hosts", tp)):
                 _check_host(ck, tp + ("hosts", i), host)
@@ -64,7 +74,7 @@ def _check_host(ck: Checker, path: Path_, host: str) -> None:
 
 
 def _check_path(ck: Checker, pp: Path_, entry: Any) -> None:
-    item = ck.fields(pp, entry, {"path", "pathType", "backend"})
+    item = ck.fields(pp, entry, PATH_FIELDS)
     if item is None:
         return
     kind = ck.enum(item, "pathType", pp, PATH_TYPES)
@@ -83,21 +93,21 @@ def _check_path(ck: Checker, pp: Path_, entry: Any) -> None:
 
 
 def _check_backend(ck: Checker, path: Path_, value: Any) -> None:
-    backend = ck.fields(path, value, {"service", "resource"})
+    backend = ck.fields(path, value, BACKEND_FIELDS)
     if backend is None:
         return
     if (backend.get("service") is None) == (backend.get("resource") is None):
         ck.invalid(path, backend, "cannot set both resource and service backends"
                    if backend.get("service") is not None else "one of `service` or "
                    "`resource` must be specified")
-    service = ck.obj(backend, "service", path, {"name", "port"})
+    service = ck.obj(backend, "service", path, SERVICE_BACKEND_FIELDS)
     if service is None:
         return
     sp = path + ("service",)
     name = ck.get(service, "name", sp, "string", required=True)
     if name:
         ck.names(sp + ("name",), name, is_dns1123_label(name))
-    port = ck.obj(service, "port", sp, {"number", "name"}, required=True)
+    port = ck.obj(service, "port", sp, BACKEND_PORT_FIELDS, required=True)
     if port is None:
         return
     pp = sp + ("port",)

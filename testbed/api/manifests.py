@@ -13,10 +13,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from testbed.api.endpointslices import SLICE_FIELDS, check_endpointslice
+from testbed.api.endpointslices import check_endpointslice
 from testbed.api.ingress import OLD_VERSIONS, check_ingress, convert_v1beta1
 from testbed.api.meta import check_metadata
 from testbed.api.pods import check_pod
+from testbed.api.recordkinds import check_endpoints, check_event, check_lease
+from testbed.api.schema import field_names, for_kind
+from testbed.api.schema_base import CORE
 from testbed.api.services import check_service
 from testbed.api.validation import Checker
 from testbed.api.workloads import OLD_DEPLOYMENT_VERSIONS, check_deployment, convert_old_deployment
@@ -24,26 +27,38 @@ from testbed.spec.source import Document, Path_, Problem, SpecError, read_docume
 
 KindChecker = Callable[[Checker, Path_, dict], None]
 
-TOP_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+
+def top_fields(group_version: str, kind: str) -> frozenset[str]:
+    """The top-level fields of a kind, from the schema (testbed/api/schema.py)."""
+    return field_names(for_kind(group_version, kind).name)
+
+
+# apiVersion, kind, metadata, spec, status (what Nodes have; admission.check_node uses it).
+TOP_FIELDS = top_fields("v1", "Node")
 
 
 def check_namespace(ck: Checker, path: Path_, obj: dict) -> None:
     check_metadata(ck, path, obj, namespaced=False, name_rule="label")
-    spec = ck.obj(obj, "spec", path, {"finalizers"})
+    spec = ck.obj(obj, "spec", path, field_names(CORE + "NamespaceSpec"))
     if spec is not None:
         ck.string_list(spec, "finalizers", path + ("spec",))
 
 
 # (apiVersion, kind) -> (checker, allowed top-level fields): the one place listing what the
 # testbed accepts.
-KINDS: dict[tuple[str, str], tuple[KindChecker, frozenset[str]]] = {
-    ("v1", "Pod"): (check_pod, TOP_FIELDS),
-    ("v1", "Namespace"): (check_namespace, TOP_FIELDS),
-    ("v1", "Service"): (check_service, TOP_FIELDS),
-    ("apps/v1", "Deployment"): (check_deployment, TOP_FIELDS),
-    ("discovery.k8s.io/v1", "EndpointSlice"): (check_endpointslice, SLICE_FIELDS),
-    ("networking.k8s.io/v1", "Ingress"): (check_ingress, TOP_FIELDS),
+_CHECKERS: dict[tuple[str, str], KindChecker] = {
+    ("v1", "Pod"): check_pod,
+    ("v1", "Namespace"): check_namespace,
+    ("v1", "Service"): check_service,
+    ("v1", "Endpoints"): check_endpoints,
+    ("v1", "Event"): check_event,
+    ("apps/v1", "Deployment"): check_deployment,
+    ("discovery.k8s.io/v1", "EndpointSlice"): check_endpointslice,
+    ("networking.k8s.io/v1", "Ingress"): check_ingress,
+    ("coordination.k8s.io/v1", "Lease"): check_lease,
 }
+KINDS: dict[tuple[str, str], tuple[KindChecker, frozenset[str]]] = {
+    key: (checker, top_fields(*key)) for key, checker in _CHECKERS.items()}
 # Old API versions, rewritten to a current one before checking: (apiVersion, kind) -> converter.
 CONVERSIONS: dict[tuple[str, str], Callable[[dict], dict]] = {
     **{(version, "Ingress"): convert_v1beta1 for version in OLD_VERSIONS},

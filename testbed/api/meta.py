@@ -2,13 +2,17 @@
 
 `check_metadata` validates and defaults `metadata` of any object (namespace defaults to
 "default" for namespaced kinds). `selector_matches` / `parse_selector` are shared by the store
-(list with a label selector) and the controllers (Deployments, Services, EndpointSlices).
+(list with a label selector) and the controllers (Deployments, Services, EndpointSlices);
+selector strings are parsed by testbed.api.labels (upstream's grammar and error messages).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from testbed.api.labels import LabelSelector, parse_labels
+from testbed.api.schema import field_names
+from testbed.api.schema_base import META
 from testbed.api.validation import (
     Checker,
     is_dns1035_label,
@@ -21,11 +25,10 @@ from testbed.spec.source import Path_
 
 DEFAULT_NAMESPACE = "default"
 
-METADATA_FIELDS = frozenset({
-    "name", "generateName", "namespace", "labels", "annotations", "uid", "resourceVersion",
-    "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-    "ownerReferences", "finalizers", "managedFields", "selfLink",
-})
+# What each object may hold: the schema's fields (testbed/api/schema_meta.py).
+METADATA_FIELDS = field_names(META + "ObjectMeta")
+SELECTOR_FIELDS = field_names(META + "LabelSelector")
+REQUIREMENT_FIELDS = field_names(META + "LabelSelectorRequirement")
 SELECTOR_OPERATORS = ["In", "NotIn", "Exists", "DoesNotExist"]
 
 
@@ -71,12 +74,12 @@ def check_metadata(ck: Checker, path: Path_, obj: dict, namespaced: bool = True,
 
 def check_label_selector(ck: Checker, path: Path_, selector: Any) -> dict | None:
     """A metav1.LabelSelector (matchLabels + matchExpressions)."""
-    sel = ck.fields(path, selector, {"matchLabels", "matchExpressions"})
+    sel = ck.fields(path, selector, SELECTOR_FIELDS)
     if sel is None:
         return None
     check_labels(ck, path + ("matchLabels",), sel.get("matchLabels"))
     for p, expr in ck.items(sel, "matchExpressions", path):
-        e = ck.fields(p, expr, {"key", "operator", "values"})
+        e = ck.fields(p, expr, REQUIREMENT_FIELDS)
         if e is None:
             continue
         key = ck.get(e, "key", p, "string", required=True)
@@ -94,12 +97,16 @@ def check_label_selector(ck: Checker, path: Path_, selector: Any) -> dict | None
     return sel
 
 
-def selector_matches(selector: dict | None, labels: dict[str, str] | None) -> bool:
-    """Match a LabelSelector dict, or a plain {key: value} map (Service style), against labels.
+def selector_matches(selector: dict | LabelSelector | None,
+                     labels: dict[str, str] | None) -> bool:
+    """Match a LabelSelector dict, a plain {key: value} map (Service style), or a parsed
+    selector string (parse_selector) against labels.
 
     An empty selector matches everything, as in Kubernetes LabelSelectorAsSelector.
     """
     labels = labels or {}
+    if isinstance(selector, LabelSelector):
+        return selector.matches(labels)
     if not selector:
         return True
     if "matchLabels" in selector or "matchExpressions" in selector:
@@ -122,38 +129,7 @@ def selector_matches(selector: dict | None, labels: dict[str, str] | None) -> bo
     return True
 
 
-def parse_selector(text: str) -> dict:
-    """A label selector string ("app=web,tier!=db,env in (a,b),!x,y") as a LabelSelector dict."""
-    match: dict[str, str] = {}
-    exprs: list[dict] = []
-    for term in _split_terms(text):
-        if " in " in term or " notin " in term:
-            op = "In" if " in " in term else "NotIn"
-            key, rest = term.split(" in " if op == "In" else " notin ", 1)
-            values = [v.strip() for v in rest.strip().strip("()").split(",") if v.strip()]
-            exprs.append({"key": key.strip(), "operator": op, "values": values})
-        elif "!=" in term:
-            key, value = term.split("!=", 1)
-            exprs.append({"key": key.strip(), "operator": "NotIn", "values": [value.strip()]})
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            match[key.strip()] = value.strip()
-        elif term.startswith("!"):
-            exprs.append({"key": term[1:].strip(), "operator": "DoesNotExist"})
-        else:
-            exprs.append({"key": term, "operator": "Exists"})
-    return {"matchLabels": match, "matchExpressions": exprs}
-
-
-def _split_terms(text: str) -> list[str]:
-    terms, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            terms.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    terms.append(cur.strip())
-    return [t for t in terms if t]
+def parse_selector(text: str) -> LabelSelector:
+    """A label selector string ("app=web,tier!=db,env in (a,b),!x,y"), for selector_matches;
+    labels.SelectorError (a ValueError) with upstream's message when it does not parse."""
+    return parse_labels(text)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.api.meta import check_labels, check_metadata
+from testbed.api.schema import field_names
+from testbed.api.schema_base import CORE
 from testbed.api.validation import (
     Checker,
     is_dns1123_label,
@@ -27,25 +29,19 @@ RESTART_POLICIES = ["Always", "OnFailure", "Never"]
 PROTOCOLS = ["TCP", "UDP", "SCTP"]
 DNS_POLICIES = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
 
-POD_SPEC_FIELDS = frozenset({
-    "containers", "initContainers", "restartPolicy", "nodeName", "nodeSelector", "hostname",
-    "subdomain", "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy",
-    "dnsConfig", "serviceAccountName", "serviceAccount", "automountServiceAccountToken",
-    "volumes", "securityContext", "tolerations", "affinity", "hostNetwork", "priorityClassName",
-    "priority", "enableServiceLinks", "schedulerName", "imagePullSecrets", "hostAliases",
-    "shareProcessNamespace", "readinessGates", "topologySpreadConstraints",
-})
-CONTAINER_FIELDS = frozenset({
-    "name", "image", "command", "args", "env", "envFrom", "workingDir", "ports",
-    "readinessProbe", "livenessProbe", "startupProbe", "imagePullPolicy", "resources",
-    "volumeMounts", "securityContext", "terminationMessagePath", "terminationMessagePolicy",
-    "stdin", "stdinOnce", "tty", "lifecycle",
-})
-PORT_FIELDS = frozenset({"containerPort", "protocol", "name", "hostPort", "hostIP"})
-PROBE_FIELDS = frozenset({
-    "httpGet", "tcpSocket", "exec", "grpc", "initialDelaySeconds", "periodSeconds",
-    "timeoutSeconds", "failureThreshold", "successThreshold", "terminationGracePeriodSeconds",
-})
+# What each object may hold: the schema's fields (testbed/api/schema_pod.py), so that what
+# is validated and what is published (OpenAPI) cannot differ.
+POD_SPEC_FIELDS = field_names(CORE + "PodSpec")
+CONTAINER_FIELDS = field_names(CORE + "Container")
+PORT_FIELDS = field_names(CORE + "ContainerPort")
+PROBE_FIELDS = field_names(CORE + "Probe")
+ENV_FIELDS = field_names(CORE + "EnvVar")
+ENV_SOURCE_FIELDS = field_names(CORE + "EnvVarSource")
+FIELD_REF_FIELDS = field_names(CORE + "ObjectFieldSelector")
+HTTP_GET_FIELDS = field_names(CORE + "HTTPGetAction")
+TCP_SOCKET_FIELDS = field_names(CORE + "TCPSocketAction")
+EXEC_FIELDS = field_names(CORE + "ExecAction")
+GRPC_FIELDS = field_names(CORE + "GRPCAction")
 PROBE_DEFAULTS = {"periodSeconds": 10, "timeoutSeconds": 1, "failureThreshold": 3,
                   "successThreshold": 1}
 FIELD_REF_PATHS = ["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
@@ -130,21 +126,20 @@ def check_container(ck: Checker, path: Path_, c: dict, port_names: dict[str, Pat
 
 def _check_env(ck: Checker, path: Path_, c: dict) -> None:
     for epath, item in ck.items(c, "env", path):
-        env = ck.fields(epath, item, {"name", "value", "valueFrom"})
+        env = ck.fields(epath, item, ENV_FIELDS)
         if env is None:
             continue
         name = ck.get(env, "name", epath, "string", required=True)
         if name is not None:
             ck.names(epath + ("name",), name, is_env_var_name(name))
         ck.get(env, "value", epath, "string")
-        source = ck.obj(env, "valueFrom", epath,
-                        {"fieldRef", "configMapKeyRef", "secretKeyRef", "resourceFieldRef"})
+        source = ck.obj(env, "valueFrom", epath, ENV_SOURCE_FIELDS)
         if source is None:
             continue
         if env.get("value"):
             ck.invalid(epath + ("valueFrom",), "", "may not be specified when `value` is not empty")
         spath = epath + ("valueFrom",)
-        ref = ck.obj(source, "fieldRef", spath, {"apiVersion", "fieldPath"})
+        ref = ck.obj(source, "fieldRef", spath, FIELD_REF_FIELDS)
         if ref is not None:
             fpath = ck.get(ref, "fieldPath", spath + ("fieldRef",), "string", required=True)
             if fpath is not None and fpath not in FIELD_REF_PATHS and not (
@@ -159,7 +154,7 @@ def _check_probe(ck: Checker, path: Path_, probe: dict, declared: set[str],
         ck.required(path, "must specify a handler type")
     elif len(handlers) > 1:
         ck.forbidden(path + (handlers[1],), "may not specify more than 1 handler type")
-    http = ck.obj(probe, "httpGet", path, {"path", "port", "host", "scheme", "httpHeaders"})
+    http = ck.obj(probe, "httpGet", path, HTTP_GET_FIELDS)
     if http is not None:
         hp = path + ("httpGet",)
         _check_probe_port(ck, hp, http, declared)
@@ -167,14 +162,14 @@ def _check_probe(ck: Checker, path: Path_, probe: dict, declared: set[str],
             http.setdefault("path", "/")
         ck.enum(http, "scheme", hp, ["HTTP", "HTTPS"], default="HTTP")
         ck.get(http, "host", hp, "string")
-    tcp = ck.obj(probe, "tcpSocket", path, {"port", "host"})
+    tcp = ck.obj(probe, "tcpSocket", path, TCP_SOCKET_FIELDS)
     if tcp is not None:
         _check_probe_port(ck, path + ("tcpSocket",), tcp, declared)
-    ex = ck.obj(probe, "exec", path, {"command"})
+    ex = ck.obj(probe, "exec", path, EXEC_FIELDS)
     if ex is not None:
         if not ck.string_list(ex, "command", path + ("exec",)):
             ck.required(path + ("exec", "command"))
-    grpc = ck.obj(probe, "grpc", path, {"port", "service"})
+    grpc = ck.obj(probe, "grpc", path, GRPC_FIELDS)
     if grpc is not None:
         ck.port(grpc, "port", path + ("grpc",), required=True)
     if ck.positive(probe, "initialDelaySeconds", path, minimum=0) is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from testbed.api.meta import check_labels, check_metadata
 from testbed.api.pods import PROTOCOLS
+from testbed.api.schema import field_names
+from testbed.api.schema_base import CORE
 from testbed.api.validation import (
     Checker,
     is_cidr,
@@ -28,15 +30,11 @@ TRAFFIC_POLICIES = ["Cluster", "Local"]
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400
 
-SERVICE_SPEC_FIELDS = frozenset({
-    "type", "ports", "selector", "clusterIP", "clusterIPs", "sessionAffinity",
-    "sessionAffinityConfig", "externalTrafficPolicy", "internalTrafficPolicy", "loadBalancerIP",
-    "loadBalancerSourceRanges", "loadBalancerClass", "externalIPs", "externalName",
-    "publishNotReadyAddresses", "healthCheckNodePort", "ipFamilies", "ipFamilyPolicy",
-    "allocateLoadBalancerNodePorts",
-})
-SERVICE_PORT_FIELDS = frozenset({"name", "protocol", "port", "targetPort", "nodePort",
-                                 "appProtocol"})
+# What each object may hold: the schema's fields (testbed/api/schema_core.py).
+SERVICE_SPEC_FIELDS = field_names(CORE + "ServiceSpec")
+SERVICE_PORT_FIELDS = field_names(CORE + "ServicePort")
+AFFINITY_CONFIG_FIELDS = field_names(CORE + "SessionAffinityConfig")
+CLIENT_IP_FIELDS = field_names(CORE + "ClientIPConfig")
 
 
 def check_service(ck: Checker, path: Path_, obj: dict) -> None:
@@ -123,7 +121,7 @@ def _check_ports(ck: Checker, p: Path_, spec: dict, kind: str | None, headless: 
 
 def _check_affinity(ck: Checker, p: Path_, spec: dict) -> None:
     affinity = ck.enum(spec, "sessionAffinity", p, ["None", "ClientIP"], default="None")
-    config = ck.obj(spec, "sessionAffinityConfig", p, {"clientIP"})
+    config = ck.obj(spec, "sessionAffinityConfig", p, AFFINITY_CONFIG_FIELDS)
     if affinity == "None" and config:
         ck.invalid(p + ("sessionAffinityConfig",), config,
                    "must not be set when `sessionAffinity` is None")
@@ -133,7 +131,7 @@ def _check_affinity(ck: Checker, p: Path_, spec: dict) -> None:
     if config is None:
         config = spec["sessionAffinityConfig"] = {}
     cp = p + ("sessionAffinityConfig",)
-    client = ck.obj(config, "clientIP", cp, {"timeoutSeconds"})
+    client = ck.obj(config, "clientIP", cp, CLIENT_IP_FIELDS)
     if client is None:
         client = config["clientIP"] = {}
     timeout = ck.get(client, "timeoutSeconds", cp + ("clientIP",), "integer")

@@ -140,6 +140,15 @@ def is_ipv4(value: str) -> list[str]:
     return []
 
 
+def is_ip(value: str) -> list[str]:
+    """IPv4 or IPv6, as k8s IsValidIP."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return ["must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"]
+    return []
+
+
 def is_cidr(value: str) -> list[str]:
     try:
         ipaddress.ip_network(value, strict=False)

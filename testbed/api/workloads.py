@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from testbed.api.meta import check_label_selector, check_labels, check_metadata, selector_matches
 from testbed.api.pods import POD_SPEC_FIELDS, check_pod_spec
+from testbed.api.schema import field_names
+from testbed.api.schema_base import APPS, CORE, META
 from testbed.api.validation import Checker
 from testbed.spec.source import Path_
 
-DEPLOYMENT_SPEC_FIELDS = frozenset({
-    "replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit",
-    "progressDeadlineSeconds", "paused",
-})
-TEMPLATE_META_FIELDS = frozenset({"name", "labels", "annotations", "namespace",
-                                  "creationTimestamp"})
+# What each object may hold: the schema's fields (testbed/api/schema_groups.py); a template's
+# metadata is an ObjectMeta, as upstream's.
+DEPLOYMENT_SPEC_FIELDS = field_names(APPS + "DeploymentSpec")
+TEMPLATE_FIELDS = field_names(CORE + "PodTemplateSpec")
+TEMPLATE_META_FIELDS = field_names(META + "ObjectMeta")
+STRATEGY_FIELDS = field_names(APPS + "DeploymentStrategy")
+ROLLING_UPDATE_FIELDS = field_names(APPS + "RollingUpdateDeployment")
 
 
 def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
@@ -44,7 +47,7 @@ def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
                 and not selector.get("matchExpressions"):
             ck.invalid(p + ("selector",), selector, "empty selector is invalid for deployment")
             selector = None
-    template = ck.obj(spec, "template", p, {"metadata", "spec"}, required=True)
+    template = ck.obj(spec, "template", p, TEMPLATE_FIELDS, required=True)
     if template is None:
         return
     tp = p + ("template",)
@@ -62,14 +65,14 @@ def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
 
 
 def _check_strategy(ck: Checker, p: Path_, spec: dict) -> None:
-    strategy = ck.obj(spec, "strategy", p, {"type", "rollingUpdate"})
+    strategy = ck.obj(spec, "strategy", p, STRATEGY_FIELDS)
     if strategy is None:
         if spec.get("strategy") is not None:
             return
         strategy = spec["strategy"] = {}
     sp = p + ("strategy",)
     kind = ck.enum(strategy, "type", sp, ["RollingUpdate", "Recreate"], default="RollingUpdate")
-    rolling = ck.obj(strategy, "rollingUpdate", sp, {"maxSurge", "maxUnavailable"})
+    rolling = ck.obj(strategy, "rollingUpdate", sp, ROLLING_UPDATE_FIELDS)
     if kind == "Recreate":
         if rolling is not None:
             ck.forbidden(sp + ("rollingUpdate",), "may not be specified when strategy `type` is "

@@ -1,60 +1,30 @@
 """Pure: kubectl's output: `get` tables (its columns, its AGE wording), -o yaml/json, describe.
 
-Tables are laid out as kubectl's tabwriter does (cells padded by 3, at least 6 wide, the last
-column unpadded); -A adds a NAMESPACE column first; -o wide adds kubectl's wide columns.
-`now` is passed in so that output is reproducible in tests.
+The columns and cells of each kind are the API server's (testbed.api.printers, which the
+server's Table responses print from too); here they are laid out as kubectl's tabwriter does
+(cells padded by 3, at least 6 wide, the last column unpadded, headers upper-cased); -A adds a
+NAMESPACE column first; -o wide adds the wide (priority 1) columns. `now` is passed in so that
+output is reproducible in tests.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import yaml
 
-Row = Callable[[dict, datetime], list[str]]
-
-
-def human_duration(seconds: float) -> str:
-    """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
-    s = int(seconds)
-    if s < 0:
-        return "<invalid>"
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    years, days = hours // (24 * 365), (hours // 24) % 365
-    if years < 8:
-        return f"{years}y{days}d" if days else f"{years}y"
-    return f"{years}y"
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def age(obj: dict, now: datetime) -> str:
-    created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
-    return human_duration((now - created).total_seconds()) if created else "<unknown>"
+from testbed.api.printers import (  # noqa: F401 - re-exported: kubectl's helpers live there
+    age,
+    external_ip,
+    human_duration,
+    node_roles,
+    node_status,
+    parse_time,
+    pod_status,
+    printer_for,
+    service_ports,
+)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -74,164 +44,18 @@ def _labels(selector: dict | None) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(match.items())) or "<none>"
 
 
-# -- per kind ------------------------------------------------------------------------------------
-
-def pod_status(pod: dict) -> tuple[str, int, int, int]:
-    """(STATUS, ready containers, containers, restarts) the way kubectl's printPod words them."""
-    status = pod.get("status") or {}
-    reason = status.get("reason") or status.get("phase") or "Pending"
-    ready = restarts = 0
-    for cs in status.get("containerStatuses") or []:
-        restarts += cs.get("restartCount", 0)
-        ready += bool(cs.get("ready"))
-        state = cs.get("state") or {}
-        if (state.get("waiting") or {}).get("reason"):
-            reason = state["waiting"]["reason"]
-        elif (state.get("terminated") or {}).get("reason"):
-            reason = state["terminated"]["reason"]
-        elif "terminated" in state:
-            code = state["terminated"].get("exitCode", 0)
-            reason = f"ExitCode:{code}"
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        reason = "Terminating"
-    return reason, ready, len((pod.get("spec") or {}).get("containers") or []), restarts
-
-
-def _pod(pod: dict, now: datetime) -> list[str]:
-    reason, ready, total, restarts = pod_status(pod)
-    return [pod["metadata"]["name"], f"{ready}/{total}", reason, str(restarts), age(pod, now)]
-
-
-def _pod_wide(pod: dict) -> list[str]:
-    return [(pod.get("status") or {}).get("podIP") or "<none>",
-            (pod.get("spec") or {}).get("nodeName") or "<none>", "<none>", "<none>"]
-
-
-def service_ports(svc: dict) -> str:
-    out = []
-    for p in (svc.get("spec") or {}).get("ports") or []:
-        node = f":{p['nodePort']}" if p.get("nodePort") else ""
-        out.append(f"{p.get('port')}{node}/{p.get('protocol', 'TCP')}")
-    return ",".join(out) or "<none>"
-
-
-def external_ip(svc: dict) -> str:
-    spec = svc.get("spec") or {}
-    if spec.get("type") == "ExternalName":
-        return spec.get("externalName") or "<none>"
-    ips = list(spec.get("externalIPs") or [])
-    if spec.get("type") == "LoadBalancer":
-        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        ips += [i.get("ip") or i.get("hostname") for i in ingress]
-        return ",".join(ips) or "<pending>"
-    return ",".join(ips) or "<none>"
-
-
-def _service(svc: dict, now: datetime) -> list[str]:
-    spec = svc.get("spec") or {}
-    return [svc["metadata"]["name"], spec.get("type", "ClusterIP"),
-            spec.get("clusterIP") or "<none>", external_ip(svc), service_ports(svc),
-            age(svc, now)]
-
-
-def _deployment(dep: dict, now: datetime) -> list[str]:
-    status = dep.get("status") or {}
-    return [dep["metadata"]["name"],
-            f"{status.get('readyReplicas', 0)}/{(dep.get('spec') or {}).get('replicas', 1)}",
-            str(status.get("updatedReplicas", 0)), str(status.get("availableReplicas", 0)),
-            age(dep, now)]
-
-
-def _deployment_wide(dep: dict) -> list[str]:
-    containers = ((dep["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
-    return [",".join(c.get("name", "") for c in containers),
-            ",".join(c.get("image", "") for c in containers), _labels(dep["spec"].get("selector"))]
-
-
-def _endpointslice(s: dict, now: datetime) -> list[str]:
-    ports = ",".join(str(p.get("port", "")) for p in s.get("ports") or []) or "<unset>"
-    addresses = [a for e in s.get("endpoints") or [] for a in e.get("addresses") or []]
-    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..."
-                                       if len(addresses) > 3 else "")
-    return [s["metadata"]["name"], s.get("addressType", ""), ports, shown or "<unset>",
-            age(s, now)]
-
-
-def _ingress(ing: dict, now: datetime) -> list[str]:
-    spec = ing.get("spec") or {}
-    hosts = [r.get("host") for r in spec.get("rules") or [] if r.get("host")]
-    lb = ((ing.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    return [ing["metadata"]["name"], spec.get("ingressClassName") or "<none>",
-            ",".join(hosts) or "*", ",".join(i.get("ip") or i.get("hostname") for i in lb),
-            "80, 443" if spec.get("tls") else "80", age(ing, now)]
-
-
-def node_status(node: dict) -> str:
-    state = "Unknown"
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            state = "Ready" if c.get("status") == "True" else "NotReady"
-    if (node.get("spec") or {}).get("unschedulable"):
-        state += ",SchedulingDisabled"
-    return state
-
-
-def node_roles(node: dict) -> str:
-    prefix = "node-role.kubernetes.io/"
-    roles = sorted(k[len(prefix):] for k in node["metadata"].get("labels") or {}
-                   if k.startswith(prefix))
-    return ",".join(roles) or "<none>"
-
-
-def _node(node: dict, now: datetime) -> list[str]:
-    info = (node.get("status") or {}).get("nodeInfo") or {}
-    return [node["metadata"]["name"], node_status(node), node_roles(node), age(node, now),
-            info.get("kubeletVersion", "")]
-
-
-def _node_wide(node: dict) -> list[str]:
-    status = node.get("status") or {}
-    addrs = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-    info = status.get("nodeInfo") or {}
-    return [addrs.get("InternalIP") or "<none>", addrs.get("ExternalIP") or "<none>",
-            info.get("osImage", "<unknown>"), info.get("kernelVersion", "<unknown>"),
-            info.get("containerRuntimeVersion", "<unknown>")]
-
-
-def _namespace(ns: dict, now: datetime) -> list[str]:
-    return [ns["metadata"]["name"], (ns.get("status") or {}).get("phase", "Active"), age(ns, now)]
-
-
-# kind -> (headers, row, wide headers, wide cells appended)
-COLUMNS: dict[str, tuple[list[str], Row, list[str], Callable[[dict], list[str]] | None]] = {
-    "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], _pod,
-            ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], _pod_wide),
-    "Service": (["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], _service,
-                ["SELECTOR"], lambda s: [_labels((s.get("spec") or {}).get("selector"))]),
-    "Deployment": (["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], _deployment,
-                   ["CONTAINERS", "IMAGES", "SELECTOR"], _deployment_wide),
-    "EndpointSlice": (["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], _endpointslice,
-                      [], None),
-    "Ingress": (["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"], _ingress, [], None),
-    "Node": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"], _node,
-             ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
-             _node_wide),
-    "Namespace": (["NAME", "STATUS", "AGE"], _namespace, [], None),
-}
-
-
 def format_table(kind: str, objects: list[dict], now: datetime, wide: bool = False,
                  all_namespaces: bool = False) -> str:
-    headers, row, wide_headers, wide_row = COLUMNS[kind]
-    headers = list(headers) + (wide_headers if wide else [])
+    printer = printer_for(kind)
+    shown = [i for i, c in enumerate(printer.columns) if wide or c.priority == 0]
+    headers = [printer.columns[i].name.upper() for i in shown]
     rows = []
     for obj in objects:
-        cells = row(obj, now)
-        if wide and wide_row is not None:  # kubectl appends wide columns after AGE
-            cells += wide_row(obj)
+        cells = printer.row(obj, now)
+        row = [str(cells[i]) for i in shown]
         if all_namespaces:
-            cells = [obj["metadata"].get("namespace", "")] + cells
-        rows.append(cells)
+            row = [(obj.get("metadata") or {}).get("namespace", "")] + row
+        rows.append(row)
     if all_namespaces:
         headers = ["NAMESPACE"] + headers
     return table(headers, rows)

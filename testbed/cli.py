@@ -16,6 +16,7 @@ from testbed.spec.source import SpecError
 # Modules that add subcommands, in the order `testbed --help` lists them.
 SUBCOMMAND_MODULES = [
     "testbed.scenario.command",   # run
+    "testbed.emu.up_command",     # up, down, kubeconfig
     "testbed.emu.command",        # cli, ps, clean
     "testbed.proxy.command",      # proxy render
     "testbed.kubectl.command",    # apply, delete, get, describe, scale

@@ -33,6 +33,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from testbed.agents.prober import ProbeTracker, run_probe
+from testbed.api.discovery import VERSION_INFO
 from testbed.api.events import Note, container_path, micro_timestamp, reference
 from testbed.api.podstatus import (
     UNKNOWN_EXIT,
@@ -87,6 +88,56 @@ class LocalPod:
                 ProbeTracker(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
                 ProbeTracker(spec["livenessProbe"]) if spec.get("livenessProbe") else None)
         return self.tracks[name]
+
+
+class Machine:
+    """What the kubelet reports of the machine it runs on: every emulated node shares this
+    one (as kind's nodes share their host), so each shows the whole machine's capacity."""
+
+    def __init__(self) -> None:
+        self.capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_mem_kib()}Ki",
+                         "pods": "110", "ephemeral-storage": f"{_disk_kib()}Ki"}
+        uname = os.uname()
+        self.node_info = {
+            "machineID": _read("/etc/machine-id"), "systemUUID": _read("/etc/machine-id"),
+            "bootID": _read("/proc/sys/kernel/random/boot_id"),
+            "kernelVersion": uname.release, "osImage": _os_image(),
+            "containerRuntimeVersion": "testbed://0.1.0",
+            "kubeletVersion": VERSION_INFO["gitVersion"], "operatingSystem": "linux",
+            "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(uname.machine,
+                                                                       uname.machine)}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _mem_kib() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _disk_kib() -> int:
+    try:
+        st = os.statvfs("/")
+    except OSError:
+        return 0
+    return st.f_blocks * st.f_frsize // 1024
+
+
+def _os_image() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "Linux"
+
+
+MACHINE = Machine()
 
 
 def _uid(obj: dict) -> str:
@@ -177,7 +228,10 @@ class Kubelet:
                                          {"type": "Hostname", "address": self.name}],
                            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                            "message": "kubelet is posting ready status",
-                                           "lastHeartbeatTime": now, "lastTransitionTime": now}]}}
+                                           "lastHeartbeatTime": now, "lastTransitionTime": now}],
+                           "capacity": MACHINE.capacity, "allocatable": MACHINE.capacity,
+                           "nodeInfo": MACHINE.node_info,
+                           "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}
 
     def register_node(self) -> None:
         node = self.node_object()

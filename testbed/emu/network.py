@@ -49,6 +49,22 @@ def _mininet():
     return Mininet, MnHost
 
 
+def _attached_host():
+    """Mininet's Host whose shell joins a running host's namespaces instead of new ones."""
+    from mininet.node import Host as MnHost
+
+    class AttachedHost(MnHost):
+        def __init__(self, name: str, target: int, **params):
+            self.target = target
+            super().__init__(name, inNamespace=False, **params)
+
+        def startShell(self, mnopts=None):  # noqa: N802 - Mininet's name
+            # mnexec -c close fds, -d setsid, -a PID: the network and mount namespaces of PID
+            super().startShell(mnopts=f"-cda{self.target}")
+
+    return AttachedHost
+
+
 class ClusterNetwork:
     """The built network: `hosts` by name; `stop()` ends it."""
 
@@ -57,6 +73,7 @@ class ClusterNetwork:
         self.record = record
         self.hosts: dict[str, Host] = {}
         self.net = None
+        self.attached = False   # the hosts belong to another process (attach())
 
     # -- building -------------------------------------------------------------------------
 
@@ -144,20 +161,58 @@ class ClusterNetwork:
             if node.role == "worker":
                 self._bridge(ipr, BRIDGE, [], node.bridge_address, node.pod_cidr)
 
+    # -- attached to a cluster another process runs ------------------------------------------
+
+    @classmethod
+    def attach(cls, topo: Topology, record: Record, hosts: dict[str, dict]) -> ClusterNetwork:
+        """The network of a running cluster, from its cluster.json `hosts`; nothing is built.
+        `mininet()` makes Mininet host objects whose shells join those namespaces."""
+        network = cls(topo, record)
+        for name, h in hosts.items():
+            address = IPv4Address(h["address"]) if h.get("address") else None
+            network.hosts[name] = Host(name, h["role"], int(h["pid"]), address)
+        network.attached = True
+        return network
+
+    def mininet(self):
+        """A Mininet object for Mininet's CLI, over the running hosts: each host gets a shell
+        of its own inside that host's namespaces (`mnexec -a PID`, as Mininet's `m` utility
+        attaches), and its interfaces by name. `stop()` ends only those shells."""
+        if self.net is not None:
+            return self.net
+        from mininet.link import Intf
+
+        Mininet, _ = _mininet()
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                           autoStaticArp=False, waitConnected=False)
+        for host in self.hosts.values():
+            host.mn = self.net.addHost(host.name, cls=_attached_host(), target=host.pid)
+            with iproute_in(host.pid) as ipr:
+                names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+            for name in names:
+                if name != "lo":
+                    Intf(name, node=host.mn)
+        return self.net
+
     # -- running --------------------------------------------------------------------------
 
     def pid(self, name: str) -> int:
         return self.hosts[name].pid
 
     def stop(self) -> None:
-        """End the hosts' shells (their namespaces, links and routes go with them)."""
+        """End the hosts' shells (their namespaces, links and routes go with them). Attached
+        to another process's cluster, end only the shells this process started."""
         if self.net is None:
             return
         for host in self.hosts.values():
             mn_host = host.mn
+            if mn_host is None:
+                continue
             try:
                 mn_host.terminate()
             except Exception as err:  # a host already gone is fine
                 log.debug("terminate %s: %s", host.name, err)
-            self.record.forget(host.pid)
+            host.mn = None
+            if not self.attached:
+                self.record.forget(host.pid)
         self.net = None

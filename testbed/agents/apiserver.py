@@ -37,7 +37,7 @@ import yaml
 
 from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
-from testbed.api import discovery, options
+from testbed.api import discovery, openapi, options
 from testbed.api.admission import Api, ApiFailure, from_store
 from testbed.api.resources import Resource, Route, parse_path
 from testbed.api.store import Expired, StoreError
@@ -196,6 +196,19 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, "ok")
             if method == "GET" and self._discovery(url.path):
                 return
+            if method == "GET" and url.path.startswith("/openapi/"):
+                # OpenAPI v2 (JSON or protobuf) and v3, generated from the schema (api/openapi.py)
+                answer = openapi.openapi_response(url.path, query, self.headers.get("Accept", ""),
+                                                  self.headers.get("If-None-Match", ""))
+                if answer is not None:
+                    code, data, content_type, headers = answer
+                    self.send_response(code)
+                    for key, value in {"Content-Type": content_type, **headers,
+                                       "Content-Length": str(len(data))}.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
             if url.path == "/testbed/v1/apply" and method == "POST":
                 if not isinstance(body, dict):
                     raise ApiFailure(400, "BadRequest", "the body must be an object with "

@@ -59,3 +59,13 @@ if [ ! -x "$venv/bin/python" ] || [ "$here/requirements.txt" -nt "$stamp" ] || [
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$here"
   touch "$stamp"
 fi
+
+# `sudo python3 my_experiment.py` with the distribution's python3 finds the testbed (its
+# examples run that way, as Mininet's do): one .pth line naming this checkout in that
+# interpreter's site directory. testbed/__init__.py then puts .venv's pinned packages first.
+site=$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])')
+pth="$site/k8s-net-testbed.pth"
+if [ "$(cat "$pth" 2>/dev/null)" != "$here" ]; then
+  mkdir -p "$site"
+  printf '%s\n' "$here" > "$pth"
+fi

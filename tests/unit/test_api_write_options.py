@@ -140,7 +140,7 @@ def test_qos_class(resources, want):
     assert qos_class(pod) == want
 
 
-@pytest.mark.parametrize("version", ["1.37"])  # LEAD: add 1.20 when /openapi/v2 is served
+@pytest.mark.parametrize("version", ["1.37", "1.20"])
 def test_kubectl_server_dry_run_stores_nothing(server, tmp_path, version):
     manifest = tmp_path / "svc.yaml"
     manifest.write_text(json.dumps(SERVICE))

@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import ThreadingMixIn, UnixStreamServer
@@ -39,8 +40,11 @@ from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
 from testbed.api import discovery, openapi, options
 from testbed.api.admission import Api, ApiFailure, from_store
+from testbed.api.query import BOOKMARK_PERIOD, ListOptions, bookmark, list_options, next_bookmark
+from testbed.api.reads import watch_next, watch_start
 from testbed.api.resources import Resource, Route, parse_path
-from testbed.api.store import Expired, StoreError
+from testbed.api.store import Event, Expired, StoreError
+from testbed.api.tables import Form, WatchRenderer, include_object, negotiate, render
 from testbed.controllers.ipam import ServiceAllocator
 
 log = logging.getLogger("testbed.apiserver")
@@ -58,18 +62,9 @@ def _too_large() -> ApiFailure:
 
 # -- HTTP ------------------------------------------------------------------------------------------
 
-def _flag(query: dict[str, list[str]], name: str) -> bool:
-    return (query.get(name) or ["false"])[-1].lower() in ("1", "true", "yes")
-
-
-def _int(query: dict[str, list[str]], name: str) -> int | None:
-    value = (query.get(name) or [None])[-1]
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ApiFailure(400, "BadRequest", f"invalid {name}: {value!r}") from None
+def _now() -> datetime:
+    """The time Tables' AGE columns count from."""
+    return datetime.now(UTC)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -272,17 +267,25 @@ class Handler(BaseHTTPRequestHandler):
         if r.namespaced and name is not None and ns is None:
             raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
         if method == "GET" and name is None:
-            selector = (query.get("labelSelector") or [""])[-1]
-            if _flag(query, "watch"):
-                return self._watch(api, r, ns, (query.get("resourceVersion") or [None])[-1],
-                                   selector, _int(query, "timeoutSeconds"))
-            return self._send(200, api.list(r, ns, selector))
+            # list and watch: every option honoured or refused (api/query.py, api/reads.py),
+            # the answer in the form the Accept header asks for (api/tables.py)
+            form = negotiate(self.headers.get("Accept"))
+            include = include_object(query) if form.kind == "Table" else ""
+            opts = list_options(query, r.kind)
+            if opts.watch:
+                return self._watch(api, r, ns, opts, form, include)
+            listed = api.list(r, ns, options=opts)
+            return self._answer(render(form, listed, r.kind, _now(), include, is_list=True),
+                                form, query)
         if method == "GET":
             if sub == "log":
                 return self._pod_log(api.get(r, ns, name), query)  # type: ignore[arg-type]
             if sub == "scale":
                 return self._send(200, api.scale(ns or "", name))  # type: ignore[arg-type]
-            return self._send(200, api.get(r, ns, name))  # type: ignore[arg-type]
+            form = negotiate(self.headers.get("Accept"))
+            include = include_object(query) if form.kind == "Table" else ""
+            got = api.get(r, ns, name, (query.get("resourceVersion") or [""])[0])  # type: ignore[arg-type]
+            return self._answer(render(form, got, r.kind, _now(), include), form, query)
         if method == "POST" and name is None:
             return self._send(201, api.create(r, ns, body, dry_run=options.dry_run(query)))
         if method == "PUT" and name is not None:
@@ -313,37 +316,63 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
 
-    def _watch(self, api: Api, r: Resource, ns: str | None, since: str | None, selector: str,
-               timeout: int | None) -> None:
-        """Newline-delimited JSON events, chunked, until timeoutSeconds (or the server stops)."""
-        namespace = ns if r.namespaced else None
-        first = api.store.watch(r.kind, namespace, since, 0.0, selector or None)  # 410 here
+    def _answer(self, body: dict, form: Form, query: dict) -> None:
+        """A read's answer as JSON, indented when asked to (?pretty=true, or pretty=1)."""
+        pretty = form.pretty or (query.get("pretty") or ["false"])[0].lower() in ("1", "true")
+        if pretty:
+            return self._send(200, json.dumps(body, indent=2) + "\n", "application/json")
+        return self._send(200, body)
+
+    def _watch(self, api: Api, r: Resource, ns: str | None, opts: ListOptions, form: Form,
+               include: str) -> None:
+        """Newline-delimited JSON events, chunked, until timeoutSeconds (or the server stops):
+        where it starts (initial events, a resourceVersion) is api/reads.py's; bookmarks when
+        allowed (every bookmark_period and 2 s before the end, as upstream's cacher); each
+        object in the negotiated form (a one-row Table for `kubectl get -w`)."""
+        start = watch_start(api.store, r, ns, opts)  # 400, 410, 504 before the stream
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        deadline = time.monotonic() + (timeout if timeout is not None else 1800)
-        batch = first
+        renderer = WatchRenderer(form, r.kind, include)
+        period: float = self.server.bookmark_period  # type: ignore[attr-defined]
+        now = time.monotonic()
+        deadline = now + (opts.timeout_seconds or 1800)
+        mark = next_bookmark(now, deadline, period) if opts.allow_bookmarks else None
+        batch = start.first
         stopping: threading.Event = self.server.stopping  # type: ignore[attr-defined]
         try:
+            self._events(renderer, batch.events)
+            if start.initial_events_end:
+                self._events(renderer, [Event("BOOKMARK", bookmark(
+                    r.kind, r.group_version, batch.resource_version, True), 0)])
             while True:
-                lines = "".join(json.dumps({"type": e.type, "object": e.object}) + "\n"
-                                for e in batch.events)
-                if lines:
-                    self._chunk(lines.encode())
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                if mark is not None and now >= mark:
+                    self._events(renderer, [Event("BOOKMARK", bookmark(
+                        r.kind, r.group_version, batch.resource_version), 0)])
+                    mark = next_bookmark(now, deadline, period)
+                remaining = deadline - now
                 if remaining <= 0 or stopping.is_set():
                     break
+                wait = min(remaining, WATCH_POLL, mark - now if mark is not None else remaining)
                 try:
-                    batch = api.store.watch(r.kind, namespace, batch.resource_version,
-                                            min(remaining, WATCH_POLL), selector or None)
+                    batch = watch_next(api.store, r, ns, opts, batch.resource_version,
+                                       max(wait, 0.0))
                 except Expired as err:
                     status = from_store(err).status()
                     self._chunk((json.dumps({"type": "ERROR", "object": status}) + "\n").encode())
                     break
+                self._events(renderer, batch.events)
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+
+    def _events(self, renderer: WatchRenderer, events: list[Event]) -> None:
+        now = _now()
+        lines = "".join(json.dumps(renderer.event(e.type, e.object, now)) + "\n" for e in events)
+        if lines:
+            self._chunk(lines.encode())
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -355,6 +384,7 @@ class _Tracking:
 
     def _track_init(self, api: Api) -> None:
         self.api = api
+        self.bookmark_period = BOOKMARK_PERIOD  # seconds between watch bookmarks
         self.address_text = ""  # IP:PORT where clients reach the API (discovery tells them)
         self.logs: PodLogs | None = None
         self.stopping = threading.Event()

@@ -8,6 +8,7 @@ Each controller is one thread around a pure reconcile function from testbed.cont
     deployment     reconcile_deployments     on Deployment and Pod changes
     scheduler      schedule_pending          on Pod and Node changes
     endpointslice  reconcile_endpointslices  on Service, Pod, Node changes (and slice deletions)
+    endpoints      reconcile_endpoints       on Service and EndpointSlice changes (v1 Endpoints)
     podgc          collect_pods (here)       on Pod and Node changes
     event-ttl      expire_events (here)      Events last seen over an hour ago, as the API
                                              server's --event-ttl drops them
@@ -34,6 +35,7 @@ from testbed.api.store import Expired, Store, StoreError
 from testbed.apiclient.events import EventRecorder
 from testbed.controllers.common import Change, is_terminating, name_of, namespace_of
 from testbed.controllers.deployment import reconcile_deployments
+from testbed.controllers.endpoints import reconcile_endpoints
 from testbed.controllers.endpointslice import reconcile_endpointslices
 from testbed.controllers.scheduler import schedule_pending
 
@@ -96,6 +98,8 @@ class ControllerManager:
                        "default-scheduler"),
             Controller("endpointslice", lambda: reconcile_endpointslices(store, rng),
                        frozenset({"Service", "Pod", "Node"}), "endpointslice-controller"),
+            Controller("endpoints", lambda: reconcile_endpoints(store),
+                       frozenset({"Service", "EndpointSlice", "Endpoints"})),
             Controller("podgc", lambda: collect_pods(store), frozenset({"Pod", "Node"}),
                        "pod-garbage-collector"),
             Controller("event-ttl", lambda: expire_events(store), frozenset()),

@@ -21,6 +21,8 @@ from testbed.api.failures import ApiFailure
 from testbed.api.manifests import TOP_FIELDS, check_object
 from testbed.api.meta import check_metadata
 from testbed.api.options import DeleteOptions
+from testbed.api.query import ListOptions, list_options
+from testbed.api.reads import get_object, list_objects
 from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.store import Key, Store, StoreError, key_of
 from testbed.api.strategy import prepare_for_create, prepare_for_update
@@ -92,20 +94,22 @@ class Api:
 
     # -- reads
 
-    def get(self, r: Resource, namespace: str | None, name: str) -> dict:
+    def get(self, r: Resource, namespace: str | None, name: str,
+            resource_version: str = "") -> dict:
+        """One object, at least as fresh as `resource_version` (GetOptions; see reads.py)."""
         try:
-            return self.store.get(r.kind, namespace or "", name)
+            return get_object(self.store, r, namespace, name, resource_version)
         except StoreError as err:
             raise ApiFailure(404, "NotFound", f'{r.qualified} "{name}" not found') from err
 
-    def list(self, r: Resource, namespace: str | None, selector: str | None) -> dict:
-        try:
-            items, rv = self.store.list(r.kind, namespace if r.namespaced else None,
-                                        selector or None)
-        except (ValueError, KeyError) as err:
-            raise ApiFailure(400, "BadRequest", f"unable to parse requirement: {err}") from err
-        return {"apiVersion": r.group_version, "kind": r.kind + "List",
-                "metadata": {"resourceVersion": rv}, "items": items}
+    def list(self, r: Resource, namespace: str | None, selector: str | None = None,
+             options: ListOptions | None = None) -> dict:
+        """The <Kind>List, honouring every list option (`options`, from query.list_options:
+        selectors, resourceVersion and its match, limit and continue); `selector` alone is a
+        label selector, for callers that have nothing else."""
+        if options is None:
+            options = list_options({"labelSelector": [selector]} if selector else {}, r.kind)
+        return list_objects(self.store, r, namespace, options)
 
     # -- admission
 

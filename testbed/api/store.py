@@ -14,7 +14,11 @@ as in Kubernetes; clients must treat it as opaque). Semantics follow the API ser
 * `watch` returns events after a resourceVersion, waiting up to a timeout for the first; the
   history is bounded and a resourceVersion older than it raises `Expired` (HTTP 410). A watch
   with a label selector sees an object that stops matching as DELETED and one that starts
-  matching as ADDED, as the API server's watch cache does.
+  matching as ADDED, as the API server's watch cache does; a `predicate` (field selectors)
+  narrows a watch the same way.
+* `list` with `at` reads the state as of an older resourceVersion (a paginated list's
+  snapshot, an Exact read), rebuilt from the watch history: Expired when the history no
+  longer reaches back that far. `wait_for` blocks until the store reaches a resourceVersion.
 
 Thread-safe: one lock, and a condition that writers notify and watchers wait on. No I/O.
 """
@@ -133,8 +137,14 @@ class Store:
             return clone(self._objects[key])
 
     def list(self, kind: str, namespace: str | None = None,
-             selector: dict | str | None = None, *, copy: bool = True) -> tuple[list[dict], str]:
+             selector: dict | str | None = None, *, copy: bool = True,
+             predicate: Callable[[dict], bool] | None = None,
+             at: int | None = None) -> tuple[list[dict], str]:
         """Matching objects sorted by namespace and name, and the store's resourceVersion.
+
+        `predicate`, when given, must accept an object too. `at` reads the objects as they were
+        at that resourceVersion (and returns it as the list's version): Expired when the
+        history does not reach back that far; it must not be newer than the store.
 
         `copy=False` hands out the stored objects themselves, for readers that promise never to
         change them (the in-process controllers: a pass over 1,000 Pods then costs no copies).
@@ -143,12 +153,40 @@ class Store:
         """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
         with self._lock:
+            objects = self._objects if at is None or at >= self._rv else self._state_at(at)
             found = [obj for _, obj in sorted(
-                (key, obj) for key, obj in self._objects.items()
+                (key, obj) for key, obj in objects.items()
                 if key[0] == kind and (namespace is None or key[1] == namespace)
-                and selector_matches(sel, obj["metadata"].get("labels")))]
-            rv = str(self._rv)
+                and selector_matches(sel, obj["metadata"].get("labels"))
+                and (predicate is None or predicate(obj)))]
+            rv = str(self._rv if at is None else at)
         return (clone(found) if copy else found), rv
+
+    def _state_at(self, at: int) -> dict[Key, dict]:
+        """Under the lock: the objects as of resourceVersion `at`, undoing newer events."""
+        if at < self._dropped_upto:
+            raise Expired(f"too old resource version: {at} ({self._dropped_upto + 1})")
+        objects = dict(self._objects)
+        for event in reversed(self._events):
+            if event.resource_version <= at:
+                break
+            key = key_of(event.object)
+            if event.type == "ADDED":
+                objects.pop(key, None)
+            elif event.previous is not None:
+                objects[key] = event.previous
+        return objects
+
+    def wait_for(self, rv: int, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the store to reach resourceVersion `rv`."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._rv < rv:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -275,11 +313,13 @@ class Store:
 
     def watch(self, kind: str | None = None, namespace: str | None = None,
               since: str | None = None, timeout: float = 0.0,
-              selector: dict | str | None = None) -> WatchBatch:
+              selector: dict | str | None = None, *,
+              predicate: Callable[[dict], bool] | None = None) -> WatchBatch:
         """Events after `since`, waiting up to `timeout` seconds for the first one.
 
         `since` None, "" or "0" starts with a synthetic ADDED event per current object, as a
-        Kubernetes watch without a resourceVersion does.
+        Kubernetes watch without a resourceVersion does. `predicate` narrows the events as the
+        label selector does (an object that stops matching is DELETED).
         """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
 
@@ -288,7 +328,8 @@ class Store:
                 return False
             k = key_of(obj)
             return ((kind is None or k[0] == kind) and (namespace is None or k[1] == namespace)
-                    and selector_matches(sel, obj["metadata"].get("labels")))
+                    and selector_matches(sel, obj["metadata"].get("labels"))
+                    and (predicate is None or predicate(obj)))
 
         deadline = time.monotonic() + timeout
         with self._lock:

@@ -3,6 +3,7 @@
     client = Client("http://172.16.0.2:6443")        # from a node, over the emulated network
     client = Client("unix:///run/testbed/RUN/apiserver.sock")   # from the host
     pods, rv = client.list("Pod", "default", selector="app=web")
+    mine, rv = client.list("Pod", None, fields="spec.nodeName=w1")   # a field selector
     for type_, pod in client.watch("Pod", "default", since=rv): ...
 
 Kinds are Kubernetes kind names; cluster-scoped kinds (Node, Namespace) ignore `namespace`.
@@ -152,10 +153,13 @@ class Client:
                 return None
             raise
 
-    def list(self, kind: str, namespace: str | None = None,
-             selector: str | None = None) -> tuple[list[dict], str]:
+    def list(self, kind: str, namespace: str | None = None, selector: str | None = None,
+             fields: str | None = None) -> tuple[list[dict], str]:
+        """Objects and the list's resourceVersion; `selector` (labels) and `fields` (a field
+        selector such as "spec.nodeName=w1") narrow the list on the server."""
         r = resource_for(kind)
-        out = self.request("GET", r.path(namespace), query={"labelSelector": selector or None})
+        out = self.request("GET", r.path(namespace), query={"labelSelector": selector or None,
+                                                            "fieldSelector": fields or None})
         items = out.get("items") or []
         for item in items:  # as kubectl does: list items carry their kind
             item.setdefault("kind", r.kind)
@@ -208,16 +212,18 @@ class Client:
     def watch(self, kind: str, namespace: str | None = None, since: str | None = None,
               selector: str | None = None, timeout: float = 30, *,
               on_connect: Callable[[http.client.HTTPConnection], None] | None = None,
-              ) -> Iterator[tuple[str, dict]]:
+              fields: str | None = None) -> Iterator[tuple[str, dict]]:
         """(type, object) events after `since` until the server ends the stream at `timeout`.
 
         `since` None starts with an ADDED event per current object. Raises Expired (410) when
         `since` is too old; the caller lists again. `on_connect` receives the stream's
-        connection, so that another thread can cut it (Informer.stop does).
+        connection, so that another thread can cut it (Informer.stop does). `selector` and
+        `fields` narrow the events as for `list`; an object that stops matching is DELETED.
         """
         r = resource_for(kind)
         query = {"watch": "1", "resourceVersion": since or None,
-                 "labelSelector": selector or None, "timeoutSeconds": max(1, int(timeout))}
+                 "labelSelector": selector or None, "fieldSelector": fields or None,
+                 "timeoutSeconds": max(1, int(timeout))}
         path = r.path(namespace) + "?" + urlencode({k: v for k, v in query.items()
                                                     if v is not None})
         conn = self._connect(timeout + 10)

@@ -38,9 +38,10 @@ class Informer:
                  selector: str | None = None, on_add: Handler | None = None,
                  on_update: Handler | None = None, on_delete: Handler | None = None,
                  resync: float | None = None, watch_timeout: float = 30,
-                 max_backoff: float = 5.0):
+                 max_backoff: float = 5.0, fields: str | None = None):
         self.client, self.kind = client, kind
         self.namespace, self.selector = namespace, selector
+        self.fields = fields  # a field selector ("spec.nodeName=w1"), applied by the server
         self.on_add, self.on_update, self.on_delete = on_add, on_update, on_delete
         self.resync = resync
         self.watch_timeout = watch_timeout
@@ -110,7 +111,7 @@ class Informer:
                 backoff = min(backoff * 2, self.max_backoff)
 
     def _relist(self) -> str:
-        items, rv = self.client.list(self.kind, self.namespace, self.selector)
+        items, rv = self.client.list(self.kind, self.namespace, self.selector, self.fields)
         self.lists += 1
         fresh = {_key(o): o for o in items}
         with self._lock:
@@ -134,7 +135,8 @@ class Informer:
             if self.resync:
                 timeout = max(1.0, min(timeout, self._next_resync - time.monotonic() + 0.5))
             stream = self.client.watch(self.kind, self.namespace, since=rv,
-                                       selector=self.selector, timeout=timeout,
+                                       selector=self.selector, fields=self.fields,
+                                       timeout=timeout,
                                        on_connect=self._remember)
             try:
                 for type_, obj in stream:

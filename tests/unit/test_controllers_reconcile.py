@@ -318,3 +318,45 @@ def test_controller_notes_become_events_in_the_store_and_expire_after_an_hour() 
     assert expire_events(store, datetime.now(UTC) + timedelta(minutes=59)) == []
     (gone,) = expire_events(store, datetime.now(UTC) + timedelta(minutes=61))
     assert gone.kind == "Event" and store.list("Event")[0] == []
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+def test_endpoints_follow_the_managed_slices() -> None:
+    from testbed.controllers.endpoints import reconcile_endpoints
+    from testbed.controllers.endpointslice import reconcile_endpointslices
+
+    store = make_store()
+    rng = random.Random(7)
+    store.create(node("w1"))
+    store.create(valid(service()))
+    for name, ip in (("a", "10.0.0.2"), ("b", "10.0.0.3"), ("c", "10.0.0.4")):
+        store.create(web_pod(name))
+        set_ready(store, name, ready=name != "b", ip=ip)
+    store.create(valid({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "manual"}, "spec": {"ports": [{"port": 80}]}}))
+    mine = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "manual",
+                                                                 "namespace": "default"},
+            "subsets": [{"addresses": [{"ip": "192.0.2.1"}], "ports": [{"port": 80}]}]}
+    store.create(mine)
+    reconcile_endpointslices(store, rng)
+    changes = reconcile_endpoints(store)
+    assert [str(c) for c in changes] == ["create Endpoints default/web"]
+    ep = store.get("Endpoints", "default", "web")
+    (subset,) = ep["subsets"]
+    assert [a["ip"] for a in subset["addresses"]] == ["10.0.0.2", "10.0.0.4"]
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.0.0.3"]
+    assert subset["addresses"][0]["targetRef"]["name"] == "a"
+    assert subset["ports"] == [{"name": "dns", "port": 5353, "protocol": "UDP"},
+                               {"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+    assert reconcile_endpoints(store) == []                      # nothing new
+    # A terminating pod leaves; the Service going takes its Endpoints, never the user's.
+    store.delete("Pod", "default", "a", grace_seconds=30)
+    reconcile_endpointslices(store, rng)
+    reconcile_endpoints(store)
+    assert [a["ip"] for a in store.get("Endpoints", "default", "web")["subsets"][0]
+            ["addresses"]] == ["10.0.0.4"]
+    store.delete("Service", "default", "web")
+    assert [str(c) for c in reconcile_endpoints(store)] == ["delete Endpoints default/web"]
+    assert store.get("Endpoints", "default", "manual")["subsets"] == mine["subsets"]

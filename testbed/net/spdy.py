@@ -200,6 +200,9 @@ class Stream:
         self.inbox = Inbox(QUEUE_FRAMES, ended=finished)
         self.local_closed = False
         self.reset_received = False
+        # set once the session answered the SYN_STREAM: a client drops frames of a stream it
+        # has no reply for, so nothing may be sent before (spdystream's waitWriteReply)
+        self.replied = threading.Event()
 
     def header(self, name: str) -> str:
         return (self.headers.get(name.lower()) or [""])[0]
@@ -212,6 +215,7 @@ class Stream:
 
     def write(self, data: bytes) -> None:
         """DATA frames; ConnectionError when the stream or the session can take no more."""
+        self.replied.wait()
         if self.local_closed or self.reset_received:
             raise ConnectionError(f"stream {self.id} is closed")
         for at in range(0, len(data), MAX_DATA):
@@ -219,6 +223,7 @@ class Stream:
 
     def close(self) -> None:
         """Half-close: an empty DATA frame with FIN (once)."""
+        self.replied.wait()
         if self.local_closed or self.reset_received:
             return
         self.local_closed = True
@@ -229,6 +234,7 @@ class Stream:
 
     def reset(self, status: int = CANCEL) -> None:
         """RST_STREAM: both directions end now, buffered data is dropped."""
+        self.replied.wait()
         if not self.local_closed and not self.reset_received:
             self.local_closed = True
             try:
@@ -324,9 +330,13 @@ class Session:
         self.streams[stream_id] = stream
         if self.goaway_sent or not self.on_stream(stream):
             self.streams.pop(stream_id, None)
+            stream.replied.set()
             stream.reset(REFUSED_STREAM if self.goaway_sent else CANCEL)
             return
-        self._send_headers(SYN_REPLY, 0, struct.pack("!I", stream_id), {})
+        try:
+            self._send_headers(SYN_REPLY, 0, struct.pack("!I", stream_id), {})
+        finally:
+            stream.replied.set()
 
     def close(self, status: int = GOAWAY_OK) -> None:
         """GOAWAY (once) naming the last stream we took, then end our direction of the

@@ -40,6 +40,7 @@ from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
 from testbed.api import discovery, openapi, options
 from testbed.api.admission import Api, ApiFailure, from_store
+from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.query import BOOKMARK_PERIOD, ListOptions, bookmark, list_options, next_bookmark
 from testbed.api.reads import watch_next, watch_start
 from testbed.api.resources import Resource, Route, parse_path
@@ -169,11 +170,14 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiFailure(400, "BadRequest", "couldn't get version/kind; json parse error: "
                              f"{err}") from None
 
-    def _send(self, code: int, body: dict | str, content_type: str | None = None) -> None:
+    def _send(self, code: int, body: dict | str, content_type: str | None = None,
+              headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
         self.send_response(code)
         self.send_header("Content-Type", content_type or (
             "text/plain" if isinstance(body, str) else "application/json"))
+        for key, value in headers:  # e.g. fieldValidation=Warn's Warning headers
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -266,10 +270,6 @@ class Handler(BaseHTTPRequestHandler):
         r, ns, name, sub = rt.resource, rt.namespace, rt.name, rt.subresource
         if r.namespaced and name is not None and ns is None:
             raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
-        if sub in ("exec", "attach", "portforward") and method in ("GET", "POST"):
-            # an upgraded connection (WebSocket or SPDY) for the session, to its end
-            from testbed.agents.streaming.server import serve
-            return serve(self, self.server.pod_runtime, api.get(r, ns, name), sub, query)  # type: ignore[arg-type,attr-defined]
         if method == "GET" and name is None:
             # list and watch: every option honoured or refused (api/query.py, api/reads.py),
             # the answer in the form the Accept header asks for (api/tables.py)
@@ -291,15 +291,19 @@ class Handler(BaseHTTPRequestHandler):
             got = api.get(r, ns, name, (query.get("resourceVersion") or [""])[0])  # type: ignore[arg-type]
             return self._answer(render(form, got, r.kind, _now(), include), form, query)
         if method == "POST" and name is None:
-            return self._send(201, api.create(r, ns, body, dry_run=options.dry_run(query)))
+            fields = FieldValidation.from_query(query, self.raw_body)
+            return self._send(201, api.create(r, ns, body, dry_run=options.dry_run(query),
+                                              fields=fields), headers=fields.headers())
         if method == "PUT" and name is not None:
             if sub == "status":
                 return self._send(200, api.replace_status(r, ns, name, body,
                                                           dry_run=options.dry_run(query)))
             if sub == "scale":
                 return self._send(200, api.scale(ns or "", name, body))
+            fields = FieldValidation.from_query(query, self.raw_body)
             return self._send(200, api.replace(r, ns, name, body,
-                                               dry_run=options.dry_run(query)))
+                                               dry_run=options.dry_run(query), fields=fields),
+                              headers=fields.headers())
         if method == "DELETE" and name is not None and sub is None:
             return self._send(200, api.delete(r, ns, name,  # type: ignore[arg-type]
                                               options=options.delete_options(query, body)))
@@ -445,20 +449,13 @@ def split_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _emulated_runtime(run_dir: Path) -> Any:
-    """exec, attach and port-forward into the kubelets' pods (agents/streaming/emulated.py);
-    tests pass a streaming.runtime.LocalRuntime as ApiServer(runtime=...) instead."""
-    from testbed.agents.streaming.emulated import EmulatedRuntime
-    return EmulatedRuntime(run_dir)
-
-
 class ApiServer:
     """The whole process in one object (tests run it in-process): store, API, servers, threads."""
 
     def __init__(self, state: Path, service_cidr: str, listen: tuple[str, int] = ("127.0.0.1", 0),
                  unix: Path | None = None, api_address: str | None = None,
                  node_ports: tuple[int, int] = (30000, 32767), controllers: bool = True,
-                 resync: float = 5.0, history: int = 1000, runtime: Any = None):
+                 resync: float = 5.0, history: int = 1000):
         self.store = JournaledStore(Path(state), history=history)
         self.api = Api(self.store, ServiceAllocator(service_cidr, node_ports))
         self.tcp = TCPServer(listen, self.api)
@@ -470,7 +467,6 @@ class ApiServer:
             if server is not None:
                 server.address_text = f"{ip}:{port}"
                 server.logs = PodLogs(Path(state).parent)  # the run directory
-                server.pod_runtime = runtime or _emulated_runtime(Path(state).parent)
         self.controllers = None
         if controllers:
             from testbed.agents.controllers import ControllerManager

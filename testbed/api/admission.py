@@ -18,12 +18,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from testbed.api.failures import ApiFailure
+from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.manifests import TOP_FIELDS, check_object
 from testbed.api.meta import check_metadata
 from testbed.api.options import DeleteOptions
 from testbed.api.query import ListOptions, list_options
 from testbed.api.reads import get_object, list_objects
 from testbed.api.resources import Resource, UnknownResource, resource_for
+from testbed.api.schema import field_names
 from testbed.api.store import Key, Store, StoreError, key_of
 from testbed.api.strategy import prepare_for_create, prepare_for_update
 from testbed.api.validation import Checker, is_cidr
@@ -62,8 +64,7 @@ def check_node(obj: dict) -> tuple[dict | None, list[Problem]]:
     if out.get("apiVersion") != "v1":
         ck.add(("apiVersion",), f'no matches for kind "Node" in version "{out.get("apiVersion")}"')
     check_metadata(ck, (), out, namespaced=False)
-    spec = ck.obj(out, "spec", (), {"podCIDR", "podCIDRs", "unschedulable", "taints",
-                                     "providerID"})
+    spec = ck.obj(out, "spec", (), field_names("io.k8s.api.core.v1.NodeSpec"))
     if spec is not None:
         cidr = ck.get(spec, "podCIDR", ("spec",), "string")
         if cidr:
@@ -114,7 +115,8 @@ class Api:
     # -- admission
 
     def _prepare(self, r: Resource, namespace: str | None, body: Any,
-                 name: str | None = None, new_namespaces: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+                 name: str | None = None, new_namespaces: set[str] = frozenset(),  # type: ignore[assignment]
+                 fields: FieldValidation | None = None) -> dict:
         if not isinstance(body, dict):
             raise ApiFailure(400, "BadRequest", "the request body must be a JSON object")
         obj = copy.deepcopy(body)
@@ -123,6 +125,8 @@ class Api:
         if obj["kind"] != r.kind:
             raise ApiFailure(400, "BadRequest", f"the kind in the data ({obj['kind']}) does not "
                              f"match the kind of the request path ({r.kind})")
+        if fields is not None:  # fieldValidation: drop or refuse unknown/duplicate fields
+            fields.screen(obj, "create" if name is None else "update")
         meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else {}
         if r.namespaced and namespace is not None:
             if meta.get("namespace") not in (None, "", namespace):
@@ -187,9 +191,11 @@ class Api:
     # -- writes
 
     def create(self, r: Resource, namespace: str | None, body: Any,
-               dry_run: bool = False) -> dict:
+               dry_run: bool = False, fields: FieldValidation | None = None) -> dict:
+        """`fields`: the request's fieldValidation (None: unknown fields are the validators'
+        422, as for the testbed's own batch apply); Warn's warnings are added to it."""
         with self._lock, self._dry(dry_run):
-            obj = self._prepare(r, namespace, body)
+            obj = self._prepare(r, namespace, body, fields=fields)
             if self._current(obj) is not None:
                 raise ApiFailure(409, "AlreadyExists",
                                  f'{r.qualified} "{obj["metadata"]["name"]}" already exists')
@@ -212,9 +218,9 @@ class Api:
                 self.allocator = saved
 
     def replace(self, r: Resource, namespace: str | None, name: str, body: Any,
-                dry_run: bool = False) -> dict:
+                dry_run: bool = False, fields: FieldValidation | None = None) -> dict:
         with self._lock, self._dry(dry_run):
-            obj = self._prepare(r, namespace, body, name)
+            obj = self._prepare(r, namespace, body, name, fields=fields)
             old = self._current(obj)
             if old is None:
                 raise ApiFailure(404, "NotFound", f'{r.qualified} "{name}" not found')

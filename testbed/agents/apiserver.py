@@ -270,6 +270,10 @@ class Handler(BaseHTTPRequestHandler):
         r, ns, name, sub = rt.resource, rt.namespace, rt.name, rt.subresource
         if r.namespaced and name is not None and ns is None:
             raise ApiFailure(404, "NotFound", "the server could not find the requested resource")
+        if sub in ("exec", "attach", "portforward") and method in ("GET", "POST"):
+            # an upgraded connection (WebSocket or SPDY) for the session, to its end
+            from testbed.agents.streaming.server import serve
+            return serve(self, self.server.pod_runtime, api.get(r, ns, name), sub, query)  # type: ignore[arg-type,attr-defined]
         if method == "GET" and name is None:
             # list and watch: every option honoured or refused (api/query.py, api/reads.py),
             # the answer in the form the Accept header asks for (api/tables.py)
@@ -449,13 +453,20 @@ def split_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _emulated_runtime(run_dir: Path) -> Any:
+    """exec, attach and port-forward into the kubelets' pods (agents/streaming/emulated.py);
+    tests pass a streaming.runtime.LocalRuntime as ApiServer(runtime=...) instead."""
+    from testbed.agents.streaming.emulated import EmulatedRuntime
+    return EmulatedRuntime(run_dir)
+
+
 class ApiServer:
     """The whole process in one object (tests run it in-process): store, API, servers, threads."""
 
     def __init__(self, state: Path, service_cidr: str, listen: tuple[str, int] = ("127.0.0.1", 0),
                  unix: Path | None = None, api_address: str | None = None,
                  node_ports: tuple[int, int] = (30000, 32767), controllers: bool = True,
-                 resync: float = 5.0, history: int = 1000):
+                 resync: float = 5.0, history: int = 1000, runtime: Any = None):
         self.store = JournaledStore(Path(state), history=history)
         self.api = Api(self.store, ServiceAllocator(service_cidr, node_ports))
         self.tcp = TCPServer(listen, self.api)
@@ -467,6 +478,7 @@ class ApiServer:
             if server is not None:
                 server.address_text = f"{ip}:{port}"
                 server.logs = PodLogs(Path(state).parent)  # the run directory
+                server.pod_runtime = runtime or _emulated_runtime(Path(state).parent)
         self.controllers = None
         if controllers:
             from testbed.agents.controllers import ControllerManager

@@ -36,18 +36,22 @@ class FieldValidation:
     directive: str = "Warn"
     raw: bytes | str | None = None
     warnings: list[str] = field(default_factory=list)
+    verb: str | None = None   # "patch" for PATCH requests (their wording); else as screened
 
     @classmethod
-    def from_query(cls, query: dict[str, list[str]], raw: bytes | str | None = None
-                   ) -> FieldValidation:
+    def from_query(cls, query: dict[str, list[str]], raw: bytes | str | None = None,
+                   verb: str | None = None) -> FieldValidation:
         """From the fieldValidation query parameter; absent or empty means Warn. The value is
         checked when the request is admitted (`screen`), as upstream checks it with the other
-        options."""
-        return cls((query.get("fieldValidation") or [""])[-1] or "Warn", raw)
+        options. For PATCH: verb="patch", and `raw` the patch when it is a merge or strategic
+        merge patch (its duplicate fields are the object's)."""
+        return cls((query.get("fieldValidation") or [""])[-1] or "Warn", raw, verb=verb)
 
     def screen(self, obj: dict, verb: str = "create") -> None:
         """Drop `obj`'s unknown fields (in place) or refuse them, per the directive; Warn
-        records a warning per unknown or duplicate field. `verb`: create, update or patch."""
+        records a warning per unknown or duplicate field. `verb`: create, update or patch
+        (the FieldValidation's own verb, when set, wins)."""
+        verb = self.verb or verb
         check_directive(self.directive, verb)
         found = problems(obj, self.raw)
         if not found:

@@ -92,6 +92,10 @@ def test_patch_wording_and_warning_escapes() -> None:
         ' "" is invalid: patch: Invalid value: "{\\"kind\\":\\"Pod\\",\\"spec\\":{}}": strict '
         'decoding error: unknown field "spec.x"')
     assert warning_header('a "b" \\ c') == '299 - "a \\"b\\" \\\\ c"'
+    with pytest.raises(ApiFailure) as err:  # PATCH's wording, from the request's own verb
+        FieldValidation("Strict", verb="patch").screen({"kind": "Pod", "apiVersion": "v1",
+                                                        "x": 1}, "update")
+    assert err.value.code == 422 and err.value.message.startswith(' "" is invalid: patch: ')
 
 
 def test_the_api_prunes_on_create_and_replace_and_batch_apply_stays_strict(

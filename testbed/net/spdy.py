@@ -198,6 +198,7 @@ class Stream:
     def __init__(self, session: Session, stream_id: int, headers: Headers, finished: bool):
         self.session, self.id, self.headers = session, stream_id, headers
         self.inbox = Inbox(QUEUE_FRAMES, ended=finished)
+        self.remote_finished = finished
         self.local_closed = False
         self.reset_received = False
         # set once the session answered the SYN_STREAM: a client drops frames of a stream it
@@ -227,6 +228,8 @@ class Stream:
         if self.local_closed or self.reset_received:
             return
         self.local_closed = True
+        if self.remote_finished:   # both halves done: the session forgets the stream
+            self.session.streams.pop(self.id, None)
         try:
             self.session.send(data_frame(self.id, b"", FLAG_FIN))
         except OSError:
@@ -235,6 +238,7 @@ class Stream:
     def reset(self, status: int = CANCEL) -> None:
         """RST_STREAM: both directions end now, buffered data is dropped."""
         self.replied.wait()
+        self.session.streams.pop(self.id, None)
         if not self.local_closed and not self.reset_received:
             self.local_closed = True
             try:
@@ -297,7 +301,10 @@ class Session:
             if stream is not None:
                 stream.inbox.put(frame.payload)
                 if frame.flags & FLAG_FIN:
+                    stream.remote_finished = True
                     stream.inbox.end()
+                    if stream.local_closed:
+                        self.streams.pop(stream.id, None)
             return True
         if frame.kind == SYN_STREAM:
             self._syn_stream(frame)

@@ -144,6 +144,7 @@ def test_streams_are_replied_to_carry_data_and_end(session):
     frames = [client.frame() for _ in range(3)]
     assert [(f.stream_id, len(f.payload), f.flags) for f in frames] == \
         [(1, spdy.MAX_DATA, 0), (1, 1, 0), (1, 0, FLAG_FIN)]
+    assert 1 not in s.streams   # both halves closed: forgotten (a long port-forward opens many)
 
 
 def test_refused_and_reset_streams(session):

@@ -38,9 +38,10 @@ import yaml
 
 from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
-from testbed.api import discovery, openapi, options
+from testbed.api import discovery, managedfields, openapi, options
 from testbed.api.admission import Api, ApiFailure, from_store
 from testbed.api.fieldvalidation import FieldValidation
+from testbed.api.patch import PatchError, force_option
 from testbed.api.query import BOOKMARK_PERIOD, ListOptions, bookmark, list_options, next_bookmark
 from testbed.api.reads import watch_next, watch_start
 from testbed.api.resources import Resource, Route, parse_path
@@ -297,21 +298,42 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and name is None:
             fields = FieldValidation.from_query(query, self.raw_body)
             return self._send(201, api.create(r, ns, body, dry_run=options.dry_run(query),
-                                              fields=fields), headers=fields.headers())
+                                              manager=self._manager(query), fields=fields),
+                              headers=fields.headers())
         if method == "PUT" and name is not None:
             if sub == "status":
                 return self._send(200, api.replace_status(r, ns, name, body,
                                                           dry_run=options.dry_run(query)))
             if sub == "scale":
-                return self._send(200, api.scale(ns or "", name, body))
+                return self._send(200, api.scale(ns or "", name, body, self._manager(query),
+                                                 options.dry_run(query)))
             fields = FieldValidation.from_query(query, self.raw_body)
             return self._send(200, api.replace(r, ns, name, body,
-                                               dry_run=options.dry_run(query), fields=fields),
+                                               dry_run=options.dry_run(query),
+                                               manager=self._manager(query), fields=fields),
                               headers=fields.headers())
+        if method == "PATCH" and name is not None and sub in (None, "status", "scale"):
+            # the body is decoded by its patch type (api/patch.py); apply may create (201)
+            try:
+                force = force_option(query.get("force"))
+            except PatchError as err:
+                raise ApiFailure(err.code, err.reason, err.message) from err
+            fields = FieldValidation.from_query(query, self.raw_body, verb="patch")
+            obj, created = api.patch(
+                r, ns, name, self.raw_body, self.headers.get("Content-Type") or "",
+                subresource=sub, field_manager=(query.get("fieldManager") or [""])[-1],
+                user_agent=self.headers.get("User-Agent") or "", force=force,
+                dry_run=options.dry_run(query), fields=fields)
+            return self._send(201 if created else 200, obj, headers=fields.headers())
         if method == "DELETE" and name is not None and sub is None:
             return self._send(200, api.delete(r, ns, name,  # type: ignore[arg-type]
                                               options=options.delete_options(query, body)))
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
+
+    def _manager(self, query: dict) -> str:
+        """The writer's field manager: ?fieldManager=, else its User-Agent's first word."""
+        return managedfields.manager_for((query.get("fieldManager") or [""])[-1],
+                                         self.headers.get("User-Agent") or "")
 
     def _pod_log(self, pod: dict, query: dict) -> None:
         """pods/log: the container's output as text/plain, streamed (chunked) while following."""

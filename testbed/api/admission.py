@@ -22,6 +22,7 @@ from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.manifests import TOP_FIELDS, check_object
 from testbed.api.meta import check_metadata
 from testbed.api.options import DeleteOptions
+from testbed.api.patchverbs import PatchVerbs
 from testbed.api.query import ListOptions, list_options
 from testbed.api.reads import get_object, list_objects
 from testbed.api.resources import Resource, UnknownResource, resource_for
@@ -84,8 +85,9 @@ def validate(obj: dict) -> dict:
     return checked
 
 
-class Api:
-    """The API's semantics without HTTP: admission, then the store. Writes are serialized."""
+class Api(PatchVerbs):
+    """The API's semantics without HTTP: admission, then the store. Writes are serialized.
+    PATCH, the scale subresource and managedFields are PatchVerbs' (patchverbs.py)."""
 
     def __init__(self, store: Store, allocator: ServiceAllocator):
         self.store = store
@@ -191,15 +193,17 @@ class Api:
     # -- writes
 
     def create(self, r: Resource, namespace: str | None, body: Any,
-               dry_run: bool = False, fields: FieldValidation | None = None) -> dict:
-        """`fields`: the request's fieldValidation (None: unknown fields are the validators'
-        422, as for the testbed's own batch apply); Warn's warnings are added to it."""
+               dry_run: bool = False, manager: str | None = None,
+               fields: FieldValidation | None = None) -> dict:
+        """`manager`: the field manager whose Update entry records the write (None: none).
+        `fields`: the request's fieldValidation (None: unknown fields are the validators' 422,
+        as for the testbed's own batch apply); Warn's warnings are added to it."""
         with self._lock, self._dry(dry_run):
             obj = self._prepare(r, namespace, body, fields=fields)
             if self._current(obj) is not None:
                 raise ApiFailure(409, "AlreadyExists",
                                  f'{r.qualified} "{obj["metadata"]["name"]}" already exists')
-            obj = self._admit(obj, None)
+            obj = self._admit(self._track(r, None, obj, manager), None)
             try:
                 return self.store.create(obj, dry_run=dry_run)
             except StoreError as err:
@@ -218,7 +222,8 @@ class Api:
                 self.allocator = saved
 
     def replace(self, r: Resource, namespace: str | None, name: str, body: Any,
-                dry_run: bool = False, fields: FieldValidation | None = None) -> dict:
+                dry_run: bool = False, manager: str | None = None,
+                fields: FieldValidation | None = None) -> dict:
         with self._lock, self._dry(dry_run):
             obj = self._prepare(r, namespace, body, name, fields=fields)
             old = self._current(obj)
@@ -229,7 +234,7 @@ class Api:
                 raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on '
                                  f'{r.qualified} "{name}": the object has been modified; please '
                                  "apply your changes to the latest version and try again")
-            obj = self._admit(obj, old)
+            obj = self._admit(self._track(r, old, obj, manager), old)
             try:
                 return self.store.update(obj, dry_run=dry_run)
             except StoreError as err:
@@ -246,26 +251,6 @@ class Api:
             return self.store.update_status(obj, dry_run=dry_run)
         except StoreError as err:
             raise from_store(err) from err
-
-    def scale(self, namespace: str, name: str, body: Any | None = None) -> dict:
-        r = resource_for("Deployment")
-        with self._lock:
-            deployment = self.get(r, namespace, name)
-            if body is not None:
-                replicas = ((body or {}).get("spec") or {}).get("replicas")
-                if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                    raise invalid("Scale", name, [("spec.replicas", f"Invalid value: {replicas!r}"
-                                                   ": must be greater than or equal to 0")])
-                deployment["spec"]["replicas"] = replicas
-                deployment["metadata"].pop("resourceVersion", None)
-                deployment = self.store.update(deployment)
-        labels = deployment["spec"]["selector"].get("matchLabels") or {}
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {"name": name, "namespace": namespace,
-                             "resourceVersion": deployment["metadata"]["resourceVersion"]},
-                "spec": {"replicas": deployment["spec"]["replicas"]},
-                "status": {"replicas": (deployment.get("status") or {}).get("replicas", 0),
-                           "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
 
     def delete(self, r: Resource, namespace: str | None, name: str,
                grace: int | None = None, dry_run: bool = False,

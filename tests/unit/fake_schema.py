@@ -60,7 +60,7 @@ TYPES = {t.name: t for t in [
     _t("PodTemplate", Field("metadata", "object", "Meta"), Field("spec", "object", "PodSpec")),
     _t("PodSpec",
        Field("containers", "array", "Container", patch_strategy="merge", patch_merge_key="name",
-             list_type="map", list_map_keys=("name",)),
+             list_type="map", list_map_keys=("name",), required=True),
        Field("volumes", "array", "Volume", patch_strategy="merge,retainKeys",
              patch_merge_key="name", list_type="map", list_map_keys=("name",)),
        Field("nodeSelector", "map", items=S), Field("hostname", S)),

@@ -236,13 +236,29 @@ def test_delete_returns_promptly(server, tmp_path: Path, version: str) -> None:
     assert out.returncode == 0, out.stderr
     assert time.monotonic() - started < 5
     # a scheduled Pod terminates; kubectl waits (1.20: a watch with a field selector on its
-    # name) until it is gone, here when something deletes it for good a second later
-    threading.Timer(1.0, lambda: call(server, "DELETE", "/api/v1/namespaces/default/pods/"
-                                                        "web-1?gracePeriodSeconds=0")).start()
-    started = time.monotonic()
+    # name) until it is gone, here when something deletes it for good half a second after
+    # kubectl marked it terminating
+    gone_at: list[float] = []
+
+    def finish() -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            _, pod = call(server, "GET", "/api/v1/namespaces/default/pods/web-1")
+            if pod.get("metadata", {}).get("deletionTimestamp"):
+                time.sleep(0.5)
+                call(server, "DELETE", "/api/v1/namespaces/default/pods/web-1"
+                                       "?gracePeriodSeconds=0")
+                gone_at.append(time.monotonic())
+                return
+            time.sleep(0.05)
+
+    finisher = threading.Thread(target=finish)
+    finisher.start()
     out = run("delete", "pod", "web-1", "--timeout=20s")
+    done = time.monotonic()
+    finisher.join()
     assert out.returncode == 0, out.stderr
-    assert 0.9 < time.monotonic() - started < 8
+    assert gone_at and 0 <= done - gone_at[0] < 5  # it waited for the deletion, then returned
     assert call(server, "GET", "/api/v1/namespaces/default/pods/web-1")[0] == 404
 
 

@@ -88,8 +88,9 @@ def _accept(params: dict[str, str]) -> Form | None:
     return Form(kind, version, params.get("pretty") == "1")
 
 
-def negotiate(accept: str | None, watch: bool = False) -> Form:
-    """The form a request's Accept header asks for; 406 when this server produces none."""
+def negotiate(accept: str | None) -> Form:
+    """The form a request's Accept header asks for; 406 when this server produces none (for
+    a watch too: upstream negotiates a list's media type before it looks at `watch`)."""
     if not accept or not accept.strip():
         return Form()
     for main, sub, _, params in _clauses(accept):
@@ -97,8 +98,7 @@ def negotiate(accept: str | None, watch: bool = False) -> Form:
             form = _accept(params)
             if form is not None:
                 return form
-    supported = f"{JSON};stream=watch" if watch else JSON
-    raise not_acceptable(f"only the following media types are accepted: {supported}")
+    raise not_acceptable(f"only the following media types are accepted: {JSON}")
 
 
 def include_object(query: Mapping[str, list[str]]) -> str:

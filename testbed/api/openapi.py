@@ -12,9 +12,9 @@
 Definitions carry x-kubernetes-group-version-kind on top-level kinds and the patch and list
 extensions (x-kubernetes-patch-strategy, -patch-merge-key, -list-type, -list-map-keys,
 -map-type); int-or-string is published as upstream publishes it (v2: type string, format
-int-or-string; v3: x-kubernetes-int-or-string). kubectl 1.20 validates manifests and explains
-fields from the v2 protobuf; kubectl 1.37 explains from v3 and sends fieldValidation=Strict
-because the v3 PATCH operations list that parameter. ETags and hashes are upstream's (SHA-512
+int-or-string; v3: the IntOrString component, x-kubernetes-int-or-string). kubectl 1.20
+validates manifests and explains fields from the v2 protobuf; kubectl 1.37 explains from v3
+and sends fieldValidation=Strict because the v3 PATCH operations list that parameter. ETags and hashes are upstream's (SHA-512
 of the JSON, in upper-case hex). Everything is computed once. No I/O.
 """
 
@@ -37,6 +37,13 @@ PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _PROTOBUF_V2_SUBTYPES = ("com.github.proto-openapi.spec.v2.v1.0+protobuf",
                          "com.github.proto-openapi.spec.v2@v1.0+protobuf")
 INFO = {"title": "Kubernetes", "version": discovery.VERSION_INFO["gitVersion"]}
+INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+INT_OR_STRING_V3 = {
+    "description": "An integer or a string: a port number or a port name, a count or a "
+                   "percentage such as \"25%\".",
+    "x-kubernetes-int-or-string": True,
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+}
 
 
 # -- schemas ---------------------------------------------------------------------------------------
@@ -65,8 +72,9 @@ def field_schema(f: Field, ref: str, v3: bool) -> dict[str, Any]:
         out = ({"type": "array", "items": item} if f.type == "array"
                else {"type": "object", "additionalProperties": item})
     elif f.type == "int-or-string":
-        out = ({"x-kubernetes-int-or-string": True,
-                "anyOf": [{"type": "integer"}, {"type": "string"}]} if v3
+        # v3: a reference to the IntOrString component (x-kubernetes-int-or-string), so that
+        # kubectl explain names the type as it does against upstream
+        out = ({"allOf": [{"$ref": ref + INT_OR_STRING}]} if v3
                else {"type": "string", "format": "int-or-string"})
     elif f.type == "any":
         out = {"x-kubernetes-preserve-unknown-fields": True} if v3 else {}
@@ -228,9 +236,11 @@ def v3_document(group_version: str) -> dict[str, Any]:
     """OpenAPI 3.0 of one served group-version ("v1", "apps/v1")."""
     items = sorted(paths(group_version), key=lambda i: i.path)
     defs = definitions()
+    schemas = {name: type_schema(defs[name], v3=True) for name in reachable(_used(items))}
+    if any(f.type == "int-or-string" for name in schemas for f in defs[name].fields.values()):
+        schemas[INT_OR_STRING] = dict(INT_OR_STRING_V3)
     return {
-        "components": {"schemas": {name: type_schema(defs[name], v3=True)
-                                   for name in reachable(_used(items))}},
+        "components": {"schemas": dict(sorted(schemas.items()))},
         "info": dict(INFO),
         "openapi": "3.0.0",
         "paths": {item.path: _path_v3(item) for item in items},

@@ -45,7 +45,10 @@ def test_definitions_carry_patch_and_list_extensions_and_int_or_string() -> None
     assert (target["type"], target["format"]) == ("string", "int-or-string")
     v3 = openapi.v3_document("v1")["components"]["schemas"]
     target3 = v3["io.k8s.api.core.v1.ServicePort"]["properties"]["targetPort"]
-    assert target3["x-kubernetes-int-or-string"] is True and "type" not in target3
+    assert target3["allOf"] == [{"$ref": "#/components/schemas/"
+                                         "io.k8s.apimachinery.pkg.util.intstr.IntOrString"}]
+    int_or_string = v3["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]
+    assert int_or_string["x-kubernetes-int-or-string"] is True and "type" not in int_or_string
     assert v3["io.k8s.api.core.v1.ObjectReference"]["x-kubernetes-map-type"] == "atomic"
     # free-form types: a map of anything in v2 (no properties), preserved in v3
     assert v2()["definitions"]["io.k8s.api.core.v1.Affinity"] == {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ipaddress
 import logging
 import threading
 from collections.abc import Iterator
@@ -392,4 +393,13 @@ class Api(PatchVerbs):
                "addressType": "IPv4",
                "endpoints": [{"addresses": [api_ip], "conditions": {"ready": True}}],
                "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}
-        self.apply_batch([service, eps])
+        endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                     "metadata": {"name": "kubernetes", "namespace": "default",
+                                  "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                     "subsets": [{"addresses": [{"ip": api_ip}],
+                                  "ports": [{"name": "https", "port": api_port,
+                                             "protocol": "TCP"}]}]}
+        # Endpoints may not name a loopback address (upstream validation); only an API server
+        # listening on loopback (the in-process one of the unit tests) goes without them.
+        loopback = ipaddress.ip_address(api_ip).is_loopback
+        self.apply_batch([service, eps] + ([] if loopback else [endpoints]))

@@ -180,7 +180,15 @@ class Api(PatchVerbs):
                 spec["nodeName"] = old_spec["nodeName"]  # re-applying a manifest keeps binding
 
             def unbound(s: dict) -> dict:
-                return {k: v for k, v in s.items() if k != "nodeName"}
+                """The spec without what an update may change (ValidatePodUpdate): the
+                binding, the containers' images, activeDeadlineSeconds."""
+                out = {k: v for k, v in s.items() if k not in ("nodeName",
+                                                                "activeDeadlineSeconds")}
+                for key in ("containers", "initContainers"):
+                    if isinstance(s.get(key), list):
+                        out[key] = [{k: v for k, v in c.items() if k != "image"}
+                                    if isinstance(c, dict) else c for c in s[key]]
+                return out
 
             moved = old_spec.get("nodeName") not in (None, spec.get("nodeName"))
             if moved or unbound(spec) != unbound(old_spec):

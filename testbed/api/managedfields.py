@@ -398,7 +398,8 @@ def apply(live: dict | None, config: dict, shape: Shape, group_version: str, kin
     if merged is None:
         out = copy.deepcopy(base)
     else:
-        managers[who] = replace(managers[who], time=stamp)
+        if who in managers:  # an applier that owns nothing has no entry
+            managers[who] = replace(managers[who], time=stamp)
         out = prune_nulls(merged)
     if manager == KUBECTL and ((out.get("metadata") or {}).get("annotations") or {}).get(
             LAST_APPLIED):

@@ -213,6 +213,13 @@ def test_apply_creates_and_a_second_identical_apply_changes_nothing() -> None:
     assert again == created
 
 
+def test_an_applier_that_sets_only_the_name_owns_nothing() -> None:
+    ns = shapes.for_kind(schema, "v1", "Namespace")
+    cfg = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}
+    created = mf.apply(None, cfg, ns, "v1", "Namespace", "kubectl", False, clock())
+    assert created == cfg  # no managedFields: nothing but the name was applied
+
+
 def test_a_conflict_names_the_manager_and_force_takes_the_field_over() -> None:
     live = mf.update(None, deployment(), FAKE, "apps/v1", "kubectl-client-side-apply", clock())
     with pytest.raises(mf.ApplyConflict) as err:

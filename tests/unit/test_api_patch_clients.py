@@ -340,3 +340,16 @@ def test_status_and_scale_subresources(server) -> None:
     assert call(server, "PUT", path + "/scale", stale)[0] == 409
     code, out = call(server, "PUT", path + "/scale", dict(scale, spec={"replicas": 6}))
     assert code == 200 and get(server)["spec"]["replicas"] == 6
+
+
+def test_a_pods_images_may_change_and_nothing_else_in_its_spec(server) -> None:
+    pods = "/api/v1/namespaces/default/pods"
+    call(server, "POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    smp = "application/strategic-merge-patch+json"
+    code, pod = call(server, "PATCH", f"{pods}/p", {"spec": {"containers": [
+        {"name": "c", "image": "busybox:2"}]}}, smp)
+    assert code == 200 and pod["spec"]["containers"][0]["image"] == "busybox:2"
+    code, out = call(server, "PATCH", f"{pods}/p", {"spec": {"containers": [
+        {"name": "c", "command": ["sh"]}]}}, smp)
+    assert code == 422 and "pod updates may not change fields" in out["message"]

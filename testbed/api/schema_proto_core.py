@@ -1,0 +1,203 @@
+"""Pure: upstream's protobuf field numbers of the core/v1 messages outside the pod (Service,
+Node, Namespace, Endpoints, Event, ...): data, read by testbed/api/schema_proto.py, whose
+docstring describes the format. Generated once from k8s.io/api core/v1 generated.proto and
+types.go. No I/O.
+"""
+
+MESSAGES: dict[str, tuple[str, ...]] = {
+    "core.AttachedVolume": ("name 1 string", "devicePath 2 string"),
+    "core.ClientIPConfig": ("timeoutSeconds 1 *int32 ?",),
+    "core.ConfigMapNodeConfigSource": (
+        "namespace 1 string", "name 2 string", "uid 3 string ?", "resourceVersion 4 string ?",
+        "kubeletConfigKey 5 string",
+    ),
+    "core.ContainerExtendedResourceRequest": (
+        "containerName 1 string", "resourceName 2 string", "requestName 3 string",
+    ),
+    "core.ContainerImage": ("names 1 []string", "sizeBytes 2 int64 ?"),
+    "core.ContainerState": (
+        "waiting 1 *core.ContainerStateWaiting ?", "running 2 *core.ContainerStateRunning ?",
+        "terminated 3 *core.ContainerStateTerminated ?",
+    ),
+    "core.ContainerStateRunning": ("startedAt 1 time ?",),
+    "core.ContainerStateTerminated": (
+        "exitCode 1 int32", "signal 2 int32 ?", "reason 3 string ?", "message 4 string ?",
+        "startedAt 5 time ?", "finishedAt 6 time ?", "containerID 7 string ?",
+    ),
+    "core.ContainerStateWaiting": ("reason 1 string ?", "message 2 string ?"),
+    "core.ContainerStatus": (
+        "name 1 string", "state 2 core.ContainerState ?", "lastState 3 core.ContainerState ?",
+        "ready 4 bool", "restartCount 5 int32", "image 6 string", "imageID 7 string",
+        "containerID 8 string ?", "started 9 *bool ?", "allocatedResources 10 {}quantity ?",
+        "resources 11 *core.ResourceRequirements ?", "volumeMounts 12 []core.VolumeMountStatus ?",
+        "user 13 *core.ContainerUser ?", "allocatedResourcesStatus 14 []core.ResourceStatus ?",
+        "stopSignal 15 *string ?",
+    ),
+    "core.ContainerUser": ("linux 1 *core.LinuxContainerUser ?",),
+    "core.DaemonEndpoint": ("Port 1 int32",),
+    "core.EndpointAddress": (
+        "ip 1 string", "hostname 3 string ?", "nodeName 4 *string ?",
+        "targetRef 2 *core.ObjectReference ?",
+    ),
+    "core.EndpointPort": (
+        "name 1 string ?", "port 2 int32", "protocol 3 string ?", "appProtocol 4 *string ?",
+    ),
+    "core.EndpointSubset": (
+        "addresses 1 []core.EndpointAddress ?", "notReadyAddresses 2 []core.EndpointAddress ?",
+        "ports 3 []core.EndpointPort ?",
+    ),
+    "core.Endpoints": ("metadata 1 meta.ObjectMeta ?", "subsets 2 []core.EndpointSubset ?"),
+    "core.EndpointsList": ("metadata 1 meta.ListMeta ?", "items 2 []core.Endpoints"),
+    "core.Event": (
+        "metadata 1 meta.ObjectMeta", "involvedObject 2 core.ObjectReference", "reason 3 string ?",
+        "message 4 string ?", "source 5 core.EventSource ?", "firstTimestamp 6 time ?",
+        "lastTimestamp 7 time ?", "count 8 int32 ?", "type 9 string ?", "eventTime 10 microtime ?",
+        "series 11 *core.EventSeries ?", "action 12 string ?", "related 13 *core.ObjectReference ?",
+        "reportingComponent 14 string", "reportingInstance 15 string",
+    ),
+    "core.EventList": ("metadata 1 meta.ListMeta ?", "items 2 []core.Event"),
+    "core.EventSeries": ("count 1 int32 ?", "lastObservedTime 2 microtime ?"),
+    "core.EventSource": ("component 1 string ?", "host 2 string ?"),
+    "core.HostIP": ("ip 1 string",),
+    "core.ImageVolumeStatus": ("imageRef 1 string ?",),
+    "core.LinuxContainerUser": ("uid 1 int64", "gid 2 int64", "supplementalGroups 3 []int64 ?"),
+    "core.LoadBalancerIngress": (
+        "ip 1 string ?", "hostname 2 string ?", "ipMode 3 *string ?", "ports 4 []core.PortStatus ?",
+    ),
+    "core.LoadBalancerStatus": ("ingress 1 []core.LoadBalancerIngress ?",),
+    "core.Namespace": (
+        "metadata 1 meta.ObjectMeta ?", "spec 2 core.NamespaceSpec ?",
+        "status 3 core.NamespaceStatus ?",
+    ),
+    "core.NamespaceCondition": (
+        "type 1 string", "status 2 string", "lastTransitionTime 4 time ?", "reason 5 string ?",
+        "message 6 string ?",
+    ),
+    "core.NamespaceList": ("metadata 1 meta.ListMeta ?", "items 2 []core.Namespace"),
+    "core.NamespaceSpec": ("finalizers 1 []string ?",),
+    "core.NamespaceStatus": ("phase 1 string ?", "conditions 2 []core.NamespaceCondition ?"),
+    "core.Node": (
+        "metadata 1 meta.ObjectMeta ?", "spec 2 core.NodeSpec ?", "status 3 core.NodeStatus ?",
+    ),
+    "core.NodeAddress": ("type 1 string", "address 2 string"),
+    "core.NodeAllocatableMappedResources": ("name 1 string", "quantity 2 *quantity"),
+    "core.NodeAllocatableOverheadResources": (
+        "name 1 string", "perPod 2 *quantity ?", "perContainer 3 *quantity ?",
+    ),
+    "core.NodeAllocatableResourceClaimStatus": (
+        "resourceClaimName 1 string", "containers 2 []string ?",
+        "mapping 4 []core.NodeAllocatableMappedResources ?",
+        "overhead 5 []core.NodeAllocatableOverheadResources ?",
+    ),
+    "core.NodeCondition": (
+        "type 1 string", "status 2 string", "lastHeartbeatTime 3 time ?",
+        "lastTransitionTime 4 time ?", "reason 5 string ?", "message 6 string ?",
+    ),
+    "core.NodeConfigSource": ("configMap 2 *core.ConfigMapNodeConfigSource ?",),
+    "core.NodeConfigStatus": (
+        "assigned 1 *core.NodeConfigSource ?", "active 2 *core.NodeConfigSource ?",
+        "lastKnownGood 3 *core.NodeConfigSource ?", "error 4 string ?",
+    ),
+    "core.NodeDaemonEndpoints": ("kubeletEndpoint 1 core.DaemonEndpoint ?",),
+    "core.NodeFeatures": ("supplementalGroupsPolicy 1 *bool ?",),
+    "core.NodeList": ("metadata 1 meta.ListMeta ?", "items 2 []core.Node"),
+    "core.NodePodPreemptionPolicy": ("disableResizePreemption 1 []string ?",),
+    "core.NodeRuntimeHandler": ("name 1 string", "features 2 *core.NodeRuntimeHandlerFeatures ?"),
+    "core.NodeRuntimeHandlerFeatures": (
+        "recursiveReadOnlyMounts 1 *bool ?", "userNamespaces 2 *bool ?",
+    ),
+    "core.NodeSpec": (
+        "podCIDR 1 string ?", "podCIDRs 7 []string ?", "providerID 3 string ?",
+        "unschedulable 4 bool ?", "taints 5 []core.Taint ?",
+        "configSource 6 *core.NodeConfigSource ?", "externalID 2 string ?",
+        "podPreemptionPolicy 8 *core.NodePodPreemptionPolicy ?",
+    ),
+    "core.NodeStatus": (
+        "capacity 1 {}quantity ?", "allocatable 2 {}quantity ?", "phase 3 string ?",
+        "conditions 4 []core.NodeCondition ?", "addresses 5 []core.NodeAddress ?",
+        "daemonEndpoints 6 core.NodeDaemonEndpoints ?", "nodeInfo 7 core.NodeSystemInfo ?",
+        "images 8 []core.ContainerImage ?", "volumesInUse 9 []string ?",
+        "volumesAttached 10 []core.AttachedVolume ?", "config 11 *core.NodeConfigStatus ?",
+        "runtimeHandlers 12 []core.NodeRuntimeHandler ?", "features 13 *core.NodeFeatures ?",
+        "declaredFeatures 14 []string ?",
+    ),
+    "core.NodeSwapStatus": ("capacity 1 *int64 ?",),
+    "core.NodeSystemInfo": (
+        "machineID 1 string", "systemUUID 2 string", "bootID 3 string", "kernelVersion 4 string",
+        "osImage 5 string", "containerRuntimeVersion 6 string", "kubeletVersion 7 string",
+        "kubeProxyVersion 8 string", "operatingSystem 9 string", "architecture 10 string",
+        "swap 11 *core.NodeSwapStatus ?",
+    ),
+    "core.ObjectReference": (
+        "kind 1 string ?", "namespace 2 string ?", "name 3 string ?", "uid 4 string ?",
+        "apiVersion 5 string ?", "resourceVersion 6 string ?", "fieldPath 7 string ?",
+    ),
+    "core.Pod": (
+        "metadata 1 meta.ObjectMeta ?", "spec 2 core.PodSpec ?", "status 3 core.PodStatus ?",
+    ),
+    "core.PodCondition": (
+        "type 1 string", "observedGeneration 7 int64 ?", "status 2 string",
+        "lastProbeTime 3 time ?", "lastTransitionTime 4 time ?", "reason 5 string ?",
+        "message 6 string ?",
+    ),
+    "core.PodExtendedResourceClaimStatus": (
+        "requestMappings 1 []core.ContainerExtendedResourceRequest", "resourceClaimName 2 string",
+    ),
+    "core.PodIP": ("ip 1 string",),
+    "core.PodList": ("metadata 1 meta.ListMeta ?", "items 2 []core.Pod"),
+    "core.PodResourceClaimStatus": ("name 1 string", "resourceClaimName 2 *string ?"),
+    "core.PodStatus": (
+        "observedGeneration 17 int64 ?", "phase 1 string ?", "conditions 2 []core.PodCondition ?",
+        "message 3 string ?", "reason 4 string ?", "nominatedNodeName 11 string ?",
+        "hostIP 5 string ?", "hostIPs 16 []core.HostIP ?", "podIP 6 string ?",
+        "podIPs 12 []core.PodIP ?", "startTime 7 *time ?",
+        "initContainerStatuses 10 []core.ContainerStatus ?",
+        "containerStatuses 8 []core.ContainerStatus ?", "qosClass 9 string ?",
+        "ephemeralContainerStatuses 13 []core.ContainerStatus ?", "resize 14 string ?",
+        "resourceClaimStatuses 15 []core.PodResourceClaimStatus ?",
+        "extendedResourceClaimStatus 18 *core.PodExtendedResourceClaimStatus ?",
+        "allocatedResources 19 {}quantity ?", "resources 20 *core.ResourceRequirements ?",
+        "nodeAllocatableResourceClaimStatuses 21 []core.NodeAllocatableResourceClaimStatus ?",
+        "volumeHealth 22 []core.PodVolumeHealth ?",
+    ),
+    "core.PodTemplateSpec": ("metadata 1 meta.ObjectMeta ?", "spec 2 core.PodSpec ?"),
+    "core.PodVolumeHealth": (
+        "name 1 string", "healthConditions 2 []core.VolumeHealthCondition ?",
+        "lastTransitionTime 3 time ?",
+    ),
+    "core.PortStatus": ("port 1 int32", "protocol 2 string", "error 3 *string ?"),
+    "core.ResourceHealth": ("resourceID 1 string", "health 2 string ?", "message 6 *string ?"),
+    "core.ResourceStatus": ("name 1 string", "resources 2 []core.ResourceHealth ?"),
+    "core.Service": (
+        "metadata 1 meta.ObjectMeta ?", "spec 2 core.ServiceSpec ?",
+        "status 3 core.ServiceStatus ?",
+    ),
+    "core.ServiceList": ("metadata 1 meta.ListMeta ?", "items 2 []core.Service"),
+    "core.ServicePort": (
+        "name 1 string ?", "protocol 2 string ?", "appProtocol 6 *string ?", "port 3 int32",
+        "targetPort 4 intorstring ?", "nodePort 5 int32 ?",
+    ),
+    "core.ServiceSpec": (
+        "ports 1 []core.ServicePort ?", "selector 2 {}string ?", "clusterIP 3 string ?",
+        "clusterIPs 18 []string ?", "type 4 string ?", "externalIPs 5 []string ?",
+        "sessionAffinity 7 string ?", "loadBalancerIP 8 string ?",
+        "loadBalancerSourceRanges 9 []string ?", "externalName 10 string ?",
+        "externalTrafficPolicy 11 string ?", "healthCheckNodePort 12 int32 ?",
+        "publishNotReadyAddresses 13 bool ?",
+        "sessionAffinityConfig 14 *core.SessionAffinityConfig ?", "ipFamilies 19 []string ?",
+        "ipFamilyPolicy 17 *string ?", "allocateLoadBalancerNodePorts 20 *bool ?",
+        "loadBalancerClass 21 *string ?", "internalTrafficPolicy 22 *string ?",
+        "trafficDistribution 23 *string ?",
+    ),
+    "core.ServiceStatus": (
+        "loadBalancer 1 core.LoadBalancerStatus ?", "conditions 2 []meta.Condition ?",
+    ),
+    "core.SessionAffinityConfig": ("clientIP 1 *core.ClientIPConfig ?",),
+    "core.Taint": ("key 1 string", "value 2 string ?", "effect 3 string", "timeAdded 4 *time ?"),
+    "core.VolumeHealthCondition": ("status 1 string", "reason 2 string", "message 3 string ?"),
+    "core.VolumeMountStatus": (
+        "name 1 string", "mountPath 2 string", "readOnly 3 bool ?", "recursiveReadOnly 4 *string ?",
+        "volumeStatus 5 *core.VolumeStatus ?",
+    ),
+    "core.VolumeStatus": ("image 1 *core.ImageVolumeStatus ?",),
+}

@@ -38,7 +38,7 @@ import yaml
 
 from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
-from testbed.api import discovery, managedfields, openapi, options
+from testbed.api import discovery, managedfields, openapi, options, protobuf
 from testbed.api.admission import Api, ApiFailure, from_store
 from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.patch import PatchError, force_option
@@ -53,7 +53,7 @@ log = logging.getLogger("testbed.apiserver")
 
 WATCH_POLL = 1.0  # seconds between checks for a stopping server while a watch is idle
 MAX_BODY = 3 * 1024 * 1024   # upstream's limit on a request body (3 MiB)
-BODY_TYPES = ("application/json", "application/yaml")
+BODY_TYPES = ("application/json", "application/yaml", protobuf.CONTENT_TYPE)
 LISTEN_BACKLOG = 1024   # pending connections; 200 clients at once must not be reset
 
 
@@ -149,8 +149,9 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.readline(1024)
 
     def _decode(self, raw: bytes) -> Any:
-        """A JSON (or YAML) request body as data; None when empty. 415 for other media types,
-        400 for bytes that are not UTF-8 or do not parse, as upstream's decoder refuses them."""
+        """A JSON, YAML or protobuf request body as data; None when empty. 415 for other media
+        types, 400 for bytes that are not UTF-8 or do not parse, as upstream's decoder refuses
+        them."""
         if not raw:
             return None
         media = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
@@ -158,6 +159,14 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiFailure(415, "UnsupportedMediaType", "the body of the request was in an "
                              "unknown format - accepted media types include: "
                              + ", ".join(BODY_TYPES))
+        if media == protobuf.CONTENT_TYPE:
+            # kubectl's and client-go's typed clients: Kubernetes' protobuf (api/protobuf.py)
+            try:
+                return protobuf.decode(raw)
+            except protobuf.ProtobufError as err:
+                if parse_path(urlsplit(self.path).path) is None:
+                    return None  # no such resource: routing answers 404 first, as upstream's
+                raise ApiFailure(400, "BadRequest", protobuf.failure_message(raw, err)) from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:

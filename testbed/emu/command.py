@@ -40,7 +40,7 @@ def cmd_cli(args: argparse.Namespace) -> int:
     from testbed.scenario.command import require_root
     from testbed.spec.topology import load_topology
 
-    if args.topology is None or not os.path.exists(args.topology):
+    if args.topology is None or _names_a_cluster(args.topology):
         return _attached_cli(args)
     problems = []
     topo = objects = None
@@ -90,6 +90,13 @@ def cmd_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names_a_cluster(word: str) -> bool:
+    """A running cluster's name (a DNS label, and no file by that name), not a topology file."""
+    from testbed.api.validation import is_dns1123_label
+
+    return not os.path.exists(word) and not is_dns1123_label(word)
+
+
 def _attached_cli(args: argparse.Namespace) -> int:
     """`testbed cli NAME`: the CLI in a cluster that `testbed up` runs; it stays up after."""
     from mininet.log import setLogLevel
@@ -101,12 +108,12 @@ def _attached_cli(args: argparse.Namespace) -> int:
     from testbed.scenario.command import SETUP_ERRORS, require_root
 
     objects = load_manifests(args.filename)   # SpecError: exit 2, nothing applied
-    require_root()
     try:
-        cluster = attach(find(args.topology, hint="give its name: testbed cli NAME"))
+        found = find(args.topology, hint="give its name: testbed cli NAME")
+        require_root()
+        cluster = attach(found)
     except (NoCluster, AttachError) as err:
-        what = "" if args.topology is None else f" (and {args.topology} is no file)"
-        print(f"testbed cli: {err}{what}", file=sys.stderr)
+        print(f"testbed cli: {err}", file=sys.stderr)
         return 1
     setLogLevel("info")
     try:

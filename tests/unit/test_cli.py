@@ -119,7 +119,6 @@ def test_proxy_render_on_a_missing_file(capsys, tmp_path):
     ["--bogus"],
     ["run", "--bogus", str(TOUR)],
     ["run", str(TOUR), "extra-arg"],
-    ["cli"],                                   # the topology is required
     ["proxy"],                                 # a proxy subcommand is required
     ["proxy", "render", "--mode", "ipvs", "x.yaml"],
     ["ps", "w1", "w2"],
@@ -154,3 +153,16 @@ def test_parser_lists_the_subcommands():
 def test_run_defaults_to_the_tour():
     args = build_parser().parse_args(["run"])
     assert Path(args.scenario) == TOUR
+
+
+def test_cli_without_a_topology_attaches_to_the_running_cluster_or_says_none_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TESTBED_RUN_ROOT=str(tmp_path))
+    for argv, words in ((["cli"], "no cluster is running"),
+                        (["cli", "lab"], "no cluster named 'lab' is running")):
+        done = subprocess.run([sys.executable, "-m", "testbed", *argv], env=env, text=True,
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 1 and words in done.stderr

@@ -69,4 +69,4 @@ def test_testbed_nat_without_a_matching_cluster_exits_1(capsys):
     from testbed.cli import main
 
     assert main(["nat", "w1", "--cluster", "no-such-cluster-anywhere"]) == 1
-    assert "no running cluster named 'no-such-cluster-anywhere'" in capsys.readouterr().err
+    assert "no cluster named 'no-such-cluster-anywhere' is running" in capsys.readouterr().err

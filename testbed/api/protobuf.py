@@ -1,5 +1,5 @@
-"""Pure: Kubernetes' protobuf encoding of objects (application/vnd.kubernetes.protobuf), both
-ways, between bytes and the JSON-shaped dicts the rest of the API layer works with.
+"""Pure: request bodies in Kubernetes' protobuf encoding (application/vnd.kubernetes.protobuf)
+read into the JSON-shaped dicts the rest of the API layer works with.
 
 A body is the magic b"k8s\\x00" and a runtime.Unknown message (k8s.io/apimachinery
 pkg/runtime/generated.proto: typeMeta{apiVersion 1, kind 2} 1, raw 2, contentEncoding 3,
@@ -18,8 +18,7 @@ refuses (Strict) or drops (Ignore) it as it does an unknown JSON field (api/fiel
 Inside a type the schema keeps free-form (Affinity, SecurityContext, ...) such a key is kept
 as a JSON client's unknown key would be.
 
-`encode` writes what gogo-protobuf writes for the same Go object, byte for byte: fields in
-number order, non-pointer fields always (zero values included), map keys sorted. No I/O.
+The way back, dict to bytes, is testbed/api/protobuf_encode.py. No I/O.
 """
 
 from __future__ import annotations
@@ -32,13 +31,13 @@ from functools import cache
 from typing import Any
 
 from testbed.api.schema import definitions
-from testbed.api.schema_proto import ProtoField, json_fields, message
+from testbed.api.schema_proto import ProtoField, message
 
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
 MAX_DEPTH = 100   # nesting of messages; deeper bodies are refused, not recursed into
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5   # wire types
 
 
 class ProtobufError(ValueError):
@@ -86,14 +85,14 @@ def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
         if number == 0:
             raise ProtobufError("illegal field number 0")
         value: int | bytes
-        if wire == _VARINT:
+        if wire == VARINT:
             value, pos = _varint(data, pos)
-        elif wire in (_FIXED64, _FIXED32):
-            size = 8 if wire == _FIXED64 else 4
+        elif wire in (FIXED64, FIXED32):
+            size = 8 if wire == FIXED64 else 4
             if pos + size > len(data):
                 raise ProtobufError("unexpected end of data in a fixed-size field")
             value, pos = int.from_bytes(data[pos:pos + size], "little"), pos + size
-        elif wire == _BYTES:
+        elif wire == BYTES:
             size, pos = _varint(data, pos)
             if pos + size > len(data):
                 raise ProtobufError(f"field {number}: length {size} runs past the end")
@@ -129,7 +128,7 @@ def unwrap(body: bytes) -> Envelope:
     strings = {3: "", 4: ""}
     type_meta, raw = b"", b""
     for number, wire, value in _fields(body[len(MAGIC):]):
-        if number in (1, 2, 3, 4) and wire != _BYTES:
+        if number in (1, 2, 3, 4) and wire != BYTES:
             raise ProtobufError(f"Unknown field {number}: wrong wire type {wire}")
         if number == 1:
             type_meta += value  # type: ignore[operator]
@@ -140,18 +139,10 @@ def unwrap(body: bytes) -> Envelope:
     meta = {1: "", 2: ""}
     for number, wire, value in _fields(type_meta):
         if number in meta:
-            if wire != _BYTES:
+            if wire != BYTES:
                 raise ProtobufError(f"TypeMeta field {number}: wrong wire type {wire}")
             meta[number] = _text(value, "TypeMeta")  # type: ignore[arg-type]
     return Envelope(meta[1], meta[2], raw, strings[3], strings[4])
-
-
-def wrap(envelope: Envelope) -> bytes:
-    """MAGIC and the runtime.Unknown of `envelope`, as upstream's serializer writes them."""
-    type_meta = _len(1, envelope.api_version.encode()) + _len(2, envelope.kind.encode())
-    return MAGIC + (_len(1, type_meta) + _len(2, envelope.raw)
-                    + _len(3, envelope.content_encoding.encode())
-                    + _len(4, envelope.content_type.encode()))
 
 
 @cache
@@ -178,21 +169,14 @@ def kind_message(api_version: str, kind: str) -> str:
     return name
 
 
-def decode(body: bytes) -> dict:
+def decode(body: bytes, depth: int = 0) -> dict:
     """A protobuf request body (MAGIC + runtime.Unknown) as the JSON-shaped object."""
     env = unwrap(body)
     if env.content_encoding:
         raise ProtobufError(f"unsupported contentEncoding {env.content_encoding!r}")
     name = kind_message(env.api_version, env.kind)
-    return {"kind": env.kind, "apiVersion": env.api_version, **decode_message(name, env.raw)}
-
-
-def encode(obj: dict) -> bytes:
-    """`obj` (with apiVersion and kind) as a protobuf body; ProtobufError for a field the
-    message does not have or a value of the wrong type."""
-    api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
-    raw = encode_message(kind_message(api_version, kind), obj, top=True)
-    return wrap(Envelope(api_version, kind, raw))
+    return {"kind": env.kind, "apiVersion": env.api_version,
+            **decode_message(name, env.raw, depth)}
 
 
 # -- decoding ------------------------------------------------------------------------------------
@@ -238,7 +222,7 @@ def decode_message(name: str, data: bytes, depth: int = 0) -> dict:
 
 def _check_wire(name: str, f: ProtoField, wire: int) -> None:
     numeric = f.type in ("int32", "int64", "bool")
-    if wire == (_VARINT if numeric else _BYTES) or (numeric and f.repeated and wire == _BYTES):
+    if wire == (VARINT if numeric else BYTES) or (numeric and f.repeated and wire == BYTES):
         return
     raise ProtobufError(f"{name.rpartition('.')[2]}.{f.json or f.type.rpartition('.')[2]}: "
                         f"wrong wire type {wire} for field {f.number}")
@@ -272,7 +256,7 @@ def _scalar(typ: str, value: int | bytes, what: str = "") -> Any:
 def _list(f: ProtoField, occurrences: list, depth: int) -> list:
     out: list = []
     for wire, value in occurrences:
-        if f.type in ("int32", "int64", "bool") and wire == _BYTES:   # packed
+        if f.type in ("int32", "int64", "bool") and wire == BYTES:   # packed
             pos = 0
             while pos < len(value):
                 item, pos = _varint(value, pos)
@@ -289,7 +273,7 @@ def _map(f: ProtoField, occurrences: list, depth: int) -> dict:
     for _, entry in occurrences:
         key, value = "", None
         for number, wire, item in _fields(entry):
-            if number == 1 and wire == _BYTES:
+            if number == 1 and wire == BYTES:
                 key = _text(item, f.json)  # type: ignore[arg-type]
             elif number == 2:
                 value = (wire, item)
@@ -320,10 +304,10 @@ def _value(typ: str, data: bytes, depth: int) -> Any:
         if not raw:
             return None
         if typ == "rawextension" and raw.startswith(MAGIC):  # type: ignore[union-attr]
-            return decode(raw)  # type: ignore[arg-type]
+            return decode(raw, depth + 1)  # type: ignore[arg-type]
         try:
             return json.loads(raw)  # type: ignore[arg-type]
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise ProtobufError(f"{typ}: the raw bytes are not JSON: {err}") from None
     return decode_message(typ, data, depth + 1)
 
@@ -350,7 +334,7 @@ def _time(data: bytes, micro: bool) -> str | None:
     seconds = _signed(parts.get(1, 0), 64)  # type: ignore[arg-type]
     nanos = _signed(parts.get(2, 0), 32) if micro else 0  # type: ignore[arg-type]
     try:
-        when = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+        when = EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     except OverflowError:
         raise ProtobufError(f"time {seconds}s is out of range") from None
     if micro:
@@ -366,115 +350,6 @@ def _omitted(f: ProtoField, value: Any) -> bool:
     if not f.omitempty or f.pointer:
         return False
     return f.type in ("int32", "int64", "bool", "string", "bytes") and not value
-
-
-# -- encoding ------------------------------------------------------------------------------------
-
-def _put_varint(value: int) -> bytes:
-    value &= (1 << 64) - 1   # negative numbers as ten bytes, as Go's uint64(int32) does
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _key(number: int, wire: int) -> bytes:
-    return _put_varint(number << 3 | wire)
-
-
-def _len(number: int, data: bytes) -> bytes:
-    return _key(number, _BYTES) + _put_varint(len(data)) + data
-
-
-def encode_message(name: str, obj: Any, top: bool = False) -> bytes:
-    """`obj` as message `name`, as gogo-protobuf writes the Go object it stands for."""
-    if not isinstance(obj, dict):
-        raise ProtobufError(f"{name.rpartition('.')[2]}: expected an object, got {obj!r:.60}")
-    known = json_fields(name)
-    for key in obj:
-        if key not in known and not (top and key in ("apiVersion", "kind")):
-            raise ProtobufError(f"{name.rpartition('.')[2]} has no field {key!r}")
-    out = bytearray()
-    for f in sorted(message(name).fields, key=lambda f: f.number):
-        value = obj if f.inline else obj.get(f.json)
-        if f.inline:
-            out += _len(f.number, encode_message(f.type, {k: v for k, v in obj.items()
-                                                         if k in json_fields(f.type)}))
-        elif f.repeated:
-            for item in value or ():
-                out += _encode_value(f, item)
-        elif f.map:
-            for key in sorted(value or {}):
-                entry = _len(1, str(key).encode()) + _encode_value(f, value[key], number=2)
-                out += _len(f.number, entry)
-        elif value is None and (f.pointer or f.type == "bytes"):
-            continue   # a nil pointer or []byte is not written
-        else:
-            out += _encode_value(f, value)
-    return bytes(out)
-
-
-def _encode_value(f: ProtoField, value: Any, number: int | None = None) -> bytes:
-    number = f.number if number is None else number
-    typ = f.type
-    try:
-        if typ in ("int32", "int64"):
-            if isinstance(value, bool) or not isinstance(value or 0, int):
-                raise TypeError
-            return _key(number, _VARINT) + _put_varint(value or 0)
-        if typ == "bool":
-            if not isinstance(value or False, bool):
-                raise TypeError
-            return _key(number, _VARINT) + _put_varint(1 if value else 0)
-        if typ == "string":
-            return _len(number, (value or "").encode() if isinstance(value or "", str)
-                        else _wrong())
-        if typ == "bytes":
-            return _len(number, base64.b64decode(value or "", validate=True))
-        return _len(number, _encode_special(typ, value))
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ProtobufError):
-            raise
-        raise ProtobufError(f"field {f.json or typ}: {value!r:.60} is not a {typ}") from None
-
-
-def _wrong() -> bytes:
-    raise TypeError
-
-
-def _encode_special(typ: str, value: Any) -> bytes:
-    if typ in ("time", "microtime"):
-        if value is None:
-            return b""
-        when = datetime.fromisoformat(str(value))
-        if when.tzinfo is None:
-            raise ValueError("no time zone")
-        delta = when - _EPOCH
-        seconds = delta.days * 86400 + delta.seconds
-        nanos = delta.microseconds * 1000 if typ == "microtime" else 0   # as ProtoTime()
-        return _key(1, _VARINT) + _put_varint(seconds) + _key(2, _VARINT) + _put_varint(nanos)
-    if typ == "intorstring":
-        value = 0 if value is None else value
-        if isinstance(value, str):
-            return (_key(1, _VARINT) + _put_varint(1) + _key(2, _VARINT) + _put_varint(0)
-                    + _len(3, value.encode()))
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError
-        return (_key(1, _VARINT) + _put_varint(0) + _key(2, _VARINT) + _put_varint(value)
-                + _len(3, b""))
-    if typ == "quantity":
-        if value is None:
-            value = "0"
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise TypeError
-        return _len(1, str(value).encode())
-    if typ in ("fieldsv1", "rawextension"):
-        if value is None:
-            return b""
-        return _len(1, json.dumps(value, separators=(",", ":")).encode())
-    return encode_message(typ, value if value is not None else {})
 
 
 def failure_message(body: bytes, err: ProtobufError) -> str:

@@ -41,6 +41,7 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 NAMESPACED_CONTENT = ("Deployment", "Service", "Endpoints", "EndpointSlice", "Ingress", "Pod",
                       "Event", "Lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
+BATCH_MANAGER = "testbed"   # the field manager of the testbed's own batch apply
 
 
 # -- admission -----------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class Api(PatchVerbs):
             if self._current(obj) is not None:
                 raise ApiFailure(409, "AlreadyExists",
                                  f'{r.qualified} "{obj["metadata"]["name"]}" already exists')
-            obj = self._admit(self._track(r, None, obj, manager), None)
+            obj = self._admitted(r, None, obj, manager)
             try:
                 return self.store.create(obj, dry_run=dry_run)
             except StoreError as err:
@@ -243,7 +244,7 @@ class Api(PatchVerbs):
                 raise ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on '
                                  f'{r.qualified} "{name}": the object has been modified; please '
                                  "apply your changes to the latest version and try again")
-            obj = self._admit(self._track(r, old, obj, manager), old)
+            obj = self._admitted(r, old, obj, manager)
             try:
                 return self.store.update(obj, dry_run=dry_run)
             except StoreError as err:
@@ -357,7 +358,7 @@ class Api(PatchVerbs):
                                          "is in the batch twice")
                     seen.add(key_of(obj))
                     old = self._current(obj)
-                    prepared.append((self._admit(obj, old), old))
+                    prepared.append((self._admitted(r, old, obj, BATCH_MANAGER), old))
                     if kind == "Namespace":
                         namespaces.add(obj["metadata"]["name"])
                 except (ApiFailure, UnknownResource) as err:

@@ -23,8 +23,10 @@ retries. `dry_run` admits, defaults and validates but stores and allocates nothi
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from testbed.api import managedfields, schema, shapes
 from testbed.api.failures import ApiFailure
@@ -39,7 +41,7 @@ from testbed.api.patch import (
     patch_type,
 )
 from testbed.api.resources import Resource, resource_for
-from testbed.api.store import Conflict, StoreError, utc_now
+from testbed.api.store import Conflict, Store, StoreError, utc_now
 
 PATCH_RETRIES = 5
 SCALE_VERSION = "autoscaling/v1"
@@ -64,6 +66,20 @@ class PatchVerbs:
 
     now: Callable[[], str] = staticmethod(utc_now)
 
+    if TYPE_CHECKING:  # what Api (admission.py) provides
+        store: Store
+        _lock: threading.RLock
+
+        def _dry(self, dry_run: bool) -> AbstractContextManager[None]: ...
+
+        def _prepare(self, r: Resource, namespace: str | None, body: Any,
+                     name: str | None = None, *, fields: FieldValidation | None = None
+                     ) -> dict: ...
+
+        def _admit(self, obj: dict, old: dict | None) -> dict: ...
+
+        def get(self, r: Resource, namespace: str | None, name: str) -> dict: ...
+
     # -- managedFields
 
     @staticmethod
@@ -77,6 +93,16 @@ class PatchVerbs:
             return obj
         return managedfields.update(old, obj, self.shape(r), r.group_version, manager,
                                     self.now, subresource)
+
+    def _admitted(self, r: Resource, old: dict | None, obj: dict,
+                  manager: str | None) -> dict:
+        """Admission (`_admit`) and managedFields, in the order that credits the writer with
+        what it wrote: a new object's fields before the server allocates anything (ClusterIPs
+        are nobody's), an update's after admission put back what the server keeps (a Pod's
+        node), so that those are not taken from their owners."""
+        if old is None:
+            return self._admit(self._track(r, None, obj, manager), None)
+        return self._track(r, old, self._admit(obj, old), manager)
 
     # -- PATCH
 
@@ -108,7 +134,7 @@ class PatchVerbs:
     def _retrying(self, r: Resource, name: str, dry_run: bool, attempt: Callable[[], Any]) -> Any:
         """`attempt()` under the write lock, again while the object changes under it."""
         for _ in range(PATCH_RETRIES):
-            with self._lock, self._dry(dry_run):  # type: ignore[attr-defined]
+            with self._lock, self._dry(dry_run):
                 try:
                     return attempt()
                 except _Retry:
@@ -119,7 +145,7 @@ class PatchVerbs:
 
     def _stored(self, r: Resource, namespace: str | None, name: str) -> dict | None:
         try:
-            return self.store.get(r.kind, namespace or "", name)  # type: ignore[attr-defined]
+            return self.store.get(r.kind, namespace or "", name)
         except StoreError:
             return None
 
@@ -135,22 +161,22 @@ class PatchVerbs:
                                          force, self.now, subresource)
             if subresource == "status":
                 return self._write_status(r, namespace, name, old, merged, dry_run), False
-            obj = self._prepare(r, namespace, merged, name,  # type: ignore[attr-defined]
+            obj = self._prepare(r, namespace, merged, name,
                                 fields=fields)
         else:
             patched = apply_patch(old, doc, ptype, shape)  # type: ignore[arg-type]
             if subresource == "status":
                 return self._write_status(r, namespace, name, old, patched, dry_run), False
-            obj = self._prepare(r, namespace, patched, name,  # type: ignore[attr-defined]
+            obj = self._prepare(r, namespace, patched, name,
                                 fields=fields)
-            obj = self._track(r, old, obj, manager)
-        if old is None:
-            obj = self._admit(obj, None)  # type: ignore[attr-defined]
-            return self.store.create(obj, dry_run=dry_run), True  # type: ignore[attr-defined]
+        if old is None:  # created by apply, managedFields and all
+            obj = self._admit(obj, None)
+            return self.store.create(obj, dry_run=dry_run), True
         self._check_version(r, name, old, obj)
-        obj = self._admit(obj, old)  # type: ignore[attr-defined]
+        obj = self._admit(obj, old) if ptype == APPLY_PATCH else \
+            self._admitted(r, old, obj, manager)
         try:
-            return self.store.update(obj, dry_run=dry_run), False  # type: ignore[attr-defined]
+            return self.store.update(obj, dry_run=dry_run), False
         except Conflict as err:
             raise _Retry() from err
 
@@ -168,7 +194,7 @@ class PatchVerbs:
         if r.namespaced:
             obj["metadata"]["namespace"] = namespace
         try:
-            return self.store.update_status(obj, dry_run=dry_run)  # type: ignore[attr-defined]
+            return self.store.update_status(obj, dry_run=dry_run)
         except Conflict as err:
             raise _Retry() from err
 
@@ -195,12 +221,12 @@ class PatchVerbs:
         """GET (body None) or PUT of deployments/NAME/scale."""
         r = resource_for("Deployment")
         if body is None:
-            return self._scale_view(self.get(r, namespace, name))  # type: ignore[attr-defined]
+            return self._scale_view(self.get(r, namespace, name))
         if not isinstance(body, dict):
             raise ApiFailure(400, "BadRequest", "the request body must be a Scale object")
 
         def attempt() -> dict:
-            deployment = self.get(r, namespace, name)  # type: ignore[attr-defined]
+            deployment = self.get(r, namespace, name)
             self._check_version(r, name, deployment, body)
             return self._set_replicas(deployment, (body.get("spec") or {}).get("replicas"),
                                       manager, dry_run)
@@ -223,7 +249,7 @@ class PatchVerbs:
         if tracked is None:
             new = self._track(r, deployment, new, manager, "scale")
         try:
-            stored = self.store.update(new, dry_run=dry_run)  # type: ignore[attr-defined]
+            stored = self.store.update(new, dry_run=dry_run)
         except Conflict as err:
             raise _Retry() from err
         return self._scale_view(stored)
@@ -231,7 +257,7 @@ class PatchVerbs:
     def _patch_scale(self, namespace: str, name: str, ptype: str, doc: Any, manager: str,
                      force: bool, dry_run: bool) -> dict:
         r = resource_for("Deployment")
-        deployment = self.get(r, namespace, name)  # type: ignore[attr-defined]
+        deployment = self.get(r, namespace, name)
         view = self._scale_view(deployment)
         if ptype == APPLY_PATCH:
             if (doc.get("apiVersion"), doc.get("kind")) != (SCALE_VERSION, "Scale"):

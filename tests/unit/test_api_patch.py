@@ -196,8 +196,8 @@ def test_strategic_patch_errors_get_the_servers_codes() -> None:
         apply_patch(_deployment(), {"$retainKeys": "x"}, STRATEGIC_MERGE_PATCH, DEPLOYMENT)
     assert (err.value.code, err.value.message) == (400, "invalid patch format of retainKeys")
     with pytest.raises(PatchError) as err:
-        apply_patch(_deployment(), {"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}},
-                    STRATEGIC_MERGE_PATCH, DEPLOYMENT)
+        apply_patch(_deployment(), {"spec": {"template": {"spec": {"containers": [
+            {"image": "x"}]}}}}, STRATEGIC_MERGE_PATCH, DEPLOYMENT)
     assert err.value.code == 500 and "does not contain declared merge key: name" in \
         err.value.message
     with pytest.raises(PatchError) as err:

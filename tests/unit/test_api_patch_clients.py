@@ -353,3 +353,15 @@ def test_a_pods_images_may_change_and_nothing_else_in_its_spec(server) -> None:
     code, out = call(server, "PATCH", f"{pods}/p", {"spec": {"containers": [
         {"name": "c", "command": ["sh"]}]}}, smp)
     assert code == 422 and "pod updates may not change fields" in out["message"]
+
+
+def test_the_testbeds_batch_apply_keeps_managed_fields(server) -> None:
+    path = f"{DEPLOYMENTS}/web?fieldManager=me"
+    assert call(server, "PATCH", path, json.dumps(DEPLOYMENT), APPLY)[0] == 201
+    changed = json.loads(json.dumps(DEPLOYMENT))
+    changed["spec"]["replicas"] = 3
+    code, out = call(server, "POST", "/testbed/v1/apply", {"items": [changed]})
+    assert code == 200, out
+    owners = managers(get(server))
+    assert owners[("testbed", "Update", "")] == {"f:spec": {"f:replicas": {}}}
+    assert "f:replicas" not in owners[("me", "Apply", "")]["f:spec"]

@@ -312,7 +312,8 @@ class Handler(BaseHTTPRequestHandler):
         if method == "PUT" and name is not None:
             if sub == "status":
                 return self._send(200, api.replace_status(r, ns, name, body,
-                                                          dry_run=options.dry_run(query)))
+                                                          dry_run=options.dry_run(query),
+                                                          manager=self._manager(query)))
             if sub == "scale":
                 return self._send(200, api.scale(ns or "", name, body, self._manager(query),
                                                  options.dry_run(query)))

@@ -28,7 +28,7 @@ from testbed.api.query import ListOptions, list_options
 from testbed.api.reads import get_object, list_objects
 from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.schema import field_names
-from testbed.api.store import Key, Store, StoreError, key_of
+from testbed.api.store import KEEP, Key, Store, StoreError, key_of
 from testbed.api.strategy import prepare_for_create, prepare_for_update
 from testbed.api.validation import Checker, is_cidr
 from testbed.controllers.ipam import AllocationError, ServiceAllocator
@@ -251,14 +251,18 @@ class Api(PatchVerbs):
                 raise from_store(err) from err
 
     def replace_status(self, r: Resource, namespace: str | None, name: str, body: Any,
-                       dry_run: bool = False) -> dict:
+                       dry_run: bool = False, manager: str | None = None) -> dict:
+        """`manager`: the field manager whose entry records the write (None: none)."""
         if not isinstance(body, dict) or not isinstance(body.get("status", {}), dict):
             raise ApiFailure(400, "BadRequest", "status must be an object")
         obj = dict(body, kind=r.kind, metadata=dict(body.get("metadata") or {}, name=name))
         if r.namespaced:
             obj["metadata"]["namespace"] = namespace
         try:
-            return self.store.update_status(obj, dry_run=dry_run)
+            with self._lock:
+                old = self.store.get(r.kind, namespace or "", name) if manager else {}
+                return self.store.update_status(obj, dry_run=dry_run, managed_fields=(
+                    self._status_entries(r, old, obj, manager) if manager else KEEP))
         except StoreError as err:
             raise from_store(err) from err
 

@@ -41,7 +41,7 @@ from testbed.api.patch import (
     patch_type,
 )
 from testbed.api.resources import Resource, resource_for
-from testbed.api.store import Conflict, Store, StoreError, utc_now
+from testbed.api.store import KEEP, Conflict, Store, StoreError, utc_now
 
 PATCH_RETRIES = 5
 SCALE_VERSION = "autoscaling/v1"
@@ -55,6 +55,10 @@ def _conflict(r: Resource, name: str) -> ApiFailure:
     return ApiFailure(409, "Conflict", f'Operation cannot be fulfilled on {r.qualified} "{name}": '
                       "the object has been modified; please apply your changes to the latest "
                       "version and try again")
+
+
+def _entries(obj: dict) -> list | None:
+    return (obj.get("metadata") or {}).get("managedFields")
 
 
 class _Retry(Exception):
@@ -160,13 +164,15 @@ class PatchVerbs:
             merged = managedfields.apply(old, doc, shape, r.group_version, r.kind, manager,
                                          force, self.now, subresource)
             if subresource == "status":
-                return self._write_status(r, namespace, name, old, merged, dry_run), False
+                return self._write_status(r, namespace, name, old, merged, dry_run,
+                                          entries=_entries(merged)), False
             obj = self._prepare(r, namespace, merged, name,
                                 fields=fields)
         else:
             patched = apply_patch(old, doc, ptype, shape)  # type: ignore[arg-type]
             if subresource == "status":
-                return self._write_status(r, namespace, name, old, patched, dry_run), False
+                return self._write_status(r, namespace, name, old, patched, dry_run,
+                                          manager), False
             obj = self._prepare(r, namespace, patched, name,
                                 fields=fields)
         if old is None:  # created by apply, managedFields and all
@@ -187,16 +193,29 @@ class PatchVerbs:
             raise _conflict(r, name)
 
     def _write_status(self, r: Resource, namespace: str | None, name: str, old: dict,
-                      patched: dict, dry_run: bool) -> dict:
-        """Only the status of the patched object is written (the status subresource)."""
+                      patched: dict, dry_run: bool, manager: str | None = None,
+                      entries: Any = KEEP) -> dict:
+        """Only the status of the patched object is written (the status subresource), with
+        the writer's managedFields entry (`entries`: an apply's, already made)."""
         self._check_version(r, name, old, patched)
         obj = dict(patched, kind=r.kind, metadata=dict(patched.get("metadata") or {}, name=name))
         if r.namespaced:
             obj["metadata"]["namespace"] = namespace
+        if entries is KEEP:
+            entries = self._status_entries(r, old, obj, manager)
         try:
-            return self.store.update_status(obj, dry_run=dry_run)
+            return self.store.update_status(obj, dry_run=dry_run, managed_fields=entries)
         except Conflict as err:
             raise _Retry() from err
+
+    def _status_entries(self, r: Resource, old: dict, obj: dict, manager: str | None) -> Any:
+        """The managedFields after a status write by `manager` (KEEP: not tracked)."""
+        if manager is None:
+            return KEEP
+        new = copy.deepcopy(old)
+        if "status" in obj:
+            new["status"] = obj["status"]
+        return _entries(self._track(r, old, new, manager, "status"))
 
     # -- scale
 

@@ -93,6 +93,9 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+KEEP: Any = object()  # update_status: leave metadata.managedFields as stored
+
+
 def key_of(obj: dict) -> Key:
     meta = obj.get("metadata") or {}
     kind = obj.get("kind", "")
@@ -218,9 +221,13 @@ class Store:
         """Replace everything but status; 409 if a given resourceVersion is stale."""
         return self._replace(obj, status=False, check_version=True, dry_run=dry_run)
 
-    def update_status(self, obj: dict, dry_run: bool = False) -> dict:
-        """Replace only status (the status subresource)."""
-        return self._replace(obj, status=True, check_version=True, dry_run=dry_run)
+    def update_status(self, obj: dict, dry_run: bool = False,
+                      managed_fields: Any = KEEP) -> dict:
+        """Replace only status (the status subresource). `managed_fields`, when given, is
+        written as metadata.managedFields too (None removes them): the status writer's entry,
+        computed by the API (testbed/api/managedfields.py)."""
+        return self._replace(obj, status=True, check_version=True, dry_run=dry_run,
+                             managed_fields=managed_fields)
 
     def apply(self, obj: dict) -> dict:
         """Create, or update ignoring resourceVersion (what `kubectl apply` amounts to here)."""
@@ -252,7 +259,7 @@ class Store:
             return clone(old) if dry_run else self._write(key, None, "DELETED", old)
 
     def _replace(self, obj: dict, status: bool, check_version: bool,
-                 dry_run: bool = False) -> dict:
+                 dry_run: bool = False, managed_fields: Any = KEEP) -> dict:
         key = key_of(obj)
         with self._lock:
             old = self._objects.get(key)
@@ -267,6 +274,11 @@ class Store:
                 new = clone(old)
                 if "status" in obj:
                     new["status"] = clone(obj["status"])
+                if managed_fields is not KEEP:
+                    if managed_fields:
+                        new["metadata"]["managedFields"] = clone(managed_fields)
+                    else:
+                        new["metadata"].pop("managedFields", None)
             else:
                 new = clone(obj)
                 new["metadata"] = meta = clone(obj.get("metadata") or {})

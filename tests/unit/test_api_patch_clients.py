@@ -317,9 +317,15 @@ def test_patch_answers(server) -> None:
 def test_status_and_scale_subresources(server) -> None:
     call(server, "POST", DEPLOYMENTS, DEPLOYMENT)
     path = f"{DEPLOYMENTS}/web"
-    code, out = call(server, "PATCH", path + "/status",
+    code, out = call(server, "PATCH", path + "/status?fieldManager=ctl",
                      {"status": {"replicas": 5}, "spec": {"replicas": 7}}, MERGE)
     assert code == 200 and out["status"]["replicas"] == 5 and out["spec"]["replicas"] == 1
+    assert managers(out)[("ctl", "Update", "status")] == {"f:status": {"f:replicas": {}}}
+    out["status"]["replicas"] = 6
+    code, out = call(server, "PUT", path + "/status?fieldManager=kubelet", out)
+    assert code == 200 and out["status"]["replicas"] == 6
+    assert managers(out)[("kubelet", "Update", "status")] == {"f:status": {"f:replicas": {}}}
+    assert ("ctl", "Update", "status") not in managers(out)
     code, scale = call(server, "PATCH", path + "/scale", {"spec": {"replicas": 3}}, MERGE)
     assert code == 200 and scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
     assert get(server)["spec"]["replicas"] == 3

@@ -28,7 +28,7 @@ from testbed.api.query import ListOptions, list_options
 from testbed.api.reads import get_object, list_objects
 from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.schema import field_names
-from testbed.api.store import KEEP, Key, Store, StoreError, key_of
+from testbed.api.store import Key, Store, StoreError, key_of
 from testbed.api.strategy import prepare_for_create, prepare_for_update
 from testbed.api.validation import Checker, is_cidr
 from testbed.controllers.ipam import AllocationError, ServiceAllocator
@@ -260,9 +260,11 @@ class Api(PatchVerbs):
             obj["metadata"]["namespace"] = namespace
         try:
             with self._lock:
-                old = self.store.get(r.kind, namespace or "", name) if manager else {}
+                if manager is None:
+                    return self.store.update_status(obj, dry_run=dry_run)
+                old = self.store.get(r.kind, namespace or "", name)
                 return self.store.update_status(obj, dry_run=dry_run, managed_fields=(
-                    self._status_entries(r, old, obj, manager) if manager else KEEP))
+                    self._status_entries(r, old, obj, manager)))
         except StoreError as err:
             raise from_store(err) from err
 

@@ -1,7 +1,9 @@
 """Pure: validation and defaults for Pods (v1) and pod templates.
 
 `check_pod_spec` is shared with Deployment templates. Defaults filled in as the API server
-does: restartPolicy Always, dnsPolicy ClusterFirst, terminationGracePeriodSeconds 30, port
+does: restartPolicy Always, dnsPolicy ClusterFirst, terminationGracePeriodSeconds 30,
+securityContext {}, schedulerName default-scheduler, enableServiceLinks true, a container's
+imagePullPolicy (Always for :latest or no tag), terminationMessagePath and Policy, port
 protocol TCP, probe timings (period 10, timeout 1, failure 3, success 1), httpGet path "/" and
 scheme HTTP. Beyond the API server, two runtime failures are caught early because every pod's
 containers share one network namespace: the same containerPort/protocol declared by two
@@ -49,6 +51,14 @@ FIELD_REF_PATHS = ["metadata.name", "metadata.namespace", "metadata.uid", "spec.
                    "status.podIPs"]
 
 
+def default_pull_policy(image: str) -> str:
+    """Always for a :latest (or untagged) image, IfNotPresent otherwise, as upstream defaults."""
+    if "@" in image:
+        return "IfNotPresent"
+    tag = image.rpartition("/")[2].partition(":")[2]
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
 def check_pod(ck: Checker, path: Path_, obj: dict) -> None:
     check_metadata(ck, path, obj)
     spec = ck.obj(obj, "spec", path, POD_SPEC_FIELDS, required=True)
@@ -61,6 +71,13 @@ def check_pod_spec(ck: Checker, path: Path_, spec: dict) -> None:
     ck.enum(spec, "dnsPolicy", path, DNS_POLICIES, default="ClusterFirst")
     if ck.positive(spec, "terminationGracePeriodSeconds", path, minimum=0) is None:
         spec.setdefault("terminationGracePeriodSeconds", 30)
+    # More of upstream's SetDefaults_PodSpec: clients (kubectl debug, for one) rely on them.
+    if spec.get("securityContext") is None:
+        spec["securityContext"] = {}
+    if ck.get(spec, "schedulerName", path, "string") is None:
+        spec["schedulerName"] = "default-scheduler"
+    if ck.get(spec, "enableServiceLinks", path, "boolean") is None:
+        spec["enableServiceLinks"] = True
     node = ck.get(spec, "nodeName", path, "string")
     if node:
         ck.names(path + ("nodeName",), node, is_dns1123_subdomain(node))
@@ -98,7 +115,13 @@ def check_container(ck: Checker, path: Path_, c: dict, port_names: dict[str, Pat
     ck.string_list(c, "command", path)
     ck.string_list(c, "args", path)
     ck.get(c, "workingDir", path, "string")
-    ck.enum(c, "imagePullPolicy", path, ["Always", "IfNotPresent", "Never"])
+    image = c.get("image") if isinstance(c.get("image"), str) else ""
+    ck.enum(c, "imagePullPolicy", path, ["Always", "IfNotPresent", "Never"],
+            default=default_pull_policy(image))
+    if ck.get(c, "terminationMessagePath", path, "string") is None:
+        c["terminationMessagePath"] = "/dev/termination-log"
+    ck.enum(c, "terminationMessagePolicy", path, ["File", "FallbackToLogsOnError"],
+            default="File")
     _check_env(ck, path, c)
     declared: set[str] = set()
     for ppath, item in ck.items(c, "ports", path):

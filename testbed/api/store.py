@@ -127,6 +127,10 @@ class Store:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def now(self) -> str:
+        """The store's clock (RFC 3339), for timestamps writers put into objects."""
+        return self._now()
+
     @property
     def resource_version(self) -> str:
         with self._lock:

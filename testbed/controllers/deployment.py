@@ -139,6 +139,49 @@ def _owned_pods(store: Store, deployment: dict) -> list[dict]:
             and selector_matches(deployment["spec"]["selector"], p["metadata"].get("labels"))]
 
 
+def conditions(deployment: dict, status: dict, pod_hash: str) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) of the Available and Progressing conditions, as
+    upstream's deployment controller words them (the "replica set" is the pod-template-hash
+    generation of Pods, which is what a ReplicaSet holds upstream)."""
+    spec = deployment["spec"]
+    replicas = spec.get("replicas", 1)
+    strategy = spec.get("strategy") or {}
+    unavailable = 0
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+        unavailable = _resolve((strategy.get("rollingUpdate") or {}).get("maxUnavailable", "25%"),
+                               replicas, round_up=False)
+    available = status["availableReplicas"] >= replicas - unavailable
+    rs = f"{name_of(deployment)}-{pod_hash}"
+    complete = (status["updatedReplicas"] == replicas and status["replicas"] == replicas
+                and status["availableReplicas"] == replicas)
+    return [
+        ("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        if available else
+        ("Available", "False", "MinimumReplicasUnavailable",
+         "Deployment does not have minimum availability."),
+        ("Progressing", "True", "NewReplicaSetAvailable",
+         f'ReplicaSet "{rs}" has successfully progressed.') if complete else
+        ("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs}" is progressing.'),
+    ]
+
+
+def _with_times(wanted: list[tuple[str, str, str, str]], old: list[dict], now: str) -> list[dict]:
+    """Conditions with upstream's timestamps: lastTransitionTime moves only when the status
+    does, lastUpdateTime when anything of the condition does."""
+    before = {c.get("type"): c for c in old}
+    out = []
+    for kind, status, reason, message in wanted:
+        prev = before.get(kind) or {}
+        same = (prev.get("status"), prev.get("reason"), prev.get("message")) == (status, reason,
+                                                                               message)
+        out.append({"type": kind, "status": status,
+                    "lastUpdateTime": prev.get("lastUpdateTime") if same else now,
+                    "lastTransitionTime": prev.get("lastTransitionTime")
+                    if prev.get("status") == status else now,
+                    "reason": reason, "message": message})
+    return out
+
+
 def _update_status(store: Store, deployment: dict, pod_hash: str) -> list[Change]:
     active = [p for p in _owned_pods(store, deployment) if is_active(p)]
     updated = [p for p in active if p["metadata"]["labels"].get(HASH_LABEL) == pod_hash]
@@ -151,6 +194,8 @@ def _update_status(store: Store, deployment: dict, pod_hash: str) -> list[Change
         "unavailableReplicas": max(0, deployment["spec"].get("replicas", 1)
                                    - sum(is_ready(p) for p in active)),
     }
+    old = (deployment.get("status") or {}).get("conditions") or []
+    status["conditions"] = _with_times(conditions(deployment, status, pod_hash), old, store.now())
     if deployment.get("status") == status:
         return []
     store.update_status(dict(deployment, status=status))

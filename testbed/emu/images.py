@@ -2,8 +2,9 @@
 
 A container's `command` runs on the node's own filesystem, as written, after Kubernetes'
 `$(VAR)` expansion. With no `command`, the image's entrypoint is looked up here: images the
-testbed knows (agnhost, for its netexec server) map to programs shipped with the testbed; for
-any other image a command must be given, and the error says so.
+testbed knows (agnhost, for its netexec server) map to programs shipped with the testbed; any
+other image runs its `args` as an image without an ENTRYPOINT does (busybox, alpine, ...);
+with neither, the error says a command must be given.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def container_argv(container: dict, env: dict[str, str]) -> list[str]:
     if name in ENTRYPOINTS:
         entry = ENTRYPOINTS[name]
         return (entry + args) if entry else ["sleep", "infinity"]
+    if args:
+        # An image without an ENTRYPOINT (busybox, alpine, debian, ...) runs its args: what
+        # `kubectl run x --image=busybox -- sh -c ...` relies on.
+        return args
     raise ImageError(f"image {container.get('image')!r} has no entrypoint the testbed knows: give "
                      f"the container a command (known images: {', '.join(sorted(ENTRYPOINTS))})")
 

@@ -296,6 +296,86 @@ def test_logs(k):
     assert k("logs", "talker", "-c", "talk").stdout == logs
 
 
+def test_logs_follow_previous_and_attach(k):
+    ticker = k.file("ticker.yaml", textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: ticker, namespace: {k.ns}}}
+        spec:
+          containers:
+          - name: tick
+            image: busybox
+            command: [sh, -c, 'echo run; i=0; while [ $i -lt 15 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done; exit 1']
+        """))
+    k("apply", "-f", ticker)
+    k("wait", "--for=condition=Ready", "pod/ticker", "--timeout=60s")
+    for verb in (["logs", "-f", "ticker"], ["attach", "ticker"]):
+        follower = subprocess.Popen([*kubectl_argv(k), *verb], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=kubectl_env(k))
+        try:
+            line = wait_for(lambda f=follower: _line_with(f, "tick"), 30, f"kubectl {verb[0]}")
+            assert line.startswith("tick ")
+        finally:
+            follower.kill()
+            follower.wait()
+    # The container exits 1 and its kubelet restarts it: the run before is --previous.
+    wait_for(lambda: k.json("get", "pod", "ticker")["status"]["containerStatuses"][0]
+             ["restartCount"] >= 1, 60, "the container's restart")
+    previous = k("logs", "ticker", "--previous").stdout.splitlines()
+    assert previous[0] == "run" and previous[-1] == "tick 14"
+    k("delete", "pod", "ticker", "--grace-period=0")
+
+
+def test_port_forward(k):
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pod = pods_of(k)[0]["metadata"]["name"]
+    forward = subprocess.Popen([*kubectl_argv(k), "port-forward", f"pod/{pod}", f"{port}:8080"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=kubectl_env(k))
+    try:
+        assert "Forwarding from 127.0.0.1" in forward.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10) as resp:
+            assert resp.read().decode() == pod       # agnhost netexec, inside the pod
+    finally:
+        forward.kill()
+        forward.wait()
+
+
+def test_selectors_and_chunks(k):
+    names = k("get", "pods", "-l", "app in (web, other)", "-o", "name").stdout.split()
+    assert len(names) == 2 and all(n.startswith("pod/web-") for n in names)
+    others = k("get", "pods", "-l", "app notin (web)", "-o", "name").stdout.split()
+    assert "pod/talker" in others and not [n for n in others if n.startswith("pod/web-")]
+    chunked = k("get", "pods", "--chunk-size=1", "-v=6").stderr
+    assert chunked.count("continue=") >= 1                  # more than one page was asked for
+
+
+def test_current_kubectls_own_generators(up, tmp_path):
+    """kubectl 1.30+ sends these typed objects protobuf-encoded (1.20 sends JSON throughout)."""
+    k = Kubectl("1.37", up.info["server"], tmp_path)
+    k.ns = "generators"
+    assert "namespace/generators created" in k.run("create", "namespace", k.ns).stdout
+    k("create", "deployment", "gen", "--image=busybox", "--replicas=1", "--port=8080", "--",
+      "sleep", "3600")
+    k("expose", "deployment", "gen", "--port=80", "--target-port=8080")
+    waited = k("wait", "--for=condition=Available", "deployment/gen", "--timeout=60s", ok=False)
+    assert waited.returncode == 0, k("get", "deploy,pods", "-o", "yaml").stdout
+    svc = k.json("get", "svc", "gen")
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080
+    k("run", "one-off", "--image=busybox", "--restart=Never", "--", "sh", "-c", "echo done")
+    wait_for(lambda: k.json("get", "pod", "one-off")["status"].get("phase") == "Succeeded", 60,
+             "the one-off pod to finish")
+    assert k("logs", "one-off").stdout == "done\n"
+    listed = k("api-resources", "--categories=all", "-o", "name").stdout.split()
+    assert sorted(listed) == ["deployments.apps", "pods", "services"]
+    k.run("delete", "namespace", k.ns, "--wait=false")
+
+
 def test_exec(k):
     pod = pods_of(k)[0]["metadata"]["name"]
     out = k("exec", pod, "--", "curl", "-s", "web/hostname")
@@ -358,6 +438,25 @@ def test_python_client(up):
     assert seen and seen[-1] == 4
     wait_for(lambda: len([p for p in core.list_namespaced_pod(ns, label_selector="app=web").items
                           if p.status.phase == "Running"]) == 4, 60, "4 running pods")
+    pod = core.list_namespaced_pod(ns, label_selector="app=web").items[0].metadata.name
+    from kubernetes.stream import portforward, stream
+
+    out = stream(core.connect_get_namespaced_pod_exec, pod, ns, command=["hostname"],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out.strip() == pod
+    forwarded = portforward(core.connect_get_namespaced_pod_portforward, pod, ns, ports="8080")
+    sock = forwarded.socket(8080)
+    sock.setblocking(True)
+    sock.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    sock.close()
+    assert reply.endswith(pod.encode())
+    dry = core.create_namespaced_service(ns, {"metadata": {"name": "dry"},
+                                              "spec": {"ports": [{"port": 80}]}}, dry_run="All")
+    assert dry.spec.cluster_ip and not core.list_namespaced_service(
+        ns, field_selector="metadata.name=dry").items
     apps.delete_namespaced_deployment("web", ns)
     core.delete_namespace(ns)
 

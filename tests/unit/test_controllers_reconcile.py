@@ -360,3 +360,24 @@ def test_endpoints_follow_the_managed_slices() -> None:
     store.delete("Service", "default", "web")
     assert [str(c) for c in reconcile_endpoints(store)] == ["delete Endpoints default/web"]
     assert store.get("Endpoints", "default", "manual")["subsets"] == mine["subsets"]
+
+
+def test_deployment_conditions_as_upstream_words_them() -> None:
+    from testbed.controllers.deployment import conditions
+
+    d = deployment(4)
+    status = {"replicas": 4, "updatedReplicas": 4, "availableReplicas": 3}
+    (available, progressing) = conditions(d, status, "h")
+    assert available[:3] == ("Available", "True", "MinimumReplicasAvailable")  # 25% may be down
+    assert progressing[2] == "ReplicaSetUpdated"
+    status["availableReplicas"] = 2
+    assert conditions(d, status, "h")[0][1:3] == ("False", "MinimumReplicasUnavailable")
+    status["availableReplicas"] = 4
+    assert conditions(d, status, "h")[1][2:] == (
+        "NewReplicaSetAvailable", 'ReplicaSet "web-h" has successfully progressed.')
+    store = make_store()
+    store.create(d)
+    reconcile_deployments(store, random.Random(3))
+    (first, second) = store.get("Deployment", "default", "web")["status"]["conditions"]
+    assert (first["type"], first["status"], first["lastTransitionTime"]) == (
+        "Available", "False", "2024-01-01T00:00:00Z")

@@ -81,9 +81,14 @@ def test_command_wins_over_the_image_and_is_expanded():
 
 def test_unknown_image_without_command():
     with pytest.raises(ImageError) as info:
-        container_argv({"image": "nginx:1.25", "args": ["-g", "daemon off;"]}, {})
+        container_argv({"image": "nginx:1.25"}, {})
     assert str(info.value) == ("image 'nginx:1.25' has no entrypoint the testbed knows: give the "
                                "container a command (known images: agnhost, pause)")
+
+
+def test_unknown_image_runs_its_args_as_an_image_without_entrypoint_does():
+    container = {"image": "busybox", "args": ["sh", "-c", "echo $(MSG)"]}
+    assert container_argv(container, {"MSG": "hi"}) == ["sh", "-c", "echo hi"]
 
 
 def test_empty_command_means_no_command():

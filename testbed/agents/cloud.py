@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     from testbed.apiclient import Informer
 
     allocator = PoolAllocator(pool)
-    client = Client(args.api)
+    client = Client(args.api, component="cloud-controller-manager")
     recorder = EventRecorder(client, "service-controller").start()
     controller = CloudController(client, allocator, GatewayRoutes(allocator), args.delay,
                                  recorder=recorder)

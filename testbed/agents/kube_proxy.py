@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in cleanup_other_modes(opts.mode):
         log.warning("%s", problem)
     health = HealthServers(healthz_port=opts.healthz_port)
-    proxy = KubeProxy(make_proxier(opts), Client(opts.api), Informer, opts, health)
+    proxy = KubeProxy(make_proxier(opts), Client(opts.api, component="kube-proxy"), Informer, opts, health)
     health.healthy = proxy.healthy
     for problem in health.start():
         log.warning("%s", problem)

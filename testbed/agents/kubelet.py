@@ -148,7 +148,7 @@ class Kubelet:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.name = args.node
-        self.client = Client(args.api)
+        self.client = Client(args.api, component="kubelet")
         self.run_dir = Path(args.run_dir)
         self.record = Record.load(self.run_dir)
         self.node = NodeRef(self.name, os.getpid(), IPv4Network(args.pod_cidr))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from testbed.api.discovery import VERSION_INFO
 from testbed.api.resources import resource_for
 
 APPLY_PATH = "/testbed/v1/apply"
@@ -76,7 +77,7 @@ def _namespace_of(obj: dict) -> str:
 
 
 class Client:
-    def __init__(self, address: str, timeout: float = 10):
+    def __init__(self, address: str, timeout: float = 10, component: str = "testbed"):
         url = urlsplit(address)
         if url.scheme == "unix":
             self._unix: str | None = url.path
@@ -88,6 +89,9 @@ class Client:
             raise ValueError(f"API address must be http://HOST:PORT or unix:///PATH: {address!r}")
         self.address = address
         self.timeout = timeout
+        # The API server names a writer's managedFields entries after the User-Agent's first
+        # word, as upstream does: kubelet, kube-proxy, ... (`component`).
+        self.user_agent = f"{component}/{VERSION_INFO['gitVersion']} (linux/amd64) testbed"
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -112,7 +116,7 @@ class Client:
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if data is not None:
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
@@ -230,7 +234,8 @@ class Client:
         if on_connect is not None:
             on_connect(conn)
         try:
-            conn.request("GET", path, headers={"Accept": "application/json"})
+            conn.request("GET", path, headers={"Accept": "application/json",
+                                               "User-Agent": self.user_agent})
             resp = conn.getresponse()
             if resp.status >= 400:
                 raise error_from(resp.status, resp.read())

@@ -234,7 +234,7 @@ def _api(address: str):
     """The real API client and informer (testbed.apiclient), imported only when serving."""
     from testbed.apiclient import Client, Informer
 
-    return Client(address), Informer
+    return Client(address, component="kube-dns"), Informer
 
 
 def main(args: list[str] | None = None) -> int:

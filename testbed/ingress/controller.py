@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     publish = tuple(args.publish_pods.split("/", 1)) if args.publish_pods else None
     if publish is not None and len(publish) != 2:
         p.error("--publish-pods takes NAMESPACE/SELECTOR")
-    controller = IngressController(Client(args.api), Nginx(paths, args.nginx), args.ingress_class,
+    controller = IngressController(Client(args.api, component="nginx-ingress-controller"), Nginx(paths, args.nginx), args.ingress_class,
                                    not args.no_default_class, args.http_port, publish)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -63,8 +62,9 @@ class Cluster:
         """The cluster `testbed up` runs under `name` (or the only one running)."""
         from testbed.emu.access import find
         from testbed.emu.attach import attach
+        from testbed.emu.errors import require_root
 
-        _require_root()
+        require_root("<python>")
         running = attach(find(name))
         self = cls.__new__(cls)
         self.topology, self.root, self._progress = running.topo, Path.cwd(), False
@@ -75,8 +75,9 @@ class Cluster:
 
     def start(self) -> Cluster:
         from testbed.emu.cluster import Cluster as Running
+        from testbed.emu.errors import require_root
 
-        _require_root()
+        require_root("<python>")
         say = (lambda text: print(f"*** {text}", flush=True)) if self._progress else None
         self.cluster = Running(self.topology, progress=say).up()
         return self
@@ -197,19 +198,18 @@ class Cluster:
         files = c.pod_files(origin.name) if origin.kind == "pod" else None
         return run_probe(probe, origin.pid, address, namespaces, files)
 
-    def run(self, where: str, argv: list[str], check: bool = True) -> str:
+    def run(self, where: str, argv: list[str], check: bool = True,
+            container: str | None = None) -> str:
         """Run a command (an argument list) in a node's, the gateway's or a client's
-        namespace, or inside a pod as its containers run; its standard output."""
-        from testbed.emu.images import container_path
-        from testbed.emu.pausebin import enter_argv, pause_binary
+        namespace, or in a pod's container (its first by default) as that container's own
+        processes run; its standard output."""
         from testbed.net.run import run
 
         c = self._c
         pod = c.find_pod(where)
         if pod is not None:
-            prefix = enter_argv(pause_binary(), pod.pid, c.pod_files(pod.key), sysfs=True)
-            proc = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=60,
-                                  env={"PATH": container_path(), "HOSTNAME": pod.name})
+            command, env = c.pod_process(pod, argv, container)
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
             if check and proc.returncode != 0:
                 raise RuntimeError(f"{' '.join(argv)} in pod {pod.key} exited "
                                    f"{proc.returncode}: {proc.stderr.strip()}")
@@ -225,9 +225,7 @@ class Cluster:
     def restart(self, agent: str, node: str | None = None) -> None:
         """Start a killed agent again; returns once it serves."""
         cp = self._c.cp
-        started = cp.restart(agent, node or self.topology.master.name)
-        if hasattr(cp, "wait_agent"):
-            cp.wait_agent(started)
+        cp.wait_agent(cp.restart(agent, node or self.topology.master.name))
 
     def partition(self, *groups: list[str]) -> str:
         """Cut traffic between groups of nodes (and the gateway/clients named); heal() ends it."""
@@ -286,9 +284,3 @@ class Cluster:
 
         setLogLevel("info")
         ClusterCLI(self._c)
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise SpecError([Problem("<python>", None, "", "building or attaching to a cluster "
-                                 "needs root (run the script with sudo)")])

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -284,6 +285,16 @@ class Handler(BaseHTTPRequestHandler):
             # an upgraded connection (WebSocket or SPDY) for the session, to its end
             from testbed.agents.streaming.server import serve
             return serve(self, self.server.pod_runtime, api.get(r, ns, name), sub, query)  # type: ignore[arg-type,attr-defined]
+        if rt.watch:
+            if method != "GET":
+                raise ApiFailure(405, "MethodNotAllowed", f"{method} is not supported on "
+                                 f"{self.path}")
+            # the deprecated /watch/ paths: a watch of the collection, or of one object
+            query = {**query, "watch": ["true"]}
+            if name is not None:
+                query["fieldSelector"] = [",".join(filter(None, [
+                    f"metadata.name={name}", *(query.get("fieldSelector") or [])]))]
+                name = None
         if method == "GET" and name is None:
             # list and watch: every option honoured or refused (api/query.py, api/reads.py),
             # the answer in the form the Accept header asks for (api/tables.py)
@@ -338,6 +349,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "DELETE" and name is not None and sub is None:
             return self._send(200, api.delete(r, ns, name,  # type: ignore[arg-type]
                                               options=options.delete_options(query, body)))
+        if method == "DELETE" and name is None and "deletecollection" in r.verbs:
+            return self._send(200, api.delete_collection(
+                r, ns, list_options(query, r.kind), options.delete_options(query, body)))
         raise ApiFailure(405, "MethodNotAllowed", f"{method} is not supported on {self.path}")
 
     def _manager(self, query: dict) -> str:
@@ -348,7 +362,9 @@ class Handler(BaseHTTPRequestHandler):
     def _pod_log(self, pod: dict, query: dict) -> None:
         """pods/log: the container's output as text/plain, streamed (chunked) while following."""
         logs: PodLogs = self.server.logs  # type: ignore[attr-defined]
-        chunks = logs.open(pod, query)  # refusals (400) are raised before anything is sent
+        stopping: threading.Event = self.server.stopping  # type: ignore[attr-defined]
+        # refusals (400) are raised before anything is sent
+        chunks = logs.open(pod, query, lambda: not stopping.is_set() and self._client_open())
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
@@ -359,6 +375,16 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
+
+    def _client_open(self) -> bool:
+        """False once the client has closed its side (a reader of a stream that gave up)."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return True
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
 
     def _answer(self, body: dict, form: Form, query: dict) -> None:
         """A read's answer as JSON, indented when asked to (?pretty=true, or pretty=1)."""

@@ -50,7 +50,13 @@ from testbed.apiclient.informer import Informer
 from testbed.emu.pausebin import enter_argv
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Container, Pod, PodError, PodRuntime
-from testbed.emu.record import Record, netns_of, processes_in
+from testbed.emu.record import (
+    Record,
+    netns_of,
+    processes_in,
+    read_kubelet_state,
+    write_kubelet_state,
+)
 from testbed.net.netns import write_sysctl
 
 log = logging.getLogger("kubelet")
@@ -154,7 +160,6 @@ class Kubelet:
         self.node = NodeRef(self.name, os.getpid(), IPv4Network(args.pod_cidr))
         self.network = BridgeNetwork()
         self.runtime = PodRuntime(self.record, self.network, IPv4Address(args.cluster_dns))
-        self.state_file = self.run_dir / f"kubelet-{self.name}.json"
         self.pods: dict[str, LocalPod] = {}
         self.failed: dict[str, float] = {}            # uid -> when to retry a failed creation
         self.wake = threading.Event()
@@ -276,17 +281,11 @@ class Kubelet:
     # -- state across restarts --------------------------------------------------------------
 
     def save(self) -> None:
-        state = {uid: {**lp.pod.to_state(), "manifest": lp.manifest} for uid, lp in self.pods.items()}
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_file)
+        write_kubelet_state(self.run_dir, self.name, {
+            uid: {**lp.pod.to_state(), "manifest": lp.manifest} for uid, lp in self.pods.items()})
 
     def adopt(self) -> None:
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return
-        for uid, saved in state.items():
+        for uid, saved in read_kubelet_state(self.run_dir, self.name).items():
             pod = self.runtime.adopt(self.node, saved["manifest"], saved)
             if not pod.sandbox_alive():
                 self.runtime.delete(self.node, pod, grace=0.2)

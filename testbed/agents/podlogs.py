@@ -13,13 +13,12 @@ the runtime writes plain output files without per-line times, so they cannot be 
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from testbed.api.admission import ApiFailure
-from testbed.emu.record import alive, container_log, pod_directory
+from testbed.api.failures import ApiFailure
+from testbed.emu.record import alive, container_log, pod_directory, read_kubelet_state
 
 FOLLOW_POLL = 0.2   # seconds between looks at a followed log
 CHUNK = 64 * 1024
@@ -87,20 +86,19 @@ class PodLogs:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
 
-    def _running(self, pod: dict, container: str) -> bool:
-        """Does the kubelet's state say this container's process still runs?"""
-        node = pod["spec"].get("nodeName")
-        try:
-            state = json.loads((self.run_dir / f"kubelet-{node}.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
-        c = ((state.get(pod["metadata"].get("uid", "")) or {}).get("containers") or {}).get(
+    def _process(self, pod: dict, container: str) -> tuple[int | None, int | None]:
+        """The (pid, start time) of the container's current process, as its kubelet saved it."""
+        saved = read_kubelet_state(self.run_dir, pod["spec"].get("nodeName") or "")
+        c = ((saved.get(pod["metadata"].get("uid", "")) or {}).get("containers") or {}).get(
             container) or {}
-        return alive(c.get("pid"), c.get("start"))
+        return c.get("pid"), c.get("start")
 
-    def open(self, pod: dict, query: dict[str, list[str]]) -> Iterator[bytes]:
+    def open(self, pod: dict, query: dict[str, list[str]],
+             wanted: Callable[[], bool] = lambda: True) -> Iterator[bytes]:
         """The log's bytes as a stream of chunks; ApiFailure (before the first chunk) when the
-        request cannot be served."""
+        request cannot be served. A follow ends when the container process that ran when it
+        began has ended (a restart starts another log), or when `wanted()` turns false (the
+        client went away, the server stops)."""
         for refused in ("sinceSeconds", "sinceTime", "timestamps"):
             if _last(query, refused) not in (None, "", "false"):
                 raise _bad(f"{refused} is not supported by this cluster's container runtime: it "
@@ -120,9 +118,13 @@ class PodLogs:
         except OSError:
             raise _bad(f'container "{container}" in pod "{meta["name"]}" is waiting to start: '
                        "ContainerCreating") from None
-        return self._stream(handle, pod, container, follow and not previous, tail, limit)
+        process = self._process(pod, container)
+        following = follow and not previous
+        return self._stream(handle, lambda: following and alive(*process) and wanted(), tail,
+                            limit)
 
-    def _stream(self, handle, pod: dict, container: str, follow: bool, tail: int | None,
+    @staticmethod
+    def _stream(handle, follow: Callable[[], bool], tail: int | None,
                 limit: int | None) -> Iterator[bytes]:
         with handle:
             if tail is not None:
@@ -136,9 +138,9 @@ class PodLogs:
                     if limit is not None and sent >= limit:
                         return
                     continue
-                if not follow or not self._running(pod, container):
+                if not follow():
                     # one more look: what the container wrote just before it ended
-                    rest = handle.read() if follow else b""
+                    rest = handle.read()
                     if rest:
                         yield rest[:None if limit is None else limit - sent]
                     return

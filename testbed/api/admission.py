@@ -180,11 +180,16 @@ class Api(PatchVerbs):
             if old_spec.get("nodeName") and not spec.get("nodeName"):
                 spec["nodeName"] = old_spec["nodeName"]  # re-applying a manifest keeps binding
 
+            old_tolerations = old_spec.get("tolerations") or []
+            only_added = all(t in (spec.get("tolerations") or []) for t in old_tolerations)
+
             def unbound(s: dict) -> dict:
                 """The spec without what an update may change (ValidatePodUpdate): the
-                binding, the containers' images, activeDeadlineSeconds."""
-                out = {k: v for k, v in s.items() if k not in ("nodeName",
-                                                                "activeDeadlineSeconds")}
+                binding, the containers' images, activeDeadlineSeconds, and tolerations
+                when the update only adds to them."""
+                skip = ("nodeName", "activeDeadlineSeconds") + (("tolerations",) if only_added
+                                                                 else ())
+                out = {k: v for k, v in s.items() if k not in skip}
                 for key in ("containers", "initContainers"):
                     if isinstance(s.get(key), list):
                         out[key] = [{k: v for k, v in c.items() if k != "image"}
@@ -195,9 +200,10 @@ class Api(PatchVerbs):
             if moved or unbound(spec) != unbound(old_spec):
                 raise invalid("Pod", obj["metadata"]["name"], [(
                     "spec", "Forbidden: pod updates may not change fields other than "
-                    "`spec.containers[*].image`, `spec.activeDeadlineSeconds`, "
-                    "`spec.tolerations` (only additions to existing tolerations) or "
-                    "`spec.terminationGracePeriodSeconds`")])
+                    "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to "
+                    "existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be "
+                    "set to 1 if it was previously negative)")])
         return obj
 
     # -- writes
@@ -301,6 +307,16 @@ class Api(PatchVerbs):
             if r.kind == "Service" and not dry_run:
                 self.allocator.release(old)
             return gone
+
+    def delete_collection(self, r: Resource, namespace: str | None, listing: ListOptions,
+                          options: DeleteOptions) -> dict:
+        """DELETE on a collection: every object the list options select, deleted as one
+        DELETE each would; the answer lists what was deleted (or marked terminating)."""
+        found = self.list(r, namespace if r.namespaced else None, options=listing)
+        gone = [self.delete(r, item["metadata"].get("namespace"), item["metadata"]["name"],
+                            options=options) for item in found["items"]]
+        return {"apiVersion": r.group_version, "kind": f"{r.kind}List",
+                "metadata": {"resourceVersion": self.store.resource_version}, "items": gone}
 
     @staticmethod
     def _check_preconditions(r: Resource, obj: dict, options: DeleteOptions) -> None:

@@ -23,13 +23,15 @@ retries. `dry_run` admits, defaults and validates but stores and allocates nothi
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from testbed.api import managedfields, schema, shapes
 from testbed.api.failures import ApiFailure
+
+if TYPE_CHECKING:  # the lock is the caller's; only its type is named here
+    import threading
 from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.patch import (
     APPLY_PATCH,

@@ -154,6 +154,7 @@ class Route:
     namespace: str | None  # None: every namespace, or a cluster-scoped kind
     name: str | None
     subresource: str | None
+    watch: bool = False    # the deprecated /watch/ form of a path (a watch of it)
 
 
 def parse_path(path: str) -> Route | None:
@@ -165,6 +166,9 @@ def parse_path(path: str) -> Route | None:
         group_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
     else:
         return None
+    watch = bool(rest) and rest[0] == "watch"   # /api/v1/watch/namespaces/ns/pods[/name]
+    if watch:
+        rest = rest[1:]
     namespace = None
     plurals = {r.plural for r in RESOURCES if r.namespaced and r.group_version == group_version}
     if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in plurals:
@@ -176,7 +180,7 @@ def parse_path(path: str) -> Route | None:
             if namespace is not None and not r.namespaced:
                 return None
             sub = rest[2] if len(rest) == 3 else None
-            if sub is not None and r.subresource(sub) is None:
+            if sub is not None and (watch or r.subresource(sub) is None):
                 return None
-            return Route(r, namespace, rest[1] if len(rest) >= 2 else None, sub)
+            return Route(r, namespace, rest[1] if len(rest) >= 2 else None, sub, watch)
     return None

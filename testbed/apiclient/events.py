@@ -61,7 +61,10 @@ class EventRecorder:
     def stop(self, timeout: float = 2.0) -> None:
         """Write what is queued (for up to `timeout` seconds), then end the thread."""
         if self._thread is not None:
-            self._queue.put(None)
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:   # a sink that never answers: give up on what is queued
+                pass
             self._thread.join(timeout)
             self._thread = None
 

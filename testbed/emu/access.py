@@ -94,13 +94,9 @@ def running(run_root: Path | None = None) -> list[RunningCluster]:
         raise NoCluster(f"cannot read {root}: {err.strerror} (run as root?)") from err
     out = []
     for d in dirs:
-        if not Record(d).owner_alive():
-            continue
-        try:
-            name = json.loads((d / "owner.json").read_text()).get("name") or d.name
-        except (OSError, ValueError):
-            name = d.name
-        out.append(RunningCluster(name, d))
+        record = Record(d)
+        if record.owner_alive():
+            out.append(RunningCluster(record.owner().get("name") or d.name, d))
     return out
 
 

@@ -9,7 +9,6 @@ the cluster goes on running until `testbed down`.
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 from testbed.apiclient.client import Client
@@ -53,6 +52,9 @@ class RemoteControlPlane:
         answer = self._request({"op": "restart", "agent": kind, "node": node})
         return SimpleNamespace(kind=kind, node=node, pid=answer.get("pid"))
 
+    def wait_agent(self, agent) -> None:
+        """The daemon answers a restart only once the agent serves: nothing left to wait for."""
+
     def sandboxes(self) -> dict[str, dict]:
         return sandboxes(self.found.directory, [w.name for w in self.cluster.topo.workers])
 
@@ -62,13 +64,13 @@ class RemoteControlPlane:
 
 def attach(found: RunningCluster) -> Cluster:
     """The running cluster `found`, as a Cluster this process can use (and not tear down)."""
-    from testbed.spec.topology import load_topology
+    from testbed.spec.topology import topology_from_dict
 
     info = found.info
-    if not info.get("hosts") or not info.get("topology"):
+    if not info.get("hosts") or not isinstance(info.get("topology"), dict):
         raise AttachError(f"cluster {found.name} is not ready to attach to yet (its "
                           f"{found.directory}/cluster.json names no hosts)")
-    topo = dataclasses.replace(load_topology(info["topology"]), name=found.name)
+    topo = topology_from_dict(info["topology"])   # what was built, whatever its file holds now
     cluster = Cluster(topo)
     cluster.attached = True
     cluster.record = Record.load(found.directory)

@@ -31,9 +31,9 @@ from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
-from testbed.emu.record import Record, pod_directory
+from testbed.emu.record import Record, pod_directory, read_kubelet_state
 from testbed.net.forward import UnixForwarder
-from testbed.spec.topology import Topology
+from testbed.spec.topology import Topology, topology_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Cluster:
         hosts = {} if self.network is None else {
             h.name: {"role": h.role, "pid": h.pid, "address": str(h.address) if h.address else None}
             for h in self.network.hosts.values()}
-        return {"name": self.topo.name, "topology": os.path.abspath(self.topo.file),
+        return {"name": self.topo.name, "topology": topology_to_dict(self.topo),
                 "owner": os.getpid(), "hosts": hosts,
                 "server": self.forwarder.url if self.forwarder is not None else None}
 
@@ -274,6 +274,26 @@ class Cluster:
         namespace, _, name = key.partition("/")
         return pod_directory(self.record.directory, namespace, name)
 
+    def pod_process(self, pod: Pod | PodView, argv: list[str],
+                    container: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """(argv, env) that run `argv` in a container of `pod` (its first by default) as that
+        container's own processes run: namespaces, pod files, environment, working directory."""
+        from testbed.emu.images import container_path
+        from testbed.emu.pausebin import container_process, pause_binary
+
+        if isinstance(pod, Pod):
+            manifest = pod.manifest
+        else:
+            manifest = (self.cp.sandboxes().get(pod.uid) or {}).get("manifest") or {}
+        names = [c["name"] for c in (manifest.get("spec") or {}).get("containers") or []]
+        if container is not None and container not in names:
+            raise KeyError(f"container {container} is not valid for pod {pod.key} "
+                           f"(containers: {', '.join(names)})")
+        manifest = manifest or {"metadata": {"name": pod.name}, "spec": {}}
+        return container_process(pause_binary(), pod.pid, self.pod_files(pod.key), manifest,
+                                 container or (names[0] if names else ""), argv,
+                                 container_path())
+
     def kill_container(self, pod: PodView, container: str | None) -> list[str]:
         """SIGKILL a container's process (all of the pod's with None); its kubelet restarts it."""
         import signal
@@ -388,11 +408,7 @@ def kubelet_ps_state(cluster: str, run_dir, nodes: list[str]) -> dict:
 
     pods = []
     for node in nodes:
-        try:
-            saved = json.loads((run_dir / f"kubelet-{node}.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        for uid, pod in saved.items():
+        for uid, pod in read_kubelet_state(run_dir, node).items():
             specs = {c["name"]: c for c in pod["manifest"]["spec"]["containers"]}
             containers = []
             for name, c in pod["containers"].items():

@@ -9,7 +9,7 @@ import sys
 import time
 
 from testbed.emu.psview import format_rows, ps_rows
-from testbed.emu.record import alive, records
+from testbed.emu.record import alive, kubelet_nodes, records
 from testbed.spec.source import SpecError
 
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_cli(args: argparse.Namespace) -> int:
     from testbed.api.manifests import load_manifests
     from testbed.emu.cluster import Cluster
-    from testbed.scenario.command import require_root
+    from testbed.emu.errors import require_root
     from testbed.spec.topology import load_topology
 
     if args.topology is None or _names_a_cluster(args.topology):
@@ -57,8 +57,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
     require_root()
     from mininet.log import setLogLevel
 
+    from testbed.emu.errors import SETUP_ERRORS
     from testbed.emu.mncli import ClusterCLI
-    from testbed.scenario.command import SETUP_ERRORS
 
     setLogLevel("info")
     try:
@@ -104,8 +104,8 @@ def _attached_cli(args: argparse.Namespace) -> int:
     from testbed.api.manifests import load_manifests
     from testbed.emu.access import NoCluster, find
     from testbed.emu.attach import AttachError, attach
+    from testbed.emu.errors import SETUP_ERRORS, require_root
     from testbed.emu.mncli import ClusterCLI
-    from testbed.scenario.command import SETUP_ERRORS, require_root
 
     objects = load_manifests(args.filename)   # SpecError: exit 2, nothing applied
     try:
@@ -145,8 +145,7 @@ def _live_states(name: str | None = None) -> list[dict]:
         try:
             states.append(json.loads((cluster.directory / "state.json").read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
-            nodes = sorted(p.name[len("kubelet-"):-len(".json")]
-                           for p in cluster.directory.glob("kubelet-*.json"))
+            nodes = kubelet_nodes(cluster.directory)
             if nodes:
                 states.append(kubelet_ps_state(cluster.name, cluster.directory, nodes))
     return states

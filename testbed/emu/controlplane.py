@@ -13,7 +13,6 @@ After the agents, the cluster DNS add-on is applied through the API like any wor
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.record import Record, alive, end_processes
+from testbed.emu.record import Record, alive, end_processes, read_kubelet_state
 from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
@@ -229,12 +228,5 @@ class ControlPlane:
 
 def sandboxes(run_dir: Path, workers: list[str]) -> dict[str, dict]:
     """uid -> each kubelet's saved state of its pods (`kubelet-NODE.json`), with the node."""
-    out = {}
-    for node in workers:
-        try:
-            state = json.loads((run_dir / f"kubelet-{node}.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        for uid, pod in state.items():
-            out[uid] = {**pod, "node": node}
-    return out
+    return {uid: {**pod, "node": node} for node in workers
+            for uid, pod in read_kubelet_state(run_dir, node).items()}

@@ -116,6 +116,8 @@ class Daemon:
         if op in ("kill", "restart"):
             agent, node = str(message.get("agent")), str(message.get("node"))
             with self.lock:
+                if self.stop.is_set():
+                    raise RuntimeError("the cluster is being torn down")
                 if op == "kill":
                     self.cluster.cp.kill(agent, node)
                     return {"killed": agent, "node": node}
@@ -132,7 +134,8 @@ class Daemon:
     def teardown(self) -> None:
         with contextlib.suppress(OSError):
             self.server.shutdown()
-        self.cluster.down()
+        with self.lock:   # an agent restart under way finishes first; none starts after
+            self.cluster.down()
         self.gone.set()
         if self.asked_down:
             self.replied.wait(10)
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _interrupt)
     from testbed.api.manifests import load_manifests
     from testbed.emu.cluster import Cluster
-    from testbed.scenario.command import SETUP_ERRORS
+    from testbed.emu.errors import SETUP_ERRORS
     from testbed.spec.source import SpecError
     from testbed.spec.topology import load_topology
 

@@ -19,8 +19,6 @@ import time
 from mininet.cli import CLI
 
 from testbed.emu.cluster import Cluster
-from testbed.emu.images import container_path
-from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.emu.psview import format_rows, ps_rows
 from testbed.emu.record import alive
 from testbed.scenario.probes import probe_icmp
@@ -132,10 +130,9 @@ class ClusterCLI(CLI):
         if pod.pid is None:
             print(f"*** pod {pod.key} has no sandbox (yet)")
             return
-        argv = enter_argv(pause_binary(), pod.pid, self.cluster.pod_files(pod.key), sysfs=True) + [
-            "bash", "-c", self._substitute(args)]
+        argv, env = self.cluster.pod_process(pod, ["bash", "-c", self._substitute(args)])
         sys.stdout.flush()
-        subprocess.call(argv, env={"PATH": container_path(), "HOSTNAME": pod.name, "TERM": "dumb"})
+        subprocess.call(argv, env={**env, "TERM": "dumb"})
 
     def do_ps(self, line: str) -> None:
         """ps [NODE]: pause processes and containers per node, like `docker ps` on a worker."""

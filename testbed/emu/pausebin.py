@@ -12,6 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from testbed.emu.images import container_env, image_path
+
 SOURCE = Path(__file__).with_name("pause.c")
 CACHE = Path(os.environ.get("TESTBED_CACHE", "/var/cache/testbed"))
 
@@ -45,3 +47,25 @@ def enter_argv(pause_bin: str, pid: int, pod_dir: Path, files: tuple[str, ...] =
     for name in files:
         argv += ["--bind", f"{pod_dir / name}:/etc/{name}"]
     return argv + (["--sysfs"] if sysfs else []) + ["--chdir", chdir, "--"]
+
+
+POD_FILES = ("hosts", "resolv.conf", "hostname")   # bind-mounted into every container
+
+
+def container_process(pause_bin: str, pause_pid: int, pod_dir: Path, manifest: dict,
+                      container: str, argv: list[str], path: str) -> tuple[list[str], dict]:
+    """(argv, env) that run `argv` in container `container` of a pod as its own processes run:
+    the pod's namespaces and files, the container's environment, working directory and PATH.
+    The kubelet starts containers with it; exec, the CLI and scripts run commands with it."""
+    spec = next((c for c in (manifest.get("spec") or {}).get("containers") or []
+                 if c.get("name") == container), {})
+    workdir = pod_dir / container
+    # A workingDir that exists on the node is used as it is; otherwise the container runs in
+    # its own directory (there is no image filesystem to create it in).
+    wanted = spec.get("workingDir")
+    cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
+    hostname = (manifest.get("spec") or {}).get("hostname") or manifest["metadata"]["name"]
+    env = {"PATH": image_path(str(spec.get("image", "")), path), "HOSTNAME": hostname,
+           "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
+    env.update(container_env(spec))
+    return enter_argv(pause_bin, pause_pid, pod_dir, POD_FILES, sysfs=True, chdir=cwd) + argv, env

@@ -21,18 +21,18 @@ from pathlib import Path
 
 from testbed.emu.images import (
     ImageError,
-    container_env,
     container_path,
-    image_path,
     resolve_command,
 )
-from testbed.emu.pausebin import enter_argv, pause_binary
+from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, alive, container_log, end_processes, pod_directory
 
 
 class PodError(RuntimeError):
     pass
+
+
 
 
 @dataclass
@@ -231,18 +231,9 @@ class PodRuntime:
 
     def start_container(self, pod: Pod, container: Container) -> None:
         """Start (or restart) one container of a running sandbox."""
-        spec = next(c for c in pod.manifest["spec"]["containers"] if c["name"] == container.name)
-        workdir = container.log.parent
-        workdir.mkdir(exist_ok=True)
-        # A workingDir that exists on the node is used as it is; otherwise the container runs
-        # in its own directory (there is no image filesystem to create it in).
-        wanted = spec.get("workingDir")
-        cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
-        env = {"PATH": image_path(container.image, self.path), "HOSTNAME": pod.hostname,
-               "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
-        env.update(container_env(spec))
-        argv = enter_argv(self.pause_bin, pod.pid, pod.directory, ("hosts", "resolv.conf", "hostname"),
-                          sysfs=True, chdir=cwd) + container.argv
+        container.log.parent.mkdir(exist_ok=True)
+        argv, env = container_process(self.pause_bin, pod.pid, pod.directory, pod.manifest,
+                                      container.name, container.argv, self.path)
         if container.log.exists():  # a restart: the last run's output becomes the previous log
             os.replace(container.log, container_log(pod.directory, container.name, previous=True))
         with open(container.log, "ab") as log:

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from testbed.emu import access
+from testbed.emu.record import Record
 from testbed.spec.source import Problem, SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,16 +84,13 @@ def _validate(args: argparse.Namespace) -> tuple[object, str]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from testbed.scenario.command import require_root
+    from testbed.emu.errors import require_root
 
     _, name = _validate(args)
     require_root()
-    try:
-        taken = access.find(name)
-    except access.NoCluster:
-        taken = None
-    if taken is not None:
-        print(f"testbed up: a cluster named {name} is already running ({taken.directory}); "
+    taken = [c for c in access.running() if c.name == name]
+    if taken:
+        print(f"testbed up: a cluster named {name} is already running ({taken[0].directory}); "
               f"`testbed down {name}` ends it, or choose another --name", file=sys.stderr)
         return 1
     read_end, write_end = os.pipe()
@@ -169,7 +167,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(f"testbed down: {err}", file=sys.stderr)
         return 1
     if not found.control_socket.exists():
-        owner = json.loads((found.directory / "owner.json").read_text()).get("pid")
+        owner = Record(found.directory).owner().get("pid", "?")
         print(f"testbed down: cluster {found.name} was not started by `testbed up`: process "
               f"{owner} (a `testbed run`, `testbed cli` or a script) owns it; end that",
               file=sys.stderr)

@@ -9,11 +9,18 @@ port-forward, watch streams) included. Listening on loopback changes nothing in 
 addresses, routes or rules. A connection made while the API server is down (killed by a
 scenario, say) is closed at once; the next one reaches the restarted server, whose socket
 is recreated at the same path.
+
+The API server can exec into pods, which run as root on this machine, so the listener is as
+closed as the Unix socket it stands for: it serves only root and the user who started the
+cluster with sudo (SUDO_UID), identified by the kernel's socket table (the connecting
+socket's owner in /proc/net/tcp), and answers anyone else with a 403 Status.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -24,9 +31,48 @@ BACKLOG = 1024
 BUFFER = 256 * 1024
 
 
+def allowed_uids() -> frozenset[int]:
+    """root, and the user who ran `sudo testbed ...` (whose kubectl will connect)."""
+    uids = {0, os.geteuid()}
+    if os.environ.get("SUDO_UID", "").isdigit():
+        uids.add(int(os.environ["SUDO_UID"]))
+    return frozenset(uids)
+
+
+def peer_uid(peer: tuple[str, int], tcp_table: str = "/proc/net/tcp") -> int | None:
+    """The owner of the loopback TCP socket at `peer` (the connecting client's), from the
+    kernel's socket table; None when it is not there."""
+    ip, port = peer[:2]
+    want = f"{int.from_bytes(socket.inet_aton(ip), 'little'):08X}:{port:04X}"
+    try:
+        with open(tcp_table) as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[1] == want:
+                    return int(fields[7])
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return None
+
+
+FORBIDDEN = (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n"
+             b"Content-Length: %d\r\n\r\n%s")
+
+
+def _forbidden(uid: int | None) -> bytes:
+    body = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "reason": "Forbidden", "code": 403,
+                       "message": f"this cluster's API is open to root and to the user who "
+                                  f"started it, not to uid {uid}"}).encode()
+    return FORBIDDEN % (len(body), body)
+
+
 class UnixForwarder:
-    def __init__(self, target: str, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, target: str, host: str = "127.0.0.1", port: int = 0,
+                 uids: frozenset[int] | None = None):
         self.target = target
+        self.uids = allowed_uids() if uids is None else uids
         self.listener = socket.create_server((host, port), backlog=BACKLOG)
         self.host, self.port = self.listener.getsockname()[:2]
         self._stop = threading.Event()
@@ -54,9 +100,18 @@ class UnixForwarder:
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
-                client, _ = self.listener.accept()
+                client, peer = self.listener.accept()
             except OSError:
                 return  # closed by stop()
+            uid = peer_uid(peer)
+            if uid not in self.uids:
+                log.warning("refused a connection from uid %s (%s:%s)", uid, *peer[:2])
+                try:
+                    client.sendall(_forbidden(uid))
+                except OSError:
+                    pass
+                client.close()
+                continue
             threading.Thread(target=self._pump, args=(client,), name="api-forward-conn",
                              daemon=True).start()
 

@@ -190,7 +190,10 @@ class WebSocket:
                 self.close_received = True   # gone without a close frame
                 return None
             if op == OP_PING:
-                self._send_frame(OP_PONG, payload)
+                try:
+                    self._send_frame(OP_PONG, payload)
+                except (ConnectionError, OSError):
+                    pass   # we closed already (or the peer is gone): nothing to answer
             elif op == OP_PONG:
                 pass
             elif op == OP_CLOSE:

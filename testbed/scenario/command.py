@@ -11,15 +11,11 @@ import os
 import sys
 from pathlib import Path
 
-from testbed.apiclient.client import ApiError
-from testbed.emu.controlplane import ControlPlaneError
-from testbed.emu.network import NetworkError
-from testbed.emu.pods import PodError
+from testbed.emu.errors import SETUP_ERRORS, require_root
 from testbed.scenario import report
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
 
-SETUP_ERRORS = (ApiError, ControlPlaneError, NetworkError, PodError, TimeoutError, OSError)
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tour.yaml"
 
 
@@ -39,11 +35,6 @@ def _check_output(path: str | None, option: str) -> list[Problem]:
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         return [Problem("<command line>", None, option, f"cannot write {path}: no writable directory {parent}")]
     return []
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        raise SpecError([Problem("<command line>", None, "", "building a cluster needs root (run with sudo)")])
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ built from a bad file.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -96,6 +97,44 @@ DEFAULT_NETWORK = {
     "serviceCIDR": "10.96.0.0/12",
     "clientCIDR": "203.0.113.0/24",
 }
+
+
+def topology_to_dict(topo: Topology) -> dict:
+    """The resolved topology as JSON data (cluster.json keeps it, so that other processes
+    attach to exactly what was built, whatever became of its file)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (IPv4Address, IPv4Network)):
+            return str(value)
+        return value
+
+    return plain(dataclasses.asdict(topo))
+
+
+def topology_from_dict(data: dict) -> Topology:
+    """The Topology `topology_to_dict` wrote."""
+    def node(d: dict) -> NodeSpec:
+        return NodeSpec(d["name"], d["role"], IPv4Address(d["address"]),
+                        IPv4Network(d["subnet"]), IPv4Address(d["gateway"]),
+                        IPv4Network(d["pod_cidr"]) if d["pod_cidr"] else None,
+                        d["proxy_mode"], tuple(tuple(kv) for kv in d["labels"]))
+
+    def client(d: dict) -> ClientSpec:
+        return ClientSpec(d["name"], IPv4Address(d["address"]), IPv4Network(d["subnet"]),
+                          IPv4Address(d["gateway"]))
+
+    return Topology(
+        name=data["name"], file=data["file"], network_mode=data["network_mode"],
+        node_cidr=IPv4Network(data["node_cidr"]), cluster_cidr=IPv4Network(data["cluster_cidr"]),
+        service_cidr=IPv4Network(data["service_cidr"]),
+        client_cidr=IPv4Network(data["client_cidr"]), master=node(data["master"]),
+        workers=tuple(node(w) for w in data["workers"]),
+        clients=tuple(client(c) for c in data["clients"]), gateway_name=data["gateway_name"],
+        proxy_mode=data["proxy_mode"], lb_pool=tuple(IPv4Network(n) for n in data["lb_pool"]),
+        addons=tuple(data["addons"]))
 
 
 def load_topology(path: str | Path) -> Topology:

@@ -234,7 +234,7 @@ def test_delete_returns_promptly(server, tmp_path: Path, version: str) -> None:
     started = time.monotonic()
     out = run("delete", "pod", "pending", "--timeout=20s")  # unscheduled: gone at once
     assert out.returncode == 0, out.stderr
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 12   # not the 20 s timeout a lost field selector gives
     # a scheduled Pod terminates; kubectl waits (1.20: a watch with a field selector on its
     # name) until it is gone, here when something deletes it for good half a second after
     # kubectl marked it terminating
@@ -265,7 +265,7 @@ def test_delete_returns_promptly(server, tmp_path: Path, version: str) -> None:
 # -- the Python client -----------------------------------------------------------------------------
 
 def python_client(server):  # noqa: ANN201
-    kubernetes = pytest.importorskip("kubernetes")
+    import kubernetes  # pinned in requirements.txt: missing is a failure, not a skip
     cfg = kubernetes.client.Configuration()
     cfg.host = f"http://127.0.0.1:{server.port}"
     return kubernetes, kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(cfg))

@@ -157,7 +157,7 @@ def test_kubectl_server_dry_run_stores_nothing(server, tmp_path, version):
 
 
 def test_python_client_dry_run(server):
-    kubernetes = pytest.importorskip("kubernetes")
+    import kubernetes  # pinned in requirements.txt: missing is a failure, not a skip
     config = kubernetes.client.Configuration()
     config.host = f"http://127.0.0.1:{server.port}"
     core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
@@ -167,3 +167,31 @@ def test_python_client_dry_run(server):
         core.read_namespaced_service("web", "default")
     assert err.value.status == 404
     assert isinstance(ApiError, type)
+
+
+def test_deletecollection_and_the_deprecated_watch_paths_that_discovery_advertises(server):
+    client = Client(f"http://127.0.0.1:{server.port}")
+    for name, app in (("a", "web"), ("b", "web"), ("c", "db")):
+        client.create(dict(POD, metadata={"name": name, "namespace": "default",
+                                          "labels": {"app": app}}))
+    code, gone = request(server, "DELETE", "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")
+    assert code == 200 and gone["kind"] == "PodList"
+    assert sorted(p["metadata"]["name"] for p in gone["items"]) == ["a", "b"]
+    assert [p["metadata"]["name"] for p in client.list("Pod", "default")[0]] == ["c"]
+    assert request(server, "DELETE", "/api/v1/namespaces")[0] == 405   # no deletecollection
+    url = (f"http://127.0.0.1:{server.port}/api/v1/watch/namespaces/default/pods/c"
+           "?timeoutSeconds=1")
+    with urllib.request.urlopen(url) as resp:
+        events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events
+            if e["type"] != "BOOKMARK"] == [("ADDED", "c")]
+
+
+def test_python_client_delete_collection(server):
+    import kubernetes  # pinned in requirements.txt: missing is a failure, not a skip
+    config = kubernetes.client.Configuration()
+    config.host = f"http://127.0.0.1:{server.port}"
+    core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
+    Client(config.host).create(dict(POD, metadata={"name": "x", "namespace": "default"}))
+    core.delete_collection_namespaced_pod("default")
+    assert core.list_namespaced_pod("default").items == []

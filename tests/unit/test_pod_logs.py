@@ -4,7 +4,9 @@ kubelet's runtime writes; the pure option handling."""
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,22 @@ def make_pod(client: Client, run_dir: Path, containers=("web",), node="w1") -> d
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_bytes(b"".join(f"{c} line {i}\n".encode() for i in range(1, 6)))
     return pod
+
+
+_LINES: dict[int, queue.Queue] = {}
+
+
+def line_within(proc: subprocess.Popen, seconds: float) -> str:
+    """The next line kubectl prints, failing (not hanging) when none comes in time."""
+    if proc.pid not in _LINES:
+        lines: queue.Queue = queue.Queue()
+        _LINES[proc.pid] = lines
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
+                         daemon=True).start()
+    try:
+        return _LINES[proc.pid].get(timeout=seconds)
+    except queue.Empty:
+        raise AssertionError(f"no output from kubectl within {seconds}s") from None
 
 
 def kubelet_state(run_dir: Path, pod: dict, running: dict[str, int | None]) -> None:
@@ -70,11 +88,11 @@ def test_kubectl_logs_follow_streams_until_the_container_ends(server, tmp_path):
             env={"HOME": str(home), "KUBECONFIG": str(home / "kubeconfig"), "PATH": "/usr/bin"},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert proc.stdout.readline() == "web line 1\n"
+            assert line_within(proc, 10) == "web line 1\n"
             log = container_log(pod_directory(tmp_path, "default", "p"), "web")
             with log.open("a") as f:
                 f.write("written while following\n")
-            seen = [proc.stdout.readline() for _ in range(5)]
+            seen = [line_within(proc, 10) for _ in range(5)]
             assert seen[-1] == "written while following\n"
             assert proc.poll() is None            # still following: the container runs
             worker.kill()
@@ -122,3 +140,46 @@ def test_tail_offset(tmp_path, text, lines, rest):
     with path.open("rb") as handle:
         handle.seek(_tail_offset(handle, lines))
         assert handle.read() == rest
+
+
+def test_a_follow_ends_with_its_process_not_with_the_restarted_one(tmp_path):
+    """After a restart the kubelet's state names a new, live process; the follow that began on
+    the old one ends when that one does (upstream ends the stream when its container exits)."""
+    pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u"},
+           "spec": {"nodeName": "w1", "containers": [{"name": "web"}]}}
+    log = container_log(pod_directory(tmp_path, "default", "p"), "web")
+    log.parent.mkdir(parents=True)
+    log.write_text("first run\n")
+    old = subprocess.Popen(["sleep", "60"])
+    new = subprocess.Popen(["sleep", "60"])
+    try:
+        kubelet_state(tmp_path, pod, {"web": old.pid})
+        chunks = PodLogs(tmp_path).open(pod, {"follow": ["true"]})
+        assert next(chunks) == b"first run\n"
+        kubelet_state(tmp_path, pod, {"web": new.pid})   # restarted
+        old.kill()
+        old.wait()
+        assert list(chunks) == []                         # ended, though `new` runs
+    finally:
+        old.kill()
+        new.kill()
+        new.wait()
+
+
+def test_a_follow_ends_when_its_reader_is_gone(tmp_path):
+    pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u"},
+           "spec": {"nodeName": "w1", "containers": [{"name": "web"}]}}
+    log = container_log(pod_directory(tmp_path, "default", "p"), "web")
+    log.parent.mkdir(parents=True)
+    log.write_text("x\n")
+    worker = subprocess.Popen(["sleep", "60"])
+    try:
+        kubelet_state(tmp_path, pod, {"web": worker.pid})
+        wanted = [True]
+        chunks = PodLogs(tmp_path).open(pod, {"follow": ["true"]}, lambda: wanted[0])
+        assert next(chunks) == b"x\n"
+        wanted[0] = False
+        assert list(chunks) == []
+    finally:
+        worker.kill()
+        worker.wait()

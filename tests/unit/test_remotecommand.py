@@ -24,8 +24,9 @@ import urllib.request
 import pytest
 
 from testbed.agents.streaming.runtime import LocalRuntime
+from testbed.emu.access import kubeconfig_text
 from testbed.net.websocket import OP_BINARY, OP_CLOSE, OP_TEXT, encode_frame
-from tests.unit.conftest import KUBECTLS, kubeconfig_text, kubectl_runner, start_api
+from tests.unit.conftest import KUBECTLS, kubectl_runner, start_api
 
 # (kubectl version, environment): 1.37 speaks WebSocket first; told not to, it speaks SPDY
 CLIENTS = {"1.37": ("1.37", {}),
@@ -172,7 +173,7 @@ def test_exec_with_a_tty_and_a_resize(kubectl, cluster, tmp_path):
     """kubectl -it on a terminal of its own: raw input is echoed by the remote terminal, `stty
     size` sees kubectl's terminal size, then the new size after a resize (SIGWINCH)."""
     version, env = CLIENTS[kubectl.flavour]
-    (tmp_path / "kubeconfig").write_text(kubeconfig_text(cluster[0].url))
+    (tmp_path / "kubeconfig").write_text(kubeconfig_text("unit", cluster[0].url))
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     script = ('echo ready; read a; stty size; echo "got:$a"; '
@@ -217,7 +218,7 @@ def test_attach_shows_the_containers_output(kubectl, cluster):
 
 def test_port_forward_relays_connections(kubectl, cluster, tmp_path):
     version, env = CLIENTS[kubectl.flavour]
-    (tmp_path / "kubeconfig").write_text(kubeconfig_text(cluster[0].url))
+    (tmp_path / "kubeconfig").write_text(kubeconfig_text("unit", cluster[0].url))
     proc = subprocess.Popen([str(KUBECTLS[version]), "port-forward", "pod/p", ":80"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
@@ -245,7 +246,7 @@ def test_port_forward_to_a_closed_port_reports_the_error(kubectl, cluster, tmp_p
     port = closed.getsockname()[1]
     closed.close()
     version, env = CLIENTS[kubectl.flavour]
-    (tmp_path / "kubeconfig").write_text(kubeconfig_text(cluster[0].url))
+    (tmp_path / "kubeconfig").write_text(kubeconfig_text("unit", cluster[0].url))
     proc = subprocess.Popen([str(KUBECTLS[version]), "port-forward", "pod/p", f":{port}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
@@ -413,12 +414,26 @@ def test_v4_channel_protocol(cluster):
 
 
 def test_client_going_away_kills_the_command(cluster, tmp_path):
-    marker = tmp_path / "still-running"
+    pidfile = tmp_path / "pid"
     client = RawWebSocket(cluster[0].url, "/api/v1/namespaces/default/pods/p/exec?command=sh&"
-                          f"command=-c&command=sleep%201;touch%20{marker}&stdout=true&"
-                          "container=c", "v5.channel.k8s.io")
+                          f"command=-c&command=echo%20$$%20>{pidfile};exec%20sleep%2030&"
+                          "stdout=true&container=c", "v5.channel.k8s.io")
     client.reader.read(3)   # the ready message: the command runs
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
     client.sock.close()
     client.reader.close()
-    time.sleep(1.5)
-    assert not marker.exists()
+    while os.path.exists(f"/proc/{pid}") and not _zombie(pid):   # killed, not left to run 30 s
+        assert time.monotonic() < deadline + 10, "the command outlived its client"
+        time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

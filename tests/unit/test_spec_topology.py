@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from ipaddress import IPv4Address as A
 from ipaddress import IPv4Network as N
 from pathlib import Path
@@ -573,3 +574,14 @@ def test_load_balancer_pool_and_addons(problems):
     assert "t.yaml:1: loadBalancer.pool[0]: 10.244.3.0/24 overlaps clusterCIDR 10.244.0.0/16" in found
     assert "t.yaml:1: loadBalancer.pool[2]: 198.51.100.8/29 overlaps 198.51.100.0/28, earlier in the pool" in found
     assert "t.yaml:2: addons[1]: unknown add-on 'istio' (known: ingress-nginx)" in found
+
+
+def test_a_topology_survives_its_json_form():
+    from dataclasses import replace
+
+    from testbed.spec.topology import load_topology, topology_from_dict, topology_to_dict
+
+    topo = load_topology(Path(__file__).resolve().parents[2] / "topologies" / "article.yaml")
+    topo = replace(topo, name="renamed", addons=("ingress-nginx",))
+    data = json.loads(json.dumps(topology_to_dict(topo)))
+    assert topology_from_dict(data) == topo

@@ -132,8 +132,8 @@ def test_sandbox_found_by_node_and_uid(tmp_path):
 
 
 def test_sandbox_lookup_failures(tmp_path):
-    with pytest.raises(StreamingError, match="no state of the kubelet on node 'w1'"):
-        read_sandbox(tmp_path, pod())
+    with pytest.raises(StreamingError, match="has no sandbox on node w1"):
+        read_sandbox(tmp_path, pod())    # no kubelet state (yet): no sandbox
     kubelet_state(tmp_path, [os.getpid(), start_time(os.getpid())])
     other = pod()
     other["metadata"]["uid"] = "u-2"   # a pod recreated under the same name is another pod

@@ -163,3 +163,12 @@ def test_concurrent_senders_never_interleave_frames(pair):
     for t in threads:
         t.join()
     assert got == sorted(payloads)
+
+
+def test_a_ping_after_our_close_is_not_answered_and_raises_nothing(pair):
+    server, client = pair
+    server.close()
+    assert _read_frame(client)[0] == ws.OP_CLOSE
+    client.sendall(encode_frame(OP_PING, b"late", mask=MASK)
+                   + encode_frame(OP_CLOSE, struct.pack("!H", 1000), mask=MASK))
+    assert server.receive() is None      # the peer's close ends it; the late ping did not raise

@@ -19,8 +19,6 @@ machine's pid namespace and filesystem with every node, which is all this needs.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,11 +26,9 @@ from pathlib import Path
 
 from testbed.agents.streaming.protocol import Stdio
 from testbed.agents.streaming.runtime import LocalProcess, StreamingError, spawn
-from testbed.emu.images import container_env, container_path, image_path
-from testbed.emu.pausebin import enter_argv, pause_binary
-from testbed.emu.record import alive
-
-POD_FILES = ("hosts", "resolv.conf", "hostname")   # must match PodRuntime.start_container's
+from testbed.emu.images import container_path
+from testbed.emu.pausebin import container_process, pause_binary
+from testbed.emu.record import alive, container_log, pod_directory, read_kubelet_state
 
 
 @dataclass(frozen=True)
@@ -62,36 +58,25 @@ def read_sandbox(run_dir: Path, pod: dict) -> Sandbox:
     kubelet has none (not started yet, or already gone)."""
     meta, node = pod["metadata"], (pod.get("spec") or {}).get("nodeName") or ""
     key = f"{meta.get('namespace', '')}/{meta['name']}"
-    try:
-        state = json.loads((run_dir / f"kubelet-{node}.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as err:
-        raise StreamingError(f"no state of the kubelet on node {node!r}: {err}") from None
-    saved = state.get(meta.get("uid", ""))
+    saved = read_kubelet_state(run_dir, node).get(meta.get("uid", ""))
     if not saved or not saved.get("pause"):
         raise StreamingError(f"pod {key} (uid {meta.get('uid')}) has no sandbox on node {node}")
     pid, start = saved["pause"]
     namespace, name = saved["namespace"], saved["name"]
     return Sandbox(namespace, name, meta.get("uid", ""), node, pid, start,
-                   run_dir / "pods" / f"{namespace}_{name}", saved.get("manifest") or {},
+                   pod_directory(run_dir, namespace, name), saved.get("manifest") or {},
                    saved.get("containers") or {})
 
 
 def exec_command(sandbox: Sandbox, container: str, argv: Sequence[str], tty: bool,
                  pause_bin: str) -> tuple[list[str], dict[str, str]]:
     """(argv, env) that run `argv` in `container` of `sandbox` as its own processes run."""
-    spec = sandbox.container_spec(container)
-    workdir = sandbox.directory / container
-    wanted = spec.get("workingDir")
-    cwd = wanted if wanted and os.path.isdir(wanted) else str(workdir)
-    hostname = (sandbox.manifest.get("spec") or {}).get("hostname") or sandbox.name
-    env = {"PATH": image_path(str(spec.get("image", "")), container_path()), "HOSTNAME": hostname,
-           "HOME": str(workdir)}
+    sandbox.container_spec(container)   # StreamingError for a container the kubelet lacks
+    command, env = container_process(pause_bin, sandbox.pause_pid, sandbox.directory,
+                                     sandbox.manifest, container, list(argv), container_path())
     if tty:
         env["TERM"] = "xterm"   # as docker exec -t sets it
-    env.update(container_env(spec))
-    prefix = enter_argv(pause_bin, sandbox.pause_pid, sandbox.directory, POD_FILES, sysfs=True,
-                        chdir=cwd)
-    return prefix + list(argv), env
+    return command, env
 
 
 class EmulatedRuntime:
@@ -124,7 +109,7 @@ class EmulatedRuntime:
         if not alive(state.get("pid"), state.get("start")):
             raise StreamingError(f"container {container} of pod {found.namespace}/{found.name} "
                                  "is not running")
-        log = found.directory / container / "log"
+        log = container_log(found.directory, container)
         # new output only, as attach shows; tail ends when the container's process does
         return spawn(["tail", "--bytes=0", "--follow", f"--pid={state['pid']}", str(log)],
                      {"PATH": "/usr/bin:/bin"}, Stdio(False, stdio.stdout, False, False))

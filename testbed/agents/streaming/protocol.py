@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from testbed.api.admission import ApiFailure
+from testbed.api.failures import ApiFailure
 
 # remotecommand (exec, attach) subprotocols, newest first. Over SPDY they are offered in
 # X-Stream-Protocol-Version (the kubelet speaks v1-v4); over WebSocket in Sec-WebSocket-Protocol:

@@ -21,7 +21,7 @@ from testbed.agents.streaming.channels import SpdyRemoteCommand, ws_streams
 from testbed.agents.streaming.portforward import SpdyPortForward, serve_websocket
 from testbed.agents.streaming.remotecommand import run_session
 from testbed.agents.streaming.runtime import PodRuntime
-from testbed.api.admission import ApiFailure
+from testbed.api.failures import ApiFailure
 from testbed.net import spdy, websocket
 
 log = logging.getLogger("testbed.streaming")

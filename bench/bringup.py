@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from testbed.emu.cluster import Cluster  # noqa: E402
 from testbed.emu.pausebin import pause_binary  # noqa: E402
+from testbed.emu.podlab import PodLab  # noqa: E402
 from testbed.spec.source import parse_documents  # noqa: E402
 from testbed.spec.topology import build_topology  # noqa: E402
 
@@ -53,12 +53,12 @@ def rss_kb(pid: int) -> int:
 
 def measure_cluster(workers: int, per_node: int) -> dict:
     started = time.perf_counter()
-    cluster = Cluster(topology(workers), control_plane=False).up()
+    cluster = PodLab(topology(workers)).up()
     try:
         network = time.perf_counter() - started
         manifests = [pod(f"p{w}-{i}", f"w{w}") for w in range(1, workers + 1) for i in range(per_node)]
         t0 = time.perf_counter()
-        cluster.apply_pods(manifests)
+        cluster.run_pods(manifests)
         pods_seconds = time.perf_counter() - t0
         pause_rss = [rss_kb(p.pid) for p in cluster.pods.values()]
         phases = dict(cluster.runtime.timings)

@@ -4,7 +4,7 @@
 1. Pods Ready: on master + gateway + N workers, the time from applying a Deployment of R
    replicas to all R pods Ready (API server -> Deployment controller -> scheduler -> kubelets
    -> status -> Ready), next to the bring-up of the same R pods without a control plane
-   (`Cluster(topo, control_plane=False)` + `apply_pods` with nodeName set: the runtime alone).
+   (`PodLab(topo)` + `run_pods` with nodeName set: the runtime alone).
 2. Watch delay: with S objects in the store, the time from a write (an annotation changed on
    one Pod) to every watcher having seen it: W watchers on the host over the API's Unix socket
    and one watcher per worker, inside that worker's namespace, over TCP to the master across
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from testbed.emu.cluster import Cluster  # noqa: E402
+from testbed.emu.podlab import PodLab  # noqa: E402
 from testbed.spec.source import parse_documents  # noqa: E402
 from testbed.spec.topology import build_topology  # noqa: E402
 
@@ -79,11 +80,11 @@ def percentile(values: list[float], q: float) -> float:
 # -- 1. pods Ready ----------------------------------------------------------------------------------
 
 def measure_direct(workers: int, replicas: int) -> dict:
-    cluster = Cluster(topology(workers), control_plane=False).up()
+    cluster = PodLab(topology(workers)).up()
     try:
         manifests = [direct_pod(f"bench-{i}", f"w{i % workers + 1}") for i in range(replicas)]
         t0 = time.perf_counter()
-        cluster.apply_pods(manifests)
+        cluster.run_pods(manifests)
         return {"up": sum(cluster.timings.values()), "pods": time.perf_counter() - t0}
     finally:
         cluster.down()
@@ -243,7 +244,7 @@ def main() -> int:
         cluster.down()
 
     print(f"\n1. {r} pods on {w} workers                          seconds   per pod ms")
-    print(f"   baseline: runtime alone (apply_pods, nodeName)  {direct['pods']:>7.2f}   {direct['pods'] / r * 1000:>10.1f}")
+    print(f"   baseline: runtime alone (run_pods, nodeName)    {direct['pods']:>7.2f}   {direct['pods'] / r * 1000:>10.1f}")
     print(f"   Deployment applied -> all {r} pods created       {ready['created']:>7.2f}")
     print(f"   Deployment applied -> first pod Ready            {ready['first']:>7.2f}")
     print(f"   Deployment applied -> half the pods Ready        {ready['half']:>7.2f}")

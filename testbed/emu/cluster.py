@@ -5,9 +5,8 @@ plane (API server, kubelets, kube-proxies, the DNS add-on: emu/controlplane.py);
 sends ordinary Kubernetes objects through the API server and `wait_ready()` waits for their
 pods. `down()` ends everything from the run record.
 
-With `control_plane=False` there is no API server: `apply_pods(manifests)` places Pods straight
-on their nodes (spec.nodeName, else the least-loaded worker matching spec.nodeSelector). The
-benchmarks use it to measure the pod network without the control plane.
+The pod network and runtime alone, without a control plane, are emu/podlab.py's (for the
+benchmarks and the runtime's own tests).
 
 `endpoint(name)` turns a pod, node, gateway, client or Service name into the namespace to act
 from and the address to reach, for probes and the CLI.
@@ -15,7 +14,6 @@ from and the address to reach, for probes and the CLI.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -29,8 +27,6 @@ from testbed.controllers.common import is_ready
 from testbed.emu import access
 from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.podnet import BridgeNetwork, NodeRef
-from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record, pod_directory, read_kubelet_state
 from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
@@ -68,16 +64,12 @@ class PodView:
 
 
 class Cluster:
-    def __init__(self, topo: Topology, progress: Callable[[str], None] | None = None,
-                 control_plane: bool = True):
+    def __init__(self, topo: Topology, progress: Callable[[str], None] | None = None):
         self.topo = topo
         self.progress = progress or (lambda msg: None)
-        self.control_plane = control_plane
         self.record: Record | None = None
         self.network: ClusterNetwork | None = None
-        self.runtime: PodRuntime | None = None
         self.cp: ControlPlane | None = None
-        self.pods: dict[str, Pod] = {}          # direct mode: "namespace/name" -> Pod
         self.timings: dict[str, float] = {}
         self.partitions: list[list[str]] = []   # iptables rules a partition fault inserted
         self.forwarder: UnixForwarder | None = None   # kubectl's way in, on 127.0.0.1
@@ -87,9 +79,8 @@ class Cluster:
     # -- life -------------------------------------------------------------------------------
 
     def up(self) -> Cluster:
-        steps = [("record", self._make_record), ("network", self._build_network)]
-        steps += ([("control plane", self._start_control_plane), ("access", self._open_access)]
-                  if self.control_plane else [("runtime", self._make_runtime)])
+        steps = [("record", self._make_record), ("network", self._build_network),
+                 ("control plane", self._start_control_plane), ("access", self._open_access)]
         try:
             for name, step in steps:
                 started = time.monotonic()
@@ -126,9 +117,6 @@ class Cluster:
         self.network = ClusterNetwork(self.topo, self.record)
         self.network.build()
 
-    def _make_runtime(self) -> None:
-        self.runtime = PodRuntime(self.record, BridgeNetwork(), self.topo.dns_service_ip)
-
     def _start_control_plane(self) -> None:
         self.cp = ControlPlane(self.topo, self.network, self.record, self.progress)
         self.cp.start()
@@ -158,12 +146,6 @@ class Cluster:
         if self.record is not None:
             # Agents appended what they started (pods) to the record file: read it back whole.
             self.record = Record.load(self.record.directory, self.record)
-        if self.runtime is not None and self.pods:
-            try:
-                self.runtime.delete_many(None, list(self.pods.values()), grace=0.5)
-            except Exception as err:  # keep going: the record clean-up below catches the rest
-                log.warning("deleting pods: %s", err)
-            self.pods.clear()
         if self.network is not None:
             self.network.stop()
             self.network = None
@@ -178,54 +160,6 @@ class Cluster:
         self.down()
 
     # -- pods ---------------------------------------------------------------------------------
-
-    def node_ref(self, name: str) -> NodeRef:
-        node = self.topo.node(name)
-        return NodeRef(name, self.network.pid(name), node.pod_cidr)
-
-    def schedule(self, manifest: dict, planned: dict[str, int]) -> str:
-        """spec.nodeName when given, else the least-loaded worker whose labels match nodeSelector."""
-        spec = manifest["spec"]
-        key = f"{manifest['metadata']['namespace']}/{manifest['metadata']['name']}"
-        workers = {w.name: w for w in self.topo.workers}
-        if spec.get("nodeName"):
-            if spec["nodeName"] not in workers:
-                raise PodError(f"pod {key}: spec.nodeName {spec['nodeName']!r} is not a worker of "
-                               f"{self.topo.name} (workers: {', '.join(workers)})")
-            return spec["nodeName"]
-        selector = spec.get("nodeSelector") or {}
-        fits = [w for w in workers.values() if all(dict(w.labels).get(k) == v for k, v in selector.items())]
-        if not fits:
-            raise PodError(f"pod {key}: no worker matches nodeSelector {selector}")
-        return min(fits, key=lambda w: planned[w.name]).name
-
-    def apply_pods(self, manifests: list[dict]) -> list[Pod]:
-        """Create every Pod in `manifests` (already validated), node by node."""
-        names = set(self.network.hosts)
-        planned = {w.name: sum(1 for p in self.pods.values() if p.node == w.name) for w in self.topo.workers}
-        by_node: dict[str, list[dict]] = {}
-        for m in manifests:
-            key = f"{m['metadata']['namespace']}/{m['metadata']['name']}"
-            if key in self.pods:
-                raise PodError(f"pod {key} already exists")
-            if m["metadata"]["name"] in names:
-                raise PodError(f"pod {key}: the name {m['metadata']['name']!r} is taken by a node or client")
-            node = self.schedule(m, planned)
-            planned[node] += 1
-            by_node.setdefault(node, []).append(m)
-        created: list[Pod] = []
-        for node, group in by_node.items():
-            self.progress(f"starting {len(group)} pod(s) on {node}")
-            for pod in self.runtime.run_pods(self.node_ref(node), group):
-                self.pods[pod.key] = pod
-                created.append(pod)
-        self.save_state()
-        return created
-
-    def delete_pod(self, key: str) -> None:
-        pod = self.pods.pop(key)
-        self.runtime.delete(self.node_ref(pod.node), pod)
-        self.save_state()
 
     # -- control-plane mode ------------------------------------------------------------------
 
@@ -274,17 +208,14 @@ class Cluster:
         namespace, _, name = key.partition("/")
         return pod_directory(self.record.directory, namespace, name)
 
-    def pod_process(self, pod: Pod | PodView, argv: list[str],
+    def pod_process(self, pod: PodView, argv: list[str],
                     container: str | None = None) -> tuple[list[str], dict[str, str]]:
         """(argv, env) that run `argv` in a container of `pod` (its first by default) as that
         container's own processes run: namespaces, pod files, environment, working directory."""
         from testbed.emu.images import container_path
         from testbed.emu.pausebin import container_process, pause_binary
 
-        if isinstance(pod, Pod):
-            manifest = pod.manifest
-        else:
-            manifest = (self.cp.sandboxes().get(pod.uid) or {}).get("manifest") or {}
+        manifest = (self.cp.sandboxes().get(pod.uid) or {}).get("manifest") or {}
         names = [c["name"] for c in (manifest.get("spec") or {}).get("containers") or []]
         if container is not None and container not in names:
             raise KeyError(f"container {container} is not valid for pod {pod.key} "
@@ -325,10 +256,10 @@ class Cluster:
         return IPv4Address(ip) if ip and ip != "None" else None
 
     def _pod_map(self) -> dict:
-        """Pods by key: PodViews with a control plane (one API listing), else the runtime's."""
-        return self.pod_views() if self.cp is not None else self.pods
+        """Pods by key, from one API listing."""
+        return self.pod_views()
 
-    def find_pod(self, name: str, pods: dict | None = None) -> Pod | PodView | None:
+    def find_pod(self, name: str, pods: dict | None = None) -> PodView | None:
         """A pod by `namespace/name`, or by bare name when that is unambiguous (`pods`: a
         `_pod_map()` the caller already has)."""
         pods = self._pod_map() if pods is None else pods
@@ -373,33 +304,14 @@ class Cluster:
         return address
 
     def all_pods(self) -> list:
-        """Every pod: PodViews with a control plane, the runtime's Pods without."""
+        """Every pod, as the API server and the kubelets know it."""
         return list(self._pod_map().values())
 
     # -- state for other terminals (testbed ps) ---------------------------------------------
 
     def ps_state(self) -> dict:
-        if self.cp is not None:
-            return kubelet_ps_state(self.topo.name, self.record.directory, [w.name for w in self.topo.workers])
-        return self._direct_state()
-
-    def save_state(self) -> None:
-        if self.cp is not None:
-            return  # `testbed ps` reads the kubelets' own state files
-        state = self._direct_state()
-        tmp = self.record.directory / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, self.record.directory / "state.json")
-
-    def _direct_state(self) -> dict:
-        return {"cluster": self.topo.name, "pods": [
-            {"namespace": p.namespace, "name": p.name, "uid": p.uid, "node": p.node, "ip": str(p.ip),
-             "created": p.created, "pause": {"pid": p.pid, "start": p.pause_start},
-             "containers": [{"name": c.name, "pid": c.pid, "argv": c.argv, "image": c.image,
-                             "start": c.start,
-                             "ports": [f"{x['containerPort']}/{x.get('protocol', 'TCP')}" for x in c.ports]}
-                            for c in p.containers.values()]}
-            for p in self.pods.values()]}
+        return kubelet_ps_state(self.topo.name, self.record.directory,
+                                [w.name for w in self.topo.workers])
 
 
 def kubelet_ps_state(cluster: str, run_dir, nodes: list[str]) -> dict:

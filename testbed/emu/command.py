@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -142,12 +141,9 @@ def _live_states(name: str | None = None) -> list[dict]:
     for cluster in running():
         if name is not None and name not in (cluster.name, cluster.directory.name):
             continue
-        try:
-            states.append(json.loads((cluster.directory / "state.json").read_text()))
-        except (FileNotFoundError, json.JSONDecodeError):
-            nodes = kubelet_nodes(cluster.directory)
-            if nodes:
-                states.append(kubelet_ps_state(cluster.name, cluster.directory, nodes))
+        nodes = kubelet_nodes(cluster.directory)
+        if nodes:
+            states.append(kubelet_ps_state(cluster.name, cluster.directory, nodes))
     return states
 
 

@@ -120,13 +120,13 @@ def netns_pair():
 def two_node():
     """The two-node topology with the tour's pods: pod-a (two containers) and pod-b on w1, pod-c on w2."""
     from testbed.api.manifests import load_manifests
-    from testbed.emu.cluster import Cluster
+    from testbed.emu.podlab import PodLab
     from testbed.spec.topology import load_topology
 
-    cluster = Cluster(load_topology(TOPOLOGIES / "two-node.yaml"), control_plane=False).up()
+    cluster = PodLab(load_topology(TOPOLOGIES / "two-node.yaml")).up()
     try:
         objects = load_manifests([str(SCENARIOS / "manifests" / "pods-two-nodes.yaml")])
-        for pod in cluster.apply_pods(objects):
+        for pod in cluster.run_pods(objects):
             assert cluster.runtime.wait_listening(pod, timeout=10), f"{pod.key} never listened"
         yield cluster
     finally:

@@ -121,7 +121,7 @@ def _pod(name, node, command=("sleep", "infinity"), ports=()):
 def test_deleting_a_pod_ends_every_process_in_it_and_frees_its_ip(two_node):
     # The container forks a child that ignores SIGTERM: deletion must still end it.
     manifest = _pod("forker", "w2", ["bash", "-c", "trap '' TERM; sleep 1000 & trap '' TERM; wait"])
-    (pod,) = two_node.apply_pods([manifest])
+    (pod,) = two_node.run_pods([manifest])
     ns = netns_of(pod.pid)
     deadline = time.monotonic() + 5
     while len(processes_in({ns})) < 3 and time.monotonic() < deadline:
@@ -136,7 +136,7 @@ def test_deleting_a_pod_ends_every_process_in_it_and_frees_its_ip(two_node):
 
 
 def test_pod_ips_are_never_handed_out_twice(two_node):
-    pods = two_node.apply_pods([_pod(f"many-{i}", "w2") for i in range(6)])
+    pods = two_node.run_pods([_pod(f"many-{i}", "w2") for i in range(6)])
     try:
         ips = [p.ip for p in two_node.pods.values() if p.node == "w2"]
         assert len(ips) >= 7
@@ -150,7 +150,7 @@ def test_pod_ips_are_never_handed_out_twice(two_node):
 def test_a_command_that_cannot_run_is_refused_before_anything_starts(two_node):
     before = set(two_node.pods)
     with pytest.raises(PodError, match="not found on the node"):
-        two_node.apply_pods([_pod("nocmd", "w1", ["no-such-program-anywhere"])])
+        two_node.run_pods([_pod("nocmd", "w1", ["no-such-program-anywhere"])])
     assert set(two_node.pods) == before
 
 

@@ -28,6 +28,7 @@ from testbed.emu import access
 from testbed.emu.controlplane import ControlPlane, dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, pod_directory, read_kubelet_state
+from testbed.emu.shield import shielded
 from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
 
@@ -130,7 +131,12 @@ class Cluster:
         return self.cp.client
 
     def down(self) -> None:
-        """Tear everything down; works from the record, so it is safe after a partial up()."""
+        """Tear everything down; works from the record, so it is safe after a partial up().
+        No signal cuts it short (emu/shield.py)."""
+        with shielded():
+            self._down()
+
+    def _down(self) -> None:
         if self.attached:
             if self.network is not None:
                 self.network.stop()   # the shells this process attached, nothing else

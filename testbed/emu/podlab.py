@@ -21,6 +21,7 @@ from testbed.emu.network import ClusterNetwork
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record
+from testbed.emu.shield import shielded
 from testbed.spec.topology import NodeSpec, Topology
 
 
@@ -68,7 +69,12 @@ class PodLab:
         return self
 
     def down(self) -> None:
-        """End everything, from the record: safe after a partial up()."""
+        """End everything, from the record: safe after a partial up(), and no signal cuts it
+        short (emu/shield.py)."""
+        with shielded():
+            self._down()
+
+    def _down(self) -> None:
         if self.record is not None:
             self.record = Record.load(self.record.directory, self.record)
         if self.runtime is not None and self.pods:

@@ -8,7 +8,6 @@ SIGTERM tear the cluster down before the command exits.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from testbed.apiclient.client import ApiError
 from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.images import container_path, pod_command_problems
+from testbed.emu.shield import interrupted_once
 from testbed.scenario.actions import Fault, NetFault
 from testbed.scenario.spec import Probe, Scenario, Step, load_scenario
 from testbed.scenario.steps import Outcome, execute
@@ -213,7 +213,11 @@ class Runner:
     def run(self) -> list[StepResult]:
         started = time.monotonic()
         self.cluster = Cluster(self.prepared.topology, progress=self.progress)
-        previous = _terminate_as_interrupt()
+        with interrupted_once():   # Ctrl-C or SIGTERM: tear down; a second one cannot stop that
+            self._run(started)
+        return self.results
+
+    def _run(self, started: float) -> None:
         try:
             self.cluster.up()
             objects = self.prepared.objects
@@ -232,10 +236,8 @@ class Runner:
                 mark = "PASS" if result.passed else "FAIL"
                 self.progress(f"[{index}/{total}] {mark} {step.name}: {result.observed} ({result.seconds:.2f}s)")
         finally:
-            signal.signal(signal.SIGTERM, previous)
             self.progress("tearing down")
             self.cluster.down()
-        return self.results
 
     def run_step(self, step: Step, index: int) -> StepResult:
         started = time.monotonic()
@@ -246,16 +248,6 @@ class Runner:
             outcome = Outcome(False, step.name, f"error: {err}")
         return StepResult(step, outcome.passed, outcome.expectation, outcome.observed,
                           time.monotonic() - started, outcome.details)
-
-
-def _terminate_as_interrupt():
-    """Make SIGTERM tear down like Ctrl-C does."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (tests): leave signals alone
-        return signal.getsignal(signal.SIGTERM)
 
 
 def log_progress(message: str) -> None:

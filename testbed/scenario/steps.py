@@ -230,6 +230,7 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
             cluster.cp.kill(action.agent, node)
             return Outcome(True, describe(action), f"{action.agent} on {node} killed")
         agent = cluster.cp.restart(action.agent, node)
+        cluster.cp.wait_agent(agent)   # as the cluster's start does: the next step finds it serving
         return Outcome(True, describe(action), f"{action.agent} on {node} restarted (pid {agent.pid})")
     raise TypeError(f"unknown step action {action!r}")
 

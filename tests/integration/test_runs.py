@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
+import yaml
 
 from tests.integration.conftest import (
     ROOT,
@@ -134,10 +133,71 @@ def test_sigterm_tears_down(tmp_path):
     assert leftovers(before) == set()
 
 
-def test_not_root_is_a_clear_error(tmp_path):
-    if not hasattr(os, "setuid"):
-        pytest.skip("no setuid on this platform")
-    result = subprocess.run([sys.executable, "-m", "testbed", "run"], cwd=ROOT, capture_output=True,
-                            text=True, user=65534, env={**os.environ, "HOME": "/tmp"})
-    assert result.returncode == 2
+def test_not_root_is_a_clear_error():
+    """As another user, from a copy that user can read: the checkout itself may sit in a
+    directory other users cannot enter (a home directory with mode 700, a mktemp -d)."""
+    import shutil
+    import tempfile
+
+    import pyroute2
+
+    copy = Path(tempfile.mkdtemp(prefix="testbed-nonroot-"))
+    try:
+        copy.chmod(0o755)
+        ignore = shutil.ignore_patterns("__pycache__")
+        for part in ("testbed", "scenarios", "topologies"):
+            shutil.copytree(ROOT / part, copy / part, ignore=ignore)
+        for module in (yaml, pyroute2):   # the pinned packages, from the virtual environment
+            shutil.copytree(Path(module.__file__).parent, copy / module.__name__, ignore=ignore)
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        result = subprocess.run(["/usr/bin/python3", "-m", "testbed", "run"], cwd=copy,
+                                capture_output=True, text=True, user=65534,
+                                env={"PATH": "/usr/bin:/bin", "HOME": "/tmp",
+                                     "PYTHONPATH": str(copy)})
+    finally:
+        shutil.rmtree(copy)
+    assert result.returncode == 2, result.stderr
     assert "needs root" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_second_ctrl_c_during_teardown_is_ignored_until_it_is_done(tmp_path):
+    before = namespaces()
+    path = _scenario(tmp_path, "  - sleep: 60\n")
+    proc = subprocess.Popen([sys.executable, "-m", "testbed", "run", str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stderr:
+            if "cluster ready" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        for line in proc.stderr:
+            seen.append(line)
+            if "tearing down" in line:
+                for _ in range(3):           # an impatient user, while it tears down
+                    proc.send_signal(signal.SIGINT)
+                    time.sleep(0.05)
+                break
+        seen += proc.stderr.readlines()
+    finally:
+        code = proc.wait(timeout=60)
+    assert code == 130
+    assert "noted; tearing down first" in "".join(seen)
+    assert "the cluster was torn down" in "".join(seen)
+    assert leftovers(before) == set()
+
+
+def test_an_api_server_restart_step_is_followed_at_once_by_a_passing_step(tmp_path):
+    """The restart returns when the API server serves, as the cluster's start waits for it:
+    the next step, which needs the API (a Service by name, a scale), passes at once."""
+    service = ROOT / "scenarios" / "manifests" / "article-service-test.yaml"
+    path = _scenario(tmp_path, "  - kill: {agent: apiserver}\n"
+                               "  - restart: {agent: apiserver}\n"
+                               "  - scale: {deployment: service-test, replicas: 3}\n"
+                               "  - probe: http\n    from: w1\n    to: http://service-test/\n"
+                               "    tries: 1\n", manifests=service)
+    result = run_testbed("run", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 failed" in result.stdout

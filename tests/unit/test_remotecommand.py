@@ -196,7 +196,7 @@ def test_exec_with_a_tty_and_a_resize(kubectl, cluster, tmp_path):
             if "40 120" in out:
                 break
         os.write(master, b"q\r")
-        out += read_until(master, "exit code 4")
+        out += read_until(master, "exit code 4\r\n")
         assert proc.wait(20) == 4
     finally:
         if proc.poll() is None:

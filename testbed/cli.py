@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = [
     "testbed.proxy.command",      # proxy render
     "testbed.kubectl.command",    # apply, delete, get, describe, scale
     "testbed.emu.inspect_command",  # nat, conntrack
+    "testbed.scenario.validate_command",  # validate
 ]
 
 

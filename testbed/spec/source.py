@@ -1,7 +1,10 @@
 """Pure: YAML with line numbers, and the error type every input check reports through.
 
-Every file a user hands the testbed (topology, scenario, manifest) is read here, so that every
-problem can name its file, line and field. Validation collects all problems before raising.
+Every file a user hands the testbed (topology, scenario, manifest, kube-proxy case file) is
+read here, so that every problem can name its file, line and field: `read_documents` and
+`read_one` read it through testbed.spec.userfile (regular files only, a size limit, the sudo
+user's rights) and testbed.spec.yamlload (plain YAML, depth and alias limits). Validation
+collects all problems before raising.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-Path_ = tuple[str | int, ...]
+from testbed.spec.userfile import FileRefused, read_text
+from testbed.spec.yamlload import LoadError, Path_, load
 
 
 @dataclass(frozen=True)
@@ -90,74 +92,48 @@ class Problems:
             raise SpecError(self.items)
 
 
-def _convert(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise SpecError([Problem(file, key_node.start_mark.line + 1, field_name(path),
-                                         "YAML merge keys (<<) are not supported")])
-            key = yaml.SafeLoader(  # scalar keys only, constructed the safe way
-                ""
-            ).construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                raise SpecError([Problem(file, key_node.start_mark.line + 1, field_name(path),
-                                         "mapping keys must be plain scalars")])
-            if key in out:
-                raise SpecError([Problem(file, key_node.start_mark.line + 1,
-                                         field_name(path + (str(key),)), "duplicate key")])
-            child = path + (key,)
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _convert(value_node, child, lines, file)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            child = path + (i,)
-            lines[child] = item.start_mark.line + 1
-            items.append(_convert(item, child, lines, file))
-        return items
-    loader = yaml.SafeLoader("")
-    return loader.construct_object(node, deep=True)
+def _problem(file: str, err: LoadError) -> Problem:
+    return Problem(file, err.line, field_name(err.path), err.message)
 
 
 def parse_documents(text: str, file: str) -> list[Document]:
-    """Every non-empty document in `text`, with line numbers. Raises SpecError on bad YAML."""
-    docs: list[Document] = []
+    """Every non-empty document in `text`, with line numbers. SpecError for bad YAML, YAML
+    beyond plain data (tags, merge keys) or beyond the limits of testbed.spec.yamlload."""
     try:
-        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            if node is None:
-                continue
-            lines: dict[Path_, int] = {}
-            data = _convert(node, (), lines, file)
-            if data is None:
-                continue
-            docs.append(Document(file, data, lines, node.start_mark.line + 1))
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else None
-        raise SpecError([Problem(file, line, "", f"not valid YAML: {err.problem or err}")]) from None
-    except yaml.YAMLError as err:
-        raise SpecError([Problem(file, None, "", f"not valid YAML: {err}")]) from None
-    return docs
+        loaded = load(text)
+    except LoadError as err:
+        raise SpecError([_problem(file, err)]) from None
+    return [Document(file, doc.data, doc.lines, doc.start_line) for doc in loaded]
 
 
 def read_documents(path: str | Path) -> list[Document]:
-    """Read a file as YAML documents; a missing or unreadable file is a SpecError too."""
-    p = Path(path)
+    """Read a file as YAML documents. A file that is missing, not a regular file, too large,
+    not UTF-8 or not readable by the user who ran sudo is a SpecError too, and is never
+    quoted (testbed.spec.userfile)."""
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([Problem(str(path), None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError([Problem(str(path), None, "", f"cannot read: {err}")]) from None
+        text = read_text(str(path))
+    except FileRefused as err:
+        raise SpecError([Problem(str(path), err.line, "", err.message)]) from None
     return parse_documents(text, str(path))
 
 
+def _what(data: Any) -> str:
+    if isinstance(data, bool):
+        return "a boolean"
+    return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(data), type(data).__name__)
+
+
 def read_one(path: str | Path) -> Document:
-    """A file that must hold exactly one YAML mapping."""
+    """A file that must hold exactly one YAML mapping (a topology, a scenario, a case file)."""
     docs = read_documents(path)
-    if len(docs) != 1 or not isinstance(docs[0].data, dict):
-        line = docs[1].start_line if len(docs) > 1 else None
-        raise SpecError([Problem(str(path), line, "", "expected exactly one YAML mapping")])
+    if not docs:
+        raise SpecError([Problem(str(path), None, "", "expected exactly one YAML mapping, "
+                                                      "found nothing")])
+    if len(docs) > 1:
+        raise SpecError([Problem(str(path), docs[1].start_line, "",
+                                 f"expected exactly one YAML mapping, found {len(docs)} documents")])
+    if not isinstance(docs[0].data, dict):
+        raise SpecError([Problem(str(path), docs[0].start_line, "",
+                                 f"expected exactly one YAML mapping, found {_what(docs[0].data)}")])
     return docs[0]

@@ -36,8 +36,9 @@ def test_run_with_a_bad_topology(write, capsys, tmp_path):
     scenario = write("s.yaml", "topology: topo.yaml\n")
     assert main(["run", str(scenario)]) == 2
     assert error_lines(capsys) == [
-        f"testbed: {topo}:2: network.mode: must be one of routed, shared, not 'star'",
-        f"testbed: {topo}:1: workers[1].name: invalid name 'W2': a lowercase RFC 1123 label must "
+        f'testbed: {topo}:2: network.mode: Unsupported value: "star": supported values: "routed", '
+        '"shared"',
+        f'testbed: {topo}:1: workers[1].name: Invalid value: "W2": a lowercase RFC 1123 label must '
         "consist of lower case alphanumeric characters or '-', and must start and end with an "
         "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
     ]
@@ -53,8 +54,9 @@ def test_run_with_a_bad_scenario(write, capsys):
     """)
     assert main(["run", str(scenario)]) == 2
     assert error_lines(capsys) == [
-        f"testbed: {scenario}:3: steps[0].probe: must be one of icmp, tcp, udp, http, dns, not 'ping'",
-        f"testbed: {scenario}:4: steps[1].sleep: must be a number of seconds >= 0",
+        f'testbed: {scenario}:3: steps[0].probe: Unsupported value: "ping": supported values: '
+        '"icmp", "tcp", "udp", "http", "dns"',
+        f"testbed: {scenario}:4: steps[1].sleep: Invalid value: -1: must be greater than or equal to 0",
     ]
 
 
@@ -63,7 +65,8 @@ def test_run_with_unknown_names(write, capsys):
     scenario = write("s.yaml", "topology: topo.yaml\nsteps:\n  - {probe: icmp, from: w1, to: ghost}\n")
     assert main(["run", str(scenario)]) == 2
     [line] = error_lines(capsys)
-    assert line.startswith(f"testbed: {scenario}:3: steps[0].to: 'ghost' is no pod, node or client")
+    assert line.startswith(f'testbed: {scenario}:3: steps[0].to: Invalid value: "ghost": no pod, '
+                           "node or client")
 
 
 def test_run_with_bad_yaml(write, capsys):
@@ -97,7 +100,8 @@ def test_cli_with_a_bad_topology_and_a_bad_manifest(write, capsys):
     pods = write("pods.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: []}\n")
     assert main(["cli", str(topo), "-f", str(pods)]) == 2
     lines = error_lines(capsys)
-    assert lines[0].startswith(f"testbed: {topo}:1: network.nodeCIDR: not a valid IPv4 CIDR: '10.0.0.0/33'")
+    assert lines[0].startswith(f'testbed: {topo}:1: network.nodeCIDR: Invalid value: "10.0.0.0/33": '
+                               "must be a valid CIDR value")
     assert lines[1] == f"testbed: {pods}:4: spec.containers: Required value"
     assert len(lines) == 2
 

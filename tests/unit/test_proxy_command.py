@@ -96,31 +96,32 @@ GOOD_SLICE = """\
 @pytest.mark.parametrize("text,where", [
     ("harness: {}\nobjects:\n- kind: Service\n  metadata: {namespace: ns1, name: svc1}\n"
      "  spec:\n    clusterIP: 10.0.0.300\n    ports: [{port: 80}]\n",
-     ":6: objects[0].spec.clusterIP: not a valid IP address"),
+     ':6: objects[0].spec.clusterIP: Invalid value: "10.0.0.300": must be a valid IP address'),
     ("objects:\n- kind: Service\n  metadata: {namespace: ns1}\n  spec:\n"
      "    clusterIP: 10.0.0.3\n    ports: [{port: 80}]\n",
-     ":3: objects[0].metadata.name: missing field"),
+     ":3: objects[0].metadata.name: Required value"),
     ("objects:\n- kind: Service\n  metadata: {name: a}\n  spec:\n    clusterIP: 10.0.0.3\n",
-     ":4: objects[0].spec.ports: missing field"),
+     ":4: objects[0].spec.ports: Required value"),
     ("objects:\n- kind: Service\n  metadata: {name: a}\n  spec:\n    clusterIP: 10.0.0.3\n"
      "    ports:\n    - {port: 80, protocol: ICMP}\n",
-     ":7: objects[0].spec.ports[0].protocol: must be one of TCP, UDP, SCTP"),
+     ':7: objects[0].spec.ports[0].protocol: Unsupported value: "ICMP": supported values: '
+     '"TCP", "UDP", "SCTP"'),
     ("harness:\n  nodeName: n\n  nodeIP: 10.1\nobjects: []\n",
-     ":3: harness.nodeIP: not a valid IP address"),
+     ":3: harness.nodeIP: Invalid value: 10.1: must be a valid IP address"),
     ("harness:\n  localhostNodePorts: yes please\nobjects: []\n",
-     ":2: harness.localhostNodePorts: expected true or false"),
+     ':2: harness.localhostNodePorts: Invalid value: "yes please": must be a boolean'),
     ("harness:\n  localDetector: {mode: ClusterCIDR, clusterCIDR: 10.0.0.0/33}\nobjects: []\n",
-     ":2: harness.localDetector.clusterCIDR: not a valid CIDR"),
-    ("harness: {}\n", ":1: objects: missing field"),
+     ':2: harness.localDetector.clusterCIDR: Invalid value: "10.0.0.0/33": must be a valid CIDR value'),
+    ("harness: {}\n", ":1: objects: Required value"),
     ("objects:\n" + GOOD_SLICE.replace("10.0.0.1", "10.0.0.x"),
-     ":5: objects[0].endpoints[0].addresses[0]: not a valid IP address"),
+     ':5: objects[0].endpoints[0].addresses[0]: Invalid value: "10.0.0.x": must be a valid IP address'),
     ("objects:\n" + GOOD_SLICE.replace("port: 80", "port: -1"),
-     ":6: objects[0].ports[0].port: must be a port number"),
+     ":6: objects[0].ports[0].port: Invalid value: -1: must be between 1 and 65535, inclusive"),
     ("objects:\n- kind: Service\n  metadata: {name: a}\n  spec: {clusterIP: 10.0.0.3, ports: [{port: 80}]}\n"
      "- kind: Service\n  metadata: {name: a}\n  spec: {clusterIP: 10.0.0.4, ports: [{port: 81}]}\n",
-     ":6: objects[1].metadata.name: duplicate Service default/a"),
+     ':6: objects[1].metadata.name: Duplicate value: "a": Service default/a is defined twice'),
     ("objects: [\n", ":2: not valid YAML"),
-    ("- just\n- a list\n", ": expected exactly one YAML mapping"),
+    ("- just\n- a list\n", ":1: expected exactly one YAML mapping, found a list"),
 ])
 def test_bad_input_names_file_line_field(capsys, tmp_path: Path, text: str,
                                          where: str) -> None:

@@ -146,19 +146,30 @@ def test_scalars_are_constructed_safely():
     assert doc.data == {"i": 3, "f": 1.5, "b": True, "n": None, "s": "3"}
 
 
-@pytest.mark.parametrize("value", ["!!python/name:os.system ''", "!foo bar"])
-def test_unknown_scalar_tags_are_bad_yaml(value):
+@pytest.mark.parametrize(("value", "shown"), [("!!python/name:os.system ''", "!!python/name:os.system"),
+                                             ("!foo bar", "!foo"), ("!!binary aGk=", "!!binary"),
+                                             ("!!timestamp 2024-01-01", "!!timestamp")])
+def test_tags_beyond_the_core_schema_are_refused_with_their_line(value, shown):
     with pytest.raises(SpecError) as info:
-        parse_documents(f"a: {value}\n", "u.yaml")
+        parse_documents(f"x: 1\na: {value}\n", "u.yaml")
     [problem] = info.value.problems
-    assert (problem.file, problem.line) == ("u.yaml", 1)
-    assert problem.message.startswith("not valid YAML: could not determine a constructor")
+    assert (problem.file, problem.line, problem.field) == ("u.yaml", 2, "a")
+    assert problem.message.startswith(f"tag {shown} is not allowed: plain YAML only")
 
 
-def test_tagged_collections_are_plain_data_and_run_nothing():
-    # collections are walked node by node, so a python/object tag on one never constructs it
-    [doc] = parse_documents("a: !!python/object/apply:os.system ['true']\n", "u.yaml")
-    assert doc.data == {"a": ["true"]}
+@pytest.mark.parametrize("text", ["a: !!python/object/apply:os.system ['true']\n",
+                                  "a: !!set {x: null}\n", "a: !!omap [x: 1]\n", "a: !foo {b: 1}\n"])
+def test_tagged_collections_are_refused_and_run_nothing(text):
+    with pytest.raises(SpecError) as info:
+        parse_documents(text, "u.yaml")
+    [problem] = info.value.problems
+    assert (problem.line, problem.field) == (1, "a")
+    assert "is not allowed on a" in problem.message
+
+
+def test_core_tags_and_implicit_types():
+    [doc] = parse_documents("a: !!str 3\nb: !!int '7'\nc: 2024-01-01\nd: =\ne: !!float 1\n", "t.yaml")
+    assert doc.data == {"a": "3", "b": 7, "c": "2024-01-01", "d": "=", "e": 1.0}
 
 
 def test_bad_yaml_has_the_line_of_the_error():
@@ -193,20 +204,18 @@ def test_missing_file(tmp_path: Path):
     assert str(info.value) == f"{missing}: no such file"
 
 
-def test_directory_is_unreadable(tmp_path: Path):
+def test_directory_is_refused(tmp_path: Path):
     with pytest.raises(SpecError) as info:
         read_documents(tmp_path)
-    [problem] = info.value.problems
-    assert problem.file == str(tmp_path)
-    assert problem.message.startswith("cannot read: ")
+    assert info.value.problems == [Problem(str(tmp_path), None, "", "a directory, not a regular file")]
 
 
-def test_non_utf8_file_is_unreadable(tmp_path: Path):
+def test_non_utf8_file_is_refused_with_its_offset_and_line(tmp_path: Path):
     path = tmp_path / "latin1.yaml"
-    path.write_bytes(b"name: caf\xe9\n")
+    path.write_bytes(b"a: 1\nname: caf\xe9\n")
     with pytest.raises(SpecError) as info:
         read_documents(path)
-    assert info.value.problems[0].message.startswith("cannot read: ")
+    assert info.value.problems == [Problem(str(path), 2, "", "not UTF-8: byte 0xe9 at byte offset 14")]
 
 
 def test_read_documents_reads_the_file(write):
@@ -227,12 +236,16 @@ def test_read_one_refuses_two_documents_naming_the_second(write):
     path = write("two.yaml", "a: 1\n---\nb: 2\n")
     with pytest.raises(SpecError) as info:
         read_one(path)
-    assert info.value.problems == [Problem(str(path), 3, "", "expected exactly one YAML mapping")]
+    assert info.value.problems == [Problem(str(path), 3, "", "expected exactly one YAML mapping, "
+                                                             "found 2 documents")]
 
 
-@pytest.mark.parametrize("text", ["", "# nothing\n", "- a\n- b\n", "just a string\n"])
-def test_read_one_refuses_empty_or_non_mapping(write, text):
+@pytest.mark.parametrize(("text", "line", "found"), [
+    ("", None, "nothing"), ("# nothing\n", None, "nothing"), ("# list\n- a\n- b\n", 2, "a list"),
+    ("just a string\n", 1, "a string"), ("3\n", 1, "a number"), ("true\n", 1, "a boolean")])
+def test_read_one_refuses_empty_or_non_mapping_with_its_line(write, text, line, found):
     path = write("x.yaml", text)
     with pytest.raises(SpecError) as info:
         read_one(path)
-    assert info.value.problems == [Problem(str(path), None, "", "expected exactly one YAML mapping")]
+    assert info.value.problems == [Problem(str(path), line, "",
+                                           f"expected exactly one YAML mapping, found {found}")]

@@ -1,0 +1,128 @@
+"""Acts (reads files, prints): `testbed validate FILE [-f MANIFEST ...]`, checking without building.
+
+As netlab's `validate` and kind's config check, for CI jobs and editors: FILE is recognised as
+
+* a scenario (a mapping with `steps` or `topology`): checked with everything it names, its
+  topology, its manifests and the manifests of later `apply` steps, by `prepare`, the very
+  function `testbed run` calls before it builds anything;
+* Kubernetes manifests (documents with `apiVersion` or `kind`): checked by
+  testbed.scenario.preflight's `check_manifests`, as `testbed apply -f` does;
+* otherwise a topology: checked by `load_topology`, with the `-f` manifests by
+  `check_manifests` against it, as `testbed up` and `testbed cli TOPOLOGY -f ...` do.
+
+No second set of checks lives here: what `validate` accepts, a run accepts. It needs no root
+and builds nothing. Exit 0 with one "valid" line on standard output, or 2 with every problem
+as `testbed: file:line: field: reason` lines on standard error (printed by testbed.cli);
+warnings, as a run prints them, on standard error either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from testbed.spec.source import Document, Problem, SpecError, read_documents
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a topology, scenario or manifests; build nothing",
+                       description="Check FILE (a scenario with everything it names, Kubernetes "
+                                   "manifests, or a topology with the -f manifests) exactly as "
+                                   "`testbed run`, `apply -f`, `up` and `cli` check their input, "
+                                   "without building anything or needing root. Exit 0 when valid, "
+                                   "2 with every problem otherwise.")
+    p.add_argument("file", metavar="FILE", help="a scenario, a topology, or a manifest file")
+    p.add_argument("-f", "--filename", action="append", default=[], metavar="MANIFEST",
+                   help="manifests to check along with a topology; may be repeated")
+    p.set_defaults(func=cmd_validate)
+
+
+def recognise(docs: list[Document]) -> str:
+    """"scenario", "manifests" or "topology" for a file's documents (a topology by default,
+    whose own checks then say what is wrong with a file that is none of them)."""
+    mappings = [d.data for d in docs if isinstance(d.data, dict)]
+    if any("apiVersion" in m or "kind" in m for m in mappings):
+        return "manifests"
+    if len(docs) == 1 and mappings and ("steps" in mappings[0] or "topology" in mappings[0]):
+        return "scenario"
+    return "topology"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _collect(problems: list[Problem], load: Any, *args: Any) -> Any:
+    """load(*args), or None with its problems added (so that every file is checked)."""
+    try:
+        return load(*args)
+    except SpecError as err:
+        problems.extend(err.problems)
+        return None
+
+
+def _topology_summary(topo: Any) -> str:
+    return (f"topology {topo.name} with {_plural(len(topo.workers), 'worker')}, "
+            f"{_plural(len(topo.clients), 'client')}")
+
+
+def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str:
+    """The one-line summary of a valid FILE (and -f manifests); SpecError with every problem.
+    Warnings (what upstream accepts but likely is not meant) go to `warn` either way."""
+    from testbed.scenario.preflight import check_manifests, report_warnings
+
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+
+    def manifest_checks(paths: list[str], topo: Any = None) -> int:
+        checked = check_manifests(paths, topo)
+        problems.extend(checked.problems)
+        warnings.extend(checked.warnings)
+        return len(checked.objects)
+
+    try:
+        docs = _collect(problems, read_documents, file)
+        if docs is None:  # FILE is not even YAML: still check the -f files, to report everything
+            manifest_checks(manifests)
+            raise SpecError(problems)
+        kind = recognise(docs)
+        if kind == "scenario":
+            from testbed.scenario.runner import prepare
+
+            if manifests:
+                problems.append(Problem("<command line>", None, "-f", "a scenario names its own "
+                                        "manifests; -f goes with a topology"))
+            prepared = _collect(problems, prepare, file)
+            if problems:
+                raise SpecError(problems)
+            warnings.extend(prepared.warnings)
+            step_objects = sum(len(objs) for objs in prepared.step_objects.values())
+            return (f"valid: {file}: scenario {prepared.scenario.name}, "
+                    f"{_topology_summary(prepared.topology)}; "
+                    f"{_plural(len(prepared.objects) + step_objects, 'object')} in "
+                    f"{_plural(len(prepared.scenario.manifests), 'manifest file')} and its steps; "
+                    f"{_plural(len(prepared.scenario.steps), 'step')}")
+        if kind == "manifests":
+            count = manifest_checks([file, *manifests])
+            if problems:
+                raise SpecError(problems)
+            return (f"valid: {file}: {_plural(count, 'object')} in "
+                    f"{_plural(1 + len(manifests), 'manifest file')}")
+        from testbed.spec.topology import load_topology
+
+        topo = _collect(problems, load_topology, file)
+        count = manifest_checks(manifests, topo) if manifests else 0
+        if problems:
+            raise SpecError(problems)
+        extra = (f"; {_plural(count, 'object')} in "
+                 f"{_plural(len(manifests), 'manifest file')}") if manifests else ""
+        return f"valid: {file}: {_topology_summary(topo)}{extra}"
+    finally:
+        if warn is not None:
+            report_warnings(warnings, warn)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    print(validate(args.file, args.filename, sys.stderr))
+    return 0

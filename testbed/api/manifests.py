@@ -11,11 +11,13 @@ on the way in.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from testbed.api.endpointslices import check_endpointslice
 from testbed.api.ingress import OLD_VERSIONS, check_ingress, convert_v1beta1
-from testbed.api.meta import check_metadata
+from testbed.api.meta import check_metadata, object_key
 from testbed.api.pods import check_pod
 from testbed.api.recordkinds import check_endpoints, check_event, check_lease
 from testbed.api.schema import field_names, for_kind
@@ -101,16 +103,22 @@ def _check_into(ck: Checker, path: Path_, data: object) -> dict | None:
     return obj if len(ck.problems) == before else None
 
 
-def check_document(doc: Document) -> tuple[list[dict], list[Problem]]:
-    """Objects of one YAML document (a List gives its items) and every problem in it."""
+def _checked_document(doc: Document) -> tuple[list[tuple[Path_, dict]], list[Problem]]:
+    """(path in the document, object) for each good object of one document, and the problems."""
     ck = Checker(doc)
     data = doc.data
     if isinstance(data, dict) and data.get("kind") == "List" and data.get("apiVersion") == "v1":
         ck.fields((), data, {"apiVersion", "kind", "metadata", "items"})
-        objs = [_check_into(ck, p, item) for p, item in ck.items(data, "items", ())]
+        objs = [(p, _check_into(ck, p, item)) for p, item in ck.items(data, "items", ())]
     else:
-        objs = [_check_into(ck, (), data)]
-    return [o for o in objs if o is not None], ck.problems
+        objs = [((), _check_into(ck, (), data))]
+    return [(p, o) for p, o in objs if o is not None], ck.problems
+
+
+def check_document(doc: Document) -> tuple[list[dict], list[Problem]]:
+    """Objects of one YAML document (a List gives its items) and every problem in it."""
+    objs, problems = _checked_document(doc)
+    return [o for _, o in objs], problems
 
 
 def check_object(obj: dict | Document, file: str = "<object>") -> tuple[dict | None, list[Problem]]:
@@ -126,16 +134,22 @@ def validate_object(obj: dict | Document) -> list[Problem]:
     return check_object(obj)[1]
 
 
-def object_key(obj: dict) -> tuple[str, str, str]:
-    """(kind, namespace, name) — namespace "" for cluster-scoped kinds."""
-    meta = obj.get("metadata") or {}
-    return obj["kind"], meta.get("namespace", ""), meta.get("name", "")
+@dataclass(frozen=True)
+class Loaded:
+    """One object of a manifest file, validated and defaulted, and where it is written: its
+    document and its path there (() or ("items", i) in a List), so that later checks (against
+    a topology, testbed/scenario/preflight.py) can name file, line and field too."""
+
+    obj: dict
+    doc: Document
+    path: Path_
 
 
-def load_manifests(paths: list[str]) -> list[dict]:
-    """Every object in the files, validated and defaulted, in file order; SpecError otherwise."""
+def read_manifests(paths: Sequence[str | Path]) -> tuple[list[Loaded], list[Problem]]:
+    """Every good object in the files, in file order, and every problem in them (a file that
+    cannot be read, bad YAML, an invalid object, one object defined twice); raises nothing."""
     problems: list[Problem] = []
-    objects: list[dict] = []
+    loaded: list[Loaded] = []
     seen: dict[tuple[str, str, str], str] = {}
     for path in paths:
         try:
@@ -144,19 +158,25 @@ def load_manifests(paths: list[str]) -> list[dict]:
             problems.extend(err.problems)
             continue
         for doc in docs:
-            objs, found = check_document(doc)
+            objs, found = _checked_document(doc)
             problems.extend(found)
-            for obj in objs:
-                key = object_key(obj)
-                where = f"{doc.file}:{doc.start_line}"
+            for where_in_doc, obj in objs:
+                key = (obj["kind"], *object_key(obj))
+                where = f"{doc.file}:{doc.line(where_in_doc + ('metadata', 'name'))}"
                 if key in seen:
-                    problems.append(Problem(doc.file, doc.start_line, "metadata.name",
-                                            f'Duplicate value: "{key[2]}": {key[0]} '
-                                            f"{key[1] + '/' if key[1] else ''}{key[2]} "
-                                            f"is also defined at {seen[key]}"))
+                    problems.append(doc.problem(where_in_doc + ("metadata", "name"),
+                                                f'Duplicate value: "{key[2]}": {key[0]} '
+                                                f"{key[1] + '/' if key[1] else ''}{key[2]} "
+                                                f"is also defined at {seen[key]}"))
                 seen.setdefault(key, where)
-                objects.append(obj)
+                loaded.append(Loaded(obj, doc, where_in_doc))
+    return loaded, problems
+
+
+def load_manifests(paths: Sequence[str | Path]) -> list[dict]:
+    """Every object in the files, validated and defaulted, in file order; SpecError otherwise."""
+    loaded, problems = read_manifests(paths)
     if problems:
         raise SpecError(problems)
-    return objects
+    return [item.obj for item in loaded]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from testbed.api.labels import LabelSelector, parse_labels
+from testbed.api.resources import CLUSTER_SCOPED
 from testbed.api.schema import field_names
 from testbed.api.schema_base import META
 from testbed.api.validation import (
@@ -24,6 +25,24 @@ from testbed.api.validation import (
 from testbed.spec.source import Path_
 
 DEFAULT_NAMESPACE = "default"
+
+
+def object_key(obj: dict) -> tuple[str, str]:
+    """(namespace, name): the one key every part of the testbed files an object under.
+
+    The namespace is the object's own, "default" when it leaves it out (as the API server
+    defaults it), and "" for cluster-scoped kinds (Namespace, Node, ...), whose objects have
+    none. Objects without a kind (list items) are taken as namespaced.
+    """
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") in CLUSTER_SCOPED:
+        return "", str(meta.get("name") or "")
+    return str(meta.get("namespace") or DEFAULT_NAMESPACE), str(meta.get("name") or "")
+
+
+def namespace_of(obj: dict) -> str:
+    """The namespace of object_key(obj)."""
+    return object_key(obj)[0]
 
 # What each object may hold: the schema's fields (testbed/api/schema_meta.py).
 METADATA_FIELDS = field_names(META + "ObjectMeta")

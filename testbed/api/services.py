@@ -76,7 +76,9 @@ def check_service(ck: Checker, path: Path_, obj: dict) -> None:
 
 def _check_ports(ck: Checker, p: Path_, spec: dict, kind: str | None, headless: bool) -> None:
     ports = ck.items(spec, "ports", p)
-    if not ports and spec.get("ports") is None and kind != "ExternalName" and not headless:
+    # As upstream: a Service needs a port (an empty list as much as none), unless it is
+    # headless or an ExternalName.
+    if not ports and kind != "ExternalName" and not headless:
         ck.required(p + ("ports",))
     names: set[str] = set()
     seen: set[tuple[int, str]] = set()

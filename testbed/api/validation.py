@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from typing import Any
 
@@ -160,9 +161,10 @@ def is_cidr(value: str) -> list[str]:
 
 
 def fmt(value: Any) -> str:
-    """A value the way k8s field errors print it: strings quoted, numbers bare."""
+    """A value the way k8s field errors print it: strings quoted (printable non-ASCII kept, as
+    Go's %q keeps it), numbers bare."""
     if isinstance(value, str):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=not value.isprintable())
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -170,16 +172,25 @@ def fmt(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+MAX_INT32 = 2**31 - 1   # what Kubernetes' int32 fields (replicas, counts) hold
+
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "boolean": (bool,), "object": (dict,),
-    "array": (list,),
+    "array": (list,), "number": (int, float),
 }
 _ARTICLE = {"string": "a string", "integer": "an integer", "boolean": "a boolean",
-            "object": "an object", "array": "a list"}
+            "object": "an object", "array": "a list", "number": "a number"}
 
 
 class Checker:
-    """Records problems against one document. Paths are absolute within the document."""
+    """Records problems against one document. Paths are absolute within the document.
+
+    The one field reader of every input the testbed takes: Kubernetes objects, topology and
+    scenario files, kube-proxy case files. Every fault is worded as the API server words it
+    (`Required value`, `Invalid value: V: why`, `Unsupported value`, `Duplicate value`,
+    `Forbidden`, `unknown field "x"`), at the field's path and line. Subclasses may collect
+    problems elsewhere by overriding `add` (the proxy's change trackers keep bare paths).
+    """
 
     def __init__(self, doc: Document | None = None, file: str = "<object>"):
         self.doc = doc
@@ -214,7 +225,8 @@ class Checker:
     # -- typed reads ---------------------------------------------------------------------------
 
     def is_type(self, path: Path_, value: Any, kind: str) -> bool:
-        ok = isinstance(value, _TYPES[kind]) and not (kind == "integer" and isinstance(value, bool))
+        ok = isinstance(value, _TYPES[kind]) and not (
+            kind in ("integer", "number") and isinstance(value, bool))
         if not ok:
             self.invalid(path, value, f"must be {_ARTICLE[kind]}")
         return ok
@@ -291,3 +303,62 @@ class Checker:
             self.unsupported(path + (key,), value, supported)
             return None
         return value
+
+    def number(self, parent: dict, key: str, path: Path_, minimum: float = 0,
+               default: float | None = None, above: bool = False) -> float | None:
+        """A finite number >= `minimum` (> with `above`), e.g. seconds; `default` when absent."""
+        if parent.get(key) is None:
+            return default
+        value = self.get(parent, key, path, "number")
+        if value is None:
+            return None
+        if not math.isfinite(value):
+            self.invalid(path + (key,), value, "must be a finite number")
+            return None
+        if value < minimum or (above and value == minimum):
+            self.invalid(path + (key,), value, ("must be greater than " if above else
+                                                "must be greater than or equal to ") + f"{minimum:g}")
+            return None
+        return float(value)
+
+    def integer(self, parent: dict, key: str, path: Path_, low: int, high: int | None = None,
+                default: int | None = None, required: bool = False) -> int | None:
+        """A whole number from `low` to `high` (None: no more than an int32 holds), inclusive;
+        `default` when absent."""
+        if parent.get(key) is None and not required:
+            return default
+        value = self.get(parent, key, path, "integer", required)
+        if value is None:
+            return None
+        if high is not None and not low <= value <= high:
+            self.invalid(path + (key,), value, f"must be between {low} and {high}, inclusive")
+            return None
+        if value < low:
+            self.invalid(path + (key,), value, f"must be greater than or equal to {low}")
+            return None
+        if value > MAX_INT32:
+            self.invalid(path + (key,), value, f"must be less than or equal to {MAX_INT32}")
+            return None
+        return value
+
+    def string(self, parent: dict, key: str, path: Path_, required: bool = False,
+               default: str | None = None) -> str | None:
+        """A string (non-empty when required); `default` when absent."""
+        if parent.get(key) is None and not required:
+            return default
+        return self.get(parent, key, path, "string", required)
+
+    def selector(self, parent: dict, key: str, path: Path_, required: bool = False) -> str | None:
+        """A label selector string ("app=web,tier!=db"), parsed as the API server parses
+        `?labelSelector=`; refused with upstream's parser's words."""
+        from testbed.api.labels import SelectorError, parse_labels  # labels imports this module
+
+        text = self.string(parent, key, path, required)
+        if text is None:
+            return None
+        try:
+            parse_labels(text)
+        except SelectorError as err:
+            self.invalid(path + (key,), text, str(err))
+            return None
+        return text

@@ -29,7 +29,7 @@ def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
     if spec is None:
         return
     p = path + ("spec",)
-    if ck.positive(spec, "replicas", p, minimum=0) is None and "replicas" not in spec:
+    if ck.integer(spec, "replicas", p, 0) is None and "replicas" not in spec:   # an int32
         spec["replicas"] = 1
     for key, default in (("revisionHistoryLimit", 10), ("progressDeadlineSeconds", 600),
                          ("minReadySeconds", 0)):
@@ -97,19 +97,25 @@ def _check_strategy(ck: Checker, p: Path_, spec: dict) -> None:
 OLD_DEPLOYMENT_VERSIONS = ("extensions/v1beta1", "apps/v1beta1", "apps/v1beta2")
 
 
+# The versions whose defaulting filled spec.selector in from the template's labels; apps/v1beta2
+# stopped doing that (its selector is required, as apps/v1's).
+SELECTOR_DEFAULTING_VERSIONS = ("extensions/v1beta1", "apps/v1beta1")
+
+
 def convert_old_deployment(obj: dict) -> dict:
     """An extensions/v1beta1 (or apps/v1beta1, apps/v1beta2) Deployment as apps/v1.
 
-    Those versions defaulted spec.selector to the template's labels, which apps/v1 requires
-    to be written out; the rest of the spec is the same. `rollbackTo` and other fields apps/v1
-    dropped are left in for the v1 checks to report.
+    The first two defaulted spec.selector to the template's labels, which apps/v1 (and
+    apps/v1beta2 already) requires to be written out; the rest of the spec is the same.
+    `rollbackTo` and other fields apps/v1 dropped are left in for the v1 checks to report.
     """
     import copy
 
     out = copy.deepcopy(obj)
     out["apiVersion"] = "apps/v1"
     spec = out.get("spec")
-    if isinstance(spec, dict) and "selector" not in spec:
+    if obj.get("apiVersion") in SELECTOR_DEFAULTING_VERSIONS and isinstance(spec, dict) \
+            and "selector" not in spec:
         template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
         labels = (template.get("metadata") or {}).get("labels") if isinstance(template.get("metadata"), dict) else None
         if isinstance(labels, dict):

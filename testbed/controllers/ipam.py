@@ -24,6 +24,7 @@ import copy
 import ipaddress
 from dataclasses import dataclass
 
+from testbed.api.validation import fmt
 from testbed.controllers.common import key_of
 
 KUBERNETES_SERVICE = ("default", "kubernetes")
@@ -173,7 +174,8 @@ class ServiceAllocator:
                     spec["clusterIP"] = self.ips.allocate(owner)
                     taken_ips.append(spec["clusterIP"])
             except ValueError as err:
-                errors.append(FieldError("spec.clusterIP", f'Invalid value: "{ip}": {err}'))
+                # Upstream's allocator reports the whole list it was asked for.
+                errors.append(FieldError("spec.clusterIPs", f"Invalid value: {fmt([ip])}: {err}"))
         if ip != "None" and spec.get("clusterIP"):
             spec["clusterIPs"] = [spec["clusterIP"]]
         if kind in ("NodePort", "LoadBalancer"):

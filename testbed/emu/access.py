@@ -46,6 +46,18 @@ class RunningCluster:
             return {}
 
     @property
+    def topology(self):
+        """The Topology it was built from (cluster.json keeps it), or None before it says;
+        commands check manifests against it before they apply them."""
+        from testbed.spec.topology import topology_from_dict
+
+        data = self.info.get("topology")
+        try:
+            return topology_from_dict(data) if isinstance(data, dict) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
     def api_socket(self) -> Path:
         return self.directory / API_SOCKET
 

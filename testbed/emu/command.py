@@ -7,8 +7,9 @@ import os
 import sys
 import time
 
+from testbed.emu.kubeletstate import kubelet_nodes, kubelet_ps_state
 from testbed.emu.psview import format_rows, ps_rows
-from testbed.emu.record import alive, kubelet_nodes, records
+from testbed.emu.record import alive, records
 from testbed.spec.source import SpecError
 
 
@@ -34,25 +35,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cli(args: argparse.Namespace) -> int:
-    from testbed.api.manifests import load_manifests
     from testbed.emu.cluster import Cluster
     from testbed.emu.errors import require_root
+    from testbed.scenario.preflight import check_manifests, report_warnings
     from testbed.spec.topology import load_topology
 
     if args.topology is None or _names_a_cluster(args.topology):
         return _attached_cli(args)
     problems = []
-    topo = objects = None
+    topo = None
     try:
         topo = load_topology(args.topology)
     except SpecError as err:
         problems += err.problems
-    try:
-        objects = load_manifests(args.filename)
-    except SpecError as err:
-        problems += err.problems
-    if problems:
-        raise SpecError(problems)
+    # The checks `testbed run` makes, against this topology (testbed.scenario.preflight).
+    checked = check_manifests(args.filename, topo)
+    if problems or checked.problems:
+        raise SpecError(problems + checked.problems)
+    report_warnings(checked.warnings, sys.stderr)
+    objects = checked.objects
     require_root()
     from mininet.log import setLogLevel
 
@@ -100,18 +101,27 @@ def _attached_cli(args: argparse.Namespace) -> int:
     """`testbed cli NAME`: the CLI in a cluster that `testbed up` runs; it stays up after."""
     from mininet.log import setLogLevel
 
-    from testbed.api.manifests import load_manifests
     from testbed.emu.access import NoCluster, find
     from testbed.emu.attach import AttachError, attach
     from testbed.emu.errors import SETUP_ERRORS, require_root
     from testbed.emu.mncli import ClusterCLI
+    from testbed.scenario.preflight import check_manifests, report_warnings
 
-    objects = load_manifests(args.filename)   # SpecError: exit 2, nothing applied
+    check_manifests(args.filename).raise_if_problems()   # exit 2 before looking for a cluster
     try:
         found = find(args.topology, hint="give its name: testbed cli NAME")
+    except NoCluster as err:
+        print(f"testbed cli: {err}", file=sys.stderr)
+        return 1
+    # Against the topology the cluster was built from, as `testbed run` checks its manifests.
+    checked = check_manifests(args.filename, found.topology)
+    checked.raise_if_problems()
+    report_warnings(checked.warnings, sys.stderr)
+    objects = checked.objects
+    try:
         require_root()
         cluster = attach(found)
-    except (NoCluster, AttachError) as err:
+    except AttachError as err:
         print(f"testbed cli: {err}", file=sys.stderr)
         return 1
     setLogLevel("info")
@@ -135,7 +145,6 @@ def _attached_cli(args: argparse.Namespace) -> int:
 
 def _live_states(name: str | None = None) -> list[dict]:
     from testbed.emu.access import running
-    from testbed.emu.cluster import kubelet_ps_state
 
     states = []
     for cluster in running():

@@ -77,7 +77,8 @@ class ClusterCLI(CLI):
         if self.cluster.cp is None:
             print("*** this cluster runs without a control plane")
             return
-        run_kubectl([verb, *shlex.split(line)], self.cluster.client, sys.stdout)
+        run_kubectl([verb, *shlex.split(line)], self.cluster.client, sys.stdout,
+                    topology=self.cluster.topo)
 
     def do_kubectl(self, line: str) -> None:
         """kubectl ...: the real kubectl (the project's, else the machine's) against this

@@ -57,8 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> tuple[object, str]:
-    from testbed.api.manifests import load_manifests
     from testbed.api.validation import is_dns1123_label
+    from testbed.scenario.preflight import check_manifests, report_warnings
     from testbed.spec.topology import load_topology
 
     problems: list[Problem] = []
@@ -67,10 +67,9 @@ def _validate(args: argparse.Namespace) -> tuple[object, str]:
         topo = load_topology(args.topology)
     except SpecError as err:
         problems += err.problems
-    try:
-        load_manifests(args.filename)
-    except SpecError as err:
-        problems += err.problems
+    # The checks `testbed run` makes, against this topology (testbed.scenario.preflight).
+    checked = check_manifests(args.filename, topo)
+    problems += checked.problems
     name = args.name or (topo.name if topo is not None else "")
     if args.name is not None:
         problems += [Problem("<command line>", None, "--name", f"Invalid value: {args.name!r}: "
@@ -80,6 +79,7 @@ def _validate(args: argparse.Namespace) -> tuple[object, str]:
                                 f"Invalid value: {args.wait}: must be greater than 0"))
     if problems:
         raise SpecError(problems)
+    report_warnings(checked.warnings, sys.stderr)
     return topo, name
 
 

@@ -22,7 +22,9 @@ from testbed.api.manifests import load_manifests
 from testbed.api.resources import Resource, UnknownResource, lookup, resource_for
 from testbed.apiclient.client import ApiError, Client
 from testbed.kubectl.format import describe, format_objects, format_table
+from testbed.scenario.preflight import check_manifests, report_warnings
 from testbed.spec.source import SpecError
+from testbed.spec.topology import Topology
 
 VERBS = ("apply", "delete", "get", "describe", "scale")
 
@@ -93,10 +95,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from testbed.emu import access
     from testbed.emu.access import NoCluster
 
+    if getattr(args, "filename", None):
+        # Bad manifests are exit 2 before any cluster is looked for (and again, nothing sent).
+        load_manifests(args.filename)
     try:
         address = args.server or find_api(args.cluster)
+        if not args.server:
+            # Manifests are checked against the topology the cluster was built from.
+            args.topology = access.find(args.cluster).topology
     except NoCluster as err:
         print(f"testbed: {err}", file=sys.stderr)
         return 1
@@ -114,8 +123,10 @@ class _QuietParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
-def run_kubectl(argv: list[str], client: Client, out: TextIO, err: TextIO | None = None) -> int:
-    """`get pods -A`, `apply -f x.yaml`, ... on `client`; output to `out`. The exit code."""
+def run_kubectl(argv: list[str], client: Client, out: TextIO, err: TextIO | None = None,
+                topology: Topology | None = None) -> int:
+    """`get pods -A`, `apply -f x.yaml`, ... on `client`; output to `out`. The exit code.
+    `topology` is the cluster's, which manifests are checked against before they are sent."""
     err = err or out
     parser = _QuietParser(prog="kubectl", add_help=False)
     add_verbs(parser.add_subparsers(dest="verb", parser_class=_QuietParser), None)
@@ -126,6 +137,7 @@ def run_kubectl(argv: list[str], client: Client, out: TextIO, err: TextIO | None
         return 2
     except SystemExit as done:  # --help
         return int(done.code or 0)
+    args.topology, args.warning_prefix = topology, "warning: "
     if args.verb is None:
         print("usage: apply|delete|get|describe|scale ...", file=err)
         return 2
@@ -161,7 +173,12 @@ def execute(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO) 
 
 
 def cmd_apply(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO) -> int:
-    objects = load_manifests(args.filename)  # SpecError: exit 2, nothing applied
+    # The checks `testbed run` makes (testbed.scenario.preflight), against the cluster's
+    # topology when it is known; SpecError: exit 2, nothing applied.
+    checked = check_manifests(args.filename, getattr(args, "topology", None))
+    checked.raise_if_problems()
+    report_warnings(checked.warnings, err, getattr(args, "warning_prefix", "testbed: warning: "))
+    objects = checked.objects
     for action, obj in client.apply_results(objects):
         print(f"{_where(resource_for(obj['kind']), obj)} {action}", file=out)
     return 0

@@ -2,7 +2,8 @@
 
 Owns the `caseN_input.yaml` format of /work/shared/fidelity/kube-proxy: the `harness:` block
 (the proxier's settings in upstream's test harness) becomes a `ProxierSettings`, `objects:`
-(Services and EndpointSlices) a `ProxyState`. Every problem names file, line and field through
+(Services and EndpointSlices) a `ProxyState`. Fields are read with the API server's Checker
+(testbed.proxy.objects.IssueChecker); every problem names file, line and field through
 `testbed.spec.source` and is raised together as one SpecError. Unknown harness keys are
 ignored: upstream's harness has more knobs than the renderer models.
 """
@@ -14,7 +15,16 @@ from dataclasses import replace
 from typing import Any
 
 from testbed.proxy.model import IPV4, IPV6, LocalDetector, ProxierSettings
-from testbed.proxy.objects import Issue, ProxyState, build_state, parse_cidr, parse_ip
+from testbed.proxy.objects import (
+    CIDR_WORDS,
+    IP_WORDS,
+    Issue,
+    IssueChecker,
+    ProxyState,
+    build_state,
+    parse_cidr,
+    parse_ip,
+)
 from testbed.spec.source import Document, Path_, Problem, SpecError, read_one
 
 _DETECTOR_KEYS = {"ClusterCIDR": "clusterCIDR", "NodeCIDR": "nodeCIDR",
@@ -27,17 +37,7 @@ def settings_from_harness(harness: Mapping[str, Any], path: Path_,
     """A `harness:` mapping -> ProxierSettings; missing keys keep the dataclass defaults."""
     s = ProxierSettings()
     changes: dict[str, Any] = {}
-
-    def bad(key: str | tuple[str | int, ...], message: str) -> None:
-        key_path = (key,) if isinstance(key, str) else key
-        issues.append(Issue(path + key_path, message))
-
-    def boolean(key: str, attr: str) -> None:
-        if key in harness:
-            if isinstance(harness[key], bool):
-                changes[attr] = harness[key]
-            else:
-                bad(key, "expected true or false")
+    r = IssueChecker(issues)
 
     def ip_list(key: str, cidr: bool) -> tuple[str, ...] | None:
         if key not in harness:
@@ -45,46 +45,46 @@ def settings_from_harness(harness: Mapping[str, Any], path: Path_,
         raw = harness[key]
         if isinstance(raw, str):  # serviceCIDRs is a comma-separated string upstream
             raw = [part.strip() for part in raw.split(",") if part.strip()]
-        if not isinstance(raw, list):
-            bad(key, "expected a list")
+        if not r.is_type(path + (key,), raw, "array"):
             return None
         out = []
         for i, item in enumerate(raw):
             value = parse_cidr(item) if cidr else parse_ip(item)
             if value is None:
-                bad((key, i), f"not a valid {'CIDR' if cidr else 'IP address'}: {item!r}")
+                r.invalid(path + (key, i), item, CIDR_WORDS if cidr else IP_WORDS)
             else:
                 out.append(value)
         return tuple(out)
 
     for key, attr in (("nodeName", "node_name"), ("masqueradeMark", "masquerade_mark")):
         if key in harness:
-            if isinstance(harness[key], str) and harness[key]:
-                changes[attr] = harness[key]
-            else:
-                bad(key, "expected a non-empty string")
+            value = r.string(harness, key, path, required=True)
+            if value is not None:
+                changes[attr] = value
     if "masquerade_mark" in changes:
         try:
             int(changes["masquerade_mark"], 16)
         except ValueError:
-            bad("masqueradeMark", f"not a hex mark: {changes['masquerade_mark']!r}")
+            r.invalid(path + ("masqueradeMark",), changes["masquerade_mark"],
+                      "must be a hexadecimal mark, e.g. 0x4000")
     if "nodeIP" in harness:
         ip = parse_ip(harness["nodeIP"])
         if ip is None:
-            bad("nodeIP", f"not a valid IP address: {harness['nodeIP']!r}")
+            r.invalid(path + ("nodeIP",), harness["nodeIP"], IP_WORDS)
         else:
             changes["node_ip"] = ip
     if "ipFamily" in harness:
-        if harness["ipFamily"] in (IPV4, IPV6):
-            changes["ip_family"] = harness["ipFamily"]
-        else:
-            bad("ipFamily", f"must be IPv4 or IPv6, not {harness['ipFamily']!r}")
+        family = r.choice(harness, "ipFamily", path, choices=(IPV4, IPV6))
+        if family is not None:
+            changes["ip_family"] = family
     for key, attr in (("masqueradeAll", "masquerade_all"),
                       ("localhostNodePorts", "localhost_node_ports"),
                       ("conntrackTCPLiberal", "conntrack_tcp_liberal"),
                       ("hasRandomFully", "has_random_fully"),
                       ("largeClusterMode", "large_cluster_mode"), ("fullSync", "full_sync")):
-        boolean(key, attr)
+        value = r.get(harness, key, path, "boolean")
+        if value is not None:
+            changes[attr] = value
     for key, attr, cidr in (("localIPs", "local_ips", False),
                             ("nodePortAddresses", "node_port_addresses", True),
                             ("serviceCIDRs", "service_cidrs", True)):
@@ -92,32 +92,28 @@ def settings_from_harness(harness: Mapping[str, Any], path: Path_,
         if value is not None:
             changes[attr] = value
     if "localDetector" in harness:
-        changes["local_detector"] = _detector(harness["localDetector"], path, issues)
+        changes["local_detector"] = _detector(harness["localDetector"], path, r)
     if "nfacctCounters" in harness:
-        counters = harness["nfacctCounters"]
-        if isinstance(counters, Mapping) and all(isinstance(v, bool) for v in counters.values()):
+        counters = r.get(harness, "nfacctCounters", path, "object")
+        if counters is not None and all(r.is_type(path + ("nfacctCounters", k), v, "boolean")
+                                        for k, v in counters.items()):
             changes["nfacct_counters"] = frozenset(k for k, v in counters.items() if v)
-        else:
-            bad("nfacctCounters", "expected a mapping of counter name to true/false")
     if "existingNATChains" in harness:
-        chains = harness["existingNATChains"]
-        if isinstance(chains, list) and all(isinstance(c, str) and c for c in chains):
+        before = len(issues)
+        chains = r.string_list(harness, "existingNATChains", path)
+        if len(issues) == before:
             changes["existing_nat_chains"] = tuple(chains)
-        else:
-            bad("existingNATChains", "expected a list of chain names")
     return replace(s, **changes)
 
 
-def _detector(raw: Any, path: Path_, issues: list[Issue]) -> LocalDetector:
+def _detector(raw: Any, path: Path_, r: IssueChecker) -> LocalDetector:
     dpath = path + ("localDetector",)
     if raw is None:
         return LocalDetector("None", "")
-    if not isinstance(raw, Mapping):
-        issues.append(Issue(dpath, "expected a mapping"))
+    if not r.is_type(dpath, raw, "object"):
         return LocalDetector("None", "")
-    mode = raw.get("mode", "ClusterCIDR")
-    if mode not in _DETECTOR_KEYS:
-        issues.append(Issue(dpath + ("mode",), f"must be one of {', '.join(_DETECTOR_KEYS)}"))
+    mode = r.choice(raw, "mode", dpath, default="ClusterCIDR", choices=tuple(_DETECTOR_KEYS))
+    if mode is None or mode not in _DETECTOR_KEYS:
         return LocalDetector("None", "")
     key = _DETECTOR_KEYS[mode]
     if not key:
@@ -126,13 +122,13 @@ def _detector(raw: Any, path: Path_, issues: list[Issue]) -> LocalDetector:
     if mode in ("ClusterCIDR", "NodeCIDR"):
         cidr = parse_cidr(value)
         if cidr is None:
-            issues.append(Issue(dpath + (key,), f"not a valid CIDR: {value!r}"))
+            r.invalid(dpath + (key,), value, CIDR_WORDS)
             return LocalDetector("None", "")
         return LocalDetector(mode, cidr)
-    if not isinstance(value, str) or not value:
-        issues.append(Issue(dpath + (key,), "expected an interface name"))
+    name = r.string(raw, key, dpath, required=True)
+    if name is None:
         return LocalDetector("None", "")
-    return LocalDetector(mode, value)
+    return LocalDetector(mode, name)
 
 
 def problems(doc: Document, issues: list[Issue]) -> list[Problem]:
@@ -159,17 +155,16 @@ def load_case(doc: Document, harness_overrides: Mapping[str, Any] | None = None,
     harness = at(harness_path)
     if harness is None:
         harness = {}
-    if not isinstance(harness, Mapping):
-        issues.append(Issue(harness_path, "expected a mapping"))
+    reader = IssueChecker(issues)
+    if not reader.is_type(harness_path, harness, "object"):
         harness = {}
     settings = settings_from_harness({**harness, **(harness_overrides or {})}, harness_path,
                                      issues)
     objects = at(objects_path)
     if objects is None:
-        issues.append(Issue(objects_path, "missing field"))
+        reader.required(objects_path, "the Services and EndpointSlices to render")
         objects = []
-    elif not isinstance(objects, list):
-        issues.append(Issue(objects_path, "expected a list of Kubernetes objects"))
+    elif not reader.is_type(objects_path, objects, "array"):
         objects = []
     state, obj_issues = build_state(objects, settings.ip_family, objects_path)
     issues += obj_issues

@@ -3,8 +3,9 @@
 Owns the reading of API objects the way kube-proxy's change trackers do (serviceport.go,
 endpointslicecache.go): sloppy IP parsing (leading zeros are decimal, as Go's ParseIPSloppy),
 IP-family filtering, endpoint de-duplication, skipping headless and ExternalName services.
-Every problem is returned as an `Issue` with the path of the offending field; the caller decides
-whether that is fatal (a case file: SpecError) or a skipped object (a running kube-proxy).
+Every problem is returned as an `Issue` with the path of the offending field, worded by the API
+server's Checker (`IssueChecker`); the caller decides whether that is fatal (a case file:
+SpecError) or a skipped object (a running kube-proxy).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
+from testbed.api.meta import object_key
+from testbed.api.validation import Checker, is_cidr, is_ip, is_port_number
 from testbed.proxy.model import (
     DEFAULT_AFFINITY_TIMEOUT,
     Endpoint,
@@ -25,6 +28,8 @@ from testbed.proxy.model import (
 
 Path = tuple[str | int, ...]
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+IP_WORDS = is_ip("-")[0]      # the API server's words for a bad IP address,
+CIDR_WORDS = is_cidr("-")[0]  # and for a bad CIDR
 
 
 @dataclass(frozen=True)
@@ -66,56 +71,53 @@ def parse_cidr(text: Any) -> str | None:
         return None
 
 
-class _Reader:
-    """Typed field access with issue collection, relative to one object's path."""
+class IssueChecker(Checker):
+    """The API server's field reader (testbed.api.validation.Checker), worded as it words
+    faults, collecting `Issue`s (bare paths) for callers without a document: a running
+    kube-proxy skips what is wrong, a case file turns them into file:line problems."""
 
     def __init__(self, issues: list[Issue]) -> None:
+        super().__init__()
         self.issues = issues
 
-    def bad(self, path: Path, message: str) -> None:
-        self.issues.append(Issue(path, message))
+    def add(self, path: Path, message: str) -> None:
+        self.issues.append(Issue(tuple(path), message))
 
     def mapping(self, obj: Any, path: Path, required: bool = False) -> Mapping[str, Any]:
         if obj is None:
             if required:
-                self.bad(path, "missing field")
+                self.required(path)
             return {}
-        if not isinstance(obj, Mapping):
-            self.bad(path, "expected a mapping")
-            return {}
-        return obj
+        return obj if self.is_type(path, obj, "object") else {}
 
     def seq(self, obj: Any, path: Path) -> list[Any]:
         if obj is None:
             return []
-        if not isinstance(obj, list):
-            self.bad(path, "expected a list")
-            return []
-        return obj
+        return obj if self.is_type(path, obj, "array") else []
 
-    def string(self, obj: Mapping[str, Any], key: str, path: Path, default: str | None = None,
+    def choice(self, obj: Mapping[str, Any], key: str, path: Path, default: str | None = None,
                choices: Iterable[str] | None = None) -> str | None:
+        """A string field (required when there is no default), from `choices` if given."""
         value = obj.get(key)
         if value is None:
             if default is None:
-                self.bad(path + (key,), "missing field")
+                self.required(path + (key,))
             return default
-        if not isinstance(value, str):
-            self.bad(path + (key,), "expected a string")
+        if not self.is_type(path + (key,), value, "string"):
             return default
         if choices is not None and value not in choices:
-            self.bad(path + (key,), f"must be one of {', '.join(choices)}, not {value!r}")
+            self.unsupported(path + (key,), value, list(choices))
             return default
         return value
 
-    def port(self, obj: Mapping[str, Any], key: str, path: Path, required: bool) -> int:
+    def port_number(self, obj: Mapping[str, Any], key: str, path: Path, required: bool) -> int:
         value = obj.get(key)
         if value is None:
             if required:
-                self.bad(path + (key,), "missing field")
+                self.required(path + (key,))
             return 0
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-            self.bad(path + (key,), f"must be a port number 1-65535, not {value!r}")
+        if not self.is_type(path + (key,), value, "integer") or not self.names(
+                path + (key,), value, is_port_number(value)):
             return 0
         return value
 
@@ -125,7 +127,7 @@ class _Reader:
             text = raw.strip() if cidr and isinstance(raw, str) else raw
             ip = parse_cidr(text) if cidr else parse_ip(text)
             if ip is None:
-                self.bad(path + (i,), f"not a valid {'CIDR' if cidr else 'IP address'}: {raw!r}")
+                self.invalid(path + (i,), raw, CIDR_WORDS if cidr else IP_WORDS)
             elif in_family(ip, family):
                 out.append(ip)
         return tuple(out)
@@ -134,26 +136,26 @@ class _Reader:
 def service_ports(obj: Mapping[str, Any], path: Path, family: str,
                   issues: list[Issue]) -> list[ServicePort]:
     """The ports of one Service as kube-proxy sees them; [] for services it skips."""
-    r = _Reader(issues)
+    r = IssueChecker(issues)
     meta = r.mapping(obj.get("metadata"), path + ("metadata",), required=True)
     spec = r.mapping(obj.get("spec"), path + ("spec",), required=True)
     status = r.mapping(obj.get("status"), path + ("status",))
     mpath, spath = path + ("metadata",), path + ("spec",)
-    ns = r.string(meta, "namespace", mpath, default="default")
-    name = r.string(meta, "name", mpath)
-    svc_type = r.string(spec, "type", spath, default="ClusterIP",
+    ns = r.choice(meta, "namespace", mpath, default="default")
+    name = r.choice(meta, "name", mpath)
+    svc_type = r.choice(spec, "type", spath, default="ClusterIP",
                         choices=("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"))
     if svc_type == "ExternalName":
         return []
     cluster_ip_raw = spec.get("clusterIP")
     if cluster_ip_raw is None:
-        r.bad(spath + ("clusterIP",), "missing field (use \"None\" for a headless service)")
+        r.required(spath + ("clusterIP",), '"None" for a headless service')
         return []
     if cluster_ip_raw in ("", "None"):
         return []
     cluster_ip = parse_ip(cluster_ip_raw)
     if cluster_ip is None:
-        r.bad(spath + ("clusterIP",), f"not a valid IP address: {cluster_ip_raw!r}")
+        r.invalid(spath + ("clusterIP",), cluster_ip_raw, IP_WORDS)
     external_ips = r.ips(spec.get("externalIPs"), spath + ("externalIPs",), family)
     ranges = r.ips(spec.get("loadBalancerSourceRanges"), spath + ("loadBalancerSourceRanges",),
                   family, cidr=True)
@@ -166,14 +168,14 @@ def service_ports(obj: Mapping[str, Any], path: Path, family: str,
             continue
         ip = parse_ip(ing["ip"])
         if ip is None:
-            r.bad(ipath + (i, "ip"), f"not a valid IP address: {ing['ip']!r}")
+            r.invalid(ipath + (i, "ip"), ing["ip"], IP_WORDS)
         elif in_family(ip, family):
             lb_ips.append(ip)
-    etp = r.string(spec, "externalTrafficPolicy", spath, default="Cluster",
+    etp = r.choice(spec, "externalTrafficPolicy", spath, default="Cluster",
                    choices=("Cluster", "Local"))
-    itp = r.string(spec, "internalTrafficPolicy", spath, default="Cluster",
+    itp = r.choice(spec, "internalTrafficPolicy", spath, default="Cluster",
                    choices=("Cluster", "Local"))
-    affinity = r.string(spec, "sessionAffinity", spath, default="None",
+    affinity = r.choice(spec, "sessionAffinity", spath, default="None",
                         choices=("None", "ClientIP"))
     timeout = None
     if affinity == "ClientIP":
@@ -182,26 +184,26 @@ def service_ports(obj: Mapping[str, Any], path: Path, family: str,
         client = r.mapping(cfg.get("clientIP"), cpath)
         timeout = client.get("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
-            r.bad(cpath + ("timeoutSeconds",), f"must be a positive integer, not {timeout!r}")
+            r.invalid(cpath + ("timeoutSeconds",), timeout, "must be greater than 0")
             timeout = DEFAULT_AFFINITY_TIMEOUT
     etp_local = svc_type in ("NodePort", "LoadBalancer") and etp == "Local"
-    hc = r.port(spec, "healthCheckNodePort", spath, required=False)
+    hc = r.port_number(spec, "healthCheckNodePort", spath, required=False)
     hc = hc if svc_type == "LoadBalancer" and etp_local else 0
 
     ports_raw = spec.get("ports")
     if ports_raw is None:
-        r.bad(spath + ("ports",), "missing field")
+        r.required(spath + ("ports",))
     out: list[ServicePort] = []
     seen: set[tuple[str, str]] = set()
     for i, p in enumerate(r.seq(ports_raw, spath + ("ports",))):
         ppath = spath + ("ports", i)
         p = r.mapping(p, ppath)
-        pname = r.string(p, "name", ppath, default="")
-        proto = r.string(p, "protocol", ppath, default="TCP", choices=PROTOCOLS)
-        port = r.port(p, "port", ppath, required=True)
-        node_port = r.port(p, "nodePort", ppath, required=False)
+        pname = r.choice(p, "name", ppath, default="")
+        proto = r.choice(p, "protocol", ppath, default="TCP", choices=PROTOCOLS)
+        port = r.port_number(p, "port", ppath, required=True)
+        node_port = r.port_number(p, "nodePort", ppath, required=False)
         if (pname, proto) in seen:
-            r.bad(ppath + ("name",), f"duplicate port name {pname!r} for {proto}")
+            r.duplicate(ppath + ("name",), pname, f"a second {proto} port of that name")
         seen.add((pname or "", proto or "TCP"))
         if None in (ns, name, cluster_ip, pname, proto) or not port:
             continue
@@ -219,23 +221,23 @@ def service_ports(obj: Mapping[str, Any], path: Path, family: str,
 def slice_endpoints(obj: Mapping[str, Any], path: Path, family: str,
                     issues: list[Issue]) -> dict[ServicePortName, list[Endpoint]]:
     """The endpoints one EndpointSlice contributes, per service port name and protocol."""
-    r = _Reader(issues)
+    r = IssueChecker(issues)
     mpath = path + ("metadata",)
     meta = r.mapping(obj.get("metadata"), mpath, required=True)
-    ns = r.string(meta, "namespace", mpath, default="default")
+    ns = r.choice(meta, "namespace", mpath, default="default")
     labels = r.mapping(meta.get("labels"), mpath + ("labels",))
     service = labels.get(SERVICE_NAME_LABEL)
     if not isinstance(service, str) or not service:
-        r.bad(mpath + ("labels",), f"missing label {SERVICE_NAME_LABEL}")
-    address_type = r.string(obj, "addressType", path, default="IPv4",
+        r.required(mpath + ("labels",), f"the label {SERVICE_NAME_LABEL}")
+    address_type = r.choice(obj, "addressType", path, default="IPv4",
                             choices=("IPv4", "IPv6", "FQDN"))
     ports: list[tuple[str, str, int]] = []
     for i, p in enumerate(r.seq(obj.get("ports"), path + ("ports",))):
         ppath = path + ("ports", i)
         p = r.mapping(p, ppath)
-        pname = r.string(p, "name", ppath, default="")
-        proto = r.string(p, "protocol", ppath, default="TCP", choices=PROTOCOLS)
-        port = r.port(p, "port", ppath, required=True)
+        pname = r.choice(p, "name", ppath, default="")
+        proto = r.choice(p, "protocol", ppath, default="TCP", choices=PROTOCOLS)
+        port = r.port_number(p, "port", ppath, required=True)
         if pname is not None and proto is not None and port:
             ports.append((pname, proto, port))
     eps: list[tuple[str, bool, bool, bool, str | None]] = []
@@ -244,11 +246,11 @@ def slice_endpoints(obj: Mapping[str, Any], path: Path, family: str,
         ep = r.mapping(ep, epath)
         addrs = r.seq(ep.get("addresses"), epath + ("addresses",))
         if not addrs:
-            r.bad(epath + ("addresses",), "missing field")
+            r.required(epath + ("addresses",))
             continue
         ip = parse_ip(addrs[0])
         if ip is None:
-            r.bad(epath + ("addresses", 0), f"not a valid IP address: {addrs[0]!r}")
+            r.invalid(epath + ("addresses", 0), addrs[0], IP_WORDS)
             continue
         cond = r.mapping(ep.get("conditions"), epath + ("conditions",))
         flags = []
@@ -256,13 +258,11 @@ def slice_endpoints(obj: Mapping[str, Any], path: Path, family: str,
             value = cond.get(key, default)
             if value is None:
                 value = default
-            if not isinstance(value, bool):
-                r.bad(epath + ("conditions", key), "expected true or false")
+            if not r.is_type(epath + ("conditions", key), value, "boolean"):
                 value = default
             flags.append(value)
         node = ep.get("nodeName")
-        if node is not None and not isinstance(node, str):
-            r.bad(epath + ("nodeName",), "expected a string")
+        if node is not None and not r.is_type(epath + ("nodeName",), node, "string"):
             node = None
         eps.append((ip, flags[0], flags[1], flags[2], node))
     if not service or address_type != family:
@@ -301,27 +301,26 @@ def build_state(objects: Iterable[Mapping[str, Any]], family: str, path: Path = 
                 ) -> tuple[ProxyState, list[Issue]]:
     """Services and EndpointSlices (any order, other kinds ignored) -> a ProxyState."""
     issues: list[Issue] = []
+    r = IssueChecker(issues)
     services: list[ServicePort] = []
     slices: list[tuple[tuple[str, str], dict[ServicePortName, list[Endpoint]]]] = []
     for i, obj in enumerate(objects):
-        if not isinstance(obj, Mapping):
-            issues.append(Issue(path + (i,), "expected a mapping"))
+        if not r.is_type(path + (i,), obj, "object"):
             continue
         kind = obj.get("kind")
         if kind == "Service":
             ports = service_ports(obj, path + (i,), family, issues)
             if ports and any(p.name.service == ports[0].name.service for p in services):
-                issues.append(Issue(path + (i, "metadata", "name"),
-                                    f"duplicate Service {ports[0].name.namespace}/"
-                                    f"{ports[0].name.name}"))
+                r.duplicate(path + (i, "metadata", "name"), ports[0].name.name,
+                            f"Service {ports[0].name.namespace}/{ports[0].name.name} is "
+                            "defined twice")
                 continue
             services.extend(ports)
         elif kind == "EndpointSlice":
-            meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
-            key = (str(meta.get("namespace", "default")), str(meta.get("name", "")))
+            key = object_key(obj) if isinstance(obj.get("metadata"), Mapping) else ("default", "")
             slices.append((key, slice_endpoints(obj, path + (i,), family, issues)))
         elif kind is None:
-            issues.append(Issue(path + (i, "kind"), "missing field"))
+            r.required(path + (i, "kind"))
     endpoints = merge_slices(per_port for _, per_port in sorted(slices, key=lambda s: s[0]))
     services.sort(key=lambda s: (str(s.name), s.name.protocol))
     return ProxyState(tuple(services), endpoints), issues

@@ -20,16 +20,26 @@
     - inspect: {nat: w1}                    # nat, nft, conntrack, routes, bridge, ps
 
 Paths are relative to the scenario file; their manifests are loaded and checked with the
-scenario, before anything is built.
+scenario, before anything is built. Every value is checked here, when the scenario is loaded,
+through the API server's Checker: names as the API server checks names, selectors with its
+parser, rates, delays and losses in the units tc takes, durations finite and non-negative.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.spec.source import Document, Problems
+from testbed.api.meta import DEFAULT_NAMESPACE
+from testbed.api.validation import (
+    Checker,
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+)
+from testbed.spec.source import Path_
 
 AGENTS = ("apiserver", "kubelet", "kube-proxy")
 WAITS = ("ready", "endpoints", "loadBalancer")
@@ -107,169 +117,260 @@ ACTION_KEYS = ("apply", "delete", "scale", "wait", "kill", "restart", "link", "n
 INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps")
 
 
-def _files(problems: Problems, doc: Document, path: tuple, raw: Any, base: Path) -> tuple[Path, ...]:
-    items = [raw] if isinstance(raw, str) else raw
-    if not isinstance(items, list) or not items:
-        problems.add(doc, path, "must be a manifest file or a list of them")
+# Units tc takes (iproute2's get_rate and get_time, matched without regard to case): a rate of
+# `shape` goes to tbf or netem as is, a delay to netem, a loss to netem as a percentage.
+_RATE_UNITS = ("bit", "kbit", "mbit", "gbit", "tbit", "kibit", "mibit", "gibit", "tibit",
+               "bps", "kbps", "mbps", "gbps", "tbps", "kibps", "mibps", "gibps", "tibps")
+_TIME_UNITS = ("s", "sec", "secs", "ms", "msec", "msecs", "us", "usec", "usecs",
+               "ns", "nsec", "nsecs")
+_DECIMAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([A-Za-z%]*)")
+
+
+def _files(ck: Checker, path: Path_, raw: Any, base: Path) -> tuple[Path, ...]:
+    if isinstance(raw, str):
+        items = [(path, raw)]
+    elif isinstance(raw, list) and raw:
+        items = [(path + (i,), item) for i, item in enumerate(raw)]
+    else:
+        ck.invalid(path, raw, "must be a manifest file or a list of them")
         return ()
     out = []
-    for i, item in enumerate(items):
-        where = path + (i,) if isinstance(raw, list) else path
-        if not isinstance(item, str):
-            problems.add(doc, where, "must be a file name")
+    for where, item in items:
+        if not ck.is_type(where, item, "string"):
             continue
         p = (base / item).resolve()
         if not p.is_file():
-            problems.add(doc, where, f"no such file: {p}")
+            ck.invalid(where, item, f"no such file: {p}")
         out.append(p)
     return tuple(out)
 
 
-def _mapping(problems: Problems, doc: Document, path: tuple, raw: Any, keys: set[str], required: set[str]) -> dict | None:
-    if not isinstance(raw, dict):
-        problems.add(doc, path, f"must be a mapping with {', '.join(sorted(required))}")
+def _mapping(ck: Checker, path: Path_, raw: Any, keys: set[str], required: set[str]) -> dict | None:
+    """raw as a mapping of `keys`, with every one of `required`; None after recording why not."""
+    before = len(ck.problems)
+    m = ck.fields(path, raw, keys)
+    if m is None:
         return None
-    ok = True
-    for key in raw:
-        if key not in keys:
-            problems.add(doc, path + (key,), f"unknown field (expected one of: {', '.join(sorted(keys))})")
-            ok = False
-    for key in sorted(required - set(raw)):
-        problems.add(doc, path + (key,), "Required value")
-        ok = False
-    return raw if ok else None
+    for key in sorted(required):
+        if m.get(key) is None or m.get(key) == "":
+            ck.required(path + (key,))
+    return m if len(ck.problems) == before else None
 
 
-def parse_action(problems: Problems, doc: Document, path: tuple, raw: dict, base: Path):
+def namespace_field(ck: Checker, parent: dict, path: Path_) -> str | None:
+    """parent's `namespace` (a DNS label), "default" when absent."""
+    namespace = ck.string(parent, "namespace", path, default=DEFAULT_NAMESPACE)
+    if namespace is None or not ck.names(path + ("namespace",), namespace,
+                                         is_dns1123_label(namespace)):
+        return None
+    return namespace
+
+
+def _object_name(ck: Checker, parent: dict, key: str, path: Path_) -> str | None:
+    """parent[key]: the required name of an object (a DNS subdomain, as most kinds' names)."""
+    name = ck.string(parent, key, path, required=True)
+    if name is None or not ck.names(path + (key,), name, is_dns1123_subdomain(name)):
+        return None
+    return name
+
+
+def _node_name(ck: Checker, parent: dict, key: str, path: Path_, required: bool = True) -> str | None:
+    """parent[key]: the name of a node, the gateway or a client (a DNS label, as topologies
+    name them; whether it is one of the topology's is checked against it later)."""
+    name = ck.string(parent, key, path, required=required)
+    if name is None or not ck.names(path + (key,), name, is_dns1123_label(name)):
+        return None
+    return name
+
+
+def parse_action(ck: Checker, path: Path_, raw: dict, base: Path):
     """The action of a step holding one of ACTION_KEYS, or None after recording problems."""
     (key,) = [k for k in raw if k in ACTION_KEYS]
     value = raw[key]
     where = path + (key,)
     if key == "apply":
-        files = _files(problems, doc, where, value, base)
+        files = _files(ck, where, value, base)
         return Apply(files) if files else None
     if key == "delete":
         if isinstance(value, dict):
-            m = _mapping(problems, doc, where, value, {"kind", "name", "namespace"}, {"kind", "name"})
+            m = _mapping(ck, where, value, {"kind", "name", "namespace"}, {"kind", "name"})
             if m is None:
                 return None
-            if m["kind"] not in KINDS:
-                problems.add(doc, where + ("kind",), f"must be one of {', '.join(KINDS)}")
+            kind = ck.enum(m, "kind", where, list(KINDS))
+            name = _object_name(ck, m, "name", where)
+            namespace = namespace_field(ck, m, where)
+            if kind is None or name is None or namespace is None:
                 return None
-            return Delete(kind=m["kind"], name=str(m["name"]), namespace=str(m.get("namespace", "default")))
-        files = _files(problems, doc, where, value, base)
+            return Delete(kind=kind, name=name, namespace=namespace)
+        files = _files(ck, where, value, base)
         return Delete(files=files) if files else None
     if key == "scale":
-        m = _mapping(problems, doc, where, value, {"deployment", "replicas", "namespace"}, {"deployment", "replicas"})
+        m = _mapping(ck, where, value, {"deployment", "replicas", "namespace"}, {"deployment", "replicas"})
         if m is None:
             return None
-        replicas = m["replicas"]
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-            problems.add(doc, where + ("replicas",), "must be a whole number >= 0")
+        name = _object_name(ck, m, "deployment", where)
+        replicas = ck.integer(m, "replicas", where, 0, required=True)
+        namespace = namespace_field(ck, m, where)
+        if name is None or replicas is None or namespace is None:
             return None
-        return Scale(str(m.get("namespace", "default")), str(m["deployment"]), replicas)
+        return Scale(namespace, name, replicas)
     if key == "wait":
-        return _wait(problems, doc, path, raw)
+        return _wait(ck, path, raw)
     if key in ("link", "node", "partition", "heal", "readiness", "shape", "inspect"):
-        return _net_fault(problems, doc, where, key, value)
+        return _net_fault(ck, where, key, value)
     if key == "kill" and isinstance(value, dict) and "pod" in value:
-        m = _mapping(problems, doc, where, value, {"pod", "container"}, {"pod"})
-        ref = _pod_ref(problems, doc, where + ("pod",), value.get("pod")) if m is not None else None
-        return None if ref is None else Fault("kill", pod=ref, container=str(m.get("container", "")))
-    m = _mapping(problems, doc, where, value, {"agent", "node"}, {"agent"})
+        m = _mapping(ck, where, value, {"pod", "container"}, {"pod"})
+        if m is None:
+            return None
+        ref = _pod_ref(ck, where + ("pod",), m["pod"])
+        container = ck.string(m, "container", where, default="")
+        if container and not ck.names(where + ("container",), container, is_dns1123_label(container)):
+            return None
+        return None if ref is None or container is None else Fault("kill", pod=ref, container=container)
+    m = _mapping(ck, where, value, {"agent", "node"}, {"agent"})
     if m is None:
         return None
-    if m["agent"] not in AGENTS:
-        problems.add(doc, where + ("agent",), f"must be one of {', '.join(AGENTS)}, not {m['agent']!r}")
+    agent = ck.enum(m, "agent", where, list(AGENTS))
+    if agent is None:
         return None
-    if m["agent"] != "apiserver" and "node" not in m:
-        problems.add(doc, where + ("node",), f"Required value: which node's {m['agent']}")
+    if agent != "apiserver" and m.get("node") is None:
+        ck.required(where + ("node",), f"which node's {agent}")
         return None
-    return Fault(key, m["agent"], str(m.get("node", "")))
+    node = _node_name(ck, m, "node", where, required=False)
+    if "node" in m and node is None:
+        return None
+    return Fault(key, agent, node or "")
 
 
-def _pod_ref(problems: Problems, doc: Document, path: tuple, raw: Any) -> PodRef | None:
+def _pod_ref(ck: Checker, path: Path_, raw: Any) -> PodRef | None:
+    """A pod as NAME or NAMESPACE/NAME, or {selector, namespace, node}: the first that matches."""
     if isinstance(raw, str) and raw:
         ns, _, name = raw.rpartition("/")
-        return PodRef(name=name, namespace=ns or "default")
-    m = _mapping(problems, doc, path, raw, {"selector", "namespace", "node"}, {"selector"})
+        ok = ck.names(path, name, is_dns1123_subdomain(name))
+        if ns:
+            ok = ck.names(path, ns, is_dns1123_label(ns)) and ok
+        return PodRef(name=name, namespace=ns or DEFAULT_NAMESPACE) if ok else None
+    m = _mapping(ck, path, raw, {"selector", "namespace", "node"}, {"selector"})
     if m is None:
         return None
-    return PodRef(selector=str(m["selector"]), namespace=str(m.get("namespace", "default")), node=str(m.get("node", "")))
-
-
-def _state(problems: Problems, doc: Document, path: tuple, raw: Any, words: tuple[str, str]) -> bool | None:
-    if raw not in words:
-        problems.add(doc, path, f"must be {words[0]} or {words[1]}")
+    selector = ck.selector(m, "selector", path, required=True)
+    namespace = namespace_field(ck, m, path)
+    node = _node_name(ck, m, "node", path, required=False)
+    if selector is None or namespace is None or ("node" in m and node is None):
         return None
-    return raw == words[0]
+    return PodRef(selector=selector, namespace=namespace, node=node or "")
 
 
-def _net_fault(problems: Problems, doc: Document, where: tuple, key: str, value: Any) -> NetFault | None:
+def _quantity(ck: Checker, path: Path_, value: Any, units: tuple[str, ...], what: str,
+              high: float | None = None) -> str | None:
+    """A tc quantity: a decimal number, then one of `units` (or none), e.g. 10mbit, 20ms."""
+    if not ck.is_type(path, value, "string"):
+        return None
+    match = _DECIMAL.fullmatch(value)
+    if match is None or match.group(2).lower() not in units + ("",):
+        ck.invalid(path, value, f"must be {what}: a number and one of {', '.join(units)}")
+        return None
+    if high is not None and float(match.group(1)) > high:
+        ck.invalid(path, value, f"must be {what} of at most {high:g}")
+        return None
+    return value
+
+
+def _loss(ck: Checker, path: Path_, value: Any) -> str | None:
+    """netem's loss: a percentage from 0 to 100, with or without %."""
+    if not ck.is_type(path, value, "string"):
+        return None
+    match = _DECIMAL.fullmatch(value)
+    if match is None or match.group(2) not in ("", "%") or float(match.group(1)) > 100:
+        ck.invalid(path, value, "must be a percentage from 0 to 100, e.g. 1% or 0.5%")
+        return None
+    return value
+
+
+def _net_fault(ck: Checker, where: Path_, key: str, value: Any) -> NetFault | None:
     if key == "heal":
         if value != "partition":
-            problems.add(doc, where, "must be partition")
+            ck.unsupported(where, value, ["partition"])
             return None
         return NetFault("heal")
     if key == "partition":
         if (not isinstance(value, list) or len(value) < 2
                 or not all(isinstance(g, list) and g and all(isinstance(n, str) for n in g) for g in value)):
-            problems.add(doc, where, "must be a list of two or more groups of node names, e.g. [[w1], [w2, master]]")
+            ck.invalid(where, value, "must be a list of two or more groups of node names, e.g. "
+                                     "[[w1], [w2, master]]")
             return None
-        return NetFault("partition", groups=tuple(tuple(g) for g in value))
+        before = len(ck.problems)
+        for i, group in enumerate(value):
+            for j, name in enumerate(group):
+                ck.names(where + (i, j), name, is_dns1123_label(name))
+        return NetFault("partition", groups=tuple(tuple(g) for g in value)) \
+            if len(ck.problems) == before else None
     if key == "inspect":
         if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in INSPECTIONS:
-            problems.add(doc, where, f"must be a mapping of one of {', '.join(INSPECTIONS)} to a node name")
+            ck.invalid(where, value, f"must be a mapping of one of {', '.join(INSPECTIONS)} to a "
+                                     "node name")
             return None
-        (what, node), = value.items()
-        return NetFault("inspect", target=str(node), what=what)
+        (what, _), = value.items()
+        node = _node_name(ck, value, what, where)
+        return None if node is None else NetFault("inspect", target=node, what=what)
     if key == "readiness":
-        m = _mapping(problems, doc, where, value, {"pod", "state"}, {"pod", "state"})
+        m = _mapping(ck, where, value, {"pod", "state"}, {"pod", "state"})
         if m is None:
             return None
-        ref = _pod_ref(problems, doc, where + ("pod",), m["pod"])
-        ok = _state(problems, doc, where + ("state",), m["state"], ("pass", "fail"))
-        return None if ref is None or ok is None else NetFault("readiness", pod=ref, up=ok)
+        ref = _pod_ref(ck, where + ("pod",), m["pod"])
+        state = ck.enum(m, "state", where, ["pass", "fail"])
+        return None if ref is None or state is None else NetFault("readiness", pod=ref, up=state == "pass")
     if key == "shape":
-        m = _mapping(problems, doc, where, value, {"node", "rate", "delay", "loss"}, {"node"})
+        m = _mapping(ck, where, value, {"node", "rate", "delay", "loss"}, {"node"})
         if m is None:
             return None
-        for field_name in ("rate", "delay", "loss"):
-            if field_name in m and not isinstance(m[field_name], str):
-                problems.add(doc, where + (field_name,), "must be a string such as 10mbit, 20ms or 1%")
-                return None
-        return NetFault("shape", target=str(m["node"]), rate=m.get("rate"), delay=m.get("delay"), loss=m.get("loss"))
+        before = len(ck.problems)
+        node = _node_name(ck, m, "node", where)
+        rate = _quantity(ck, where + ("rate",), m["rate"], _RATE_UNITS, "a rate") \
+            if "rate" in m else None
+        delay = _quantity(ck, where + ("delay",), m["delay"], _TIME_UNITS, "a delay") \
+            if "delay" in m else None
+        loss = _loss(ck, where + ("loss",), m["loss"]) if "loss" in m else None
+        if rate is not None and float(_DECIMAL.fullmatch(rate).group(1)) == 0:
+            ck.invalid(where + ("rate",), rate, "must be greater than 0")
+        if len(ck.problems) > before or node is None:
+            return None
+        return NetFault("shape", target=node, rate=rate, delay=delay, loss=loss)
     name_key = "node" if key == "link" else "name"
-    m = _mapping(problems, doc, where, value, {name_key, "state"}, {name_key, "state"})
+    m = _mapping(ck, where, value, {name_key, "state"}, {name_key, "state"})
     if m is None:
         return None
-    up = _state(problems, doc, where + ("state",), m["state"], ("up", "down"))
-    return None if up is None else NetFault(key, target=str(m[name_key]), up=up)
+    node = _node_name(ck, m, name_key, where)
+    state = ck.enum(m, "state", where, ["up", "down"])
+    return None if node is None or state is None else NetFault(key, target=node, up=state == "up")
 
 
-def _wait(problems: Problems, doc: Document, path: tuple, raw: dict) -> Wait | None:
+def _wait(ck: Checker, path: Path_, raw: dict) -> Wait | None:
     where = path + ("wait",)
     value = raw["wait"]
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in WAITS:
-        problems.add(doc, where, f"must be a mapping with one of {', '.join(WAITS)}")
+        ck.invalid(where, value, f"must be a mapping with one of {', '.join(WAITS)}")
         return None
     (what, spec), = value.items()
     keys = {"ready": ({"selector", "namespace", "count"}, {"selector"}),
             "endpoints": ({"service", "namespace", "count"}, {"service"}),
             "loadBalancer": ({"service", "namespace"}, {"service"})}[what]
-    m = _mapping(problems, doc, where + (what,), spec, *keys)
-    timeout = raw.get("timeout", 60)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        problems.add(doc, path + ("timeout",), "must be a number of seconds > 0")
+    timeout = ck.number(raw, "timeout", path, minimum=0, above=True, default=60.0)
+    m = _mapping(ck, where + (what,), spec, *keys)
+    if m is None or timeout is None:
         return None
-    if m is None:
+    wp = where + (what,)
+    if what == "ready":
+        target = ck.selector(m, "selector", wp, required=True)
+    else:
+        target = ck.string(m, "service", wp, required=True)
+        if target is not None and not ck.names(wp + ("service",), target, is_dns1035_label(target)):
+            target = None
+    namespace = namespace_field(ck, m, wp)
+    count = ck.integer(m, "count", wp, 0)
+    if target is None or namespace is None or (m.get("count") is not None and count is None):
         return None
-    count = m.get("count")
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-        problems.add(doc, where + (what, "count"), "must be a whole number >= 0")
-        return None
-    target = str(m.get("selector") or m.get("service"))
-    return Wait(what, str(m.get("namespace", "default")), target, count, float(timeout))
+    return Wait(what, namespace, target, count, timeout)
 
 
 def describe(action) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from testbed.emu.errors import SETUP_ERRORS, require_root
 from testbed.scenario import report
+from testbed.scenario.preflight import report_warnings
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
 
@@ -42,6 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     problems = _check_output(args.junit, "--junit") + _check_output(args.json, "--json")
     if problems:
         raise SpecError(problems)
+    report_warnings(prepared.warnings, sys.stderr)
     require_root()
     scenario = prepared.scenario
     print(f"scenario {scenario.name} ({scenario.file})", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Pure: scenario files -> a frozen `Scenario` of steps; every problem reported at once.
 
 A scenario names a topology, the manifests to apply (ordinary Kubernetes YAML), and steps.
-Paths are relative to the scenario file. A step is a mapping with one action key:
+Paths are relative to the scenario file (not the working directory), and each must be a file
+testbed.spec.userfile would read (regular, not too large, readable by the user who ran sudo). A step is a mapping with one action key:
 
     - probe: icmp | tcp | udp | http     # from a pod, node, gateway or client
       from: pod-a
@@ -15,13 +16,17 @@ is built, so a typo is exit 2, not a failed step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from testbed.scenario.actions import ACTION_KEYS, describe, parse_action
-from testbed.spec.source import Document, Problems, read_one
+from testbed.api.meta import DEFAULT_NAMESPACE
+from testbed.api.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
+from testbed.scenario.actions import ACTION_KEYS, describe, namespace_field, parse_action
+from testbed.spec.source import Document, Path_, SpecError, read_one
+from testbed.spec.topology import ADDONS
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
@@ -33,6 +38,7 @@ EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "back
 BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
 STEP_ACTIONS = ("probe", "sleep", *ACTION_KEYS)
+MAX_TRIES = 1000
 
 
 @dataclass(frozen=True)
@@ -120,128 +126,116 @@ class Scenario:
     steps: tuple[Step, ...] = field(default_factory=tuple)
     proxy_modes: tuple[tuple[str, str], ...] = ()   # (node or "*", mode) over the topology's
     addons: tuple[str, ...] = ()                     # add-ons beyond the topology's
+    # The document it was read from: later checks (testbed.scenario.preflight) name the line
+    # of the field they refuse.
+    doc: Document | None = field(default=None, compare=False, repr=False)
 
 
 def load_scenario(path: str | Path) -> Scenario:
     return build_scenario(read_one(path))
 
 
-def _number(problems: Problems, doc: Document, path: tuple, value: Any, low: float = 0) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-        problems.add(doc, path, f"must be a number of seconds >= {low}")
-        return None
-    return float(value)
-
-
-def _unknown(problems: Problems, doc: Document, path: tuple, data: dict, allowed: set[str]) -> None:
-    for key in data:
-        if key not in allowed:
-            problems.add(doc, path + (key,), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
-
-
 def build_scenario(doc: Document) -> Scenario:
-    problems = Problems()
-    data = doc.data
-    _unknown(problems, doc, (), data, TOP_KEYS)
+    """The Scenario of one document; SpecError with every problem (file, line, field) at once.
+
+    Every value of every step is checked here, before anything is built: ports, selectors,
+    durations, rates, URLs. What needs the topology or the manifests (names of nodes and pods,
+    kube-proxy nodes) is checked by testbed.scenario.preflight.
+    """
+    ck = Checker(doc)
+    data = ck.fields((), doc.data, TOP_KEYS) or {}
     base = Path(doc.file).parent
-    name = data.get("name", Path(doc.file).stem)
-    if not isinstance(name, str) or not name:
-        problems.add(doc, ("name",), "must be a non-empty string")
-    topology = data.get("topology")
+    name = ck.string(data, "name", (), required="name" in data, default=Path(doc.file).stem)
+    description = ck.string(data, "description", (), default="")
     topo_path = base / "topology.yaml"
-    if not isinstance(topology, str):
-        problems.add(doc, ("topology",), "Required value: the topology file to build")
+    if data.get("topology") in (None, ""):
+        ck.required(("topology",), "the topology file to build")
     else:
-        topo_path = (base / topology).resolve()
-        if not topo_path.is_file():
-            problems.add(doc, ("topology",), f"no such file: {topo_path}")
-    manifests: list[Path] = []
-    raw = data.get("manifests", [])
+        topo_path = _file(ck, ("topology",), data["topology"], base) or topo_path
+    raw = data.get("manifests")
     if isinstance(raw, str):
         raw = [raw]
-    if not isinstance(raw, list):
-        problems.add(doc, ("manifests",), "must be a list of files")
-        raw = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, str):
-            problems.add(doc, ("manifests", i), "must be a file name")
-            continue
-        p = (base / item).resolve()
-        if not p.is_file():
-            problems.add(doc, ("manifests", i), f"no such file: {p}")
-        manifests.append(p)
+        where = [("manifests",)]
+    else:
+        where = [("manifests", i) for i in range(len(raw))] if isinstance(raw, list) else []
+        if raw is not None:
+            ck.is_type(("manifests",), raw, "array")
+    manifests = [p for w, item in zip(where, raw or [], strict=False)
+                 if (p := _file(ck, w, item, base)) is not None]
     steps = []
-    raw_steps = data.get("steps", [])
-    if not isinstance(raw_steps, list):
-        problems.add(doc, ("steps",), "must be a list")
-        raw_steps = []
-    for i, raw_step in enumerate(raw_steps):
-        step = _step(problems, doc, ("steps", i), raw_step)
+    for path, raw_step in ck.items(data, "steps", ()):
+        step = _step(ck, path, raw_step)
         if step is not None:
             steps.append(step)
-    proxy_modes = _proxy_modes(problems, doc, data.get("kubeProxy"))
-    addons = data.get("addons", [])
-    if not isinstance(addons, list) or not all(isinstance(a, str) for a in addons):
-        problems.add(doc, ("addons",), "must be a list of add-on names")
-        addons = []
-    problems.raise_if_any()
-    return Scenario(name, doc.file, str(data.get("description", "")).strip(), topo_path,
-                    tuple(manifests), tuple(steps), proxy_modes, tuple(addons))
+    proxy_modes = _proxy_modes(ck, data.get("kubeProxy"))
+    addons = ck.string_list(data, "addons", ())
+    for i, addon in enumerate(data.get("addons") if isinstance(data.get("addons"), list) else []):
+        if isinstance(addon, str) and addon not in ADDONS:
+            ck.unsupported(("addons", i), addon, list(ADDONS))
+    if ck.problems:
+        raise SpecError(ck.problems)
+    return Scenario(str(name), doc.file, str(description).strip(), topo_path, tuple(manifests),
+                    tuple(steps), proxy_modes, tuple(dict.fromkeys(addons)), doc)
 
 
-def _proxy_modes(problems: Problems, doc: Document, raw: Any) -> tuple[tuple[str, str], ...]:
+def _file(ck: Checker, path: Path_, value: Any, base: Path) -> Path | None:
+    """A file named relative to the scenario's directory, which must exist."""
+    if not ck.is_type(path, value, "string"):
+        return None
+    resolved = (base / value).resolve()
+    if not resolved.is_file():
+        ck.invalid(path, value, f"no such file: {resolved}")
+    return resolved
+
+
+def _proxy_modes(ck: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
     """kubeProxy: {mode: userspace, nodes: {node2: iptables}} over the topology's modes."""
     if raw is None:
         return ()
-    if not isinstance(raw, dict):
-        problems.add(doc, ("kubeProxy",), "must be a mapping of mode and nodes")
+    conf = ck.fields(("kubeProxy",), raw, {"mode", "nodes"})
+    if conf is None:
         return ()
-    _unknown(problems, doc, ("kubeProxy",), raw, {"mode", "nodes"})
     out = []
-    if "mode" in raw:
-        if raw["mode"] not in PROXY_MODES:
-            problems.add(doc, ("kubeProxy", "mode"), f"must be one of {', '.join(PROXY_MODES)}")
-        else:
-            out.append(("*", raw["mode"]))
-    nodes = raw.get("nodes", {})
-    if not isinstance(nodes, dict):
-        problems.add(doc, ("kubeProxy", "nodes"), "must map node names to modes")
-        nodes = {}
-    for node, mode in nodes.items():
-        if mode not in PROXY_MODES:
-            problems.add(doc, ("kubeProxy", "nodes", node), f"must be one of {', '.join(PROXY_MODES)}")
-        else:
-            out.append((str(node), mode))
+    mode = ck.enum(conf, "mode", ("kubeProxy",), list(PROXY_MODES))
+    if mode is not None:
+        out.append(("*", mode))
+    nodes = conf.get("nodes")
+    if nodes is not None and ck.is_type(("kubeProxy", "nodes"), nodes, "object"):
+        for node in nodes:
+            mode = ck.enum(nodes, node, ("kubeProxy", "nodes"), list(PROXY_MODES))
+            if mode is not None:
+                out.append((str(node), mode))
     return tuple(out)
 
 
-def _step(problems: Problems, doc: Document, path: tuple, raw: Any) -> Step | None:
+def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
     if not isinstance(raw, dict):
-        problems.add(doc, path, f"a step must be a mapping with one action ({', '.join(STEP_ACTIONS)})")
+        ck.invalid(path, raw, f"a step must be a mapping with one action ({', '.join(STEP_ACTIONS)})")
         return None
-    line = doc.line(path)
+    line = ck.doc.line(path) if ck.doc is not None else 0
     chosen = [k for k in raw if k in STEP_ACTIONS]
     if len(chosen) > 1:
-        problems.add(doc, path, f"a step has one action, this one has {', '.join(chosen)}")
+        ck.forbidden(path, f"a step has one action, this one has {', '.join(chosen)}")
         return None
-    if chosen and chosen[0] in ACTION_KEYS:
-        _unknown(problems, doc, path, raw, {chosen[0], "name", "timeout"} if chosen[0] == "wait" else {chosen[0], "name"})
-        action = parse_action(problems, doc, path, raw, Path(doc.file).parent)
-        return None if action is None else Step(str(raw.get("name", describe(action))), line, action)
-    if "probe" in raw:
-        _unknown(problems, doc, path, raw, PROBE_KEYS)
-        probe = _probe(problems, doc, path, raw)
+    if not chosen:
+        ck.required(path, f"a step needs one of {', '.join(STEP_ACTIONS)} "
+                          f"(has {', '.join(map(str, raw)) or 'nothing'})")
+        return None
+    key = chosen[0]
+    keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"}}.get(
+        key, {key, "name"})
+    ck.fields(path, raw, keys)
+    name = ck.string(raw, "name", path)
+    if key in ACTION_KEYS:
+        action = parse_action(ck, path, raw, Path(ck.file).parent)
+        return None if action is None else Step(name or describe(action), line, action)
+    if key == "probe":
+        probe = _probe(ck, path, raw)
         if probe is None:
             return None
-        default = f"{probe.kind} {probe.source} -> {_show_target(probe)}"
-        return Step(str(raw.get("name", default)), line, probe)
-    if "sleep" in raw:
-        _unknown(problems, doc, path, raw, SLEEP_KEYS)
-        seconds = _number(problems, doc, path + ("sleep",), raw["sleep"])
-        return None if seconds is None else Step(str(raw.get("name", f"sleep {seconds:g}s")), line, Sleep(seconds))
-    problems.add(doc, path, f"no action: a step needs one of {', '.join(STEP_ACTIONS)} "
-                            f"(has {', '.join(map(str, raw)) or 'nothing'})")
-    return None
+        return Step(name or f"{probe.kind} {probe.source} -> {_show_target(probe)}", line, probe)
+    seconds = ck.number(raw, "sleep", path)
+    return None if seconds is None else Step(name or f"sleep {seconds:g}s", line, Sleep(seconds))
 
 
 def _show_target(probe: Probe) -> str:
@@ -255,140 +249,213 @@ def _show_target(probe: Probe) -> str:
     return f"{t.host}:{t.port}" if t.port else t.host
 
 
-def _probe(problems: Problems, doc: Document, path: tuple, raw: dict) -> Probe | None:
-    kind = raw["probe"]
-    ok = True
-    if kind not in PROBES:
-        problems.add(doc, path + ("probe",), f"must be one of {', '.join(PROBES)}, not {kind!r}")
+def _probe(ck: Checker, path: Path_, raw: dict) -> Probe | None:
+    before = len(ck.problems)
+    kind = ck.enum(raw, "probe", path, list(PROBES))
+    if kind is None:
         return None
     source = raw.get("from")
-    if not isinstance(source, str) or not source:
-        problems.add(doc, path + ("from",), "Required value: the pod, node or client to probe from")
-        ok = False
-    target = _target(problems, doc, path + ("to",), kind, raw.get("to"))
-    expect = _expect(problems, doc, path + ("expect",), kind, raw.get("expect", "reachable"))
-    timeout = _number(problems, doc, path + ("timeout",), raw.get("timeout", 2.0), 0.1)
-    retry_for = _number(problems, doc, path + ("retryFor",), raw.get("retryFor", 0))
-    headers = raw.get("headers", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, (str, int)) for v in headers.values()):
-        problems.add(doc, path + ("headers",), "must map header names to values")
-        headers = {}
-    elif headers and kind != "http":
-        problems.add(doc, path + ("headers",), "only http probes send headers")
-    record = raw.get("record", "A")
-    if record not in DNS_RECORDS or (record != "A" and kind != "dns"):
-        problems.add(doc, path + ("record",), f"a dns probe's record type, one of {', '.join(DNS_RECORDS)}")
-        record = "A"
-    tries = raw.get("tries", 1)
-    if isinstance(tries, bool) or not isinstance(tries, int) or not 1 <= tries <= 1000:
-        problems.add(doc, path + ("tries",), "must be a whole number from 1 to 1000")
-        tries = 1
-    payload = raw.get("payload", "hostname")
-    if not isinstance(payload, str):
-        problems.add(doc, path + ("payload",), "must be a string")
-    if not ok or target is None or expect is None or timeout is None or retry_for is None:
+    if source is None or source == "":
+        ck.required(path + ("from",), "the pod, node or client to probe from")
+    else:
+        ck.is_type(path + ("from",), source, "string")
+    target = _target(ck, path + ("to",), kind, raw.get("to"))
+    expect = _expect(ck, path + ("expect",), kind, raw.get("expect", "reachable"))
+    timeout = ck.number(raw, "timeout", path, minimum=0.1, default=2.0)
+    retry_for = ck.number(raw, "retryFor", path, default=0.0)
+    headers = _headers(ck, path + ("headers",), raw.get("headers"))
+    if headers and kind != "http":
+        ck.forbidden(path + ("headers",), "only http probes send headers")
+    record = ck.enum(raw, "record", path, list(DNS_RECORDS)) or "A"
+    if record != "A" and kind != "dns":
+        ck.forbidden(path + ("record",), "only dns probes take a record type")
+    tries = ck.integer(raw, "tries", path, 1, MAX_TRIES, default=1)
+    payload = ck.string(raw, "payload", path, default="hostname")
+    if len(ck.problems) > before:
         return None
-    return Probe(kind, source, target, expect, timeout, retry_for, str(payload),
-                 tuple((str(k), str(v)) for k, v in headers.items()), tries, record)
+    assert target is not None and expect is not None and timeout is not None
+    return Probe(kind, source, target, expect, timeout, retry_for or 0.0, str(payload),
+                 headers, tries or 1, record)
 
 
-def _service_target(problems: Problems, doc: Document, path: tuple, kind: str, raw: dict) -> Target | None:
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")     # RFC 9110 token
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")                   # visible ASCII, space, tab
+
+
+def _headers(ck: Checker, path: Path_, raw: Any) -> tuple[tuple[str, str], ...]:
+    """HTTP request headers: token names, values without line breaks (no header injection)."""
+    if raw is None or not ck.is_type(path, raw, "object"):
+        return ()
+    out = []
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
+            ck.invalid(path, key, "a header name must be an HTTP token (letters, digits and "
+                                  "!#$%&'*+.^_`|~-)")
+        elif isinstance(value, bool) or not isinstance(value, (str, int)):
+            ck.invalid(path + (key,), value, "must be a string")
+        elif not _HEADER_VALUE.fullmatch(str(value)):
+            ck.invalid(path + (key,), value, "a header value must be printable ASCII, without "
+                                            "line breaks")
+        else:
+            out.append((key, str(value)))
+    return tuple(out)
+
+
+def _port_ref(ck: Checker, path: Path_, value: Any, via: str) -> str | None:
+    """Which port of a Service: its name, its number, true for the first, or (nodePort only)
+    healthCheck for its healthCheckNodePort."""
+    if value is True:
+        return ""
+    if value == "healthCheck" and via == "nodePort":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        ck.invalid(path, value, "must be the Service port's name or number (or true: the first)")
+        return None
+    if isinstance(value, int):
+        return str(value) if ck.names(path, value, is_port_number(value)) else None
+    return value if ck.names(path, value, is_dns1123_label(value)) else None
+
+
+def service_ref(ck: Checker, path: Path_, value: Any) -> str | None:
+    """A Service as NAME or NAMESPACE/NAME -> "namespace/name" (namespace default)."""
+    if value is None or value == "":
+        ck.required(path)
+        return None
+    if not ck.is_type(path, value, "string"):
+        return None
+    namespace, _, name = value.rpartition("/")
+    ok = ck.names(path, name, is_dns1035_label(name))
+    if namespace:
+        ok = ck.names(path, namespace, is_dns1123_label(namespace)) and ok
+    return f"{namespace or DEFAULT_NAMESPACE}/{name}" if ok else None
+
+
+def _service_target(ck: Checker, path: Path_, kind: str, raw: dict) -> Target | None:
     """`to: {service: NS/NAME, nodePort: PORT, node: w1}` or `{service: NAME, loadBalancer: PORT}`."""
-    keys = {"service", "nodePort", "loadBalancer", "node", "path"}
-    _unknown(problems, doc, path, raw, keys)
-    via = [k for k in ("nodePort", "loadBalancer") if k in raw]
-    if "service" not in raw or len(via) != 1 or kind not in ("tcp", "http", "udp"):
-        problems.add(doc, path, "a Service target needs service and one of nodePort (with node) or "
-                                "loadBalancer, naming the Service's port, for tcp, udp or http")
+    before = len(ck.problems)
+    m = ck.fields(path, raw, {"service", "nodePort", "loadBalancer", "node", "path"}) or {}
+    if kind not in ("tcp", "http", "udp"):
+        ck.forbidden(path, f"a Service target is for tcp, udp or http probes, not {kind}")
         return None
-    if via == ["nodePort"] and not isinstance(raw.get("node"), str):
-        problems.add(doc, path + ("node",), "Required value: the node whose address to use")
+    service = service_ref(ck, path + ("service",), m.get("service"))
+    via = [k for k in ("nodePort", "loadBalancer") if k in m]
+    if not via:
+        ck.required(path, "one of nodePort (with node) or loadBalancer, naming the Service's port")
         return None
-    service = str(raw["service"])
-    if "/" not in service:
-        service = f"default/{service}"
-    port = raw[via[0]]
-    port = "" if port is True else str(port)
-    return Target(str(raw.get("node", "")), None, str(raw.get("path", "/")), service, via[0], port)
+    if len(via) > 1:
+        ck.forbidden(path, "a Service target goes through nodePort or loadBalancer, not both")
+        return None
+    port = _port_ref(ck, path + (via[0],), m[via[0]], via[0])
+    node = ck.string(m, "node", path, required=via == ["nodePort"], default="")
+    url_path = ck.string(m, "path", path, default="/")
+    if url_path is not None and not _URL_PATH.fullmatch(url_path):
+        ck.invalid(path + ("path",), url_path, "must start with / and hold no spaces or "
+                                               "control characters")
+    if len(ck.problems) > before or service is None or port is None:
+        return None
+    return Target(str(node or ""), None, str(url_path), service, via[0], port)
 
 
-def _target(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any) -> Target | None:
+_URL_PATH = re.compile(r"/[\x21-\x7e]*")   # what http.client sends as is
+
+
+def _target(ck: Checker, path: Path_, kind: str, raw: Any) -> Target | None:
     if isinstance(raw, dict):
-        return _service_target(problems, doc, path, kind, raw)
-    if not isinstance(raw, str) or not raw:
-        problems.add(doc, path, "Required value: a name or IP (with :port for tcp/udp, a URL for http)")
+        return _service_target(ck, path, kind, raw)
+    if raw is None or raw == "":
+        ck.required(path, "a name or IP (with :port for tcp/udp, a URL for http)")
+        return None
+    if not ck.is_type(path, raw, "string"):
+        return None
+    if not raw.isprintable() or any(c.isspace() for c in raw):
+        ck.invalid(path, raw, "must hold no spaces or control characters")
         return None
     if kind == "http":
-        url = raw if "://" in raw else f"http://{raw}"
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            problems.add(doc, path, f"not an http URL: {raw!r}")
-            return None
-        try:
-            port = 80 if parts.port is None else parts.port
-        except ValueError:
-            port = -1
-        if not 1 <= port <= 65535:
-            problems.add(doc, path, f"bad port in {raw!r}: must be from 1 to 65535")
-            return None
-        return Target(parts.hostname, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
-    host, _, port_text = raw.rpartition(":") if ":" in raw else (raw, "", "")
+        return _http_target(ck, path, raw)
     if kind == "dns":
         # The name to resolve, exactly as a program in the pod would ask for it (the pod's
         # search list applies): service-test, service-test.default, or a full name.
-        return Target(raw)
-    if kind == "icmp":
-        if port_text:
-            problems.add(doc, path, "an icmp probe takes no port")
+        if len(raw.rstrip(".")) > 253:
+            ck.invalid(path, raw, "must be no more than 253 characters")
             return None
         return Target(raw)
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        problems.add(doc, path, f"{kind} needs NAME:PORT with a port from 1 to 65535, not {raw!r}")
+    host, _, port_text = raw.rpartition(":") if ":" in raw else (raw, "", "")
+    if kind == "icmp":
+        if port_text:
+            ck.invalid(path, raw, "an icmp probe takes no port")
+            return None
+        return Target(raw)
+    if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        ck.invalid(path, raw, f"a {kind} probe needs NAME:PORT, with a port between 1 and 65535, "
+                              "inclusive")
         return None
     return Target(host, int(port_text))
 
 
-def _expect(problems: Problems, doc: Document, path: tuple, kind: str, raw: Any) -> Expect | None:
+def _http_target(ck: Checker, path: Path_, raw: str) -> Target | None:
+    url = raw if "://" in raw else f"http://{raw}"
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:   # http://[::1
+        ck.invalid(path, raw, f"not a valid URL: {err}")
+        return None
+    try:
+        port = 80 if parts.port is None else parts.port
+    except ValueError:          # http://b:port, http://b:99999
+        port = -1
+    if parts.scheme != "http":
+        ck.invalid(path, raw, "must be an http:// URL (the probe speaks plain HTTP)")
+        return None
+    if not parts.hostname:
+        ck.invalid(path, raw, "must name a host")
+        return None
+    if not 1 <= port <= 65535:
+        ck.invalid(path, raw, "the port must be between 1 and 65535, inclusive")
+        return None
+    return Target(parts.hostname, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+
+
+def _expect(ck: Checker, path: Path_, kind: str, raw: Any) -> Expect | None:
     if raw in ("reachable", "unreachable"):
         return Expect(reachable=raw == "reachable")
     if not isinstance(raw, dict):
-        problems.add(doc, path, "must be reachable, unreachable, or a mapping of "
-                                f"{', '.join(sorted(EXPECT_KEYS))}")
+        ck.invalid(path, raw, "must be reachable, unreachable, or a mapping of "
+                              f"{', '.join(sorted(EXPECT_KEYS))}")
         return None
-    _unknown(problems, doc, path, raw, EXPECT_KEYS)
-    reachable = raw.get("reachable", True)
-    if not isinstance(reachable, bool):
-        problems.add(doc, path + ("reachable",), "must be true or false")
-        return None
+    before = len(ck.problems)
+    ck.fields(path, raw, EXPECT_KEYS)
+    reachable = ck.get(raw, "reachable", path, "boolean")
     allowed = {"icmp": set(), "tcp": {"sourceIP", "backends"}, "udp": {"reply"}, "dns": {"answer"},
                "http": {"sourceIP", "status", "bodyContains", "backends"}}
     for key in raw:
         if key in EXPECT_KEYS - {"reachable"} and key not in allowed[kind]:
-            problems.add(doc, path + (key,), f"{'an' if kind in ('icmp', 'http') else 'a'} {kind} probe cannot check {key}")
-    if not reachable and len(raw) > 1:
-        problems.add(doc, path, "an unreachable expectation takes no other checks")
-    status = raw.get("status")
-    if status is not None and (not isinstance(status, int) or not 100 <= status <= 599):
-        problems.add(doc, path + ("status",), "must be an HTTP status from 100 to 599")
-    for key in ("sourceIP", "bodyContains", "reply", "answer"):
-        if key in raw and not isinstance(raw[key], str):
-            problems.add(doc, path + (key,), "must be a string")
-    backends = None
-    if "backends" in raw:
-        b = raw["backends"]
-        if not isinstance(b, dict) or "selector" not in b:
-            problems.add(doc, path + ("backends",), "must be a mapping with a selector (and namespace, nodes, all)")
-        else:
-            _unknown(problems, doc, path + ("backends",), b, BACKEND_KEYS)
-            nodes = b.get("nodes", [])
-            if isinstance(nodes, str):
-                nodes = [nodes]
-            if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-                problems.add(doc, path + ("backends", "nodes"), "must be a list of node names")
-                nodes = []
-            if not isinstance(b.get("all", True), bool):
-                problems.add(doc, path + ("backends", "all"), "must be true or false")
-            backends = Backends(str(b["selector"]), str(b.get("namespace", "default")), tuple(nodes),
-                                bool(b.get("all", True)))
-    reply = raw.get("answer") if kind == "dns" else raw.get("reply")
-    return Expect(reachable, raw.get("sourceIP"), status, raw.get("bodyContains"), reply, backends)
+            ck.forbidden(path + (key,), f"{'an' if kind in ('icmp', 'http') else 'a'} {kind} "
+                                        f"probe cannot check {key}")
+    if reachable is False and len(raw) > 1:
+        ck.forbidden(path, "an unreachable expectation takes no other checks")
+    status = ck.integer(raw, "status", path, 100, 599)
+    texts = {key: ck.string(raw, key, path) for key in ("sourceIP", "bodyContains", "reply", "answer")}
+    backends = _backends(ck, path + ("backends",), raw.get("backends"))
+    if len(ck.problems) > before:
+        return None
+    reply = texts["answer"] if kind == "dns" else texts["reply"]
+    return Expect(reachable is not False, texts["sourceIP"], status, texts["bodyContains"], reply,
+                  backends)
+
+
+def _backends(ck: Checker, path: Path_, raw: Any) -> Backends | None:
+    if raw is None:
+        return None
+    b = ck.fields(path, raw, BACKEND_KEYS)
+    if b is None:
+        return None
+    selector = ck.selector(b, "selector", path, required=True)
+    namespace = namespace_field(ck, b, path)
+    nodes = b.get("nodes", [])
+    if isinstance(nodes, str):
+        nodes = [nodes]
+    nodes = ck.string_list({"nodes": nodes}, "nodes", path)
+    every = ck.get(b, "all", path, "boolean")
+    if selector is None or namespace is None:
+        return None
+    return Backends(selector, namespace, tuple(nodes), every is not False)

@@ -1,27 +1,9 @@
-"""Pure: name rules for topology files (DNS-1123 names, as the API checks them) and interface names."""
+"""Pure: interface names that fit the kernel's limit (topology names are checked as the API
+server checks names, through testbed.api.validation)."""
 
 from __future__ import annotations
 
 import hashlib
-
-from testbed.api.validation import is_dns1123_label, is_dns1123_subdomain
-
-
-def label_error(value: object) -> str | None:
-    """Why `value` is not a DNS-1123 label, or None when it is one (the API server's words)."""
-    if not isinstance(value, str) or not value:
-        return "must be a non-empty string"
-    errors = is_dns1123_label(value)
-    return errors[0] if errors else None
-
-
-def subdomain_error(value: object) -> str | None:
-    """Why `value` is not a DNS-1123 subdomain, or None when it is one (the API server's words)."""
-    if not isinstance(value, str) or not value:
-        return "must be a non-empty string"
-    errors = is_dns1123_subdomain(value)
-    return errors[0] if errors else None
-
 
 IFNAMSIZ = 15  # the kernel's limit on interface names, without the trailing NUL
 

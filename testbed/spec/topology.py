@@ -4,7 +4,9 @@ A topology names the cluster, its master and workers, the node network (each nod
 subnet to the gateway router, or one shared LAN), the cluster CIDR split into one pod CIDR per
 worker, the service CIDR, and the external clients behind the gateway. `load_topology(path)`
 reads, defaults and validates; it raises SpecError with every problem at once, so nothing is
-built from a bad file.
+built from a bad file. Fields are read with the API server's Checker (testbed/api/validation.py),
+so a fault is worded as it would be in a Kubernetes object (`Invalid value: ...`, `unknown
+field "x"`), and node labels follow the rules of the Node objects they become.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from testbed.spec.names import label_error
-from testbed.spec.source import Document, Problems, read_one
+from testbed.api.meta import check_labels
+from testbed.api.validation import Checker, is_cidr, is_dns1123_label, is_ipv4
+from testbed.spec.source import Document, Path_, SpecError, field_name, read_one
 
 PROXY_MODES = ("iptables", "nftables", "userspace")
 NETWORK_MODES = ("routed", "shared")
@@ -142,119 +145,120 @@ def load_topology(path: str | Path) -> Topology:
     return build_topology(read_one(path))
 
 
-class _Check:
-    """Field readers that record a problem and return None instead of raising."""
+# Ranges no network of the cluster may touch, with upstream's words for them (as
+# ValidateNonSpecialIP names them): packets to these never cross a router as unicast.
+_SPECIAL_RANGES = (
+    (IPv4Network("0.0.0.0/8"), "the unspecified range (0.0.0.0/8)"),
+    (IPv4Network("127.0.0.0/8"), "the loopback range (127.0.0.0/8, ::1/128)"),
+    (IPv4Network("169.254.0.0/16"), "the link-local range (169.254.0.0/16, fe80::/10)"),
+    (IPv4Network("224.0.0.0/4"), "the multicast range (224.0.0.0/4, ff00::/8)"),
+    (IPv4Network("240.0.0.0/4"), "the reserved range (240.0.0.0/4)"),
+)
+_CIDR_EXAMPLE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 
-    def __init__(self, doc: Document, problems: Problems):
-        self.doc, self.problems = doc, problems
 
-    def fail(self, path: tuple, message: str) -> None:
-        self.problems.add(self.doc, path, message)
-
-    def mapping(self, value: Any, path: tuple, allowed: set[str]) -> dict:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(path, "must be a mapping")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.fail(path + (key,), f"unknown field (expected one of: {', '.join(sorted(allowed))})")
-        return value
-
-    def network(self, value: Any, path: tuple) -> IPv4Network | None:
-        try:
-            return ipaddress.IPv4Network(str(value), strict=True)
-        except ValueError as err:
-            self.fail(path, f"not a valid IPv4 CIDR: {value!r} ({err})")
+def _network(ck: Checker, path: Path_, value: Any) -> IPv4Network | None:
+    """An IPv4 network in CIDR form, masked, outside the special ranges; None (and a problem)
+    otherwise."""
+    if not isinstance(value, str) or is_cidr(value):
+        ck.invalid(path, value, _CIDR_EXAMPLE)
+        return None
+    net = ipaddress.ip_network(value, strict=False)
+    if not isinstance(net, IPv4Network):
+        ck.invalid(path, value, "must be an IPv4 CIDR: the emulated cluster is IPv4 only")
+        return None
+    if str(net) != value and ipaddress.ip_interface(value).ip != net.network_address:
+        ck.invalid(path, value, f"must be a network address: host bits are set (the network is {net})")
+        return None
+    for special, words in _SPECIAL_RANGES:
+        if net.overlaps(special):
+            ck.invalid(path, value, f"may not be in {words}")
             return None
-
-    def address(self, value: Any, path: tuple) -> IPv4Address | None:
-        try:
-            return ipaddress.IPv4Address(str(value))
-        except ValueError:
-            self.fail(path, f"not a valid IPv4 address: {value!r}")
-            return None
-
-    def prefix(self, value: Any, path: tuple, low: int, high: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.fail(path, f"must be a whole number from {low} to {high}")
-            return None
-        return value
-
-    def name(self, value: Any, path: tuple) -> str | None:
-        why = label_error(value)
-        if why:
-            self.fail(path, f"invalid name {value!r}: {why}")
-            return None
-        return value
+    return net
 
 
-def _entries(check: _Check, value: Any, path: tuple, keys: set[str]) -> list[tuple[tuple, dict]]:
+def _address(ck: Checker, path: Path_, value: Any) -> IPv4Address | None:
+    if not isinstance(value, str) or is_ipv4(value):
+        ck.invalid(path, value, "must be a valid IPv4 address, (e.g. 10.9.8.7)")
+        return None
+    return IPv4Address(value)
+
+
+def _name(ck: Checker, path: Path_, value: Any) -> str | None:
+    """A host or cluster name: a DNS-1123 label, as Node names and Mininet hosts need."""
+    if value is None or value == "":
+        ck.required(path)
+        return None
+    if not isinstance(value, str):
+        ck.invalid(path, value, "must be a string")
+        return None
+    return value if ck.names(path, value, is_dns1123_label(value)) else None
+
+
+def _entries(ck: Checker, value: Any, path: Path_, keys: set[str]) -> list[tuple[Path_, dict]]:
     """A list of names or of mappings with a name -> [(path, mapping)]."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        check.fail(path, "must be a list")
+    if value is None or not ck.is_type(path, value, "array"):
         return []
     out = []
     for i, item in enumerate(value):
         if isinstance(item, str):
             item = {"name": item}
-        out.append((path + (i,), check.mapping(item, path + (i,), keys)))
+        out.append((path + (i,), ck.fields(path + (i,), item, keys) or {}))
     return out
 
 
 def build_topology(doc: Document) -> Topology:
-    problems = Problems()
-    check = _Check(doc, problems)
-    top = check.mapping(doc.data, (), TOP_KEYS)
-    name = check.name(top.get("name", Path(doc.file).stem), ("name",))
+    ck = Checker(doc)
+    top = ck.fields((), doc.data, TOP_KEYS) or {}
+    name = _name(ck, ("name",), top.get("name", Path(doc.file).stem))
 
-    net = {**DEFAULT_NETWORK, **check.mapping(top.get("network"), ("network",), NETWORK_KEYS)}
-    mode = net["mode"]
-    if mode not in NETWORK_MODES:
-        check.fail(("network", "mode"), f"must be one of {', '.join(NETWORK_MODES)}, not {mode!r}")
-    cidrs = {key: check.network(net[key], ("network", key))
+    given = ck.fields(("network",), top["network"], NETWORK_KEYS) if top.get("network") is not None else {}
+    net = {**DEFAULT_NETWORK, **(given or {})}
+    mode = ck.enum(net, "mode", ("network",), list(NETWORK_MODES)) or "routed"
+    cidrs = {key: _network(ck, ("network", key), net[key])
              for key in ("nodeCIDR", "clusterCIDR", "serviceCIDR", "clientCIDR")}
-    node_prefix = check.prefix(net["nodeSubnetPrefix"], ("network", "nodeSubnetPrefix"), 8, 30)
-    pod_prefix = check.prefix(net["podCIDRPrefix"], ("network", "podCIDRPrefix"), 8, 30)
-    _check_overlaps(check, cidrs)
+    node_prefix = ck.integer(net, "nodeSubnetPrefix", ("network",), 8, 30)
+    pod_prefix = ck.integer(net, "podCIDRPrefix", ("network",), 8, 30)
+    _check_overlaps(ck, cidrs)
 
-    default_proxy = _proxy_mode(check, top.get("kubeProxy"), ("kubeProxy",), "iptables")
-    gateway_name = check.name(check.mapping(top.get("gateway"), ("gateway",), {"name"}).get("name", "gw"),
-                              ("gateway", "name"))
+    default_proxy = _proxy_mode(ck, top.get("kubeProxy"), ("kubeProxy",), "iptables")
+    gateway = ck.fields(("gateway",), top["gateway"], {"name"}) if top.get("gateway") is not None else {}
+    gateway_name = _name(ck, ("gateway", "name"), (gateway or {}).get("name", "gw"))
 
     master_raw = top.get("master", "master")
     if isinstance(master_raw, str):
         master_raw = {"name": master_raw}
-    master_entries = [(("master",), check.mapping(master_raw, ("master",), NODE_KEYS))]
-    worker_entries = _entries(check, top.get("workers", ["w1", "w2"]), ("workers",), NODE_KEYS)
-    if not worker_entries and "workers" in top:
-        check.fail(("workers",), "at least one worker is needed")
-    client_entries = _entries(check, top.get("clients", ["client"]), ("clients",), CLIENT_KEYS)
+    master_entries = [(("master",), ck.fields(("master",), master_raw, NODE_KEYS) or {})]
+    worker_entries = _entries(ck, top.get("workers", ["w1", "w2"]), ("workers",), NODE_KEYS)
+    if top.get("workers") == []:
+        ck.required(("workers",), "at least one worker is needed")
+    client_entries = _entries(ck, top.get("clients", ["client"]), ("clients",), CLIENT_KEYS)
 
-    seen: dict[str, tuple] = {}
-    for path, entry in [*master_entries, *worker_entries, *client_entries, (("gateway",), {"name": gateway_name})]:
+    seen: dict[str, Path_] = {}
+    for path, entry in [*master_entries, *worker_entries, *client_entries,
+                        (("gateway",), {"name": gateway_name})]:
         n = entry.get("name")
-        if n is None or not isinstance(n, str):
-            if path[0] != "gateway":
-                check.fail(path + ("name",), "Required value")
+        if path[0] == "gateway" and n is None:
+            continue          # its own problem is reported already
+        if path[0] != "gateway":
+            n = _name(ck, path + ("name",), n)
+        if n is None:
             continue
         if n in seen:
-            check.fail(path + ("name",), f"duplicate name {n!r} (also at line {doc.line(seen[n])})")
+            ck.duplicate(path + ("name",), n, f"also the name of {field_name(seen[n][:-1])} "
+                                              f"(line {doc.line(seen[n])})")
         else:
             seen[n] = path + ("name",)
-        if path[0] != "gateway":
-            check.name(n, path + ("name",))
 
-    nodes = _place_nodes(check, mode, cidrs, node_prefix, pod_prefix,
+    nodes = _place_nodes(ck, mode, cidrs, node_prefix, pod_prefix,
                          master_entries + worker_entries, default_proxy)
-    clients = _place_clients(check, cidrs["clientCIDR"], client_entries)
-    lb_pool = _lb_pool(check, check.mapping(top.get("loadBalancer"), ("loadBalancer",), LB_KEYS).get("pool"),
-                       {k: v for k, v in cidrs.items() if v is not None})
-    addons = _addons(check, top.get("addons", []))
-    problems.raise_if_any()
+    clients = _place_clients(ck, cidrs["clientCIDR"], client_entries)
+    lb = ck.fields(("loadBalancer",), top["loadBalancer"], LB_KEYS) if top.get("loadBalancer") is not None else {}
+    lb_pool = _lb_pool(ck, (lb or {}).get("pool"), {k: v for k, v in cidrs.items() if v is not None})
+    addons = _addons(ck, top.get("addons", []))
+    if ck.problems:
+        raise SpecError(ck.problems)
+    assert name is not None and gateway_name is not None
     return Topology(
         name=name, file=doc.file, network_mode=mode,
         node_cidr=cidrs["nodeCIDR"], cluster_cidr=cidrs["clusterCIDR"],
@@ -264,58 +268,56 @@ def build_topology(doc: Document) -> Topology:
     )
 
 
-def _lb_pool(check: _Check, raw, cidrs: dict[str, IPv4Network]) -> tuple[IPv4Network, ...]:
+def _lb_pool(ck: Checker, raw: Any, cidrs: dict[str, IPv4Network]) -> tuple[IPv4Network, ...]:
     """loadBalancer.pool: CIDRs (or single addresses) outside every other range of the cluster."""
+    path: Path_ = ("loadBalancer", "pool")
     if raw is None:
         return ()
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        check.fail(("loadBalancer", "pool"), "must be a list of CIDRs")
-        return ()
-    pool = []
-    for i, item in enumerate(raw):
-        net = check.network(item if "/" in str(item) else f"{item}/32", ("loadBalancer", "pool", i))
+    items = [(path, raw)] if isinstance(raw, str) else (
+        [(path + (i,), item) for i, item in enumerate(raw)] if ck.is_type(path, raw, "array") else [])
+    pool: list[IPv4Network] = []
+    for where, item in items:
+        text = item if not isinstance(item, str) or "/" in item else f"{item}/32"
+        net = _network(ck, where, text)
         if net is None:
             continue
         for key, other in cidrs.items():
             if net.overlaps(other):
-                check.fail(("loadBalancer", "pool", i), f"{net} overlaps {key} {other}")
+                ck.invalid(where, item, f"overlaps {key} {other}")
         for earlier in pool:
             if net.overlaps(earlier):
-                check.fail(("loadBalancer", "pool", i), f"{net} overlaps {earlier}, earlier in the pool")
+                ck.invalid(where, item, f"overlaps {earlier}, earlier in the pool")
         pool.append(net)
     return tuple(pool)
 
 
-def _addons(check: _Check, raw) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
-        check.fail(("addons",), f"must be a list of add-on names ({', '.join(ADDONS)})")
-        return ()
-    for i, name in enumerate(raw):
-        if name not in ADDONS:
-            check.fail(("addons", i), f"unknown add-on {name!r} (known: {', '.join(ADDONS)})")
-    return tuple(dict.fromkeys(raw))
+def _addons(ck: Checker, raw: Any) -> tuple[str, ...]:
+    names = ck.string_list({"addons": raw}, "addons", ())
+    for i, addon in enumerate(raw if isinstance(raw, list) else []):
+        if isinstance(addon, str) and addon not in ADDONS:
+            ck.unsupported(("addons", i), addon, list(ADDONS))
+    return tuple(dict.fromkeys(names))
 
 
-def _proxy_mode(check: _Check, value: Any, path: tuple, default: str) -> str:
-    conf = check.mapping(value, path, {"mode"})
-    mode = conf.get("mode", default)
-    if mode not in PROXY_MODES:
-        check.fail(path + ("mode",), f"must be one of {', '.join(PROXY_MODES)}, not {mode!r}")
+def _proxy_mode(ck: Checker, value: Any, path: Path_, default: str) -> str:
+    if value is None:
         return default
-    return mode
+    conf = ck.fields(path, value, {"mode"})
+    if conf is None:
+        return default
+    return ck.enum(conf, "mode", path, list(PROXY_MODES)) or default
 
 
-def _check_overlaps(check: _Check, cidrs: dict[str, IPv4Network | None]) -> None:
+def _check_overlaps(ck: Checker, cidrs: dict[str, IPv4Network | None]) -> None:
     keys = [k for k, v in cidrs.items() if v is not None]
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
             if cidrs[a].overlaps(cidrs[b]):
-                check.fail(("network", b), f"{cidrs[b]} overlaps {a} {cidrs[a]}")
+                ck.invalid(("network", b), str(cidrs[b]), f"overlaps {a} {cidrs[a]}")
 
 
-def _place_nodes(check, mode, cidrs, node_prefix, pod_prefix, entries, default_proxy) -> list[NodeSpec]:
+def _place_nodes(ck: Checker, mode, cidrs, node_prefix, pod_prefix, entries,
+                 default_proxy) -> list[NodeSpec]:
     node_cidr, cluster_cidr = cidrs["nodeCIDR"], cidrs["clusterCIDR"]
     if node_cidr is None or cluster_cidr is None or node_prefix is None or pod_prefix is None:
         return []
@@ -323,40 +325,44 @@ def _place_nodes(check, mode, cidrs, node_prefix, pod_prefix, entries, default_p
     # puts every node on nodeCIDR itself (gateway first address, nodes after it).
     if mode == "routed":
         if node_prefix < node_cidr.prefixlen:
-            check.fail(("network", "nodeSubnetPrefix"), f"/{node_prefix} is larger than nodeCIDR {node_cidr}")
+            ck.invalid(("network", "nodeSubnetPrefix"), node_prefix,
+                       f"a /{node_prefix} subnet does not fit in nodeCIDR {node_cidr}")
             return []
         subnets = node_cidr.subnets(new_prefix=node_prefix)
         capacity = 2 ** (node_prefix - node_cidr.prefixlen)
     else:
         capacity = node_cidr.num_addresses - 3
     if len(entries) > capacity:
-        check.fail(("network", "nodeCIDR"), f"{node_cidr} holds {capacity} nodes, the topology has {len(entries)}")
+        ck.invalid(("network", "nodeCIDR"), str(node_cidr),
+                   f"holds {capacity} nodes, the topology has {len(entries)}")
         return []
     workers = len(entries) - 1
     if pod_prefix < cluster_cidr.prefixlen:
-        check.fail(("network", "podCIDRPrefix"), f"/{pod_prefix} is larger than clusterCIDR {cluster_cidr}")
+        ck.invalid(("network", "podCIDRPrefix"), pod_prefix,
+                   f"a /{pod_prefix} pod CIDR does not fit in clusterCIDR {cluster_cidr}")
         return []
     pod_capacity = 2 ** (pod_prefix - cluster_cidr.prefixlen)
     if workers > pod_capacity:
-        check.fail(("network", "clusterCIDR"),
-                   f"{cluster_cidr} holds {pod_capacity} pod CIDRs of /{pod_prefix}, the topology has {workers} workers")
+        ck.invalid(("network", "clusterCIDR"), str(cluster_cidr),
+                   f"holds {pod_capacity} pod CIDRs of /{pod_prefix}, the topology has {workers} workers")
         return []
-    explicit: dict[IPv4Network, tuple] = {}
+    explicit: dict[IPv4Network, Path_] = {}
     for path, entry in entries[1:]:
         if "podCIDR" in entry:
-            cidr = check.network(entry["podCIDR"], path + ("podCIDR",))
+            cidr = _network(ck, path + ("podCIDR",), entry["podCIDR"])
             if cidr is None:
                 continue
             if not cidr.subnet_of(cluster_cidr):
-                check.fail(path + ("podCIDR",), f"{cidr} is outside clusterCIDR {cluster_cidr}")
+                ck.invalid(path + ("podCIDR",), entry["podCIDR"], f"is outside clusterCIDR {cluster_cidr}")
             for other, other_path in explicit.items():
                 if cidr.overlaps(other):
-                    check.fail(path + ("podCIDR",), f"{cidr} overlaps the podCIDR at {'.'.join(map(str, other_path))}")
+                    ck.invalid(path + ("podCIDR",), entry["podCIDR"],
+                               f"overlaps the podCIDR of {field_name(other_path)} ({other})")
             explicit[cidr] = path
             entry["_pod_cidr"] = cidr
     free_pod_cidrs = (c for c in cluster_cidr.subnets(new_prefix=pod_prefix)
                       if not any(c.overlaps(e) for e in explicit))
-    used_addresses: dict[IPv4Address, tuple] = {}
+    used_addresses: dict[IPv4Address, Path_] = {}
     out = []
     for index, (path, entry) in enumerate(entries):
         role = "master" if index == 0 else "worker"
@@ -368,47 +374,49 @@ def _place_nodes(check, mode, cidrs, node_prefix, pod_prefix, entries, default_p
             gateway, auto = node_cidr.network_address + 1, node_cidr.network_address + 2 + index
         address = auto
         if "address" in entry:
-            address = check.address(entry["address"], path + ("address",)) or auto
+            address = _address(ck, path + ("address",), entry["address"]) or auto
             if address not in subnet or address in (subnet.network_address, subnet.broadcast_address, gateway):
-                check.fail(path + ("address",), f"{address} is not a free host address of {subnet}")
+                ck.invalid(path + ("address",), str(address), f"is not a free host address of {subnet}")
         if address in used_addresses:
-            check.fail(path + ("address",), f"{address} is already taken by {'.'.join(map(str, used_addresses[address]))}")
+            ck.duplicate(path + ("address",), str(address),
+                         f"already the address of {field_name(used_addresses[address])}")
         used_addresses[address] = path
         pod_cidr = None
         if role == "worker":
             pod_cidr = entry.get("_pod_cidr") or next(free_pod_cidrs, None)
             if pod_cidr is None:
-                check.fail(("network", "clusterCIDR"), f"{cluster_cidr} has no pod CIDR left for {entry.get('name')}")
+                ck.invalid(("network", "clusterCIDR"), str(cluster_cidr),
+                           f"has no pod CIDR left for {entry.get('name')}")
         elif "podCIDR" in entry:
-            check.fail(path + ("podCIDR",), "the master runs no pods here; podCIDR is for workers")
-        labels = entry.get("labels") or {}
-        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-            check.fail(path + ("labels",), "must map strings to strings")
-            labels = {}
+            ck.forbidden(path + ("podCIDR",), "the master runs no pods here; podCIDR is for workers")
+        # Labels become the Node object's: the API server's rules (keys qualified names,
+        # values label values, both strings).
+        labels = check_labels(ck, path + ("labels",), entry.get("labels"))
         out.append(NodeSpec(
             name=str(entry.get("name")), role=role, address=address, subnet=subnet, gateway=gateway,
-            pod_cidr=pod_cidr, proxy_mode=_proxy_mode(check, entry.get("kubeProxy"), path + ("kubeProxy",), default_proxy),
-            labels=tuple(sorted(labels.items())),
+            pod_cidr=pod_cidr, proxy_mode=_proxy_mode(ck, entry.get("kubeProxy"), path + ("kubeProxy",), default_proxy),
+            labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
         ))
     return out
 
 
-def _place_clients(check: _Check, cidr: IPv4Network | None, entries) -> list[ClientSpec]:
+def _place_clients(ck: Checker, cidr: IPv4Network | None, entries) -> list[ClientSpec]:
     if cidr is None:
         return []
     if len(entries) > cidr.num_addresses - 3:
-        check.fail(("network", "clientCIDR"), f"{cidr} holds {cidr.num_addresses - 3} clients, the topology has {len(entries)}")
+        ck.invalid(("network", "clientCIDR"), str(cidr),
+                   f"holds {cidr.num_addresses - 3} clients, the topology has {len(entries)}")
         return []
     gateway = cidr.network_address + 1
     out, used = [], {}
     for index, (path, entry) in enumerate(entries):
         address = cidr.network_address + 2 + index
         if "address" in entry:
-            address = check.address(entry["address"], path + ("address",)) or address
+            address = _address(ck, path + ("address",), entry["address"]) or address
             if address not in cidr or address in (cidr.network_address, cidr.broadcast_address, gateway):
-                check.fail(path + ("address",), f"{address} is not a free host address of {cidr}")
+                ck.invalid(path + ("address",), str(address), f"is not a free host address of {cidr}")
         if address in used:
-            check.fail(path + ("address",), f"{address} is already taken by {'.'.join(map(str, used[address]))}")
+            ck.duplicate(path + ("address",), str(address), f"already the address of {field_name(used[address])}")
         used[address] = path
         out.append(ClientSpec(str(entry.get("name")), address, cidr, gateway))
     return out

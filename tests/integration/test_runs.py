@@ -74,7 +74,7 @@ def test_bad_input_exits_2_and_builds_nothing(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "conflict.yaml:7: spec.containers[1].ports[0]" in result.stderr
-    assert "steps[0].from: 'pod-x' is no pod" in result.stderr
+    assert 'steps[0].from: Invalid value: "pod-x": no pod, node or client of this scenario' in result.stderr
     assert leftovers(before) == set()
 
 

@@ -246,5 +246,6 @@ def test_wrong_api_version_and_duplicates(tmp_path: Path) -> None:
         """)
     assert out[0] == 'pods.yaml:1: apiVersion: no matches for kind "Pod" in version "v2"; ' \
         'supported: v1'
-    assert out[1].startswith('pods.yaml:9: metadata.name: Duplicate value: "n"')
+    assert out[1] == ('pods.yaml:11: metadata.name: Duplicate value: "n": Namespace n is also '
+                      'defined at pods.yaml:7')
     assert len(out) == 2

@@ -33,7 +33,7 @@ def test_cluster_ip_rejections() -> None:
     alloc.admit(service("a", ip="10.96.0.50"))
     with pytest.raises(AllocationError) as info:
         alloc.admit(service("b", ip="10.96.0.50"))
-    assert str(info.value) == ('spec.clusterIP: Invalid value: "10.96.0.50": failed to allocate '
+    assert str(info.value) == ('spec.clusterIPs: Invalid value: ["10.96.0.50"]: failed to allocate '
                                "IP 10.96.0.50: provided IP is already allocated")
     with pytest.raises(AllocationError, match="is not in the valid range. The range of valid "
                                               r"IPs is 10.96.0.0/12"):

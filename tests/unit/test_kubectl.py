@@ -161,8 +161,12 @@ def kubectl(client: Client, *argv: str) -> tuple[int, str, str]:
 def test_apply_get_scale_delete(tmp_path: Path, client: Client) -> None:
     manifest = tmp_path / "app.yaml"
     manifest.write_text(DEPLOYMENT + "---\n" + SERVICE)
-    assert kubectl(client, "apply", "-f", str(manifest)) == (
-        0, "deployment.apps/web created\nservice/web created\n", "")
+    code, out, err = kubectl(client, "apply", "-f", str(manifest))
+    assert (code, out) == (0, "deployment.apps/web created\nservice/web created\n")
+    # python:2.7 without a command: created as the API server would, with the run-time fault told
+    assert err == (f"warning: {manifest}:14: spec.template.spec.containers[0].command: image "
+                   "'python:2.7' has no entrypoint the testbed knows: give the container a command "
+                   "(known images: agnhost, pause): its pods will fail with CreateContainerError\n")
     assert kubectl(client, "apply", "-f", str(manifest))[1] == (
         "deployment.apps/web unchanged\nservice/web unchanged\n")
     code, out, _ = kubectl(client, "get", "services")

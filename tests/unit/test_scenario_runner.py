@@ -1,4 +1,5 @@
-"""testbed.scenario.runner's pure parts: name and command checks, evaluate, prepare().
+"""testbed.scenario.runner's pure parts and the checks it runs first (testbed.scenario.preflight):
+name and command checks, evaluate, prepare().
 
 Nothing here builds a cluster: Runner is never constructed.
 """
@@ -9,8 +10,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from testbed.scenario.preflight import check_manifests, check_names
 from testbed.scenario.probes import Observation
-from testbed.scenario.runner import Prepared, check_commands, check_names, prepare
+from testbed.scenario.runner import Prepared, prepare
 from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, Target
 from testbed.scenario.steps import evaluate
 from testbed.spec.source import Problem, SpecError
@@ -81,10 +83,12 @@ def test_unknown_names_are_reported_with_step_line_and_field(two_node):
     problems = check_names(scenario_of(*steps), two_node, [pod("pod-a")])
     known = "client, default/pod-a, gw, localhost, master, pod-a, w1, w2"
     assert [str(p) for p in problems] == [
-        f"s.yaml:5: steps[1].from: 'pod-x' is no pod, node or client of this scenario (known: {known})",
-        f"s.yaml:9: steps[2].to: 'w3' is no pod, node or client of this scenario (known: {known})",
-        f"s.yaml:9: steps[2].expect.sourceIP: 'ghost' is no pod, node or client of this scenario "
+        f's.yaml:5: steps[1].from: Invalid value: "pod-x": no pod, node or client of this scenario '
         f"(known: {known})",
+        f's.yaml:9: steps[2].to: Invalid value: "w3": no pod, node or client of this scenario '
+        f"(known: {known})",
+        f's.yaml:9: steps[2].expect.sourceIP: Invalid value: "ghost": no pod, node or client of '
+        f"this scenario (known: {known})",
     ]
 
 
@@ -106,8 +110,10 @@ def test_namespaced_pod_is_known_by_both_forms(two_node):
 def test_pod_named_like_a_node_or_client(two_node):
     problems = check_names(scenario_of(), two_node, [pod("w1", "apps"), pod("client"), pod("ok")])
     assert problems == [
-        Problem("s.yaml", None, "manifests", "pod apps/w1 has the name of a node or client"),
-        Problem("s.yaml", None, "manifests", "pod default/client has the name of a node or client"),
+        Problem("s.yaml", None, "manifests",
+                'Invalid value: "w1": pod apps/w1 has the name of a node or client'),
+        Problem("s.yaml", None, "manifests",
+                'Invalid value: "client": pod default/client has the name of a node or client'),
     ]
 
 
@@ -123,19 +129,42 @@ def test_services_count_as_names_but_other_kinds_do_not(two_node):
 
 # --- check_commands ----------------------------------------------------------------------------
 
-def test_commands_that_run_pass():
+def manifest(obj: dict) -> dict:
+    """A pod() as a full manifest."""
+    return {"apiVersion": "v1", **obj}
+
+
+def test_commands_that_run_pass(write):
+    import json
+
     objects = [pod("a"), pod("b", args=["netexec"]), pod("c", image="busybox", command=["sh", "-c", "true"]),
-               pod("d", image="registry.k8s.io/pause:3.9"),
-               {"kind": "Service", "metadata": {"name": "s", "namespace": "default"}}]
-    assert check_commands(scenario_of(), objects) == []
+               pod("d", image="registry.k8s.io/pause:3.9")]
+    path = write("m.yaml", "\n---\n".join(json.dumps(manifest(o)) for o in objects))
+    checked = check_manifests([path])
+    assert (checked.problems, checked.warnings) == ([], [])
 
 
-def test_commands_that_cannot_run_are_reported():
-    objects = [pod("web", image="nginx"), pod("job", "batch", image="busybox", command=["no-such-program-xyz"])]
-    problems = check_commands(scenario_of(), objects)
+def test_commands_that_cannot_run_are_reported(write, tmp_path):
+    path = write("m.yaml", """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: web}
+        spec:
+          containers: [{name: c, image: nginx}]
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: job, namespace: batch}
+        spec:
+          containers:
+          - name: c
+            image: busybox
+            command: [no-such-program-xyz]
+    """)
+    problems = check_manifests([path]).problems
     assert [(p.file, p.line, p.field) for p in problems] == [
-        ("s.yaml", None, "default/web: spec.containers[0].command"),
-        ("s.yaml", None, "batch/job: spec.containers[0].command"),
+        (str(path), 5, "spec.containers[0].command"),
+        (str(path), 14, "spec.containers[0].command"),
     ]
     assert problems[0].message.startswith("image 'nginx' has no entrypoint the testbed knows")
     assert problems[1].message.startswith("command 'no-such-program-xyz' is not found on the node")
@@ -252,14 +281,15 @@ spec:
     with pytest.raises(SpecError) as info:
         prepare(str(path))
     problems = info.value.problems
-    assert [(p.line, p.field) for p in problems] == [
-        (None, "manifests"),
-        (5, "steps[1].to"),
-        (None, "other/w2: spec.containers[0].command"),
+    manifests = str(tmp_path / "pods.yaml")
+    assert [(p.file, p.line, p.field) for p in problems] == [
+        (manifests, 14, "spec.containers[0].command"),
+        (manifests, 11, "metadata.name"),
+        (str(path), 5, "steps[1].to"),
     ]
-    assert all(p.file == str(path) for p in problems)
-    assert problems[0].message == "pod other/w2 has the name of a node or client"
-    assert problems[1].message.startswith("'nobody' is no pod, node or client of this scenario")
+    assert problems[1].message == 'Invalid value: "w2": pod other/w2 has the name of a node or client'
+    assert problems[2].message.startswith('Invalid value: "nobody": no pod, node or client of this '
+                                          "scenario")
 
 
 def test_prepare_stops_at_a_bad_scenario(write, tmp_path):

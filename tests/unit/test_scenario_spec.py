@@ -251,7 +251,7 @@ def test_expect_describe(expect, text):
 
 def test_unknown_top_level_field(problems):
     assert problems("topology: topology.yaml\nsetps: []\n") == [
-        "s.yaml:2: setps: unknown field (expected one of: addons, description, kubeProxy, manifests, name, steps, topology)"]
+        's.yaml:2: setps: unknown field "setps"']
 
 
 def test_topology_required(problems):
@@ -260,20 +260,24 @@ def test_topology_required(problems):
 
 def test_topology_missing_file(problems, write, tmp_path):
     assert problems("name: x\ntopology: nope/t.yaml\n") == [
-        "s.yaml:2: topology: no such file: nope/t.yaml"]  # (problems() strips tmp_path/)
+        's.yaml:2: topology: Invalid value: "nope/t.yaml": no such file: nope/t.yaml']  # (problems() strips tmp_path/)
     with pytest.raises(SpecError) as info:
         load_scenario(write("s.yaml", "topology: ../t.yaml\n"))
     # the message names the resolved absolute path, not the text of the file
-    assert info.value.problems[0].message == f"no such file: {(tmp_path / '../t.yaml').resolve()}"
+    assert info.value.problems[0].message == (
+        f'Invalid value: "../t.yaml": no such file: {(tmp_path / "../t.yaml").resolve()}')
 
 
 def test_topology_not_a_string(problems):
-    assert problems("topology: [a]\n") == ["s.yaml:1: topology: Required value: the topology file to build"]
+    assert problems("topology: [a]\n") == ['s.yaml:1: topology: Invalid value: ["a"]: must be a string']
 
 
-@pytest.mark.parametrize("name", ["''", "5", "[a]"])
-def test_bad_scenario_name(problems, name):
-    assert problems(f"name: {name}\ntopology: topology.yaml\n") == ["s.yaml:1: name: must be a non-empty string"]
+@pytest.mark.parametrize(("name", "reason"), [
+    ("''", "Required value"), ("5", "Invalid value: 5: must be a string"),
+    ("[a]", 'Invalid value: ["a"]: must be a string'),
+])
+def test_bad_scenario_name(problems, name, reason):
+    assert problems(f"name: {name}\ntopology: topology.yaml\n") == [f"s.yaml:1: name: {reason}"]
 
 
 def test_manifest_problems(problems, write):
@@ -285,87 +289,100 @@ def test_manifest_problems(problems, write):
           - 7
           - missing.yaml
     """) == [
-        "s.yaml:4: manifests[1]: must be a file name",
-        "s.yaml:5: manifests[2]: no such file: missing.yaml",
+        "s.yaml:4: manifests[1]: Invalid value: 7: must be a string",
+        's.yaml:5: manifests[2]: Invalid value: "missing.yaml": no such file: missing.yaml',
     ]
 
 
 def test_manifests_must_be_a_list(problems):
     assert problems("topology: topology.yaml\nmanifests: {a: b}\n") == [
-        "s.yaml:2: manifests: must be a list of files"]
+        's.yaml:2: manifests: Invalid value: {"a": "b"}: must be a list']
 
 
 def test_steps_must_be_a_list(problems):
-    assert problems("topology: topology.yaml\nsteps: {sleep: 1}\n") == ["s.yaml:2: steps: must be a list"]
+    assert problems("topology: topology.yaml\nsteps: {sleep: 1}\n") == [
+        's.yaml:2: steps: Invalid value: {"sleep": 1}: must be a list']
 
 
 @pytest.mark.parametrize(("step", "expected"), [
-    ("  - just words\n", "s.yaml:3: steps[0]: a step must be a mapping with one action (probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect)"),
-    ("  - {name: x, wait: 3}\n", "s.yaml:3: steps[0].wait: must be a mapping with one of ready, endpoints, loadBalancer"),
-    ("  - {name: x, pause: 3}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect (has name, pause)"),
-    ("  - {}\n", "s.yaml:3: steps[0]: no action: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect (has nothing)"),
-    ("  - {sleep: -1}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
-    ("  - {sleep: soon}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
-    ("  - {sleep: true}\n", "s.yaml:3: steps[0].sleep: must be a number of seconds >= 0"),
-    ("  - {sleep: 1, to: x}\n", "s.yaml:3: steps[0].to: unknown field (expected one of: name, sleep)"),
-    ("  - {probe: ping, from: a, to: b}\n",
-     "s.yaml:3: steps[0].probe: must be one of icmp, tcp, udp, http, dns, not 'ping'"),
-    ("  - {probe: icmp, to: b}\n",
-     "s.yaml:3: steps[0].from: Required value: the pod, node or client to probe from"),
+    ('  - just words\n',
+     's.yaml:3: steps[0]: Invalid value: "just words": a step must be a mapping with one action (probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect)'),
+    ('  - {name: x, wait: 3}\n',
+     's.yaml:3: steps[0].wait: Invalid value: 3: must be a mapping with one of ready, endpoints, loadBalancer'),
+    ('  - {name: x, pause: 3}\n',
+     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect (has name, pause)'),
+    ('  - {}\n',
+     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect (has nothing)'),
+    ('  - {sleep: -1}\n',
+     's.yaml:3: steps[0].sleep: Invalid value: -1: must be greater than or equal to 0'),
+    ('  - {sleep: soon}\n',
+     's.yaml:3: steps[0].sleep: Invalid value: "soon": must be a number'),
+    ('  - {sleep: true}\n',
+     's.yaml:3: steps[0].sleep: Invalid value: true: must be a number'),
+    ('  - {sleep: 1, to: x}\n',
+     's.yaml:3: steps[0].to: unknown field "to"'),
+    ('  - {probe: ping, from: a, to: b}\n',
+     's.yaml:3: steps[0].probe: Unsupported value: "ping": supported values: "icmp", "tcp", "udp", "http", "dns"'),
+    ('  - {probe: icmp, to: b}\n',
+     's.yaml:3: steps[0].from: Required value: the pod, node or client to probe from'),
     ("  - {probe: icmp, from: '', to: b}\n",
-     "s.yaml:3: steps[0].from: Required value: the pod, node or client to probe from"),
-    ("  - {probe: icmp, from: a}\n",
-     "s.yaml:3: steps[0].to: Required value: a name or IP (with :port for tcp/udp, a URL for http)"),
-    ("  - {probe: icmp, from: a, to: 'b:80'}\n", "s.yaml:3: steps[0].to: an icmp probe takes no port"),
-    ("  - {probe: tcp, from: a, to: b}\n",
-     "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b'"),
+     's.yaml:3: steps[0].from: Required value: the pod, node or client to probe from'),
+    ('  - {probe: icmp, from: a}\n',
+     's.yaml:3: steps[0].to: Required value: a name or IP (with :port for tcp/udp, a URL for http)'),
+    ("  - {probe: icmp, from: a, to: 'b:80'}\n",
+     's.yaml:3: steps[0].to: Invalid value: "b:80": an icmp probe takes no port'),
+    ('  - {probe: tcp, from: a, to: b}\n',
+     's.yaml:3: steps[0].to: Invalid value: "b": a tcp probe needs NAME:PORT, with a port between 1 and 65535, inclusive'),
     ("  - {probe: udp, from: a, to: 'b:0'}\n",
-     "s.yaml:3: steps[0].to: udp needs NAME:PORT with a port from 1 to 65535, not 'b:0'"),
+     's.yaml:3: steps[0].to: Invalid value: "b:0": a udp probe needs NAME:PORT, with a port between 1 and 65535, inclusive'),
     ("  - {probe: tcp, from: a, to: 'b:65536'}\n",
-     "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b:65536'"),
+     's.yaml:3: steps[0].to: Invalid value: "b:65536": a tcp probe needs NAME:PORT, with a port between 1 and 65535, inclusive'),
     ("  - {probe: tcp, from: a, to: 'b:http'}\n",
-     "s.yaml:3: steps[0].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b:http'"),
-    ("  - {probe: http, from: a, to: 'https://b/'}\n", "s.yaml:3: steps[0].to: not an http URL: 'https://b/'"),
-    ("  - {probe: http, from: a, to: 'http://:80/'}\n", "s.yaml:3: steps[0].to: not an http URL: 'http://:80/'"),
-    ("  - {probe: http, from: a, to: 'http://b:99999/'}\n", "s.yaml:3: steps[0].to: bad port in 'http://b:99999/': must be from 1 to 65535"),
-    ("  - {probe: http, from: a, to: 'b:port'}\n", "s.yaml:3: steps[0].to: bad port in 'b:port': must be from 1 to 65535"),
-    ("  - {probe: icmp, from: a, to: b, timeout: 0.05}\n",
-     "s.yaml:3: steps[0].timeout: must be a number of seconds >= 0.1"),
-    ("  - {probe: icmp, from: a, to: b, retryFor: -1}\n",
-     "s.yaml:3: steps[0].retryFor: must be a number of seconds >= 0"),
+     's.yaml:3: steps[0].to: Invalid value: "b:http": a tcp probe needs NAME:PORT, with a port between 1 and 65535, inclusive'),
+    ("  - {probe: http, from: a, to: 'https://b/'}\n",
+     's.yaml:3: steps[0].to: Invalid value: "https://b/": must be an http:// URL (the probe speaks plain HTTP)'),
+    ("  - {probe: http, from: a, to: 'http://:80/'}\n",
+     's.yaml:3: steps[0].to: Invalid value: "http://:80/": must name a host'),
+    ("  - {probe: http, from: a, to: 'http://b:99999/'}\n",
+     's.yaml:3: steps[0].to: Invalid value: "http://b:99999/": the port must be between 1 and 65535, inclusive'),
+    ("  - {probe: http, from: a, to: 'b:port'}\n",
+     's.yaml:3: steps[0].to: Invalid value: "b:port": the port must be between 1 and 65535, inclusive'),
+    ('  - {probe: icmp, from: a, to: b, timeout: 0.05}\n',
+     's.yaml:3: steps[0].timeout: Invalid value: 0.05: must be greater than or equal to 0.1'),
+    ('  - {probe: icmp, from: a, to: b, retryFor: -1}\n',
+     's.yaml:3: steps[0].retryFor: Invalid value: -1: must be greater than or equal to 0'),
     ("  - {probe: icmp, from: a, to: b, retryFor: '5s'}\n",
-     "s.yaml:3: steps[0].retryFor: must be a number of seconds >= 0"),
-    ("  - {probe: udp, from: a, to: 'b:1', payload: 5}\n", "s.yaml:3: steps[0].payload: must be a string"),
+     's.yaml:3: steps[0].retryFor: Invalid value: "5s": must be a number'),
+    ("  - {probe: udp, from: a, to: 'b:1', payload: 5}\n",
+     's.yaml:3: steps[0].payload: Invalid value: 5: must be a string'),
     ("  - {probe: tcp, from: a, to: 'b:1', headers: {X: y}}\n",
-     "s.yaml:3: steps[0].headers: only http probes send headers"),
-    ("  - {probe: http, from: a, to: b, headers: [X]}\n",
-     "s.yaml:3: steps[0].headers: must map header names to values"),
-    ("  - {probe: http, from: a, to: b, headers: {X: [1]}}\n",
-     "s.yaml:3: steps[0].headers: must map header names to values"),
-    ("  - {probe: icmp, from: a, to: b, expect: maybe}\n",
-     "s.yaml:3: steps[0].expect: must be reachable, unreachable, or a mapping of answer, backends, bodyContains, "
-     "reachable, reply, sourceIP, status"),
+     's.yaml:3: steps[0].headers: Forbidden: only http probes send headers'),
+    ('  - {probe: http, from: a, to: b, headers: [X]}\n',
+     's.yaml:3: steps[0].headers: Invalid value: ["X"]: must be an object'),
+    ('  - {probe: http, from: a, to: b, headers: {X: [1]}}\n',
+     's.yaml:3: steps[0].headers.X: Invalid value: [1]: must be a string'),
+    ('  - {probe: icmp, from: a, to: b, expect: maybe}\n',
+     's.yaml:3: steps[0].expect: Invalid value: "maybe": must be reachable, unreachable, or a mapping of answer, backends, bodyContains, reachable, reply, sourceIP, status'),
     ("  - {probe: icmp, from: a, to: b, expect: {reachable: 'no'}}\n",
-     "s.yaml:3: steps[0].expect.reachable: must be true or false"),
-    ("  - {probe: icmp, from: a, to: b, expect: {sourceIP: a}}\n",
-     "s.yaml:3: steps[0].expect.sourceIP: an icmp probe cannot check sourceIP"),
+     's.yaml:3: steps[0].expect.reachable: Invalid value: "no": must be a boolean'),
+    ('  - {probe: icmp, from: a, to: b, expect: {sourceIP: a}}\n',
+     's.yaml:3: steps[0].expect.sourceIP: Forbidden: an icmp probe cannot check sourceIP'),
     ("  - {probe: tcp, from: a, to: 'b:1', expect: {status: 200}}\n",
-     "s.yaml:3: steps[0].expect.status: a tcp probe cannot check status"),
+     's.yaml:3: steps[0].expect.status: Forbidden: a tcp probe cannot check status'),
     ("  - {probe: udp, from: a, to: 'b:1', expect: {bodyContains: x}}\n",
-     "s.yaml:3: steps[0].expect.bodyContains: a udp probe cannot check bodyContains"),
-    ("  - {probe: http, from: a, to: b, expect: {reply: x}}\n",
-     "s.yaml:3: steps[0].expect.reply: an http probe cannot check reply"),
-    ("  - {probe: http, from: a, to: b, expect: {status: 99}}\n",
-     "s.yaml:3: steps[0].expect.status: must be an HTTP status from 100 to 599"),
+     's.yaml:3: steps[0].expect.bodyContains: Forbidden: a udp probe cannot check bodyContains'),
+    ('  - {probe: http, from: a, to: b, expect: {reply: x}}\n',
+     's.yaml:3: steps[0].expect.reply: Forbidden: an http probe cannot check reply'),
+    ('  - {probe: http, from: a, to: b, expect: {status: 99}}\n',
+     's.yaml:3: steps[0].expect.status: Invalid value: 99: must be between 100 and 599, inclusive'),
     ("  - {probe: http, from: a, to: b, expect: {status: '200'}}\n",
-     "s.yaml:3: steps[0].expect.status: must be an HTTP status from 100 to 599"),
-    ("  - {probe: http, from: a, to: b, expect: {bodyContains: 5}}\n",
-     "s.yaml:3: steps[0].expect.bodyContains: must be a string"),
-    ("  - {probe: http, from: a, to: b, expect: {reachable: false, status: 200}}\n",
-     "s.yaml:3: steps[0].expect: an unreachable expectation takes no other checks"),
-    ("  - {probe: http, from: a, to: b, expect: {code: 200}}\n",
-     "s.yaml:3: steps[0].expect.code: unknown field (expected one of: answer, backends, bodyContains, reachable, "
-     "reply, sourceIP, status)"),
+     's.yaml:3: steps[0].expect.status: Invalid value: "200": must be an integer'),
+    ('  - {probe: http, from: a, to: b, expect: {bodyContains: 5}}\n',
+     's.yaml:3: steps[0].expect.bodyContains: Invalid value: 5: must be a string'),
+    ('  - {probe: http, from: a, to: b, expect: {reachable: false, status: 200}}\n',
+     's.yaml:3: steps[0].expect: Forbidden: an unreachable expectation takes no other checks'),
+    ('  - {probe: http, from: a, to: b, expect: {code: 200}}\n',
+     's.yaml:3: steps[0].expect.code: unknown field "code"'),
 ])
 def test_step_problems(problems, step, expected):
     assert step_problems(problems, step) == [expected]
@@ -373,12 +390,13 @@ def test_step_problems(problems, step, expected):
 
 def test_probe_and_sleep_in_one_step(problems):
     assert step_problems(problems, "  - {probe: icmp, from: a, to: b, sleep: 1}\n") == [
-        "s.yaml:3: steps[0]: a step has one action, this one has probe, sleep"]
+        "s.yaml:3: steps[0]: Forbidden: a step has one action, this one has probe, sleep"]
 
 
 def test_http_port_zero_is_refused(problems):
     assert step_problems(problems, "  - {probe: http, from: a, to: 'http://b:0/'}\n") == [
-        "s.yaml:3: steps[0].to: bad port in 'http://b:0/': must be from 1 to 65535"]
+        's.yaml:3: steps[0].to: Invalid value: "http://b:0/": the port must be between 1 and 65535, '
+        "inclusive"]
 
 
 def test_every_problem_is_reported_at_once_with_lines(problems):
@@ -401,14 +419,17 @@ def test_every_problem_is_reported_at_once_with_lines(problems):
           - wait: 3
     """)
     assert found == [
-        "s.yaml:3: extra: unknown field (expected one of: addons, description, kubeProxy, manifests, name, steps, topology)",
-        "s.yaml:2: topology: no such file: missing.yaml",
-        "s.yaml:4: manifests[0]: no such file: gone.yaml",
-        "s.yaml:11: steps[1].to: tcp needs NAME:PORT with a port from 1 to 65535, not 'b'",
-        "s.yaml:12: steps[2].sleep: must be a number of seconds >= 0",
+        's.yaml:3: extra: unknown field "extra"',
+        's.yaml:2: topology: Invalid value: "missing.yaml": no such file: missing.yaml',
+        's.yaml:4: manifests[0]: Invalid value: "gone.yaml": no such file: gone.yaml',
+        's.yaml:11: steps[1].to: Invalid value: "b": a tcp probe needs NAME:PORT, with a port '
+        "between 1 and 65535, inclusive",
+        "s.yaml:12: steps[2].sleep: Invalid value: -2: must be greater than or equal to 0",
         "s.yaml:13: steps[3].from: Required value: the pod, node or client to probe from",
-        "s.yaml:15: steps[3].expect.status: must be an HTTP status from 100 to 599",
-        "s.yaml:16: steps[4].wait: must be a mapping with one of ready, endpoints, loadBalancer",
+        "s.yaml:15: steps[3].expect.status: Invalid value: 1000: must be between 100 and 599, "
+        "inclusive",
+        "s.yaml:16: steps[4].wait: Invalid value: 3: must be a mapping with one of ready, "
+        "endpoints, loadBalancer",
     ]
 
 
@@ -416,7 +437,7 @@ def test_scenario_must_be_one_mapping(write, tmp_path):
     path = write("s.yaml", "- sleep: 1\n")
     with pytest.raises(SpecError) as info:
         load_scenario(path)
-    assert str(info.value) == f"{path}: expected exactly one YAML mapping"
+    assert str(info.value) == f"{path}:1: expected exactly one YAML mapping, found a list"
 
 
 def test_missing_scenario_file(tmp_path):

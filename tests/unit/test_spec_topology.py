@@ -230,66 +230,92 @@ def test_unknown_keys_at_every_level(problems):
         gateway: {name: gw, x: 1}
         kubeProxy: {mode: iptables, y: 2}
     """) == [
-        "t.yaml:2: bogus: unknown field (expected one of: addons, clients, gateway, kubeProxy, "
-        "loadBalancer, master, name, network, workers)",
-        "t.yaml:4: network.colour: unknown field (expected one of: clientCIDR, clusterCIDR, mode, "
-        "nodeCIDR, nodeSubnetPrefix, podCIDRPrefix, serviceCIDR)",
-        "t.yaml:11: kubeProxy.y: unknown field (expected one of: mode)",
-        "t.yaml:10: gateway.x: unknown field (expected one of: name)",
-        "t.yaml:7: workers[0].zone: unknown field (expected one of: address, kubeProxy, labels, "
-        "name, podCIDR)",
-        "t.yaml:9: clients[0].port: unknown field (expected one of: address, name)",
+        't.yaml:2: bogus: unknown field "bogus"',
+        't.yaml:4: network.colour: unknown field "colour"',
+        't.yaml:11: kubeProxy.y: unknown field "y"',
+        't.yaml:10: gateway.x: unknown field "x"',
+        't.yaml:7: workers[0].zone: unknown field "zone"',
+        't.yaml:9: clients[0].port: unknown field "port"',
     ]
 
 
 def test_master_problems_name_the_master_field(problems):
     assert problems("master: {name: m, extra: 1}\n") == [
-        "t.yaml:1: master.extra: unknown field (expected one of: address, kubeProxy, labels, "
-        "name, podCIDR)"]
+        't.yaml:1: master.extra: unknown field "extra"']
 
 
 def test_node_level_kube_proxy_unknown_key(problems):
     assert problems("workers: [{name: w1, kubeProxy: {mode: nftables, z: 1}}, w2]\n") == [
-        "t.yaml:1: workers[0].kubeProxy.z: unknown field (expected one of: mode)"]
+        't.yaml:1: workers[0].kubeProxy.z: unknown field "z"']
 
 
 @pytest.mark.parametrize(("key", "value", "reason"), [
-    ("nodeCIDR", "10.0.0.0/33", "not a valid IPv4 CIDR: '10.0.0.0/33'"),
-    ("clusterCIDR", "10.244.0.1/16", "not a valid IPv4 CIDR: '10.244.0.1/16' (10.244.0.1/16 has host bits set)"),
-    ("serviceCIDR", "fd00::/108", "not a valid IPv4 CIDR: 'fd00::/108'"),
-    ("clientCIDR", "nonsense", "not a valid IPv4 CIDR: 'nonsense'"),
-    ("nodeCIDR", "300.1.0.0/16", "not a valid IPv4 CIDR: '300.1.0.0/16'"),
+    ("nodeCIDR", "10.0.0.0/33", 'Invalid value: "10.0.0.0/33": must be a valid CIDR value'),
+    ("clusterCIDR", "10.244.0.1/16", 'Invalid value: "10.244.0.1/16": must be a network address: '
+                                     "host bits are set (the network is 10.244.0.0/16)"),
+    ("serviceCIDR", "fd00::/108", 'Invalid value: "fd00::/108": must be an IPv4 CIDR'),
+    ("clientCIDR", "nonsense", 'Invalid value: "nonsense": must be a valid CIDR value'),
+    ("nodeCIDR", "300.1.0.0/16", 'Invalid value: "300.1.0.0/16": must be a valid CIDR value'),
+    ("nodeCIDR", "10.0.0.0", 'Invalid value: "10.0.0.0": must be a valid CIDR value'),
+    ("nodeCIDR", "24", "Invalid value: 24: must be a valid CIDR value"),
 ])
 def test_malformed_cidrs(problems, key, value, reason):
     [problem] = problems(f"name: t\nnetwork:\n  {key}: {value}\n")
     assert problem.startswith(f"t.yaml:3: network.{key}: {reason}")
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("nodeSubnetPrefix", "31"), ("nodeSubnetPrefix", "7"), ("podCIDRPrefix", "true"),
-    ("podCIDRPrefix", "'24'"), ("podCIDRPrefix", "24.5"),
+@pytest.mark.parametrize(("key", "value", "reason"), [
+    ("nodeSubnetPrefix", "31", "31: must be between 8 and 30, inclusive"),
+    ("nodeSubnetPrefix", "7", "7: must be between 8 and 30, inclusive"),
+    ("podCIDRPrefix", "true", "true: must be an integer"),
+    ("podCIDRPrefix", "'24'", '"24": must be an integer'),
+    ("podCIDRPrefix", "24.5", "24.5: must be an integer"),
 ])
-def test_bad_prefixes(problems, key, value):
+def test_bad_prefixes(problems, key, value, reason):
     assert problems(f"network:\n  {key}: {value}\n") == [
-        f"t.yaml:2: network.{key}: must be a whole number from 8 to 30"]
+        f"t.yaml:2: network.{key}: Invalid value: {reason}"]
 
 
 def test_bad_network_mode(problems):
     assert problems("network: {mode: star}\n") == [
-        "t.yaml:1: network.mode: must be one of routed, shared, not 'star'"]
+        't.yaml:1: network.mode: Unsupported value: "star": supported values: "routed", "shared"']
 
 
 def test_network_must_be_a_mapping(problems):
-    assert problems("network: [a]\n") == ["t.yaml:1: network: must be a mapping"]
+    assert problems("network: [a]\n") == ['t.yaml:1: network: Invalid value: ["a"]: must be an object']
+
+
+@pytest.mark.parametrize(("key", "cidr", "words"), [
+    ("clientCIDR", "224.1.0.0/24", "the multicast range (224.0.0.0/4, ff00::/8)"),
+    ("serviceCIDR", "127.0.0.0/16", "the loopback range (127.0.0.0/8, ::1/128)"),
+    ("nodeCIDR", "169.254.0.0/16", "the link-local range (169.254.0.0/16, fe80::/10)"),
+    ("clusterCIDR", "0.0.0.0/0", "the unspecified range (0.0.0.0/8)"),
+    ("clientCIDR", "240.0.0.0/24", "the reserved range (240.0.0.0/4)"),
+    ("serviceCIDR", "96.0.0.0/3", "the loopback range (127.0.0.0/8, ::1/128)"),  # holds 127/8
+])
+def test_special_ranges_are_refused(problems, key, cidr, words):
+    assert problems(f"network: {{{key}: {cidr}}}\n") == [
+        f't.yaml:1: network.{key}: Invalid value: "{cidr}": may not be in {words}']
+
+
+@pytest.mark.parametrize("cidr", ["126.0.0.0/8", "128.0.0.0/16", "223.255.0.0/16", "1.0.0.0/8"])
+def test_ranges_beside_the_special_ones_are_fine(topo, cidr):
+    assert str(topo(f"network: {{clientCIDR: {cidr}}}\n").client_cidr) == cidr
+
+
+def test_a_load_balancer_pool_in_a_special_range_is_refused(problems):
+    assert problems("loadBalancer: {pool: [127.0.0.5]}\n") == [
+        't.yaml:1: loadBalancer.pool[0]: Invalid value: "127.0.0.5/32": may not be in the '
+        "loopback range (127.0.0.0/8, ::1/128)"]
 
 
 @pytest.mark.parametrize(("net", "expected"), [
     ("{nodeCIDR: 10.244.0.0/20}",
-     "t.yaml:1: network.clusterCIDR: 10.244.0.0/16 overlaps nodeCIDR 10.244.0.0/20"),
+     't.yaml:1: network.clusterCIDR: Invalid value: "10.244.0.0/16": overlaps nodeCIDR 10.244.0.0/20'),
     ("{serviceCIDR: 10.244.128.0/20}",
-     "t.yaml:1: network.serviceCIDR: 10.244.128.0/20 overlaps clusterCIDR 10.244.0.0/16"),
+     't.yaml:1: network.serviceCIDR: Invalid value: "10.244.128.0/20": overlaps clusterCIDR 10.244.0.0/16'),
     ("{clientCIDR: 172.16.5.0/24}",
-     "t.yaml:1: network.clientCIDR: 172.16.5.0/24 overlaps nodeCIDR 172.16.0.0/16"),
+     't.yaml:1: network.clientCIDR: Invalid value: "172.16.5.0/24": overlaps nodeCIDR 172.16.0.0/16'),
 ])
 def test_overlapping_cidrs(problems, net, expected):
     assert problems(f"network: {net}\n") == [expected]
@@ -297,8 +323,8 @@ def test_overlapping_cidrs(problems, net, expected):
 
 def test_every_overlap_is_reported(problems):
     assert problems("network: {nodeCIDR: 10.0.0.0/8, serviceCIDR: 10.96.0.0/12}\n") == [
-        "t.yaml:1: network.clusterCIDR: 10.244.0.0/16 overlaps nodeCIDR 10.0.0.0/8",
-        "t.yaml:1: network.serviceCIDR: 10.96.0.0/12 overlaps nodeCIDR 10.0.0.0/8",
+        't.yaml:1: network.clusterCIDR: Invalid value: "10.244.0.0/16": overlaps nodeCIDR 10.0.0.0/8',
+        't.yaml:1: network.serviceCIDR: Invalid value: "10.96.0.0/12": overlaps nodeCIDR 10.0.0.0/8',
     ]
 
 
@@ -308,12 +334,14 @@ def test_pod_cidr_outside_the_cluster_cidr(problems):
           - w1
           - name: w2
             podCIDR: 10.245.0.0/24
-    """) == ["t.yaml:4: workers[1].podCIDR: 10.245.0.0/24 is outside clusterCIDR 10.244.0.0/16"]
+    """) == ['t.yaml:4: workers[1].podCIDR: Invalid value: "10.245.0.0/24": is outside clusterCIDR '
+             "10.244.0.0/16"]
 
 
 def test_malformed_explicit_pod_cidr(problems):
     [problem] = problems("workers: [{name: w1, podCIDR: 10.244.0.1/24}, w2]\n")
-    assert problem.startswith("t.yaml:1: workers[0].podCIDR: not a valid IPv4 CIDR: '10.244.0.1/24'")
+    assert problem.startswith('t.yaml:1: workers[0].podCIDR: Invalid value: "10.244.0.1/24": must be '
+                              "a network address")
 
 
 def test_overlapping_explicit_pod_cidrs(problems):
@@ -323,70 +351,78 @@ def test_overlapping_explicit_pod_cidrs(problems):
           - {name: w2, podCIDR: 10.244.1.0/24}
     """)
     assert problem.startswith(
-        "t.yaml:3: workers[1].podCIDR: 10.244.1.0/24 overlaps the podCIDR at workers")
+        't.yaml:3: workers[1].podCIDR: Invalid value: "10.244.1.0/24": overlaps the podCIDR of '
+        "workers[0] (10.244.0.0/23)")
 
 
 def test_master_takes_no_pod_cidr(problems):
     assert problems("master: {name: m, podCIDR: 10.244.9.0/24}\n") == [
-        "t.yaml:1: master.podCIDR: the master runs no pods here; podCIDR is for workers"]
+        "t.yaml:1: master.podCIDR: Forbidden: the master runs no pods here; podCIDR is for workers"]
 
 
 def test_more_nodes_than_routed_node_cidr_holds(problems):
     assert problems("""
         network: {nodeCIDR: 172.16.0.0/24, nodeSubnetPrefix: 26}
         workers: [a, b, c, d]
-    """) == ["t.yaml:1: network.nodeCIDR: 172.16.0.0/24 holds 4 nodes, the topology has 5"]
+    """) == ['t.yaml:1: network.nodeCIDR: Invalid value: "172.16.0.0/24": holds 4 nodes, the '
+             "topology has 5"]
 
 
 def test_more_nodes_than_shared_lan_holds(problems):
     assert problems("""
         network: {mode: shared, nodeCIDR: 10.9.0.0/29}
         workers: [a, b, c, d, e]
-    """) == ["t.yaml:1: network.nodeCIDR: 10.9.0.0/29 holds 5 nodes, the topology has 6"]
+    """) == ['t.yaml:1: network.nodeCIDR: Invalid value: "10.9.0.0/29": holds 5 nodes, the '
+             "topology has 6"]
 
 
 def test_node_subnet_larger_than_node_cidr(problems):
     assert problems("network: {nodeCIDR: 172.16.0.0/16, nodeSubnetPrefix: 12}\n") == [
-        "t.yaml:1: network.nodeSubnetPrefix: /12 is larger than nodeCIDR 172.16.0.0/16"]
+        "t.yaml:1: network.nodeSubnetPrefix: Invalid value: 12: a /12 subnet does not fit in "
+        "nodeCIDR 172.16.0.0/16"]
 
 
 def test_pod_prefix_larger_than_cluster_cidr(problems):
     assert problems("network: {clusterCIDR: 10.244.0.0/16, podCIDRPrefix: 15}\n") == [
-        "t.yaml:1: network.podCIDRPrefix: /15 is larger than clusterCIDR 10.244.0.0/16"]
+        "t.yaml:1: network.podCIDRPrefix: Invalid value: 15: a /15 pod CIDR does not fit in "
+        "clusterCIDR 10.244.0.0/16"]
 
 
 def test_more_workers_than_cluster_cidr_holds(problems):
     assert problems("""
         network: {clusterCIDR: 10.244.0.0/23, podCIDRPrefix: 24}
         workers: [a, b, c]
-    """) == ["t.yaml:1: network.clusterCIDR: 10.244.0.0/23 holds 2 pod CIDRs of /24, "
-             "the topology has 3 workers"]
+    """) == ['t.yaml:1: network.clusterCIDR: Invalid value: "10.244.0.0/23": holds 2 pod CIDRs '
+             "of /24, the topology has 3 workers"]
 
 
 def test_explicit_pod_cidrs_can_leave_none_for_the_rest(problems):
     assert problems("""
         network: {clusterCIDR: 10.244.0.0/23}
         workers: [a, {name: b, podCIDR: 10.244.0.0/23}]
-    """) == ["t.yaml:1: network.clusterCIDR: 10.244.0.0/23 has no pod CIDR left for a"]
+    """) == ['t.yaml:1: network.clusterCIDR: Invalid value: "10.244.0.0/23": has no pod CIDR '
+             "left for a"]
 
 
 @pytest.mark.parametrize(("where", "expected"), [
     ("master: w1\nworkers: [w1, w2]\n",
-     "t.yaml:2: workers[0].name: duplicate name 'w1' (also at line 1)"),
+     't.yaml:2: workers[0].name: Duplicate value: "w1": also the name of master (line 1)'),
     ("workers: [w1, w2, w1]\n",
-     "t.yaml:1: workers[2].name: duplicate name 'w1' (also at line 1)"),
+     't.yaml:1: workers[2].name: Duplicate value: "w1": also the name of workers[0] (line 1)'),
     ("workers:\n  - w1\n  - client\nclients: [client]\n",
-     "t.yaml:4: clients[0].name: duplicate name 'client' (also at line 3)"),
+     't.yaml:4: clients[0].name: Duplicate value: "client": also the name of workers[1] (line 3)'),
     ("clients: [c, {name: c}]\n",
-     "t.yaml:1: clients[1].name: duplicate name 'c' (also at line 1)"),
+     't.yaml:1: clients[1].name: Duplicate value: "c": also the name of clients[0] (line 1)'),
 ])
 def test_duplicate_names_across_roles(problems, where, expected):
     assert problems(where) == [expected]
 
 
 @pytest.mark.parametrize(("where", "expected"), [
-    ("clients: [gw]\n", "t.yaml:1: gateway.name: duplicate name 'gw' (also at line 1)"),
-    ("master: m\ngateway: {name: m}\n", "t.yaml:2: gateway.name: duplicate name 'm' (also at line 1)"),
+    ("clients: [gw]\n",
+     't.yaml:1: gateway.name: Duplicate value: "gw": also the name of clients[0] (line 1)'),
+    ("master: m\ngateway: {name: m}\n",
+     't.yaml:2: gateway.name: Duplicate value: "m": also the name of master (line 1)'),
 ])
 def test_gateway_name_clash(problems, where, expected):
     assert problems(where) == [expected]
@@ -395,7 +431,7 @@ def test_gateway_name_clash(problems, where, expected):
 def test_gateway_name_clash_is_reported(problems):
     [problem] = problems("master: m\ngateway: {name: m}\n")
     assert problem.startswith("t.yaml:2: gateway.name")
-    assert problem.endswith("duplicate name 'm' (also at line 1)")
+    assert problem.endswith("also the name of master (line 1)")
 
 
 @pytest.mark.parametrize(("text", "field"), [
@@ -408,7 +444,8 @@ def test_gateway_name_clash_is_reported(problems):
 ])
 def test_non_dns_1123_names(problems, text, field):
     [problem] = problems(text)
-    assert problem.startswith(f"t.yaml:1: {field}: invalid name ")
+    assert problem.startswith(f"t.yaml:1: {field}: Invalid value: ")
+    assert "RFC 1123 label" in problem or "no more than 63 characters" in problem
 
 
 def test_name_from_file_stem_must_be_a_label(write):
@@ -417,7 +454,7 @@ def test_name_from_file_stem_must_be_a_label(write):
         load_topology(path)
     [problem] = info.value.problems
     assert problem.field == "name"
-    assert "invalid name 'My_Topology'" in problem.message
+    assert problem.message.startswith('Invalid value: "My_Topology": a lowercase RFC 1123 label')
 
 
 def test_worker_without_name(problems):
@@ -427,15 +464,15 @@ def test_worker_without_name(problems):
 
 def test_worker_that_is_no_mapping(problems):
     assert problems("workers: [5, w2]\n") == [
-        "t.yaml:1: workers[0]: must be a mapping",
+        "t.yaml:1: workers[0]: Invalid value: 5: must be an object",
         "t.yaml:1: workers[0].name: Required value",
     ]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("workers: []\n", "t.yaml:1: workers: at least one worker is needed"),
-    ("workers: w1\n", "t.yaml:1: workers: must be a list"),
-    ("clients: client\n", "t.yaml:1: clients: must be a list"),
+    ("workers: []\n", "t.yaml:1: workers: Required value: at least one worker is needed"),
+    ("workers: w1\n", 't.yaml:1: workers: Invalid value: "w1": must be a list'),
+    ("clients: client\n", 't.yaml:1: clients: Invalid value: "client": must be a list'),
 ])
 def test_worker_and_client_lists(problems, text, expected):
     assert expected in problems(text)
@@ -443,28 +480,67 @@ def test_worker_and_client_lists(problems, text, expected):
 
 @pytest.mark.parametrize(("where", "expected"), [
     ("kubeProxy: {mode: ipvs}\n",
-     "t.yaml:1: kubeProxy.mode: must be one of iptables, nftables, userspace, not 'ipvs'"),
+     't.yaml:1: kubeProxy.mode: Unsupported value: "ipvs": supported values: "iptables", '
+     '"nftables", "userspace"'),
     ("workers: [w1, {name: w2, kubeProxy: {mode: bpf}}]\n",
-     "t.yaml:1: workers[1].kubeProxy.mode: must be one of iptables, nftables, userspace, not 'bpf'"),
-    ("kubeProxy: iptables\n", "t.yaml:1: kubeProxy: must be a mapping"),
+     't.yaml:1: workers[1].kubeProxy.mode: Unsupported value: "bpf": supported values: '
+     '"iptables", "nftables", "userspace"'),
+    ("kubeProxy: iptables\n", 't.yaml:1: kubeProxy: Invalid value: "iptables": must be an object'),
 ])
 def test_bad_proxy_modes(problems, where, expected):
     assert problems(where) == [expected]
 
 
-@pytest.mark.parametrize("labels", ["{zone: 1}", "[a, b]", "{zone: [a]}", "zone"])
-def test_bad_labels(problems, labels):
+@pytest.mark.parametrize(("labels", "field", "reason"), [
+    ("{zone: 1}", "labels.zone", "Invalid value: 1: must be a string"),
+    ("[a, b]", "labels", 'Invalid value: ["a", "b"]: must be an object'),
+    ("{zone: [a]}", "labels.zone", 'Invalid value: ["a"]: must be a string'),
+    ("zone", "labels", 'Invalid value: "zone": must be an object'),
+])
+def test_bad_labels(problems, labels, field, reason):
     assert problems(f"workers:\n  - w1\n  - name: w2\n    labels: {labels}\n") == [
-        "t.yaml:4: workers[1].labels: must map strings to strings"]
+        f"t.yaml:4: workers[1].{field}: {reason}"]
+
+
+LABEL_VALUE_RULE = ("a valid label must be an empty string or consist of alphanumeric characters, "
+                    "'-', '_' or '.', and must start and end with an alphanumeric character")
+
+
+@pytest.mark.parametrize(("labels", "field", "reason"), [
+    ('{zone: "a b"}', "labels.zone", f'Invalid value: "a b": {LABEL_VALUE_RULE}'),
+    ("{zone: " + "v" * 64 + "}", "labels.zone",
+     f'Invalid value: "{"v" * 64}": must be no more than 63 characters'),
+    ("{zone: зона}", "labels.zone", f'Invalid value: "зона": {LABEL_VALUE_RULE}'),
+    ("{зона: a}", "labels", 'Invalid value: "зона": name part must consist of alphanumeric'),
+    ("{a/b/c: x}", "labels", 'Invalid value: "a/b/c": a qualified name must consist of'),
+    ("{Example.COM/zone: x}", "labels", 'Invalid value: "Example.COM/zone": prefix part a '
+                                        "lowercase RFC 1123 subdomain"),
+    ("{-zone: x}", "labels", 'Invalid value: "-zone": name part must consist of'),
+])
+def test_labels_follow_the_api_servers_rules(problems, labels, field, reason):
+    [problem] = problems(f"workers:\n  - w1\n  - name: w2\n    labels: {labels}\n")
+    assert problem.startswith(f"t.yaml:4: workers[1].{field}: {reason}")
+
+
+@pytest.mark.parametrize("labels", [
+    "{zone: a}", "{topology.kubernetes.io/zone: eu-1a}", "{zone: ''}", "{a: " + "v" * 63 + "}",
+    "{x.example.com/Some_Key-1: A.b_c-9}",
+])
+def test_good_labels_are_kept(topo, labels):
+    t = topo(f"workers:\n  - w1\n  - name: w2\n    labels: {labels}\n")
+    assert t.workers[1].labels and t.workers[0].labels == ()
 
 
 @pytest.mark.parametrize(("worker", "expected"), [
     ("{name: w1, address: 172.16.1.1}",
-     "t.yaml:1: workers[0].address: 172.16.1.1 is not a free host address of 172.16.1.0/24"),
+     't.yaml:1: workers[0].address: Invalid value: "172.16.1.1": is not a free host address of '
+     "172.16.1.0/24"),
     ("{name: w1, address: 172.16.1.255}",
-     "t.yaml:1: workers[0].address: 172.16.1.255 is not a free host address of 172.16.1.0/24"),
+     't.yaml:1: workers[0].address: Invalid value: "172.16.1.255": is not a free host address of '
+     "172.16.1.0/24"),
     ("{name: w1, address: 172.16.1}",
-     "t.yaml:1: workers[0].address: not a valid IPv4 address: '172.16.1'"),
+     't.yaml:1: workers[0].address: Invalid value: "172.16.1": must be a valid IPv4 address, '
+     "(e.g. 10.9.8.7)"),
 ])
 def test_bad_node_addresses(problems, worker, expected):
     assert problems(f"workers: [{worker}, w2]\n") == [expected]
@@ -473,9 +549,10 @@ def test_bad_node_addresses(problems, worker, expected):
 def test_address_in_another_nodes_subnet_is_reported_twice(problems):
     # not w1's subnet, and the address w2 would get
     first, second = problems("workers: [{name: w1, address: 172.16.2.2}, w2]\n")
-    assert first == ("t.yaml:1: workers[0].address: 172.16.2.2 is not a free host address of "
-                     "172.16.1.0/24")
-    assert second.startswith("t.yaml:1: workers[1].address: 172.16.2.2 is already taken by workers")
+    assert first == ('t.yaml:1: workers[0].address: Invalid value: "172.16.2.2": is not a free '
+                     "host address of 172.16.1.0/24")
+    assert second == ('t.yaml:1: workers[1].address: Duplicate value: "172.16.2.2": already the '
+                      "address of workers[0]")
 
 
 def test_shared_mode_address_clash(problems):
@@ -485,22 +562,27 @@ def test_shared_mode_address_clash(problems):
           - w1
           - {name: w2, address: 10.100.0.3}
     """)
-    assert problem.startswith("t.yaml:4: workers[1].address: 10.100.0.3 is already taken by workers")
+    assert problem == ('t.yaml:4: workers[1].address: Duplicate value: "10.100.0.3": already the '
+                       "address of workers[0]")
 
 
 def test_shared_mode_gateway_address_is_not_free(problems):
     assert problems("""
         network: {mode: shared, nodeCIDR: 10.100.0.0/24, serviceCIDR: 10.96.0.0/16}
         master: {name: m, address: 10.100.0.1}
-    """) == ["t.yaml:2: master.address: 10.100.0.1 is not a free host address of 10.100.0.0/24"]
+    """) == ['t.yaml:2: master.address: Invalid value: "10.100.0.1": is not a free host address '
+             "of 10.100.0.0/24"]
 
 
 @pytest.mark.parametrize(("clients", "expected"), [
     ("[{name: c, address: 203.0.113.1}]",
-     "t.yaml:1: clients[0].address: 203.0.113.1 is not a free host address of 203.0.113.0/24"),
+     't.yaml:1: clients[0].address: Invalid value: "203.0.113.1": is not a free host address of '
+     "203.0.113.0/24"),
     ("[{name: c, address: 198.51.100.7}]",
-     "t.yaml:1: clients[0].address: 198.51.100.7 is not a free host address of 203.0.113.0/24"),
-    ("[{name: c, address: x}]", "t.yaml:1: clients[0].address: not a valid IPv4 address: 'x'"),
+     't.yaml:1: clients[0].address: Invalid value: "198.51.100.7": is not a free host address of '
+     "203.0.113.0/24"),
+    ("[{name: c, address: x}]",
+     't.yaml:1: clients[0].address: Invalid value: "x": must be a valid IPv4 address, (e.g. 10.9.8.7)'),
 ])
 def test_bad_client_addresses(problems, clients, expected):
     assert problems(f"clients: {clients}\n") == [expected]
@@ -508,12 +590,14 @@ def test_bad_client_addresses(problems, clients, expected):
 
 def test_client_address_clash(problems):
     [problem] = problems("clients: [c1, {name: c2, address: 203.0.113.2}]\n")
-    assert problem.startswith("t.yaml:1: clients[1].address: 203.0.113.2 is already taken by clients")
+    assert problem == ('t.yaml:1: clients[1].address: Duplicate value: "203.0.113.2": already the '
+                       "address of clients[0]")
 
 
 def test_more_clients_than_client_cidr_holds(problems):
     assert problems("network: {clientCIDR: 198.51.100.0/30}\nclients: [a, b]\n") == [
-        "t.yaml:1: network.clientCIDR: 198.51.100.0/30 holds 1 clients, the topology has 2"]
+        't.yaml:1: network.clientCIDR: Invalid value: "198.51.100.0/30": holds 1 clients, the '
+        "topology has 2"]
 
 
 def test_all_problems_are_reported_at_once(problems):
@@ -532,18 +616,20 @@ def test_all_problems_are_reported_at_once(problems):
         kubeProxy: {mode: bpf}
     """)
     assert found == [
-        "t.yaml:1: name: invalid name 'Bad_Name': a lowercase RFC 1123 label must consist of "
+        't.yaml:1: name: Invalid value: "Bad_Name": a lowercase RFC 1123 label must consist of '
         "lower case alphanumeric characters or '-', and must start and end with an alphanumeric "
         "character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-        "t.yaml:6: network.colour: unknown field (expected one of: clientCIDR, clusterCIDR, mode, "
-        "nodeCIDR, nodeSubnetPrefix, podCIDRPrefix, serviceCIDR)",
-        "t.yaml:3: network.mode: must be one of routed, shared, not 'star'",
-        "t.yaml:4: network.nodeCIDR: not a valid IPv4 CIDR: '10.0.0.0/33' ('33' is not a valid "
-        "netmask)",
-        "t.yaml:5: network.serviceCIDR: 10.244.0.0/20 overlaps clusterCIDR 10.244.0.0/16",
-        "t.yaml:12: kubeProxy.mode: must be one of iptables, nftables, userspace, not 'bpf'",
-        "t.yaml:10: workers[1].name: duplicate name 'w1' (also at line 9)",
-        "t.yaml:11: clients[0].address: not a valid IPv4 address: 'nope'",
+        't.yaml:6: network.colour: unknown field "colour"',
+        't.yaml:3: network.mode: Unsupported value: "star": supported values: "routed", "shared"',
+        't.yaml:4: network.nodeCIDR: Invalid value: "10.0.0.0/33": must be a valid CIDR value, '
+        "(e.g. 10.9.8.0/24 or 2001:db8::/64)",
+        't.yaml:5: network.serviceCIDR: Invalid value: "10.244.0.0/20": overlaps clusterCIDR '
+        "10.244.0.0/16",
+        't.yaml:12: kubeProxy.mode: Unsupported value: "bpf": supported values: "iptables", '
+        '"nftables", "userspace"',
+        't.yaml:10: workers[1].name: Duplicate value: "w1": also the name of workers[0] (line 9)',
+        't.yaml:11: clients[0].address: Invalid value: "nope": must be a valid IPv4 address, '
+        "(e.g. 10.9.8.7)",
     ]
 
 
@@ -554,10 +640,13 @@ def test_placement_problems_of_many_nodes_are_reported_together(problems):
           - {name: w2, podCIDR: 10.99.0.0/24, kubeProxy: {mode: x}}
     """)
     assert found == [
-        "t.yaml:3: workers[1].podCIDR: 10.99.0.0/24 is outside clusterCIDR 10.244.0.0/16",
-        "t.yaml:2: workers[0].address: 172.16.9.9 is not a free host address of 172.16.1.0/24",
-        "t.yaml:2: workers[0].labels: must map strings to strings",
-        "t.yaml:3: workers[1].kubeProxy.mode: must be one of iptables, nftables, userspace, not 'x'",
+        't.yaml:3: workers[1].podCIDR: Invalid value: "10.99.0.0/24": is outside clusterCIDR '
+        "10.244.0.0/16",
+        't.yaml:2: workers[0].address: Invalid value: "172.16.9.9": is not a free host address of '
+        "172.16.1.0/24",
+        "t.yaml:2: workers[0].labels.zone: Invalid value: 1: must be a string",
+        't.yaml:3: workers[1].kubeProxy.mode: Unsupported value: "x": supported values: '
+        '"iptables", "nftables", "userspace"',
     ]
 
 
@@ -571,9 +660,11 @@ def test_load_balancer_pool_and_addons(problems):
     assert topo.addons == ("ingress-nginx",)
     found = problems("loadBalancer: {pool: [10.244.3.0/24, 198.51.100.0/28, 198.51.100.8/29]}\n"
                      "addons: [ingress-nginx, istio]\n")
-    assert "t.yaml:1: loadBalancer.pool[0]: 10.244.3.0/24 overlaps clusterCIDR 10.244.0.0/16" in found
-    assert "t.yaml:1: loadBalancer.pool[2]: 198.51.100.8/29 overlaps 198.51.100.0/28, earlier in the pool" in found
-    assert "t.yaml:2: addons[1]: unknown add-on 'istio' (known: ingress-nginx)" in found
+    assert ('t.yaml:1: loadBalancer.pool[0]: Invalid value: "10.244.3.0/24": overlaps clusterCIDR '
+            "10.244.0.0/16") in found
+    assert ('t.yaml:1: loadBalancer.pool[2]: Invalid value: "198.51.100.8/29": overlaps '
+            "198.51.100.0/28, earlier in the pool") in found
+    assert 't.yaml:2: addons[1]: Unsupported value: "istio": supported values: "ingress-nginx"' in found
 
 
 def test_a_topology_survives_its_json_form():

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from testbed.api.failures import ApiFailure
-from testbed.emu.record import alive, container_log, pod_directory, read_kubelet_state
+from testbed.emu.kubeletstate import read_kubelet_state
+from testbed.emu.record import alive, container_log, pod_directory
 
 FOLLOW_POLL = 0.2   # seconds between looks at a followed log
 CHUNK = 64 * 1024
@@ -89,9 +90,9 @@ class PodLogs:
     def _process(self, pod: dict, container: str) -> tuple[int | None, int | None]:
         """The (pid, start time) of the container's current process, as its kubelet saved it."""
         saved = read_kubelet_state(self.run_dir, pod["spec"].get("nodeName") or "")
-        c = ((saved.get(pod["metadata"].get("uid", "")) or {}).get("containers") or {}).get(
-            container) or {}
-        return c.get("pid"), c.get("start")
+        found = saved.get(pod["metadata"].get("uid", ""))
+        c = found.containers.get(container) if found else None
+        return (c.pid, c.start) if c else (None, None)
 
     def open(self, pod: dict, query: dict[str, list[str]],
              wanted: Callable[[], bool] = lambda: True) -> Iterator[bytes]:

@@ -3,9 +3,8 @@
 The kubelet runs in its node's network namespace, so httpGet and tcpSocket probes go from the
 node to the pod's IP, as on a real node (which is why NetworkPolicies must allow the node).
 exec probes run the command inside the pod's namespaces through `testbed-pause enter`.
-`ProbeTracker` applies Kubernetes' timing: initialDelaySeconds after the container started,
-every periodSeconds, a result counting only after successThreshold successes or
-failureThreshold failures in a row.
+When a probe is due and what its results add up to (`ProbeTracker`: initialDelaySeconds,
+periodSeconds, success and failure thresholds) are the kubelet's plan's, api/kubeletplan.py.
 """
 
 from __future__ import annotations
@@ -13,7 +12,10 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
-from dataclasses import dataclass
+
+from testbed.api.kubeletplan import ProbeTracker
+
+__all__ = ["ProbeTracker", "resolve_port", "run_probe"]
 
 
 def resolve_port(port: int | str, container: dict) -> int | None:
@@ -69,35 +71,3 @@ def run_probe(probe: dict, container: dict, pod_ip: str, exec_prefix: list[str],
             return True, "ok"
         return False, f"command exited {proc.returncode}: {(proc.stdout + proc.stderr).strip()[:200]}"
     return False, "probe has no handler"
-
-
-@dataclass
-class ProbeTracker:
-    """Consecutive results of one probe of one container, and the verdict they add up to."""
-
-    probe: dict
-    result: bool | None = None        # None until a threshold was reached
-    successes: int = 0
-    failures: int = 0
-    last_run: float = 0.0
-    message: str = ""
-
-    def due(self, container_started: float, now: float) -> bool:
-        if now < container_started + self.probe.get("initialDelaySeconds", 0):
-            return False
-        return now >= self.last_run + self.probe.get("periodSeconds", 10)
-
-    def record(self, ok: bool, message: str, now: float) -> bool:
-        """Count one attempt; True when the verdict changed."""
-        self.last_run = now
-        self.message = message
-        before = self.result
-        if ok:
-            self.successes, self.failures = self.successes + 1, 0
-            if self.successes >= self.probe.get("successThreshold", 1):
-                self.result = True
-        else:
-            self.failures, self.successes = self.failures + 1, 0
-            if self.failures >= self.probe.get("failureThreshold", 3):
-                self.result = False
-        return self.result != before

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 from testbed.apiclient.client import Client
 from testbed.emu.access import RunningCluster
 from testbed.emu.cluster import Cluster
-from testbed.emu.controlplane import API_PORT, ControlPlaneError, sandboxes
+from testbed.emu.controlplane import API_PORT, ControlPlaneError
+from testbed.emu.kubeletstate import SavedPod, sandboxes
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record
 
@@ -55,7 +56,7 @@ class RemoteControlPlane:
     def wait_agent(self, agent) -> None:
         """The daemon answers a restart only once the agent serves: nothing left to wait for."""
 
-    def sandboxes(self) -> dict[str, dict]:
+    def sandboxes(self) -> dict[str, SavedPod]:
         return sandboxes(self.found.directory, [w.name for w in self.cluster.topo.workers])
 
     def stop(self) -> None:

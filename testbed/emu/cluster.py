@@ -26,8 +26,9 @@ from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
 from testbed.emu import access
 from testbed.emu.controlplane import ControlPlane, dns_addon
+from testbed.emu.kubeletstate import kubelet_ps_state
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.record import Record, pod_directory, read_kubelet_state
+from testbed.emu.record import Record, pod_directory
 from testbed.emu.shield import shielded
 from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
@@ -183,7 +184,7 @@ class Cluster:
             ip = status.get("podIP")
             out[f"{meta['namespace']}/{meta['name']}"] = PodView(
                 meta["namespace"], meta["name"], meta["uid"], pod["spec"].get("nodeName") or "",
-                IPv4Address(ip) if ip else None, box["pause"][0] if box else None, is_ready(pod),
+                IPv4Address(ip) if ip else None, box.pause_pid if box else None, is_ready(pod),
                 status.get("phase", "Pending"), meta.get("labels") or {})
         return out
 
@@ -221,7 +222,8 @@ class Cluster:
         from testbed.emu.images import container_path
         from testbed.emu.pausebin import container_process, pause_binary
 
-        manifest = (self.cp.sandboxes().get(pod.uid) or {}).get("manifest") or {}
+        box = self.cp.sandboxes().get(pod.uid)
+        manifest = box.manifest if box else {}
         names = [c["name"] for c in (manifest.get("spec") or {}).get("containers") or []]
         if container is not None and container not in names:
             raise KeyError(f"container {container} is not valid for pod {pod.key} "
@@ -237,11 +239,11 @@ class Cluster:
 
         from testbed.emu.record import alive
 
-        box = self.cp.sandboxes().get(pod.uid) or {}
+        box = self.cp.sandboxes().get(pod.uid)
         killed = []
-        for name, c in (box.get("containers") or {}).items():
-            if container in (None, name) and c.get("pid") and alive(c["pid"], c.get("start")):
-                os.kill(c["pid"], signal.SIGKILL)
+        for name, c in (box.containers if box else {}).items():
+            if container in (None, name) and c.pid and alive(c.pid, c.start):
+                os.kill(c.pid, signal.SIGKILL)
                 killed.append(name)
         if not killed:
             raise KeyError(f"no running container {container or ''} in {pod.key}".replace("  ", " "))
@@ -318,27 +320,3 @@ class Cluster:
     def ps_state(self) -> dict:
         return kubelet_ps_state(self.topo.name, self.record.directory,
                                 [w.name for w in self.topo.workers])
-
-
-def kubelet_ps_state(cluster: str, run_dir, nodes: list[str]) -> dict:
-    """The `testbed ps` state from the kubelets' saved pod states (control-plane mode)."""
-    from testbed.emu.images import ImageError, container_argv, container_env
-
-    pods = []
-    for node in nodes:
-        for uid, pod in read_kubelet_state(run_dir, node).items():
-            specs = {c["name"]: c for c in pod["manifest"]["spec"]["containers"]}
-            containers = []
-            for name, c in pod["containers"].items():
-                spec = specs.get(name, {})
-                try:
-                    argv = container_argv(spec, container_env(spec))
-                except ImageError:
-                    argv = []
-                containers.append({"name": name, "pid": c.get("pid"), "start": c.get("start"), "argv": argv,
-                                   "image": str(spec.get("image", "")),
-                                   "ports": [f"{x['containerPort']}/{x.get('protocol', 'TCP')}" for x in spec.get("ports", [])]})
-            pods.append({"namespace": pod["namespace"], "name": pod["name"], "uid": uid, "node": node,
-                         "ip": (pod.get("attachment") or ["-"])[0], "created": pod.get("created"),
-                         "pause": {"pid": pod["pause"][0], "start": pod["pause"][1]}, "containers": containers})
-    return {"cluster": cluster, "pods": pods}

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client
+from testbed.emu.kubeletstate import SavedPod, sandboxes
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.record import Record, alive, end_processes, read_kubelet_state
+from testbed.emu.record import Record, alive, end_processes
 from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
@@ -221,12 +222,6 @@ class ControlPlane:
 
     # -- what the kubelets know -------------------------------------------------------------
 
-    def sandboxes(self) -> dict[str, dict]:
-        """uid -> the kubelet's saved state of each pod (pause pid and start, containers)."""
+    def sandboxes(self) -> dict[str, SavedPod]:
+        """uid -> the kubelet's saved state of each pod (pause pid and start, containers, node)."""
         return sandboxes(self.record.directory, [node.name for node in self.topo.workers])
-
-
-def sandboxes(run_dir: Path, workers: list[str]) -> dict[str, dict]:
-    """uid -> each kubelet's saved state of its pods (`kubelet-NODE.json`), with the node."""
-    return {uid: {**pod, "node": node} for node in workers
-            for uid, pod in read_kubelet_state(run_dir, node).items()}

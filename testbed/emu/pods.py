@@ -24,6 +24,7 @@ from testbed.emu.images import (
     container_path,
     resolve_command,
 )
+from testbed.emu.kubeletstate import SavedAttachment, SavedContainer, SavedPod
 from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, alive, container_log, end_processes, pod_directory
@@ -100,15 +101,15 @@ class Pod:
     def sandbox_alive(self) -> bool:
         return self.pause_pid is not None and alive(self.pause_pid, self.pause_start)
 
-    def to_state(self) -> dict:
-        """What a restarted kubelet needs to adopt this pod."""
+    def saved(self, manifest: dict | None = None) -> SavedPod:
+        """What a restarted kubelet needs to adopt this pod (emu/kubeletstate.py's form)."""
         a = self.attachment
-        return {"namespace": self.namespace, "name": self.name, "uid": self.uid, "created": self.created,
-                "pause": [self.pause_pid, self.pause_start],
-                "attachment": None if a is None else [str(a.ip), a.prefixlen, str(a.gateway), a.host_veth],
-                "containers": {c.name: {"pid": c.pid, "start": c.start, "startedAt": c.started_at,
-                                        "restartCount": c.restart_count, "exitCode": c.exit_code}
-                               for c in self.containers.values()}}
+        return SavedPod(
+            self.uid, self.namespace, self.name, self.created, self.pause_pid, self.pause_start,
+            None if a is None else SavedAttachment(str(a.ip), a.prefixlen, str(a.gateway), a.host_veth),
+            {c.name: SavedContainer(c.pid, c.start, c.started_at, c.restart_count, c.exit_code)
+             for c in self.containers.values()},
+            self.manifest if manifest is None else manifest, self.node)
 
 
 def hosts_file(pod: Pod, ip: IPv4Address) -> str:
@@ -258,24 +259,25 @@ class PodRuntime:
             container.exit_code = container.proc.wait()
         self.record.forget(container.pid)
 
-    def adopt(self, node: NodeRef, manifest: dict, state: dict) -> Pod:
-        """A pod found running by a restarted kubelet: rebuild its record from `state`."""
-        meta = manifest["metadata"]
-        pod = Pod(meta["namespace"], meta["name"], state["uid"], node.name, manifest,
+    def adopt(self, node: NodeRef, saved: SavedPod) -> Pod:
+        """A pod found running by a restarted kubelet: rebuild its record from its saved state."""
+        meta = saved.manifest["metadata"]
+        pod = Pod(meta["namespace"], meta["name"], saved.uid, node.name, saved.manifest,
                   pod_directory(self.record.directory, meta["namespace"], meta["name"]),
-                  created=state.get("created", time.time()), pause_pid=state["pause"][0],
-                  pause_start=state["pause"][1])
-        if state.get("attachment"):
-            ip, prefixlen, gateway, veth = state["attachment"]
-            pod.attachment = Attachment(pod.key, IPv4Address(ip), prefixlen, IPv4Address(gateway), veth)
+                  created=time.time() if saved.created is None else saved.created,
+                  pause_pid=saved.pause_pid, pause_start=saved.pause_start)
+        if saved.attachment is not None:
+            a = saved.attachment
+            pod.attachment = Attachment(pod.key, IPv4Address(a.ip), a.prefixlen,
+                                        IPv4Address(a.gateway), a.host_veth)
             self.network.adopt(node, pod.attachment)
         self._plan_containers(pod)
-        for name, c in state.get("containers", {}).items():
+        for name, c in saved.containers.items():
             if name in pod.containers:
                 container = pod.containers[name]
-                container.pid, container.start = c.get("pid"), c.get("start")
-                container.started_at, container.restart_count = c.get("startedAt"), c.get("restartCount", 0)
-                container.exit_code = c.get("exitCode")
+                container.pid, container.start = c.pid, c.start
+                container.started_at, container.restart_count = c.started_at, c.restart_count
+                container.exit_code = c.exit_code
         return pod
 
     # -- deletion -----------------------------------------------------------------------------

@@ -57,33 +57,6 @@ def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path
     return pod_dir / container / ("log.previous" if previous else "log")
 
 
-def kubelet_state_path(run_dir: Path, node: str) -> Path:
-    """Where a node's kubelet keeps its pods' state (uid -> pause, containers, manifest)."""
-    return run_dir / f"kubelet-{node}.json"
-
-
-def read_kubelet_state(run_dir: Path, node: str) -> dict[str, dict]:
-    """A kubelet's saved pods by uid; empty when it has saved none (yet) or the file is cut."""
-    try:
-        state = json.loads(kubelet_state_path(run_dir, node).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def write_kubelet_state(run_dir: Path, node: str, state: dict[str, dict]) -> None:
-    """Replace the state file atomically: readers in other processes never see half of it."""
-    path = kubelet_state_path(run_dir, node)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
-
-
-def kubelet_nodes(run_dir: Path) -> list[str]:
-    """The nodes whose kubelets have saved state in `run_dir`."""
-    return sorted(p.name[len("kubelet-"):-len(".json")] for p in run_dir.glob("kubelet-*.json"))
-
-
 def start_time(pid: int) -> int | None:
     """The kernel start time of `pid` (clock ticks since boot), or None if it is gone.
 

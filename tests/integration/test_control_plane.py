@@ -366,7 +366,7 @@ def test_killed_kubelet_leaves_pods_running_and_restart_adopts_them(cluster):
     # Status updates resume: kill one adopted container; the kubelet restarts it and says so.
     victim = on_w1[0]
     state = cluster.cp.sandboxes()[victim.uid]
-    os.kill(state["containers"]["simple-http"]["pid"], signal.SIGKILL)
+    os.kill(state.containers["simple-http"].pid, signal.SIGKILL)
 
     def restarted():
         status = container_status(cluster.client.get("Pod", "default", victim.name), "simple-http")

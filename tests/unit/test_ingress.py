@@ -78,6 +78,14 @@ def test_exact_beats_prefix_and_oldest_ingress_wins() -> None:
     assert locs["= /p"].ingress == "default/old" and locs["/p/"].ingress == "default/old"
 
 
+def test_exact_beats_prefix_within_one_ingress_whatever_the_order() -> None:
+    for paths in ((("/p", "Prefix", "web"), ("/p", "Exact", "api")),
+                  (("/p", "Exact", "api"), ("/p", "Prefix", "web"))):
+        model = build([ingress("one", [rule("h.example.com", *paths)])], SERVICES, SLICES)
+        assert locations(model, "h.example.com") == {"= /p": "default_api_80",
+                                                      "/p/": "default_web_80"}
+
+
 def test_classes() -> None:
     assert serves(ingress("a"))                               # no class: the default class
     assert serves(ingress("a", cls="nginx"))

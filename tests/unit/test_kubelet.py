@@ -1,5 +1,7 @@
 """The kubelet's logic without root: probe timing and thresholds (ProbeTracker), the probe
-handlers against local servers, ports by name, and how an ended container is accounted for."""
+handlers against local servers, ports by name, and how an ended container is seen by the real
+runtime seam (agents/kubelet.py observe_pod) and noted by the plan. The plan itself:
+test_kubeletplan.py; the plan applied through a fake runtime: test_kubeletsync.py."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from testbed.agents.kubelet import ContainerTrack, Kubelet, _same
+from testbed.agents.kubelet import observe_pod
 from testbed.agents.prober import ProbeTracker, resolve_port, run_probe
+from testbed.api.kubeletplan import ContainerEnded, LocalPod, plan_containers, same_status
 from testbed.api.podstatus import UNKNOWN_EXIT
-from testbed.emu.pods import Container
+from testbed.emu.pods import Container, Pod
 
 # -- ProbeTracker -------------------------------------------------------------------------------
 
@@ -141,6 +144,23 @@ def test_probe_without_handler_fails():
 
 # -- an ended container -------------------------------------------------------------------------
 
+def _pod(tmp_path: Path, container: Container) -> Pod:
+    manifest = {"metadata": {"namespace": "default", "name": "p", "uid": "u-1"},
+                "spec": {"containers": [{"name": container.name, "image": "x"}]}}
+    pod = Pod("default", "p", "u-1", "w1", manifest, tmp_path)
+    pod.containers[container.name] = container
+    return pod
+
+
+def _ended(tmp_path: Path, container: Container) -> ContainerEnded:
+    """What the kubelet notes of `container` once it is seen not running (observe_pod, then
+    the plan)."""
+    pod = _pod(tmp_path, container)
+    local = LocalPod("u-1", pod.manifest, pod, observe_pod(pod))
+    (action,) = [a for a in plan_containers(local, 100.0) if isinstance(a, ContainerEnded)]
+    return action
+
+
 def _container(tmp_path: Path, argv: list[str]) -> Container:
     c = Container("web", argv, [], tmp_path / "log")
     c.proc = subprocess.Popen(argv)
@@ -151,31 +171,36 @@ def _container(tmp_path: Path, argv: list[str]) -> Container:
 def test_ended_container_keeps_its_exit_code(tmp_path):
     c = _container(tmp_path, [sys.executable, "-c", "raise SystemExit(3)"])
     c.proc.wait()
-    track = ContainerTrack()
-    Kubelet.ended(track, c)
-    assert (track.last_exit, track.last_exit_known) == (3, True)
-    assert track.finished_at is not None
+    ended = _ended(tmp_path, c)
+    assert (ended.exit_code, ended.known, ended.at) == (3, True, 100.0)
 
 
 def test_container_killed_by_sigterm_exits_143(tmp_path):
     c = _container(tmp_path, ["sleep", "30"])
     c.proc.terminate()
     c.proc.wait()
-    track = ContainerTrack(readiness=ProbeTracker({}, result=True))
-    Kubelet.ended(track, c)
-    assert track.last_exit == 143
-    assert track.readiness.result is None     # not ready until probed again
+    assert _ended(tmp_path, c).exit_code == 143
+
+
+def test_running_container_is_seen_running_with_no_exit(tmp_path):
+    c = _container(tmp_path, ["sleep", "30"])
+    try:
+        seen = observe_pod(_pod(tmp_path, c)).containers["web"]
+        assert seen.running and seen.exit_code is None and seen.pid == c.pid
+    finally:
+        c.proc.kill()
+        c.proc.wait()
 
 
 def test_adopted_container_that_ended_has_an_unknown_exit(tmp_path):
     c = Container("web", ["x"], [], tmp_path / "log", pid=999999, start=1)
-    track = ContainerTrack()
-    Kubelet.ended(track, c)
-    assert (track.last_exit, track.last_exit_known) == (UNKNOWN_EXIT, False)
+    ended = _ended(tmp_path, c)
+    assert (ended.exit_code, ended.known) == (UNKNOWN_EXIT, False)
 
 
 def test_status_comparison_ignores_timestamps():
     a = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "1"}]}
     b = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2"}]}
     c = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2"}]}
-    assert _same(a, b) and not _same(a, c) and not _same(a, None) and _same(None, {})
+    assert same_status(a, b) and not same_status(a, c) and not same_status(a, None)
+    assert same_status(None, {})

@@ -3,8 +3,8 @@ that the kubelets run as `testbed-pause` sandboxes.
 
 A pod is found through its kubelet's state file in the run directory, `kubelet-NODE.json`
 (NODE the pod's spec.nodeName): pod uid -> its pause process (pid and kernel start time, so a
-reused pid is never entered), its containers (pid, start) and its manifest. The format is
-Kubelet.save's (agents/kubelet.py) and `Pod.to_state`'s (emu/pods.py); read here, never written.
+reused pid is never entered), its containers (pid, start) and its manifest. The format and
+its reader belong to emu/kubeletstate.py (`SavedPod`); read here, never written.
 
 exec runs the command the way the kubelet starts a container (emu/pods.py start_container):
 `testbed-pause enter` into the sandbox's namespaces with the pod's hosts, resolv.conf and
@@ -27,8 +27,9 @@ from pathlib import Path
 from testbed.agents.streaming.protocol import Stdio
 from testbed.agents.streaming.runtime import LocalProcess, StreamingError, spawn
 from testbed.emu.images import container_path
+from testbed.emu.kubeletstate import SavedContainer, read_kubelet_state
 from testbed.emu.pausebin import container_process, pause_binary
-from testbed.emu.record import alive, container_log, pod_directory, read_kubelet_state
+from testbed.emu.record import alive, container_log, pod_directory
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Sandbox:
     pause_start: int | None
     directory: Path                 # RUN/pods/NS_NAME: the pod's files, a directory per container
     manifest: dict
-    containers: dict[str, dict]     # name -> {"pid", "start", ...}
+    containers: dict[str, SavedContainer]
 
     def container_spec(self, name: str) -> dict:
         for c in (self.manifest.get("spec") or {}).get("containers") or []:
@@ -59,13 +60,11 @@ def read_sandbox(run_dir: Path, pod: dict) -> Sandbox:
     meta, node = pod["metadata"], (pod.get("spec") or {}).get("nodeName") or ""
     key = f"{meta.get('namespace', '')}/{meta['name']}"
     saved = read_kubelet_state(run_dir, node).get(meta.get("uid", ""))
-    if not saved or not saved.get("pause"):
+    if saved is None or saved.pause_pid is None:
         raise StreamingError(f"pod {key} (uid {meta.get('uid')}) has no sandbox on node {node}")
-    pid, start = saved["pause"]
-    namespace, name = saved["namespace"], saved["name"]
-    return Sandbox(namespace, name, meta.get("uid", ""), node, pid, start,
-                   pod_directory(run_dir, namespace, name), saved.get("manifest") or {},
-                   saved.get("containers") or {})
+    return Sandbox(saved.namespace, saved.name, meta.get("uid", ""), node, saved.pause_pid,
+                   saved.pause_start, pod_directory(run_dir, saved.namespace, saved.name),
+                   saved.manifest, saved.containers)
 
 
 def exec_command(sandbox: Sandbox, container: str, argv: Sequence[str], tty: bool,
@@ -105,13 +104,13 @@ class EmulatedRuntime:
                                  "starts containers with stdin from /dev/null and no terminal, "
                                  "so there is no input or tty to attach to (drop -i and -t)")
         found = self.sandbox(pod)
-        state = found.containers.get(container) or {}
-        if not alive(state.get("pid"), state.get("start")):
+        state = found.containers.get(container) or SavedContainer()
+        if not alive(state.pid, state.start):
             raise StreamingError(f"container {container} of pod {found.namespace}/{found.name} "
                                  "is not running")
         log = container_log(found.directory, container)
         # new output only, as attach shows; tail ends when the container's process does
-        return spawn(["tail", "--bytes=0", "--follow", f"--pid={state['pid']}", str(log)],
+        return spawn(["tail", "--bytes=0", "--follow", f"--pid={state.pid}", str(log)],
                      {"PATH": "/usr/bin:/bin"}, Stdio(False, stdio.stdout, False, False))
 
     def connect(self, pod: dict, port: int) -> socket.socket:

@@ -1,0 +1,412 @@
+"""The kubelet's plan (api/kubeletplan.py), pure: which pods are created and stopped and with
+what grace, restarts per policy and back-off, BackOff events, probes and liveness failures,
+adoption, status reports. Each decision has a test that fails when its condition is flipped."""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import pytest
+
+import testbed
+from testbed.api.kubeletplan import (
+    MAX_GRACE,
+    MIN_GRACE,
+    AdoptPod,
+    CleanUpPod,
+    ContainerEnded,
+    ContainerSeen,
+    ContainerTrack,
+    CreatePod,
+    LocalPod,
+    LocalState,
+    NoteBackOff,
+    PodSeen,
+    RecordEvent,
+    RemoveObject,
+    ReportStatus,
+    RunProbes,
+    StartContainer,
+    StopContainer,
+    StopPod,
+    after_probes,
+    creation_failure,
+    liveness_grace,
+    needs_report,
+    observation,
+    plan,
+    plan_adoption,
+    plan_containers,
+    should_create,
+    teardown_grace,
+)
+from testbed.api.podstatus import UNKNOWN_EXIT, pod_status
+
+NOW = 1000.0
+
+
+def obj(name: str = "p", uid: str = "u-1", containers: tuple[str, ...] = ("c",),
+        restart: str | None = None, phase: str | None = None, deleting: float | None = None,
+        **spec: object) -> dict:
+    """A Pod bound to w1, as the kubelet gets it from the API server."""
+    meta: dict = {"namespace": "default", "name": name, "uid": uid}
+    if deleting is not None:
+        meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+        meta["deletionGracePeriodSeconds"] = deleting
+    body = {"nodeName": "w1", "containers": [{"name": c, "image": f"img-{c}"} for c in containers],
+            **spec}
+    if restart:
+        body["restartPolicy"] = restart
+    out = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": body}
+    if phase:
+        out["status"] = {"phase": phase}
+    return out
+
+
+def running(manifest: dict, *, down: dict[str, int | None] | None = None,
+            started: float = NOW - 100) -> LocalPod:
+    """A pod running here; the containers in `down` ended (with that exit code, None unknown)."""
+    down = down or {}
+    seen = {c["name"]: ContainerSeen(c["name"], c["name"] not in down, down.get(c["name"]),
+                                     started, 0, 42)
+            for c in manifest["spec"]["containers"]}
+    return LocalPod(manifest["metadata"]["uid"], manifest, "handle",
+                    PodSeen(True, "10.0.1.2", NOW - 200, seen))
+
+
+def of(kind: type, actions: list) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+# -- which pods to create ----------------------------------------------------------------------
+
+def test_a_new_pod_bound_here_is_created_with_its_events_ready_for_later():
+    p = obj(containers=("web", "side"))
+    (create,) = plan([p], LocalState(), NOW)
+    assert isinstance(create, CreatePod)
+    assert (create.uid, create.manifest, create.retry_at) == ("u-1", p, NOW + 5)
+    assert [(n.reason, n.message, n.about["fieldPath"]) for n in create.started] == [
+        ("Pulled", 'Container image "img-web" already present on machine', "spec.containers{web}"),
+        ("Created", "Created container: web", "spec.containers{web}"),
+        ("Started", "Started container web", "spec.containers{web}"),
+        ("Pulled", 'Container image "img-side" already present on machine', "spec.containers{side}"),
+        ("Created", "Created container: side", "spec.containers{side}"),
+        ("Started", "Started container side", "spec.containers{side}")]
+
+
+def test_no_creation_for_pods_running_terminating_or_finished():
+    state = LocalState({"u-1": running(obj())})
+    assert of(CreatePod, plan([obj()], state, NOW)) == []                       # runs already
+    assert of(CreatePod, plan([obj(deleting=30)], LocalState(), NOW)) == []      # terminating
+    assert of(CreatePod, plan([obj(phase="Succeeded")], LocalState(), NOW)) == []
+    assert of(CreatePod, plan([obj(phase="Failed")], LocalState(), NOW)) == []
+    assert len(of(CreatePod, plan([obj(phase="Pending")], LocalState(), NOW))) == 1
+    assert len(of(CreatePod, plan([obj(phase="Running")], LocalState(), NOW))) == 1
+
+
+def test_a_failed_creation_is_retried_only_after_its_back_off():
+    state = LocalState(retry_at={"u-1": NOW + 5})
+    assert of(CreatePod, plan([obj()], state, NOW + 4.9)) == []
+    assert len(of(CreatePod, plan([obj()], state, NOW + 5))) == 1
+    assert should_create(obj(), False, None, NOW)
+    assert not should_create(obj(), True, None, NOW)
+    assert not should_create(obj(), False, NOW + 1, NOW)
+
+
+# -- which to tear down, with what grace -------------------------------------------------------
+
+def test_a_pod_whose_object_is_gone_is_stopped_with_the_short_grace():
+    state = LocalState({"u-1": running(obj(containers=("web", "side")), down={"side": 0})})
+    (stop,) = plan([], state, NOW)
+    assert isinstance(stop, StopPod) and (stop.uid, stop.grace) == ("u-1", 0.5)
+    # Killing only for containers still running, in upstream's words
+    assert [(n.type, n.reason, n.message, n.about["fieldPath"]) for n in stop.notes] == [
+        ("Normal", "Killing", "Stopping container web", "spec.containers{web}")]
+
+
+@pytest.mark.parametrize("requested,grace", [
+    (10, 10.0), (MAX_GRACE, MAX_GRACE), (31, MAX_GRACE), (3600, MAX_GRACE),   # capped
+    (1, 1.0), (0, MIN_GRACE), (None, MIN_GRACE)])                               # at least MIN_GRACE
+def test_a_terminating_pod_gets_its_grace_period_capped_at_the_kubelets_maximum(requested, grace):
+    p = obj(deleting=0)
+    p["metadata"]["deletionGracePeriodSeconds"] = requested
+    state = LocalState({"u-1": running(obj())})
+    actions = plan([p], state, NOW)
+    assert [type(a) for a in actions] == [StopPod, RemoveObject]   # stop, then the object goes
+    assert actions[0].grace == grace
+    assert teardown_grace(p) == grace
+    assert teardown_grace(None) == 0.5
+
+
+def test_a_terminating_pod_not_running_here_is_removed_at_once_and_nothing_else():
+    p = obj(deleting=30)
+    assert plan([p], LocalState(), NOW) == [RemoveObject("u-1", p)]
+
+
+def test_order_stop_remove_create_then_tend_and_report():
+    keep, gone, new, dying = obj("keep", "u-k"), obj("gone", "u-g"), obj("new", "u-n"), \
+        obj("dying", "u-d", deleting=5)
+    state = LocalState({"u-k": running(keep), "u-g": running(gone), "u-d": running(dying)})
+    actions = plan([keep, new, dying], state, NOW)
+    assert [(type(a).__name__, a.uid) for a in actions] == [
+        ("StopPod", "u-g"), ("StopPod", "u-d"), ("RemoveObject", "u-d"), ("CreatePod", "u-n"),
+        ("ReportStatus", "u-k")]
+    assert actions[0].grace == 0.5 and actions[1].grace == 5.0
+
+
+# -- restarts per policy, with a growing back-off ----------------------------------------------
+
+def test_an_ended_run_is_noted_once_with_its_exit_code_or_unknown():
+    pod = running(obj(restart="Never"), down={"c": 3})
+    assert plan_containers(pod, NOW) == [ContainerEnded("u-1", "c", 3, True, NOW)]
+    pod.tracks["c"].finished_at = NOW          # as applying it records
+    assert plan_containers(pod, NOW + 1) == []
+    unknown = running(obj(restart="Never"), down={"c": None})
+    assert plan_containers(unknown, NOW) == [ContainerEnded("u-1", "c", UNKNOWN_EXIT, False, NOW)]
+
+
+@pytest.mark.parametrize("policy,code,restarts", [
+    ("Always", 0, True), ("Always", 1, True), ("Always", None, True),
+    ("OnFailure", 0, False), ("OnFailure", 1, True), ("OnFailure", None, True),
+    ("Never", 0, False), ("Never", 1, False), ("Never", None, False)])
+def test_restarts_follow_the_restart_policy(policy, code, restarts):
+    pod = running(obj(restart=policy), down={"c": code})
+    assert bool(of(StartContainer, plan_containers(pod, NOW))) is restarts
+
+
+def test_the_first_restart_is_at_once_and_each_next_waits_twice_as_long():
+    pod = running(obj(), down={"c": 1})
+    (start,) = of(StartContainer, plan_containers(pod, NOW))
+    assert (start.backoff, start.backoff_until) == (1.0, NOW + 1)
+    assert [n.reason for n in start.notes] == ["Pulled", "Created", "Started"]
+    track = pod.tracks["c"]
+    track.finished_at, track.backoff, track.backoff_until = NOW, 4.0, NOW - 1   # window over
+    (start,) = of(StartContainer, plan_containers(pod, NOW))
+    assert (start.backoff, start.backoff_until) == (8.0, NOW + 8)
+    track.backoff, track.backoff_until = 30.0, NOW                               # at the cap
+    (start,) = of(StartContainer, plan_containers(pod, NOW))
+    assert start.backoff == 30.0
+
+
+def test_within_a_back_off_no_restart_and_one_backoff_event_per_window():
+    pod = running(obj(), down={"c": 1})
+    track = pod.tracks["c"]
+    track.finished_at, track.backoff, track.backoff_until = NOW - 1, 2.0, NOW + 2
+    (note,) = plan_containers(pod, NOW)
+    assert isinstance(note, NoteBackOff) and note.until == NOW + 2
+    assert (note.note.type, note.note.reason, note.note.message) == (
+        "Warning", "BackOff", "Back-off restarting failed container c in pod p_default(u-1)")
+    track.backoff_noted = note.until           # as applying it records
+    assert plan_containers(pod, NOW + 1) == []  # same window: said once
+    track.backoff_until = NOW + 5               # a new window (after another restart)
+    assert of(NoteBackOff, plan_containers(pod, NOW + 1))
+    assert of(StartContainer, plan_containers(pod, NOW + 5))   # its end: restart
+
+
+def test_a_container_waiting_out_its_back_off_is_reported_in_crash_loop():
+    pod = running(obj(), down={"c": 1})
+    track = pod.tracks["c"]
+    track.finished_at, track.last_exit, track.backoff_until = NOW - 1, 1, NOW + 2
+    (c,) = observation(pod, "172.16.1.2", NOW).containers
+    assert (c.waiting_reason, c.waiting_message) == (
+        "CrashLoopBackOff", "back-off restarting failed container c")
+    (c,) = observation(pod, "172.16.1.2", NOW + 2).containers   # back-off over
+    assert c.waiting_reason is None and c.exit_code == 1
+    never = running(obj(restart="Never"), down={"c": 1})
+    never.tracks["c"].finished_at, never.tracks["c"].last_exit = NOW - 1, 1
+    never.tracks["c"].backoff_until = NOW + 2
+    assert observation(never, "172.16.1.2", NOW).containers[0].waiting_reason is None
+
+
+def test_last_state_is_the_run_before_a_restart_and_only_when_its_exit_is_known():
+    ended = running(obj(restart="Never"), down={"c": 1})
+    ended.tracks["c"].finished_at, ended.tracks["c"].last_exit = NOW, 1
+    (c,) = observation(ended, "172.16.1.2", NOW).containers
+    assert (c.exit_code, c.last_exit_code) == (1, None)       # never restarted: no last state
+    restarted = running(obj())
+    restarted.seen = PodSeen(True, "10.0.1.2", NOW, {"c": ContainerSeen("c", True, None, NOW, 2, 7)})
+    restarted.tracks["c"].last_exit = 1
+    (c,) = observation(restarted, "172.16.1.2", NOW).containers
+    assert (c.restart_count, c.last_exit_code, c.pid) == (2, 1, 7)
+    restarted.tracks["c"].last_exit_known = False              # it ended with no kubelet watching
+    (c,) = observation(restarted, "172.16.1.2", NOW).containers
+    assert c.last_exit_code is None and not c.last_exit_known
+
+
+# -- probes ------------------------------------------------------------------------------------
+
+def probed(**probes: dict) -> dict:
+    p = obj()
+    for kind, probe in probes.items():
+        p["spec"]["containers"][0][f"{kind}Probe"] = probe
+    return p
+
+
+def test_probes_are_due_after_the_initial_delay_then_every_period():
+    pod = running(probed(readiness={"initialDelaySeconds": 5, "periodSeconds": 10}), started=NOW)
+    assert plan_containers(pod, NOW + 4.9) == []
+    assert plan_containers(pod, NOW + 5) == [RunProbes("u-1", (("c", "readiness"),), NOW + 5)]
+    pod.tracks["c"].readiness.record(True, "ok", NOW + 5)
+    assert plan_containers(pod, NOW + 14.9) == []
+    assert of(RunProbes, plan_containers(pod, NOW + 15))
+
+
+def test_both_probes_liveness_first_and_none_for_a_container_that_is_not_running():
+    p = probed(readiness={"periodSeconds": 5}, liveness={"periodSeconds": 5})
+    assert plan_containers(running(p), NOW) == [
+        RunProbes("u-1", (("c", "liveness"), ("c", "readiness")), NOW)]
+    down = running(p, down={"c": 1})
+    down.tracks["c"].finished_at, down.tracks["c"].backoff_until = NOW, NOW + 10
+    down.tracks["c"].backoff_noted = NOW + 10
+    assert plan_containers(down, NOW) == []
+
+
+def test_a_failed_attempt_is_an_unhealthy_event_a_success_is_nothing():
+    pod = running(probed(readiness={"failureThreshold": 3}))
+    tracker = pod.tracks["c"].readiness
+    tracker.record(True, "ok", NOW)
+    assert after_probes(pod, [("c", "readiness")]) == []
+    tracker.record(False, "HTTP probe failed with statuscode: 500", NOW)
+    (event,) = after_probes(pod, [("c", "readiness")])
+    assert isinstance(event, RecordEvent)
+    assert (event.note.type, event.note.reason, event.note.message, event.note.about["fieldPath"]) == (
+        "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        "spec.containers{c}")
+
+
+def test_a_failed_readiness_verdict_stops_nothing_a_failed_liveness_one_stops_the_container():
+    pod = running(probed(readiness={"failureThreshold": 1}, liveness={"failureThreshold": 2}))
+    pod.tracks["c"].readiness.record(False, "down", NOW)
+    assert of(StopContainer, after_probes(pod, [("c", "readiness")])) == []
+    live = pod.tracks["c"].liveness
+    live.record(False, "down", NOW)
+    assert of(StopContainer, after_probes(pod, [("c", "liveness")])) == []   # below threshold
+    live.record(False, "down", NOW + 10)
+    unhealthy, stop = after_probes(pod, [("c", "liveness")])
+    assert unhealthy.note.message == "Liveness probe failed: down"
+    assert isinstance(stop, StopContainer) and (stop.uid, stop.name, stop.grace) == ("u-1", "c", 2.0)
+    assert (stop.note.reason, stop.note.message) == (
+        "Killing", "Container c failed liveness probe, will be restarted")
+
+
+@pytest.mark.parametrize("grace,capped", [(None, 2.0), (60, 2.0), (2, 2.0), (1, 1.0), (0, 0.0)])
+def test_a_liveness_stop_waits_the_pods_grace_capped_at_two_seconds(grace, capped):
+    p = obj() if grace is None else obj(terminationGracePeriodSeconds=grace)
+    assert liveness_grace(p) == capped
+
+
+@pytest.mark.parametrize("policy,code,restarts", [
+    ("Always", 143, True), ("OnFailure", 143, True), ("OnFailure", 0, False), ("Never", 143, False)])
+def test_after_a_liveness_stop_the_restart_is_at_once_and_the_back_off_does_not_grow(
+        policy, code, restarts):
+    pod = running(obj(restart=policy), down={"c": code})
+    track = pod.tracks["c"]
+    track.liveness_killed, track.backoff, track.backoff_until = True, 4.0, NOW + 100
+    actions = plan_containers(pod, NOW, only=["c"])
+    assert actions[0] == ContainerEnded("u-1", "c", code, True, NOW)
+    starts = of(StartContainer, actions)
+    assert bool(starts) is restarts
+    if restarts:
+        assert (starts[0].backoff, starts[0].backoff_until) == (4.0, NOW + 4)
+
+
+def test_only_limits_the_containers_planned():
+    pod = running(obj(containers=("a", "b")), down={"a": 1, "b": 1})
+    assert {a.name for a in plan_containers(pod, NOW, only=["b"])} == {"b"}
+
+
+# -- adoption ----------------------------------------------------------------------------------
+
+def test_adoption_keeps_live_sandboxes_and_cleans_up_dead_ones():
+    assert plan_adoption({"a": True, "b": False}) == [AdoptPod("a"), CleanUpPod("b", 0.2)]
+    assert plan_adoption({}) == []
+
+
+# -- status ------------------------------------------------------------------------------------
+
+def test_a_status_is_written_only_when_it_changed_heartbeat_times_aside():
+    pod = running(obj())
+    status = pod_status(observation(pod, "172.16.1.2", NOW), NOW)
+    later = pod_status(observation(pod, "172.16.1.2", NOW + 60), NOW + 60)
+    assert later != status                                      # the condition times moved ...
+    assert not needs_report(later, status, status)              # ... which is no news
+    assert needs_report(status, None, None)                     # first report
+    assert needs_report(status, status, None)                   # not written by this kubelet yet
+    assert needs_report(status, None, status)                   # the object lost it
+    changed = copy.deepcopy(status)
+    changed["containerStatuses"][0]["restartCount"] = 1
+    assert needs_report(changed, status, status)
+
+
+def test_every_pod_kept_running_gets_a_status_report():
+    keep = obj()
+    actions = plan([keep], LocalState({"u-1": running(keep)}), NOW)
+    assert actions == [ReportStatus("u-1", keep)]
+
+
+def test_a_failed_creation_reports_create_container_error_and_a_failed_event():
+    status, note = creation_failure(obj(containers=("a", "b")), "pod default/p: boom", "172.16.1.2",
+                                    NOW)
+    assert status["phase"] == "Pending" and status["hostIP"] == "172.16.1.2"
+    assert [s["state"] for s in status["containerStatuses"]] == [
+        {"waiting": {"reason": "CreateContainerError", "message": "pod default/p: boom"}}] * 2
+    assert (note.type, note.reason, note.message) == ("Warning", "Failed",
+                                                      "Error: pod default/p: boom")
+
+
+def test_a_restarted_track_starts_over_but_keeps_back_off_and_last_exit():
+    spec = {"name": "c", "readinessProbe": {"periodSeconds": 5}}
+    old = ContainerTrack.fresh(spec)
+    old.readiness.result, old.backoff, old.backoff_until, old.last_exit = True, 4.0, NOW, 1
+    old.finished_at, old.liveness_killed, old.backoff_noted = NOW, True, NOW
+    new = ContainerTrack.fresh(spec, old)
+    assert new.readiness.result is None and new.finished_at is None and not new.liveness_killed
+    assert (new.backoff, new.backoff_until, new.last_exit) == (4.0, NOW, 1)
+
+
+# -- purity ------------------------------------------------------------------------------------
+
+FORBIDDEN = {"subprocess", "socket", "threading", "pyroute2", "mininet", "select", "selectors",
+             "asyncio", "http", "urllib", "concurrent", "multiprocessing", "signal"}
+
+
+def _module_level(tree: ast.AST):
+    """The nodes run when a module is imported: everything but function bodies (a function's
+    own imports happen when it is called)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        yield node
+        yield from _module_level(node)
+
+
+def _imports(module: str, seen: set[Path]) -> set[str]:
+    """Top-level names of every module `module` imports when it is imported, following
+    testbed's own modules (and their packages' __init__) transitively."""
+    root = Path(testbed.__file__).parent.parent
+    out: set[str] = set()
+    parts = module.split(".")
+    files = [root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))]
+    path = root.joinpath(*parts).with_suffix(".py")
+    files.append(path if path.exists() else root.joinpath(*parts, "__init__.py"))
+    for file in files:
+        if file in seen:
+            continue
+        seen.add(file)
+        for node in _module_level(ast.parse(file.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level \
+                else []
+            for name in names:
+                if name.startswith("testbed"):
+                    out |= _imports(name, seen)
+                else:
+                    out.add(name.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("module", ["testbed.api.kubeletplan", "testbed.emu.kubeletstate"])
+def test_pure_modules_import_nothing_that_acts(module):
+    assert _imports(module, set()) & FORBIDDEN == set()

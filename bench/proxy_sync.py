@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from testbed.agents.userspace import UserspaceProxier  # noqa: E402
 from testbed.emu.pausebin import pause_binary  # noqa: E402
 from testbed.net.netfilter import (  # noqa: E402
     RESTORE_TIMEOUT,
@@ -48,7 +49,6 @@ from testbed.net.netfilter import (  # noqa: E402
 from testbed.net.run import run  # noqa: E402
 from testbed.proxy.model import LocalDetector, ProxierSettings, mark_for_bit  # noqa: E402
 from testbed.proxy.proxier import Proxier  # noqa: E402
-from testbed.proxy.userspace import UserspaceProxier  # noqa: E402
 
 ENDPOINTS = 5
 SETTINGS = ProxierSettings(node_name="w1", node_ip="172.16.1.2", local_ips=("172.16.1.2",),
@@ -122,8 +122,8 @@ def render_only(mode: str, proxier) -> float:
     """Time to render the full text again from the proxier's maps (no apply)."""
     from dataclasses import replace
 
+    from testbed.agents.userspace import render_portals
     from testbed.proxy import iptables, nftables
-    from testbed.proxy.userspace import render_portals
 
     start = time.perf_counter()
     if mode == "nftables":

@@ -19,7 +19,7 @@ SUBCOMMAND_MODULES = [
     "testbed.emu.up_command",     # up, down, kubeconfig
     "testbed.emu.command",        # cli, ps, clean
     "testbed.proxy.command",      # proxy render
-    "testbed.kubectl.command",    # apply, delete, get, describe, scale
+    "testbed.emu.kubectl_command",  # apply, delete, get, describe, scale
     "testbed.emu.inspect_command",  # nat, conntrack
     "testbed.scenario.validate_command",  # validate
 ]

@@ -175,8 +175,8 @@ class Cluster:
     def _probe_once(self, kind: str, source: str, target: str, **options: Any):
         from urllib.parse import urlsplit
 
-        from testbed.scenario.probes import run_probe
         from testbed.scenario.spec import Expect, Probe, Target
+        from testbed.scenario.steps import run_probe
 
         if kind == "http":
             url = urlsplit(target if "://" in target else f"http://{target}")
@@ -271,8 +271,8 @@ class Cluster:
 
     def ps(self, node: str | None = None) -> str:
         """Pause processes and containers per node, as `docker ps` on a worker shows them."""
-        from testbed.emu.psview import format_rows, ps_rows
         from testbed.emu.record import alive
+        from testbed.node.psview import format_rows, ps_rows
 
         return format_rows(ps_rows(self._c.ps_state(), node, time.time(), alive))
 

@@ -39,6 +39,7 @@ from testbed.agents.journal import JournaledStore
 from testbed.agents.podlogs import PodLogs
 from testbed.api import discovery, managedfields, openapi, options, protobuf
 from testbed.api.admission import Api, ApiFailure, from_store
+from testbed.api.allocators import ServiceAllocator
 from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.patch import PatchError, force_option
 from testbed.api.query import BOOKMARK_PERIOD, ListOptions, bookmark, list_options, next_bookmark
@@ -46,7 +47,6 @@ from testbed.api.reads import watch_next, watch_start
 from testbed.api.resources import Resource, Route, parse_path
 from testbed.api.store import Event, Expired, StoreError
 from testbed.api.tables import Form, WatchRenderer, include_object, negotiate, render
-from testbed.controllers.ipam import ServiceAllocator
 from testbed.spec.yamlload import LoadError, load_value
 
 log = logging.getLogger("testbed.apiserver")
@@ -528,8 +528,9 @@ class ApiServer:
                  unix: Path | None = None, api_address: str | None = None,
                  node_ports: tuple[int, int] = (30000, 32767), controllers: bool = True,
                  resync: float = 5.0, history: int = 1000, runtime: Any = None):
-        self.store = JournaledStore(Path(state), history=history)
-        self.api = Api(self.store, ServiceAllocator(service_cidr, node_ports))
+        # many request threads share them: a real condition and a re-entrant lock
+        self.store = JournaledStore(Path(state), history=history, condition=threading.Condition())
+        self.api = Api(self.store, ServiceAllocator(service_cidr, node_ports), lock=threading.RLock())
         self.tcp = TCPServer(listen, self.api)
         self.port = self.tcp.server_address[1]
         self.unix = UnixServer(str(unix), self.api) if unix else None

@@ -51,6 +51,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from testbed.agents.userspace import FILTER_CHAINS as US_FILTER_CHAINS
+from testbed.agents.userspace import INIT_JUMPS, NAT_CHAINS, UserspaceProxier
 from testbed.net.netns import in_host_netns
 from testbed.proxy import iptables, names
 from testbed.proxy.healthcheck import (
@@ -62,8 +64,6 @@ from testbed.proxy.healthcheck import (
 )
 from testbed.proxy.model import LocalDetector, ProxierSettings, mark_for_bit
 from testbed.proxy.proxier import DEFAULT_FULL_SYNC_PERIOD, Proxier, SyncResult
-from testbed.proxy.userspace import FILTER_CHAINS as US_FILTER_CHAINS
-from testbed.proxy.userspace import INIT_JUMPS, NAT_CHAINS, UserspaceProxier
 
 log = logging.getLogger("testbed.kube-proxy")
 
@@ -108,10 +108,12 @@ def make_proxier(opts: Options, netns: int | None = None) -> Proxier | Userspace
 
     settings = settings_for(opts)
     if opts.mode == "nftables":
-        return Proxier(NftBackend(netns), settings, full_sync_period=opts.full_sync_period)
+        return Proxier(NftBackend(netns), settings, full_sync_period=opts.full_sync_period,
+                       new_lock=threading.Lock)   # informers' threads feed the trackers
     if opts.mode == "userspace":
         return UserspaceProxier(IptablesBackend(netns), settings)
-    return Proxier(IptablesBackend(netns), settings, full_sync_period=opts.full_sync_period)
+    return Proxier(IptablesBackend(netns), settings, full_sync_period=opts.full_sync_period,
+                   new_lock=threading.Lock)
 
 
 def cleanup_other_modes(mode: str, netns: int | None = None) -> list[str]:

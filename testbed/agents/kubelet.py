@@ -5,7 +5,7 @@
 
 It registers its Node (labels, podCIDR, addresses, a Ready condition renewed every few
 seconds), watches Pods through the API server, and keeps the Pods bound to its node running.
-What to do about them is decided by api/kubeletplan.py (pure: creation, teardown and its grace
+What to do about them is decided by node/kubeletplan.py (pure: creation, teardown and its grace
 period, restarts per restartPolicy with a growing back-off, probes and liveness failures,
 adoption, when a status is worth writing) and done by agents/kubeletsync.py's `PodSync`
 through the two seams defined here: `NodeRuntime` (sandboxes and containers through the pod
@@ -37,7 +37,6 @@ from testbed.agents.kubeletsync import PodFailed, PodSync
 from testbed.agents.prober import run_probe
 from testbed.api.discovery import VERSION_INFO
 from testbed.api.events import Note, micro_timestamp, reference
-from testbed.api.kubeletplan import ContainerSeen, PodSeen
 from testbed.api.podstatus import exit_code
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.events import EventRecorder
@@ -48,6 +47,7 @@ from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record, netns_of, processes_in
 from testbed.net.netns import write_sysctl
+from testbed.node.kubeletplan import ContainerSeen, PodSeen
 
 log = logging.getLogger("kubelet")
 

@@ -1,4 +1,4 @@
-"""Applies the kubelet's plan (api/kubeletplan.py) through an injected runtime and API.
+"""Applies the kubelet's plan (node/kubeletplan.py) through an injected runtime and API.
 
 `PodSync` keeps the kubelet's local state; each `sync(desired)` observes its pods through the
 `Runtime`, asks `kubeletplan.plan` what to do and does it, action by action, the way the
@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Protocol
 
 from testbed.api.events import Note
-from testbed.api.kubeletplan import (
+from testbed.api.podstatus import pod_status
+from testbed.emu.kubeletstate import SavedPod, read_kubelet_state, write_kubelet_state
+from testbed.node.kubeletplan import (
     Action,
     AdoptPod,
     CleanUpPod,
@@ -48,8 +50,6 @@ from testbed.api.kubeletplan import (
     plan_adoption,
     plan_containers,
 )
-from testbed.api.podstatus import pod_status
-from testbed.emu.kubeletstate import SavedPod, read_kubelet_state, write_kubelet_state
 
 log = logging.getLogger("kubelet")
 

@@ -4,7 +4,7 @@ The kubelet runs in its node's network namespace, so httpGet and tcpSocket probe
 node to the pod's IP, as on a real node (which is why NetworkPolicies must allow the node).
 exec probes run the command inside the pod's namespaces through `testbed-pause enter`.
 When a probe is due and what its results add up to (`ProbeTracker`: initialDelaySeconds,
-periodSeconds, success and failure thresholds) are the kubelet's plan's, api/kubeletplan.py.
+periodSeconds, success and failure thresholds) are the kubelet's plan's, node/kubeletplan.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import http.client
 import socket
 import subprocess
 
-from testbed.api.kubeletplan import ProbeTracker
+from testbed.node.kubeletplan import ProbeTracker
 
 __all__ = ["ProbeTracker", "resolve_port", "run_probe"]
 

@@ -14,10 +14,10 @@ import contextlib
 import copy
 import ipaddress
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
+from testbed.api.allocators import AllocationError, ServiceAllocator
 from testbed.api.failures import ApiFailure
 from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.manifests import TOP_FIELDS, check_object
@@ -28,11 +28,11 @@ from testbed.api.query import ListOptions, list_options
 from testbed.api.reads import get_object, list_objects
 from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.schema import field_names
+from testbed.api.sharing import Lock, Unshared
 from testbed.api.store import Key, Store, StoreError, key_of
 from testbed.api.strategy import prepare_for_create, prepare_for_update
-from testbed.api.validation import Checker, is_cidr
-from testbed.controllers.ipam import AllocationError, ServiceAllocator
 from testbed.spec.source import Problem
+from testbed.spec.validation import Checker, is_cidr
 
 log = logging.getLogger("testbed.apiserver")
 
@@ -91,10 +91,12 @@ class Api(PatchVerbs):
     """The API's semantics without HTTP: admission, then the store. Writes are serialized.
     PATCH, the scale subresource and managedFields are PatchVerbs' (patchverbs.py)."""
 
-    def __init__(self, store: Store, allocator: ServiceAllocator):
+    def __init__(self, store: Store, allocator: ServiceAllocator, lock: Lock | None = None):
+        """`lock`: threading.RLock() when threads share the API (the API server's); it must be
+        re-entrant. Left out, the API is one thread's (testbed.api.sharing)."""
         self.store = store
         self.allocator = allocator
-        self._lock = threading.RLock()
+        self._lock: Lock = lock if lock is not None else Unshared()
         allocator.rebuild(store.list("Service")[0])
 
     # -- reads

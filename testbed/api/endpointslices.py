@@ -11,14 +11,14 @@ from testbed.api.meta import check_metadata
 from testbed.api.pods import PROTOCOLS
 from testbed.api.schema import field_names
 from testbed.api.schema_base import CORE, DISCOVERY
-from testbed.api.validation import (
+from testbed.spec.source import Path_
+from testbed.spec.validation import (
     Checker,
     is_dns1123_label,
     is_dns1123_subdomain,
     is_ipv4,
     is_port_number,
 )
-from testbed.spec.source import Path_
 
 ADDRESS_TYPES = ["IPv4", "IPv6", "FQDN"]
 # What each object may hold: the schema's fields (testbed/api/schema_groups.py).

@@ -14,8 +14,8 @@ from typing import Any
 from testbed.api.meta import check_metadata
 from testbed.api.schema import field_names
 from testbed.api.schema_base import NETWORKING
-from testbed.api.validation import Checker, is_dns1123_label, is_dns1123_subdomain, is_port_name
 from testbed.spec.source import Path_
+from testbed.spec.validation import Checker, is_dns1123_label, is_dns1123_subdomain, is_port_name
 
 PATH_TYPES = ["Exact", "Prefix", "ImplementationSpecific"]
 OLD_VERSIONS = ["extensions/v1beta1", "networking.k8s.io/v1beta1"]

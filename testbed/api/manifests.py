@@ -23,9 +23,9 @@ from testbed.api.recordkinds import check_endpoints, check_event, check_lease
 from testbed.api.schema import field_names, for_kind
 from testbed.api.schema_base import CORE
 from testbed.api.services import check_service
-from testbed.api.validation import Checker
 from testbed.api.workloads import OLD_DEPLOYMENT_VERSIONS, check_deployment, convert_old_deployment
 from testbed.spec.source import Document, Path_, Problem, SpecError, read_documents
+from testbed.spec.validation import Checker
 
 KindChecker = Callable[[Checker, Path_, dict], None]
 
@@ -138,7 +138,7 @@ def validate_object(obj: dict | Document) -> list[Problem]:
 class Loaded:
     """One object of a manifest file, validated and defaulted, and where it is written: its
     document and its path there (() or ("items", i) in a List), so that later checks (against
-    a topology, testbed/scenario/preflight.py) can name file, line and field too."""
+    a topology, testbed/checks.py) can name file, line and field too."""
 
     obj: dict
     doc: Document

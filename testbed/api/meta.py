@@ -3,26 +3,26 @@
 `check_metadata` validates and defaults `metadata` of any object (namespace defaults to
 "default" for namespaced kinds). `selector_matches` / `parse_selector` are shared by the store
 (list with a label selector) and the controllers (Deployments, Services, EndpointSlices);
-selector strings are parsed by testbed.api.labels (upstream's grammar and error messages).
+selector strings are parsed by testbed.spec.labels (upstream's grammar and error messages).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from testbed.api.labels import LabelSelector, parse_labels
 from testbed.api.resources import CLUSTER_SCOPED
 from testbed.api.schema import field_names
 from testbed.api.schema_base import META
-from testbed.api.validation import (
+from testbed.spec.labels import LabelSelector, parse_labels
+from testbed.spec.source import Path_
+from testbed.spec.validation import (
     Checker,
+    check_labels,
     is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
-    is_label_value,
     is_qualified_name,
 )
-from testbed.spec.source import Path_
 
 DEFAULT_NAMESPACE = "default"
 
@@ -49,18 +49,6 @@ METADATA_FIELDS = field_names(META + "ObjectMeta")
 SELECTOR_FIELDS = field_names(META + "LabelSelector")
 REQUIREMENT_FIELDS = field_names(META + "LabelSelectorRequirement")
 SELECTOR_OPERATORS = ["In", "NotIn", "Exists", "DoesNotExist"]
-
-
-def check_labels(ck: Checker, path: Path_, labels: Any) -> dict[str, str]:
-    if labels is None:
-        return {}
-    if not ck.is_type(path, labels, "object"):
-        return {}
-    for key, value in labels.items():
-        ck.names(path, key, is_qualified_name(str(key)))
-        if ck.is_type(path + (key,), value, "string"):
-            ck.names(path + (key,), value, is_label_value(value))
-    return labels
 
 
 def check_metadata(ck: Checker, path: Path_, obj: dict, namespaced: bool = True,

@@ -29,9 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from testbed.api import managedfields, schema, shapes
 from testbed.api.failures import ApiFailure
-
-if TYPE_CHECKING:  # the lock is the caller's; only its type is named here
-    import threading
 from testbed.api.fieldvalidation import FieldValidation
 from testbed.api.patch import (
     APPLY_PATCH,
@@ -43,6 +40,7 @@ from testbed.api.patch import (
     patch_type,
 )
 from testbed.api.resources import Resource, resource_for
+from testbed.api.sharing import Lock
 from testbed.api.store import KEEP, Conflict, Store, StoreError, utc_now
 
 PATCH_RETRIES = 5
@@ -74,7 +72,7 @@ class PatchVerbs:
 
     if TYPE_CHECKING:  # what Api (admission.py) provides
         store: Store
-        _lock: threading.RLock
+        _lock: Lock
 
         def _dry(self, dry_run: bool) -> AbstractContextManager[None]: ...
 

@@ -14,18 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from testbed.api.meta import check_labels, check_metadata
+from testbed.api.meta import check_metadata
 from testbed.api.schema import field_names
 from testbed.api.schema_base import CORE
-from testbed.api.validation import (
+from testbed.spec.source import Path_
+from testbed.spec.validation import (
     Checker,
+    check_labels,
     is_dns1123_label,
     is_dns1123_subdomain,
     is_env_var_name,
     is_ipv4,
     is_port_name,
 )
-from testbed.spec.source import Path_
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
 PROTOCOLS = ["TCP", "UDP", "SCTP"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from testbed.api.failures import ApiFailure
 from testbed.api.fields import FieldSelector, FieldSelectorError, field_values, parse_fields
-from testbed.api.labels import LabelSelector, SelectorError, parse_labels
+from testbed.spec.labels import LabelSelector, SelectorError, parse_labels
 
 EXACT, NOT_OLDER_THAN = "Exact", "NotOlderThan"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"  # the annotation on the initial-events bookmark

@@ -5,17 +5,19 @@ the API server fills them: type ClusterIP, port protocol TCP, targetPort = port,
 sessionAffinity None (ClientIP gets sessionAffinityConfig.clientIP.timeoutSeconds 10800),
 internalTrafficPolicy Cluster, externalTrafficPolicy Cluster for NodePort and LoadBalancer.
 Whether a clusterIP or nodePort is inside the cluster's ranges and free is the allocators'
-business (testbed/controllers/ipam.py), as in Kubernetes.
+business (testbed/api/allocators.py), as in Kubernetes.
 """
 
 from __future__ import annotations
 
-from testbed.api.meta import check_labels, check_metadata
+from testbed.api.meta import check_metadata
 from testbed.api.pods import PROTOCOLS
 from testbed.api.schema import field_names
 from testbed.api.schema_base import CORE
-from testbed.api.validation import (
+from testbed.spec.source import Path_
+from testbed.spec.validation import (
     Checker,
+    check_labels,
     is_cidr,
     is_dns1123_label,
     is_dns1123_subdomain,
@@ -23,7 +25,6 @@ from testbed.api.validation import (
     is_port_name,
     is_port_number,
 )
-from testbed.spec.source import Path_
 
 SERVICE_TYPES = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
 TRAFFIC_POLICIES = ["Cluster", "Local"]

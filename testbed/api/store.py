@@ -20,13 +20,13 @@ as in Kubernetes; clients must treat it as opaque). Semantics follow the API ser
   snapshot, an Exact read), rebuilt from the watch history: Expired when the history no
   longer reaches back that far. `wait_for` blocks until the store reaches a resourceVersion.
 
-Thread-safe: one lock, and a condition that writers notify and watchers wait on. No I/O.
+Thread-safe when given a threading.Condition (the API server passes one): writers notify it
+and watchers wait on it. No I/O.
 """
 
 from __future__ import annotations
 
 import pickle
-import threading
 import time
 import uuid
 from collections import deque
@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from testbed.api.meta import parse_selector, selector_matches
+from testbed.api.meta import object_key, parse_selector, selector_matches
 from testbed.api.resources import CLUSTER_SCOPED
+from testbed.api.sharing import Condition, Unshared
 
 Key = tuple[str, str, str]
 
@@ -97,10 +98,8 @@ KEEP: Any = object()  # update_status: leave metadata.managedFields as stored
 
 
 def key_of(obj: dict) -> Key:
-    meta = obj.get("metadata") or {}
-    kind = obj.get("kind", "")
-    namespace = "" if kind in CLUSTER_SCOPED else meta.get("namespace") or "default"
-    return kind, namespace, meta.get("name", "")
+    """(kind, namespace, name): the kind before testbed.api.meta's object_key."""
+    return (obj.get("kind", ""), *object_key(obj))
 
 
 def _describe(key: Key) -> str:
@@ -114,7 +113,10 @@ def _spec_part(obj: dict) -> dict:
 
 class Store:
     def __init__(self, history: int = 1000, now: Callable[[], str] = utc_now,
-                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())):
+                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+                 condition: Condition | None = None):
+        """`condition`: threading.Condition() when threads share the store (the API server's);
+        left out, the store is one thread's (testbed.api.sharing)."""
         self._objects: dict[Key, dict] = {}
         self._events: deque[Event] = deque()
         self._history = history
@@ -122,8 +124,8 @@ class Store:
         self._rv = 0
         self._now = now
         self._new_uid = new_uid
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed: Condition = condition if condition is not None else Unshared()
+        self._lock = self._changed   # a condition is its own lock
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Upstream answers some valid writes with `Warning:` headers (pkg/api/pod/warnings
 GetWarningsForPod and ...ForPodTemplate) instead of refusing them. `pod_warnings` gives the
 ones the testbed reproduces, as (path within the object, message) in upstream's words
 (upstream's header is `field_name(path) + ": " + message`); the checks made before anything
-is built (testbed.scenario.preflight) print them with file and line.
+is built (testbed.checks) print them with file and line.
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ defaults from pods.py. The selector must select the template's labels, as in Kub
 
 from __future__ import annotations
 
-from testbed.api.meta import check_label_selector, check_labels, check_metadata, selector_matches
+from testbed.api.meta import check_label_selector, check_metadata, selector_matches
 from testbed.api.pods import POD_SPEC_FIELDS, check_pod_spec
 from testbed.api.schema import field_names
 from testbed.api.schema_base import APPS, CORE, META
-from testbed.api.validation import Checker
 from testbed.spec.source import Path_
+from testbed.spec.validation import Checker, check_labels
 
 # What each object may hold: the schema's fields (testbed/api/schema_groups.py); a template's
 # metadata is an ObjectMeta, as upstream's.

@@ -219,8 +219,8 @@ class Cluster:
                     container: str | None = None) -> tuple[list[str], dict[str, str]]:
         """(argv, env) that run `argv` in a container of `pod` (its first by default) as that
         container's own processes run: namespaces, pod files, environment, working directory."""
-        from testbed.emu.images import container_path
         from testbed.emu.pausebin import container_process, pause_binary
+        from testbed.node.images import container_path
 
         box = self.cp.sandboxes().get(pod.uid)
         manifest = box.manifest if box else {}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 
 from testbed.emu.kubeletstate import kubelet_nodes, kubelet_ps_state
-from testbed.emu.psview import format_rows, ps_rows
 from testbed.emu.record import alive, records
+from testbed.node.psview import format_rows, ps_rows
 from testbed.spec.source import SpecError
 
 
@@ -35,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cli(args: argparse.Namespace) -> int:
+    from testbed.checks import check_manifests, report_warnings
     from testbed.emu.cluster import Cluster
     from testbed.emu.errors import require_root
-    from testbed.scenario.preflight import check_manifests, report_warnings
     from testbed.spec.topology import load_topology
 
     if args.topology is None or _names_a_cluster(args.topology):
@@ -48,8 +49,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
         topo = load_topology(args.topology)
     except SpecError as err:
         problems += err.problems
-    # The checks `testbed run` makes, against this topology (testbed.scenario.preflight).
-    checked = check_manifests(args.filename, topo)
+    # The checks `testbed run` makes, against this topology (testbed.checks).
+    checked = check_manifests(args.filename, topo, which=shutil.which)
     if problems or checked.problems:
         raise SpecError(problems + checked.problems)
     report_warnings(checked.warnings, sys.stderr)
@@ -92,7 +93,7 @@ def cmd_cli(args: argparse.Namespace) -> int:
 
 def _names_a_cluster(word: str) -> bool:
     """A running cluster's name (a DNS label, and no file by that name), not a topology file."""
-    from testbed.api.validation import is_dns1123_label
+    from testbed.spec.validation import is_dns1123_label
 
     return not os.path.exists(word) and not is_dns1123_label(word)
 
@@ -101,20 +102,20 @@ def _attached_cli(args: argparse.Namespace) -> int:
     """`testbed cli NAME`: the CLI in a cluster that `testbed up` runs; it stays up after."""
     from mininet.log import setLogLevel
 
+    from testbed.checks import check_manifests, report_warnings
     from testbed.emu.access import NoCluster, find
     from testbed.emu.attach import AttachError, attach
     from testbed.emu.errors import SETUP_ERRORS, require_root
     from testbed.emu.mncli import ClusterCLI
-    from testbed.scenario.preflight import check_manifests, report_warnings
 
-    check_manifests(args.filename).raise_if_problems()   # exit 2 before looking for a cluster
+    check_manifests(args.filename, which=shutil.which).raise_if_problems()   # exit 2 before looking for a cluster
     try:
         found = find(args.topology, hint="give its name: testbed cli NAME")
     except NoCluster as err:
         print(f"testbed cli: {err}", file=sys.stderr)
         return 1
     # Against the topology the cluster was built from, as `testbed run` checks its manifests.
-    checked = check_manifests(args.filename, found.topology)
+    checked = check_manifests(args.filename, found.topology, which=shutil.which)
     checked.raise_if_problems()
     report_warnings(checked.warnings, sys.stderr)
     objects = checked.objects

@@ -156,8 +156,8 @@ def sandboxes(run_dir: Path, nodes: Iterable[str]) -> dict[str, SavedPod]:
 
 
 def kubelet_ps_state(cluster: str, run_dir: Path, nodes: Iterable[str]) -> dict:
-    """What `testbed ps` lists (emu/psview.py), from the kubelets' saved pods."""
-    from testbed.emu.images import ImageError, container_argv, container_env
+    """What `testbed ps` lists (node/psview.py), from the kubelets' saved pods."""
+    from testbed.node.images import ImageError, container_argv, container_env
 
     pods = []
     for uid, pod in sandboxes(run_dir, nodes).items():

@@ -19,9 +19,9 @@ import time
 from mininet.cli import CLI
 
 from testbed.emu.cluster import Cluster
-from testbed.emu.psview import format_rows, ps_rows
+from testbed.emu.probes import probe_icmp
 from testbed.emu.record import alive
-from testbed.scenario.probes import probe_icmp
+from testbed.node.psview import format_rows, ps_rows
 
 _NAME = re.compile(r"^(?P<scheme>[a-z]+://)?(?P<name>[a-z0-9][-a-z0-9./]*?)(?P<rest>(:[0-9]+)?(/.*)?)$")
 
@@ -72,7 +72,7 @@ class ClusterCLI(CLI):
             return False
 
     def _kubectl(self, verb: str, line: str) -> None:
-        from testbed.kubectl.command import run_kubectl
+        from testbed.kubectl.verbs import run_kubectl
 
         if self.cluster.cp is None:
             print("*** this cluster runs without a control plane")

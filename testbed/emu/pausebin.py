@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from testbed.emu.images import container_env, image_path
+from testbed.node.images import container_env, image_path
 
 SOURCE = Path(__file__).with_name("pause.c")
 CACHE = Path(os.environ.get("TESTBED_CACHE", "/var/cache/testbed"))

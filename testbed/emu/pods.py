@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from testbed.emu.images import (
-    ImageError,
-    container_path,
-    resolve_command,
-)
 from testbed.emu.kubeletstate import SavedAttachment, SavedContainer, SavedPod
 from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, alive, container_log, end_processes, pod_directory
+from testbed.node.images import (
+    ImageError,
+    container_path,
+    resolve_command,
+)
 
 
 class PodError(RuntimeError):
@@ -218,7 +218,7 @@ class PodRuntime:
         spec = pod.manifest["spec"]
         for index, c in enumerate(spec.get("containers", [])):
             try:
-                argv = resolve_command(c, self.path)
+                argv = resolve_command(c, self.path, shutil.which)
             except ImageError as err:
                 raise PodError(f"pod {pod.key}: spec.containers[{index}] ({c['name']}): {err}") from None
             log = container_log(pod.directory, c["name"])   # in the container's own directory

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> tuple[object, str]:
-    from testbed.api.validation import is_dns1123_label
-    from testbed.scenario.preflight import check_manifests, report_warnings
+    from testbed.checks import check_manifests, report_warnings
     from testbed.spec.topology import load_topology
+    from testbed.spec.validation import is_dns1123_label
 
     problems: list[Problem] = []
     topo = None
@@ -67,8 +68,8 @@ def _validate(args: argparse.Namespace) -> tuple[object, str]:
         topo = load_topology(args.topology)
     except SpecError as err:
         problems += err.problems
-    # The checks `testbed run` makes, against this topology (testbed.scenario.preflight).
-    checked = check_manifests(args.filename, topo)
+    # The checks `testbed run` makes, against this topology (testbed.checks).
+    checked = check_manifests(args.filename, topo, which=shutil.which)
     problems += checked.problems
     name = args.name or (topo.name if topo is not None else "")
     if args.name is not None:

@@ -17,7 +17,6 @@ from typing import Any
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
 from testbed.api.meta import object_key
-from testbed.api.validation import Checker, is_cidr, is_ip, is_port_number
 from testbed.proxy.model import (
     DEFAULT_AFFINITY_TIMEOUT,
     Endpoint,
@@ -25,6 +24,7 @@ from testbed.proxy.model import (
     ServicePortName,
     in_family,
 )
+from testbed.spec.validation import Checker, is_cidr, is_ip, is_port_number
 
 Path = tuple[str | int, ...]
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -72,7 +72,7 @@ def parse_cidr(text: Any) -> str | None:
 
 
 class IssueChecker(Checker):
-    """The API server's field reader (testbed.api.validation.Checker), worded as it words
+    """The API server's field reader (testbed.spec.validation.Checker), worded as it words
     faults, collecting `Issue`s (bare paths) for callers without a document: a running
     kube-proxy skips what is wrong, a case file turns them into file:line problems."""
 

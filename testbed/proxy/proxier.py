@@ -29,12 +29,12 @@ system; the clock is injected.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from testbed.api.sharing import Lock, Unshared
 from testbed.proxy import iptables, nftables
 from testbed.proxy.model import LARGE_CLUSTER_ENDPOINTS, ProxierSettings, ServicePortName
 from testbed.proxy.tracker import ConntrackFlush, Key, ProxyTracker
@@ -81,13 +81,14 @@ class Proxier(ProxyTracker):
 
     def __init__(self, backend: Backend, settings: ProxierSettings,
                  full_sync_period: float = DEFAULT_FULL_SYNC_PERIOD,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(settings)
+                 clock: Callable[[], float] = time.monotonic,
+                 new_lock: Callable[[], Lock] = Unshared) -> None:
+        super().__init__(settings, new_lock)
         self.backend = backend
         self.mode = backend.mode
         self.full_sync_period = full_sync_period
         self.clock = clock
-        self._sync_lock = threading.Lock()
+        self._sync_lock = new_lock()
         self._needs_full = True
         self._last_full: float | None = None
         self._applied: iptables.Applied | None = None  # what our last apply left (iptables)

@@ -10,12 +10,13 @@ conntrack entries a change leaves stale (`stale_udp`). Every proxier (`proxier.P
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
+from testbed.api.meta import namespace_of, object_key
+from testbed.api.sharing import Lock, Unshared
 from testbed.proxy.model import (
     IPV4,
     Endpoint,
@@ -33,8 +34,7 @@ PerPort = Mapping[ServicePortName, Sequence[Endpoint]]
 def _key(obj: Mapping[str, Any] | None) -> Key | None:
     if not obj:
         return None
-    meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+    return object_key(obj)
 
 
 # ---------------------------------------------------------------- change trackers
@@ -43,7 +43,7 @@ def _key(obj: Mapping[str, Any] | None) -> Key | None:
 class _Tracker:
     """Informer handlers that only record (`update`), and the count of what is recorded."""
 
-    _lock: threading.Lock
+    _lock: Lock
     _items: dict
 
     def update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
@@ -70,10 +70,10 @@ class ServiceChangeTracker(_Tracker):
     first unsynced change and as they are now; a change that ends where it started is dropped.
     """
 
-    def __init__(self, family: str = IPV4) -> None:
+    def __init__(self, family: str = IPV4, lock: Lock | None = None) -> None:
         self.family = family
         self.issues: list[Issue] = []  # problems in the last objects read (skipped, not fatal)
-        self._lock = threading.Lock()
+        self._lock: Lock = lock if lock is not None else Unshared()
         self._items: dict[Key, tuple[tuple[ServicePort, ...], tuple[ServicePort, ...]]] = {}
         self._current: dict[Key, tuple[ServicePort, ...]] = {}
 
@@ -122,10 +122,10 @@ class EndpointsChangeTracker(_Tracker):
     EndpointSliceCache pending map).
     """
 
-    def __init__(self, family: str = IPV4) -> None:
+    def __init__(self, family: str = IPV4, lock: Lock | None = None) -> None:
         self.family = family
         self.issues: list[Issue] = []
-        self._lock = threading.Lock()
+        self._lock: Lock = lock if lock is not None else Unshared()
         self._items: dict[Key, tuple[Key, PerPort] | None] = {}
 
     def _read(self, obj: Mapping[str, Any]) -> tuple[Key, PerPort] | None:
@@ -136,7 +136,7 @@ class EndpointsChangeTracker(_Tracker):
         issues: list[Issue] = []
         per_port = slice_endpoints(obj, (), self.family, issues)
         self.issues = issues
-        return (str(meta.get("namespace") or "default"), str(service)), per_port
+        return (namespace_of(obj), str(service)), per_port
 
     def update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
         key = _key(new) or _key(old)
@@ -175,10 +175,13 @@ class Changes:
 class ProxyTracker:
     """The service and endpoint maps, fed by the two change trackers (shared by every mode)."""
 
-    def __init__(self, settings: ProxierSettings) -> None:
+    def __init__(self, settings: ProxierSettings, new_lock: Callable[[], Lock] = Unshared) -> None:
+        """`new_lock`: threading.Lock when informers' threads feed the trackers (the
+        kube-proxy agent's); left out, one thread does everything (testbed.api.sharing)."""
         self.settings = settings
-        self.service_changes = ServiceChangeTracker(settings.ip_family)
-        self.endpoint_changes = EndpointsChangeTracker(settings.ip_family)
+        self.new_lock = new_lock
+        self.service_changes = ServiceChangeTracker(settings.ip_family, new_lock())
+        self.endpoint_changes = EndpointsChangeTracker(settings.ip_family, new_lock())
         self.services: dict[Key, tuple[ServicePort, ...]] = {}
         self.endpoints: dict[ServicePortName, tuple[Endpoint, ...]] = {}
         self._slices: dict[Key, tuple[Key, PerPort]] = {}  # slice key -> (service, endpoints)

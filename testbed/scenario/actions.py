@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from testbed.api.meta import DEFAULT_NAMESPACE
-from testbed.api.validation import (
+from testbed.spec.source import Path_
+from testbed.spec.validation import (
     Checker,
     is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
 )
-from testbed.spec.source import Path_
 
 AGENTS = ("apiserver", "kubelet", "kube-proxy")
 WAITS = ("ready", "endpoints", "loadBalancer")

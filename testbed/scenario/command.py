@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from testbed.checks import report_warnings
 from testbed.emu.errors import SETUP_ERRORS, require_root
 from testbed.scenario import report
-from testbed.scenario.preflight import report_warnings
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
 

@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from testbed.scenario.runner import StepResult
+from testbed.scenario.results import StepResult
 
 
 def table(results: Sequence[StepResult]) -> str:

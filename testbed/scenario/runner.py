@@ -7,6 +7,7 @@ SIGTERM tear the cluster down before the command exits.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -17,20 +18,11 @@ from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.shield import interrupted_once
 from testbed.scenario.preflight import check_scenario
+from testbed.scenario.results import StepResult
 from testbed.scenario.spec import Scenario, Step
 from testbed.scenario.steps import Outcome, execute
 from testbed.spec.source import Problem
 from testbed.spec.topology import Topology
-
-
-@dataclass
-class StepResult:
-    step: Step
-    passed: bool
-    expectation: str
-    observed: str
-    seconds: float
-    details: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -45,7 +37,7 @@ class Prepared:
 def prepare(path: str) -> Prepared:
     """Load and check the scenario and everything it names (testbed.scenario.preflight's
     check_scenario); SpecError lists every problem. Warnings come back to be printed."""
-    checked = check_scenario(path)
+    checked = check_scenario(path, which=shutil.which)
     checked.raise_if_problems()
     assert checked.scenario is not None and checked.topology is not None
     return Prepared(checked.scenario, checked.topology, checked.objects, checked.step_objects,

@@ -23,10 +23,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from testbed.api.meta import DEFAULT_NAMESPACE
-from testbed.api.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
 from testbed.scenario.actions import ACTION_KEYS, describe, namespace_field, parse_action
 from testbed.spec.source import Document, Path_, SpecError, read_one
 from testbed.spec.topology import ADDONS
+from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")

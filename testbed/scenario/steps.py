@@ -12,11 +12,22 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
 
+from testbed.api.meta import object_key
 from testbed.emu import faults
 from testbed.emu.inspect import InspectError
+from testbed.emu.probes import (
+    Observation,
+    SocketWatch,
+    probe_dns,
+    probe_http,
+    probe_icmp,
+    probe_tcp,
+    probe_udp,
+)
 from testbed.scenario.actions import Apply, Delete, Fault, NetFault, PodRef, Scale, Wait, describe
-from testbed.scenario.probes import Observation, run_probe
 from testbed.scenario.spec import Expect, Probe, Sleep, Step
 
 
@@ -210,7 +221,7 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         cluster.wait_ready(objects, timeout=90)
         return Outcome(True, describe(action), f"applied {len(objects)} objects; their pods are ready")
     if isinstance(action, Delete):
-        targets = [(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects or []]
+        targets = [(o["kind"], *object_key(o)) for o in objects or []]
         if not targets:
             targets = [(action.kind, action.namespace, action.name)]
         gone = [f"{k} {ns}/{n}" for k, ns, n in targets if cluster.client.delete(k, ns, n) is not None]
@@ -264,8 +275,8 @@ def net_fault(cluster, action: NetFault) -> Outcome:
         elif action.kind == "shape":
             text = faults.shape(cluster, action.target, action.rate, action.delay, action.loss)
         elif action.what == "ps":
-            from testbed.emu.psview import format_rows, ps_rows
             from testbed.emu.record import alive
+            from testbed.node.psview import format_rows, ps_rows
 
             rows = ps_rows(cluster.ps_state(), action.target, time.time(), alive)
             text = format_rows(rows)
@@ -276,3 +287,21 @@ def net_fault(cluster, action: NetFault) -> Outcome:
     details = {"output": text} if action.kind == "inspect" else {}
     observed = text if action.kind != "inspect" else f"{len(text.splitlines())} lines (in the JSON report)"
     return Outcome(True, expectation, observed, details)
+
+
+def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namespaces: dict[str, int],
+              pod_files: Path | None = None, addresses: dict[str, set[str]] | None = None) -> Observation:
+    """One attempt of `probe` from `source_pid` to `address`."""
+    t = probe.target
+    if probe.kind == "dns":
+        return probe_dns(source_pid, t.host, probe.record, probe.timeout, pod_files)
+    if probe.kind == "icmp":
+        return probe_icmp(source_pid, address, probe.timeout)
+    if probe.kind == "udp":
+        return probe_udp(source_pid, address, t.port, probe.payload, probe.timeout)
+    watch = SocketWatch(namespaces, addresses)
+    if probe.kind == "tcp":
+        return probe_tcp(source_pid, address, t.port, probe.timeout, watch)
+    name = t.host or str(address)
+    host = name if t.port == 80 else f"{name}:{t.port}"
+    return probe_http(source_pid, address, t.port, t.path, host, dict(probe.headers), probe.timeout, watch)

@@ -6,7 +6,7 @@ As netlab's `validate` and kind's config check, for CI jobs and editors: FILE is
   topology, its manifests and the manifests of later `apply` steps, by `prepare`, the very
   function `testbed run` calls before it builds anything;
 * Kubernetes manifests (documents with `apiVersion` or `kind`): checked by
-  testbed.scenario.preflight's `check_manifests`, as `testbed apply -f` does;
+  testbed.checks' `check_manifests`, as `testbed apply -f` does;
 * otherwise a topology: checked by `load_topology`, with the `-f` manifests by
   `check_manifests` against it, as `testbed up` and `testbed cli TOPOLOGY -f ...` do.
 
@@ -19,6 +19,7 @@ warnings, as a run prints them, on standard error either way.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from typing import Any, TextIO
 
@@ -70,13 +71,13 @@ def _topology_summary(topo: Any) -> str:
 def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str:
     """The one-line summary of a valid FILE (and -f manifests); SpecError with every problem.
     Warnings (what upstream accepts but likely is not meant) go to `warn` either way."""
-    from testbed.scenario.preflight import check_manifests, report_warnings
+    from testbed.checks import check_manifests, report_warnings
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
 
     def manifest_checks(paths: list[str], topo: Any = None) -> int:
-        checked = check_manifests(paths, topo)
+        checked = check_manifests(paths, topo, which=shutil.which)
         problems.extend(checked.problems)
         warnings.extend(checked.warnings)
         return len(checked.objects)

@@ -1,5 +1,5 @@
 """Pure: interface names that fit the kernel's limit (topology names are checked as the API
-server checks names, through testbed.api.validation)."""
+server checks names, through testbed.spec.validation)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A topology names the cluster, its master and workers, the node network (each nod
 subnet to the gateway router, or one shared LAN), the cluster CIDR split into one pod CIDR per
 worker, the service CIDR, and the external clients behind the gateway. `load_topology(path)`
 reads, defaults and validates; it raises SpecError with every problem at once, so nothing is
-built from a bad file. Fields are read with the API server's Checker (testbed/api/validation.py),
+built from a bad file. Fields are read with the API server's Checker (testbed/spec/validation.py),
 so a fault is worded as it would be in a Kubernetes object (`Invalid value: ...`, `unknown
 field "x"`), and node labels follow the rules of the Node objects they become.
 """
@@ -18,9 +18,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from testbed.api.meta import check_labels
-from testbed.api.validation import Checker, is_cidr, is_dns1123_label, is_ipv4
 from testbed.spec.source import Document, Path_, SpecError, field_name, read_one
+from testbed.spec.validation import Checker, check_labels, is_cidr, is_dns1123_label, is_ipv4
 
 PROXY_MODES = ("iptables", "nftables", "userspace")
 NETWORK_MODES = ("routed", "shared")

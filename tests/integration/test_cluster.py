@@ -10,9 +10,9 @@ from ipaddress import IPv4Address
 import pytest
 
 from testbed.emu.pods import PodError
+from testbed.emu.probes import SocketWatch, probe_http, probe_icmp, probe_tcp, probe_udp
 from testbed.emu.record import netns_of, processes_in
 from testbed.net.run import run
-from testbed.scenario.probes import SocketWatch, probe_http, probe_icmp, probe_tcp, probe_udp
 
 
 def _namespaces(cluster):

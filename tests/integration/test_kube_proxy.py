@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from testbed.emu.inspect import conntrack_table, nat_table
+from testbed.emu.probes import SocketWatch, probe_http, probe_udp, tcp_sockets
 from testbed.net.netns import socket_in
-from testbed.scenario.probes import SocketWatch, probe_http, probe_udp, tcp_sockets
 
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ["iptables", "nftables", "userspace"]

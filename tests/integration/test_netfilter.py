@@ -223,8 +223,8 @@ def test_udp_endpoint_removal_flushes_conntrack_so_next_datagram_moves(netns):
 
 
 def test_jump_rules_are_read_back_exactly_so_never_duplicated(netns):
+    from testbed.agents.userspace import INIT_JUMPS
     from testbed.proxy.iptables import JUMP_RULES
-    from testbed.proxy.userspace import INIT_JUMPS
 
     backend = IptablesBackend(netns)
     for _ in range(2):

@@ -13,10 +13,10 @@ import threading
 
 import pytest
 
+from testbed.agents.userspace import UserspaceProxier
 from testbed.net.netfilter import IptablesBackend
 from testbed.net.netns import socket_in
 from testbed.proxy.model import ProxierSettings
-from testbed.proxy.userspace import UserspaceProxier
 from tests.integration.test_netfilter import NODE_IP, ask, netns, serve  # noqa: F401
 
 ENDPOINTS = ("127.0.0.2", "127.0.0.3")

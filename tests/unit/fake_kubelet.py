@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from testbed.agents.kubeletsync import PodFailed
 from testbed.api.events import Note
-from testbed.api.kubeletplan import ContainerSeen, PodSeen
 from testbed.emu.kubeletstate import SavedAttachment, SavedContainer, SavedPod
+from testbed.node.kubeletplan import ContainerSeen, PodSeen
 
 
 @dataclass

@@ -226,7 +226,7 @@ def test_exact_reads_and_freshness() -> None:
 
 
 def test_not_older_than_waits_for_the_store() -> None:
-    store = Store()
+    store = Store(condition=threading.Condition())   # a writer's thread shares it
     store.create(pod("a"))
     wanted = str(int(store.resource_version) + 1)
     threading.Timer(0.2, lambda: store.create(pod("late"))).start()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from testbed.api.fields import FieldSelectorError, field_values, parse_fields
-from testbed.api.labels import SelectorError, parse_labels
 from testbed.api.meta import parse_selector, selector_matches
+from testbed.spec.labels import SelectorError, parse_labels
 
 # -- labels ----------------------------------------------------------------------------------------
 

@@ -11,9 +11,10 @@ import pytest
 from testbed.api.store import AlreadyExists, Conflict, Expired, NotFound, Store
 
 
-def make_store(history: int = 1000) -> Store:
+def make_store(history: int = 1000, condition=None) -> Store:
     uids = (f"uid-{i}" for i in itertools.count(1))
-    return Store(history=history, now=lambda: "2024-01-01T00:00:00Z", new_uid=lambda: next(uids))
+    return Store(history=history, now=lambda: "2024-01-01T00:00:00Z", new_uid=lambda: next(uids),
+                 condition=condition)
 
 
 def pod(name: str, ns: str = "default", labels: dict | None = None, image: str = "nginx") -> dict:
@@ -145,7 +146,7 @@ def test_watch_waits_for_a_writer_and_times_out() -> None:
 
 
 def test_generate_name_and_concurrent_creates() -> None:
-    store = make_store()
+    store = make_store(condition=threading.Condition())   # shared by threads, as the server's
     made = store.create({"apiVersion": "v1", "kind": "Pod",
                          "metadata": {"generateName": "web-"}, "spec": {}})
     assert made["metadata"]["name"].startswith("web-")
@@ -162,3 +163,17 @@ def test_generate_name_and_concurrent_creates() -> None:
     assert store.resource_version == "201"
     versions = [e.resource_version for e in store.watch(since="1").events]
     assert versions == list(range(2, 202))
+
+
+def test_a_store_threads_share_wakes_a_watcher_at_once_and_an_unshared_one_times_out() -> None:
+    shared = make_store(condition=threading.Condition())
+    timer = threading.Timer(0.1, lambda: shared.create(pod("late")))
+    timer.start()
+    start = time.monotonic()
+    assert shared.wait_for(1, timeout=10)           # notified by the writer's thread
+    assert time.monotonic() - start < 5
+    timer.join()
+    alone = make_store()
+    start = time.monotonic()
+    assert not alone.wait_for(1, timeout=0.2)       # no one else can write: the wait times out
+    assert time.monotonic() - start >= 0.2

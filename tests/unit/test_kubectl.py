@@ -17,9 +17,10 @@ import pytest
 from testbed.agents.apiserver import ApiServer
 from testbed.apiclient import Client
 from testbed.emu.access import NoCluster, running
+from testbed.emu.kubectl_command import find_api
 from testbed.emu.record import start_time
-from testbed.kubectl.command import find_api, run_kubectl
 from testbed.kubectl.format import format_table, human_duration
+from testbed.kubectl.verbs import run_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -16,9 +16,9 @@ import pytest
 
 from testbed.agents.kubelet import observe_pod
 from testbed.agents.prober import ProbeTracker, resolve_port, run_probe
-from testbed.api.kubeletplan import ContainerEnded, LocalPod, plan_containers, same_status
 from testbed.api.podstatus import UNKNOWN_EXIT
 from testbed.emu.pods import Container, Pod
+from testbed.node.kubeletplan import ContainerEnded, LocalPod, plan_containers, same_status
 
 # -- ProbeTracker -------------------------------------------------------------------------------
 

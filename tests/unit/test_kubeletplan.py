@@ -1,17 +1,15 @@
-"""The kubelet's plan (api/kubeletplan.py), pure: which pods are created and stopped and with
+"""The kubelet's plan (node/kubeletplan.py), pure: which pods are created and stopped and with
 what grace, restarts per policy and back-off, BackOff events, probes and liveness failures,
 adoption, status reports. Each decision has a test that fails when its condition is flipped."""
 
 from __future__ import annotations
 
-import ast
 import copy
-from pathlib import Path
 
 import pytest
 
-import testbed
-from testbed.api.kubeletplan import (
+from testbed.api.podstatus import UNKNOWN_EXIT, pod_status
+from testbed.node.kubeletplan import (
     MAX_GRACE,
     MIN_GRACE,
     AdoptPod,
@@ -42,7 +40,6 @@ from testbed.api.kubeletplan import (
     should_create,
     teardown_grace,
 )
-from testbed.api.podstatus import UNKNOWN_EXIT, pod_status
 
 NOW = 1000.0
 
@@ -364,49 +361,3 @@ def test_a_restarted_track_starts_over_but_keeps_back_off_and_last_exit():
     new = ContainerTrack.fresh(spec, old)
     assert new.readiness.result is None and new.finished_at is None and not new.liveness_killed
     assert (new.backoff, new.backoff_until, new.last_exit) == (4.0, NOW, 1)
-
-
-# -- purity ------------------------------------------------------------------------------------
-
-FORBIDDEN = {"subprocess", "socket", "threading", "pyroute2", "mininet", "select", "selectors",
-             "asyncio", "http", "urllib", "concurrent", "multiprocessing", "signal"}
-
-
-def _module_level(tree: ast.AST):
-    """The nodes run when a module is imported: everything but function bodies (a function's
-    own imports happen when it is called)."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            continue
-        yield node
-        yield from _module_level(node)
-
-
-def _imports(module: str, seen: set[Path]) -> set[str]:
-    """Top-level names of every module `module` imports when it is imported, following
-    testbed's own modules (and their packages' __init__) transitively."""
-    root = Path(testbed.__file__).parent.parent
-    out: set[str] = set()
-    parts = module.split(".")
-    files = [root.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts))]
-    path = root.joinpath(*parts).with_suffix(".py")
-    files.append(path if path.exists() else root.joinpath(*parts, "__init__.py"))
-    for file in files:
-        if file in seen:
-            continue
-        seen.add(file)
-        for node in _module_level(ast.parse(file.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level \
-                else []
-            for name in names:
-                if name.startswith("testbed"):
-                    out |= _imports(name, seen)
-                else:
-                    out.add(name.split(".")[0])
-    return out
-
-
-@pytest.mark.parametrize("module", ["testbed.api.kubeletplan", "testbed.emu.kubeletstate"])
-def test_pure_modules_import_nothing_that_acts(module):
-    assert _imports(module, set()) & FORBIDDEN == set()

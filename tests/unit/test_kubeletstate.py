@@ -16,7 +16,7 @@ from testbed.emu.kubeletstate import (
     sandboxes,
     write_kubelet_state,
 )
-from testbed.emu.psview import ps_rows
+from testbed.node.psview import ps_rows
 
 MANIFEST = {"metadata": {"namespace": "default", "name": "web", "uid": "u-1"},
             "spec": {"containers": [{"name": "c", "image": "agnhost", "args": ["netexec"],

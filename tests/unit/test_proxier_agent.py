@@ -63,7 +63,8 @@ def agent(tmp_path):
     FakeInformer.hold = threading.Event()
     fake = FakeIptables()
     opts = Options(**{**OPTS.__dict__, "state_dir": str(tmp_path), "min_sync_period": 0.05})
-    proxy = KubeProxy(Proxier(fake, settings_for(opts)), object(), FakeInformer, opts)
+    proxy = KubeProxy(Proxier(fake, settings_for(opts), new_lock=threading.Lock), object(),
+                      FakeInformer, opts)
     stop = threading.Event()
     thread = threading.Thread(target=proxy.run, args=(stop,), daemon=True)
     thread.start()

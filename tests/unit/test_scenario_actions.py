@@ -146,7 +146,7 @@ def test_service_addresses_are_checked_against_the_topology_before_anything_is_b
     (tmp_path / "s.yaml").write_text("topology: topo.yaml\nmanifests: [svc.yaml]\n")
     with pytest.raises(SpecError) as info:
         prepare(str(tmp_path / "s.yaml"))
-    # The API server's allocators' own words (testbed/controllers/ipam.py), at the file's lines.
+    # The API server's allocators' own words (testbed/api/allocators.py), at the file's lines.
     assert [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems] == [
         'svc.yaml:4: spec.clusterIPs: Invalid value: ["10.3.241.152"]: failed to allocate IP '
         "10.3.241.152: the provided IP (10.3.241.152) is not in the valid range. The range of "

@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from testbed.scenario.report import as_json, junit, table
-from testbed.scenario.runner import StepResult
+from testbed.scenario.results import StepResult
 from testbed.scenario.spec import Expect, Probe, Sleep, Step, Target
 
 

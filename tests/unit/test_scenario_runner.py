@@ -6,12 +6,14 @@ Nothing here builds a cluster: Runner is never constructed.
 
 from __future__ import annotations
 
+import shutil
 from ipaddress import IPv4Address
 
 import pytest
 
-from testbed.scenario.preflight import check_manifests, check_names
-from testbed.scenario.probes import Observation
+from testbed.checks import check_manifests
+from testbed.emu.probes import Observation
+from testbed.scenario.preflight import check_names
 from testbed.scenario.runner import Prepared, prepare
 from testbed.scenario.spec import Expect, Probe, Scenario, Sleep, Step, Target
 from testbed.scenario.steps import evaluate
@@ -140,7 +142,7 @@ def test_commands_that_run_pass(write):
     objects = [pod("a"), pod("b", args=["netexec"]), pod("c", image="busybox", command=["sh", "-c", "true"]),
                pod("d", image="registry.k8s.io/pause:3.9")]
     path = write("m.yaml", "\n---\n".join(json.dumps(manifest(o)) for o in objects))
-    checked = check_manifests([path])
+    checked = check_manifests([path], which=shutil.which)
     assert (checked.problems, checked.warnings) == ([], [])
 
 
@@ -161,7 +163,7 @@ def test_commands_that_cannot_run_are_reported(write, tmp_path):
             image: busybox
             command: [no-such-program-xyz]
     """)
-    problems = check_manifests([path]).problems
+    problems = check_manifests([path], which=shutil.which).problems
     assert [(p.file, p.line, p.field) for p in problems] == [
         (str(path), 5, "spec.containers[0].command"),
         (str(path), 14, "spec.containers[0].command"),

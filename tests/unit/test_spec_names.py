@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.api.validation import is_dns1123_label, is_dns1123_subdomain
 from testbed.spec.names import IFNAMSIZ, ifname
+from testbed.spec.validation import is_dns1123_label, is_dns1123_subdomain
 
-# Names in topology files are checked with the API server's rules (testbed/api/validation.py,
+# Names in topology files are checked with the API server's rules (testbed/spec/validation.py,
 # through the Checker); these pin the rules themselves.
 
 

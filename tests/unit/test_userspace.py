@@ -7,10 +7,7 @@ import threading
 
 import pytest
 
-from testbed.proxy import restore
-from testbed.proxy.fakes import FakeIptables
-from testbed.proxy.model import ProxierSettings, ServicePort, ServicePortName
-from testbed.proxy.userspace import (
+from testbed.agents.userspace import (
     INIT_JUMPS,
     LoadBalancerRR,
     TcpRelay,
@@ -19,6 +16,9 @@ from testbed.proxy.userspace import (
     portal_rules,
     render_portals,
 )
+from testbed.proxy import restore
+from testbed.proxy.fakes import FakeIptables
+from testbed.proxy.model import ProxierSettings, ServicePort, ServicePortName
 
 WEB = ServicePortName("default", "web", "http", "TCP")
 

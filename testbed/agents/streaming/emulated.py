@@ -26,10 +26,10 @@ from pathlib import Path
 
 from testbed.agents.streaming.protocol import Stdio
 from testbed.agents.streaming.runtime import LocalProcess, StreamingError, spawn
-from testbed.emu.images import container_path
 from testbed.emu.kubeletstate import SavedContainer, read_kubelet_state
 from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.record import alive, container_log, pod_directory
+from testbed.node.images import container_path
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,15 @@
-"""testbed.emu.images: $(VAR) expansion, image names, entrypoints, commands along a PATH."""
+"""testbed.node.images: $(VAR) expansion, image names, entrypoints, commands along a PATH."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from testbed.emu.images import (
+from testbed.node.images import (
     ENTRYPOINTS,
     ImageError,
     container_argv,
@@ -125,18 +126,18 @@ def bin_dir(tmp_path: Path) -> Path:
 
 def test_resolve_command_along_path(bin_dir: Path):
     container = {"image": "x", "command": ["mytool", "--name=$(N)"], "env": [{"name": "N", "value": "v"}]}
-    assert resolve_command(container, str(bin_dir)) == ["mytool", "--name=v"]
+    assert resolve_command(container, str(bin_dir), shutil.which) == ["mytool", "--name=v"]
 
 
 def test_resolve_command_absolute_path(bin_dir: Path):
     tool = str(bin_dir / "mytool")
-    assert resolve_command({"image": "x", "command": [tool]}, "/nonexistent") == [tool]
+    assert resolve_command({"image": "x", "command": [tool]}, "/nonexistent", shutil.which) == [tool]
 
 
 @pytest.mark.parametrize("program", ["othertool", "notexec"])
 def test_resolve_command_not_found(bin_dir: Path, program: str):
     with pytest.raises(ImageError) as info:
-        resolve_command({"image": "x", "command": [program]}, str(bin_dir))
+        resolve_command({"image": "x", "command": [program]}, str(bin_dir), shutil.which)
     assert str(info.value) == f"command {program!r} is not found on the node (PATH={bin_dir})"
 
 
@@ -144,8 +145,8 @@ def test_resolve_command_uses_only_the_given_path(bin_dir: Path, tmp_path: Path)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ImageError):
-        resolve_command({"image": "x", "command": ["mytool"]}, str(empty))
-    assert resolve_command({"image": "x", "command": ["mytool"]}, f"{empty}:{bin_dir}") == ["mytool"]
+        resolve_command({"image": "x", "command": ["mytool"]}, str(empty), shutil.which)
+    assert resolve_command({"image": "x", "command": ["mytool"]}, f"{empty}:{bin_dir}", shutil.which) == ["mytool"]
 
 
 def test_container_path_puts_the_testbed_python_first():
@@ -156,7 +157,7 @@ def test_container_path_puts_the_testbed_python_first():
 
 
 def test_agnhost_resolves_along_the_container_path():
-    argv = resolve_command({"image": AGNHOST, "args": ["netexec"]}, container_path())
+    argv = resolve_command({"image": AGNHOST, "args": ["netexec"]}, container_path(), shutil.which)
     assert argv[0] == sys.executable
 
 
@@ -166,9 +167,9 @@ def test_pod_command_problems(bin_dir: Path):
         {"name": "bad", "image": "nginx"},
         {"name": "missing", "image": "x", "command": ["nope"]},
     ]}}
-    problems = pod_command_problems(pod, str(bin_dir))
+    problems = pod_command_problems(pod, str(bin_dir), shutil.which)
     assert [where for where, _ in problems] == [
         ("spec", "containers", 1, "command"), ("spec", "containers", 2, "command")]
     assert problems[0][1].startswith("image 'nginx' has no entrypoint")
     assert problems[1][1] == f"command 'nope' is not found on the node (PATH={bin_dir})"
-    assert pod_command_problems({}, str(bin_dir)) == []
+    assert pod_command_problems({}, str(bin_dir), shutil.which) == []

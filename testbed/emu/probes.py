@@ -1,4 +1,7 @@
-"""Acts: runs one probe (ICMP, TCP connect, UDP, HTTP GET) from inside a cluster namespace.
+"""Acts: runs one probe (ICMP, TCP connect, UDP, HTTP GET, DNS) from inside a cluster namespace.
+
+The probe primitives of scenarios (testbed.scenario.steps turns a scenario's probe into one of
+these calls), of the CLI and of scripts.
 
 TCP, UDP and HTTP probes use a socket created in the source's network namespace (see
 net/netns.py), so they cost no subprocess. The source IP a TCP or HTTP server saw is read off
@@ -19,7 +22,6 @@ from pathlib import Path
 from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.net.netns import socket_in
 from testbed.net.run import run
-from testbed.scenario.spec import Probe
 
 LISTEN = "0A"
 
@@ -264,21 +266,3 @@ def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files
         why = next((line for line in result.stdout.splitlines() if line.startswith(";;")), "no answer")
         return Observation(False, f"{record} {name}: {why.lstrip('; ')}")
     return Observation(True, f"{record} {name}: {', '.join(answers)}", reply="\n".join(answers))
-
-
-def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namespaces: dict[str, int],
-              pod_files: Path | None = None, addresses: dict[str, set[str]] | None = None) -> Observation:
-    """One attempt of `probe` from `source_pid` to `address`."""
-    t = probe.target
-    if probe.kind == "dns":
-        return probe_dns(source_pid, t.host, probe.record, probe.timeout, pod_files)
-    if probe.kind == "icmp":
-        return probe_icmp(source_pid, address, probe.timeout)
-    if probe.kind == "udp":
-        return probe_udp(source_pid, address, t.port, probe.payload, probe.timeout)
-    watch = SocketWatch(namespaces, addresses)
-    if probe.kind == "tcp":
-        return probe_tcp(source_pid, address, t.port, probe.timeout, watch)
-    name = t.host or str(address)
-    host = name if t.port == 80 else f"{name}:{t.port}"
-    return probe_http(source_pid, address, t.port, t.path, host, dict(probe.headers), probe.timeout, watch)

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from testbed.api.validation import is_label_value, is_qualified_name
+from testbed.spec.validation import is_label_value, is_qualified_name
 
 SPECIAL = "=!(),><"
 WHITESPACE = " \t\r\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.controllers.ipam import AllocationError, ServiceAllocator
+from testbed.api.allocators import AllocationError, ServiceAllocator
 
 
 def service(name: str, ns: str = "default", kind: str = "ClusterIP", ip: str | None = None,

@@ -1,10 +1,10 @@
-"""testbed.emu.psview: `docker ps`-like rows from a saved cluster state, with a fake alive()."""
+"""testbed.node.psview: `docker ps`-like rows from a saved cluster state, with a fake alive()."""
 
 from __future__ import annotations
 
 import pytest
 
-from testbed.emu.psview import HEADER, PAUSE_IMAGE, _uptime, format_rows, ps_rows
+from testbed.node.psview import HEADER, PAUSE_IMAGE, _uptime, format_rows, ps_rows
 
 NOW = 10_000.0
 

@@ -1,4 +1,4 @@
-"""testbed.emu.ipam: host-local IPAM over one node's pod CIDR."""
+"""testbed.node.ipam: host-local IPAM over one node's pod CIDR."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from ipaddress import IPv4Network as N
 
 import pytest
 
-from testbed.emu.ipam import HostLocalIPAM, IPAMExhausted
+from testbed.node.ipam import HostLocalIPAM, IPAMExhausted
 
 
 def test_first_address_is_dot_two():
@@ -119,7 +119,7 @@ def test_assign_moves_a_key_and_frees_its_old_address():
 def test_from_top_takes_the_highest_free_address_and_leaves_low_ones_to_workloads():
     from ipaddress import IPv4Address, IPv4Network
 
-    from testbed.emu.ipam import HostLocalIPAM
+    from testbed.node.ipam import HostLocalIPAM
 
     ipam = HostLocalIPAM(IPv4Network("10.0.1.0/24"))
     assert ipam.allocate("kube-system/dns", from_top=True) == IPv4Address("10.0.1.254")

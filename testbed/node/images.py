@@ -10,10 +10,16 @@ with neither, the error says a command must be given.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][-._A-Za-z0-9]*)\)")
+
+
+# Where a program is found along a PATH: shutil.which, handed in by the acting caller (the
+# runtime, the commands), so that nothing here looks at a filesystem.
+Which = Callable[..., "str | None"]
 
 
 class ImageError(ValueError):
@@ -61,7 +67,7 @@ def container_argv(container: dict, env: dict[str, str]) -> list[str]:
                      f"the container a command (known images: {', '.join(sorted(ENTRYPOINTS))})")
 
 
-SHIMS = __import__("pathlib").Path(__file__).with_name("shims")
+SHIMS = Path(__file__).resolve().parent.parent / "emu" / "shims"   # shipped with the runtime
 
 
 def image_path(image: str, path: str) -> str:
@@ -81,11 +87,12 @@ def container_env(container: dict) -> dict[str, str]:
     return {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
 
 
-def resolve_command(container: dict, path: str) -> list[str]:
-    """container_argv, and the program must exist on the node along `path`; ImageError if not."""
+def resolve_command(container: dict, path: str, which: Which) -> list[str]:
+    """container_argv, and the program must exist on the node along `path` (as `which`, the
+    acting caller's shutil.which, finds it); ImageError if not."""
     argv = container_argv(container, container_env(container))
     path = image_path(str(container.get("image", "")), path)
-    if shutil.which(argv[0], path=path) is None:
+    if which(argv[0], path=path) is None:
         raise ImageError(f"command {argv[0]!r} is not found on the node (PATH={path})")
     return argv
 
@@ -97,12 +104,12 @@ def container_path(python_bin: str = sys.executable) -> str:
     return f"{os.path.dirname(python_bin)}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def pod_command_problems(pod: dict, path: str) -> list[tuple[tuple, str]]:
+def pod_command_problems(pod: dict, path: str, which: Which) -> list[tuple[tuple, str]]:
     """[(field path, message)] for every container of `pod` whose command cannot run here."""
     out = []
     for index, container in enumerate(pod.get("spec", {}).get("containers", [])):
         try:
-            resolve_command(container, path)
+            resolve_command(container, path, which)
         except ImageError as err:
             out.append((("spec", "containers", index, "command"), str(err)))
     return out

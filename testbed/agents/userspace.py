@@ -373,7 +373,7 @@ class UserspaceProxier(ProxyTracker):
                  socket_factory: SocketFactory = socket.socket, listen_ip: str = "0.0.0.0",
                  lb: LoadBalancerRR | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(settings)
+        super().__init__(settings, threading.Lock)   # its sockets' threads share it
         self.backend = backend
         self.factory = socket_factory
         self.listen_ip = listen_ip

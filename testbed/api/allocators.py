@@ -24,8 +24,8 @@ import copy
 import ipaddress
 from dataclasses import dataclass
 
-from testbed.api.validation import fmt
-from testbed.controllers.common import key_of
+from testbed.api.meta import object_key
+from testbed.spec.validation import fmt
 
 KUBERNETES_SERVICE = ("default", "kubernetes")
 DNS_SERVICE = ("kube-system", "kube-dns")
@@ -138,7 +138,7 @@ class ServiceAllocator:
     def rebuild(self, services: list[dict]) -> None:
         """Take over what stored Services already hold (at API server start)."""
         for service in services:
-            owner = key_of(service)
+            owner = object_key(service)
             ip = (service.get("spec") or {}).get("clusterIP")
             if ip and ip != "None":
                 self.ips.reserve(ip, owner)
@@ -149,7 +149,7 @@ class ServiceAllocator:
         """The Service with clusterIP, nodePorts, healthCheckNodePort filled in; all or nothing."""
         new = copy.deepcopy(service)
         spec = new.setdefault("spec", {})
-        owner = key_of(new)
+        owner = object_key(new)
         kind = spec.get("type", "ClusterIP")
         errors: list[FieldError] = []
         taken_ips: list[str] = []
@@ -255,8 +255,8 @@ class ServiceAllocator:
     def release(self, service: dict) -> None:
         """The Service is deleted: its address and ports are free again."""
         ip = (service.get("spec") or {}).get("clusterIP")
-        if ip and ip != "None" and self.ips.owner(ip) == key_of(service):
+        if ip and ip != "None" and self.ips.owner(ip) == object_key(service):
             self.ips.release(ip)
         for _, port in _node_port_fields(service):
-            if self.ports.owner(port) == key_of(service):
+            if self.ports.owner(port) == object_key(service):
                 self.ports.release(port)

@@ -1,10 +1,8 @@
-"""Acts: `testbed apply|delete|get|describe|scale`, kubectl's verbs against a running cluster.
+"""Acts: kubectl's verbs `apply|delete|get|describe|scale` over a given API client.
 
-The commands find the cluster's API server through its Unix socket, `<run dir>/apiserver.sock`
-in the run's directory under RUN_ROOT (testbed.emu.record), so the host never joins the
-emulated network. With several clusters running, `--cluster NAME` picks one; `--server ADDRESS`
-names an API server directly. `run_kubectl(argv, client, out)` runs the same commands on a
-given Client, for the Mininet CLI.
+`run_kubectl(argv, client, out)` runs them for the Mininet CLI; `testbed apply ...` reaches
+them through testbed.emu.kubectl_command, which finds the running cluster's API server (its
+Unix socket in the run directory, so the host never joins the emulated network).
 
 Exit codes as kubectl's: 0 done, 1 the server refused or an object is missing, 2 bad input
 (manifests are loaded and validated first: file:line: field problems, and nothing applied).
@@ -13,31 +11,19 @@ Exit codes as kubectl's: 0 done, 1 the server refused or an object is missing, 2
 from __future__ import annotations
 
 import argparse
-import sys
+import shutil
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TextIO
 
 from testbed.api.manifests import load_manifests
 from testbed.api.resources import Resource, UnknownResource, lookup, resource_for
 from testbed.apiclient.client import ApiError, Client
+from testbed.checks import check_manifests, report_warnings
 from testbed.kubectl.format import describe, format_objects, format_table
-from testbed.scenario.preflight import check_manifests, report_warnings
 from testbed.spec.source import SpecError
 from testbed.spec.topology import Topology
 
 VERBS = ("apply", "delete", "get", "describe", "scale")
-
-
-def find_api(cluster: str | None = None, run_root: Path | None = None) -> str:
-    """The API address (its Unix socket) of the running cluster (`cluster` picks one)."""
-    from testbed.emu import access
-
-    found = access.find(cluster, run_root, hint="pick one with --cluster")
-    if not found.api_socket.exists():
-        raise access.NoCluster(f"cluster {found.name} has no API server socket "
-                               f"({found.api_socket}): it is starting, or runs without one")
-    return f"unix://{found.api_socket}"
 
 
 # -- arguments -------------------------------------------------------------------------------------
@@ -83,33 +69,6 @@ def add_verbs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser |
     p.add_argument("--replicas", type=int, required=True)
     _namespace_args(p)
     return out
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cluster", metavar="NAME", help="which running cluster (by name)")
-    common.add_argument("--server", metavar="ADDRESS",
-                        help="the API server itself: unix:///PATH or http://HOST:PORT")
-    for parser in add_verbs(subparsers, common).values():
-        parser.set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    from testbed.emu import access
-    from testbed.emu.access import NoCluster
-
-    if getattr(args, "filename", None):
-        # Bad manifests are exit 2 before any cluster is looked for (and again, nothing sent).
-        load_manifests(args.filename)
-    try:
-        address = args.server or find_api(args.cluster)
-        if not args.server:
-            # Manifests are checked against the topology the cluster was built from.
-            args.topology = access.find(args.cluster).topology
-    except NoCluster as err:
-        print(f"testbed: {err}", file=sys.stderr)
-        return 1
-    return execute(args, Client(address), sys.stdout, sys.stderr)
 
 
 class UsageError(Exception):
@@ -173,9 +132,9 @@ def execute(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO) 
 
 
 def cmd_apply(args: argparse.Namespace, client: Client, out: TextIO, err: TextIO) -> int:
-    # The checks `testbed run` makes (testbed.scenario.preflight), against the cluster's
+    # The checks `testbed run` makes (testbed.checks), against the cluster's
     # topology when it is known; SpecError: exit 2, nothing applied.
-    checked = check_manifests(args.filename, getattr(args, "topology", None))
+    checked = check_manifests(args.filename, getattr(args, "topology", None), which=shutil.which)
     checked.raise_if_problems()
     report_warnings(checked.warnings, err, getattr(args, "warning_prefix", "testbed: warning: "))
     objects = checked.objects

@@ -351,7 +351,7 @@ class Checker:
     def selector(self, parent: dict, key: str, path: Path_, required: bool = False) -> str | None:
         """A label selector string ("app=web,tier!=db"), parsed as the API server parses
         `?labelSelector=`; refused with upstream's parser's words."""
-        from testbed.api.labels import SelectorError, parse_labels  # labels imports this module
+        from testbed.spec.labels import SelectorError, parse_labels  # labels imports this module
 
         text = self.string(parent, key, path, required)
         if text is None:
@@ -362,3 +362,15 @@ class Checker:
             self.invalid(path + (key,), text, str(err))
             return None
         return text
+
+
+def check_labels(ck: Checker, path: Path_, labels: Any) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not ck.is_type(path, labels, "object"):
+        return {}
+    for key, value in labels.items():
+        ck.names(path, key, is_qualified_name(str(key)))
+        if ck.is_type(path + (key,), value, "string"):
+            ck.names(path + (key,), value, is_label_value(value))
+    return labels

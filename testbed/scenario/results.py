@@ -1,0 +1,17 @@
+"""Pure: what one step of a scenario came to, as the runner records it and the reports print it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from testbed.scenario.spec import Step
+
+
+@dataclass
+class StepResult:
+    step: Step
+    passed: bool
+    expectation: str
+    observed: str
+    seconds: float
+    details: dict = field(default_factory=dict)

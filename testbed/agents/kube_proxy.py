@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -53,6 +52,7 @@ from typing import Any
 
 from testbed.agents.userspace import FILTER_CHAINS as US_FILTER_CHAINS
 from testbed.agents.userspace import INIT_JUMPS, NAT_CHAINS, UserspaceProxier
+from testbed.emu.rundir import PROXY_STATUS, ProxyStatus, write_proxy_status
 from testbed.net.netns import in_host_netns
 from testbed.proxy import iptables, names
 from testbed.proxy.healthcheck import (
@@ -346,19 +346,15 @@ class KubeProxy:
         """Upstream's healthz: a sync succeeded and none failed since (with its time)."""
         return bool(self.last_ok) and (self.last is None or self.last.ok), self.last_ok
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ProxyStatus:
         last = asdict(self.last) if self.last else None
         if last:
             last["changed"] = sorted("/".join(k) for k in last["changed"])
-        return {"mode": self.opts.mode, "node": self.opts.node, "pid": os.getpid(),
-                "syncs": self.syncs, "time": time.time(), "last": last,
-                "services": len(self.proxier.services)}
+        return ProxyStatus(self.opts.mode, self.opts.node, os.getpid(), self.syncs, time.time(),
+                           last, len(self.proxier.services))
 
     def write_status(self) -> None:
-        path = Path(self.opts.state_dir or ".") / "kube-proxy.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1) + "\n")
-        tmp.replace(path)
+        write_proxy_status(Path(self.opts.state_dir or "."), self.status())
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
@@ -370,7 +366,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--cluster-cidr", required=True, help="pod CIDR of the cluster (local detector)")
     p.add_argument("--mode", choices=MODES, default="iptables")
     p.add_argument("--service-cidr", default="", help="nftables: drop traffic to unused ClusterIPs")
-    p.add_argument("--state-dir", help="write kube-proxy.json here after each sync")
+    p.add_argument("--state-dir", help=f"write {PROXY_STATUS} here after each sync")
     p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
     p.add_argument("--sync-period", type=float, default=DEFAULT_SYNC_PERIOD, metavar="SECONDS",
                    help="sync at least this often (partial unless a full sync is due)")

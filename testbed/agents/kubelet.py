@@ -11,7 +11,7 @@ adoption, when a status is worth writing) and done by agents/kubeletsync.py's `P
 through the two seams defined here: `NodeRuntime` (sandboxes and containers through the pod
 runtime, emu/pods.py; probes, prober.py) and `ApiSink` (Events, status, removal through the
 API client). Its pods' state is saved in `kubelet-NODE.json` beside the run record (format:
-emu/kubeletstate.py), so a killed kubelet leaves its pods running and a restarted one adopts
+emu/rundir.py), so a killed kubelet leaves its pods running and a restarted one adopts
 them.
 
 As upstream's kubelet it records Events (Pulled, Created, Started, Killing, BackOff, Unhealthy,
@@ -41,11 +41,11 @@ from testbed.api.podstatus import exit_code
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.events import EventRecorder
 from testbed.apiclient.informer import Informer
-from testbed.emu.kubeletstate import SavedPod
 from testbed.emu.pausebin import enter_argv
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record, netns_of, processes_in
+from testbed.emu.rundir import SavedPod
 from testbed.net.netns import write_sysctl
 from testbed.node.kubeletplan import ContainerSeen, PodSeen
 

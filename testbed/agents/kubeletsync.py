@@ -8,7 +8,7 @@ results are judged (`after_probes`), a container stopped for failing liveness is
 policy (`plan_containers`). Nothing here decides, and nothing here touches the system: the
 runtime (agents/kubelet.py's `NodeRuntime` over emu/pods.py; a fake in the unit tests) and the
 API (`KubeletApi`) are handed in, the clock too. Only the state file is written from here,
-through its owner, emu/kubeletstate.py.
+through its owner, emu/rundir.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Protocol
 
 from testbed.api.events import Note
 from testbed.api.podstatus import pod_status
-from testbed.emu.kubeletstate import SavedPod, read_kubelet_state, write_kubelet_state
+from testbed.emu.rundir import SavedPod, read_kubelet_state, write_kubelet_state
 from testbed.node.kubeletplan import (
     Action,
     AdoptPod,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from testbed.api.failures import ApiFailure
-from testbed.emu.kubeletstate import read_kubelet_state
-from testbed.emu.record import alive, container_log, pod_directory
+from testbed.emu.record import alive
+from testbed.emu.rundir import container_log, pod_directory, read_kubelet_state
 
 FOLLOW_POLL = 0.2   # seconds between looks at a followed log
 CHUNK = 64 * 1024

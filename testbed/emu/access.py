@@ -1,6 +1,7 @@
 """Acts (files): how the host finds and reaches the clusters that run on this machine.
 
-Every running cluster's run directory (testbed/emu/record.py) holds, beside its record:
+Every running cluster's run directory (testbed/emu/rundir.py, which owns its paths) holds,
+beside its record:
 
     owner.json     the process that owns the cluster (the `testbed up` daemon, a `testbed run`,
                    a `testbed cli`, a Python script); the cluster runs while it lives
@@ -16,17 +17,11 @@ the only one when `name` is None; every command that acts on a running cluster (
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.emu.record import RUN_ROOT, Record
-
-CLUSTER_FILE = "cluster.json"
-KUBECONFIG_FILE = "kubeconfig"
-CONTROL_SOCKET = "control.sock"
-API_SOCKET = "apiserver.sock"
+from testbed.emu import rundir
+from testbed.emu.record import Record
 
 
 class NoCluster(Exception):
@@ -40,10 +35,7 @@ class RunningCluster:
 
     @property
     def info(self) -> dict:
-        try:
-            return json.loads((self.directory / CLUSTER_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
+        return rundir.read_cluster_info(self.directory)
 
     @property
     def topology(self):
@@ -59,15 +51,15 @@ class RunningCluster:
 
     @property
     def api_socket(self) -> Path:
-        return self.directory / API_SOCKET
+        return rundir.api_socket(self.directory)
 
     @property
     def kubeconfig(self) -> Path:
-        return self.directory / KUBECONFIG_FILE
+        return rundir.kubeconfig_file(self.directory)
 
     @property
     def control_socket(self) -> Path:
-        return self.directory / CONTROL_SOCKET
+        return rundir.control_socket(self.directory)
 
 
 def kubeconfig_text(name: str, server: str) -> str:
@@ -80,30 +72,17 @@ def kubeconfig_text(name: str, server: str) -> str:
             f"current-context: {ctx}\npreferences: {{}}\nusers:\n- name: {ctx}\n  user: {{}}\n")
 
 
-def write_info(directory: Path, info: dict) -> None:
-    """Write cluster.json (atomically: readers in other processes never see half of it)."""
-    tmp = directory / (CLUSTER_FILE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, directory / CLUSTER_FILE)
-
-
 def write_kubeconfig(directory: Path, name: str, server: str) -> Path:
-    path = directory / KUBECONFIG_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(kubeconfig_text(name, server))
-    return path
+    return rundir.write_private(rundir.kubeconfig_file(directory), kubeconfig_text(name, server))
 
 
 def running(run_root: Path | None = None) -> list[RunningCluster]:
     """Every cluster whose owner is alive, by run directory."""
-    root = run_root or RUN_ROOT
     try:
-        dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    except FileNotFoundError:
-        return []
+        dirs = rundir.run_directories(run_root)
     except PermissionError as err:
-        raise NoCluster(f"cannot read {root}: {err.strerror} (run as root?)") from err
+        raise NoCluster(f"cannot read {run_root or rundir.RUN_ROOT}: {err.strerror} "
+                        "(run as root?)") from err
     out = []
     for d in dirs:
         record = Record(d)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from testbed.apiclient.client import Client
+from testbed.emu import rundir
 from testbed.emu.access import RunningCluster
 from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import API_PORT, ControlPlaneError
-from testbed.emu.kubeletstate import SavedPod, sandboxes
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record
+from testbed.emu.rundir import SavedPod, sandboxes
 
 
 class AttachError(RuntimeError):
@@ -70,7 +71,7 @@ def attach(found: RunningCluster) -> Cluster:
     info = found.info
     if not info.get("hosts") or not isinstance(info.get("topology"), dict):
         raise AttachError(f"cluster {found.name} is not ready to attach to yet (its "
-                          f"{found.directory}/cluster.json names no hosts)")
+                          f"{rundir.cluster_file(found.directory)} names no hosts)")
     topo = topology_from_dict(info["topology"])   # what was built, whatever its file holds now
     cluster = Cluster(topo)
     cluster.attached = True

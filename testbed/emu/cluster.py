@@ -24,11 +24,11 @@ from pathlib import Path
 
 from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
-from testbed.emu import access
+from testbed.emu import access, rundir
 from testbed.emu.controlplane import ControlPlane, dns_addon
-from testbed.emu.kubeletstate import kubelet_ps_state
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.record import Record, pod_directory
+from testbed.emu.record import Record
+from testbed.emu.rundir import kubelet_ps_state, pod_directory
 from testbed.emu.shield import shielded
 from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
@@ -95,7 +95,7 @@ class Cluster:
 
     def _make_record(self) -> None:
         self.record = Record.create(self.topo.name)
-        access.write_info(self.record.directory, self.info())
+        rundir.write_cluster_info(self.record.directory, self.info())
 
     def info(self) -> dict:
         """What other processes need to find and reach this cluster (cluster.json)."""
@@ -111,7 +111,7 @@ class Cluster:
         self.forwarder = UnixForwarder(str(self.cp.socket)).start()
         self.kubeconfig = access.write_kubeconfig(self.record.directory, self.topo.name,
                                                   self.forwarder.url)
-        access.write_info(self.record.directory, self.info())
+        rundir.write_cluster_info(self.record.directory, self.info())
 
     def _build_network(self) -> None:
         self.progress(f"building {self.topo.name}: master, gateway, {len(self.topo.workers)} workers, "

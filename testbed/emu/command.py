@@ -8,8 +8,8 @@ import shutil
 import sys
 import time
 
-from testbed.emu.kubeletstate import kubelet_nodes, kubelet_ps_state
 from testbed.emu.record import alive, records
+from testbed.emu.rundir import kubelet_nodes, kubelet_ps_state
 from testbed.node.psview import format_rows, ps_rows
 from testbed.spec.source import SpecError
 

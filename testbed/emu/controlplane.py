@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client
-from testbed.emu.kubeletstate import SavedPod, sandboxes
+from testbed.emu import rundir
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
+from testbed.emu.rundir import SavedPod, sandboxes
 from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
@@ -80,8 +81,8 @@ class ControlPlane:
         self.progress = progress
         self.agents: dict[str, Agent] = {}
         self._popen: dict[int, subprocess.Popen] = {}   # agents this process started, to reap
-        self.socket = record.directory / "apiserver.sock"
-        self.logs = record.directory / "logs"
+        self.socket = rundir.api_socket(record.directory)
+        self.logs = rundir.logs_directory(record.directory)
         self.api = f"http://{topo.master.address}:{API_PORT}"
         self.client = Client(f"unix://{self.socket}", timeout=10)
 
@@ -91,7 +92,7 @@ class ControlPlane:
         topo, run_dir = self.topo, str(self.record.directory)
         if kind == "apiserver":
             return ["testbed.agents.apiserver", "--listen", f"{node.address}:{API_PORT}",
-                    "--unix", str(self.socket), "--state", str(self.record.directory / "apiserver.state"),
+                    "--unix", str(self.socket), "--state", str(rundir.api_state(self.record.directory)),
                     "--service-cidr", str(topo.service_cidr), "--cluster-name", topo.name,
                     "--api-address", f"{node.address}:{API_PORT}"]
         if kind == "kubelet":
@@ -103,7 +104,7 @@ class ControlPlane:
             return ["testbed.agents.kube_proxy", "--api", self.api, "--node", node.name,
                     "--node-ip", str(node.address), "--cluster-cidr", str(topo.cluster_cidr),
                     "--mode", node.proxy_mode, "--service-cidr", str(topo.service_cidr),
-                    "--state-dir", str(self.record.directory / "proxy" / node.name)]
+                    "--state-dir", str(rundir.proxy_directory(self.record.directory, node.name))]
         if kind == "cloud":
             from testbed.emu.addons import cloud_argv
             return cloud_argv(topo, self.api)
@@ -115,9 +116,9 @@ class ControlPlane:
             return agent
         self.logs.mkdir(exist_ok=True)
         if kind == "kube-proxy":
-            (self.record.directory / "proxy" / node.name).mkdir(parents=True, exist_ok=True)
+            rundir.proxy_directory(self.record.directory, node.name).mkdir(parents=True, exist_ok=True)
         pid = self.network.pid(node.name)
-        with open(self.logs / f"{agent.name}.log", "ab") as log:
+        with open(rundir.agent_log(self.record.directory, agent.name), "ab") as log:
             proc = subprocess.Popen(ns_prefix(pid) + [sys.executable, "-m", *agent.argv],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd=Path(__file__).resolve().parents[2])
@@ -195,7 +196,7 @@ class ControlPlane:
     def _check_alive(self, kind: str, node: str) -> None:
         agent = self.agents.get(f"{kind}-{node}")
         if agent is not None and not agent.running():
-            log = self.logs / f"{agent.name}.log"
+            log = rundir.agent_log(self.record.directory, agent.name)
             tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
             raise ControlPlaneError(f"{kind} on {node} exited:\n  " + "\n  ".join(tail))
 

@@ -36,7 +36,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from testbed.emu.access import CONTROL_SOCKET
+from testbed.emu import rundir
 
 log = logging.getLogger("testbed.daemon")
 
@@ -99,7 +99,7 @@ class Daemon:
         self.asked_down = False            # by a `down` request (not a signal)
         self.replied = threading.Event()   # ... which has had its answer
         self.lock = threading.Lock()   # one agent action at a time
-        path = cluster.record.directory / CONTROL_SOCKET
+        path = rundir.control_socket(cluster.record.directory)
         self.server = _Server(str(path), _Handler)
         self.server.daemon = self  # type: ignore[attr-defined]
         os.chmod(path, 0o600)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             topo = dataclasses.replace(topo, name=args.name)
         objects = load_manifests(args.filename)
         cluster = Cluster(topo, progress=lambda text: say(progress=text)).up()
-        _log_to(cluster.record.directory / "logs" / "daemon.log")
+        _log_to(rundir.agent_log(cluster.record.directory, "daemon"))
         if objects:
             say(progress=f"applying {len(objects)} objects")
             cluster.apply(objects)

@@ -3,7 +3,7 @@
 `nat_table(pid, mode)` is `iptables -S -t nat` in the node's namespace (iptables and userspace
 modes) or `nft list table ip kube-proxy` (nftables mode); `conntrack_table(pid)` is
 `conntrack -L`. `proxy_mode(run_dir, node)` reads the mode the node's kube-proxy reported in
-`RUN/proxy/NODE/kube-proxy.json`, falling back to what the kernel holds. `node_pid(run_dir,
+`RUN/proxy/NODE/kube-proxy.json (emu/rundir.py's ProxyStatus)`, falling back to what the kernel holds. `node_pid(run_dir,
 node)` finds a node's namespace-holding shell in a run record ("worker w1" entries), so the
 same functions serve the Mininet CLI (which knows the pids) and `testbed nat` from another
 terminal (which has only the record). Every command is an argument list run with
@@ -12,9 +12,9 @@ testbed.net.run.run(argv, netns=pid).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from testbed.emu.rundir import read_proxy_status
 from testbed.net.run import CommandError, run
 
 MODES = ("iptables", "nftables", "userspace")
@@ -43,12 +43,9 @@ def node_pid(run_dir: Path, node: str) -> int:
 def proxy_mode(run_dir: Path | None, node: str, pid: int | None = None) -> str:
     """The kube-proxy mode of `node`: its status file, else guessed from the kernel."""
     if run_dir is not None:
-        try:
-            mode = json.loads((Path(run_dir) / "proxy" / node / "kube-proxy.json").read_text())["mode"]
-            if mode in MODES:
-                return mode
-        except (OSError, ValueError, KeyError):
-            pass
+        status = read_proxy_status(Path(run_dir), node)
+        if status is not None and status.mode in MODES:
+            return status.mode
     if pid is not None:
         found = run(["nft", "list", "tables"], netns=pid, check=False).stdout
         if "table ip kube-proxy" in found:

@@ -19,10 +19,17 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from testbed.emu.kubeletstate import SavedAttachment, SavedContainer, SavedPod
 from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
-from testbed.emu.record import Record, alive, container_log, end_processes, pod_directory
+from testbed.emu.record import Record, alive, end_processes
+from testbed.emu.rundir import (
+    SavedAttachment,
+    SavedContainer,
+    SavedPod,
+    container_log,
+    pod_directory,
+    pods_directory,
+)
 from testbed.node.images import (
     ImageError,
     container_path,
@@ -102,7 +109,7 @@ class Pod:
         return self.pause_pid is not None and alive(self.pause_pid, self.pause_start)
 
     def saved(self, manifest: dict | None = None) -> SavedPod:
-        """What a restarted kubelet needs to adopt this pod (emu/kubeletstate.py's form)."""
+        """What a restarted kubelet needs to adopt this pod (emu/rundir.py's form)."""
         a = self.attachment
         return SavedPod(
             self.uid, self.namespace, self.name, self.created, self.pause_pid, self.pause_start,
@@ -136,7 +143,7 @@ class PodRuntime:
     def __init__(self, record: Record, network: PodNetwork, nameserver: IPv4Address,
                  python_bin: str | None = None):
         self.record = record
-        (record.directory / "pods").mkdir(exist_ok=True)
+        pods_directory(record.directory).mkdir(exist_ok=True)
         self.network = network
         self.nameserver = nameserver
         self.pause_bin = pause_binary()

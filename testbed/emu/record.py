@@ -1,7 +1,7 @@
 """Acts: the record of everything a run created, and cleanup that works only from it.
 
-Each run keeps a directory under RUN_ROOT (/run/testbed, or /dev/shm/testbed where /run is on
-disk) holding `record.jsonl`, an append-only
+Each run keeps a directory under RUN_ROOT (emu/rundir.py owns it and every path in it) holding
+`record.jsonl`, an append-only
 log written as things are created, so a run killed with SIGKILL still leaves a true account:
 
     {"proc": PID, "start": STARTTIME, "netns": INODE, "what": "pod default/a pause"}
@@ -25,36 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def _run_root() -> Path:
-    """/run/testbed where /run is in memory (as on most systems), else /dev/shm/testbed.
-
-    A run writes a few files per pod (hosts, resolv.conf, logs); on a disk-backed /run that
-    alone costs about 2 ms a pod. Both places are emptied by a reboot, with the processes
-    they describe.
-    """
-    if "TESTBED_RUN_ROOT" in os.environ:
-        return Path(os.environ["TESTBED_RUN_ROOT"])
-    try:
-        with open("/proc/mounts") as mounts:
-            in_memory = {fields[1] for fields in (line.split() for line in mounts) if fields[2] == "tmpfs"}
-    except OSError:
-        in_memory = set()
-    return Path("/run/testbed") if "/run" in in_memory or "/dev/shm" not in in_memory else Path("/dev/shm/testbed")
-
-
-RUN_ROOT = _run_root()
-
-
-def pod_directory(run_dir: Path, namespace: str, name: str) -> Path:
-    """Where a pod's files live: its hosts, resolv.conf, and a directory per container."""
-    return run_dir / "pods" / f"{namespace}_{name}"
-
-
-def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path:
-    """A container's output: `log` for the current run, `log.previous` for the run before it
-    (kept when the container restarts, for `kubectl logs --previous`)."""
-    return pod_dir / container / ("log.previous" if previous else "log")
+from testbed.emu import rundir
 
 
 def start_time(pid: int) -> int | None:
@@ -104,12 +75,10 @@ class Record:
 
     @classmethod
     def create(cls, name: str) -> Record:
-        RUN_ROOT.mkdir(parents=True, exist_ok=True)
-        directory = RUN_ROOT / f"{name}-{os.getpid()}-{int(time.time())}"
-        directory.mkdir()
-        record = cls(directory)
         me = os.getpid()
-        (directory / "owner.json").write_text(json.dumps({"pid": me, "start": start_time(me), "name": name}))
+        directory = rundir.new_run_directory(name, me, int(time.time()))
+        record = cls(directory)
+        rundir.write_owner(directory, me, start_time(me), name)
         record._log_path.touch()
         return record
 
@@ -120,7 +89,7 @@ class Record:
             previous._log.close()
         record = cls(directory)
         try:
-            lines = (directory / "record.jsonl").read_text().splitlines()
+            lines = rundir.record_log(directory).read_text().splitlines()
         except FileNotFoundError:
             lines = []
         for line in lines:
@@ -136,7 +105,7 @@ class Record:
 
     @property
     def _log_path(self) -> Path:
-        return self.directory / "record.jsonl"
+        return rundir.record_log(self.directory)
 
     def _append(self, item: dict) -> None:
         # One O_APPEND file kept open: each entry is a single small write, so a kill between
@@ -163,11 +132,7 @@ class Record:
     def owner(self) -> dict:
         """owner.json: the owning process's pid, start time and the cluster's name ({} when
         it is gone or unreadable, as during a teardown)."""
-        try:
-            owner = json.loads((self.directory / "owner.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-        return owner if isinstance(owner, dict) else {}
+        return rundir.read_owner(self.directory)
 
     def owner_alive(self) -> bool:
         owner = self.owner()
@@ -236,6 +201,4 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def records() -> list[Record]:
-    if not RUN_ROOT.is_dir():
-        return []
-    return [Record.load(d) for d in sorted(RUN_ROOT.iterdir()) if d.is_dir()]
+    return [Record.load(d) for d in rundir.run_directories()]

@@ -1,6 +1,6 @@
 """Pure: a `docker ps`-like listing of pods' pause processes and containers, node by node.
 
-It reads the state the kubelets of a running cluster save (emu/kubeletstate.kubelet_ps_state), so
+It reads the state the kubelets of a running cluster save (emu/rundir.kubelet_ps_state), so
 `testbed ps` works from another terminal, and the CLI's `ps` shows the same. Names follow the kubelet's dockershim
 form, k8s_<container>_<pod>_<namespace>_<uid>_<attempt>, with POD for the pause container.
 """

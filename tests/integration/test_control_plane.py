@@ -20,6 +20,7 @@ import pytest
 
 from testbed.api.manifests import load_manifests
 from testbed.apiclient.client import ApiError
+from testbed.emu import rundir
 from testbed.emu.cluster import Cluster
 from testbed.emu.pausebin import pause_binary
 from testbed.emu.record import start_time
@@ -68,7 +69,7 @@ def _http_get(pid: int, ip: IPv4Address | str, port: int, path: str, timeout: fl
 
 def in_pod(cluster: Cluster, view, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess:
     """Run argv inside a pod's namespaces with its /etc/hosts and /etc/resolv.conf."""
-    d = cluster.record.directory / "pods" / f"{view.namespace}_{view.name}"
+    d = rundir.pod_directory(cluster.record.directory, view.namespace, view.name)
     return subprocess.run([pause_binary(), "enter", str(view.pid), "--bind", f"{d / 'hosts'}:/etc/hosts",
                            "--bind", f"{d / 'resolv.conf'}:/etc/resolv.conf", "--", *argv],
                           capture_output=True, text=True, timeout=timeout)
@@ -190,7 +191,7 @@ def probed(cluster, tmp_path_factory):
 
 
 def workdir(cluster: Cluster, view, container: str = "web") -> Path:
-    return cluster.record.directory / "pods" / f"{view.namespace}_{view.name}" / container
+    return rundir.pod_directory(cluster.record.directory, view.namespace, view.name) / container
 
 
 def test_failing_readiness_removes_exactly_that_pod_and_recovery_restores_it(cluster, probed):
@@ -281,7 +282,7 @@ spec:
 def test_invalid_manifests_are_refused_with_field_errors_and_nothing_applied(cluster, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(BAD)
-    sock = cluster.record.directory / "apiserver.sock"
+    sock = rundir.api_socket(cluster.record.directory)
     proc = subprocess.run([sys.executable, "-m", "testbed", "apply", "-f", str(path), "--server", f"unix://{sock}"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -373,5 +374,5 @@ def test_killed_kubelet_leaves_pods_running_and_restart_adopts_them(cluster):
         return status.get("restartCount", 0) >= 1 and status.get("ready")
     wait_for(restarted, 15, "the adopted container to be restarted and reported")
     assert http_get(gw, victim.ip, 8080)[1].strip() == f"<p>Hello from {victim.name}</p>"
-    log = (cluster.record.directory / "logs" / "kubelet-w1.log").read_text()
+    log = rundir.agent_log(cluster.record.directory, "kubelet-w1").read_text()
     assert "adopted pod default/" in log

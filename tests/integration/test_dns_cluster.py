@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from testbed.emu import rundir
 from testbed.emu.cluster import Cluster
 from testbed.emu.pausebin import pause_binary
 
@@ -34,7 +35,7 @@ def pod(cluster):
 
 
 def in_pod(cluster: Cluster, view, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess:
-    d = cluster.record.directory / "pods" / f"{view.namespace}_{view.name}"
+    d = rundir.pod_directory(cluster.record.directory, view.namespace, view.name)
     return subprocess.run([pause_binary(), "enter", str(view.pid), "--bind", f"{d / 'hosts'}:/etc/hosts",
                            "--bind", f"{d / 'resolv.conf'}:/etc/resolv.conf", "--", *argv],
                           capture_output=True, text=True, timeout=timeout)

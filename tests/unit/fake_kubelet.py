@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from testbed.agents.kubeletsync import PodFailed
 from testbed.api.events import Note
-from testbed.emu.kubeletstate import SavedAttachment, SavedContainer, SavedPod
+from testbed.emu.rundir import SavedAttachment, SavedContainer, SavedPod
 from testbed.node.kubeletplan import ContainerSeen, PodSeen
 
 

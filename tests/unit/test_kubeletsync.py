@@ -9,7 +9,7 @@ import json
 import pytest
 
 from testbed.agents.kubeletsync import PodSync
-from testbed.emu.kubeletstate import (
+from testbed.emu.rundir import (
     SavedContainer,
     SavedPod,
     read_kubelet_state,

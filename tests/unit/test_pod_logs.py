@@ -14,7 +14,8 @@ import pytest
 from testbed.agents.podlogs import PodLogs, _tail_offset, choose_container
 from testbed.api.admission import ApiFailure
 from testbed.apiclient import Client
-from testbed.emu.record import container_log, pod_directory, start_time
+from testbed.emu.record import start_time
+from testbed.emu.rundir import container_log, pod_directory
 from tests.unit.conftest import kubectl_runner
 
 

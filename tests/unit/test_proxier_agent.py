@@ -16,6 +16,7 @@ from testbed.agents.kube_proxy import (
     parse_args,
     settings_for,
 )
+from testbed.emu import rundir
 from testbed.proxy.fakes import FakeIptables
 from testbed.proxy.proxier import Proxier, SyncResult
 from tests.unit.test_proxier import eps, reach, svc
@@ -80,7 +81,7 @@ def test_agent_waits_for_informers_then_syncs_and_reports(agent):
     FakeInformer.hold.set()
     assert proxy.synced.wait(3)
     assert trace_ok(fake)
-    status = json.loads((state / "kube-proxy.json").read_text())
+    status = json.loads((state / rundir.PROXY_STATUS).read_text())
     assert status["mode"] == "iptables" and status["last"]["ok"] and status["last"]["full"]
     assert status["last"]["changed"] == ["default/web"]
 

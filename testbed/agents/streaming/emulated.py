@@ -4,7 +4,7 @@ that the kubelets run as `testbed-pause` sandboxes.
 A pod is found through its kubelet's state file in the run directory, `kubelet-NODE.json`
 (NODE the pod's spec.nodeName): pod uid -> its pause process (pid and kernel start time, so a
 reused pid is never entered), its containers (pid, start) and its manifest. The format and
-its reader belong to emu/kubeletstate.py (`SavedPod`); read here, never written.
+its reader belong to emu/rundir.py (`SavedPod`); read here, never written.
 
 exec runs the command the way the kubelet starts a container (emu/pods.py start_container):
 `testbed-pause enter` into the sandbox's namespaces with the pod's hosts, resolv.conf and
@@ -26,9 +26,9 @@ from pathlib import Path
 
 from testbed.agents.streaming.protocol import Stdio
 from testbed.agents.streaming.runtime import LocalProcess, StreamingError, spawn
-from testbed.emu.kubeletstate import SavedContainer, read_kubelet_state
 from testbed.emu.pausebin import container_process, pause_binary
-from testbed.emu.record import alive, container_log, pod_directory
+from testbed.emu.record import alive
+from testbed.emu.rundir import SavedContainer, container_log, pod_directory, read_kubelet_state
 from testbed.node.images import container_path
 
 

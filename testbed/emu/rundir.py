@@ -1,0 +1,385 @@
+"""Acts (files): the run directory, its one owner: every path in it and its typed state files.
+
+Each run keeps a directory under RUN_ROOT (/run/testbed, or /dev/shm/testbed where /run is on
+disk; TESTBED_RUN_ROOT overrides), named NAME-PID-TIME. What it holds, and who writes it:
+
+    record.jsonl          the record of what the run created (emu/record.py)
+    owner.json            the process owning the cluster: {"pid", "start", "name"}
+    cluster.json          name, topology, hosts, the API server's loopback address (emu/access.py)
+    kubeconfig            for that address (mode 0600)
+    control.sock          a `testbed up` daemon's control socket (emu/daemon.py)
+    apiserver.sock        the API server's Unix socket; apiserver.state its journal
+    logs/AGENT.log        each agent's output (emu/controlplane.py); logs/daemon.log
+    pods/NS_NAME/         a pod's hosts, resolv.conf, hostname, and CONTAINER/log[.previous]
+    kubelet-NODE.json     a kubelet's pods (SavedPod below; agents/kubelet.py)
+    proxy/NODE/kube-proxy.json   a kube-proxy's status after each sync (ProxyStatus below)
+
+Everything that names one of these paths, or reads or writes one of these files, does it
+through this module. The files' formats stay what they have been (others' scripts read them).
+Readers are forgiving: a missing or cut file reads as empty (no pods, no status).
+
+The kubelet's state file, `kubelet-NODE.json`:
+
+A kubelet saves the pods it runs here so that a restarted kubelet adopts them
+(agents/kubelet.py); the API server's exec, attach and logs (agents/streaming/emulated.py,
+agents/podlogs.py), the CLI (emu/cluster.py, emu/attach.py) and `testbed ps` read it. Every
+reader and writer goes through `SavedPod` / `SavedContainer` and the functions below; the
+file format stays what it has been (others' scripts read it):
+
+    {UID: {"namespace": NS, "name": NAME, "uid": UID, "created": EPOCH,
+           "pause": [PID, STARTTIME],
+           "attachment": [IP, PREFIXLEN, GATEWAY, HOST_VETH] | null,
+           "containers": {NAME: {"pid": PID, "start": STARTTIME, "startedAt": EPOCH,
+                                 "restartCount": N, "exitCode": RETURNCODE | null}},
+           "manifest": {... the Pod as the kubelet got it ...}}}
+
+STARTTIME is the kernel start time (/proc/PID/stat), so a reused pid never matches; exitCode
+is the process's raw return code (negative for a signal), as the runtime saw it. Readers are
+forgiving: a missing or cut file is no pods, a missing field its default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _run_root() -> Path:
+    """/run/testbed where /run is in memory (as on most systems), else /dev/shm/testbed.
+
+    A run writes a few files per pod (hosts, resolv.conf, logs); on a disk-backed /run that
+    alone costs about 2 ms a pod. Both places are emptied by a reboot, with the processes
+    they describe.
+    """
+    if "TESTBED_RUN_ROOT" in os.environ:
+        return Path(os.environ["TESTBED_RUN_ROOT"])
+    try:
+        with open("/proc/mounts") as mounts:
+            in_memory = {fields[1] for fields in (line.split() for line in mounts) if fields[2] == "tmpfs"}
+    except OSError:
+        in_memory = set()
+    return Path("/run/testbed") if "/run" in in_memory or "/dev/shm" not in in_memory else Path("/dev/shm/testbed")
+
+
+RUN_ROOT = _run_root()
+
+RECORD_LOG = "record.jsonl"
+OWNER_FILE = "owner.json"
+CLUSTER_FILE = "cluster.json"
+KUBECONFIG_FILE = "kubeconfig"
+CONTROL_SOCKET = "control.sock"
+API_SOCKET = "apiserver.sock"
+API_STATE = "apiserver.state"
+PROXY_STATUS = "kube-proxy.json"
+
+
+def new_run_directory(name: str, pid: int, when: int) -> Path:
+    """Make the directory of a new run under RUN_ROOT."""
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    directory = RUN_ROOT / f"{name}-{pid}-{when}"
+    directory.mkdir()
+    return directory
+
+
+def run_directories(run_root: Path | None = None) -> list[Path]:
+    """Every run directory under the run root (none when it does not exist)."""
+    root = run_root or RUN_ROOT
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir())
+
+
+def record_log(run_dir: Path) -> Path:
+    return Path(run_dir) / RECORD_LOG
+
+
+def cluster_file(run_dir: Path) -> Path:
+    return Path(run_dir) / CLUSTER_FILE
+
+
+def kubeconfig_file(run_dir: Path) -> Path:
+    return Path(run_dir) / KUBECONFIG_FILE
+
+
+def control_socket(run_dir: Path) -> Path:
+    return Path(run_dir) / CONTROL_SOCKET
+
+
+def api_socket(run_dir: Path) -> Path:
+    return Path(run_dir) / API_SOCKET
+
+
+def api_state(run_dir: Path) -> Path:
+    """The API server's journal (agents/journal.py)."""
+    return Path(run_dir) / API_STATE
+
+
+def logs_directory(run_dir: Path) -> Path:
+    return Path(run_dir) / "logs"
+
+
+def agent_log(run_dir: Path, agent: str) -> Path:
+    """An agent's output (`apiserver`, `kubelet-w1`, `kube-proxy-w1`, `daemon`, ...)."""
+    return logs_directory(run_dir) / f"{agent}.log"
+
+
+def pods_directory(run_dir: Path) -> Path:
+    return Path(run_dir) / "pods"
+
+
+def pod_directory(run_dir: Path, namespace: str, name: str) -> Path:
+    """Where a pod's files live: its hosts, resolv.conf, and a directory per container."""
+    return pods_directory(run_dir) / f"{namespace}_{name}"
+
+
+def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path:
+    """A container's output: `log` for the current run, `log.previous` for the run before it
+    (kept when the container restarts, for `kubectl logs --previous`)."""
+    return Path(pod_dir) / container / ("log.previous" if previous else "log")
+
+
+def proxy_directory(run_dir: Path, node: str) -> Path:
+    """A node's kube-proxy state directory (its --state-dir)."""
+    return Path(run_dir) / "proxy" / node
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers in other processes never see half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    """The file's JSON, None when it is missing, unreadable or cut short."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- owner.json and cluster.json ---------------------------------------------------------------
+
+def write_owner(run_dir: Path, pid: int, start: int | None, name: str) -> None:
+    (Path(run_dir) / OWNER_FILE).write_text(json.dumps({"pid": pid, "start": start, "name": name}))
+
+
+def read_owner(run_dir: Path) -> dict:
+    """owner.json: the owning process's pid, start time and the cluster's name ({} when it is
+    gone or unreadable, as during a teardown)."""
+    owner = _read_json(Path(run_dir) / OWNER_FILE)
+    return owner if isinstance(owner, dict) else {}
+
+
+def write_cluster_info(run_dir: Path, info: dict) -> None:
+    _write_atomically(cluster_file(run_dir), json.dumps(info, indent=1))
+
+
+def read_cluster_info(run_dir: Path) -> dict:
+    info = _read_json(cluster_file(run_dir))
+    return info if isinstance(info, dict) else {}
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write a file only its owner may read (a kubeconfig)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+# -- kube-proxy's status -----------------------------------------------------------------------
+
+@dataclass
+class ProxyStatus:
+    """What a kube-proxy writes to proxy/NODE/kube-proxy.json after every sync that did work:
+
+        {"mode": MODE, "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
+         "last": {... the last SyncResult ...} | null, "services": N}
+    """
+
+    mode: str
+    node: str
+    pid: int
+    syncs: int = 0
+    time: float = 0.0
+    last: dict | None = None
+    services: int = 0
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "node": self.node, "pid": self.pid, "syncs": self.syncs,
+                "time": self.time, "last": self.last, "services": self.services}
+
+    @classmethod
+    def from_json(cls, data: object) -> ProxyStatus | None:
+        if not isinstance(data, dict) or not isinstance(data.get("mode"), str):
+            return None
+        last = data.get("last")
+        return cls(data["mode"], str(data.get("node") or ""), int(data.get("pid") or 0),
+                   int(data.get("syncs") or 0), float(data.get("time") or 0.0),
+                   last if isinstance(last, dict) else None, int(data.get("services") or 0))
+
+
+def write_proxy_status(state_dir: Path, status: ProxyStatus) -> None:
+    """kube-proxy's side: its --state-dir is proxy_directory(run, node)."""
+    _write_atomically(Path(state_dir) / PROXY_STATUS, json.dumps(status.to_json(), indent=1) + "\n")
+
+
+def read_proxy_status(run_dir: Path, node: str) -> ProxyStatus | None:
+    """A node's kube-proxy status, None before its first sync (or without a kube-proxy)."""
+    return ProxyStatus.from_json(_read_json(proxy_directory(run_dir, node) / PROXY_STATUS))
+
+
+# -- the kubelet's state file ------------------------------------------------------------------
+
+@dataclass
+class SavedContainer:
+    """One container of a saved pod: its current (or last) process."""
+
+    pid: int | None = None
+    start: int | None = None              # kernel start time of `pid`
+    started_at: float | None = None       # wall clock, for status
+    restart_count: int = 0
+    exit_code: int | None = None          # raw return code of the last run, when known
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "start": self.start, "startedAt": self.started_at,
+                "restartCount": self.restart_count, "exitCode": self.exit_code}
+
+    @classmethod
+    def from_json(cls, data: object) -> SavedContainer:
+        d = data if isinstance(data, dict) else {}
+        return cls(d.get("pid"), d.get("start"), d.get("startedAt"),
+                   d.get("restartCount") or 0, d.get("exitCode"))
+
+
+@dataclass(frozen=True)
+class SavedAttachment:
+    """The pod's network attachment (podnet.Attachment, addresses as text)."""
+
+    ip: str
+    prefixlen: int
+    gateway: str
+    host_veth: str
+
+    def to_json(self) -> list:
+        return [self.ip, self.prefixlen, self.gateway, self.host_veth]
+
+    @classmethod
+    def from_json(cls, data: object) -> SavedAttachment | None:
+        if not isinstance(data, list | tuple) or len(data) != 4:
+            return None
+        ip, prefixlen, gateway, veth = data
+        return cls(str(ip), int(prefixlen), str(gateway), str(veth))
+
+
+@dataclass
+class SavedPod:
+    """What a restarted kubelet needs to adopt a pod, and what readers look up in it.
+
+    `node` is the node whose file it came from; it is not stored in the entry."""
+
+    uid: str
+    namespace: str = ""
+    name: str = ""
+    created: float | None = None
+    pause_pid: int | None = None
+    pause_start: int | None = None
+    attachment: SavedAttachment | None = None
+    containers: dict[str, SavedContainer] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+    node: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ip(self) -> str | None:
+        return None if self.attachment is None else self.attachment.ip
+
+    def container_spec(self, name: str) -> dict | None:
+        """The manifest's spec of container `name`, None when the kubelet's copy lacks it."""
+        for c in (self.manifest.get("spec") or {}).get("containers") or []:
+            if c.get("name") == name:
+                return c
+        return None
+
+    def to_json(self) -> dict:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid,
+                "created": self.created, "pause": [self.pause_pid, self.pause_start],
+                "attachment": None if self.attachment is None else self.attachment.to_json(),
+                "containers": {name: c.to_json() for name, c in self.containers.items()},
+                "manifest": self.manifest}
+
+    @classmethod
+    def from_json(cls, uid: str, data: object, node: str = "") -> SavedPod:
+        d = data if isinstance(data, dict) else {}
+        pause = d.get("pause")
+        pid, start = pause if isinstance(pause, list | tuple) and len(pause) == 2 else (None, None)
+        containers = d.get("containers") if isinstance(d.get("containers"), dict) else {}
+        manifest = d.get("manifest") if isinstance(d.get("manifest"), dict) else {}
+        return cls(str(d.get("uid") or uid), d.get("namespace") or "", d.get("name") or "",
+                   d.get("created"), pid, start, SavedAttachment.from_json(d.get("attachment")),
+                   {str(n): SavedContainer.from_json(c) for n, c in containers.items()},
+                   manifest, node)
+
+
+def kubelet_state_path(run_dir: Path, node: str) -> Path:
+    """Where a node's kubelet keeps its pods' state."""
+    return Path(run_dir) / f"kubelet-{node}.json"
+
+
+def read_kubelet_state(run_dir: Path, node: str) -> dict[str, SavedPod]:
+    """A kubelet's saved pods by uid; empty when it has saved none (yet) or the file is cut."""
+    try:
+        state = json.loads(kubelet_state_path(run_dir, node).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    return {uid: SavedPod.from_json(uid, entry, node) for uid, entry in state.items()}
+
+
+def write_kubelet_state(run_dir: Path, node: str, pods: Mapping[str, SavedPod]) -> None:
+    """Replace the state file atomically: readers in other processes never see half of it."""
+    _write_atomically(kubelet_state_path(run_dir, node),
+                      json.dumps({uid: pod.to_json() for uid, pod in pods.items()}))
+
+
+def kubelet_nodes(run_dir: Path) -> list[str]:
+    """The nodes whose kubelets have saved state in `run_dir`."""
+    return sorted(p.name[len("kubelet-"):-len(".json")] for p in Path(run_dir).glob("kubelet-*.json"))
+
+
+def sandboxes(run_dir: Path, nodes: Iterable[str]) -> dict[str, SavedPod]:
+    """uid -> the saved pod, over the state files of `nodes` (each SavedPod knows its node)."""
+    return {uid: pod for node in nodes for uid, pod in read_kubelet_state(run_dir, node).items()}
+
+
+def kubelet_ps_state(cluster: str, run_dir: Path, nodes: Iterable[str]) -> dict:
+    """What `testbed ps` lists (node/psview.py), from the kubelets' saved pods."""
+    from testbed.node.images import ImageError, container_argv, container_env
+
+    pods = []
+    for uid, pod in sandboxes(run_dir, nodes).items():
+        containers = []
+        for name, c in pod.containers.items():
+            spec = pod.container_spec(name) or {}
+            try:
+                argv = container_argv(spec, container_env(spec))
+            except ImageError:
+                argv = []
+            containers.append({"name": name, "pid": c.pid, "start": c.start, "argv": argv,
+                               "image": str(spec.get("image", "")),
+                               "ports": [f"{x['containerPort']}/{x.get('protocol', 'TCP')}"
+                                         for x in spec.get("ports", [])]})
+        pods.append({"namespace": pod.namespace, "name": pod.name, "uid": uid, "node": pod.node,
+                     "ip": pod.ip or "-", "created": pod.created,
+                     "pause": {"pid": pod.pause_pid, "start": pod.pause_start},
+                     "containers": containers})
+    return {"cluster": cluster, "pods": pods}

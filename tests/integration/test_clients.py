@@ -485,13 +485,15 @@ def test_testbed_commands_and_an_attached_cli(up):
 def test_an_example_script_runs_with_the_distributions_python():
     if not Path("/usr/bin/python3").exists():
         pytest.skip("no distribution python3 at /usr/bin/python3")
-    registered = subprocess.run(["/usr/bin/python3", "-c", "import testbed; print(testbed.__file__)"],
-                                cwd="/", text=True, capture_output=True, timeout=60).stdout.strip()
-    if registered and Path(registered).resolve().parent.parent != ROOT.resolve():
-        # scripts/install.sh registers the checkout it runs in (test.sh runs it first); another
-        # checkout on this machine has registered itself since
-        pytest.skip(f"the distribution's python3 imports testbed from {registered}, another "
-                    "checkout: run scripts/install.sh here")
+    # scripts/install.sh (which test.sh runs first) registers the checkout it runs in with one
+    # .pth line; another checkout on this machine may have registered itself since
+    where = subprocess.run(["/usr/bin/python3", "-c", "import os, site; print(*(os.path.join(d, "
+                            "'k8s-net-testbed.pth') for d in site.getsitepackages()), sep='\\n')"],
+                           cwd="/", text=True, capture_output=True, timeout=60).stdout.split()
+    registered = [Path(p).read_text().strip() for p in where if Path(p).is_file()]
+    if registered and Path(registered[0]).resolve() != ROOT.resolve():
+        pytest.skip(f"the distribution's python3 is registered to another checkout, "
+                    f"{registered[0]}: run scripts/install.sh here")
     done = subprocess.run(["/usr/bin/python3", "examples/partition.py"], cwd=ROOT, text=True,
                           capture_output=True, timeout=180,
                           env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})  # as sudo sets it

@@ -34,9 +34,9 @@ import threading
 import time
 
 from testbed.api.events import Note, reference
+from testbed.api.meta import object_key
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.events import EventRecorder
-from testbed.controllers.common import key_of
 from testbed.controllers.loadbalancer import (
     Decision,
     PoolAllocator,
@@ -102,16 +102,16 @@ class CloudController:
         """Bring allocations, routes, statuses and events in line; seconds until the next due write."""
         now = self.clock()
         wanted = sorted((s for s in services if wants_load_balancer(s)),
-                        key=lambda s: (s["metadata"].get("creationTimestamp", ""), key_of(s)))
+                        key=lambda s: (s["metadata"].get("creationTimestamp", ""), object_key(s)))
         if not self.restored:
             for s in wanted:
                 for ip in status_ips(s):
-                    if self.allocator.restore(key_of(s), ip):
-                        self.asked[key_of(s)] = now - self.delay
+                    if self.allocator.restore(object_key(s), ip):
+                        self.asked[object_key(s)] = now - self.delay
             self.programmed = self.routes.current()
             self.restored = True
-        wanted_keys = {key_of(s) for s in wanted}
-        by_key = {key_of(s): s for s in services}
+        wanted_keys = {object_key(s) for s in wanted}
+        by_key = {object_key(s): s for s in services}
         for key in [k for k in list(self.asked) if k not in wanted_keys]:
             self.asked.pop(key, None)
             self.published.pop(key, None)
@@ -125,7 +125,7 @@ class CloudController:
         due: dict[str, dict] = {}
         next_due: float | None = None
         for s in wanted:
-            key = key_of(s)
+            key = object_key(s)
             asked = self.asked.setdefault(key, now)
             decision = self.allocator.ensure(key, (s.get("spec") or {}).get("loadBalancerIP") or None)
             self._publish(s, decision)
@@ -165,16 +165,16 @@ class CloudController:
                   "loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]} if ip else {}}
         try:
             put_status(self.client, service, status)
-            log.info("%s/%s: status.loadBalancer.ingress = %s", *key_of(service), ip or "[]")
+            log.info("%s/%s: status.loadBalancer.ingress = %s", *object_key(service), ip or "[]")
         except ApiError as err:  # a conflict or a deleted Service: the next pass sees the new state
-            log.info("%s/%s: status not written: %s", *key_of(service), err)
+            log.info("%s/%s: status not written: %s", *object_key(service), err)
             self.wake.set()
 
     # -- events -----------------------------------------------------------------------------
 
     def _publish(self, service: dict, decision: Decision) -> None:
         """Record the decision's events on the Service, once per distinct set."""
-        key = key_of(service)
+        key = object_key(service)
         texts = tuple(str(e) for e in decision.events)
         if not texts or texts == self.published.get(key):
             return

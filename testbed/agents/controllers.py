@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from testbed.api.events import expired
+from testbed.api.meta import object_key
 from testbed.api.store import Expired, Store, StoreError
 from testbed.apiclient.events import EventRecorder
-from testbed.controllers.common import Change, is_terminating, name_of, namespace_of
+from testbed.controllers.common import Change, is_terminating, name_of
 from testbed.controllers.deployment import reconcile_deployments
 from testbed.controllers.endpoints import reconcile_endpoints
 from testbed.controllers.endpointslice import reconcile_endpointslices
@@ -56,10 +57,10 @@ def collect_pods(store: Store) -> list[Change]:
         node = pod["spec"].get("nodeName")
         if is_terminating(pod) and (not node or node not in nodes):
             try:
-                store.delete("Pod", namespace_of(pod), name_of(pod))
+                store.delete("Pod", *object_key(pod))
             except StoreError:
                 continue
-            changes.append(Change("delete", "Pod", namespace_of(pod), name_of(pod),
+            changes.append(Change("delete", "Pod", *object_key(pod),
                                   "terminating and not on any node"))
     return changes
 
@@ -69,10 +70,10 @@ def expire_events(store: Store, now: datetime | None = None) -> list[Change]:
     changes = []
     for event in expired(store.list("Event", copy=False)[0], now or datetime.now(UTC)):
         try:
-            store.delete("Event", namespace_of(event), name_of(event))
+            store.delete("Event", *object_key(event))
         except StoreError:
             continue
-        changes.append(Change("delete", "Event", namespace_of(event), name_of(event), "expired"))
+        changes.append(Change("delete", "Event", *object_key(event), "expired"))
     return changes
 
 

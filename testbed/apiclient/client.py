@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from testbed.api.discovery import VERSION_INFO
+from testbed.api.meta import namespace_of
 from testbed.api.resources import resource_for
 
 APPLY_PATH = "/testbed/v1/apply"
@@ -70,10 +71,6 @@ def error_from(code: int, data: bytes | dict) -> ApiError:
     cls = Expired if code == 410 else ApiError
     return cls(int(status.get("code") or code), status.get("reason", ""),
                status.get("message", f"HTTP {code}"), status)
-
-
-def _namespace_of(obj: dict) -> str:
-    return (obj.get("metadata") or {}).get("namespace") or "default"
 
 
 class Client:
@@ -172,15 +169,15 @@ class Client:
 
     def create(self, obj: dict) -> dict:
         r = resource_for(obj["kind"])
-        return self.request("POST", r.path(_namespace_of(obj)), obj)
+        return self.request("POST", r.path(namespace_of(obj)), obj)
 
     def update(self, obj: dict) -> dict:
         r = resource_for(obj["kind"])
-        return self.request("PUT", r.path(_namespace_of(obj), obj["metadata"]["name"]), obj)
+        return self.request("PUT", r.path(namespace_of(obj), obj["metadata"]["name"]), obj)
 
     def update_status(self, obj: dict) -> dict:
         r = resource_for(obj["kind"])
-        return self.request("PUT", r.path(_namespace_of(obj), obj["metadata"]["name"],
+        return self.request("PUT", r.path(namespace_of(obj), obj["metadata"]["name"],
                                           "status"), obj)
 
     def apply(self, obj: dict) -> dict:

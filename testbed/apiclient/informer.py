@@ -21,16 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from testbed.api.meta import object_key
 from testbed.apiclient.client import ApiError, Client, Expired
 
 log = logging.getLogger("testbed.informer")
 
 Handler = Callable[..., None]
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return meta.get("namespace", ""), meta.get("name", "")
 
 
 class Informer:
@@ -89,8 +85,12 @@ class Informer:
 
     def get(self, namespace: str, name: str) -> dict | None:
         with self._lock:
-            obj = self._cache.get((namespace or "", name))
+            obj = self._cache.get(self._key({"metadata": {"namespace": namespace, "name": name}}))
             return copy.deepcopy(obj) if obj is not None else None
+
+    def _key(self, obj: dict) -> tuple[str, str]:
+        """object_key as the informer's kind has it (a watched object need not carry its kind)."""
+        return object_key({"kind": self.kind, "metadata": obj.get("metadata")})
 
     # -- the loop
 
@@ -113,7 +113,7 @@ class Informer:
     def _relist(self) -> str:
         items, rv = self.client.list(self.kind, self.namespace, self.selector, self.fields)
         self.lists += 1
-        fresh = {_key(o): o for o in items}
+        fresh = {self._key(o): o for o in items}
         with self._lock:
             old, self._cache = self._cache, dict(fresh)
         for key, obj in fresh.items():
@@ -154,7 +154,7 @@ class Informer:
         self._conn = conn
 
     def _apply(self, type_: str, obj: dict) -> None:
-        key = _key(obj)
+        key = self._key(obj)
         with self._lock:
             old = self._cache.get(key)
             if type_ == "DELETED":

@@ -39,16 +39,6 @@ def name_of(obj: dict) -> str:
     return obj["metadata"]["name"]
 
 
-def namespace_of(obj: dict) -> str:
-    return obj["metadata"].get("namespace", "")
-
-
-def key_of(obj: dict) -> tuple[str, str]:
-    """(namespace, name) of a namespaced object, "default" when the namespace is left out."""
-    meta = obj["metadata"]
-    return meta.get("namespace", "default"), meta["name"]
-
-
 def is_terminating(pod: dict) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
 

@@ -21,7 +21,7 @@ import math
 import random
 
 from testbed.api.events import Note, reference
-from testbed.api.meta import selector_matches
+from testbed.api.meta import namespace_of, object_key, selector_matches
 from testbed.api.store import Store
 from testbed.api.strategy import prepare_for_create
 from testbed.controllers.common import (
@@ -32,7 +32,6 @@ from testbed.controllers.common import (
     is_ready,
     is_terminating,
     name_of,
-    namespace_of,
     owner_reference,
     random_suffix,
 )
@@ -199,7 +198,7 @@ def _update_status(store: Store, deployment: dict, pod_hash: str) -> list[Change
     if deployment.get("status") == status:
         return []
     store.update_status(dict(deployment, status=status))
-    return [Change("status", "Deployment", namespace_of(deployment), name_of(deployment))]
+    return [Change("status", "Deployment", *object_key(deployment))]
 
 
 def reconcile_deployments(store: Store, rng: random.Random) -> list[Change]:
@@ -215,7 +214,7 @@ def reconcile_deployments(store: Store, rng: random.Random) -> list[Change]:
                 if r.get("kind") == "Deployment" and r.get("controller")]
         if refs and refs[0].get("uid") not in uids and not is_terminating(pod):
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
-            store.delete("Pod", namespace_of(pod), name_of(pod), grace_seconds=grace or None)
-            changes.append(Change("delete", "Pod", namespace_of(pod), name_of(pod),
+            store.delete("Pod", *object_key(pod), grace_seconds=grace or None)
+            changes.append(Change("delete", "Pod", *object_key(pod),
                                   "owner is gone"))
     return changes

@@ -21,8 +21,9 @@ this controller made (skip-mirror) whose Service is gone are deleted.
 from __future__ import annotations
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
+from testbed.api.meta import namespace_of, object_key
 from testbed.api.store import NotFound, Store
-from testbed.controllers.common import Change, name_of, namespace_of
+from testbed.controllers.common import Change, name_of
 from testbed.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL
 
 # Upstream's endpoints controller labels what it writes so that the EndpointSlice mirroring
@@ -99,7 +100,7 @@ def reconcile_endpoints(store: Store) -> list[Change]:
         spec = service.get("spec") or {}
         if spec.get("type") == "ExternalName" or not spec.get("selector"):
             continue
-        key = (namespace_of(service), name_of(service))
+        key = object_key(service)
         live.add(key)
         want = desired(service, by_service.get(key, []))
         try:
@@ -116,7 +117,7 @@ def reconcile_endpoints(store: Store) -> list[Change]:
             changes.append(Change("update", "Endpoints", *key))
     for endpoints in store.list("Endpoints", selector={SKIP_MIRROR_LABEL: "true"},
                                 copy=False)[0]:
-        key = (namespace_of(endpoints), name_of(endpoints))
+        key = object_key(endpoints)
         if key not in live:
             store.delete("Endpoints", *key)
             changes.append(Change("delete", "Endpoints", *key))

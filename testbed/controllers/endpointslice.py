@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
-from testbed.api.meta import selector_matches
+from testbed.api.meta import namespace_of, object_key, selector_matches
 from testbed.api.store import Store
 from testbed.controllers.common import (
     Change,
@@ -31,7 +31,6 @@ from testbed.controllers.common import (
     is_terminal,
     is_terminating,
     name_of,
-    namespace_of,
     owner_reference,
     random_suffix,
 )
@@ -111,7 +110,7 @@ def node_zones(store: Store) -> dict[str, str]:
 def reconcile_service(store: Store, service: dict, rng: random.Random,
                       zones: dict[str, str] | None = None) -> list[Change]:
     """`zones`: node_zones(store), when the caller reconciles many Services in one pass."""
-    ns, name = namespace_of(service), name_of(service)
+    ns, name = object_key(service)
     existing, _ = store.list("EndpointSlice", ns, {SERVICE_NAME_LABEL: name,
                                                    MANAGED_BY_LABEL: MANAGED_BY})
     pods, _ = store.list("Pod", ns, copy=False)  # read only
@@ -162,12 +161,12 @@ def reconcile_endpointslices(store: Store, rng: random.Random) -> list[Change]:
         spec = service.get("spec") or {}
         if spec.get("type") == "ExternalName" or not spec.get("selector"):
             continue
-        live.add((namespace_of(service), name_of(service)))
+        live.add(object_key(service))
         changes.extend(reconcile_service(store, service, rng, zones))
     slices, _ = store.list("EndpointSlice", selector={MANAGED_BY_LABEL: MANAGED_BY})
     for slice_ in slices:
         owner = (namespace_of(slice_), slice_["metadata"]["labels"].get(SERVICE_NAME_LABEL))
         if owner not in live:
-            store.delete("EndpointSlice", namespace_of(slice_), name_of(slice_))
+            store.delete("EndpointSlice", *object_key(slice_))
             changes.append(Change("delete", "EndpointSlice", owner[0], name_of(slice_)))
     return changes

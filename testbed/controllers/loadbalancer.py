@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
-from testbed.controllers.common import key_of
+from testbed.api.meta import namespace_of, object_key
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -142,11 +142,11 @@ class PoolAllocator:
 
 def local_nodes(service: dict, slices: Iterable[dict]) -> set[str]:
     """Nodes with a ready endpoint of `service` (EndpointSlices labelled with its name)."""
-    ns, name = key_of(service)
+    ns, name = object_key(service)
     out = set()
     for s in slices:
         meta = s.get("metadata") or {}
-        if meta.get("namespace") != ns or (meta.get("labels") or {}).get(
+        if namespace_of(s) != ns or (meta.get("labels") or {}).get(
                 SERVICE_NAME_LABEL) != name:
             continue
         for ep in s.get("endpoints") or []:

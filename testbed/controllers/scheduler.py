@@ -13,8 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from testbed.api.events import Note, reference
+from testbed.api.meta import object_key
 from testbed.api.store import Store
-from testbed.controllers.common import Change, is_active, name_of, namespace_of
+from testbed.controllers.common import Change, is_active, name_of
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def schedule_pending(store: Store) -> list[Change]:
                                                         decision.reason)]
             if status != pod.get("status"):
                 store.update_status(dict(pod, status=status))
-                changes.append(Change("status", "Pod", namespace_of(pod), name_of(pod),
+                changes.append(Change("status", "Pod", *object_key(pod),
                                       decision.reason, Note(reference(pod), "Warning",
                                                             "FailedScheduling", decision.reason)))
             continue
@@ -101,8 +102,8 @@ def schedule_pending(store: Store) -> list[Change]:
         store.update_status(dict(bound, status=status))
         pods[index] = bound
         load[decision.node] += 1  # later decisions in this pass count this pod on its node
-        changes.append(Change("bind", "Pod", namespace_of(pod), name_of(pod), decision.node,
+        changes.append(Change("bind", "Pod", *object_key(pod), decision.node,
                               Note(reference(bound), "Normal", "Scheduled",
-                                   f"Successfully assigned {namespace_of(pod)}/{name_of(pod)} "
+                                   f"Successfully assigned {'/'.join(object_key(pod))} "
                                    f"to {decision.node}")))
     return changes

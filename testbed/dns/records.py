@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
+from testbed.api.meta import namespace_of
 
 DEFAULT_DOMAIN = "cluster.local"
 SRV_PRIORITY = 0
@@ -115,7 +116,7 @@ def build_records(services: Iterable[dict], slices: Iterable[dict], pods: Iterab
         meta = item.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if owner:
-            by_service.setdefault((_namespace(item), owner), []).append(item)
+            by_service.setdefault((namespace_of(item), owner), []).append(item)
 
     addresses: set[AddressRecord] = set()
     ptrs: set[PtrRecord] = set()
@@ -123,7 +124,7 @@ def build_records(services: Iterable[dict], slices: Iterable[dict], pods: Iterab
     cnames: set[CnameRecord] = set()
     for svc in services:
         name = (svc.get("metadata") or {}).get("name")
-        namespace = _namespace(svc)
+        namespace = namespace_of(svc)
         if not is_label(name) or not is_label(namespace):
             continue
         spec = svc.get("spec") or {}
@@ -148,7 +149,7 @@ def build_records(services: Iterable[dict], slices: Iterable[dict], pods: Iterab
 
     pod_records: set[AddressRecord] = set()
     for pod in pods:
-        namespace = _namespace(pod)
+        namespace = namespace_of(pod)
         status = pod.get("status") or {}
         ips = [entry.get("ip") for entry in status.get("podIPs") or []] or [status.get("podIP")]
         if not is_label(namespace) or status.get("phase") in ("Succeeded", "Failed"):
@@ -197,10 +198,6 @@ def _srv_name(port: dict, fqdn: str) -> str | None:
     if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
         return None
     return f"_{name}._{protocol}.{fqdn}"
-
-
-def _namespace(obj: dict) -> str:
-    return (obj.get("metadata") or {}).get("namespace") or "default"
 
 
 def _is_ip(text: object) -> bool:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from testbed.api.meta import object_key
 from testbed.dns.dnsmasq import Rendered, Settings, argv, render
 from testbed.dns.records import DEFAULT_DOMAIN, build_records
 from testbed.net.run import ns_prefix
@@ -158,18 +159,18 @@ class ClusterDns:
     # Handlers record, sync acts.
     def on_add(self, kind: str, obj: dict) -> None:
         with self._lock:
-            self.objects[kind][_key(obj)] = obj
+            self.objects[kind][object_key(obj)] = obj
         self._changed.set()
 
     def on_update(self, kind: str, old: dict, new: dict) -> None:
         with self._lock:
-            self.objects[kind].pop(_key(old), None)
-            self.objects[kind][_key(new)] = new
+            self.objects[kind].pop(object_key(old), None)
+            self.objects[kind][object_key(new)] = new
         self._changed.set()
 
     def on_delete(self, kind: str, obj: dict) -> None:
         with self._lock:
-            self.objects[kind].pop(_key(obj), None)
+            self.objects[kind].pop(object_key(obj), None)
         self._changed.set()
 
     def start(self, sync_timeout: float = SYNC_TIMEOUT, stop: threading.Event | None = None) -> None:
@@ -223,11 +224,6 @@ class ClusterDns:
             except Exception:  # noqa: BLE001 - one failing informer must not keep the others
                 log.exception("stopping an informer")
         self.informers = []
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return (meta.get("namespace") or "default", meta.get("name") or "")
 
 
 def _api(address: str):

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
+from testbed.api.meta import namespace_of, object_key
 
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 CONFIG_SNIPPET = "nginx.ingress.kubernetes.io/configuration-snippet"
@@ -75,8 +76,7 @@ class Model:
 
 
 def ingress_key(obj: dict) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', 'default')}/{meta['name']}"
+    return "/".join(object_key(obj))
 
 
 def serves(ingress: dict, ingress_class: str = "nginx", default_class: bool = True) -> bool:
@@ -97,7 +97,7 @@ class _Backends:
             meta = s.get("metadata") or {}
             name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
             if name:
-                self.slices.setdefault(f"{meta.get('namespace', 'default')}/{name}", []).append(s)
+                self.slices.setdefault(f"{namespace_of(s)}/{name}", []).append(s)
         self.made: dict[str, Backend] = {}
 
     def get(self, namespace: str, backend: dict | None, problems: list[str], where: str) -> Backend | None:
@@ -161,7 +161,7 @@ def build(ingresses: Iterable[dict], services: Iterable[dict], slices: Iterable[
     problems: list[str] = []
     servers: dict[str, Server] = {"_": Server("_")}
     for ing in chosen:
-        key, ns = ingress_key(ing), ing["metadata"].get("namespace", "default")
+        key, ns = ingress_key(ing), namespace_of(ing)
         spec = ing.get("spec") or {}
         notes = ing["metadata"].get("annotations") or {}
         snippet = notes.get(CONFIG_SNIPPET, "")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from testbed.api.manifests import load_manifests
+from testbed.api.meta import object_key
 from testbed.api.resources import Resource, UnknownResource, lookup, resource_for
 from testbed.apiclient.client import ApiError, Client
 from testbed.checks import check_manifests, report_warnings
@@ -150,8 +151,7 @@ def cmd_delete(args: argparse.Namespace, client: Client, out: TextIO, err: TextI
             print("error: give either -f FILE or KIND NAME, not both", file=err)
             return 2
         for obj in load_manifests(args.filename):
-            ns = obj["metadata"].get("namespace") or "default"
-            targets.append((resource_for(obj["kind"]), ns, obj["metadata"]["name"]))
+            targets.append((resource_for(obj["kind"]), *object_key(obj)))
     elif args.kind and args.names:
         r = lookup(args.kind)
         targets = [(r, args.namespace or "default", name) for name in args.names]

@@ -192,6 +192,13 @@ def test_apply_get_scale_delete(tmp_path: Path, client: Client) -> None:
     assert code == 1 and 'Error from server (NotFound): services "web" not found' in err
 
 
+def test_delete_f_of_a_cluster_scoped_object(tmp_path: Path, client: Client) -> None:
+    manifest = tmp_path / "ns.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n")
+    assert kubectl(client, "apply", "-f", str(manifest))[:2] == (0, "namespace/team-a created\n")
+    assert kubectl(client, "delete", "-f", str(manifest))[:2] == (0, 'namespace "team-a" deleted\n')
+
+
 def test_bad_manifest_exits_2_and_applies_nothing(tmp_path: Path, client: Client) -> None:
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(DEPLOYMENT + "---\n" + SERVICE.replace("port: 80", "port: 80000"))

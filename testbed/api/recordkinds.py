@@ -16,7 +16,8 @@ from testbed.api.meta import check_metadata
 from testbed.api.pods import PROTOCOLS
 from testbed.api.schema import field_names
 from testbed.api.schema_base import COORDINATION, CORE
-from testbed.api.validation import (
+from testbed.spec.source import Path_
+from testbed.spec.validation import (
     Checker,
     is_dns1123_label,
     is_dns1123_subdomain,
@@ -24,7 +25,6 @@ from testbed.api.validation import (
     is_port_number,
     is_qualified_name,
 )
-from testbed.spec.source import Path_
 
 SUBSET_FIELDS = field_names(CORE + "EndpointSubset")
 ADDRESS_FIELDS = field_names(CORE + "EndpointAddress")

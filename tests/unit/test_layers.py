@@ -143,6 +143,15 @@ def acting_chain(module: str) -> list[str] | None:
     return None
 
 
+def test_every_testbed_import_names_a_module_that_exists():
+    """The checks read source, so a stale import (of a module moved away) must be caught here:
+    it would otherwise pass them and fail only when run."""
+    missing = [f"{module}: line {line}: {name}" for module in MODULES
+               for name, line in imports(module)
+               if name.startswith("testbed") and name not in MODULES]
+    assert not missing, "imports of modules that do not exist:\n" + "\n".join(missing)
+
+
 def test_every_package_has_a_layer():
     for module in MODULES:
         rank_of(unit_of(module))

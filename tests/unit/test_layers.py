@@ -180,10 +180,25 @@ def test_no_import_from_a_higher_layer(module):
 PURE = [m for m in sorted(MODULES) if is_pure(m)]
 
 
+ACTING_CALLS = {"kill", "killpg", "system", "popen", "fork", "forkpty", "setns", "unshare",
+                "execv", "execve", "execvp", "execvpe", "execl", "execlp", "spawnv", "spawnvp",
+                "posix_spawn", "posix_spawnp"}
+
+
+def acting_calls(module: str) -> list[str]:
+    """os.kill(...), os.system(...) and their kind: acting without importing an acting module."""
+    return [f"line {node.lineno}: os.{node.func.attr}" for node in ast.walk(tree(module))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "os"
+            and node.func.attr in ACTING_CALLS]
+
+
 @pytest.mark.parametrize("module", PURE)
 def test_pure_modules_act_on_nothing(module):
     chain = acting_chain(module)
     assert chain is None, f"pure {module} imports an acting module: " + " -> ".join(chain)
+    calls = acting_calls(module)
+    assert not calls, f"pure {module} acts: " + ", ".join(calls)
 
 
 def test_the_checks_see_what_they_should(tmp_path, monkeypatch):
@@ -193,15 +208,17 @@ def test_the_checks_see_what_they_should(tmp_path, monkeypatch):
     assert "testbed.scenario.spec" in PURE and "testbed.emu.cluster" not in PURE
     assert rank_of("spec") < rank_of("api") < rank_of("emu") < rank_of("scenario")
     planted = tmp_path / "planted.py"
-    planted.write_text('"""Pure: planted."""\n\ndef f():\n    from testbed.emu import cluster\n'
-                       '    from testbed.net import netns\n    return cluster, netns\n')
+    planted.write_text('"""Pure: planted."""\n\nimport os\n\n\ndef f():\n'
+                       '    from testbed.emu import cluster\n'
+                       '    from testbed.net import netns\n    os.kill(1, 0)\n    return cluster, netns\n')
     monkeypatch.setitem(MODULES, "testbed.api.planted", planted)
     tree.cache_clear()
     imports.cache_clear()
     try:
         assert [w.split(" (")[0] for w in upward_imports("testbed.api.planted")] == [
-            "line 4: testbed.emu", "line 4: testbed.emu.cluster",
-            "line 5: testbed.net", "line 5: testbed.net.netns"]
+            "line 7: testbed.emu", "line 7: testbed.emu.cluster",
+            "line 8: testbed.net", "line 8: testbed.net.netns"]
+        assert acting_calls("testbed.api.planted") == ["line 9: os.kill"]
         chain = acting_chain("testbed.api.planted")
         assert chain is not None and chain[0] == "testbed.api.planted"
         assert chain[-1].split(" ")[0] in {"subprocess", "socket", "pyroute2", "ctypes", "threading",

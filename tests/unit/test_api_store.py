@@ -131,7 +131,7 @@ def test_watch_expired_when_history_is_gone() -> None:
 
 
 def test_watch_waits_for_a_writer_and_times_out() -> None:
-    store = make_store()
+    store = make_store(condition=threading.Condition())   # a writer's thread shares it
     store.create(pod("x"))
     rv = store.resource_version
     start = time.monotonic()
@@ -140,9 +140,12 @@ def test_watch_waits_for_a_writer_and_times_out() -> None:
     assert time.monotonic() - start >= 0.05
     timer = threading.Timer(0.05, lambda: store.create(pod("y")))
     timer.start()
+    start = time.monotonic()
     batch = store.watch("Pod", since=rv, timeout=5)
+    woken = time.monotonic() - start
     timer.join()
     assert [e.object["metadata"]["name"] for e in batch.events] == ["y"]
+    assert woken < 4                   # woken by the writer, not by the end of its timeout
 
 
 def test_generate_name_and_concurrent_creates() -> None:

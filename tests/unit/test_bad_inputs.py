@@ -23,6 +23,7 @@ nesting are also measured: refused within a second, in under 100 MB of address s
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import shutil
@@ -103,9 +104,15 @@ def corpus() -> list[Case]:
 CASES = corpus()
 
 
+# Where a case that slipped through validation would put its run directory: never the machine's
+# (and as root the cases run without capabilities, so such a case could build nothing anyway).
+SCRATCH_RUN_ROOT = tempfile.mkdtemp(prefix="testbed-bad-inputs-")
+atexit.register(shutil.rmtree, SCRATCH_RUN_ROOT, True)
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "HOME": "/nonexistent"}
+           "HOME": "/nonexistent", "TESTBED_RUN_ROOT": SCRATCH_RUN_ROOT}
     env.update(extra)
     return env
 
@@ -153,6 +160,9 @@ def nobody_cannot_run() -> str | None:
 def results(mode: str) -> dict[str, Result]:
     """The corpus run at once as the invoker ("invoker"), or its run/cli/up cases as nobody
     ("nobody"); computed once, on first use."""
+    if IS_ROOT and SETPRIV is None:
+        pytest.fail("setpriv (util-linux) is needed to run the bad-input corpus as root without "
+                    "capabilities: with all of root's, a case that slipped through would build")
     if mode == "nobody":
         cases = [c for c in CASES if c.args[0] in NEED_ROOT_LATER]
         prefix = tuple(AS_NOBODY)
@@ -426,3 +436,9 @@ def test_the_whole_command_runs_in_100_mb():
         done = subprocess.run([sys.executable, "-c", wrapper, "validate", f"tests/bad_inputs/{name}"],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_no_case_left_a_run_directory():
+    """Last: whatever ran above, nothing was built (no run directory was even made)."""
+    results("invoker")
+    assert os.listdir(SCRATCH_RUN_ROOT) == []

@@ -12,6 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from testbed.emu import rundir
 from testbed.node.images import container_env, image_path
 
 SOURCE = Path(__file__).with_name("pause.c")
@@ -39,17 +40,15 @@ def pause_binary() -> str:
     raise PauseBuildError(f"cannot build {SOURCE} with cc (run scripts/install.sh): {proc.stderr.strip()}")
 
 
-def enter_argv(pause_bin: str, pid: int, pod_dir: Path, files: tuple[str, ...] = ("hosts", "resolv.conf"),
+def enter_argv(pause_bin: str, pid: int, pod_dir: Path,
+               files: tuple[str, ...] = (rundir.POD_HOSTS, rundir.POD_RESOLV_CONF),
                *, sysfs: bool = False, chdir: str = "/") -> list[str]:
     """The `testbed-pause enter` prefix that runs a command in pod `pid`'s namespaces, with each
     of the pod's `files` (in `pod_dir`) bind-mounted over /etc/<file>; the command follows."""
     argv = [pause_bin, "enter", str(pid)]
     for name in files:
-        argv += ["--bind", f"{pod_dir / name}:/etc/{name}"]
+        argv += ["--bind", f"{rundir.pod_file(pod_dir, name)}:/etc/{name}"]
     return argv + (["--sysfs"] if sysfs else []) + ["--chdir", chdir, "--"]
-
-
-POD_FILES = ("hosts", "resolv.conf", "hostname")   # bind-mounted into every container
 
 
 def container_process(pause_bin: str, pause_pid: int, pod_dir: Path, manifest: dict,
@@ -59,7 +58,7 @@ def container_process(pause_bin: str, pause_pid: int, pod_dir: Path, manifest: d
     The kubelet starts containers with it; exec, the CLI and scripts run commands with it."""
     spec = next((c for c in (manifest.get("spec") or {}).get("containers") or []
                  if c.get("name") == container), {})
-    workdir = pod_dir / container
+    workdir = rundir.container_directory(pod_dir, container)
     # A workingDir that exists on the node is used as it is; otherwise the container runs in
     # its own directory (there is no image filesystem to create it in).
     wanted = spec.get("workingDir")
@@ -68,4 +67,4 @@ def container_process(pause_bin: str, pause_pid: int, pod_dir: Path, manifest: d
     env = {"PATH": image_path(str(spec.get("image", "")), path), "HOSTNAME": hostname,
            "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
     env.update(container_env(spec))
-    return enter_argv(pause_bin, pause_pid, pod_dir, POD_FILES, sysfs=True, chdir=cwd) + argv, env
+    return enter_argv(pause_bin, pause_pid, pod_dir, rundir.POD_FILES, sysfs=True, chdir=cwd) + argv, env

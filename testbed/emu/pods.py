@@ -23,11 +23,15 @@ from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
 from testbed.emu.record import Record, alive, end_processes
 from testbed.emu.rundir import (
+    POD_HOSTNAME,
+    POD_HOSTS,
+    POD_RESOLV_CONF,
     SavedAttachment,
     SavedContainer,
     SavedPod,
     container_log,
     pod_directory,
+    pod_file,
     pods_directory,
 )
 from testbed.node.images import (
@@ -233,9 +237,9 @@ class PodRuntime:
 
     def _write_files(self, pod: Pod) -> None:
         pod.directory.mkdir(exist_ok=True)
-        (pod.directory / "hosts").write_text(hosts_file(pod, pod.ip))
-        (pod.directory / "resolv.conf").write_text(resolv_conf(pod.namespace, self.nameserver))
-        (pod.directory / "hostname").write_text(pod.hostname + "\n")
+        pod_file(pod.directory, POD_HOSTS).write_text(hosts_file(pod, pod.ip))
+        pod_file(pod.directory, POD_RESOLV_CONF).write_text(resolv_conf(pod.namespace, self.nameserver))
+        pod_file(pod.directory, POD_HOSTNAME).write_text(pod.hostname + "\n")
 
     def start_container(self, pod: Pod, container: Container) -> None:
         """Start (or restart) one container of a running sandbox."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from testbed.emu import rundir
 from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.net.netns import socket_in
 from testbed.net.run import run
@@ -257,7 +258,7 @@ def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files
             pass
     argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1", *query]
     if pod_files is not None:
-        argv = enter_argv(pause_binary(), source_pid, pod_files, ("resolv.conf",)) + argv
+        argv = enter_argv(pause_binary(), source_pid, pod_files, (rundir.POD_RESOLV_CONF,)) + argv
         result = run(argv, check=False, timeout=timeout + 5)
     else:
         result = run(argv, netns=source_pid, check=False, timeout=timeout + 5)

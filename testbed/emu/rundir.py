@@ -10,7 +10,8 @@ disk; TESTBED_RUN_ROOT overrides), named NAME-PID-TIME. What it holds, and who w
     control.sock          a `testbed up` daemon's control socket (emu/daemon.py)
     apiserver.sock        the API server's Unix socket; apiserver.state its journal
     logs/AGENT.log        each agent's output (emu/controlplane.py); logs/daemon.log
-    pods/NS_NAME/         a pod's hosts, resolv.conf, hostname, and CONTAINER/log[.previous]
+    pods/NS_NAME/         a pod's hosts, resolv.conf, hostname (POD_FILES), and CONTAINER/ with
+                          its log[.previous]
     kubelet-NODE.json     a kubelet's pods (SavedPod below; agents/kubelet.py)
     proxy/NODE/kube-proxy.json   a kube-proxy's status after each sync (ProxyStatus below)
 
@@ -136,10 +137,27 @@ def pod_directory(run_dir: Path, namespace: str, name: str) -> Path:
     return pods_directory(run_dir) / f"{namespace}_{name}"
 
 
+# A pod's own files, written by the runtime and bind-mounted over /etc/<name> in its containers.
+POD_HOSTS = "hosts"
+POD_RESOLV_CONF = "resolv.conf"
+POD_HOSTNAME = "hostname"
+POD_FILES = (POD_HOSTS, POD_RESOLV_CONF, POD_HOSTNAME)
+
+
+def pod_file(pod_dir: Path, name: str) -> Path:
+    """One of the pod's POD_FILES."""
+    return Path(pod_dir) / name
+
+
+def container_directory(pod_dir: Path, container: str) -> Path:
+    """A container's own directory: its log, and its working directory and HOME."""
+    return Path(pod_dir) / container
+
+
 def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path:
     """A container's output: `log` for the current run, `log.previous` for the run before it
     (kept when the container restarts, for `kubectl logs --previous`)."""
-    return Path(pod_dir) / container / ("log.previous" if previous else "log")
+    return container_directory(pod_dir, container) / ("log.previous" if previous else "log")
 
 
 def proxy_directory(run_dir: Path, node: str) -> Path:

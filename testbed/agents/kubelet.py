@@ -44,7 +44,7 @@ from testbed.apiclient.informer import Informer
 from testbed.emu.pausebin import enter_argv
 from testbed.emu.podnet import BridgeNetwork, NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
-from testbed.emu.record import Record, netns_of, processes_in
+from testbed.emu.record import Record, alive, netns_of, processes_in
 from testbed.emu.rundir import SavedPod
 from testbed.net.netns import write_sysctl
 from testbed.node.kubeletplan import ContainerSeen, PodSeen
@@ -136,10 +136,15 @@ class NodeRuntime:
 
     def stop_container(self, pod: Pod, name: str, grace: float) -> None:
         self.runtime.stop_container(pod, pod.containers[name], grace=grace)
+        # and all it left in its process group: an adopted container has no record entry of
+        # this kubelet's, so this is also what ends it then (the plan restarts it once stopped)
+        self.end_container(pod, name)
 
     def end_container(self, pod: Pod, name: str) -> None:
         container = pod.containers[name]
-        if container.pid is not None and pod.pause_pid is not None:
+        # Only while the sandbox lives (pid and kernel start time): once it is gone, its pid
+        # and so the namespace found through it may be another's.
+        if container.pid is not None and alive(pod.pause_pid, pod.pause_start):
             end_group(container.pid, netns_of(pod.pid))
 
     def run_probes(self, pod: Pod, probes: Sequence[tuple[dict, dict]]) -> list[tuple[bool, str]]:

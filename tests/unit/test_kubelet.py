@@ -6,6 +6,7 @@ test_kubeletplan.py; the plan applied through a fake runtime: test_kubeletsync.p
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import subprocess
 import sys
@@ -204,3 +205,41 @@ def test_status_comparison_ignores_timestamps():
     c = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2"}]}
     assert same_status(a, b) and not same_status(a, c) and not same_status(a, None)
     assert same_status(None, {})
+
+
+def test_a_containers_leftovers_are_ended_only_while_its_sandbox_lives(monkeypatch):
+    """A dead sandbox's pid (and the namespace found through it) may be anyone's now: ending
+    the container's process group there must not even be tried."""
+    import testbed.agents.kubelet as kubelet
+    from testbed.emu.record import start_time
+
+    ended = []
+    monkeypatch.setattr(kubelet, "end_group", lambda pgid, netns: ended.append((pgid, netns)))
+    node_runtime = kubelet.NodeRuntime(runtime=None, node=None, probes=None)
+    me = os.getpid()
+    for pause_start, expected in ((start_time(me), 1), ((start_time(me) or 0) + 1, 0)):
+        pod = Pod("default", "p", "u", "w1", {}, Path("/nonexistent"), pause_pid=me,
+                  pause_start=pause_start)
+        pod.containers["c"] = Container("c", ["true"], [], Path("/nonexistent"), "", pid=4242)
+        ended.clear()
+        node_runtime.end_container(pod, "c")
+        assert len(ended) == expected
+
+
+def test_a_liveness_stop_ends_the_containers_process_group_too(monkeypatch):
+    """stop_container ends what the runtime recorded, then the container's process group, so a
+    container the runtime has no record of (an adopted one) stops too and is restarted."""
+    import testbed.agents.kubelet as kubelet
+
+    calls = []
+
+    class Runtime:
+        def stop_container(self, pod, container, grace):
+            calls.append(("stop", container.name, grace))
+
+    monkeypatch.setattr(kubelet.NodeRuntime, "end_container",
+                        lambda self, pod, name: calls.append(("end", name)))
+    pod = Pod("default", "p", "u", "w1", {}, Path("/nonexistent"))
+    pod.containers["c"] = Container("c", ["true"], [], Path("/nonexistent"), "", pid=4242)
+    kubelet.NodeRuntime(Runtime(), None, None).stop_container(pod, "c", 2.0)
+    assert calls == [("stop", "c", 2.0), ("end", "c")]

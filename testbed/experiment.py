@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from testbed.spec.source import Document, Problem, SpecError
+from testbed.spec.source import Document, SpecError
 
 
 def _load_topology(topology: str | Path | dict, name: str | None):
@@ -125,17 +127,24 @@ class Cluster:
         """Apply manifest files and/or objects (validated first: SpecError names the file
         and field), then wait up to `timeout` seconds for their pods to be Ready (None: do
         not wait)."""
-        from testbed.api.manifests import check_object, load_manifests
+        from testbed.api.manifests import Loaded, check_object, read_manifests
+        from testbed.checks import check_loaded, report_warnings
 
-        objs = load_manifests([self._path(p) for p in paths]) if paths else []
-        problems: list[Problem] = []
-        for obj in objects or []:
-            checked, found = check_object(obj)
+        # The checks every command makes (testbed/checks.py): the API server's validation, its
+        # allocators, commands on the nodes, against this cluster's topology; warnings printed.
+        loaded, problems = read_manifests([self._path(p) for p in paths]) if paths else ([], [])
+        for index, obj in enumerate(objects or []):
+            doc = Document(f"<objects[{index}]>", obj)
+            checked, found = check_object(doc)
             problems += found
             if checked is not None:
-                objs.append(checked)
+                loaded.append(Loaded(checked, doc, ()))
+        result = check_loaded(loaded, self.topology, which=shutil.which)
+        problems += result.problems
         if problems:
             raise SpecError(problems)
+        report_warnings(result.warnings, sys.stderr)
+        objs = result.objects
         self._c.apply(objs)
         if timeout:
             self._c.wait_ready(objs, timeout=timeout)

@@ -8,8 +8,9 @@ Owns, after pkg/proxy/userspace (userspace_proxy.md):
   * acting: `TcpRelay` / `UdpRelay`, one listening socket per service port on a proxy port of
     its own, relaying to endpoints from threads, and `UserspaceProxier`, which keeps them in
     step with the change trackers and applies the portal rules in one restore per sync.
-This is the one module of testbed/proxy that acts (sockets and threads, never subprocesses);
-the sockets come from an injected factory (`testbed.net.netns.socket_in` in tests), the rules
+It acts (sockets and threads, never subprocesses), so it lives with the agents, beside
+kube_proxy.py, on top of pure testbed/proxy (trackers, rule text); the sockets come from an
+injected factory (`testbed.net.netns.socket_in` in tests), the rules
 go through the same backend as iptables mode.
 
 Upstream appended portal rules one by one with EnsureRule; here the five chains are declared

@@ -1,7 +1,7 @@
 """Pure: a Pod's status as the kubelet reports it, from what the kubelet observed.
 
-The kubelet (agents/kubelet.py) observes containers (running or not, exit codes, restarts,
-probe results) and hands a `PodObservation` here; `pod_status` gives the `status` block with
+The kubelet observes containers (running or not, exit codes, restarts, probe results), and
+its plan (node/kubeletplan.py, `observation`) hands a `PodObservation` here; `pod_status` gives the `status` block with
 the fields and wording of the real kubelet: phase, conditions (PodScheduled, Initialized,
 ContainersReady, Ready), podIP(s), hostIP(s), startTime and containerStatuses with state,
 lastState, ready, started and restartCount.

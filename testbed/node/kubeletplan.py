@@ -5,8 +5,8 @@ API server's view), the kubelet's local state (`LocalState`: the pods it runs, w
 containers were last seen doing, its own bookkeeping) and the time, the list of `Action`s to
 take, in order. agents/kubeletsync.py applies them through an injected runtime (the real one
 over emu/pods.py, a fake in tests), the way the proxier applies its rules through an injected
-backend; nothing here touches a process, socket or file. It sits beside api/podstatus.py,
-which holds the status block and the restart-policy and back-off functions it uses.
+backend; nothing here touches a process, socket or file. It builds on api/podstatus.py, which
+holds the status block and the restart-policy and back-off functions it uses.
 
 What is decided here:
 

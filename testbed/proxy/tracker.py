@@ -5,7 +5,8 @@ Owns what sits between the informers and the proxiers, as upstream's change trac
 namespace/name), and `ProxyTracker`, the service and endpoint maps the records are merged into
 at each sync (`checkout()`), with the endpoint count for large-cluster mode and the UDP
 conntrack entries a change leaves stale (`stale_udp`). Every proxier (`proxier.Proxier`,
-`userspace.UserspaceProxier`) builds on `ProxyTracker`. Nothing here touches the system.
+testbed.agents.userspace's `UserspaceProxier`) builds on `ProxyTracker`. Nothing here touches
+the system; the trackers' locks are handed in by whoever shares them between threads.
 """
 
 from __future__ import annotations

@@ -9,15 +9,22 @@ ImplementationSpecific (the v1beta1 default).
 from __future__ import annotations
 
 import copy
+import ipaddress
 from typing import Any
 
 from testbed.api.meta import check_metadata
 from testbed.api.schema import field_names
 from testbed.api.schema_base import NETWORKING
 from testbed.spec.source import Path_
-from testbed.spec.validation import Checker, is_dns1123_label, is_dns1123_subdomain, is_port_name
+from testbed.spec.validation import (
+    Checker,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_port_name,
+    is_wildcard_dns1123_subdomain,
+)
 
-PATH_TYPES = ["Exact", "Prefix", "ImplementationSpecific"]
+PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]     # sorted, as upstream lists them
 OLD_VERSIONS = ["extensions/v1beta1", "networking.k8s.io/v1beta1"]
 # What each object may hold: the schema's fields (testbed/api/schema_groups.py).
 SPEC_FIELDS = field_names(NETWORKING + "IngressSpec")
@@ -50,6 +57,8 @@ def check_ingress(ck: Checker, path: Path_, obj: dict) -> None:
             continue
         host = ck.get(rule, "host", rp, "string")
         if host:
+            if _is_ip(host):
+                ck.invalid(rp + ("host",), host, "must be a DNS name, not an IP address")
             _check_host(ck, rp + ("host",), host)
         http = ck.obj(rule, "http", rp, HTTP_RULE_FIELDS)
         if http is None:
@@ -66,11 +75,22 @@ def check_ingress(ck: Checker, path: Path_, obj: dict) -> None:
 
 
 def _check_host(ck: Checker, path: Path_, host: str) -> None:
-    if host.startswith("*."):
-        ck.names(path, host, [e.replace("subdomain", "wildcard DNS-1123 subdomain") for e in
-                              is_dns1123_subdomain(host[2:])])
+    """A rule's or a TLS entry's host: a wildcard one when it holds a '*', as upstream."""
+    if "*" in host:
+        ck.names(path, host, is_wildcard_dns1123_subdomain(host))
     else:
         ck.names(path, host, is_dns1123_subdomain(host))
+
+
+def _is_ip(text: str) -> bool:
+    """netutils.ParseIPSloppy: an IPv4 address may have leading zeros."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        parts = text.split(".")
+        return len(parts) == 4 and all(p.isdigit() and p.isascii() and int(p) < 256
+                                       for p in parts)
 
 
 def _check_path(ck: Checker, pp: Path_, entry: Any) -> None:

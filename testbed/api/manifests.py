@@ -89,13 +89,16 @@ def _check_into(ck: Checker, path: Path_, data: object) -> dict | None:
         api_version = obj["apiVersion"]
     entry = KINDS.get((api_version, kind))
     if entry is None:
+        # kubectl's words for a kind its server does not serve, at the field that is wrong:
+        # the kind when no version has it, else the version; then what the testbed has
+        known = list(KINDS) + list(CONVERSIONS)
+        no_matches = f'no matches for kind "{kind}" in version "{api_version}"; supported: '
         if kind not in _kind_names():
-            ck.unsupported(path + ("kind",), kind, _kind_names())
+            in_version = sorted({k for v, k in known if v == api_version})
+            ck.add(path + ("kind",), no_matches + ", ".join(in_version or _kind_names()))
         else:
-            versions = sorted({v for v, k in list(KINDS) + list(CONVERSIONS) if k == kind})
-            ck.add(path + ("apiVersion",),
-                   f'no matches for kind "{kind}" in version "{api_version}"; '
-                   "supported: " + ", ".join(versions))
+            versions = sorted({v for v, k in known if k == kind})
+            ck.add(path + ("apiVersion",), no_matches + ", ".join(versions))
         return None
     checker, allowed = entry
     ck.fields(path, obj, allowed)

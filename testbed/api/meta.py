@@ -18,9 +18,12 @@ from testbed.spec.source import Path_
 from testbed.spec.validation import (
     Checker,
     check_labels,
+    fmt,
+    go_map,
     is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
+    is_label_value,
     is_qualified_name,
 )
 
@@ -48,7 +51,8 @@ def namespace_of(obj: dict) -> str:
 METADATA_FIELDS = field_names(META + "ObjectMeta")
 SELECTOR_FIELDS = field_names(META + "LabelSelector")
 REQUIREMENT_FIELDS = field_names(META + "LabelSelectorRequirement")
-SELECTOR_OPERATORS = ["In", "NotIn", "Exists", "DoesNotExist"]
+SELECTOR_OPERATORS = ["In", "NotIn", "Exists", "DoesNotExist"]   # refused as "not a valid
+                                                                 # selector operator", unlisted
 
 
 def check_metadata(ck: Checker, path: Path_, obj: dict, namespaced: bool = True,
@@ -74,7 +78,8 @@ def check_metadata(ck: Checker, path: Path_, obj: dict, namespaced: bool = True,
     check_labels(ck, mpath + ("labels",), meta.get("labels"))
     annotations = ck.get(meta, "annotations", mpath, "object") or {}
     for key, value in annotations.items():
-        ck.names(mpath + ("annotations",), key, is_qualified_name(str(key)))
+        with ck.line_of(mpath + ("annotations", key)):
+            ck.names(mpath + ("annotations",), key, is_qualified_name(str(key)))
         ck.is_type(mpath + ("annotations", key), value, "string")
     return meta
 
@@ -89,19 +94,43 @@ def check_label_selector(ck: Checker, path: Path_, selector: Any) -> dict | None
         e = ck.fields(p, expr, REQUIREMENT_FIELDS)
         if e is None:
             continue
-        key = ck.get(e, "key", p, "string", required=True)
-        if key is not None:
-            ck.names(p + ("key",), key, is_qualified_name(key))
-        op = ck.enum(e, "operator", p, SELECTOR_OPERATORS)
-        if e.get("operator") is None:
-            ck.required(p + ("operator",))
+        # ValidateLabelSelectorRequirement: the operator, the key, then the values
+        op = ck.get(e, "operator", p, "string")
         values = ck.string_list(e, "values", p)
-        if op in ("In", "NotIn") and not values:
-            ck.required(p + ("values",))
-        if op in ("Exists", "DoesNotExist") and values:
-            ck.forbidden(p + ("values",), "may not be specified when `operator` is 'Exists' or "
-                                          "'DoesNotExist'")
+        if op in ("In", "NotIn"):
+            if not values:
+                ck.required(p + ("values",), "must be specified when `operator` is 'In' or "
+                                             "'NotIn'")
+        elif op in ("Exists", "DoesNotExist"):
+            if values:
+                ck.forbidden(p + ("values",), "may not be specified when `operator` is 'Exists' "
+                                              "or 'DoesNotExist'")
+        elif op is not None or e.get("operator") is None:
+            ck.invalid(p + ("operator",), op or "", "not a valid selector operator")
+        key = ck.get(e, "key", p, "string")
+        if key is not None or e.get("key") is None:
+            ck.names(p + ("key",), key or "", is_qualified_name(key or ""))
+        for i, value in enumerate(values):
+            ck.names(p + ("values", i), value, is_label_value(value))
     return sel
+
+
+def go_selector(selector: dict) -> str:
+    """A metav1.LabelSelector as Go's %#v prints it, as field errors print one."""
+    def strings(values: Any) -> str:
+        if values is None:
+            return "[]string(nil)"
+        return "[]string{" + ", ".join(fmt(str(v)) for v in values) + "}"
+
+    labels = selector.get("matchLabels")
+    exprs = selector.get("matchExpressions")
+    shown = "[]v1.LabelSelectorRequirement(nil)" if exprs is None else (
+        "[]v1.LabelSelectorRequirement{" + ", ".join(
+            f"v1.LabelSelectorRequirement{{Key:{fmt(str(e.get('key') or ''))}, "
+            f"Operator:{fmt(str(e.get('operator') or ''))}, Values:{strings(e.get('values'))}}}"
+            for e in exprs if isinstance(e, dict)) + "}")
+    return (f"v1.LabelSelector{{MatchLabels:{go_map(labels if isinstance(labels, dict) else None)}"
+            f", MatchExpressions:{shown}}}")
 
 
 def selector_matches(selector: dict | LabelSelector | None,

@@ -22,12 +22,17 @@ from testbed.spec.validation import (
     is_dns1123_label,
     is_dns1123_subdomain,
     is_ipv4,
+    is_non_special_ip,
     is_port_name,
     is_port_number,
 )
 
-SERVICE_TYPES = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
+# Sorted, as upstream lists them (sets.List)
+SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
 TRAFFIC_POLICIES = ["Cluster", "Local"]
+SESSION_AFFINITIES = ["ClientIP", "None"]
+IP_FAMILIES = ["IPv4", "IPv6"]
+IP_FAMILY_POLICIES = ["PreferDualStack", "RequireDualStack", "SingleStack"]
 DEFAULT_AFFINITY_TIMEOUT = 10800
 MAX_AFFINITY_TIMEOUT = 86400
 
@@ -65,14 +70,29 @@ def check_service(ck: Checker, path: Path_, obj: dict) -> None:
             ck.names(p + ("externalName",), name.rstrip("."), is_dns1123_subdomain(name.rstrip(".")))
         if cluster_ip:
             ck.forbidden(p + ("clusterIP",), "may not be set for ExternalName services")
-    for ipath, ip in [(q, v) for q, v in ck.items(spec, "externalIPs", p)]:
-        if ck.is_type(ipath, ip, "string"):
-            ck.names(ipath, ip, is_ipv4(ip))
+    for ipath, ip in ck.items(spec, "externalIPs", p):
+        if ck.is_type(ipath, ip, "string") and ck.names(ipath, ip, is_ipv4(ip)):
+            ck.names(ipath, ip, is_non_special_ip(ip))
+    _check_ip_families(ck, p, spec)
 
     _check_ports(ck, p, spec, kind, headless)
     _check_affinity(ck, p, spec)
     _check_traffic_policies(ck, p, spec, kind)
     _check_load_balancer(ck, p, spec, kind)
+
+
+def _check_ip_families(ck: Checker, p: Path_, spec: dict) -> None:
+    """validateServiceFields' ipFamilies (each IPv4 or IPv6, none twice) and ipFamilyPolicy."""
+    seen: set[str] = set()
+    for fpath, family in ck.items(spec, "ipFamilies", p):
+        if not ck.is_type(fpath, family, "string"):
+            continue
+        if family not in IP_FAMILIES:
+            ck.unsupported(fpath, family, IP_FAMILIES)
+        if family in seen:
+            ck.duplicate(fpath, family)
+        seen.add(family)
+    ck.enum(spec, "ipFamilyPolicy", p, IP_FAMILY_POLICIES)
 
 
 def _check_ports(ck: Checker, p: Path_, spec: dict, kind: str | None, headless: bool) -> None:
@@ -123,7 +143,7 @@ def _check_ports(ck: Checker, p: Path_, spec: dict, kind: str | None, headless: 
 
 
 def _check_affinity(ck: Checker, p: Path_, spec: dict) -> None:
-    affinity = ck.enum(spec, "sessionAffinity", p, ["None", "ClientIP"], default="None")
+    affinity = ck.enum(spec, "sessionAffinity", p, SESSION_AFFINITIES, default="None")
     config = ck.obj(spec, "sessionAffinityConfig", p, AFFINITY_CONFIG_FIELDS)
     if affinity == "None" and config:
         ck.invalid(p + ("sessionAffinityConfig",), config,

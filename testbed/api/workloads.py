@@ -7,12 +7,12 @@ defaults from pods.py. The selector must select the template's labels, as in Kub
 
 from __future__ import annotations
 
-from testbed.api.meta import check_label_selector, check_metadata, selector_matches
+from testbed.api.meta import check_label_selector, check_metadata, go_selector, selector_matches
 from testbed.api.pods import POD_SPEC_FIELDS, check_pod_spec
 from testbed.api.schema import field_names
 from testbed.api.schema_base import APPS, CORE, META
 from testbed.spec.source import Path_
-from testbed.spec.validation import Checker, check_labels
+from testbed.spec.validation import Checker, check_labels, go_map
 
 # What each object may hold: the schema's fields (testbed/api/schema_groups.py); a template's
 # metadata is an ObjectMeta, as upstream's.
@@ -35,17 +35,31 @@ def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
                          ("minReadySeconds", 0)):
         if ck.positive(spec, key, p, minimum=0) is None and key not in spec:
             spec[key] = default
+    deadline, min_ready = spec.get("progressDeadlineSeconds"), spec.get("minReadySeconds")
+    if type(deadline) is int and type(min_ready) is int and 0 <= min_ready \
+            and 0 <= deadline <= min_ready:
+        ck.invalid(p + ("progressDeadlineSeconds",), deadline,
+                   "must be greater than minReadySeconds")
     ck.get(spec, "paused", p, "boolean")
     _check_strategy(ck, p, spec)
 
     selector = None
-    if spec.get("selector") is None:
+    # as upstream: no selector is labels.Nothing(), which no template's labels match
+    nothing = spec.get("selector") is None
+    if nothing:
         ck.required(p + ("selector",))
     else:
+        before = len(ck.problems)
         selector = check_label_selector(ck, p + ("selector",), spec["selector"])
         if selector is not None and not selector.get("matchLabels") \
                 and not selector.get("matchExpressions"):
-            ck.invalid(p + ("selector",), selector, "empty selector is invalid for deployment")
+            ck.add(p + ("selector",), f"Invalid value: {go_selector(selector)}: empty selector "
+                   "is invalid for deployment")
+            selector = None
+        elif selector is not None and len(ck.problems) > before:
+            # LabelSelectorAsSelector fails on what the checks above refused
+            ck.add(p + ("selector",), f"Invalid value: {go_selector(selector)}: invalid label "
+                   "selector")
             selector = None
     template = ck.obj(spec, "template", p, TEMPLATE_FIELDS, required=True)
     if template is None:
@@ -53,9 +67,10 @@ def check_deployment(ck: Checker, path: Path_, obj: dict) -> None:
     tp = p + ("template",)
     meta = ck.obj(template, "metadata", tp, TEMPLATE_META_FIELDS) or {}
     labels = check_labels(ck, tp + ("metadata", "labels"), meta.get("labels"))
-    if selector is not None and not selector_matches(selector, labels):
-        ck.invalid(tp + ("metadata", "labels"), labels, "`selector` does not match template "
-                   "`labels`")
+    if nothing or (selector is not None and not selector_matches(selector, labels)):
+        shown = go_map(meta.get("labels") if isinstance(meta.get("labels"), dict) else None)
+        ck.add(tp + ("metadata", "labels"), f"Invalid value: {shown}: `selector` does not "
+               "match template `labels`")
     pod_spec = ck.obj(template, "spec", tp, POD_SPEC_FIELDS, required=True)
     if pod_spec is not None:
         check_pod_spec(ck, tp + ("spec",), pod_spec)
@@ -71,7 +86,7 @@ def _check_strategy(ck: Checker, p: Path_, spec: dict) -> None:
             return
         strategy = spec["strategy"] = {}
     sp = p + ("strategy",)
-    kind = ck.enum(strategy, "type", sp, ["RollingUpdate", "Recreate"], default="RollingUpdate")
+    kind = ck.enum(strategy, "type", sp, ["Recreate", "RollingUpdate"], default="RollingUpdate")
     rolling = ck.obj(strategy, "rollingUpdate", sp, ROLLING_UPDATE_FIELDS)
     if kind == "Recreate":
         if rolling is not None:

@@ -330,10 +330,11 @@ def _place_nodes(ck: Checker, mode, cidrs, node_prefix, pod_prefix, entries,
         subnets = node_cidr.subnets(new_prefix=node_prefix)
         capacity = 2 ** (node_prefix - node_cidr.prefixlen)
     else:
-        capacity = node_cidr.num_addresses - 3
+        capacity = max(node_cidr.num_addresses - 3, 0)
     if len(entries) > capacity:
+        besides = "" if mode == "routed" else " besides its network, broadcast and gateway addresses"
         ck.invalid(("network", "nodeCIDR"), str(node_cidr),
-                   f"holds {capacity} nodes, the topology has {len(entries)}")
+                   f"holds {_count(capacity, 'node')}{besides}, the topology has {len(entries)}")
         return []
     workers = len(entries) - 1
     if pod_prefix < cluster_cidr.prefixlen:
@@ -399,12 +400,18 @@ def _place_nodes(ck: Checker, mode, cidrs, node_prefix, pod_prefix, entries,
     return out
 
 
+def _count(n: int, what: str) -> str:
+    return f"no {what}s" if n == 0 else f"1 {what}" if n == 1 else f"{n} {what}s"
+
+
 def _place_clients(ck: Checker, cidr: IPv4Network | None, entries) -> list[ClientSpec]:
     if cidr is None:
         return []
-    if len(entries) > cidr.num_addresses - 3:
+    room = max(cidr.num_addresses - 3, 0)
+    if len(entries) > room:
         ck.invalid(("network", "clientCIDR"), str(cidr),
-                   f"holds {cidr.num_addresses - 3} clients, the topology has {len(entries)}")
+                   f"holds {_count(room, 'client')} besides its network, broadcast and gateway "
+                   f"addresses, the topology has {len(entries)}")
         return []
     gateway = cidr.network_address + 1
     out, used = [], {}

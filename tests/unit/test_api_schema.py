@@ -265,8 +265,8 @@ def test_endpoints_as_upstream_validates_them() -> None:
         "link-local range (169.254.0.0/16)",
         "subsets[0].ports[0].name: Required value",
         "subsets[0].ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
-        'subsets[0].ports[1].protocol: Unsupported value: "ICMP": supported values: "TCP", '
-        '"UDP", "SCTP"']
+        'subsets[0].ports[1].protocol: Unsupported value: "ICMP": supported values: "SCTP", '
+        '"TCP", "UDP"']
 
 
 def event(**fields: Any) -> dict:
@@ -292,6 +292,10 @@ def test_events_as_core_v1_validates_them() -> None:
     assert problems(new_style) == [
         "reportingController: Required value",
         'reportingController: Invalid value: "": name part must be non-empty',
+        'reportingController: Invalid value: "": name part must consist of alphanumeric '
+        "characters, '-', '_' or '.', and must start and end with an alphanumeric character "
+        "(e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+        "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
         "reportingInstance: Required value", "action: Required value",
         'reason: Invalid value: "": can have at most 128 characters',
         'message: Invalid value: "": can have at most 1024 characters']

@@ -20,10 +20,16 @@ def test_label_length_error():
     assert is_dns1123_label("a" * 64) == ["must be no more than 63 characters"]
 
 
-@pytest.mark.parametrize("value", ["", "A", "Pod", "-a", "a-", "a_b", "a.b", "a b", "ä", "\na"])
+@pytest.mark.parametrize("value", ["", "A", "Pod", "-a", "a-", "a_b", "a b", "ä", "\na", "a..b"])
 def test_label_character_errors(value):
     [why] = is_dns1123_label(value)
     assert why.startswith("a lowercase RFC 1123 label must consist of lower case alphanumeric")
+
+
+@pytest.mark.parametrize("value", ["a.b", "master.local", "1.2.3.4"])
+def test_a_subdomain_that_is_no_label_has_dots(value):
+    # apimachinery's IsDNS1123Label since 1.27: a valid subdomain can only fail by its dots
+    assert is_dns1123_label(value) == ["must not contain dots"]
 
 
 @pytest.mark.parametrize("check", [is_dns1123_label, is_dns1123_subdomain])

@@ -22,7 +22,8 @@
 Paths are relative to the scenario file; their manifests are loaded and checked with the
 scenario, before anything is built. Every value is checked here, when the scenario is loaded,
 through the API server's Checker: names as the API server checks names, selectors with its
-parser, rates, delays and losses in the units tc takes, durations finite and non-negative.
+parser, rates, delays and losses in the units tc takes and within what it holds, durations
+finite, non-negative and at most a day, a partition's groups apart.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from testbed.spec.validation import (
 )
 
 AGENTS = ("apiserver", "kubelet", "kube-proxy")
+# The longest a sleep, a timeout or a retry may last: a day is beyond any test, and far below
+# what time.sleep and socket timeouts take (1e300 overflows them mid-run).
+MAX_SECONDS = 86400
+DAY = " seconds (a day)"
 WAITS = ("ready", "endpoints", "loadBalancer")
 KINDS = ("Pod", "Service", "Deployment", "EndpointSlice", "Ingress", "Namespace")
 
@@ -117,12 +122,25 @@ ACTION_KEYS = ("apply", "delete", "scale", "wait", "kill", "restart", "link", "n
 INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps")
 
 
-# Units tc takes (iproute2's get_rate and get_time, matched without regard to case): a rate of
-# `shape` goes to tbf or netem as is, a delay to netem, a loss to netem as a percentage.
-_RATE_UNITS = ("bit", "kbit", "mbit", "gbit", "tbit", "kibit", "mibit", "gibit", "tibit",
-               "bps", "kbps", "mbps", "gbps", "tbps", "kibps", "mibps", "gibps", "tibps")
-_TIME_UNITS = ("s", "sec", "secs", "ms", "msec", "msecs", "us", "usec", "usecs",
-               "ns", "nsec", "nsecs")
+# Units tc takes (iproute2's get_rate64 and get_time, matched without regard to case): a rate
+# of `shape` goes to tbf or netem as is, a delay to netem, a loss to netem as a percentage.
+# Nanoseconds are left out: iproute2 before 6.9 (Debian 12's 6.1) reads a netem delay with
+# get_time, which knows s, ms and us only.
+_RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "tbit": 1e12,
+               "kibit": 1024, "mibit": 1024**2, "gibit": 1024**3, "tibit": 1024**4,
+               "bps": 8, "kbps": 8e3, "mbps": 8e6, "gbps": 8e9, "tbps": 8e12,
+               "kibps": 8 * 1024, "mibps": 8 * 1024**2, "gibps": 8 * 1024**3,
+               "tibps": 8 * 1024**4, "": 1}
+_TIME_UNITS = {"s": 1e6, "sec": 1e6, "secs": 1e6, "ms": 1e3, "msec": 1e3, "msecs": 1e3,
+               "us": 1, "usec": 1, "usecs": 1, "": 1}
+# What tc can be handed, checked here so that a step does not fail mid-run:
+# * a rate counts bytes per second, so at least 8bit; tbf (a rate alone) also keeps a queue
+#   of rate x its 50ms latency + its 32kbit burst, in 32 bits: at most 687gbit.
+# * netem's delay is 32 bits of psched ticks of 64ns (iproute2 < 6.9: get_ticks, which
+#   refuses "Illegal time (too large)" beyond): at most 274877906us, about 4.6 minutes.
+MIN_RATE_BITS = 8
+MAX_RATE_BITS = 687e9
+MAX_DELAY_US = 274877906
 _DECIMAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([A-Za-z%]*)")
 
 
@@ -261,19 +279,18 @@ def _pod_ref(ck: Checker, path: Path_, raw: Any) -> PodRef | None:
     return PodRef(selector=selector, namespace=namespace, node=node or "")
 
 
-def _quantity(ck: Checker, path: Path_, value: Any, units: tuple[str, ...], what: str,
-              high: float | None = None) -> str | None:
-    """A tc quantity: a decimal number, then one of `units` (or none), e.g. 10mbit, 20ms."""
+def _quantity(ck: Checker, path: Path_, value: Any, units: dict[str, float],
+              what: str) -> float | None:
+    """A tc quantity, a decimal number then one of `units` (or none), e.g. 10mbit, 20ms: its
+    amount in the base unit (bits per second, microseconds)."""
     if not ck.is_type(path, value, "string"):
         return None
     match = _DECIMAL.fullmatch(value)
-    if match is None or match.group(2).lower() not in units + ("",):
-        ck.invalid(path, value, f"must be {what}: a number and one of {', '.join(units)}")
+    if match is None or match.group(2).lower() not in units:
+        ck.invalid(path, value, f"must be {what}: a number and one of "
+                                f"{', '.join(u for u in units if u)}")
         return None
-    if high is not None and float(match.group(1)) > high:
-        ck.invalid(path, value, f"must be {what} of at most {high:g}")
-        return None
-    return value
+    return float(match.group(1)) * units[match.group(2).lower()]
 
 
 def _loss(ck: Checker, path: Path_, value: Any) -> str | None:
@@ -300,9 +317,15 @@ def _net_fault(ck: Checker, where: Path_, key: str, value: Any) -> NetFault | No
                                      "[[w1], [w2, master]]")
             return None
         before = len(ck.problems)
+        group_of: dict[str, int] = {}
         for i, group in enumerate(value):
             for j, name in enumerate(group):
-                ck.names(where + (i, j), name, is_dns1123_label(name))
+                if not ck.names(where + (i, j), name, is_dns1123_label(name)):
+                    continue
+                if name in group_of:
+                    ck.duplicate(where + (i, j), name, f"already in group {group_of[name]}: "
+                                                      "a node or client is in one group only")
+                group_of.setdefault(name, i)
         return NetFault("partition", groups=tuple(tuple(g) for g in value)) \
             if len(ck.problems) == before else None
     if key == "inspect":
@@ -326,16 +349,26 @@ def _net_fault(ck: Checker, where: Path_, key: str, value: Any) -> NetFault | No
             return None
         before = len(ck.problems)
         node = _node_name(ck, m, "node", where)
-        rate = _quantity(ck, where + ("rate",), m["rate"], _RATE_UNITS, "a rate") \
+        bits = _quantity(ck, where + ("rate",), m["rate"], _RATE_UNITS, "a rate") \
             if "rate" in m else None
-        delay = _quantity(ck, where + ("delay",), m["delay"], _TIME_UNITS, "a delay") \
+        micros = _quantity(ck, where + ("delay",), m["delay"], _TIME_UNITS, "a delay") \
             if "delay" in m else None
         loss = _loss(ck, where + ("loss",), m["loss"]) if "loss" in m else None
-        if rate is not None and float(_DECIMAL.fullmatch(rate).group(1)) == 0:
-            ck.invalid(where + ("rate",), rate, "must be greater than 0")
+        if bits == 0:
+            ck.invalid(where + ("rate",), m["rate"], "must be greater than 0")
+        elif bits is not None and bits < MIN_RATE_BITS:
+            ck.invalid(where + ("rate",), m["rate"], "must be at least 8bit: tc counts whole "
+                                                     "bytes per second")
+        elif bits is not None and bits > MAX_RATE_BITS:
+            ck.invalid(where + ("rate",), m["rate"], "must be at most 687gbit: tbf queues "
+                       "the rate times 50ms in a 32-bit byte count")
+        if micros is not None and int(micros) > MAX_DELAY_US:
+            ck.invalid(where + ("delay",), m["delay"], f"must be at most {MAX_DELAY_US}us "
+                       "(netem counts a delay in 32 bits of 64ns ticks)")
         if len(ck.problems) > before or node is None:
             return None
-        return NetFault("shape", target=node, rate=rate, delay=delay, loss=loss)
+        return NetFault("shape", target=node, rate=m.get("rate"), delay=m.get("delay"),
+                        loss=loss)
     name_key = "node" if key == "link" else "name"
     m = _mapping(ck, where, value, {name_key, "state"}, {name_key, "state"})
     if m is None:
@@ -355,7 +388,8 @@ def _wait(ck: Checker, path: Path_, raw: dict) -> Wait | None:
     keys = {"ready": ({"selector", "namespace", "count"}, {"selector"}),
             "endpoints": ({"service", "namespace", "count"}, {"service"}),
             "loadBalancer": ({"service", "namespace"}, {"service"})}[what]
-    timeout = ck.number(raw, "timeout", path, minimum=0, above=True, default=60.0)
+    timeout = ck.number(raw, "timeout", path, minimum=0, above=True, default=60.0,
+                        maximum=MAX_SECONDS, unit=DAY)
     m = _mapping(ck, where + (what,), spec, *keys)
     if m is None or timeout is None:
         return None

@@ -3,7 +3,9 @@
 `check_scenario(path, which=...)` loads the scenario, its topology (with the scenario's
 kube-proxy modes and add-ons), its manifests and those of its apply steps (testbed.checks'
 `check_loaded`, the function every command checks manifests with, against that topology), and
-the names its steps use (pods, nodes, clients). `testbed validate` calls it through the
+the names its steps use (pods, nodes, clients, and the objects a step acts on: a pod to kill,
+a Service to probe or wait for, a Deployment to scale, an object to delete, each declared by
+the cluster, the manifests or an earlier apply step). `testbed validate` calls it through the
 runner's `prepare`, as `testbed run` does. Nothing here builds, connects or prints.
 """
 
@@ -16,13 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.api.manifests import Loaded, read_manifests
-from testbed.api.meta import object_key
+from testbed.api.meta import DEFAULT_NAMESPACE, object_key
+from testbed.api.resources import CLUSTER_SCOPED
 from testbed.checks import Checked, check_loaded, problem_at, warn_about_scale
 from testbed.node.images import Which
-from testbed.scenario.actions import Apply, Delete, Fault, NetFault, Scale
+from testbed.scenario.actions import Apply, Delete, Fault, NetFault, Scale, Wait
 from testbed.scenario.spec import Probe, Scenario, load_scenario
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import Topology, load_topology
+from testbed.spec.validation import fmt
+
+# Kinds whose objects a delete step names by a name the manifests give (an EndpointSlice's
+# is generated)
+CHECKED_KINDS = ("Pod", "Service", "Deployment", "Ingress", "Namespace")
 
 # -- scenarios ---------------------------------------------------------------------------------
 
@@ -87,9 +95,12 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
             out.problems += [p for p in checked.problems if p not in out.problems]
             out.warnings += [w for w in checked.warnings if w not in out.warnings]
     if topo is not None:
+        created = {index: objs for index, objs in out.step_objects.items()
+                   if isinstance(scenario.steps[index].action, Apply)}
         everything = [o for objs in out.step_objects.values() for o in objs]
-        pods = out.objects if manifests_ok else _declared_pods(scenario)
-        out.problems += check_names(scenario, topo, pods + everything, every)
+        base_objects = out.objects if manifests_ok else _declared_objects(scenario)
+        out.problems += check_names(scenario, topo, base_objects + everything, every,
+                                    base=base_objects, created=created)
         out.warnings += _scale_warnings(scenario, topo)
     return out
 
@@ -117,9 +128,10 @@ def _scenario_problem(scenario: Scenario, path: Path_, message: str) -> Problem:
     return Problem(scenario.file, line, field_name(path), message)
 
 
-def _declared_pods(scenario: Scenario) -> list[dict]:
-    """Pods named in the manifests, read loosely (for name checks when validation failed)."""
-    pods = []
+def _declared_objects(scenario: Scenario) -> list[dict]:
+    """Objects named in the manifests, read loosely (for name checks when validation failed):
+    kind, name and namespace, and a Service's spec as written."""
+    objects = []
     for path in scenario.manifests:
         try:
             docs = read_documents(path)
@@ -128,16 +140,46 @@ def _declared_pods(scenario: Scenario) -> list[dict]:
         for doc in docs:
             data = doc.data if isinstance(doc.data, dict) else {}
             meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-            if data.get("kind") == "Pod" and isinstance(meta.get("name"), str):
-                pods.append({"kind": "Pod", "metadata": {"name": meta["name"],
-                                                         "namespace": str(meta.get("namespace") or "default")}})
-    return pods
+            if isinstance(data.get("kind"), str) and isinstance(meta.get("name"), str):
+                obj = {"kind": data["kind"],
+                       "metadata": {"name": meta["name"],
+                                    "namespace": str(meta.get("namespace") or "default")}}
+                if data["kind"] == "Service" and isinstance(data.get("spec"), dict):
+                    obj["spec"] = data["spec"]
+                objects.append(obj)
+    return objects
+
+
+def _cluster_objects(topo: Topology) -> list[dict]:
+    """What the cluster holds before any manifest: its namespaces, the kubernetes and kube-dns
+    Services, kube-dns's Deployment, and what the topology's add-ons install."""
+    def obj(kind: str, namespace: str, name: str, **spec) -> dict:
+        return {"kind": kind, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+    out = [obj("Namespace", "", ns) for ns in ("default", "kube-system", "kube-public",
+                                                "kube-node-lease")]
+    out += [obj("Service", "default", "kubernetes", type="ClusterIP",
+                ports=[{"name": "https", "port": 443, "protocol": "TCP"}]),
+            obj("Service", "kube-system", "kube-dns", type="ClusterIP",
+                ports=[{"name": "dns", "port": 53, "protocol": "UDP"},
+                       {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]),
+            obj("Deployment", "kube-system", "kube-dns")]
+    if "ingress-nginx" in topo.addons:
+        out += [obj("Namespace", "", "nginx-ingress"),
+                obj("Deployment", "nginx-ingress", "nginx-ingress")]
+    return out
 
 
 def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
-                loaded: Sequence[Loaded] = ()) -> list[Problem]:
+                loaded: Sequence[Loaded] = (), *, base: list[dict] | None = None,
+                created: dict[int, list[dict]] | None = None) -> list[Problem]:
     """Every from/to/sourceIP name must be a pod of the manifests, a node, the gateway or a
-    client; every node a fault step names must be one of the topology's."""
+    client; every node a fault step names must be one of the topology's; every object a step
+    names (a pod to kill or fail, a Service to probe or wait for, a Deployment to scale, an
+    object to delete) must be the cluster's own, the scenario's manifests' or an earlier
+    apply step's (`base`: the manifests' objects, `created`: apply steps' by index; without
+    them every one of `objects` counts from the start), and a Service probed through a node
+    port or load balancer must have that port."""
     pods = [object_key(o) for o in objects if o["kind"] == "Pod"]
     services = [object_key(o) for o in objects if o["kind"] == "Service"]
     hosts = {n.name for n in topo.nodes} | {c.name for c in topo.clients} | {topo.gateway_name}
@@ -145,6 +187,7 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
     known |= {f"{ns}/{name}" for ns, name in services}
     known |= {name for ns, name in services if ns == "default"}
     located = {id(item.obj): item for item in loaded}
+    available = _cluster_objects(topo) + list(objects if base is None else base)
     problems = []
     for obj in objects:
         namespace, name = object_key(obj)
@@ -161,6 +204,9 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
                     scenario, ("steps", index, *where),
                     f'Unsupported value: "{name}": supported values: '
                     + ", ".join(f'"{a}"' for a in sorted(allowed))))
+        problems += [_scenario_problem(scenario, ("steps", index, *where), message)
+                     for where, message in _object_problems(step.action, available)]
+        available += (created or {}).get(index, [])
         if not isinstance(step.action, Probe):
             continue
         to = "" if step.action.kind == "dns" else step.action.target.host  # dns: any name to look up
@@ -175,6 +221,106 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
                     f'Invalid value: "{name}": no pod, node or client of this scenario '
                     f"(known: {', '.join(sorted(known))})"))
     return problems
+
+
+def _shown(namespace: str, name: str) -> str:
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}"
+
+
+def _declared(available: list[dict], kind: str) -> dict[tuple[str, str], list[dict]]:
+    """(namespace, name) -> every declaration of that kind among `available`."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for obj in available:
+        if obj.get("kind") == kind:
+            out.setdefault(object_key(obj), []).append(obj)
+    return out
+
+
+def _missing(kind: str, value: str, available: list[dict]) -> str:
+    names = sorted(f"{ns}/{name}" if ns else name for ns, name in _declared(available, kind))
+    return (f"Invalid value: {fmt(value)}: no {kind} of the cluster, the scenario's manifests "
+            f"or an earlier apply step ({kind}s: {', '.join(names) or 'none'})")
+
+
+def _object_problems(action, available: list[dict]) -> list[tuple[Path_, str]]:
+    """(path within the step, message) for each object the step names that will not exist."""
+    def need(kind: str, namespace: str, name: str, where: Path_) -> list[dict]:
+        found = _declared(available, kind).get(
+            ("" if kind in CLUSTER_SCOPED else namespace, name), [])
+        if kind == "Namespace" and any(object_key(o)[0] == name for o in available):
+            found = found or [{"kind": kind, "metadata": {"name": name}}]   # made for its objects
+        if not found:
+            out.append((where, _missing(kind, _shown(namespace, name), available)))
+        return found
+
+    out: list[tuple[Path_, str]] = []
+    if isinstance(action, Fault) and action.pod is not None and action.pod.name:
+        need("Pod", action.pod.namespace, action.pod.name, (action.action, "pod"))
+    elif isinstance(action, NetFault) and action.kind == "readiness" and action.pod is not None \
+            and action.pod.name:
+        need("Pod", action.pod.namespace, action.pod.name, ("readiness", "pod"))
+    elif isinstance(action, Scale):
+        need("Deployment", action.namespace, action.name, ("scale", "deployment"))
+    elif isinstance(action, Delete) and action.kind and action.kind in CHECKED_KINDS:
+        need(action.kind, action.namespace, action.name, ("delete", "name"))
+    elif isinstance(action, Wait) and action.what in ("endpoints", "loadBalancer"):
+        where: Path_ = ("wait", action.what, "service")
+        found = need("Service", action.namespace, action.target, where)
+        if found and action.what == "loadBalancer" and not any(
+                _service_type(s) == "LoadBalancer" for s in found):
+            out.append((where, f"Invalid value: {fmt(action.target)}: Service "
+                               f"{action.namespace}/{action.target} is of type "
+                               f"{_service_type(found[0])}; only a LoadBalancer Service gets an "
+                               "address"))
+    elif isinstance(action, Probe) and action.target.via:
+        t = action.target
+        namespace, _, name = t.service.partition("/")
+        found = need("Service", namespace, name, ("to", "service"))
+        if found:
+            out += _port_problems(t, found)
+    return out
+
+
+def _service_type(svc: dict) -> str:
+    spec = svc.get("spec") if isinstance(svc.get("spec"), dict) else {}
+    kind = spec.get("type")
+    return kind if isinstance(kind, str) and kind else "ClusterIP"
+
+
+def _service_ports(svc: dict) -> list[dict]:
+    spec = svc.get("spec") if isinstance(svc.get("spec"), dict) else {}
+    ports = spec.get("ports") if isinstance(spec.get("ports"), list) else []
+    return [p for p in ports if isinstance(p, dict)]
+
+
+def _port_problems(t, found: list[dict]) -> list[tuple[Path_, str]]:
+    """A nodePort or loadBalancer target's port: the Service (in one of its declarations) is of
+    a type that has one, and has the port named (true: its first; healthCheck: its health
+    check node port)."""
+    where: Path_ = ("to", t.via)
+    ref = t.service_port
+    shown = fmt(True if ref == "" else int(ref) if ref.isdigit() else ref)
+    wanted = ("NodePort", "LoadBalancer") if t.via == "nodePort" else ("LoadBalancer",)
+    typed = [s for s in found if _service_type(s) in wanted]
+    if not typed:
+        return [(where, f"Invalid value: {shown}: Service {t.service} is of type "
+                        f"{_service_type(found[0])}, which has no "
+                        f"{'node port' if t.via == 'nodePort' else 'load balancer'}")]
+    if ref == "healthCheck":
+        if not any(_service_type(s) == "LoadBalancer"
+                   and s["spec"].get("externalTrafficPolicy") == "Local" for s in typed):
+            return [(where, f"Invalid value: {shown}: Service {t.service} has no health check "
+                            "node port (only a LoadBalancer Service with externalTrafficPolicy "
+                            "Local has one)")]
+        return []
+    for svc in typed:
+        ports = _service_ports(svc)
+        if (ref == "" and ports) or any(str(p.get("name")) == ref or str(p.get("port")) == ref
+                                        for p in ports):
+            return []
+    have = sorted({str(p.get("name") or p.get("port")) for s in typed for p in _service_ports(s)})
+    return [(where, f"Invalid value: {shown}: Service {t.service} has no port of that name or "
+                    f"number (ports: {', '.join(have) or 'none'})")]
 
 
 def _host_names(action, topo: Topology) -> list[tuple[Path_, str, set[str]]]:

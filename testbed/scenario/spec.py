@@ -23,7 +23,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from testbed.api.meta import DEFAULT_NAMESPACE
-from testbed.scenario.actions import ACTION_KEYS, describe, namespace_field, parse_action
+from testbed.scenario.actions import (
+    ACTION_KEYS,
+    DAY,
+    MAX_SECONDS,
+    describe,
+    namespace_field,
+    parse_action,
+)
 from testbed.spec.source import Document, Path_, SpecError, read_one
 from testbed.spec.topology import ADDONS
 from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
@@ -234,7 +241,7 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
         if probe is None:
             return None
         return Step(name or f"{probe.kind} {probe.source} -> {_show_target(probe)}", line, probe)
-    seconds = ck.number(raw, "sleep", path)
+    seconds = ck.number(raw, "sleep", path, maximum=MAX_SECONDS, unit=DAY)
     return None if seconds is None else Step(name or f"sleep {seconds:g}s", line, Sleep(seconds))
 
 
@@ -261,8 +268,9 @@ def _probe(ck: Checker, path: Path_, raw: dict) -> Probe | None:
         ck.is_type(path + ("from",), source, "string")
     target = _target(ck, path + ("to",), kind, raw.get("to"))
     expect = _expect(ck, path + ("expect",), kind, raw.get("expect", "reachable"))
-    timeout = ck.number(raw, "timeout", path, minimum=0.1, default=2.0)
-    retry_for = ck.number(raw, "retryFor", path, default=0.0)
+    timeout = ck.number(raw, "timeout", path, minimum=0.1, default=2.0, maximum=MAX_SECONDS,
+                        unit=DAY)
+    retry_for = ck.number(raw, "retryFor", path, default=0.0, maximum=MAX_SECONDS, unit=DAY)
     headers = _headers(ck, path + ("headers",), raw.get("headers"))
     if headers and kind != "http":
         ck.forbidden(path + ("headers",), "only http probes send headers")

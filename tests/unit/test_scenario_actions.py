@@ -99,6 +99,55 @@ def test_action_problems_name_line_and_field(scenario):
     assert "18: steps[10].tries: Invalid value: 0: must be between 1 and 1000, inclusive" in found
 
 
+def test_durations_are_bounded_at_load(scenario):
+    found = problems_of(scenario, """
+        - sleep: 1.0e+300
+        - wait: {ready: {selector: app=web}}
+          timeout: 86401
+        - probe: tcp
+          from: a
+          to: b:80
+          timeout: 1.0e+300
+          retryFor: 1.0e+300
+    """)
+    day = "must be less than or equal to 86400 seconds (a day)"
+    assert found == [f"4: steps[0].sleep: Invalid value: 1e+300: {day}",
+                     f"6: steps[1].timeout: Invalid value: 86401: {day}",
+                     f"10: steps[2].timeout: Invalid value: 1e+300: {day}",
+                     f"11: steps[2].retryFor: Invalid value: 1e+300: {day}"]
+    scenario("- sleep: 86400\n")     # a day is fine
+
+
+@pytest.mark.parametrize(("shape", "why"), [
+    ("delay: 274877907us", 'delay: Invalid value: "274877907us": must be at most 274877906us'),
+    ("delay: 275s", 'delay: Invalid value: "275s": must be at most 274877906us'),
+    ("delay: 20ns", 'delay: Invalid value: "20ns": must be a delay: a number and one of s, '),
+    ("rate: 688gbit", 'rate: Invalid value: "688gbit": must be at most 687gbit'),
+    ("rate: 99999999999999999999tbit", 'rate: Invalid value: "99999999999999999999tbit": must '
+                                       "be at most 687gbit"),
+    ("rate: 7bit", 'rate: Invalid value: "7bit": must be at least 8bit'),
+    ("rate: 0mbit", 'rate: Invalid value: "0mbit": must be greater than 0'),
+])
+def test_shaping_is_bounded_to_what_tc_takes(scenario, shape, why):
+    [found] = problems_of(scenario, f"- shape: {{node: w1, {shape}}}\n")
+    assert found.startswith(f"3: steps[0].shape.{why}")
+
+
+@pytest.mark.parametrize("shape", ["delay: 274877906us", "delay: 274.8s", "rate: 687gbit",
+                                   "rate: 1bps", "rate: '8'", "delay: 20ms, rate: 10mbit"])
+def test_shaping_within_tcs_bounds(scenario, shape):
+    [step] = scenario(f"- shape: {{node: w1, {shape}}}\n").steps
+    assert step.action.kind == "shape"
+
+
+def test_a_node_is_in_one_partition_group(scenario):
+    assert problems_of(scenario, "- partition: [[w1], [w1, w2], [w2]]\n") == [
+        '3: steps[0].partition[1][0]: Duplicate value: "w1": already in group 0: a node or '
+        "client is in one group only",
+        '3: steps[0].partition[2][0]: Duplicate value: "w2": already in group 1: a node or '
+        "client is in one group only"]
+
+
 def test_backends_only_for_tcp_and_http(scenario):
     found = problems_of(scenario, """
         - probe: udp

@@ -129,6 +129,103 @@ def test_services_count_as_names_but_other_kinds_do_not(two_node):
     assert [p.field for p in problems] == ["steps[2].to", "steps[3].to"]
 
 
+def service(name: str, namespace: str = "default", **spec) -> dict:
+    return {"kind": "Service", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def deployment(name: str, namespace: str = "default") -> dict:
+    return {"kind": "Deployment", "metadata": {"name": name, "namespace": namespace}}
+
+
+def step(line: int, action) -> Step:
+    return Step(f"step at {line}", line, action)
+
+
+def test_objects_steps_name_must_be_declared(two_node):
+    from testbed.scenario.actions import Delete, Fault, NetFault, PodRef, Scale, Wait
+
+    steps = [
+        step(1, Fault("kill", pod=PodRef(name="pod-9"))),
+        step(2, NetFault("readiness", pod=PodRef(name="pod-a", namespace="other"), up=False)),
+        step(3, Scale("default", "nosuch", 2)),
+        step(4, Delete(kind="Pod", name="pod-9")),
+        step(5, Wait("endpoints", "default", "nosuch", None, 10.0)),
+        step(6, Probe("http", "client", Target("w1", service="default/nosuch", via="nodePort"),
+                      Expect())),
+        # what the cluster holds itself and what the manifests declare pass
+        step(7, Fault("kill", pod=PodRef(name="pod-a"))),
+        step(8, Wait("endpoints", "kube-system", "kube-dns", None, 10.0)),
+        step(9, Scale("kube-system", "kube-dns", 2)),
+        step(10, Delete(kind="Namespace", name="kube-public")),
+        step(11, Delete(kind="EndpointSlice", name="web-abcde")),   # generated names: unchecked
+        step(12, Scale("default", "web", 3)),
+    ]
+    objects = [pod("pod-a"), deployment("web")]
+    problems = check_names(scenario_of(*steps), two_node, objects)
+    assert [(p.line, p.field, p.message.split(" (")[0]) for p in problems] == [
+        (1, "steps[0].kill.pod", 'Invalid value: "pod-9": no Pod of the cluster, the '
+                                 "scenario's manifests or an earlier apply step"),
+        (2, "steps[1].readiness.pod", 'Invalid value: "other/pod-a": no Pod of the cluster, '
+                                      "the scenario's manifests or an earlier apply step"),
+        (3, "steps[2].scale.deployment", 'Invalid value: "nosuch": no Deployment of the '
+                                         "cluster, the scenario's manifests or an earlier apply "
+                                         "step"),
+        (4, "steps[3].delete.name", 'Invalid value: "pod-9": no Pod of the cluster, the '
+                                    "scenario's manifests or an earlier apply step"),
+        (5, "steps[4].wait.endpoints.service", 'Invalid value: "nosuch": no Service of the '
+                                               "cluster, the scenario's manifests or an earlier "
+                                               "apply step"),
+        (6, "steps[5].to.service", 'Invalid value: "nosuch": no Service of the cluster, the '
+                                   "scenario's manifests or an earlier apply step"),
+    ]
+    assert problems[0].message.endswith("(Pods: default/pod-a)")
+
+
+def test_an_earlier_apply_step_may_create_what_a_step_names(two_node):
+    from testbed.scenario.actions import Apply, Scale
+
+    steps = [step(1, Scale("default", "later", 2)), step(2, Apply(())),
+             step(3, Scale("default", "later", 2))]
+    problems = check_names(scenario_of(*steps), two_node, [deployment("later")], base=[],
+                           created={1: [deployment("later")]})
+    assert [p.field for p in problems] == ["steps[0].scale.deployment"]
+
+
+@pytest.mark.parametrize(("target", "why"), [
+    (Target("w1", service="default/web", via="nodePort", service_port="https"),
+     'Invalid value: "https": Service default/web has no port of that name or number (ports: '
+     "http)"),
+    (Target("w1", service="default/web", via="nodePort", service_port="81"),
+     "Invalid value: 81: Service default/web has no port of that name or number (ports: http)"),
+    (Target("w1", service="default/web", via="nodePort", service_port="healthCheck"),
+     'Invalid value: "healthCheck": Service default/web has no health check node port (only a '
+     "LoadBalancer Service with externalTrafficPolicy Local has one)"),
+    (Target("", service="default/web", via="loadBalancer", service_port=""),
+     "Invalid value: true: Service default/web is of type NodePort, which has no load "
+     "balancer"),
+    (Target("w1", service="default/inside", via="nodePort", service_port=""),
+     "Invalid value: true: Service default/inside is of type ClusterIP, which has no node port"),
+])
+def test_service_targets_need_the_port(two_node, target, why):
+    objects = [service("web", type="NodePort", ports=[{"name": "http", "port": 80}]),
+               service("inside", ports=[{"port": 80}])]
+    [problem] = check_names(scenario_of(step(1, Probe("http", "client", target, Expect()))),
+                            two_node, objects)
+    assert (problem.field, problem.message) == (f"steps[0].to.{target.via}", why)
+
+
+def test_service_targets_that_resolve(two_node):
+    objects = [service("web", type="NodePort", ports=[{"name": "http", "port": 80}]),
+               service("lb", type="LoadBalancer", externalTrafficPolicy="Local",
+                       ports=[{"port": 443}])]
+    targets = [Target("w1", service="default/web", via="nodePort", service_port=p)
+               for p in ("", "http", "80")]
+    targets += [Target("w1", service="default/lb", via="nodePort", service_port="healthCheck"),
+                Target("", service="default/lb", via="loadBalancer", service_port="443")]
+    steps = [step(i, Probe("http", "client", t, Expect())) for i, t in enumerate(targets)]
+    assert check_names(scenario_of(*steps), two_node, objects) == []
+
+
 # --- check_commands ----------------------------------------------------------------------------
 
 def manifest(obj: dict) -> dict:

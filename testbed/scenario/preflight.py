@@ -141,9 +141,8 @@ def _declared_objects(scenario: Scenario) -> list[dict]:
             data = doc.data if isinstance(doc.data, dict) else {}
             meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
             if isinstance(data.get("kind"), str) and isinstance(meta.get("name"), str):
-                obj = {"kind": data["kind"],
-                       "metadata": {"name": meta["name"],
-                                    "namespace": str(meta.get("namespace") or "default")}}
+                namespace, name = object_key(data)
+                obj = {"kind": data["kind"], "metadata": {"name": name, "namespace": namespace}}
                 if data["kind"] == "Service" and isinstance(data.get("spec"), dict):
                     obj["spec"] = data["spec"]
                 objects.append(obj)

@@ -279,3 +279,18 @@ def test_scenario_delete_step_names_the_default_namespace() -> None:
                       lambda _: None)
     assert cluster.client.deleted == [("Service", "default", "web"), ("Namespace", "", "team-a")]
     assert "Service default/web" in outcome.observed
+
+
+def test_no_module_but_api_meta_defaults_a_namespace_by_hand():
+    """One key: `meta.get("namespace") or "default"` and its kind are written only in
+    api/meta.py (object_key, namespace_of); an object reference's namespace (an Event's
+    involvedObject, api/events.py) is not an object's key and may default on its own."""
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "testbed"
+    pattern = re.compile(r"""get\(\s*["']namespace["']\s*(,\s*["']default["']\s*\)|\)\s*or\s*["']default["'])""")
+    allowed = {"api/meta.py", "api/events.py"}
+    found = [f"{p.relative_to(root)}:{n}: {line.strip()}" for p in sorted(root.rglob("*.py"))
+             if str(p.relative_to(root)) not in allowed
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "use testbed.api.meta.object_key / namespace_of:\n" + "\n".join(found)

@@ -16,6 +16,7 @@ a 2-core machine; pause resident memory at most 1 MB each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,10 +78,13 @@ def measure_baseline(count: int) -> float:
     holder = subprocess.Popen([pause_binary(), "pause", "bench"], stdout=subprocess.PIPE)
     # `ip netns add` mounts /run/netns and a file per namespace: in a mount namespace of the
     # batch's own (private propagation), so the machine's mount table is left as it was, and
-    # the namespaces go when the batch ends.
+    # the namespaces go when the batch ends. The files it creates for them (and /run/netns, if
+    # it made it) are on the machine's own /run, so they are removed by name afterwards.
     prefix = ["unshare", "--mount", "--propagation", "private", "--",
               "nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
     names = [f"tbbench{os.getpid()}-{i}" for i in range(count)]
+    netns_dir = Path("/run/netns")
+    had_dir = netns_dir.is_dir()
     try:
         if holder.stdout.readline() != b"ok\n":
             raise RuntimeError("the baseline's namespace holder did not start")
@@ -100,6 +104,11 @@ def measure_baseline(count: int) -> float:
     finally:
         holder.kill()
         holder.wait()
+        for name in names:
+            (netns_dir / name).unlink(missing_ok=True)
+        if not had_dir:
+            with contextlib.suppress(OSError):   # not empty: another tool's namespaces are there
+                netns_dir.rmdir()
 
 
 def main() -> int:

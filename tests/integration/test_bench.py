@@ -1,4 +1,4 @@
-"""The benchmarks leave the machine as they found it: its mount table included."""
+"""The benchmarks leave the machine as they found it: its mount table and /run/netns included."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ def _mounts() -> list[str]:
                   .splitlines())
 
 
+def _netns_files() -> list[str] | None:
+    """The files of named network namespaces (None: no /run/netns at all)."""
+    d = Path("/run/netns")
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else None
+
+
 def test_the_bringup_baseline_leaves_the_mount_table_as_it_was():
     spec = importlib.util.spec_from_file_location("bringup", ROOT / "bench" / "bringup.py")
     bringup = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bringup)
-    before = _mounts()
+    before, files = _mounts(), _netns_files()
     assert bringup.measure_baseline(5) > 0
     assert _mounts() == before
+    assert _netns_files() == files     # ip netns add's files on /run are gone too

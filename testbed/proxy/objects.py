@@ -27,7 +27,7 @@ from testbed.proxy.model import (
 from testbed.spec.validation import Checker, is_cidr, is_ip, is_port_number
 
 Path = tuple[str | int, ...]
-PROTOCOLS = ("TCP", "UDP", "SCTP")
+PROTOCOLS = ("SCTP", "TCP", "UDP")   # sorted, as upstream lists the supported values
 IP_WORDS = is_ip("-")[0]      # the API server's words for a bad IP address,
 CIDR_WORDS = is_cidr("-")[0]  # and for a bad CIDR
 

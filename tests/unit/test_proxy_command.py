@@ -105,7 +105,7 @@ GOOD_SLICE = """\
     ("objects:\n- kind: Service\n  metadata: {name: a}\n  spec:\n    clusterIP: 10.0.0.3\n"
      "    ports:\n    - {port: 80, protocol: ICMP}\n",
      ':7: objects[0].spec.ports[0].protocol: Unsupported value: "ICMP": supported values: '
-     '"TCP", "UDP", "SCTP"'),
+     '"SCTP", "TCP", "UDP"'),
     ("harness:\n  nodeName: n\n  nodeIP: 10.1\nobjects: []\n",
      ":3: harness.nodeIP: Invalid value: 10.1: must be a valid IP address"),
     ("harness:\n  localhostNodePorts: yes please\nobjects: []\n",

@@ -9,7 +9,6 @@ Defaults as upstream's: an Endpoints port's protocol is TCP. No I/O.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from testbed.api.meta import check_metadata
@@ -22,6 +21,7 @@ from testbed.spec.validation import (
     is_dns1123_label,
     is_dns1123_subdomain,
     is_ip,
+    is_non_special_ip,
     is_port_number,
     is_qualified_name,
 )
@@ -79,17 +79,9 @@ def _check_address(ck: Checker, path: Path_, item: Any) -> None:
 
 
 def _check_non_special_ip(ck: Checker, path: Path_, value: str) -> None:
-    """Unspecified, loopback and link-local addresses make no sense as endpoints."""
-    ip = ipaddress.ip_address(value)
-    if ip.is_unspecified:
-        ck.invalid(path, value, "may not be unspecified (0.0.0.0)")
-    if ip.is_loopback:
-        ck.invalid(path, value, "may not be in the loopback range (127.0.0.0/8)")
-    if ip.is_link_local and not ip.is_multicast:
-        ck.invalid(path, value, "may not be in the link-local range (169.254.0.0/16)")
-    if ip.is_multicast and (ip in ipaddress.ip_network("224.0.0.0/24")
-                            or ip in ipaddress.ip_network("ff02::/16")):
-        ck.invalid(path, value, "may not be in the link-local multicast range (224.0.0.0/24)")
+    """Unspecified, loopback and link-local addresses make no sense as endpoints
+    (ValidateNonSpecialIP, shared with Services' externalIPs)."""
+    ck.names(path, value, is_non_special_ip(value))
 
 
 def _check_endpoint_port(ck: Checker, path: Path_, item: Any, require_name: bool) -> None:

@@ -258,11 +258,11 @@ def test_endpoints_as_upstream_validates_them() -> None:
                                "ports": [{"port": 80}, {"name": "b", "port": 0,
                                                         "protocol": "ICMP"}]})) == [
         'subsets[0].addresses[0].ip: Invalid value: "127.0.0.1": may not be in the loopback '
-        "range (127.0.0.0/8)",
+        "range (127.0.0.0/8, ::1/128)",
         'subsets[0].addresses[1].ip: Invalid value: "nope": must be a valid IP address, (e.g. '
         "10.9.8.7 or 2001:db8::ffff)",
         'subsets[0].notReadyAddresses[0].ip: Invalid value: "169.254.1.1": may not be in the '
-        "link-local range (169.254.0.0/16)",
+        "link-local range (169.254.0.0/16, fe80::/10)",
         "subsets[0].ports[0].name: Required value",
         "subsets[0].ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
         'subsets[0].ports[1].protocol: Unsupported value: "ICMP": supported values: "SCTP", '

@@ -118,12 +118,6 @@ def _checked_document(doc: Document) -> tuple[list[tuple[Path_, dict]], list[Pro
     return [(p, o) for p, o in objs if o is not None], ck.problems
 
 
-def check_document(doc: Document) -> tuple[list[dict], list[Problem]]:
-    """Objects of one YAML document (a List gives its items) and every problem in it."""
-    objs, problems = _checked_document(doc)
-    return [o for _, o in objs], problems
-
-
 def check_object(obj: dict | Document, file: str = "<object>") -> tuple[dict | None, list[Problem]]:
     """One object: (defaulted copy or None, problems). Accepts a bare dict or a Document."""
     ck = Checker(obj) if isinstance(obj, Document) else Checker(None, file)

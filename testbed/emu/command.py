@@ -108,10 +108,11 @@ def _attached_cli(args: argparse.Namespace) -> int:
     from testbed.emu.errors import SETUP_ERRORS, require_root
     from testbed.emu.mncli import ClusterCLI
 
-    check_manifests(args.filename, which=shutil.which).raise_if_problems()   # exit 2 before looking for a cluster
     try:
         found = find(args.topology, hint="give its name: testbed cli NAME")
     except NoCluster as err:
+        # bad manifests are exit 2 even with no cluster
+        check_manifests(args.filename, which=shutil.which).raise_if_problems()
         print(f"testbed cli: {err}", file=sys.stderr)
         return 1
     # Against the topology the cluster was built from, as `testbed run` checks its manifests.

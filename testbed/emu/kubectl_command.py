@@ -20,7 +20,11 @@ from testbed.kubectl.verbs import add_verbs, execute
 
 def find_api(cluster: str | None = None, run_root: Path | None = None) -> str:
     """The API address (its Unix socket) of the running cluster (`cluster` picks one)."""
-    found = access.find(cluster, run_root, hint="pick one with --cluster")
+    return api_of(access.find(cluster, run_root, hint="pick one with --cluster"))
+
+
+def api_of(found: access.RunningCluster) -> str:
+    """The API address (its Unix socket) of a running cluster."""
     if not found.api_socket.exists():
         raise access.NoCluster(f"cluster {found.name} has no API server socket "
                                f"({found.api_socket}): it is starting, or runs without one")
@@ -37,15 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    if getattr(args, "filename", None):
-        # Bad manifests are exit 2 before any cluster is looked for (and again, nothing sent).
-        load_manifests(args.filename)
     try:
-        address = args.server or find_api(args.cluster)
-        if not args.server:
-            # Manifests are checked against the topology the cluster was built from.
-            args.topology = access.find(args.cluster).topology
+        address = args.server
+        if not address:
+            found = access.find(args.cluster, hint="pick one with --cluster")
+            address = api_of(found)
+            # The verb checks manifests against the topology the cluster was built from.
+            args.topology = found.topology
     except NoCluster as err:
+        if getattr(args, "filename", None):
+            load_manifests(args.filename)   # bad manifests are exit 2 even with no cluster
         print(f"testbed: {err}", file=sys.stderr)
         return 1
     return execute(args, Client(address), sys.stdout, sys.stderr)

@@ -113,8 +113,6 @@ def _detector(raw: Any, path: Path_, r: IssueChecker) -> LocalDetector:
     if not r.is_type(dpath, raw, "object"):
         return LocalDetector("None", "")
     mode = r.choice(raw, "mode", dpath, default="ClusterCIDR", choices=tuple(_DETECTOR_KEYS))
-    if mode is None or mode not in _DETECTOR_KEYS:
-        return LocalDetector("None", "")
     key = _DETECTOR_KEYS[mode]
     if not key:
         return LocalDetector("None", "")

@@ -17,6 +17,7 @@ from typing import Any
 
 from testbed.api.endpointslices import SERVICE_NAME_LABEL
 from testbed.api.meta import object_key
+from testbed.api.pods import PROTOCOLS
 from testbed.proxy.model import (
     DEFAULT_AFFINITY_TIMEOUT,
     Endpoint,
@@ -24,10 +25,9 @@ from testbed.proxy.model import (
     ServicePortName,
     in_family,
 )
-from testbed.spec.validation import Checker, is_cidr, is_ip, is_port_number
+from testbed.spec.validation import Checker, is_cidr, is_ip
 
 Path = tuple[str | int, ...]
-PROTOCOLS = ("SCTP", "TCP", "UDP")   # sorted, as upstream lists the supported values
 IP_WORDS = is_ip("-")[0]      # the API server's words for a bad IP address,
 CIDR_WORDS = is_cidr("-")[0]  # and for a bad CIDR
 
@@ -111,15 +111,8 @@ class IssueChecker(Checker):
         return value
 
     def port_number(self, obj: Mapping[str, Any], key: str, path: Path, required: bool) -> int:
-        value = obj.get(key)
-        if value is None:
-            if required:
-                self.required(path + (key,))
-            return 0
-        if not self.is_type(path + (key,), value, "integer") or not self.names(
-                path + (key,), value, is_port_number(value)):
-            return 0
-        return value
+        """Checker.port, with 0 for a missing or bad port."""
+        return self.port(dict(obj), key, path, required) or 0
 
     def ips(self, values: Any, path: Path, family: str, cidr: bool = False) -> tuple[str, ...]:
         out: list[str] = []

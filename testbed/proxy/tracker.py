@@ -180,7 +180,6 @@ class ProxyTracker:
         """`new_lock`: threading.Lock when informers' threads feed the trackers (the
         kube-proxy agent's); left out, one thread does everything (testbed.api.sharing)."""
         self.settings = settings
-        self.new_lock = new_lock
         self.service_changes = ServiceChangeTracker(settings.ip_family, new_lock())
         self.endpoint_changes = EndpointsChangeTracker(settings.ip_family, new_lock())
         self.services: dict[Key, tuple[ServicePort, ...]] = {}

@@ -84,16 +84,36 @@ def check_manifests(paths: Sequence[str | Path], topology: Topology | None = Non
 def check_loaded(loaded: Sequence[Loaded], topology: Topology | None = None,
                  command_path: str | None = None, *, which: Which) -> Checked:
     """check_manifests for objects read already (read_manifests), e.g. a scenario's manifests
-    together with those of its apply steps."""
+    together with those of its apply steps: each object on its own, then all of them
+    together."""
+    out = check_each(loaded, topology, command_path, which=which)
+    together = check_together(loaded, topology)
+    out.problems += together.problems
+    out.warnings += together.warnings
+    return out
+
+
+def check_each(loaded: Sequence[Loaded], topology: Topology | None = None,
+               command_path: str | None = None, *, which: Which) -> Checked:
+    """The checks of one object at a time: its commands on the nodes, upstream's pod warnings,
+    and with a topology, a nodeName that names no worker."""
     out = Checked(objects=[item.obj for item in loaded])
     path = container_path() if command_path is None else command_path
     for item in loaded:
         out.problems += _command_problems(item, path, which)
         out.warnings += _template_command_warnings(item, path, which)
         out.warnings += [problem_at(item, where, message) for where, message in pod_warnings(item.obj)]
-    out.problems += _allocation_problems(loaded, topology)
     if topology is not None:
         out.warnings += _node_name_warnings(loaded, topology)
+    return out
+
+
+def check_together(loaded: Sequence[Loaded], topology: Topology | None = None) -> Checked:
+    """The checks of objects that will exist at once: the API server's allocators (clusterIPs,
+    nodePorts) and, with a topology, the pods the workers can hold."""
+    out = Checked(objects=[item.obj for item in loaded])
+    out.problems += _allocation_problems(loaded, topology)
+    if topology is not None:
         out.warnings += _capacity_warnings(loaded, topology)
     return out
 

@@ -20,7 +20,14 @@ from pathlib import Path
 from testbed.api.manifests import Loaded, read_manifests
 from testbed.api.meta import DEFAULT_NAMESPACE, object_key
 from testbed.api.resources import CLUSTER_SCOPED
-from testbed.checks import Checked, check_loaded, problem_at, warn_about_scale
+from testbed.checks import (
+    Checked,
+    check_each,
+    check_loaded,
+    check_together,
+    problem_at,
+    warn_about_scale,
+)
 from testbed.node.images import Which
 from testbed.scenario.actions import Apply, Delete, Fault, NetFault, Scale, Wait
 from testbed.scenario.spec import Probe, Scenario, load_scenario
@@ -88,12 +95,14 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
         out.step_objects[index] = [item.obj for item in loaded]
         every += loaded
         if isinstance(step.action, Apply):
-            # Applied on top of the scenario's manifests (unless a step deleted some before:
-            # then alone), as the API server's allocators will see them.
+            # Each object on its own, then applied on top of the scenario's manifests (unless a
+            # step deleted some before: then alone), as the API server's allocators will see
+            # them. A file applied by two steps repeats its findings: kept once.
             beneath = [] if deleted else base
-            checked = check_loaded([*beneath, *loaded], topo, command_path, which=which)
-            out.problems += [p for p in checked.problems if p not in out.problems]
-            out.warnings += [w for w in checked.warnings if w not in out.warnings]
+            for checked in (check_each(loaded, topo, command_path, which=which),
+                            check_together([*beneath, *loaded], topo)):
+                out.problems += [p for p in checked.problems if p not in out.problems]
+                out.warnings += [w for w in checked.warnings if w not in out.warnings]
     if topo is not None:
         created = {index: objs for index, objs in out.step_objects.items()
                    if isinstance(scenario.steps[index].action, Apply)}

@@ -135,16 +135,19 @@ class NodeRuntime:
         self.runtime.start_container(pod, container)
 
     def stop_container(self, pod: Pod, name: str, grace: float) -> None:
-        self.runtime.stop_container(pod, pod.containers[name], grace=grace)
-        # and all it left in its process group: an adopted container has no record entry of
-        # this kubelet's, so this is also what ends it then (the plan restarts it once stopped)
-        self.end_container(pod, name)
+        container = pod.containers[name]
+        self.runtime.stop_container(pod, container, grace=grace)
+        # An adopted container has no record entry of this kubelet's, so the runtime left it
+        # running: end its process group (the plan restarts it once stopped). One the runtime
+        # did stop gets its group ended by the ContainerEnded that follows.
+        if alive(container.pid, container.start):
+            self.end_container(pod, name)
 
     def end_container(self, pod: Pod, name: str) -> None:
         container = pod.containers[name]
         # Only while the sandbox lives (pid and kernel start time): once it is gone, its pid
         # and so the namespace found through it may be another's.
-        if container.pid is not None and alive(pod.pause_pid, pod.pause_start):
+        if container.pid is not None and pod.sandbox_alive():
             end_group(container.pid, netns_of(pod.pid))
 
     def run_probes(self, pod: Pod, probes: Sequence[tuple[dict, dict]]) -> list[tuple[bool, str]]:

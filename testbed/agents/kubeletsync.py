@@ -155,7 +155,10 @@ class PodSync:
         handles = {uid: self.runtime.adopt(pod) for uid, pod in saved.items()}
         alive = {uid: self.runtime.observe(handle).sandbox_alive for uid, handle in handles.items()}
         self._adopting = (saved, handles)
-        self.apply(plan_adoption(alive))
+        try:
+            self.apply(plan_adoption(alive))
+        finally:
+            self._adopting = ({}, {})   # what adoption needed, not kept for the process's life
         self.save()
 
     # -- one handler per action -------------------------------------------------------------

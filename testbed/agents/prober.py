@@ -13,9 +13,7 @@ import http.client
 import socket
 import subprocess
 
-from testbed.node.kubeletplan import ProbeTracker
-
-__all__ = ["ProbeTracker", "resolve_port", "run_probe"]
+__all__ = ["resolve_port", "run_probe"]
 
 
 def resolve_port(port: int | str, container: dict) -> int | None:

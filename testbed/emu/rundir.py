@@ -41,6 +41,7 @@ forgiving: a missing or cut file is no pods, a missing field its default.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -229,8 +230,7 @@ class ProxyStatus:
     services: int = 0
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "node": self.node, "pid": self.pid, "syncs": self.syncs,
-                "time": self.time, "last": self.last, "services": self.services}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: object) -> ProxyStatus | None:

@@ -45,6 +45,7 @@ from testbed.api.podstatus import (
     pod_status,
     should_restart,
 )
+from testbed.controllers.common import is_terminal, is_terminating
 
 MAX_GRACE = 30.0        # the kubelet's cap on a pod's deletion grace period, seconds
 MIN_GRACE = 0.2         # every teardown gives the pod's processes at least this long
@@ -320,14 +321,6 @@ def _uid(obj: dict) -> str:
     return obj["metadata"]["uid"]
 
 
-def is_terminating(obj: dict) -> bool:
-    return bool(obj["metadata"].get("deletionTimestamp"))
-
-
-def is_finished(obj: dict) -> bool:
-    return (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
 def teardown_grace(obj: dict | None) -> float:
     """How long a pod's processes get between SIGTERM and SIGKILL: its object's
     deletionGracePeriodSeconds capped at MAX_GRACE (GONE_GRACE when the object is gone), and
@@ -342,7 +335,7 @@ def teardown_grace(obj: dict | None) -> float:
 def should_create(obj: dict, running_here: bool, retry_at: float | None, now: float) -> bool:
     """Start a pod bound here: not already running, not terminating, not finished, and not
     waiting out the back-off of a failed creation."""
-    return (not running_here and not is_terminating(obj) and not is_finished(obj)
+    return (not running_here and not is_terminating(obj) and not is_terminal(obj)
             and (retry_at or 0.0) <= now)
 
 

@@ -16,10 +16,16 @@ from pathlib import Path
 import pytest
 
 from testbed.agents.kubelet import observe_pod
-from testbed.agents.prober import ProbeTracker, resolve_port, run_probe
+from testbed.agents.prober import resolve_port, run_probe
 from testbed.api.podstatus import UNKNOWN_EXIT
 from testbed.emu.pods import Container, Pod
-from testbed.node.kubeletplan import ContainerEnded, LocalPod, plan_containers, same_status
+from testbed.node.kubeletplan import (
+    ContainerEnded,
+    LocalPod,
+    ProbeTracker,
+    plan_containers,
+    same_status,
+)
 
 # -- ProbeTracker -------------------------------------------------------------------------------
 
@@ -226,10 +232,13 @@ def test_a_containers_leftovers_are_ended_only_while_its_sandbox_lives(monkeypat
         assert len(ended) == expected
 
 
-def test_a_liveness_stop_ends_the_containers_process_group_too(monkeypatch):
-    """stop_container ends what the runtime recorded, then the container's process group, so a
-    container the runtime has no record of (an adopted one) stops too and is restarted."""
+def test_a_liveness_stop_ends_the_process_group_of_a_container_the_runtime_left_running(
+        monkeypatch):
+    """stop_container ends what the runtime recorded; a container the runtime has no record
+    of (an adopted one) is still running then, and its process group is ended too, so that it
+    stops and is restarted. One the runtime did stop is left to the ContainerEnded after it."""
     import testbed.agents.kubelet as kubelet
+    from testbed.emu.record import start_time
 
     calls = []
 
@@ -239,7 +248,12 @@ def test_a_liveness_stop_ends_the_containers_process_group_too(monkeypatch):
 
     monkeypatch.setattr(kubelet.NodeRuntime, "end_container",
                         lambda self, pod, name: calls.append(("end", name)))
-    pod = Pod("default", "p", "u", "w1", {}, Path("/nonexistent"))
-    pod.containers["c"] = Container("c", ["true"], [], Path("/nonexistent"), "", pid=4242)
-    kubelet.NodeRuntime(Runtime(), None, None).stop_container(pod, "c", 2.0)
-    assert calls == [("stop", "c", 2.0), ("end", "c")]
+    me = os.getpid()
+    for start, expected in ((start_time(me), [("stop", "c", 2.0), ("end", "c")]),
+                            ((start_time(me) or 0) + 1, [("stop", "c", 2.0)])):
+        pod = Pod("default", "p", "u", "w1", {}, Path("/nonexistent"))
+        pod.containers["c"] = Container("c", ["true"], [], Path("/nonexistent"), "", pid=me,
+                                        start=start)
+        calls.clear()
+        kubelet.NodeRuntime(Runtime(), None, None).stop_container(pod, "c", 2.0)
+        assert calls == expected

@@ -41,6 +41,28 @@ def start_cloud(cp):
     return cp.start_agent("cloud", GatewayRef(cp.topo.gateway_name))
 
 
+def dns_addon(topo: Topology, api: str) -> list[dict]:
+    """The kube-dns Deployment and Service, as a cluster installs its DNS add-on."""
+    labels = {"k8s-app": "kube-dns"}
+    ports = [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}]
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                      "name": "dnsmasq", "image": "testbed/dnsmasq",
+                      "command": ["python3", "-m", "testbed.dns.server", "--api", api, "--workdir", "."],
+                      "ports": ports,
+                      "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1}}]}}}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"clusterIP": str(topo.dns_service_ip), "selector": labels,
+                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
+    ]
+
+
 def ingress_nginx_addon(topo: Topology, api: str, replicas: int = 1) -> list[dict]:
     """The namespace and controller Deployment of the ingress-nginx add-on."""
     container = {

@@ -25,7 +25,8 @@ from pathlib import Path
 from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
 from testbed.emu import access, rundir
-from testbed.emu.controlplane import ControlPlane, dns_addon
+from testbed.emu.addons import dns_addon
+from testbed.emu.controlplane import ControlPlane
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record
 from testbed.emu.rundir import kubelet_ps_state, pod_directory

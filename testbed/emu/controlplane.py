@@ -21,6 +21,7 @@ from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client
 from testbed.emu import rundir
+from testbed.emu.addons import dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
 from testbed.emu.rundir import SavedPod, sandboxes
@@ -49,28 +50,6 @@ class Agent:
 
     def running(self) -> bool:
         return self.pid is not None and alive(self.pid, self.start)
-
-
-def dns_addon(topo: Topology, api: str) -> list[dict]:
-    """The kube-dns Deployment and Service, as a cluster installs its DNS add-on."""
-    labels = {"k8s-app": "kube-dns"}
-    ports = [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
-             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}]
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
-         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
-                      "name": "dnsmasq", "image": "testbed/dnsmasq",
-                      "command": ["python3", "-m", "testbed.dns.server", "--api", api, "--workdir", "."],
-                      "ports": ports,
-                      "readinessProbe": {"tcpSocket": {"port": 53}, "periodSeconds": 1}}]}}}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
-         "spec": {"clusterIP": str(topo.dns_service_ip), "selector": labels,
-                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
-    ]
 
 
 class ControlPlane:

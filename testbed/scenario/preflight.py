@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.api.admission import SYSTEM_NAMESPACES
 from testbed.api.manifests import Loaded, read_manifests
 from testbed.api.meta import DEFAULT_NAMESPACE, object_key
 from testbed.api.resources import CLUSTER_SCOPED
@@ -28,6 +29,7 @@ from testbed.checks import (
     problem_at,
     warn_about_scale,
 )
+from testbed.emu.addons import dns_addon, ingress_nginx_addon
 from testbed.node.images import Which
 from testbed.scenario.actions import Apply, Delete, Fault, NetFault, Scale, Wait
 from testbed.scenario.spec import Probe, Scenario, load_scenario
@@ -159,22 +161,16 @@ def _declared_objects(scenario: Scenario) -> list[dict]:
 
 
 def _cluster_objects(topo: Topology) -> list[dict]:
-    """What the cluster holds before any manifest: its namespaces, the kubernetes and kube-dns
-    Services, kube-dns's Deployment, and what the topology's add-ons install."""
-    def obj(kind: str, namespace: str, name: str, **spec) -> dict:
-        return {"kind": kind, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-
-    out = [obj("Namespace", "", ns) for ns in ("default", "kube-system", "kube-public",
-                                                "kube-node-lease")]
-    out += [obj("Service", "default", "kubernetes", type="ClusterIP",
-                ports=[{"name": "https", "port": 443, "protocol": "TCP"}]),
-            obj("Service", "kube-system", "kube-dns", type="ClusterIP",
-                ports=[{"name": "dns", "port": 53, "protocol": "UDP"},
-                       {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]),
-            obj("Deployment", "kube-system", "kube-dns")]
+    """What the cluster holds before any manifest: its namespaces and the kubernetes Service
+    (as the API server makes them), kube-dns, and what the topology's add-ons install (as the
+    cluster installs them, testbed/emu/addons.py)."""
+    out = [{"kind": "Namespace", "metadata": {"name": ns}} for ns in SYSTEM_NAMESPACES]
+    out.append({"kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
+                "spec": {"type": "ClusterIP",
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}})
+    out += dns_addon(topo, api="")
     if "ingress-nginx" in topo.addons:
-        out += [obj("Namespace", "", "nginx-ingress"),
-                obj("Deployment", "nginx-ingress", "nginx-ingress")]
+        out += ingress_nginx_addon(topo, api="")
     return out
 
 

@@ -152,15 +152,18 @@ def _files(ck: Checker, path: Path_, raw: Any, base: Path) -> tuple[Path, ...]:
     else:
         ck.invalid(path, raw, "must be a manifest file or a list of them")
         return ()
-    out = []
-    for where, item in items:
-        if not ck.is_type(where, item, "string"):
-            continue
-        p = (base / item).resolve()
-        if not p.is_file():
-            ck.invalid(where, item, f"no such file: {p}")
-        out.append(p)
-    return tuple(out)
+    return tuple(p for p in (file_field(ck, where, item, base) for where, item in items)
+                 if p is not None)
+
+
+def file_field(ck: Checker, path: Path_, value: Any, base: Path) -> Path | None:
+    """A file named relative to the scenario's directory, which must exist."""
+    if not ck.is_type(path, value, "string"):
+        return None
+    resolved = (base / value).resolve()
+    if not resolved.is_file():
+        ck.invalid(path, value, f"no such file: {resolved}")
+    return resolved
 
 
 def _mapping(ck: Checker, path: Path_, raw: Any, keys: set[str], required: set[str]) -> dict | None:

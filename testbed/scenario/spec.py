@@ -28,6 +28,7 @@ from testbed.scenario.actions import (
     DAY,
     MAX_SECONDS,
     describe,
+    file_field,
     namespace_field,
     parse_action,
 )
@@ -158,7 +159,7 @@ def build_scenario(doc: Document) -> Scenario:
     if data.get("topology") in (None, ""):
         ck.required(("topology",), "the topology file to build")
     else:
-        topo_path = _file(ck, ("topology",), data["topology"], base) or topo_path
+        topo_path = file_field(ck, ("topology",), data["topology"], base) or topo_path
     raw = data.get("manifests")
     if isinstance(raw, str):
         raw = [raw]
@@ -168,7 +169,7 @@ def build_scenario(doc: Document) -> Scenario:
         if raw is not None:
             ck.is_type(("manifests",), raw, "array")
     manifests = [p for w, item in zip(where, raw or [], strict=False)
-                 if (p := _file(ck, w, item, base)) is not None]
+                 if (p := file_field(ck, w, item, base)) is not None]
     steps = []
     for path, raw_step in ck.items(data, "steps", ()):
         step = _step(ck, path, raw_step)
@@ -183,16 +184,6 @@ def build_scenario(doc: Document) -> Scenario:
         raise SpecError(ck.problems)
     return Scenario(str(name), doc.file, str(description).strip(), topo_path, tuple(manifests),
                     tuple(steps), proxy_modes, tuple(dict.fromkeys(addons)), doc)
-
-
-def _file(ck: Checker, path: Path_, value: Any, base: Path) -> Path | None:
-    """A file named relative to the scenario's directory, which must exist."""
-    if not ck.is_type(path, value, "string"):
-        return None
-    resolved = (base / value).resolve()
-    if not resolved.is_file():
-        ck.invalid(path, value, f"no such file: {resolved}")
-    return resolved
 
 
 def _proxy_modes(ck: Checker, raw: Any) -> tuple[tuple[str, str], ...]:

@@ -42,7 +42,7 @@ from testbed.api.meta import object_key
 from testbed.api.warnings import pod_spec, pod_spec_path, pod_warnings
 from testbed.node.images import Which, container_path, pod_command_problems
 from testbed.spec.source import Document, Path_, Problem, SpecError, field_name
-from testbed.spec.topology import Topology
+from testbed.spec.topology import Topology, load_topology
 
 # Addresses of a worker's pod CIDR that no pod gets: the network, the broadcast address and
 # cbr0's (the first host address), as testbed/node/ipam.py hands them out.
@@ -79,6 +79,21 @@ def check_manifests(paths: Sequence[str | Path], topology: Topology | None = Non
     checked = check_loaded(loaded, topology, command_path, which=which)
     checked.problems[:0] = problems
     return checked
+
+
+def check_with_topology(topology_file: str | Path, paths: Sequence[str | Path], *,
+                        which: Which) -> tuple[Topology | None, Checked]:
+    """A topology file and the manifests to apply on it (`up`, `cli`, `validate`): the
+    topology (None when it is bad) and check_manifests against it, the topology's problems
+    first. Never raises for bad input."""
+    topo, problems = None, []
+    try:
+        topo = load_topology(topology_file)
+    except SpecError as err:
+        problems = err.problems
+    checked = check_manifests(paths, topo, which=which)
+    checked.problems[:0] = problems
+    return topo, checked
 
 
 def check_loaded(loaded: Sequence[Loaded], topology: Topology | None = None,

@@ -11,7 +11,6 @@ import time
 from testbed.emu.record import alive, records
 from testbed.emu.rundir import kubelet_nodes, kubelet_ps_state
 from testbed.node.psview import format_rows, ps_rows
-from testbed.spec.source import SpecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,23 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cli(args: argparse.Namespace) -> int:
-    from testbed.checks import check_manifests, report_warnings
+    from testbed.checks import check_with_topology, report_warnings
     from testbed.emu.cluster import Cluster
     from testbed.emu.errors import require_root
-    from testbed.spec.topology import load_topology
 
     if args.topology is None or _names_a_cluster(args.topology):
         return _attached_cli(args)
-    problems = []
-    topo = None
-    try:
-        topo = load_topology(args.topology)
-    except SpecError as err:
-        problems += err.problems
     # The checks `testbed run` makes, against this topology (testbed.checks).
-    checked = check_manifests(args.filename, topo, which=shutil.which)
-    if problems or checked.problems:
-        raise SpecError(problems + checked.problems)
+    topo, checked = check_with_topology(args.topology, args.filename, which=shutil.which)
+    checked.raise_if_problems()
     report_warnings(checked.warnings, sys.stderr)
     objects = checked.objects
     require_root()

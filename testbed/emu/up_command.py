@@ -58,19 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> tuple[object, str]:
-    from testbed.checks import check_manifests, report_warnings
-    from testbed.spec.topology import load_topology
+    from testbed.checks import check_with_topology, report_warnings
     from testbed.spec.validation import is_dns1123_label
 
-    problems: list[Problem] = []
-    topo = None
-    try:
-        topo = load_topology(args.topology)
-    except SpecError as err:
-        problems += err.problems
     # The checks `testbed run` makes, against this topology (testbed.checks).
-    checked = check_manifests(args.filename, topo, which=shutil.which)
-    problems += checked.problems
+    topo, checked = check_with_topology(args.topology, args.filename, which=shutil.which)
+    problems = list(checked.problems)
     name = args.name or (topo.name if topo is not None else "")
     if args.name is not None:
         problems += [Problem("<command line>", None, "--name", f"Invalid value: {args.name!r}: "

@@ -71,7 +71,7 @@ def _topology_summary(topo: Any) -> str:
 def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str:
     """The one-line summary of a valid FILE (and -f manifests); SpecError with every problem.
     Warnings (what upstream accepts but likely is not meant) go to `warn` either way."""
-    from testbed.checks import check_manifests, report_warnings
+    from testbed.checks import check_manifests, check_with_topology, report_warnings
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -110,10 +110,10 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str
                 raise SpecError(problems)
             return (f"valid: {file}: {_plural(count, 'object')} in "
                     f"{_plural(1 + len(manifests), 'manifest file')}")
-        from testbed.spec.topology import load_topology
-
-        topo = _collect(problems, load_topology, file)
-        count = manifest_checks(manifests, topo) if manifests else 0
+        topo, checked = check_with_topology(file, manifests, which=shutil.which)
+        problems.extend(checked.problems)
+        warnings.extend(checked.warnings)
+        count = len(checked.objects)
         if problems:
             raise SpecError(problems)
         extra = (f"; {_plural(count, 'object')} in "

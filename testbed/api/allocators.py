@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import itertools
 from dataclasses import dataclass
 
 from testbed.api.meta import object_key
@@ -77,7 +78,7 @@ class ClusterIPAllocator:
         base = int(self.network.network_address)
         first, last = base + 1, int(self.network.broadcast_address) - 1
         split = base + 1 + self.static_band
-        for value in [*range(split, last + 1), *range(first, split)]:
+        for value in itertools.chain(range(split, last + 1), range(first, split)):   # lazily: a /12 is 1M
             ip = str(ipaddress.IPv4Address(value))
             if ip not in self._owners and ip not in self.reserved:
                 self._owners[ip] = owner

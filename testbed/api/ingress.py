@@ -9,7 +9,6 @@ ImplementationSpecific (the v1beta1 default).
 from __future__ import annotations
 
 import copy
-import ipaddress
 from typing import Any
 
 from testbed.api.meta import check_metadata
@@ -22,6 +21,7 @@ from testbed.spec.validation import (
     is_dns1123_subdomain,
     is_port_name,
     is_wildcard_dns1123_subdomain,
+    parse_ip,
 )
 
 PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]     # sorted, as upstream lists them
@@ -57,7 +57,7 @@ def check_ingress(ck: Checker, path: Path_, obj: dict) -> None:
             continue
         host = ck.get(rule, "host", rp, "string")
         if host:
-            if _is_ip(host):
+            if parse_ip(host) is not None:
                 ck.invalid(rp + ("host",), host, "must be a DNS name, not an IP address")
             _check_host(ck, rp + ("host",), host)
         http = ck.obj(rule, "http", rp, HTTP_RULE_FIELDS)
@@ -80,17 +80,6 @@ def _check_host(ck: Checker, path: Path_, host: str) -> None:
         ck.names(path, host, is_wildcard_dns1123_subdomain(host))
     else:
         ck.names(path, host, is_dns1123_subdomain(host))
-
-
-def _is_ip(text: str) -> bool:
-    """netutils.ParseIPSloppy: an IPv4 address may have leading zeros."""
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        parts = text.split(".")
-        return len(parts) == 4 and all(p.isdigit() and p.isascii() and int(p) < 256
-                                       for p in parts)
 
 
 def _check_path(ck: Checker, pp: Path_, entry: Any) -> None:

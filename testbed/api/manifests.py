@@ -17,12 +17,13 @@ from pathlib import Path
 
 from testbed.api.endpointslices import check_endpointslice
 from testbed.api.ingress import OLD_VERSIONS, check_ingress, convert_v1beta1
-from testbed.api.meta import check_metadata, object_key
+from testbed.api.meta import check_metadata
 from testbed.api.pods import check_pod
 from testbed.api.recordkinds import check_endpoints, check_event, check_lease
 from testbed.api.schema import field_names, for_kind
 from testbed.api.schema_base import CORE
 from testbed.api.services import check_service
+from testbed.api.store import key_of
 from testbed.api.workloads import OLD_DEPLOYMENT_VERSIONS, check_deployment, convert_old_deployment
 from testbed.spec.source import Document, Path_, Problem, SpecError, read_documents
 from testbed.spec.validation import Checker
@@ -158,7 +159,7 @@ def read_manifests(paths: Sequence[str | Path]) -> tuple[list[Loaded], list[Prob
             objs, found = _checked_document(doc)
             problems.extend(found)
             for where_in_doc, obj in objs:
-                key = (obj["kind"], *object_key(obj))
+                key = key_of(obj)
                 where = f"{doc.file}:{doc.line(where_in_doc + ('metadata', 'name'))}"
                 if key in seen:
                     problems.append(doc.problem(where_in_doc + ("metadata", "name"),

@@ -51,8 +51,6 @@ def namespace_of(obj: dict) -> str:
 METADATA_FIELDS = field_names(META + "ObjectMeta")
 SELECTOR_FIELDS = field_names(META + "LabelSelector")
 REQUIREMENT_FIELDS = field_names(META + "LabelSelectorRequirement")
-SELECTOR_OPERATORS = ["In", "NotIn", "Exists", "DoesNotExist"]   # refused as "not a valid
-                                                                 # selector operator", unlisted
 
 
 def check_metadata(ck: Checker, path: Path_, obj: dict, namespaced: bool = True,

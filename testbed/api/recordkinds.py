@@ -75,13 +75,7 @@ def _check_address(ck: Checker, path: Path_, item: Any) -> None:
         ck.names(path + ("nodeName",), node, is_dns1123_subdomain(node))
     ck.obj(address, "targetRef", path, REFERENCE_FIELDS)
     if len(ck.problems) == before and ip:
-        _check_non_special_ip(ck, path + ("ip",), ip)
-
-
-def _check_non_special_ip(ck: Checker, path: Path_, value: str) -> None:
-    """Unspecified, loopback and link-local addresses make no sense as endpoints
-    (ValidateNonSpecialIP, shared with Services' externalIPs)."""
-    ck.names(path, value, is_non_special_ip(value))
+        ck.names(path + ("ip",), ip, is_non_special_ip(ip))   # ValidateNonSpecialIP
 
 
 def _check_endpoint_port(ck: Checker, path: Path_, item: Any, require_name: bool) -> None:

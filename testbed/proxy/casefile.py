@@ -23,9 +23,9 @@ from testbed.proxy.objects import (
     ProxyState,
     build_state,
     parse_cidr,
-    parse_ip,
 )
 from testbed.spec.source import Document, Path_, Problem, SpecError, read_one
+from testbed.spec.validation import parse_ip
 
 _DETECTOR_KEYS = {"ClusterCIDR": "clusterCIDR", "NodeCIDR": "nodeCIDR",
                   "BridgeInterface": "bridgeInterface",

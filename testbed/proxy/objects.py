@@ -25,7 +25,7 @@ from testbed.proxy.model import (
     ServicePortName,
     in_family,
 )
-from testbed.spec.validation import Checker, is_cidr, is_ip
+from testbed.spec.validation import Checker, is_cidr, is_ip, parse_ip
 
 Path = tuple[str | int, ...]
 IP_WORDS = is_ip("-")[0]      # the API server's words for a bad IP address,
@@ -38,23 +38,6 @@ class Issue:
 
     path: Path
     message: str
-
-
-def parse_ip(text: Any) -> str | None:
-    """Go ParseIPSloppy + String(): "10.180.00.001" -> "10.180.0.1"; None if not an IP."""
-    if not isinstance(text, str):
-        return None
-    parts = text.split(".")
-    if len(parts) == 4 and all(p.isdigit() and p.isascii() for p in parts):
-        nums = [int(p, 10) for p in parts]
-        return ".".join(map(str, nums)) if all(n <= 255 for n in nums) else None
-    if ":" not in text:
-        return None
-    try:
-        addr = ipaddress.IPv6Address(text)
-    except ValueError:
-        return None
-    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
 
 
 def parse_cidr(text: Any) -> str | None:

@@ -164,6 +164,23 @@ def is_port_number(value: int) -> list[str]:
     return [] if 1 <= value <= 65535 else ["must be between 1 and 65535, inclusive"]
 
 
+def parse_ip(text: Any) -> str | None:
+    """Go ParseIPSloppy + String(): "10.180.00.001" -> "10.180.0.1"; None if not an IP."""
+    if not isinstance(text, str):
+        return None
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() for p in parts):
+        nums = [int(p, 10) for p in parts]
+        return ".".join(map(str, nums)) if all(n <= 255 for n in nums) else None
+    if ":" not in text:
+        return None
+    try:
+        addr = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+
+
 def is_ipv4(value: str) -> list[str]:
     try:
         ipaddress.IPv4Address(value)

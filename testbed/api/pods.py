@@ -20,10 +20,9 @@ from typing import Any
 from testbed.api.meta import check_metadata
 from testbed.api.schema import field_names
 from testbed.api.schema_base import CORE
-from testbed.spec.source import Path_
+from testbed.spec.source import Key, Path_
 from testbed.spec.validation import (
     Checker,
-    Key,
     Quantity,
     check_labels,
     fmt,

@@ -39,11 +39,16 @@ class SpecError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class Key(str):
+    """A map key in a path, named as upstream's field.Path.Key names it: `limits[cpu]`."""
+
+
 def field_name(path: Path_) -> str:
-    """("spec", "containers", 0, "ports") -> "spec.containers[0].ports"."""
+    """("spec", "containers", 0, "ports") -> "spec.containers[0].ports"; a Key part is
+    bracketed as an index is: ("resources", "limits", Key("cpu")) -> "resources.limits[cpu]"."""
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, (int, Key)):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any
 
-from testbed.spec.source import Document, Path_, Problem
+from testbed.spec.source import Document, Path_, Problem, field_name
 
 _DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
@@ -327,22 +327,6 @@ def fmt(value: Any) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     return json.dumps(value, default=str, sort_keys=True)
-
-
-class Key(str):
-    """A map key in a path, named as upstream's field.Path.Key names it: `limits[cpu]`."""
-
-
-def field_name(path: Path_) -> str:
-    """("spec", "containers", 0, "resources", "limits", Key("cpu")) ->
-    "spec.containers[0].resources.limits[cpu]"."""
-    out = ""
-    for part in path:
-        if isinstance(part, (int, Key)):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 def go_map(labels: dict | None) -> str:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.spec.source import parse_documents
+from testbed.spec.source import Key, field_name, parse_documents
 from testbed.spec.validation import (
     QUANTITY_FORMAT,
     Checker,
-    Key,
     check_labels,
-    field_name,
     go_map,
     is_env_var_name,
     is_label_value,

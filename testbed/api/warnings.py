@@ -23,8 +23,11 @@ def pod_spec_path(obj: dict) -> Path_ | None:
 
 def pod_spec(obj: dict) -> dict:
     """The pod spec of a Pod or a Deployment's template ({} for other kinds)."""
+    where = pod_spec_path(obj)
+    if where is None:
+        return {}
     node = obj
-    for key in pod_spec_path(obj) or ("-",):
+    for key in where:
         node = node.get(key) if isinstance(node, dict) else None
     return node if isinstance(node, dict) else {}
 

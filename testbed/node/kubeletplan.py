@@ -415,12 +415,13 @@ def _restart(pod: LocalPod, name: str, track: ContainerTrack, policy: str, last_
              now: float) -> list[Action]:
     if not should_restart(policy, last_exit):
         return []
-    notes = started_notes(pod.manifest, name, _image(pod.manifest, name))
     if track.liveness_killed:   # the kubelet stopped it: back at once, the back-off as it was
-        return [StartContainer(pod.uid, name, track.backoff, now + track.backoff, notes)]
+        return [StartContainer(pod.uid, name, track.backoff, now + track.backoff,
+                               started_notes(pod.manifest, name, _image(pod.manifest, name)))]
     if now >= track.backoff_until:
         backoff = next_backoff(track.backoff)
-        return [StartContainer(pod.uid, name, backoff, now + backoff, notes)]
+        return [StartContainer(pod.uid, name, backoff, now + backoff,
+                               started_notes(pod.manifest, name, _image(pod.manifest, name)))]
     if track.backoff_noted != track.backoff_until:   # once per back-off window
         meta = pod.manifest.get("metadata") or {}
         return [NoteBackOff(pod.uid, name, track.backoff_until, _note(

@@ -16,7 +16,7 @@ fi
 # dnsmasq-base and nginx bring the programs without starting services in the root namespace
 # (policy-rc.d below keeps Debian from starting nginx's): the testbed runs them inside pods.
 needs=(
-  mnexec:mininet ip:iproute2 iptables:iptables nft:nftables conntrack:conntrack
+  mnexec:mininet ip:iproute2 iptables:iptables nft:nftables conntrack:conntrack ipset:ipset
   ping:iputils-ping curl:curl nsenter:util-linux sysctl:procps dig:bind9-dnsutils
   dnsmasq:dnsmasq-base nginx:nginx cc:gcc /usr/include/stdio.h:libc6-dev
   python3:python3 /usr/lib/python3/dist-packages/mininet/net.py:mininet

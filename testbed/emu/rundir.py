@@ -14,6 +14,8 @@ disk; TESTBED_RUN_ROOT overrides), named NAME-PID-TIME. What it holds, and who w
                           its log[.previous]
     kubelet-NODE.json     a kubelet's pods (SavedPod below; agents/kubelet.py)
     proxy/NODE/kube-proxy.json   a kube-proxy's status after each sync (ProxyStatus below)
+    netpol/NODE/netpol.json      a NetworkPolicy agent's status after each sync that applied
+                                 something (NetpolStatus below; agents/netpol.py)
 
 Everything that names one of these paths, or reads or writes one of these files, does it
 through this module. The files' formats stay what they have been (others' scripts read them).
@@ -77,6 +79,7 @@ CONTROL_SOCKET = "control.sock"
 API_SOCKET = "apiserver.sock"
 API_STATE = "apiserver.state"
 PROXY_STATUS = "kube-proxy.json"
+NETPOL_STATUS = "netpol.json"
 
 
 def new_run_directory(name: str, pid: int, when: int) -> Path:
@@ -166,6 +169,11 @@ def proxy_directory(run_dir: Path, node: str) -> Path:
     return Path(run_dir) / "proxy" / node
 
 
+def netpol_directory(run: Path, node: str) -> Path:
+    """A node's NetworkPolicy agent state directory (its --state-dir)."""
+    return Path(run) / "netpol" / node
+
+
 def _write_atomically(path: Path, text: str) -> None:
     """Readers in other processes never see half of it."""
     tmp = path.with_name(path.name + ".tmp")
@@ -250,6 +258,56 @@ def write_proxy_status(state_dir: Path, status: ProxyStatus) -> None:
 def read_proxy_status(run_dir: Path, node: str) -> ProxyStatus | None:
     """A node's kube-proxy status, None before its first sync (or without a kube-proxy)."""
     return ProxyStatus.from_json(_read_json(proxy_directory(run_dir, node) / PROXY_STATUS))
+
+
+# -- the NetworkPolicy agent's status ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class NetpolStatus:
+    """What a NetworkPolicy agent writes to netpol/NODE/netpol.json after every sync that
+    applied something (its first sync among them):
+
+        {"mode": MODE, "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
+         "last": {... the last SyncResult ...} | null, "policies": N, "pods": N,
+         "generation": N}
+    """
+
+    mode: str                   # iptables | nftables
+    node: str
+    pid: int
+    syncs: int = 0              # syncs done
+    time: float = 0.0           # wall clock of this write
+    last: dict | None = None    # the last sync's result (asdict of the agent's SyncResult)
+    policies: int = 0           # NetworkPolicies known
+    pods: int = 0               # local pods it protects with at least one policy
+    generation: int = 0         # bumps on every sync that applied something
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> NetpolStatus | None:
+        if not isinstance(data, dict) or not isinstance(data.get("mode"), str):
+            return None
+        last = data.get("last")
+        try:
+            return cls(data["mode"], str(data.get("node") or ""), int(data.get("pid") or 0),
+                       int(data.get("syncs") or 0), float(data.get("time") or 0.0),
+                       last if isinstance(last, dict) else None,
+                       int(data.get("policies") or 0), int(data.get("pods") or 0),
+                       int(data.get("generation") or 0))
+        except (TypeError, ValueError):
+            return None
+
+
+def write_netpol_status(directory: Path, status: NetpolStatus) -> None:
+    """The agent's side: its --state-dir is netpol_directory(run, node)."""
+    _write_atomically(Path(directory) / NETPOL_STATUS, json.dumps(status.to_json(), indent=1) + "\n")
+
+
+def read_netpol_status(run: Path, node: str) -> NetpolStatus | None:
+    """A node's NetworkPolicy agent status, None before its first sync (or without an agent)."""
+    return NetpolStatus.from_json(_read_json(netpol_directory(run, node) / NETPOL_STATUS))
 
 
 # -- the kubelet's state file ------------------------------------------------------------------

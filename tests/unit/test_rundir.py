@@ -94,6 +94,7 @@ def test_every_path_of_a_run_directory(tmp_path):
     assert rundir.container_log(pod, "c", previous=True) == pod / "c" / "log.previous"
     assert rundir.kubelet_state_path(tmp_path, "w1") == tmp_path / "kubelet-w1.json"
     assert rundir.proxy_directory(tmp_path, "w1") == tmp_path / "proxy" / "w1"
+    assert rundir.netpol_directory(tmp_path, "w1") == tmp_path / "netpol" / "w1"
 
 
 def test_owner_and_cluster_info_round_trip_and_read_forgivingly(tmp_path):
@@ -125,8 +126,36 @@ def test_the_kube_proxy_status_file_both_ways(tmp_path):
     assert rundir.read_proxy_status(tmp_path, "w1") is None
 
 
+def test_the_netpol_status_file_both_ways(tmp_path):
+    from testbed.emu import rundir
+
+    assert rundir.read_netpol_status(tmp_path, "w1") is None          # before the first sync
+    state = rundir.netpol_directory(tmp_path, "w1")
+    state.mkdir(parents=True)
+    status = rundir.NetpolStatus("iptables", "w1", 42, 5, 2.5, {"ok": True, "rules": 12}, 3, 4, 2)
+    rundir.write_netpol_status(state, status)
+    assert json.loads((state / "netpol.json").read_text()) == {
+        "mode": "iptables", "node": "w1", "pid": 42, "syncs": 5, "time": 2.5,
+        "last": {"ok": True, "rules": 12}, "policies": 3, "pods": 4, "generation": 2}
+    assert rundir.read_netpol_status(tmp_path, "w1") == status
+    assert not list(state.glob("*.tmp"))
+    assert rundir.read_netpol_status(tmp_path, "w2") is None          # another node's: none
+    later = rundir.NetpolStatus("iptables", "w1", 43, 1, 3.0, None, 3, 4, 3)
+    rundir.write_netpol_status(state, later)                          # replaced whole
+    assert rundir.read_netpol_status(tmp_path, "w1") == later
+    (state / "netpol.json").write_text('{"mode": "nftables", "node": "w1", "pi')   # cut short
+    assert rundir.read_netpol_status(tmp_path, "w1") is None
+    (state / "netpol.json").write_text('{"syncs": 1}')                 # no mode: not a status
+    assert rundir.read_netpol_status(tmp_path, "w1") is None
+    (state / "netpol.json").write_text('{"mode": "nftables", "pid": "x"}')          # not a number
+    assert rundir.read_netpol_status(tmp_path, "w1") is None
+    (state / "netpol.json").write_text('{"mode": "nftables"}')        # missing fields: defaults
+    assert rundir.read_netpol_status(tmp_path, "w1") == rundir.NetpolStatus("nftables", "", 0)
+
+
 RUN_FILE_NAMES = ("record.jsonl", "owner.json", "cluster.json", "apiserver.sock", "apiserver.state",
-                  "control.sock", "kube-proxy.json", "kubelet-", "log.previous", "resolv.conf")
+                  "control.sock", "kube-proxy.json", "netpol.json", "kubelet-", "log.previous",
+                  "resolv.conf")
 
 
 def test_no_module_but_rundir_spells_a_run_directory_file_name():

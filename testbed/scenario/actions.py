@@ -8,7 +8,8 @@
     - wait: {endpoints: {service: service-test, count: 4}}  # ready endpoints of a Service
     - wait: {loadBalancer: {service: web}}                   # an address in the Service's status
       timeout: 30
-    - kill: {agent: kube-proxy, node: w1}   # apiserver (on the master), kubelet, kube-proxy
+    - kill: {agent: kube-proxy, node: w1}   # apiserver (on the master), kubelet, kube-proxy,
+                                            # netpol (the node's NetworkPolicy agent)
     - restart: {agent: kube-proxy, node: w1}
     - kill: {pod: {selector: k8s-app=kube-dns, namespace: kube-system}, container: dnsmasq}
     - link: {node: w1, state: down}         # the node's uplink; up again with state: up
@@ -17,7 +18,7 @@
     - heal: partition
     - readiness: {pod: pod-b, state: fail}  # the pod fails its node's probes (pass to mend)
     - shape: {node: w1, rate: 10mbit}       # or delay: 20ms, loss: 1% (these need netem)
-    - inspect: {nat: w1}                    # nat, nft, conntrack, routes, bridge, ps
+    - inspect: {nat: w1}                    # nat, nft, conntrack, routes, bridge, ps, netpol
 
 Paths are relative to the scenario file; their manifests are loaded and checked with the
 scenario, before anything is built. Every value is checked here, when the scenario is loaded,
@@ -42,7 +43,7 @@ from testbed.spec.validation import (
     is_dns1123_subdomain,
 )
 
-AGENTS = ("apiserver", "kubelet", "kube-proxy")
+AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
 # The longest a sleep, a timeout or a retry may last: a day is beyond any test, and far below
 # what time.sleep and socket timeouts take (1e300 overflows them mid-run).
 MAX_SECONDS = 86400
@@ -119,7 +120,7 @@ class NetFault:
 
 ACTION_KEYS = ("apply", "delete", "scale", "wait", "kill", "restart", "link", "node", "partition",
                "heal", "readiness", "shape", "inspect")
-INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps")
+INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps", "netpol")
 
 
 # Units tc takes (iproute2's get_rate64 and get_time, matched without regard to case): a rate

@@ -7,12 +7,20 @@ reads, defaults and validates; it raises SpecError with every problem at once, s
 built from a bad file. Fields are read with the API server's Checker (testbed/spec/validation.py),
 so a fault is worded as it would be in a Kubernetes object (`Invalid value: ...`, `unknown
 field "x"`), and node labels follow the rules of the Node objects they become.
+
+Each worker runs kube-proxy in a mode (`kubeProxy: {mode: ...}`, top level or per node) and a
+NetworkPolicy agent in a mode of its own (`networkPolicy: {mode: ...}`, the same two places):
+iptables (with ipset), nftables, or none (no agent: no policy is enforced there, as with a
+CNI that has no policy support). A node whose policy mode the file leaves out follows its
+kube-proxy's (userspace kube-proxy: iptables), also when a scenario or the command line
+changes the kube-proxy mode later (`with_modes`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -22,6 +30,7 @@ from testbed.spec.source import Document, Path_, SpecError, field_name, read_one
 from testbed.spec.validation import Checker, check_labels, is_cidr, is_dns1123_label, is_ipv4
 
 PROXY_MODES = ("iptables", "nftables", "userspace")
+POLICY_MODES = ("iptables", "nftables", "none")
 NETWORK_MODES = ("routed", "shared")
 
 
@@ -35,6 +44,14 @@ class NodeSpec:
     pod_cidr: IPv4Network | None   # workers only
     proxy_mode: str
     labels: tuple[tuple[str, str], ...] = ()
+    # The NetworkPolicy agent's mode (POLICY_MODES); left empty, the one proxy_mode implies.
+    policy_mode: str = ""
+    # True when the topology did not name a policy mode: it follows proxy_mode (with_modes).
+    policy_follows_proxy: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.policy_mode:
+            object.__setattr__(self, "policy_mode", default_policy_mode(self.proxy_mode))
 
     @property
     def bridge_address(self) -> IPv4Address | None:
@@ -83,12 +100,13 @@ class Topology:
         return self.service_cidr.network_address + 10
 
 
-TOP_KEYS = {"name", "network", "master", "workers", "clients", "gateway", "kubeProxy", "loadBalancer", "addons"}
+TOP_KEYS = {"name", "network", "master", "workers", "clients", "gateway", "kubeProxy", "networkPolicy",
+            "loadBalancer", "addons"}
 LB_KEYS = {"pool"}
 ADDONS = ("ingress-nginx",)
 NETWORK_KEYS = {"mode", "nodeCIDR", "nodeSubnetPrefix", "clusterCIDR", "podCIDRPrefix",
                 "serviceCIDR", "clientCIDR"}
-NODE_KEYS = {"name", "address", "podCIDR", "kubeProxy", "labels"}
+NODE_KEYS = {"name", "address", "podCIDR", "kubeProxy", "networkPolicy", "labels"}
 CLIENT_KEYS = {"name", "address"}
 DEFAULT_NETWORK = {
     "mode": "routed",
@@ -99,6 +117,40 @@ DEFAULT_NETWORK = {
     "serviceCIDR": "10.96.0.0/12",
     "clientCIDR": "203.0.113.0/24",
 }
+
+
+def default_policy_mode(proxy_mode: str) -> str:
+    """The NetworkPolicy agent's mode when the topology names none: kube-proxy's own, so that
+    one node's rules share one backend (a userspace kube-proxy has no rules: iptables)."""
+    return "nftables" if proxy_mode == "nftables" else "iptables"
+
+
+def with_modes(topo: Topology, proxy: Mapping[str, str] | None = None,
+               policy: Mapping[str, str] | None = None) -> Topology:
+    """`topo` with other kube-proxy and NetworkPolicy modes on its workers: `proxy` and
+    `policy` map a worker's name, or "*" for every worker, to a mode (a name wins over "*").
+    A worker whose policy mode followed its kube-proxy's follows the new one, unless `policy`
+    names one for it. The topology's own proxy_mode becomes `proxy`'s "*" when given."""
+    proxy, policy = proxy or {}, policy or {}
+
+    def override(modes: Mapping[str, str], name: str) -> str | None:
+        return modes.get(name, modes.get("*"))
+
+    workers = []
+    for worker in topo.workers:
+        proxy_mode = override(proxy, worker.name) or worker.proxy_mode
+        policy_mode = override(policy, worker.name)
+        if policy_mode is not None:
+            worker = dataclasses.replace(worker, proxy_mode=proxy_mode, policy_mode=policy_mode,
+                                         policy_follows_proxy=False)
+        elif worker.policy_follows_proxy:
+            worker = dataclasses.replace(worker, proxy_mode=proxy_mode,
+                                         policy_mode=default_policy_mode(proxy_mode))
+        else:
+            worker = dataclasses.replace(worker, proxy_mode=proxy_mode)
+        workers.append(worker)
+    return dataclasses.replace(topo, workers=tuple(workers),
+                               proxy_mode=proxy.get("*", topo.proxy_mode))
 
 
 def topology_to_dict(topo: Topology) -> dict:
@@ -122,7 +174,8 @@ def topology_from_dict(data: dict) -> Topology:
         return NodeSpec(d["name"], d["role"], IPv4Address(d["address"]),
                         IPv4Network(d["subnet"]), IPv4Address(d["gateway"]),
                         IPv4Network(d["pod_cidr"]) if d["pod_cidr"] else None,
-                        d["proxy_mode"], tuple(tuple(kv) for kv in d["labels"]))
+                        d["proxy_mode"], tuple(tuple(kv) for kv in d["labels"]),
+                        d.get("policy_mode") or "", d.get("policy_follows_proxy", True))
 
     def client(d: dict) -> ClientSpec:
         return ClientSpec(d["name"], IPv4Address(d["address"]), IPv4Network(d["subnet"]),
@@ -221,6 +274,7 @@ def build_topology(doc: Document) -> Topology:
     _check_overlaps(ck, cidrs)
 
     default_proxy = _proxy_mode(ck, top.get("kubeProxy"), ("kubeProxy",), "iptables")
+    default_policy = _policy_mode(ck, top.get("networkPolicy"), ("networkPolicy",), None)
     gateway = ck.fields(("gateway",), top["gateway"], {"name"}) if top.get("gateway") is not None else {}
     gateway_name = _name(ck, ("gateway", "name"), (gateway or {}).get("name", "gw"))
 
@@ -250,7 +304,7 @@ def build_topology(doc: Document) -> Topology:
             seen[n] = path + ("name",)
 
     nodes = _place_nodes(ck, mode, cidrs, node_prefix, pod_prefix,
-                         master_entries + worker_entries, default_proxy)
+                         master_entries + worker_entries, default_proxy, default_policy)
     clients = _place_clients(ck, cidrs["clientCIDR"], client_entries)
     lb = ck.fields(("loadBalancer",), top["loadBalancer"], LB_KEYS) if top.get("loadBalancer") is not None else {}
     lb_pool = _lb_pool(ck, (lb or {}).get("pool"), {k: v for k, v in cidrs.items() if v is not None})
@@ -307,6 +361,20 @@ def _proxy_mode(ck: Checker, value: Any, path: Path_, default: str) -> str:
     return ck.enum(conf, "mode", path, list(PROXY_MODES)) or default
 
 
+def _policy_mode(ck: Checker, value: Any, path: Path_, default: str | None) -> str | None:
+    """networkPolicy: {mode: iptables | nftables | none}; `default` when not given (None:
+    follow kube-proxy's mode)."""
+    if value is None:
+        return default
+    conf = ck.fields(path, value, {"mode"})
+    if conf is None:
+        return default
+    if conf.get("mode") is None:
+        ck.required(path + ("mode",), "iptables, nftables or none")
+        return default
+    return ck.enum(conf, "mode", path, list(POLICY_MODES)) or default
+
+
 def _check_overlaps(ck: Checker, cidrs: dict[str, IPv4Network | None]) -> None:
     keys = [k for k, v in cidrs.items() if v is not None]
     for i, a in enumerate(keys):
@@ -316,7 +384,7 @@ def _check_overlaps(ck: Checker, cidrs: dict[str, IPv4Network | None]) -> None:
 
 
 def _place_nodes(ck: Checker, mode, cidrs, node_prefix, pod_prefix, entries,
-                 default_proxy) -> list[NodeSpec]:
+                 default_proxy, default_policy) -> list[NodeSpec]:
     node_cidr, cluster_cidr = cidrs["nodeCIDR"], cidrs["clusterCIDR"]
     if node_cidr is None or cluster_cidr is None or node_prefix is None or pod_prefix is None:
         return []
@@ -392,10 +460,15 @@ def _place_nodes(ck: Checker, mode, cidrs, node_prefix, pod_prefix, entries,
         # Labels become the Node object's: the API server's rules (keys qualified names,
         # values label values, both strings).
         labels = check_labels(ck, path + ("labels",), entry.get("labels"))
+        proxy_mode = _proxy_mode(ck, entry.get("kubeProxy"), path + ("kubeProxy",), default_proxy)
+        policy_mode = _policy_mode(ck, entry.get("networkPolicy"), path + ("networkPolicy",),
+                                   default_policy)
         out.append(NodeSpec(
             name=str(entry.get("name")), role=role, address=address, subnet=subnet, gateway=gateway,
-            pod_cidr=pod_cidr, proxy_mode=_proxy_mode(ck, entry.get("kubeProxy"), path + ("kubeProxy",), default_proxy),
+            pod_cidr=pod_cidr, proxy_mode=proxy_mode,
             labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+            policy_mode=policy_mode or default_policy_mode(proxy_mode),
+            policy_follows_proxy=policy_mode is None,
         ))
     return out
 

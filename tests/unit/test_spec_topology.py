@@ -685,3 +685,103 @@ def test_a_topology_survives_its_json_form():
     topo = replace(topo, name="renamed", addons=("ingress-nginx",))
     data = json.loads(json.dumps(topology_to_dict(topo)))
     assert topology_from_dict(data) == topo
+
+
+# --- the NetworkPolicy agent's mode -----------------------------------------------------------
+
+def test_policy_mode_follows_each_nodes_kube_proxy_by_default(topo):
+    t = topo("""
+        workers:
+          - {name: a, kubeProxy: {mode: nftables}}
+          - {name: b, kubeProxy: {mode: userspace}}
+          - c
+    """)
+    assert [(w.name, w.proxy_mode, w.policy_mode, w.policy_follows_proxy) for w in t.workers] == [
+        ("a", "nftables", "nftables", True), ("b", "userspace", "iptables", True),
+        ("c", "iptables", "iptables", True)]
+    t = topo("kubeProxy: {mode: nftables}\n")
+    assert [w.policy_mode for w in t.workers] == ["nftables", "nftables"]
+
+
+def test_policy_mode_top_level_and_per_node(topo):
+    t = topo("""
+        kubeProxy: {mode: nftables}
+        networkPolicy: {mode: iptables}
+        workers:
+          - a
+          - {name: b, networkPolicy: {mode: none}}
+          - {name: c, kubeProxy: {mode: iptables}, networkPolicy: {mode: nftables}}
+    """)
+    assert [(w.name, w.proxy_mode, w.policy_mode, w.policy_follows_proxy) for w in t.workers] == [
+        ("a", "nftables", "iptables", False), ("b", "nftables", "none", False),
+        ("c", "iptables", "nftables", False)]
+
+
+def test_with_modes_overrides_and_keeps_a_following_policy_mode_following(topo):
+    from testbed.spec.topology import with_modes
+
+    t = topo("""
+        workers:
+          - a
+          - {name: b, networkPolicy: {mode: iptables}}
+          - {name: c, kubeProxy: {mode: userspace}}
+    """)
+    modes = lambda t: [(w.proxy_mode, w.policy_mode) for w in t.workers]   # noqa: E731
+    # kube-proxy for every worker: a and c follow it, b keeps its own policy mode
+    t2 = with_modes(t, proxy={"*": "nftables"})
+    assert modes(t2) == [("nftables", "nftables"), ("nftables", "iptables"), ("nftables", "nftables")]
+    assert t2.proxy_mode == "nftables" and t2.master == t.master
+    # a named worker wins over "*"
+    assert modes(with_modes(t, proxy={"*": "nftables", "c": "iptables"})) == [
+        ("nftables", "nftables"), ("nftables", "iptables"), ("iptables", "iptables")]
+    # a policy mode given stops following: a later kube-proxy change leaves it
+    t3 = with_modes(t, policy={"a": "none"})
+    assert modes(t3) == [("iptables", "none"), ("iptables", "iptables"), ("userspace", "iptables")]
+    assert modes(with_modes(t3, proxy={"*": "nftables"})) == [
+        ("nftables", "none"), ("nftables", "iptables"), ("nftables", "nftables")]
+    # both at once: the policy flag wins over following
+    assert modes(with_modes(t, proxy={"*": "nftables"}, policy={"*": "iptables"})) == [
+        ("nftables", "iptables")] * 3
+    assert with_modes(t) == t
+
+
+def test_a_node_spec_without_a_policy_mode_takes_the_one_its_proxy_mode_implies():
+    from testbed.spec.topology import NodeSpec
+
+    def node(proxy: str, **kw) -> NodeSpec:
+        return NodeSpec("w1", "worker", A("10.0.0.2"), N("10.0.0.0/24"), A("10.0.0.1"),
+                        N("10.244.0.0/24"), proxy, **kw)
+
+    assert [node(m).policy_mode for m in ("iptables", "nftables", "userspace")] == [
+        "iptables", "nftables", "iptables"]
+    assert node("nftables", policy_mode="none").policy_mode == "none"
+
+
+def test_policy_modes_survive_the_json_form(topo):
+    from testbed.spec.topology import topology_from_dict, topology_to_dict, with_modes
+
+    t = with_modes(topo("workers: [a, {name: b, networkPolicy: {mode: none}}]\n"),
+                   proxy={"a": "nftables"})
+    data = json.loads(json.dumps(topology_to_dict(t)))
+    assert topology_from_dict(data) == t
+    for node in data["workers"]:        # a cluster.json written before policy modes existed
+        del node["policy_mode"], node["policy_follows_proxy"]
+    assert [w.policy_mode for w in topology_from_dict(data).workers] == ["nftables", "iptables"]
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    ("networkPolicy: {mode: calico}\n",
+     't.yaml:1: networkPolicy.mode: Unsupported value: "calico": supported values: "iptables", '
+     '"nftables", "none"'),
+    ("workers: [w1, {name: w2, networkPolicy: {mode: userspace}}]\n",
+     't.yaml:1: workers[1].networkPolicy.mode: Unsupported value: "userspace": supported '
+     'values: "iptables", "nftables", "none"'),
+    ("networkPolicy: none\n", 't.yaml:1: networkPolicy: Invalid value: "none": must be an object'),
+    ("networkPolicy: {}\n",
+     "t.yaml:1: networkPolicy.mode: Required value: iptables, nftables or none"),
+    ("networkPolicy: {mode: iptables, nodes: {w1: none}}\n",
+     't.yaml:1: networkPolicy.nodes: unknown field "nodes"'),
+    ("networkPolicy: {mode: 1}\n", "t.yaml:1: networkPolicy.mode: Invalid value: 1: must be a string"),
+])
+def test_bad_policy_modes(problems, where, expected):
+    assert problems(where) == [expected]

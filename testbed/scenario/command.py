@@ -1,4 +1,9 @@
-"""Acts: `testbed run [SCENARIO.yaml] [--junit FILE] [--json FILE]`.
+"""Acts: `testbed run [SCENARIO.yaml] [--junit FILE] [--json FILE] [--kube-proxy MODE]
+[--network-policy MODE]`.
+
+--kube-proxy and --network-policy set every worker's mode, over the scenario's and the
+topology's, so that one scenario file runs in each mode (a policy mode the files leave out
+follows the kube-proxy mode, as in a topology).
 
 Exit status: 0 when every step passed, 1 when a check failed, 2 for bad input (nothing is
 built then), 130 when interrupted (after tearing down).
@@ -16,6 +21,7 @@ from testbed.emu.errors import SETUP_ERRORS, require_root
 from testbed.scenario import report
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
+from testbed.spec.topology import POLICY_MODES, PROXY_MODES
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tour.yaml"
 
@@ -26,7 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO), help="scenario YAML file")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--json", metavar="FILE", help="write a JSON report")
+    add_mode_options(p)
     p.set_defaults(func=cmd_run)
+
+
+def add_mode_options(p: argparse.ArgumentParser) -> None:
+    """--kube-proxy and --network-policy, for `run` and `validate`."""
+    p.add_argument("--kube-proxy", choices=PROXY_MODES, metavar="MODE", dest="proxy_mode",
+                   help=f"every worker's kube-proxy mode ({', '.join(PROXY_MODES)}), over the "
+                        "scenario's and the topology's")
+    p.add_argument("--network-policy", choices=POLICY_MODES, metavar="MODE", dest="policy_mode",
+                   help=f"every worker's NetworkPolicy agent mode ({', '.join(POLICY_MODES)}; "
+                        "none: no agent, nothing enforced), over the scenario's and the "
+                        "topology's (default: as the node's kube-proxy)")
 
 
 def _check_output(path: str | None, option: str) -> list[Problem]:
@@ -39,7 +57,7 @@ def _check_output(path: str | None, option: str) -> list[Problem]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    prepared = prepare(args.scenario)
+    prepared = prepare(args.scenario, args.proxy_mode, args.policy_mode)
     problems = _check_output(args.junit, "--junit") + _check_output(args.json, "--json")
     if problems:
         raise SpecError(problems)

@@ -34,7 +34,7 @@ from testbed.node.images import Which
 from testbed.scenario.actions import Apply, Delete, Fault, NetFault, Scale, Wait
 from testbed.scenario.spec import Probe, Scenario, load_scenario
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
-from testbed.spec.topology import Topology, load_topology
+from testbed.spec.topology import Topology, load_topology, with_modes
 from testbed.spec.validation import fmt
 
 # Kinds whose objects a delete step names by a name the manifests give (an EndpointSlice's
@@ -54,11 +54,14 @@ class CheckedScenario(Checked):
 
 
 def check_scenario(path: str | Path, command_path: str | None = None, *,
-                   which: Which) -> CheckedScenario:
+                   which: Which, proxy_mode: str | None = None,
+                   policy_mode: str | None = None) -> CheckedScenario:
     """Load and check a scenario and everything it names, as `testbed run` does before it
-    builds anything: its topology (with the scenario's kube-proxy modes and add-ons), its
-    manifests and those of its apply steps (check_manifests, against that topology), and the
-    names its steps use (pods, nodes, clients). Never raises for bad input."""
+    builds anything: its topology (with the scenario's kube-proxy and NetworkPolicy modes, then
+    `proxy_mode` and `policy_mode` for every worker when given, as the command line's
+    --kube-proxy and --network-policy say, and its add-ons), its manifests and those of its
+    apply steps (check_manifests, against that topology), and the names its steps use (pods,
+    nodes, clients). Never raises for bad input."""
     out = CheckedScenario()
     try:
         scenario = load_scenario(path)
@@ -72,7 +75,7 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
     except SpecError as err:
         out.problems += err.problems
     if topo is not None:
-        topo, found = with_proxy_modes(scenario, topo)
+        topo, found = with_proxy_modes(scenario, topo, proxy_mode, policy_mode)
         out.problems += found
         topo = dataclasses.replace(topo, addons=tuple(dict.fromkeys(topo.addons + scenario.addons)))
     out.topology = topo
@@ -116,19 +119,31 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
     return out
 
 
-def with_proxy_modes(scenario: Scenario, topo: Topology) -> tuple[Topology, list[Problem]]:
-    """The topology with the scenario's kube-proxy modes (all nodes, then named ones), and a
-    problem for each named node that is no worker."""
+def with_proxy_modes(scenario: Scenario, topo: Topology, proxy_mode: str | None = None,
+                     policy_mode: str | None = None) -> tuple[Topology, list[Problem]]:
+    """The topology with the scenario's kube-proxy and NetworkPolicy modes (all nodes, then
+    named ones), then `proxy_mode` and `policy_mode` on every worker when given (the command
+    line's, which win; spec/topology.with_modes); and a problem for each named node that is no
+    worker, and for each step that kills or restarts the NetworkPolicy agent of a worker that
+    runs none."""
     workers = [w.name for w in topo.workers]
-    problems = [_scenario_problem(scenario, ("kubeProxy", "nodes", n),
+    problems = [_scenario_problem(scenario, (key, "nodes", n),
                                   f'Invalid value: "{n}": not a worker of topology {topo.name} '
                                   f"(workers: {', '.join(workers)})")
-                for n, _ in scenario.proxy_modes if n != "*" and n not in workers]
-    modes = dict(scenario.proxy_modes)
-    default = modes.get("*", topo.proxy_mode)
-    new_workers = tuple(dataclasses.replace(w, proxy_mode=modes.get(w.name, default if "*" in modes else w.proxy_mode))
-                        for w in topo.workers)
-    return dataclasses.replace(topo, workers=new_workers, proxy_mode=default), problems
+                for key, modes in (("kubeProxy", scenario.proxy_modes),
+                                   ("networkPolicy", scenario.policy_modes))
+                for n, _ in modes if n != "*" and n not in workers]
+    topo = with_modes(topo, dict(scenario.proxy_modes), dict(scenario.policy_modes))
+    topo = with_modes(topo, {"*": proxy_mode} if proxy_mode else None,
+                      {"*": policy_mode} if policy_mode else None)
+    without = {w.name for w in topo.workers if w.policy_mode == "none"}
+    problems += [_scenario_problem(scenario, ("steps", index, step.action.action, "node"),
+                                   f'Invalid value: "{step.action.node}": no NetworkPolicy agent '
+                                   f"runs on {step.action.node} (its network policy mode is none)")
+                 for index, step in enumerate(scenario.steps)
+                 if isinstance(step.action, Fault) and step.action.agent == "netpol"
+                 and step.action.node in without]
+    return topo, problems
 
 
 def _scenario_problem(scenario: Scenario, path: Path_, message: str) -> Problem:
@@ -346,7 +361,8 @@ def _host_names(action, topo: Topology) -> list[tuple[Path_, str, set[str]]]:
         if action.kind in ("link", "shape"):
             return [((action.kind, "node"), action.target, nodes | clients)]
         if action.kind == "inspect":
-            return [(("inspect", action.what), action.target, nodes | {topo.gateway_name} | clients)]
+            allowed = workers if action.what == "netpol" else nodes | {topo.gateway_name} | clients
+            return [(("inspect", action.what), action.target, allowed)]
         if action.kind == "readiness" and action.pod is not None and action.pod.node:
             return [(("readiness", "pod", "node"), action.pod.node, workers)]
     if isinstance(action, Probe) and action.target.via == "nodePort":

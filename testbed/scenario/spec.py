@@ -38,8 +38,10 @@ from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label,
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
-TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy", "addons"}
+TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy", "networkPolicy",
+            "addons"}
 PROXY_MODES = ("iptables", "nftables", "userspace")
+POLICY_MODES = ("iptables", "nftables", "none")
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
               "record"}
 EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer"}
@@ -137,6 +139,7 @@ class Scenario:
     # The document it was read from: later checks (testbed.scenario.preflight) name the line
     # of the field they refuse.
     doc: Document | None = field(default=None, compare=False, repr=False)
+    policy_modes: tuple[tuple[str, str], ...] = ()  # networkPolicy: as proxy_modes
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -176,6 +179,7 @@ def build_scenario(doc: Document) -> Scenario:
         if step is not None:
             steps.append(step)
     proxy_modes = _proxy_modes(ck, data.get("kubeProxy"))
+    policy_modes = _proxy_modes(ck, data.get("networkPolicy"), "networkPolicy", POLICY_MODES)
     addons = ck.string_list(data, "addons", ())
     for i, addon in enumerate(data.get("addons") if isinstance(data.get("addons"), list) else []):
         if isinstance(addon, str) and addon not in ADDONS:
@@ -183,24 +187,27 @@ def build_scenario(doc: Document) -> Scenario:
     if ck.problems:
         raise SpecError(ck.problems)
     return Scenario(str(name), doc.file, str(description).strip(), topo_path, tuple(manifests),
-                    tuple(steps), proxy_modes, tuple(dict.fromkeys(addons)), doc)
+                    tuple(steps), proxy_modes, tuple(dict.fromkeys(addons)), doc,
+                    policy_modes=policy_modes)
 
 
-def _proxy_modes(ck: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
-    """kubeProxy: {mode: userspace, nodes: {node2: iptables}} over the topology's modes."""
+def _proxy_modes(ck: Checker, raw: Any, key: str = "kubeProxy",
+                 modes: tuple[str, ...] = PROXY_MODES) -> tuple[tuple[str, str], ...]:
+    """kubeProxy: {mode: userspace, nodes: {node2: iptables}} over the topology's modes (and
+    networkPolicy: {mode: none, nodes: {node2: nftables}} alike)."""
     if raw is None:
         return ()
-    conf = ck.fields(("kubeProxy",), raw, {"mode", "nodes"})
+    conf = ck.fields((key,), raw, {"mode", "nodes"})
     if conf is None:
         return ()
     out = []
-    mode = ck.enum(conf, "mode", ("kubeProxy",), list(PROXY_MODES))
+    mode = ck.enum(conf, "mode", (key,), list(modes))
     if mode is not None:
         out.append(("*", mode))
     nodes = conf.get("nodes")
-    if nodes is not None and ck.is_type(("kubeProxy", "nodes"), nodes, "object"):
+    if nodes is not None and ck.is_type((key, "nodes"), nodes, "object"):
         for node in nodes:
-            mode = ck.enum(nodes, node, ("kubeProxy", "nodes"), list(PROXY_MODES))
+            mode = ck.enum(nodes, node, (key, "nodes"), list(modes))
             if mode is not None:
                 out.append((str(node), mode))
     return tuple(out)

@@ -23,6 +23,7 @@ import shutil
 import sys
 from typing import Any, TextIO
 
+from testbed.scenario.command import add_mode_options
 from testbed.spec.source import Document, Problem, SpecError, read_documents
 
 
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE", help="a scenario, a topology, or a manifest file")
     p.add_argument("-f", "--filename", action="append", default=[], metavar="MANIFEST",
                    help="manifests to check along with a topology; may be repeated")
+    add_mode_options(p)
     p.set_defaults(func=cmd_validate)
 
 
@@ -64,14 +66,24 @@ def _collect(problems: list[Problem], load: Any, *args: Any) -> Any:
 
 
 def _topology_summary(topo: Any) -> str:
+    def modes(attr: str) -> str:
+        found = [getattr(w, attr) for w in topo.workers]
+        return ", ".join(f"{m} on {_plural(found.count(m), 'worker')}" if len(set(found)) > 1
+                         else m for m in dict.fromkeys(found))
+
     return (f"topology {topo.name} with {_plural(len(topo.workers), 'worker')}, "
-            f"{_plural(len(topo.clients), 'client')}")
+            f"{_plural(len(topo.clients), 'client')} (kube-proxy {modes('proxy_mode')}, "
+            f"network policy {modes('policy_mode')})")
 
 
-def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str:
+def validate(file: str, manifests: list[str], warn: TextIO | None = None,
+             proxy_mode: str | None = None, policy_mode: str | None = None) -> str:
     """The one-line summary of a valid FILE (and -f manifests); SpecError with every problem.
-    Warnings (what upstream accepts but likely is not meant) go to `warn` either way."""
+    Warnings (what upstream accepts but likely is not meant) go to `warn` either way.
+    `proxy_mode` and `policy_mode` set every worker's, as --kube-proxy and --network-policy
+    do for `testbed run` (and are refused with manifests alone, which have no workers)."""
     from testbed.checks import check_manifests, check_with_topology, report_warnings
+    from testbed.spec.topology import with_modes
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -94,7 +106,7 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str
             if manifests:
                 problems.append(Problem("<command line>", None, "-f", "a scenario names its own "
                                         "manifests; -f goes with a topology"))
-            prepared = _collect(problems, prepare, file)
+            prepared = _collect(problems, prepare, file, proxy_mode, policy_mode)
             if problems:
                 raise SpecError(problems)
             warnings.extend(prepared.warnings)
@@ -105,6 +117,10 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str
                     f"{_plural(len(prepared.scenario.manifests), 'manifest file')} and its steps; "
                     f"{_plural(len(prepared.scenario.steps), 'step')}")
         if kind == "manifests":
+            problems += [Problem("<command line>", None, option, "goes with a scenario or a "
+                                 "topology; manifests alone have no workers")
+                         for option, given in (("--kube-proxy", proxy_mode),
+                                               ("--network-policy", policy_mode)) if given]
             count = manifest_checks([file, *manifests])
             if problems:
                 raise SpecError(problems)
@@ -116,6 +132,8 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str
         count = len(checked.objects)
         if problems:
             raise SpecError(problems)
+        topo = with_modes(topo, {"*": proxy_mode} if proxy_mode else None,
+                          {"*": policy_mode} if policy_mode else None)
         extra = (f"; {_plural(count, 'object')} in "
                  f"{_plural(len(manifests), 'manifest file')}") if manifests else ""
         return f"valid: {file}: {_topology_summary(topo)}{extra}"
@@ -125,5 +143,5 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None) -> str
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    print(validate(args.file, args.filename, sys.stderr))
+    print(validate(args.file, args.filename, sys.stderr, args.proxy_mode, args.policy_mode))
     return 0

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("node",),          # pure: the kubelet's plan, images and commands, pod IPAM, the ps view
     ("checks",),        # pure: the checks every command makes on manifests before applying them
     ("proxy",),         # pure: kube-proxy's rules, trackers, proxier, packet tracer
+    ("netpol",),        # pure: NetworkPolicy semantics, iptables+ipset and nftables rules, syncer
     ("net",),           # acts: commands, sockets and netlink in namespaces, netfilter, wire protocols
     ("apiclient",),     # acts: the API client, informers, event recorder
     ("dns", "ingress"),  # programs of the add-ons, over pure records and configuration
@@ -41,7 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),           # `testbed`: the subcommands' parsers, errors and exit codes
     ("__main__", "__init__"),   # python -m testbed; the package's lazy `Cluster`
 ]
-PURE_PACKAGES = {"spec", "api", "controllers", "node", "checks", "proxy"}
+PURE_PACKAGES = {"spec", "api", "controllers", "node", "checks", "proxy", "netpol"}
 ACTING_MODULES = {"subprocess", "socket", "pyroute2", "mininet", "ctypes", "threading"}
 
 

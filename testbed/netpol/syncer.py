@@ -1,0 +1,226 @@
+"""Pure: the policy agent's sync loop body, over an injected backend (as proxy/proxier.py is
+kube-proxy's).
+
+Informer handlers (`policy_changes`, `pod_changes`, `namespace_changes`: on_add, on_update,
+on_delete) record what policies need of each object and mark the state dirty when that
+changed (a pod's readiness flipping changes nothing here). `sync()` resolves the node's plan
+(testbed.netpol.model.resolve), renders it for the backend's mode and applies only what
+differs from what it applied last:
+
+- iptables mode: sets whose members changed are refilled (`ipset restore`, each swapped in
+  whole); when the rules changed, one `iptables-restore --noflush` rewrites this agent's chains
+  and deletes the stale ones; the jumps from FORWARD and INPUT are kept first; sets no rule
+  names any more are destroyed after the rules stopped naming them.
+- nftables mode: when the table's structure changed (chains, the pod maps), one `nft -f`
+  transaction replaces the whole table; otherwise one transaction refills the changed sets.
+
+The first sync, a sync after a failure, and one every `full_sync_period` are full: they read
+what is in the kernel (chains, sets) and rewrite everything, so a restarted agent adopts, fixes
+and prunes what its predecessor left, and never duplicates a rule. Nothing is applied before
+the caller has listed every kind (the agent waits for its informers), so a restart never
+enforces an empty policy set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from testbed.api.sharing import Lock, Unshared
+from testbed.netpol import iptables, nftables
+from testbed.netpol.model import (
+    Plan,
+    PodInfo,
+    Policy,
+    namespace_labels,
+    parse_policy,
+    pod_info,
+    resolve,
+)
+
+DEFAULT_FULL_SYNC_PERIOD = 3600.0
+MODES = ("iptables", "nftables")
+
+
+class Backend(Protocol):
+    """What the syncer needs from the system (testbed.net.netfilter's policy backends; the
+    fakes in testbed/netpol/fakes.py for tests)."""
+
+    mode: str   # "iptables" | "nftables"
+
+    def restore(self, text: str) -> None:
+        """iptables: `iptables-restore --noflush`; nftables: `nft -f`. All or nothing."""
+
+    def chains(self, table: str) -> set[str]:
+        """iptables: the chains of `table` now."""
+
+    def ipset_restore(self, text: str) -> None:
+        """iptables: `ipset restore`."""
+
+    def ipset_names(self) -> set[str]:
+        """iptables: the names of the sets now."""
+
+    def ensure_first(self, table: str, chain: str, target: str) -> bool:
+        """iptables: make `-j target` the first rule of the built-in `chain` (removing other
+        copies); True when something had to change."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    ok: bool
+    full: bool
+    skipped: bool = False
+    error: str = ""
+    seconds: float = 0.0
+    rules: bool = False        # rules (chains, the nftables table) were rewritten
+    sets: int = 0              # sets refilled
+    protected: int = 0         # this node's pods some policy isolates
+    policies: int = 0
+
+
+class _Changes:
+    """Informer handlers for one kind: `record(obj)` gives (key, value or None to forget)."""
+
+    def __init__(self, owner: PolicySyncer, store: dict, record: Callable[[dict], tuple[str, object]]):
+        self.owner, self.store, self.record = owner, store, record
+
+    def _set(self, obj: dict, gone: bool) -> None:
+        key, value = self.record(obj)
+        with self.owner.lock:
+            before = self.store.get(key)
+            if gone or value is None:
+                if key in self.store:
+                    del self.store[key]
+                    self.owner.dirty = True
+            elif before != value:
+                self.store[key] = value
+                self.owner.dirty = True
+
+    def on_add(self, obj: dict) -> None:
+        self._set(obj, False)
+
+    def on_update(self, old: dict, new: dict) -> None:
+        self._set(new, False)
+
+    def on_delete(self, obj: dict) -> None:
+        self._set(obj, True)
+
+
+def _key(obj: Mapping) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
+
+
+def _pod(obj: dict) -> tuple[str, PodInfo | None]:
+    return _key(obj), pod_info(obj)
+
+
+def _policy(obj: dict) -> tuple[str, Policy]:
+    return _key(obj), parse_policy(obj)
+
+
+def _namespace(obj: dict) -> tuple[str, dict[str, str]]:
+    return namespace_labels(obj)
+
+
+class PolicySyncer:
+    """NetworkPolicy enforcement for one node: trackers in, the fewest writes per sync out."""
+
+    def __init__(self, backend: Backend, node: str, *, full_sync_period: float = DEFAULT_FULL_SYNC_PERIOD,
+                 new_lock: Callable[[], Lock] = Unshared, clock: Callable[[], float] = time.monotonic):
+        if backend.mode not in MODES:
+            raise ValueError(f"no NetworkPolicy rules for mode {backend.mode!r}")
+        self.backend, self.node = backend, node
+        self.full_sync_period, self.clock = full_sync_period, clock
+        self.lock = new_lock()
+        self.policies: dict[str, Policy] = {}
+        self.pods: dict[str, PodInfo] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.policy_changes = _Changes(self, self.policies, _policy)
+        self.pod_changes = _Changes(self, self.pods, _pod)
+        self.namespace_changes = _Changes(self, self.namespaces, _namespace)
+        self.dirty = True
+        self.need_full = True
+        self.last_full = 0.0
+        self.generation = 0
+        self.plan: Plan | None = None
+        # what the last successful apply left
+        self._text = ""                                    # iptables rules / nftables structure
+        self._chains: set[str] = set()
+        self._sets: dict[str, object] = {}
+
+    def request_full_sync(self) -> None:
+        with self.lock:
+            self.need_full = True
+
+    def sync(self) -> SyncResult:
+        started = self.clock()
+        with self.lock:
+            full = self.need_full or started - self.last_full >= self.full_sync_period
+            if not full and not self.dirty:
+                return SyncResult(True, False, skipped=True)
+            self.dirty = False
+            policies = list(self.policies.values())
+            pods = list(self.pods.values())
+            namespaces = dict(self.namespaces)
+        plan = resolve(policies, pods, namespaces, self.node)
+        try:
+            if self.backend.mode == "iptables":
+                rules, sets = self._apply_iptables(plan, full)
+            else:
+                rules, sets = self._apply_nftables(plan, full)
+        except Exception as err:  # noqa: BLE001 - any failure: report, and rewrite all next time
+            with self.lock:
+                self.need_full = True
+                self.dirty = True
+            return SyncResult(False, full, error=str(err), seconds=self.clock() - started)
+        with self.lock:
+            self.plan = plan
+            if full:
+                self.need_full = False
+                self.last_full = started
+            if rules or sets:
+                self.generation += 1
+        return SyncResult(True, full, seconds=self.clock() - started, rules=rules, sets=sets,
+                          protected=len(plan.protected), policies=len(policies))
+
+    def _apply_iptables(self, plan: Plan, full: bool) -> tuple[bool, int]:
+        r = iptables.render(plan)
+        present_sets = ({n for n in self.backend.ipset_names() if n.startswith(iptables.SET_PREFIX)}
+                        if full else set(self._sets))
+        if iptables.TMP_SET in present_sets:    # a predecessor died in the middle of a refill
+            self.backend.ipset_restore(iptables.ipset_destroy_text([iptables.TMP_SET]))
+            present_sets.discard(iptables.TMP_SET)
+        present_chains = ({c for c in self.backend.chains("filter") if iptables.is_ours(c)}
+                          if full else self._chains)
+        changed = [s for name, s in sorted(r.sets.items())
+                   if full or self._sets.get(name) != s]
+        if changed:
+            self.backend.ipset_restore(iptables.ipset_restore_text(changed))
+            self._sets.update({s.name: s for s in changed})
+        rules = full or r.text != self._text
+        if rules:
+            stale = present_chains - set(r.chains)
+            self.backend.restore(r.text + iptables.stale_chains_text(stale))
+            self._text, self._chains = r.text, set(r.chains)
+        for builtin, target in iptables.JUMPS:
+            self.backend.ensure_first("filter", builtin, target)
+        stale_sets = present_sets - set(r.sets)
+        if stale_sets:
+            self.backend.ipset_restore(iptables.ipset_destroy_text(stale_sets))
+        self._sets = {name: s for name, s in self._sets.items() if name in r.sets}
+        return rules, len(changed)
+
+    def _apply_nftables(self, plan: Plan, full: bool) -> tuple[bool, int]:
+        r = nftables.render(plan)
+        if full or r.structure != self._text:
+            self.backend.restore(nftables.full_text(r))
+            self._text, self._sets = r.structure, dict(r.sets)
+            return True, len(r.sets)
+        changed = [s for name, s in sorted(r.sets.items()) if self._sets.get(name) != s]
+        if changed:
+            self.backend.restore(nftables.sets_text(changed))
+            self._sets.update({s.name: s for s in changed})
+        return False, len(changed)

@@ -243,3 +243,59 @@ def conntrack_flush(flush: ConntrackFlush, netns: int | None = None) -> int:
         return int(m.group(1)) if m else 0
     raise NetfilterError(f"`{' '.join(argv)}` in {_where(netns)} exited {res.returncode}: "
                          f"{out.strip()}")
+
+
+# -- NetworkPolicy backends (testbed.netpol.syncer.Backend) --------------------------------------
+
+class IptablesPolicyBackend(IptablesBackend):
+    """The policy agent's iptables mode: iptables-restore for its filter chains, `ipset restore`
+    for its sets, and its jumps kept first in the built-in chains."""
+
+    def ipset_restore(self, text: str) -> None:
+        _apply(["ipset", "restore"], text, self.netns)
+
+    def ipset_names(self) -> set[str]:
+        return set(run(["ipset", "list", "-n"], netns=self.netns,
+                       where=_where(self.netns)).stdout.split())
+
+    def ensure_first(self, table: str, chain: str, target: str) -> bool:
+        """`-j target` as the first rule of `chain` and nowhere else in it (`-S` reads the
+        chain; only a misplaced or missing jump costs a write)."""
+        rules = self.chain_rules(table, chain)
+        jump = ("-j", target)
+        if rules[:1] == [jump] and rules.count(jump) == 1:
+            return False
+        base = [self.prefix, "-w", WAIT, "-t", table]
+        for _ in range(rules.count(jump)):
+            run(base + ["-D", chain, *jump], netns=self.netns, where=_where(self.netns))
+        run(base + ["-I", chain, "1", *jump], netns=self.netns, where=_where(self.netns))
+        return True
+
+    def remove_policy_rules(self, jumps: Sequence[tuple[str, str]], is_ours, set_prefix: str) -> None:
+        """Take the policy agent's rules out (mode switch, cleanup): its jumps, chains, sets."""
+        base = [self.prefix, "-w", WAIT, "-t", "filter"]
+        for chain, target in jumps:
+            while run(base + ["-D", chain, "-j", target], netns=self.netns, check=False).returncode == 0:
+                pass
+        present = self.chains("filter")
+        self.delete_chains("filter", sorted(c for c in present if is_ours(c) or c in dict(jumps).values()),
+                           present)
+        names = [n for n in self.ipset_names() if n.startswith(set_prefix)]
+        if names:
+            self.ipset_restore("".join(f"destroy {n}\n" for n in sorted(names)))
+
+
+class NftPolicyBackend(NftBackend):
+    """The policy agent's nftables mode: `nft -f` transactions on its own table."""
+
+    def chains(self, table: str) -> set[str]:
+        raise NotImplementedError("nftables mode reads no iptables chains")
+
+    def ipset_restore(self, text: str) -> None:
+        raise NotImplementedError("nftables mode has no ipsets")
+
+    def ipset_names(self) -> set[str]:
+        raise NotImplementedError("nftables mode has no ipsets")
+
+    def ensure_first(self, table: str, chain: str, target: str) -> bool:
+        raise NotImplementedError("nftables mode has its own base chains")

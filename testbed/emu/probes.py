@@ -1,10 +1,16 @@
-"""Acts: runs one probe (ICMP, TCP connect, UDP, HTTP GET, DNS) from inside a cluster namespace.
+"""Acts: runs one probe (ICMP, TCP connect, UDP, SCTP, HTTP GET, DNS) from inside a cluster namespace.
 
 The probe primitives of scenarios (testbed.scenario.steps turns a scenario's probe into one of
-these calls), of the CLI and of scripts.
+these calls, testbed.scenario.reachability_step a reachability step's cells), of the CLI and
+of scripts. Each returns an Observation; an unreachable one says why in `failure`: REFUSED
+(something answered no: a TCP reset, an ICMP port unreachable), TIMEOUT (nothing came back,
+as when a NetworkPolicy drops the packets), UNREACHABLE (an ICMP host, network or
+administratively-prohibited error, or no route) or ERROR (anything else).
 
-TCP, UDP and HTTP probes use a socket created in the source's network namespace (see
-net/netns.py), so they cost no subprocess. The source IP a TCP or HTTP server saw is read off
+ICMP, TCP, UDP, SCTP and HTTP probes use a socket created in the source's network namespace
+(see net/netns.py), so they cost no subprocess and many run at once from threads: an echo
+request goes out on a raw ICMP socket, and the reply (or the ICMP error quoting it) is told
+from others' by its identifier and payload. The source IP a TCP or HTTP server saw is read off
 the kernel, not off the server's goodwill: while the connection is open, the server's own
 socket appears in its namespace's /proc/PID/net/tcp, and its remote address is what the server
 saw. The same entry tells which namespace served the connection (which backend answered).
@@ -12,8 +18,11 @@ saw. The same entry tells which namespace served the connection (which backend a
 
 from __future__ import annotations
 
+import errno
 import http.client
+import os
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -21,10 +30,11 @@ from pathlib import Path
 
 from testbed.emu import rundir
 from testbed.emu.pausebin import enter_argv, pause_binary
-from testbed.net.netns import socket_in
+from testbed.net.netns import entered, socket_in
 from testbed.net.run import run
 
 LISTEN = "0A"
+REFUSED, TIMEOUT, UNREACHABLE, ERROR = "refused", "timeout", "unreachable", "error"
 
 
 @dataclass
@@ -36,6 +46,20 @@ class Observation:
     status: int | None = None
     body: str | None = None
     reply: str | None = None
+    failure: str | None = None      # unreachable: REFUSED, TIMEOUT, UNREACHABLE or ERROR
+
+
+def failure_of(err: OSError) -> str:
+    """What an error of connect, send or recv says about the path: REFUSED for a reset or an
+    ICMP port unreachable, TIMEOUT for silence, UNREACHABLE for an ICMP host or network error
+    (or an administrative prohibition) and a missing route."""
+    if isinstance(err, ConnectionRefusedError) or err.errno == errno.ECONNREFUSED:
+        return REFUSED
+    if isinstance(err, TimeoutError) or err.errno == errno.ETIMEDOUT:
+        return TIMEOUT
+    if err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM):
+        return UNREACHABLE
+    return ERROR
 
 
 def _hex_addr(text: str) -> tuple[str, int]:
@@ -150,38 +174,134 @@ class SocketWatch:
         return None
 
 
+ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_ECHO, ICMP_TIME_EXCEEDED = 0, 3, 8, 11
+ICMP_PORT_UNREACH = 3
+_UNREACH_WHY = {0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
+                2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
+                9: "Destination Net Prohibited", 10: "Destination Host Prohibited",
+                13: "Packet filtered"}
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _echo_request(ident: int, seq: int, payload: bytes) -> bytes:
+    header = struct.pack("!BBHHH", ICMP_ECHO, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", ICMP_ECHO, 0, _checksum(header + payload), ident, seq) + payload
+
+
+def _icmp_answer(packet: bytes, address: str, peer: str, ident: int, payload: bytes) -> tuple[int, int] | None:
+    """(type, code) when `packet` (an IPv4 packet with its ICMP message) answers our echo
+    request: the reply from `address`, or an ICMP error quoting our request; None otherwise."""
+    if len(packet) < 20:
+        return None
+    icmp = packet[(packet[0] & 0x0F) * 4:]
+    if len(icmp) < 8:
+        return None
+    kind, code = icmp[0], icmp[1]
+    if kind == ICMP_ECHO_REPLY:
+        (got,) = struct.unpack("!H", icmp[4:6])
+        return (kind, code) if got == ident and icmp[8:] == payload and peer == address else None
+    if kind in (ICMP_UNREACH, ICMP_TIME_EXCEEDED):
+        quoted = icmp[8:]
+        if len(quoted) < 20:
+            return None
+        inner = quoted[(quoted[0] & 0x0F) * 4:]
+        if len(inner) >= 6 and inner[0] == ICMP_ECHO and struct.unpack("!H", inner[4:6])[0] == ident:
+            return kind, code
+    return None
+
+
 def probe_icmp(source_pid: int, address: IPv4Address, timeout: float) -> Observation:
-    result = run(["ping", "-n", "-c", "1", "-W", str(max(1, round(timeout))), str(address)],
-                 netns=source_pid, check=False, timeout=timeout + 5)
-    for line in result.stdout.splitlines():
-        if "bytes from" in line and "time=" in line:
-            return Observation(True, f"reply in {line.rsplit('time=', 1)[1]}")
-    detail = next((ln for ln in result.stdout.splitlines() if "Unreachable" in ln or "Prohibited" in ln), "")
-    return Observation(False, f"no reply{': ' + detail.split(' ', 3)[-1] if detail else ''}")
+    """One echo request from `source_pid`'s namespace, on a raw socket made there; the reply, or
+    the ICMP error that answered it (port unreachable: REFUSED), or silence (TIMEOUT)."""
+    with entered(source_pid):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident, payload = struct.unpack("!H", os.urandom(2))[0], os.urandom(16)
+    target = str(address)
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        sock.sendto(_echo_request(ident, 1, payload), (target, 0))
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            packet, (peer, _) = sock.recvfrom(65535)
+            answer = _icmp_answer(packet, target, peer, ident, payload)
+            if answer is None:
+                continue
+            kind, code = answer
+            if kind == ICMP_ECHO_REPLY:
+                return Observation(True, f"reply in {(time.monotonic() - started) * 1000:.3f} ms")
+            why = _UNREACH_WHY.get(code, f"ICMP type {kind} code {code}") \
+                if kind == ICMP_UNREACH else "Time to live exceeded"
+            failure = REFUSED if (kind, code) == (ICMP_UNREACH, ICMP_PORT_UNREACH) else UNREACHABLE
+            return Observation(False, f"no reply: From {peer}: {why}", failure=failure)
+    except TimeoutError:
+        pass
+    except OSError as err:
+        return Observation(False, f"no reply: {err.strerror or err}", failure=failure_of(err))
+    finally:
+        sock.close()
+    return Observation(False, f"no reply within {timeout:g}s", failure=TIMEOUT)
 
 
-def _connect(source_pid: int, address: IPv4Address, port: int, timeout: float) -> tuple[socket.socket | None, str]:
-    sock = socket_in(source_pid)
+def _connect(source_pid: int, address: IPv4Address, port: int, timeout: float,
+             proto: int = 0) -> tuple[socket.socket | None, Observation]:
+    """A connected stream socket (TCP; SCTP with proto IPPROTO_SCTP) from `source_pid`'s
+    namespace and how it went; None and the failure when it did not connect."""
+    if proto:
+        with entered(source_pid):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
+    else:
+        sock = socket_in(source_pid)
     sock.settimeout(timeout)
     started = time.monotonic()
     try:
         sock.connect((str(address), port))
-        return sock, f"connected in {(time.monotonic() - started) * 1000:.1f} ms"
-    except ConnectionRefusedError:
-        sock.close()
-        return None, "connection refused"
-    except TimeoutError:
-        sock.close()
-        return None, f"timed out after {timeout:g}s"
+        return sock, Observation(True, f"connected in {(time.monotonic() - started) * 1000:.1f} ms")
     except OSError as err:
         sock.close()
-        return None, err.strerror or str(err)
+        failure = failure_of(err)
+        text = {REFUSED: "connection refused",
+                TIMEOUT: f"timed out after {timeout:g}s"}.get(failure, err.strerror or str(err))
+        return None, Observation(False, text, failure=failure)
+
+
+def connects(source_pid: int, address: IPv4Address, port: int, timeout: float,
+             proto: int = 0) -> Observation:
+    """Does a TCP (or, with proto IPPROTO_SCTP, SCTP) connection open? Closed at once."""
+    sock, obs = _connect(source_pid, address, port, timeout, proto)
+    if sock is not None:
+        sock.close()
+    return obs
+
+
+def probe_sctp(source_pid: int, address: IPv4Address, port: int, timeout: float) -> Observation:
+    """Does an SCTP association open (INIT answered)? Needs the kernel's SCTP support."""
+    return connects(source_pid, address, port, timeout, socket.IPPROTO_SCTP)
+
+
+def sctp_supported() -> bool:
+    """Does this machine's kernel open SCTP sockets (the sctp module)? A socket made and closed
+    in our own namespace, nothing sent."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+    except OSError:
+        return False
+    return True
 
 
 def probe_tcp(source_pid: int, address: IPv4Address, port: int, timeout: float, watch: SocketWatch) -> Observation:
-    sock, text = _connect(source_pid, address, port, timeout)
+    sock, obs = _connect(source_pid, address, port, timeout)
     if sock is None:
-        return Observation(False, text)
+        return obs
+    text = obs.text
     try:
         seen = _seen(watch, sock.getsockname(), port)
         obs = Observation(True, text)
@@ -210,21 +330,20 @@ def probe_udp(source_pid: int, address: IPv4Address, port: int, payload: str, ti
         sock.send(payload.encode())
         reply = sock.recv(65535).decode(errors="replace")
         return Observation(True, f"reply {reply.strip()[:80]!r}", reply=reply)
-    except ConnectionRefusedError:
-        return Observation(False, "port unreachable (refused)")
-    except TimeoutError:
-        return Observation(False, f"no reply within {timeout:g}s")
     except OSError as err:
-        return Observation(False, err.strerror or str(err))
+        failure = failure_of(err)
+        text = {REFUSED: "port unreachable (refused)",
+                TIMEOUT: f"no reply within {timeout:g}s"}.get(failure, err.strerror or str(err))
+        return Observation(False, text, failure=failure)
     finally:
         sock.close()
 
 
 def probe_http(source_pid: int, address: IPv4Address, port: int, path: str, host_header: str,
                headers: dict[str, str], timeout: float, watch: SocketWatch) -> Observation:
-    sock, text = _connect(source_pid, address, port, timeout)
+    sock, obs = _connect(source_pid, address, port, timeout)
     if sock is None:
-        return Observation(False, text)
+        return obs
     conn = http.client.HTTPConnection(str(address), port, timeout=timeout)
     conn.sock = sock
     try:
@@ -241,8 +360,10 @@ def probe_http(source_pid: int, address: IPv4Address, port: int, path: str, host
             obs.served_by, obs.source_ip = seen
             obs.text += f"; server {obs.served_by} saw {obs.source_ip}"
         return obs
-    except (OSError, http.client.HTTPException) as err:
-        return Observation(False, f"HTTP failed: {err}")
+    except OSError as err:
+        return Observation(False, f"HTTP failed: {err}", failure=failure_of(err))
+    except http.client.HTTPException as err:
+        return Observation(False, f"HTTP failed: {err}", failure=ERROR)
     finally:
         conn.close()
 

@@ -41,6 +41,8 @@ from testbed.spec.validation import (
     is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
+    is_label_value,
+    is_qualified_name,
 )
 
 AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
@@ -49,7 +51,7 @@ AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
 MAX_SECONDS = 86400
 DAY = " seconds (a day)"
 WAITS = ("ready", "endpoints", "loadBalancer")
-KINDS = ("Pod", "Service", "Deployment", "EndpointSlice", "Ingress", "Namespace")
+KINDS = ("Pod", "Service", "Deployment", "EndpointSlice", "Ingress", "Namespace", "NetworkPolicy")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ class Wait:
 
 @dataclass(frozen=True)
 class PodRef:
-    """A pod by name, or the first pod matching a selector (on a node)."""
+    """A pod by name (NAMESPACE/NAME; a bare NAME has namespace "" until resolved: the one
+    pod of that name), or the first pod matching a selector (on a node)."""
 
     name: str = ""
     selector: str = ""
@@ -92,7 +95,7 @@ class PodRef:
 
     def describe(self) -> str:
         if self.name:
-            return self.name
+            return f"{self.namespace}/{self.name}" if self.namespace else self.name
         return f"{self.namespace}/{{{self.selector}}}" + (f" on {self.node}" if self.node else "")
 
 
@@ -118,8 +121,22 @@ class NetFault:
     what: str = ""             # inspect: nat, nft, conntrack, routes, bridge, ps
 
 
+@dataclass(frozen=True)
+class Label:
+    """Set (a string) or remove (None) labels of a pod or of a namespace, in place."""
+
+    labels: tuple[tuple[str, str | None], ...]
+    pod: PodRef | None = None
+    namespace: str = ""        # a Namespace's own labels (with pod None)
+
+    def describe(self) -> str:
+        what = f"pod {self.pod.describe()}" if self.pod is not None else f"namespace {self.namespace}"
+        changes = " ".join(f"{k}-" if v is None else f"{k}={v}" for k, v in self.labels)
+        return f"label {what} {changes}"
+
+
 ACTION_KEYS = ("apply", "delete", "scale", "wait", "kill", "restart", "link", "node", "partition",
-               "heal", "readiness", "shape", "inspect")
+               "heal", "readiness", "shape", "inspect", "label")
 INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps", "netpol")
 
 
@@ -238,6 +255,8 @@ def parse_action(ck: Checker, path: Path_, raw: dict, base: Path):
         return Scale(namespace, name, replicas)
     if key == "wait":
         return _wait(ck, path, raw)
+    if key == "label":
+        return _label(ck, where, value)
     if key in ("link", "node", "partition", "heal", "readiness", "shape", "inspect"):
         return _net_fault(ck, where, key, value)
     if key == "kill" and isinstance(value, dict) and "pod" in value:
@@ -265,13 +284,14 @@ def parse_action(ck: Checker, path: Path_, raw: dict, base: Path):
 
 
 def _pod_ref(ck: Checker, path: Path_, raw: Any) -> PodRef | None:
-    """A pod as NAME or NAMESPACE/NAME, or {selector, namespace, node}: the first that matches."""
+    """A pod as NAMESPACE/NAME or NAME (namespace "": the one pod of that name), or
+    {selector, namespace, node}: the first that matches."""
     if isinstance(raw, str) and raw:
-        ns, _, name = raw.rpartition("/")
+        ns, slash, name = raw.rpartition("/")
         ok = ck.names(path, name, is_dns1123_subdomain(name))
-        if ns:
+        if slash:
             ok = ck.names(path, ns, is_dns1123_label(ns)) and ok
-        return PodRef(name=name, namespace=ns or DEFAULT_NAMESPACE) if ok else None
+        return PodRef(name=name, namespace=ns) if ok else None
     m = _mapping(ck, path, raw, {"selector", "namespace", "node"}, {"selector"})
     if m is None:
         return None
@@ -281,6 +301,49 @@ def _pod_ref(ck: Checker, path: Path_, raw: Any) -> PodRef | None:
     if selector is None or namespace is None or ("node" in m and node is None):
         return None
     return PodRef(selector=selector, namespace=namespace, node=node or "")
+
+
+def _label(ck: Checker, where: Path_, value: Any) -> Label | None:
+    """{pod: NS/NAME, labels: {...}} or {namespace: NAME, labels: {...}}: keys and values as
+    the API validates labels (ValidateLabels), a null value removes the label."""
+    m = _mapping(ck, where, value, {"pod", "namespace", "labels"}, {"labels"})
+    if m is None:
+        return None
+    targets = [k for k in ("pod", "namespace") if k in m]
+    if len(targets) != 1:
+        if targets:
+            ck.forbidden(where, "one of pod or namespace, not both")
+        else:
+            ck.required(where + ("pod",), "the pod (NAMESPACE/NAME) or namespace to label")
+        return None
+    before = len(ck.problems)
+    ref = namespace = None
+    if targets == ["pod"]:
+        if not isinstance(m["pod"], str) or not m["pod"]:
+            ck.invalid(where + ("pod",), m["pod"], "must be a pod's NAMESPACE/NAME (or NAME)")
+        else:
+            ref = _pod_ref(ck, where + ("pod",), m["pod"])
+    else:
+        namespace = _node_name(ck, m, "namespace", where)   # a namespace's name: a DNS label
+    labels = m["labels"]
+    path = where + ("labels",)
+    changes: list[tuple[str, str | None]] = []
+    if ck.is_type(path, labels, "object"):
+        if not labels:
+            ck.required(path, "the labels to set (KEY: VALUE) or remove (KEY: null)")
+        for key, val in labels.items():
+            with ck.line_of(path + (key,)):
+                ok = ck.names(path, key, is_qualified_name(str(key)))
+            if val is not None:
+                if not ck.is_type(path + (key,), val, "string"):
+                    continue
+                with ck.line_of(path + (key,)):
+                    ok = ck.names(path, val, is_label_value(val)) and ok
+            if ok:
+                changes.append((str(key), val))
+    if len(ck.problems) > before or (ref is None and namespace is None):
+        return None
+    return Label(tuple(changes), ref, namespace or "")
 
 
 def _quantity(ck: Checker, path: Path_, value: Any, units: dict[str, float],
@@ -421,6 +484,8 @@ def describe(action) -> str:
     if isinstance(action, Wait):
         count = "" if action.count is None else f" = {action.count}"
         return f"wait for {action.what} {action.namespace}/{action.target}{count}"
+    if isinstance(action, Label):
+        return action.describe()
     if isinstance(action, NetFault):
         if action.kind == "partition":
             return "partition " + " | ".join(",".join(g) for g in action.groups)

@@ -1,19 +1,27 @@
 """Pure: the checks `testbed run` makes on a scenario and everything it names, before it builds.
 
-`check_scenario(path, which=...)` loads the scenario, its topology (with the scenario's
-kube-proxy modes and add-ons), its manifests and those of its apply steps (testbed.checks'
-`check_loaded`, the function every command checks manifests with, against that topology), and
-the names its steps use (pods, nodes, clients, and the objects a step acts on: a pod to kill,
-a Service to probe or wait for, a Deployment to scale, an object to delete, each declared by
-the cluster, the manifests or an earlier apply step). `testbed validate` calls it through the
-runner's `prepare`, as `testbed run` does. Nothing here builds, connects or prints.
+`check_scenario(path, which=..., has_sctp=...)` loads the scenario, its topology (with the
+scenario's kube-proxy modes and add-ons), its manifests and those of its apply steps
+(testbed.checks' `check_loaded`, the function every command checks manifests with, against that
+topology), and the names its steps use (pods, nodes, clients, and the objects a step acts on: a
+pod to kill, fail or label, a namespace to label, a Service to probe or wait for, a Deployment
+to scale, an object to delete, each declared by the cluster, the manifests or an earlier apply
+step). `testbed validate` calls it through the runner's `prepare`, as `testbed run` does.
+Nothing here builds, connects or prints.
+
+A pod is named NAMESPACE/NAME, or by its bare NAME when the scenario's manifests and apply
+steps hold a pod of that name in one namespace only: a bare name that several namespaces have
+is refused here, with the candidates, wherever a step names a pod (probe from, to and
+expect.sourceIP, kill, readiness, label, and a reachability step's pods and pairs). The
+acting callers inject what the machine can do: `which` finds commands, `has_sctp` says whether
+the kernel opens SCTP sockets (a reachability step's SCTP ports need them).
 """
 
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,15 +39,19 @@ from testbed.checks import (
 )
 from testbed.emu.addons import dns_addon, ingress_nginx_addon
 from testbed.node.images import Which
-from testbed.scenario.actions import Apply, Delete, Fault, NetFault, Scale, Wait
+from testbed.scenario.actions import Apply, Delete, Fault, Label, NetFault, PodRef, Scale, Wait
+from testbed.scenario.reachability import Reachability
 from testbed.scenario.spec import Probe, Scenario, load_scenario
+from testbed.scenario.truthtable import Member
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import Topology, load_topology, with_modes
 from testbed.spec.validation import fmt
 
 # Kinds whose objects a delete step names by a name the manifests give (an EndpointSlice's
 # is generated)
-CHECKED_KINDS = ("Pod", "Service", "Deployment", "Ingress", "Namespace")
+CHECKED_KINDS = ("Pod", "Service", "Deployment", "Ingress", "Namespace", "NetworkPolicy")
+NO_SCTP = ("SCTP probes need the kernel's SCTP support (the sctp module), which this machine's "
+           "kernel lacks")
 
 # -- scenarios ---------------------------------------------------------------------------------
 
@@ -54,14 +66,15 @@ class CheckedScenario(Checked):
 
 
 def check_scenario(path: str | Path, command_path: str | None = None, *,
-                   which: Which, proxy_mode: str | None = None,
+                   which: Which, has_sctp: Callable[[], bool], proxy_mode: str | None = None,
                    policy_mode: str | None = None) -> CheckedScenario:
     """Load and check a scenario and everything it names, as `testbed run` does before it
     builds anything: its topology (with the scenario's kube-proxy and NetworkPolicy modes, then
     `proxy_mode` and `policy_mode` for every worker when given, as the command line's
     --kube-proxy and --network-policy say, and its add-ons), its manifests and those of its
-    apply steps (check_manifests, against that topology), and the names its steps use (pods,
-    nodes, clients). Never raises for bad input."""
+    apply steps (check_manifests, against that topology), the names its steps use (pods,
+    nodes, clients), and SCTP ports against `has_sctp()` (asked only when a step has one).
+    Never raises for bad input."""
     out = CheckedScenario()
     try:
         scenario = load_scenario(path)
@@ -69,6 +82,7 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
         out.problems += err.problems
         return out
     out.scenario = scenario
+    out.problems += check_sctp(scenario, has_sctp)
     topo = None
     try:
         topo = load_topology(scenario.topology)
@@ -117,6 +131,18 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
                                     base=base_objects, created=created)
         out.warnings += _scale_warnings(scenario, topo)
     return out
+
+
+def check_sctp(scenario: Scenario, has_sctp: Callable[[], bool]) -> list[Problem]:
+    """A problem at every SCTP port of a reachability step when the kernel has no SCTP."""
+    ports = [(index, i, port) for index, step in enumerate(scenario.steps)
+             if isinstance(step.action, Reachability)
+             for i, port in enumerate(step.action.ports) if port.protocol == "sctp"]
+    if not ports or has_sctp():
+        return []
+    return [_scenario_problem(scenario, ("steps", index, "reachability", "ports", i),
+                              f"Invalid value: {fmt(str(port))}: {NO_SCTP}")
+            for index, i, port in ports]
 
 
 def with_proxy_modes(scenario: Scenario, topo: Topology, proxy_mode: str | None = None,
@@ -194,13 +220,15 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
                 created: dict[int, list[dict]] | None = None) -> list[Problem]:
     """Every from/to/sourceIP name must be a pod of the manifests, a node, the gateway or a
     client; every node a fault step names must be one of the topology's; every object a step
-    names (a pod to kill or fail, a Service to probe or wait for, a Deployment to scale, an
-    object to delete) must be the cluster's own, the scenario's manifests' or an earlier
-    apply step's (`base`: the manifests' objects, `created`: apply steps' by index; without
-    them every one of `objects` counts from the start), and a Service probed through a node
-    port or load balancer must have that port."""
+    names (a pod to kill, fail or label, a namespace to label, a Service to probe or wait for, a
+    Deployment to scale, an object to delete) must be the cluster's own, the scenario's
+    manifests' or an earlier apply step's (`base`: the manifests' objects, `created`: apply
+    steps' by index; without them every one of `objects` counts from the start), and a Service
+    probed through a node port or load balancer must have that port. A bare pod name that pods
+    of several namespaces among `objects` have is refused wherever a step names a pod."""
     pods = [object_key(o) for o in objects if o["kind"] == "Pod"]
     services = [object_key(o) for o in objects if o["kind"] == "Service"]
+    names = pod_namespaces(pods)
     hosts = {n.name for n in topo.nodes} | {c.name for c in topo.clients} | {topo.gateway_name}
     known = hosts | {name for _, name in pods} | {f"{ns}/{name}" for ns, name in pods} | {"localhost"}
     known |= {f"{ns}/{name}" for ns, name in services}
@@ -217,29 +245,124 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
         problems.append(problem_at(item, ("metadata", "name"), message) if item is not None
                         else Problem(scenario.file, None, "manifests", message))
     for index, step in enumerate(scenario.steps):
+        def problem(where: Path_, message: str, index: int = index) -> Problem:
+            return _scenario_problem(scenario, ("steps", index, *where), message)
+
         for where, name, allowed in _host_names(step.action, topo):
             if name not in allowed:
-                problems.append(_scenario_problem(
-                    scenario, ("steps", index, *where),
-                    f'Unsupported value: "{name}": supported values: '
-                    + ", ".join(f'"{a}"' for a in sorted(allowed))))
-        problems += [_scenario_problem(scenario, ("steps", index, *where), message)
-                     for where, message in _object_problems(step.action, available)]
+                problems.append(problem(where, f'Unsupported value: "{name}": supported values: '
+                                               + ", ".join(f'"{a}"' for a in sorted(allowed))))
+        action, found = _resolve_pod_ref(step.action, names)
+        problems += [problem(where, message) for where, message in found]
+        if action is not None:
+            problems += [problem(where, message)
+                         for where, message in _object_problems(action, available)]
         available += (created or {}).get(index, [])
+        if isinstance(step.action, Reachability):
+            problems += [problem(where, message) for where, message in
+                         reachability_problems(step.action, names, set(pods), hosts)]
         if not isinstance(step.action, Probe):
             continue
         to = "" if step.action.kind == "dns" else step.action.target.host  # dns: any name to look up
         if step.action.target.via:
             to = ""   # a node, checked with the node names
-        names = [(("from",), step.action.source), (("to",), to),
-                 (("expect", "sourceIP"), step.action.expect.source_ip)]
-        for where, name in names:
-            if name and name not in known and not _is_ip(name):
-                problems.append(_scenario_problem(
-                    scenario, ("steps", index, *where),
-                    f'Invalid value: "{name}": no pod, node or client of this scenario '
-                    f"(known: {', '.join(sorted(known))})"))
+        probe_names = [(("from",), step.action.source), (("to",), to),
+                       (("expect", "sourceIP"), step.action.expect.source_ip)]
+        for where, name in probe_names:
+            if name and "/" not in name and len(names.get(name, ())) > 1:
+                problems.append(problem(where, ambiguous(name, names[name])))
+            elif name and name not in known and not _is_ip(name):
+                problems.append(problem(where, f'Invalid value: "{name}": no pod, node or client '
+                                               f"of this scenario (known: {', '.join(sorted(known))})"))
     return problems
+
+
+def pod_namespaces(pods: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """A pod's name -> the namespaces that have a pod of that name (sorted)."""
+    out: dict[str, set[str]] = {}
+    for namespace, name in pods:
+        out.setdefault(name, set()).add(namespace)
+    return {name: sorted(namespaces) for name, namespaces in out.items()}
+
+
+def ambiguous(name: str, namespaces: Sequence[str]) -> str:
+    return (f"Invalid value: {fmt(name)}: ambiguous: pods of that name are in "
+            f"{len(namespaces)} namespaces ({', '.join(f'{ns}/{name}' for ns in namespaces)}): "
+            "name one as NAMESPACE/NAME")
+
+
+def _resolve_pod_ref(action, names: dict[str, list[str]]) -> tuple[object | None, list[tuple[Path_, str]]]:
+    """The action with a bare pod name given its one namespace (a name no pod has: default's,
+    whose absence the object checks report); None and a problem when several have it."""
+    ref = getattr(action, "pod", None)
+    if not isinstance(ref, PodRef) or not ref.name or ref.namespace:
+        return action, []
+    found = names.get(ref.name, [])
+    if len(found) > 1:
+        key = action.action if isinstance(action, Fault) else \
+            "label" if isinstance(action, Label) else action.kind
+        return None, [((key, "pod"), ambiguous(ref.name, found))]
+    namespace = found[0] if found else DEFAULT_NAMESPACE
+    return dataclasses.replace(action, pod=dataclasses.replace(ref, namespace=namespace)), []
+
+
+def resolve_member(text: str, names: dict[str, list[str]], pods: set[tuple[str, str]],
+                   hosts: set[str], pods_only: bool) -> Member | str:
+    """A reachability step's name as a Member (who it is), or why it is none: NAMESPACE/NAME
+    of a pod, a node or client (unless `pods_only`), or the bare name of one pod."""
+    namespace, slash, name = text.rpartition("/")
+    if slash:
+        if (namespace, name) in pods:
+            return Member(text, name, namespace)
+    elif text in hosts:
+        if pods_only:
+            return (f"Invalid value: {fmt(text)}: a destination is a pod, probed at its pod IP; "
+                    f"{text} is a node or client")
+        return Member(text, text)
+    elif len(names.get(text, ())) > 1:
+        return ambiguous(text, names[text])
+    elif names.get(text):
+        return Member(text, text, names[text][0])
+    every = sorted(f"{ns}/{n}" for ns, n in pods) + ([] if pods_only else sorted(hosts))
+    return (f"Invalid value: {fmt(text)}: no pod{'' if pods_only else ', node or client'} of "
+            f"this scenario (known: {', '.join(every)})")
+
+
+def reachability_problems(step: Reachability, names: dict[str, list[str]],
+                          pods: set[tuple[str, str]], hosts: set[str]) -> list[tuple[Path_, str]]:
+    """Sources are pods, nodes or clients, destinations pods, each once; bare names of one pod
+    only; each side of an except pair matches one of the step's sources or destinations."""
+    out: list[tuple[Path_, str]] = []
+    sides: list[list[Member]] = []
+    for destination, written in ((False, step.sources), (True, step.destinations)):
+        if destination and step.shorthand:
+            sides.append(sides[0])
+            continue
+        field = step.field(destination)
+        members, seen = [], {}
+        for i, text in enumerate(written):
+            member = resolve_member(text, names, pods, hosts, pods_only=destination or step.shorthand)
+            if isinstance(member, str):
+                out.append((("reachability", field, i), member))
+                continue
+            if member.key in seen:
+                out.append((("reachability", field, i),
+                            f"Duplicate value: {fmt(text)}: {seen[member.key]} is the same pod"))
+                continue
+            seen[member.key] = text
+            members.append(member)
+        sides.append(members)
+    if out:
+        return out
+    for k, pair in enumerate(step.expect.exceptions):
+        where: Path_ = ("expect", "except", k)
+        for peer, members, what in zip(pair, sides, ("sources", "destinations"), strict=True):
+            if peer.bare and len(names.get(peer.name, ())) > 1 and peer.name not in hosts:
+                out.append((where, ambiguous(peer.name, names[peer.name])))
+            elif not any(peer.matches(m) for m in members):
+                out.append((where, f"Invalid value: {fmt(str(peer))}: matches none of the step's "
+                                   f"{what} ({', '.join(m.label for m in members)})"))
+    return out
 
 
 def _shown(namespace: str, name: str) -> str:
@@ -282,6 +405,10 @@ def _object_problems(action, available: list[dict]) -> list[tuple[Path_, str]]:
         need("Deployment", action.namespace, action.name, ("scale", "deployment"))
     elif isinstance(action, Delete) and action.kind and action.kind in CHECKED_KINDS:
         need(action.kind, action.namespace, action.name, ("delete", "name"))
+    elif isinstance(action, Label) and action.pod is not None:
+        need("Pod", action.pod.namespace, action.pod.name, ("label", "pod"))
+    elif isinstance(action, Label):
+        need("Namespace", DEFAULT_NAMESPACE, action.namespace, ("label", "namespace"))
     elif isinstance(action, Wait) and action.what in ("endpoints", "loadBalancer"):
         where: Path_ = ("wait", action.what, "service")
         found = need("Service", action.namespace, action.target, where)

@@ -1,4 +1,9 @@
-"""Pure: the final table, JUnit XML and JSON report of a scenario run."""
+"""Pure: the final table, JUnit XML and JSON report of a scenario run.
+
+A step whose details hold `tables` (a reachability step's matrices, printed as upstream
+prints them) has them in its JUnit system-out and, when it failed, in its failure's text; the
+JSON report carries every step's details as they are.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +40,13 @@ def junit(name: str, results: Sequence[StepResult], setup_seconds: float) -> str
     for i, r in enumerate(results, 1):
         case = ET.SubElement(suite, "testcase", classname=name, name=f"{i:02d} {r.step.name}",
                              time=f"{r.seconds:.3f}")
+        tables = r.details.get("tables") if isinstance(r.details.get("tables"), str) else ""
         if not r.passed:
             failure = ET.SubElement(case, "failure", message=f"expected {r.expectation}; observed {r.observed}")
             failure.text = f"step at line {r.step.line}\nexpected: {r.expectation}\nobserved: {r.observed}\n"
-        ET.SubElement(case, "system-out").text = r.observed
+            if tables:
+                failure.text += f"\n{tables}\n"
+        ET.SubElement(case, "system-out").text = r.observed + (f"\n\n{tables}\n" if tables else "")
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from testbed.apiclient.client import ApiError
 from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import ControlPlaneError
+from testbed.emu.probes import sctp_supported
 from testbed.emu.shield import interrupted_once
 from testbed.scenario.preflight import check_scenario
 from testbed.scenario.results import StepResult
@@ -38,7 +39,8 @@ def prepare(path: str, proxy_mode: str | None = None, policy_mode: str | None = 
     """Load and check the scenario and everything it names (testbed.scenario.preflight's
     check_scenario; `proxy_mode` and `policy_mode` override every worker's, as --kube-proxy
     and --network-policy do); SpecError lists every problem. Warnings come back to be printed."""
-    checked = check_scenario(path, which=shutil.which, proxy_mode=proxy_mode,
+    checked = check_scenario(path, which=shutil.which, has_sctp=sctp_supported,
+                             proxy_mode=proxy_mode,
                              policy_mode=policy_mode)
     checked.raise_if_problems()
     assert checked.scenario is not None and checked.topology is not None

@@ -8,10 +8,20 @@ testbed.spec.userfile would read (regular, not too large, readable by the user w
       from: pod-a
       to: pod-b:8080                     # a name or IP, with :port for tcp/udp; a URL for http
       expect: reachable                  # or unreachable, or a mapping (see Expect)
+    - probe: tcp
+      from: x/a                          # a pod in another namespace: NAMESPACE/NAME
+      to: y/b:81
+      expect: {reachable: false, reason: timeout}   # or refused: why it must be unreachable
     - sleep: 1.5
+    - reachability: {pods: [x/a, x/b], ports: [tcp/80]}   # testbed.scenario.reachability
+      expect: {allow: all, except: ["x/b -> x/a"]}
+
+`reason: refused` wants something back that refuses (a TCP reset, an ICMP port unreachable);
+`reason: timeout` wants nothing back at all, which is what a NetworkPolicy's drop looks like.
 
 Names in `from`/`to` are checked against the topology and the manifests' pods before anything
-is built, so a typo is exit 2, not a failed step.
+is built, so a typo is exit 2, not a failed step; so is a bare pod name that more than one
+namespace has (testbed.scenario.preflight).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from testbed.scenario.actions import (
     namespace_field,
     parse_action,
 )
+from testbed.scenario.reachability import Reachability, parse_reachability
 from testbed.spec.source import Document, Path_, SpecError, read_one
 from testbed.spec.topology import ADDONS
 from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
@@ -44,10 +55,14 @@ PROXY_MODES = ("iptables", "nftables", "userspace")
 POLICY_MODES = ("iptables", "nftables", "none")
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
               "record"}
-EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer"}
+EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer",
+               "reason"}
+# Why a probe found its target unreachable (testbed.emu.probes' Observation.failure): refused
+# (a TCP reset, an ICMP port unreachable), timeout (nothing came back).
+REASONS = ("refused", "timeout")
 BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
-STEP_ACTIONS = ("probe", "sleep", *ACTION_KEYS)
+STEP_ACTIONS = ("probe", "sleep", "reachability", *ACTION_KEYS)
 MAX_TRIES = 1000
 
 
@@ -70,10 +85,11 @@ class Expect:
     body_contains: str | None = None  # http
     reply: str | None = None          # udp: the reply must contain this; dns: an answer must
     backends: Backends | None = None  # tcp, http: who answered over the tries
+    reason: str | None = None         # unreachable: refused or timeout
 
     def describe(self) -> str:
         if not self.reachable:
-            return "unreachable"
+            return f"unreachable ({self.reason})" if self.reason else "unreachable"
         parts = ["reachable"]
         if self.source_ip:
             parts.append(f"source {self.source_ip}")
@@ -123,7 +139,7 @@ class Sleep:
 class Step:
     name: str
     line: int
-    action: object       # Probe, Sleep, or an action of actions.py
+    action: object       # Probe, Sleep, Reachability, or an action of actions.py
 
 
 @dataclass(frozen=True)
@@ -227,13 +243,16 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
                           f"(has {', '.join(map(str, raw)) or 'nothing'})")
         return None
     key = chosen[0]
-    keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"}}.get(
-        key, {key, "name"})
+    keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"},
+            "reachability": {"reachability", "expect", "name"}}.get(key, {key, "name"})
     ck.fields(path, raw, keys)
     name = ck.string(raw, "name", path)
     if key in ACTION_KEYS:
         action = parse_action(ck, path, raw, Path(ck.file).parent)
         return None if action is None else Step(name or describe(action), line, action)
+    if key == "reachability":
+        matrix: Reachability | None = parse_reachability(ck, path, raw)
+        return None if matrix is None else Step(name or matrix.describe(), line, matrix)
     if key == "probe":
         probe = _probe(ck, path, raw)
         if probe is None:
@@ -431,14 +450,19 @@ def _expect(ck: Checker, path: Path_, kind: str, raw: Any) -> Expect | None:
     before = len(ck.problems)
     ck.fields(path, raw, EXPECT_KEYS)
     reachable = ck.get(raw, "reachable", path, "boolean")
-    allowed = {"icmp": set(), "tcp": {"sourceIP", "backends"}, "udp": {"reply"}, "dns": {"answer"},
-               "http": {"sourceIP", "status", "bodyContains", "backends"}}
+    allowed = {"icmp": {"reason"}, "tcp": {"sourceIP", "backends", "reason"},
+               "udp": {"reply", "reason"}, "dns": {"answer"},
+               "http": {"sourceIP", "status", "bodyContains", "backends", "reason"}}
     for key in raw:
         if key in EXPECT_KEYS - {"reachable"} and key not in allowed[kind]:
             ck.forbidden(path + (key,), f"{'an' if kind in ('icmp', 'http') else 'a'} {kind} "
                                         f"probe cannot check {key}")
-    if reachable is False and len(raw) > 1:
-        ck.forbidden(path, "an unreachable expectation takes no other checks")
+    if reachable is False and set(raw) - {"reachable", "reason"}:
+        ck.forbidden(path, "an unreachable expectation takes no other checks than reason")
+    reason = ck.enum(raw, "reason", path, list(REASONS))
+    if "reason" in raw and reachable is not False:
+        ck.forbidden(path + ("reason",), "a reason says why a probe must be unreachable: it "
+                                         "goes with reachable: false")
     status = ck.integer(raw, "status", path, 100, 599)
     texts = {key: ck.string(raw, key, path) for key in ("sourceIP", "bodyContains", "reply", "answer")}
     backends = _backends(ck, path + ("backends",), raw.get("backends"))
@@ -446,7 +470,7 @@ def _expect(ck: Checker, path: Path_, kind: str, raw: Any) -> Expect | None:
         return None
     reply = texts["answer"] if kind == "dns" else texts["reply"]
     return Expect(reachable is not False, texts["sourceIP"], status, texts["bodyContains"], reply,
-                  backends)
+                  backends, reason)
 
 
 def _backends(ck: Checker, path: Path_, raw: Any) -> Backends | None:

@@ -3,12 +3,18 @@
 `execute(cluster, step, objects, progress)` returns an Outcome: passed or not, what was
 expected, what was observed (in words a person reads in the report), and details for the
 JSON report. Probes run `tries` times and, with `retryFor`, again until they pass or the time
-is up; a `backends` expectation compares the pods that answered with the pods that should.
+is up; a `backends` expectation compares the pods that answered with the pods that should; an
+unreachable expectation with a `reason` compares it with the probe's failure (refused or
+timeout). A reachability step runs in testbed.scenario.reachability_step; a label step sends
+a merge patch of the labels (null removes one) to the API server, as `kubectl label
+--overwrite` does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +22,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.api.meta import object_key
+from testbed.api.resources import resource_for
+from testbed.apiclient.client import UnixHTTPConnection, error_from
 from testbed.emu import faults
 from testbed.emu.inspect import InspectError
 from testbed.emu.probes import (
@@ -27,7 +35,19 @@ from testbed.emu.probes import (
     probe_tcp,
     probe_udp,
 )
-from testbed.scenario.actions import Apply, Delete, Fault, NetFault, PodRef, Scale, Wait, describe
+from testbed.scenario.actions import (
+    Apply,
+    Delete,
+    Fault,
+    Label,
+    NetFault,
+    PodRef,
+    Scale,
+    Wait,
+    describe,
+)
+from testbed.scenario.reachability import Reachability
+from testbed.scenario.reachability_step import run_reachability
 from testbed.scenario.spec import Expect, Probe, Sleep, Step
 
 
@@ -42,7 +62,12 @@ class Outcome:
 def evaluate(expect: Expect, obs: Observation, cluster) -> tuple[bool, str]:
     """Did one observation meet the expectation (backends aside)? (passed, why not)."""
     if not expect.reachable:
-        return (not obs.reachable, "" if not obs.reachable else "it was reachable")
+        if obs.reachable:
+            return False, "it was reachable"
+        if expect.reason and obs.failure != expect.reason:
+            return False, f"it was unreachable for another reason ({obs.failure or 'unknown'}), " \
+                          f"not {expect.reason}"
+        return True, ""
     if not obs.reachable:
         return False, "it was not reachable"
     if expect.source_ip:
@@ -131,7 +156,8 @@ def probe_step(cluster, probe: Probe, started: float) -> Outcome:
     if answered and probe.tries > 1:
         text += f"; answered by {', '.join(sorted(answered))}"
     observed = text + (f" [{why}]" if why else "") + (f" after {rounds} rounds" if rounds > 1 else "")
-    details = {"reachable": obs.reachable, "sourceIP": obs.source_ip, "servedBy": obs.served_by,
+    details = {"reachable": obs.reachable, "failure": obs.failure, "sourceIP": obs.source_ip,
+               "servedBy": obs.served_by,
                "answeredBy": sorted(answered), "status": obs.status, "address": str(address),
                "rounds": rounds}
     return Outcome(passed, probe.expect.describe(), observed, details)
@@ -211,6 +237,10 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
     started = time.monotonic()
     if isinstance(action, Probe):
         return probe_step(cluster, action, started)
+    if isinstance(action, Reachability):
+        return Outcome(*run_reachability(cluster, action, progress))
+    if isinstance(action, Label):
+        return label_step(cluster, action)
     if isinstance(action, Sleep):
         time.sleep(action.seconds)
         return Outcome(True, f"sleep {action.seconds:g}s", "slept")
@@ -248,15 +278,51 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
 
 def resolve_pod(cluster, ref: PodRef):
     if ref.name:
-        pod = cluster.find_pod(f"{ref.namespace}/{ref.name}")
+        pod = cluster.find_pod(ref.describe())   # NAMESPACE/NAME, or the one pod of a bare NAME
         if pod is None:
-            raise KeyError(f"no pod {ref.namespace}/{ref.name}")
+            raise KeyError(f"no pod {ref.describe()}")
         return pod
     pods = sorted((p for p in cluster.pods_matching(ref.namespace, ref.selector)
                    if p.pid and (not ref.node or p.node == ref.node)), key=lambda p: p.key)
     if not pods:
         raise KeyError(f"no running pod matches {ref.describe()}")
     return pods[0]
+
+
+def merge_patch(client, kind: str, namespace: str | None, name: str, patch: dict) -> dict:
+    """PATCH an object with an RFC 7386 merge patch (application/merge-patch+json), as kubectl
+    label and annotate do; the object as stored after it. ApiError when refused."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(client.address)
+    conn = UnixHTTPConnection(url.path, client.timeout) if url.scheme == "unix" else \
+        http.client.HTTPConnection(url.hostname, url.port or 80, timeout=client.timeout)
+    try:
+        conn.request("PATCH", resource_for(kind).path(namespace, name), json.dumps(patch),
+                     {"Content-Type": "application/merge-patch+json", "Accept": "application/json",
+                      "User-Agent": client.user_agent})
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    if resp.status >= 400:
+        raise error_from(resp.status, raw)
+    return json.loads(raw)
+
+
+def label_step(cluster, action: Label) -> Outcome:
+    """Set and remove labels of a pod or namespace in place (kubectl label --overwrite)."""
+    if action.pod is not None:
+        pod = resolve_pod(cluster, action.pod)
+        kind, namespace, name, shown = "Pod", pod.namespace, pod.name, f"pod {pod.key}"
+    else:
+        kind, namespace, name, shown = "Namespace", None, action.namespace, \
+            f"namespace {action.namespace}"
+    obj = merge_patch(cluster.client, kind, namespace, name,
+                      {"metadata": {"labels": dict(action.labels)}})
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    now = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
+    return Outcome(True, describe(action), f"{shown} labels: {now}", {"labels": labels})
 
 
 def net_fault(cluster, action: NetFault) -> Outcome:

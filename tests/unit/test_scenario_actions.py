@@ -85,7 +85,7 @@ def test_action_problems_name_line_and_field(scenario):
     assert any(m.startswith('4: steps[0].apply: Invalid value: "missing.yaml": no such file:')
                for m in found)
     assert ('5: steps[1].delete.kind: Unsupported value: "Gadget": supported values: "Pod", '
-            '"Service", "Deployment", "EndpointSlice", "Ingress", "Namespace"') in found
+            '"Service", "Deployment", "EndpointSlice", "Ingress", "Namespace", "NetworkPolicy"') in found
     assert "6: steps[2].scale.replicas: Invalid value: -1: must be greater than or equal to 0" in found
     assert "7: steps[3].wait.ready.selector: Required value" in found
     assert ('8: steps[4].wait: Invalid value: {"sometime": {}}: must be a mapping with one of '

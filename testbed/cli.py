@@ -20,7 +20,7 @@ SUBCOMMAND_MODULES = [
     "testbed.emu.command",        # cli, ps, clean
     "testbed.proxy.command",      # proxy render
     "testbed.emu.kubectl_command",  # apply, delete, get, describe, scale
-    "testbed.emu.inspect_command",  # nat, conntrack
+    "testbed.emu.inspect_command",  # nat, netpol, conntrack
     "testbed.scenario.validate_command",  # validate
 ]
 

@@ -1,10 +1,17 @@
-"""Acts: the cluster's processes: API server on the master, kubelet and kube-proxy per worker.
+"""Acts: the cluster's processes: API server on the master; kubelet, kube-proxy and the
+NetworkPolicy agent (netpol) per worker.
 
 Each agent is a process of its own, started inside its node's network namespace and recorded
 in the run record, so it can be killed and restarted on its own (`kill`, `restart`) and talks
 to the API server over the emulated network, as on a real cluster. The host reaches the API
 server only through its Unix socket (`RUN/apiserver.sock`), so the emulated network stays
 sealed. Logs go to `RUN/logs/AGENT-NODE.log`.
+
+The NetworkPolicy agent (testbed/agents/netpol.py) runs on each worker whose policy mode is not
+`none`, in that mode; it reports each sync that applied something in `RUN/netpol/NODE/netpol.json`
+(emu/rundir.py's NetpolStatus). The cluster is up only once every agent has reported its first
+sync, and a restarted agent is back only once it has reported one of its own (its pid in the
+status), so that the next step finds the node's policies enforced.
 
 After the agents, the cluster DNS add-on is applied through the API like any workload: a
 `kube-dns` Deployment in kube-system running dnsmasq (testbed/dns/server.py) behind the
@@ -29,11 +36,16 @@ from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
 API_PORT = 6443
-AGENTS = ("apiserver", "kubelet", "kube-proxy")
+AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
 
 
 class ControlPlaneError(RuntimeError):
     pass
+
+
+def has_netpol(node: NodeSpec) -> bool:
+    """Whether a NetworkPolicy agent runs on `node` (a worker whose policy mode is not none)."""
+    return node.role == "worker" and node.policy_mode != "none"
 
 
 @dataclass
@@ -84,18 +96,27 @@ class ControlPlane:
                     "--node-ip", str(node.address), "--cluster-cidr", str(topo.cluster_cidr),
                     "--mode", node.proxy_mode, "--service-cidr", str(topo.service_cidr),
                     "--state-dir", str(rundir.proxy_directory(self.record.directory, node.name))]
+        if kind == "netpol":
+            return ["testbed.agents.netpol", "--api", self.api, "--node", node.name,
+                    "--mode", node.policy_mode,
+                    "--state-dir", str(rundir.netpol_directory(self.record.directory, node.name))]
         if kind == "cloud":
             from testbed.emu.addons import cloud_argv
             return cloud_argv(topo, self.api)
         raise ValueError(kind)
 
     def start_agent(self, kind: str, node: NodeSpec) -> Agent:
+        if kind == "netpol" and not has_netpol(node):
+            raise ControlPlaneError(f"no NetworkPolicy agent on {node.name}: its network policy "
+                                    "mode is none")
         agent = self.agents.get(f"{kind}-{node.name}") or Agent(kind, node.name, self._argv(kind, node))
         if agent.running():
             return agent
         self.logs.mkdir(exist_ok=True)
         if kind == "kube-proxy":
             rundir.proxy_directory(self.record.directory, node.name).mkdir(parents=True, exist_ok=True)
+        if kind == "netpol":
+            rundir.netpol_directory(self.record.directory, node.name).mkdir(parents=True, exist_ok=True)
         pid = self.network.pid(node.name)
         with open(rundir.agent_log(self.record.directory, agent.name), "ab") as log:
             proc = subprocess.Popen(ns_prefix(pid) + [sys.executable, "-m", *agent.argv],
@@ -124,10 +145,12 @@ class ControlPlane:
         return self.start_agent(kind, self.topo.node(node))
 
     def wait_agent(self, agent: Agent, timeout: float = 30) -> None:
-        """Wait until a (re)started agent is serving: the API server answers; any other
-        agent has not died at start."""
+        """Wait until a (re)started agent is serving: the API server answers; a NetworkPolicy
+        agent has reported a sync of its own; any other agent has not died at start."""
         if agent.kind == "apiserver":
             self.wait(self._api_up, timeout, "the API server to answer")
+        elif agent.kind == "netpol":
+            self.wait_netpol([agent.node], timeout)
         else:
             self._check_alive(agent.kind, agent.node)
 
@@ -138,11 +161,18 @@ class ControlPlane:
         self.progress(f"starting the API server on {master.name} ({master.address}:{API_PORT})")
         self.start_agent("apiserver", master)
         self.wait(lambda: self._api_up(), timeout, "the API server to answer")
-        self.progress(f"starting kubelet and kube-proxy on {len(self.topo.workers)} workers")
+        policed = [node for node in self.topo.workers if has_netpol(node)]
+        agents = "kubelet, kube-proxy and the NetworkPolicy agent" if policed else "kubelet and kube-proxy"
+        self.progress(f"starting {agents} on {len(self.topo.workers)} workers")
         for node in self.topo.workers:
             self.start_agent("kubelet", node)
             self.start_agent("kube-proxy", node)
+            if has_netpol(node):
+                self.start_agent("netpol", node)
         self.wait(self._nodes_ready, timeout, "every worker's kubelet to register its Node")
+        if policed:
+            self.progress("waiting for the NetworkPolicy agents' first sync")
+            self.wait_netpol([node.name for node in policed], timeout)
         self.progress("applying the DNS add-on (kube-dns)")
         self.client.apply_all(dns_addon(self.topo, self.api))
         if self.topo.lb_pool:
@@ -171,6 +201,36 @@ class ControlPlane:
                  if any(c.get("type") == "Ready" and c.get("status") == "True"
                         for c in (n.get("status") or {}).get("conditions", []))}
         return all(w.name in ready for w in self.topo.workers)
+
+    def netpol_synced(self, node: str) -> bool:
+        """The node's NetworkPolicy agent, as now running, has reported a sync (a status
+        written by its pid); raises when it has exited."""
+        self._check_alive("netpol", node)
+        agent = self.agents.get(f"netpol-{node}")
+        status = rundir.read_netpol_status(self.record.directory, node)
+        return agent is not None and status is not None and status.pid == agent.pid
+
+    def wait_netpol(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:
+        """Wait until the NetworkPolicy agents of `nodes` have each reported a sync; the
+        error names the nodes still waited for, with the end of their logs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [node for node in nodes if not self.netpol_synced(node)]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"timed out after {timeout:g}s waiting for the NetworkPolicy agent on "
+                    f"{', '.join(waiting)} to report a sync" + "".join(map(self._netpol_why, waiting)))
+            time.sleep(interval)
+
+    def _netpol_why(self, node: str, lines: int = 8) -> str:
+        """What a NetworkPolicy agent left to go by: its status file and the end of its log."""
+        status = rundir.netpol_directory(self.record.directory, node) / rundir.NETPOL_STATUS
+        log = rundir.agent_log(self.record.directory, f"netpol-{node}")
+        tail = log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
+        return (f"\n{node}: no status of its own in {status}; the end of {log}:\n  "
+                + ("\n  ".join(tail) if tail else "(empty)"))
 
     def _check_alive(self, kind: str, node: str) -> None:
         agent = self.agents.get(f"{kind}-{node}")

@@ -1,8 +1,8 @@
 """Acts: faults and link conditions on a running cluster, each undone by its counterpart.
 
 * `link(node, up)`: the node's uplink down or up (its pods go dark with it).
-* `node_state(node, up)`: a whole node down (uplink down, kubelet and kube-proxy stopped, so
-  it stops heart-beating) or back up.
+* `node_state(node, up)`: a whole node down (uplink down, kubelet, kube-proxy and its
+  NetworkPolicy agent stopped, so it stops heart-beating; the rules they made stay) or back up.
 * `partition(groups)` / `heal()`: DROP rules in the gateway's FORWARD chain between the node
   addresses and pod CIDRs of each pair of groups (bridged traffic on a shared LAN passes the
   same chain through bridge netfilter); `heal` removes exactly the rules it added.
@@ -55,20 +55,31 @@ def link(cluster, node: str, up: bool) -> str:
     return f"{uplink(node)} on {node} {'up' if up else 'down'}"
 
 
+def _node_agents(cluster, node: str) -> tuple[str, ...]:
+    """The agents a worker runs: kubelet, kube-proxy, and netpol unless its policy mode is none."""
+    policy = cluster.topo.node(node).policy_mode != "none"
+    return ("kubelet", "kube-proxy", "netpol") if policy else ("kubelet", "kube-proxy")
+
+
+def _and(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
 def node_state(cluster, node: str, up: bool) -> str:
     if node not in {w.name for w in cluster.topo.workers}:
         raise FaultError(f"{node} is not a worker")
+    agents = _node_agents(cluster, node)
     if up:
         link(cluster, node, True)
-        for agent in ("kubelet", "kube-proxy"):
+        for agent in agents:
             cluster.cp.restart(agent, node)
-        return f"{node} up: uplink up, kubelet and kube-proxy started"
-    for agent in ("kubelet", "kube-proxy"):
+        return f"{node} up: uplink up, {_and(agents)} started"
+    for agent in agents:
         agent_state = cluster.cp.agents.get(f"{agent}-{node}")
         if agent_state is not None and agent_state.running():
             cluster.cp.kill(agent, node)
     link(cluster, node, False)
-    return f"{node} down: kubelet and kube-proxy stopped, uplink down"
+    return f"{node} down: {_and(agents)} stopped, uplink down"
 
 
 def _networks(cluster, name: str) -> list[IPv4Network]:
@@ -164,12 +175,15 @@ def shape(cluster, node: str, rate: str | None = None, delay: str | None = None,
 
 def inspect(cluster, what: str, node: str) -> str:
     """Text of a node's NAT rules (iptables -S, or kube-proxy's nftables table in that mode),
-    nftables ruleset, conntrack table, routes or bridge ports."""
+    NetworkPolicy rules (emu/inspect.netpol_rules, in its agent's mode), nftables ruleset,
+    conntrack table, routes or bridge ports."""
     from testbed.emu import inspect as tables
 
     pid = cluster.network.pid(node)
     if what == "nat":
         return tables.nat_table(pid, tables.proxy_mode(cluster.record.directory, node, pid)).strip()
+    if what == "netpol":
+        return tables.netpol_rules(pid, tables.netpol_mode(cluster.record.directory, node, pid)).strip()
     if what == "conntrack":
         return tables.conntrack_table(pid).strip()
     argv = {"nft": ["nft", "list", "ruleset"], "routes": ["ip", "route"],

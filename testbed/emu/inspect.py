@@ -8,16 +8,29 @@ node)` finds a node's namespace-holding shell in a run record ("worker w1" entri
 same functions serve the Mininet CLI (which knows the pids) and `testbed nat` from another
 terminal (which has only the record). Every command is an argument list run with
 testbed.net.run.run(argv, netns=pid).
+
+The NetworkPolicy agent's rules likewise: `netpol_rules(pid, mode)` is, in iptables mode,
+`iptables-save -t filter` cut to the agent's chains (KUBE-NWPLCY-*, KUBE-POD-FW-*) and the
+rules that jump to them, then `ipset list` of its sets (KUBE-NP-*); in nftables mode
+`nft list table ip kube-netpol`. `netpol_mode(run_dir, node)` reads the mode from the agent's
+`RUN/netpol/NODE/netpol.json`, else the topology the cluster was built with, else the kernel.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.emu.rundir import read_proxy_status
+from testbed.emu.rundir import read_cluster_info, read_netpol_status, read_proxy_status
 from testbed.net.run import CommandError, run
+from testbed.netpol import iptables as netpol_iptables
+from testbed.netpol import nftables as netpol_nftables
 
 MODES = ("iptables", "nftables", "userspace")
+POLICY_MODES = ("iptables", "nftables", "none")
+# The NetworkPolicy agent's names, as its renderers make them.
+POLICY_CHAINS = (netpol_iptables.POLICY_PREFIX, netpol_iptables.POD_PREFIX)
+POLICY_SETS = netpol_iptables.SET_PREFIX
+POLICY_TABLE = netpol_nftables.TABLE
 ROLES = ("worker", "master", "gateway", "client")
 
 
@@ -94,3 +107,86 @@ def conntrack_table(pid: int, protocol: str | None = None, dst: str | None = Non
     if res.returncode != 0 and "flow entries" not in res.stderr:
         raise InspectError(f"{' '.join(argv)}: {res.stderr.strip()}")
     return res.stdout
+
+
+# -- the NetworkPolicy agent's rules -----------------------------------------------------------
+
+def netpol_mode(run_dir: Path | None, node: str, pid: int | None = None) -> str:
+    """The NetworkPolicy agent's mode on `node` (POLICY_MODES): what its status file says, else
+    the node's policy mode in the topology the cluster was built with (cluster.json), else what
+    the kernel holds."""
+    if run_dir is not None:
+        status = read_netpol_status(Path(run_dir), node)
+        if status is not None and status.mode in POLICY_MODES:
+            return status.mode
+        topology = read_cluster_info(Path(run_dir)).get("topology")
+        workers = topology.get("workers") if isinstance(topology, dict) else None
+        for worker in workers if isinstance(workers, list) else []:
+            if isinstance(worker, dict) and worker.get("name") == node \
+                    and worker.get("policy_mode") in POLICY_MODES:
+                return worker["policy_mode"]
+    if pid is not None:
+        found = run(["nft", "list", "tables"], netns=pid, check=False).stdout
+        if f"table ip {POLICY_TABLE}" in found:
+            return "nftables"
+    return "iptables"
+
+
+def is_policy_chain(chain: str) -> bool:
+    return chain.startswith(POLICY_CHAINS)
+
+
+def policy_filter_rules(save: str) -> str:
+    """Of `iptables-save -t filter` text, the NetworkPolicy agent's part: its chains' heads
+    and rules, and the rules of other chains (FORWARD, INPUT, ...) that jump to them, in the
+    order iptables-save gives them, under the table's header and before its COMMIT."""
+    out = []
+    for line in save.splitlines():
+        words = line.split()
+        if not words or line.startswith("#"):
+            continue
+        if words[0] in ("*filter", "COMMIT"):
+            out.append(line)
+        elif words[0].startswith(":") and is_policy_chain(words[0][1:]):
+            out.append(line)
+        elif words[0] in ("-A", "-I") and len(words) > 1 and (
+                is_policy_chain(words[1])
+                or any(w in ("-j", "-g", "--jump", "--goto") and i + 1 < len(words)
+                       and is_policy_chain(words[i + 1]) for i, w in enumerate(words))):
+            out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def policy_sets(listing: str) -> str:
+    """Of `ipset list` text, the sets the NetworkPolicy agent made (KUBE-NP-*), whole."""
+    blocks, current = [], None
+    for line in listing.splitlines():
+        if line.startswith("Name: "):
+            current = [] if line[len("Name: "):].strip().startswith(POLICY_SETS) else None
+            if current is not None:
+                blocks.append(current)
+        if current is not None and line.strip():
+            current.append(line)
+    return "\n\n".join("\n".join(block) for block in blocks) + ("\n" if blocks else "")
+
+
+def netpol_rules(pid: int, mode: str) -> str:
+    """The NetworkPolicy agent's rules in the namespace of `pid`, in `mode` (module docstring)."""
+    if mode == "none":
+        return "no NetworkPolicy agent runs here (network policy mode none): nothing is enforced\n"
+    if mode == "nftables":
+        argv = ["nft", "list", "table", "ip", POLICY_TABLE]
+        result = run(argv, netns=pid, check=False)
+        if result.returncode != 0:
+            if "No such file" in result.stderr:
+                return f"no table ip {POLICY_TABLE}: the agent has not synced yet\n"
+            raise InspectError(f"{' '.join(argv)}: {result.stderr.strip()}")
+        return result.stdout
+    out = []
+    for argv, pick in ((["iptables-save", "-t", "filter"], policy_filter_rules),
+                       (["ipset", "list"], policy_sets)):
+        try:
+            out.append(pick(run(argv, netns=pid).stdout))
+        except CommandError as err:
+            raise InspectError(f"{' '.join(argv)}: {err.output.strip()}") from err
+    return "\n".join(text for text in out if text)

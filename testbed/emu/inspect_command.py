@@ -1,11 +1,14 @@
-"""Acts: `testbed nat NODE` and `testbed conntrack NODE` against a running cluster.
+"""Acts: `testbed nat NODE`, `testbed netpol NODE` and `testbed conntrack NODE` against a
+running cluster.
 
 From another terminal, like `testbed ps`: the cluster is found through the run records
 (testbed.emu.record.records(); `--cluster NAME` picks one of several by topology or run
 directory name), the node's namespace through the record's "worker w1" entry, and the
 kube-proxy mode through the node's `proxy/NODE/kube-proxy.json`. `nat` prints
 `iptables -S -t nat` (the article's screenshots), or `nft list table ip kube-proxy` in
-nftables mode; `conntrack` prints `conntrack -L` of the node.
+nftables mode; `netpol` prints the node's NetworkPolicy rules as its agent left them
+(emu/inspect.netpol_rules: the agent's iptables chains and ipsets, or its nftables table);
+`conntrack` prints `conntrack -L` of the node.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from pathlib import Path
 
 from testbed.emu.inspect import (
     MODES,
+    POLICY_MODES,
     InspectError,
     conntrack_table,
     filter_table,
     nat_table,
+    netpol_mode,
+    netpol_rules,
     node_pid,
     proxy_mode,
 )
@@ -38,6 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=MODES, help="show this mode's rules, whatever kube-proxy runs")
     p.add_argument("--filter", action="store_true", help="also print the filter table")
     p.set_defaults(func=cmd_nat)
+    p = sub.add_parser("netpol", parents=[common],
+                       help="print a node's NetworkPolicy rules as its agent left them",
+                       description="Print the NetworkPolicy agent's rules on NODE of a running "
+                                   "cluster: in iptables mode its chains of `iptables-save -t "
+                                   "filter` (KUBE-NWPLCY-*, KUBE-POD-FW-* and the rules jumping "
+                                   "to them) and its ipsets (KUBE-NP-*); in nftables mode `nft "
+                                   "list table ip kube-netpol`.")
+    p.add_argument("--mode", choices=POLICY_MODES[:2],
+                   help="show this mode's rules, whatever the agent runs")
+    p.set_defaults(func=cmd_netpol)
     p = sub.add_parser("conntrack", parents=[common], help="print a node's conntrack entries",
                        description="Print `conntrack -L` of NODE of a running cluster.")
     p.add_argument("-p", "--protocol", choices=("tcp", "udp", "icmp", "sctp"))
@@ -64,6 +80,17 @@ def cmd_nat(args: argparse.Namespace) -> int:
             sys.stdout.write(filter_table(pid))
     except InspectError as err:
         print(f"testbed nat: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_netpol(args: argparse.Namespace) -> int:
+    try:
+        run_dir = find_run(args.cluster)
+        pid = node_pid(run_dir, args.node)
+        sys.stdout.write(netpol_rules(pid, args.mode or netpol_mode(run_dir, args.node, pid)))
+    except InspectError as err:
+        print(f"testbed netpol: {err}", file=sys.stderr)
         return 1
     return 0
 

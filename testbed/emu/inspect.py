@@ -179,7 +179,8 @@ def netpol_rules(pid: int, mode: str) -> str:
         result = run(argv, netns=pid, check=False)
         if result.returncode != 0:
             if "No such file" in result.stderr:
-                return f"no table ip {POLICY_TABLE}: the agent has not synced yet\n"
+                return (f"no table ip {POLICY_TABLE} here: no NetworkPolicy agent in nftables "
+                        "mode has synced on this node\n")
             raise InspectError(f"{' '.join(argv)}: {result.stderr.strip()}")
         return result.stdout
     out = []

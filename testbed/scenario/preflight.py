@@ -380,8 +380,9 @@ def _declared(available: list[dict], kind: str) -> dict[tuple[str, str], list[di
 
 def _missing(kind: str, value: str, available: list[dict]) -> str:
     names = sorted(f"{ns}/{name}" if ns else name for ns, name in _declared(available, kind))
+    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"   # NetworkPolicies
     return (f"Invalid value: {fmt(value)}: no {kind} of the cluster, the scenario's manifests "
-            f"or an earlier apply step ({kind}s: {', '.join(names) or 'none'})")
+            f"or an earlier apply step ({plural}: {', '.join(names) or 'none'})")
 
 
 def _object_problems(action, available: list[dict]) -> list[tuple[Path_, str]]:

@@ -161,7 +161,8 @@ def _observed_text(judged: dict[PortSpec, Judgement], details: dict,
     skipped = f" ({ignored} loopback cells not judged)" if ignored else ""
     if not details["mismatches"]:
         return f"all {total} cells as expected{skipped}{after}"
-    shown = [f"{m['port']} {m['from']} -> {m['to']} {'allowed' if m['observed'] else 'denied'}"
+    shown = [f"{m['from']} -> {m['to']} on {m['port']} "
+             + ("allowed, expected denied" if m["observed"] else "denied, expected allowed")
              for m in details["mismatches"][:3]]
     more = len(details["mismatches"]) - len(shown)
     return (f"{len(details['mismatches'])} of {total} cells wrong{after}: {'; '.join(shown)}"

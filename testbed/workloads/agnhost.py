@@ -6,8 +6,10 @@ this instead, with the same arguments:
     agnhost netexec [--http-port=8080] [--udp-port=8081]
         HTTP: /hostname, /clientip ("IP:PORT" as the server saw it), /echo?msg=, /healthz,
         /exit?code=N; UDP: "hostname", "clientip", "echo TEXT".
-    agnhost serve-hostname [--port=9376] [--udp] [--http=false]
-        Answers every request or datagram with the pod's hostname.
+    agnhost serve-hostname [--port=9376] [--tcp] [--udp] [--http=false] [--close]
+        Answers every HTTP request, TCP connection (written, then closed) or datagram with the
+        pod's hostname. As upstream, HTTP (on by default) cannot be served with --tcp or --udp:
+        `serve-hostname --tcp --http=false --port=80` is what the netpol e2e pods run.
 """
 
 from __future__ import annotations
@@ -57,8 +59,34 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _HostnameHandler(_Handler):
+    close = False
+
     def do_GET(self) -> None:  # noqa: N802
-        self._send(200, HOSTNAME)
+        data = HOSTNAME.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        if self.close:      # --close: "Connection: close" on every answer
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _tcp_hostname(port: int) -> None:
+    """Upstream's raw TCP mode: write the hostname to each connection and close it."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("", port))
+    listener.listen(128)
+    while True:
+        conn, peer = listener.accept()
+        sys.stderr.write(f"TCP request from {peer[0]}:{peer[1]}\n")
+        try:
+            conn.sendall(HOSTNAME.encode())
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
 
 def _udp(port: int, answer) -> None:
@@ -98,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     hostname.add_argument("--udp", nargs="?", const="true", default="false")
     hostname.add_argument("--tcp", nargs="?", const="true", default="false")
     hostname.add_argument("--http", nargs="?", const="true", default="true")
+    hostname.add_argument("--close", nargs="?", const="true", default="false")
     sub.add_parser("pause")
     args = parser.parse_args(argv)
     threads = []
@@ -106,10 +135,16 @@ def main(argv: list[str] | None = None) -> int:
             threads.append(threading.Thread(target=_udp, args=(args.udp_port, _netexec_udp), daemon=True))
         threads.append(threading.Thread(target=_serve_http, args=(args.http_port, _Handler), daemon=True))
     elif args.command == "serve-hostname":
+        if args.http == "true" and "true" in (args.tcp, args.udp):
+            print("Can't server TCP/UDP mode and HTTP mode at the same time", file=sys.stderr)
+            return 1
+        if args.tcp == "true":
+            threads.append(threading.Thread(target=_tcp_hostname, args=(args.port,), daemon=True))
         if args.udp == "true":
             threads.append(threading.Thread(target=_udp, args=(args.port, lambda t, p: HOSTNAME), daemon=True))
         if args.http == "true":
-            threads.append(threading.Thread(target=_serve_http, args=(args.port, _HostnameHandler), daemon=True))
+            handler = type("Handler", (_HostnameHandler,), {"close": args.close == "true"})
+            threads.append(threading.Thread(target=_serve_http, args=(args.port, handler), daemon=True))
     for t in threads:
         t.start()
     print(f"agnhost {args.command} serving as {HOSTNAME}", flush=True)

@@ -134,7 +134,7 @@ def test_shipped_tour():
     assert s.addons == ("ingress-nginx",)
     # Every section of the article, in its order.
     sections = [step.name.split(".")[0] for step in s.steps if step.name[:1].isdigit()]
-    assert sorted(set(sections), key=int) == [str(i) for i in range(1, 9)]
+    assert sorted(set(sections), key=int) == [str(i) for i in range(1, 10)]
     assert sections == sorted(sections, key=int)
     first = next(step for step in s.steps if isinstance(step.action, Probe))
     assert first.action == Probe("http", "pod-1", Target("localhost", 8080, "/hostname"),

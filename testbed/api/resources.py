@@ -110,6 +110,8 @@ RESOURCES = (
     Resource("EndpointSlice", "endpointslices", "discovery.k8s.io/v1", True),
     Resource("Ingress", "ingresses", "networking.k8s.io/v1", True, (_status("Ingress"),),
              ("ing",)),
+    # no categories: upstream keeps NetworkPolicies out of "all"; no status (tombstoned)
+    Resource("NetworkPolicy", "networkpolicies", "networking.k8s.io/v1", True, (), ("netpol",)),
     Resource("Lease", "leases", "coordination.k8s.io/v1", True),
 )
 BY_KIND = {r.kind: r for r in RESOURCES}

@@ -1,9 +1,9 @@
 """Pure: the schema of the kinds of the named groups: Deployment (apps/v1), Scale
-(autoscaling/v1), EndpointSlice (discovery.k8s.io/v1), Ingress (networking.k8s.io/v1) and
-Lease (coordination.k8s.io/v1), under upstream's definition names.
+(autoscaling/v1), EndpointSlice (discovery.k8s.io/v1), Ingress and NetworkPolicy
+(networking.k8s.io/v1) and Lease (coordination.k8s.io/v1), under upstream's definition names.
 
 Spec fields are those the testbed serves and validates (workloads.py, endpointslices.py,
-ingress.py take their allowed field sets from here). Patch and list metadata are upstream's.
+ingress.py, netpol.py take their allowed field sets from here). Patch and list metadata are upstream's.
 No I/O.
 """
 
@@ -295,6 +295,75 @@ INGRESS = (
     ),
 )
 
+NETWORK_POLICY = (
+    typedef(
+        NETWORKING + "NetworkPolicy",
+        "Which traffic may reach (ingress) and leave (egress) the pods it selects; the "
+        "testbed's policy agent on every worker enforces it.",
+        *kind_header("NetworkPolicy", "NetworkPolicy"),
+        obj("spec", NETWORKING + "NetworkPolicySpec", "The selected pods and the traffic "
+            "allowed to and from them."),
+        gvk=("networking.k8s.io", "v1", "NetworkPolicy"),
+    ),
+    typedef(
+        NETWORKING + "NetworkPolicySpec",
+        "The pods a NetworkPolicy selects and the traffic it allows them.",
+        obj("podSelector", META + "LabelSelector", "The pods of the policy's namespace it "
+            "applies to; empty selects every pod there."),
+        objects("ingress", NETWORKING + "NetworkPolicyIngressRule", "Traffic allowed to the "
+                "selected pods; none (with Ingress among policyTypes) isolates them for "
+                "ingress.", **ATOMIC),
+        objects("egress", NETWORKING + "NetworkPolicyEgressRule", "Traffic allowed from the "
+                "selected pods; none (with Egress among policyTypes) isolates them for "
+                "egress.", **ATOMIC),
+        strings("policyTypes", "Ingress, Egress or both: the directions the policy isolates. "
+                "Defaults to Ingress, plus Egress when egress rules are given.", **ATOMIC),
+    ),
+    typedef(
+        NETWORKING + "NetworkPolicyIngressRule",
+        "Traffic allowed to the selected pods: from any of the peers to any of the ports.",
+        objects("ports", NETWORKING + "NetworkPolicyPort", "The ports; none means every "
+                "port.", **ATOMIC),
+        objects("from", NETWORKING + "NetworkPolicyPeer", "The sources; none means every "
+                "source.", **ATOMIC),
+    ),
+    typedef(
+        NETWORKING + "NetworkPolicyEgressRule",
+        "Traffic allowed from the selected pods: to any of the peers on any of the ports.",
+        objects("ports", NETWORKING + "NetworkPolicyPort", "The destination ports; none means "
+                "every port.", **ATOMIC),
+        objects("to", NETWORKING + "NetworkPolicyPeer", "The destinations; none means every "
+                "destination.", **ATOMIC),
+    ),
+    typedef(
+        NETWORKING + "NetworkPolicyPort",
+        "A port (or a range of ports) and protocol traffic must match.",
+        string("protocol", "TCP (the default), UDP or SCTP.", enum=PROTOCOLS),
+        int_or_string("port", "A port number or a named container port; unset matches every "
+                      "port."),
+        int32("endPort", "The last port of a range starting at port (a number); at least "
+              "port."),
+    ),
+    typedef(
+        NETWORKING + "NetworkPolicyPeer",
+        "Pods (by pod and namespace selectors, which both must match when both are given) or "
+        "an IP block.",
+        obj("podSelector", META + "LabelSelector", "Pods, in the policy's namespace unless a "
+            "namespaceSelector is given too; empty selects every pod."),
+        obj("namespaceSelector", META + "LabelSelector", "Namespaces, by their labels; empty "
+            "selects every namespace."),
+        obj("ipBlock", NETWORKING + "IPBlock", "A CIDR, less exceptions; not with the "
+            "selectors."),
+    ),
+    typedef(
+        NETWORKING + "IPBlock",
+        "A CIDR (such as 192.168.1.0/24 or 2001:db8::/64) and the CIDRs inside it excluded "
+        "from it.",
+        string("cidr", "The block.", required=True),
+        strings("except", "CIDRs within cidr that are not part of the block.", **ATOMIC),
+    ),
+)
+
 LEASE = (
     typedef(
         COORDINATION + "Lease",
@@ -319,4 +388,5 @@ LEASE = (
     ),
 )
 
-TYPES: tuple[TypeDef, ...] = DEPLOYMENT + SCALE + ENDPOINT_SLICE + INGRESS + LEASE
+TYPES: tuple[TypeDef, ...] = (DEPLOYMENT + SCALE + ENDPOINT_SLICE + INGRESS + NETWORK_POLICY
+                              + LEASE)

@@ -216,6 +216,30 @@ MESSAGES: dict[str, tuple[str, ...]] = {
     "networking.IngressStatus": ("loadBalancer 1 networking.IngressLoadBalancerStatus ?",),
     "networking.IngressTLS": ("hosts 1 []string ?", "secretName 2 string ?"),
     "networking.ServiceBackendPort": ("name 1 string ?", "number 2 int32 ?"),
+    "networking.IPBlock": ("cidr 1 string", "except 2 []string ?"),
+    "networking.NetworkPolicy": (
+        "metadata 1 meta.ObjectMeta ?", "spec 2 networking.NetworkPolicySpec ?",
+    ),
+    "networking.NetworkPolicyEgressRule": (
+        "ports 1 []networking.NetworkPolicyPort ?", "to 2 []networking.NetworkPolicyPeer ?",
+    ),
+    "networking.NetworkPolicyIngressRule": (
+        "ports 1 []networking.NetworkPolicyPort ?", "from 2 []networking.NetworkPolicyPeer ?",
+    ),
+    "networking.NetworkPolicyList": (
+        "metadata 1 meta.ListMeta ?", "items 2 []networking.NetworkPolicy",
+    ),
+    "networking.NetworkPolicyPeer": (
+        "podSelector 1 *meta.LabelSelector ?", "namespaceSelector 2 *meta.LabelSelector ?",
+        "ipBlock 3 *networking.IPBlock ?",
+    ),
+    "networking.NetworkPolicyPort": (
+        "protocol 1 *string ?", "port 2 *intorstring ?", "endPort 3 *int32 ?",
+    ),
+    "networking.NetworkPolicySpec": (
+        "podSelector 1 meta.LabelSelector", "ingress 2 []networking.NetworkPolicyIngressRule ?",
+        "egress 3 []networking.NetworkPolicyEgressRule ?", "policyTypes 4 []string ?",
+    ),
     "meta.Condition": (
         "type 1 string", "status 2 string", "observedGeneration 3 int64 ?",
         "lastTransitionTime 4 time", "reason 5 string", "message 6 string",

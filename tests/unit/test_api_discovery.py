@@ -32,6 +32,12 @@ def test_scale_is_an_autoscaling_subresource_and_short_names_are_upstreams():
     assert core["services"]["shortNames"] == ["svc"] and core["endpoints"]["shortNames"] == ["ep"]
     assert "deletecollection" not in core["namespaces"]["verbs"]
     assert core["pods/exec"]["kind"] == "PodExecOptions"
+    networking = {e["name"]: e for e in discovery.resource_list("networking.k8s.io/v1")[
+        "resources"]}
+    assert networking["networkpolicies"]["shortNames"] == ["netpol"]
+    assert networking["networkpolicies"]["kind"] == "NetworkPolicy"
+    assert "categories" not in networking["networkpolicies"]   # upstream: not in "all"
+    assert "networkpolicies/status" not in networking
 
 
 def test_unknown_groups_and_versions_are_none():
@@ -94,6 +100,8 @@ def test_kubectl_lists_the_servers_resources(server, tmp_path, version):
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
     assert rows["pods"][1] == "po" and rows["deployments"][1:3] == ["deploy", "apps/v1"]
     assert rows["nodes"][-2:] == ["false", "Node"]
+    assert rows["networkpolicies"][1:] == ["netpol", "networking.k8s.io/v1", "true",
+                                           "NetworkPolicy"]
     if version != "1.20":  # --categories came in kubectl 1.21
         out = run("api-resources", "--categories=all", "-o", "name")
         assert sorted(out.stdout.split()) == ["deployments.apps", "pods", "services"]

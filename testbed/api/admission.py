@@ -38,8 +38,8 @@ log = logging.getLogger("testbed.apiserver")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # What deleting a Namespace deletes with it (dependents first is not needed: no finalizers).
-NAMESPACED_CONTENT = ("Deployment", "Service", "Endpoints", "EndpointSlice", "Ingress", "Pod",
-                      "Event", "Lease")
+NAMESPACED_CONTENT = ("Deployment", "Service", "Endpoints", "EndpointSlice", "Ingress",
+                      "NetworkPolicy", "Pod", "Event", "Lease")
 UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 BATCH_MANAGER = "testbed"   # the field manager of the testbed's own batch apply
 
@@ -407,11 +407,10 @@ class Api(PatchVerbs):
         """System namespaces, and the `kubernetes` Service with its EndpointSlice."""
         for ns in SYSTEM_NAMESPACES:
             if self._missing("Namespace", "", ns):
-                self.store.create({"apiVersion": "v1", "kind": "Namespace",
-                                   "metadata": {"name": ns,
-                                                "labels": {"kubernetes.io/metadata.name": ns}},
-                                   "spec": {"finalizers": ["kubernetes"]},
-                                   "status": {"phase": "Active"}})
+                # labelled and Active by the strategy, as every other Namespace
+                self.store.create(prepare_for_create({
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
+                    "spec": {"finalizers": ["kubernetes"]}}))
         first_ip = str(self.allocator.ips.network.network_address + 1)
         service = {"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "kubernetes", "namespace": "default",

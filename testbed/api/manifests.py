@@ -18,6 +18,7 @@ from pathlib import Path
 from testbed.api.endpointslices import check_endpointslice
 from testbed.api.ingress import OLD_VERSIONS, check_ingress, convert_v1beta1
 from testbed.api.meta import check_metadata
+from testbed.api.netpol import check_networkpolicy
 from testbed.api.pods import check_pod
 from testbed.api.recordkinds import check_endpoints, check_event, check_lease
 from testbed.api.schema import field_names, for_kind
@@ -58,6 +59,7 @@ _CHECKERS: dict[tuple[str, str], KindChecker] = {
     ("apps/v1", "Deployment"): check_deployment,
     ("discovery.k8s.io/v1", "EndpointSlice"): check_endpointslice,
     ("networking.k8s.io/v1", "Ingress"): check_ingress,
+    ("networking.k8s.io/v1", "NetworkPolicy"): check_networkpolicy,
     ("coordination.k8s.io/v1", "Lease"): check_lease,
 }
 KINDS: dict[tuple[str, str], tuple[KindChecker, frozenset[str]]] = {

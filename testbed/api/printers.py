@@ -187,7 +187,7 @@ def _pod_conditions(pod: dict) -> list[dict]:
     return [{"type": "Completed", "status": "True", "reason": phase, "message": message}]
 
 
-# -- Services, Endpoints, EndpointSlices, Ingresses ------------------------------------------------
+# -- Services, Endpoints, EndpointSlices, Ingresses, NetworkPolicies -------------------------------
 
 def service_ports(svc: dict) -> str:
     out = []
@@ -248,6 +248,12 @@ def _ingress(ing: dict, now: datetime) -> list[Cell]:
     return [name_of(ing), spec.get("ingressClassName") or "<none>", host_text,
             ",".join(i.get("ip") or i.get("hostname") or "" for i in lb),
             "80, 443" if spec.get("tls") else "80", age(ing, now)]
+
+
+def _networkpolicy(np: dict, now: datetime) -> list[Cell]:
+    """printNetworkPolicy: metav1.FormatLabelSelector of spec.podSelector ("<none>" when it
+    selects every pod)."""
+    return [name_of(np), format_selector((np.get("spec") or {}).get("podSelector")), age(np, now)]
 
 
 # -- workloads, nodes, namespaces, events, leases --------------------------------------------------
@@ -375,6 +381,9 @@ PRINTERS: dict[str, Printer] = {
         _c("Hosts", "Hosts that incoming requests are matched against before the ingress rule"),
         _c("Address", "Address is a list containing ingress points for the load-balancer"),
         _c("Ports", "Ports of TLS configurations that open"), AGE), _ingress),
+    "NetworkPolicy": Printer((
+        NAME, _c("Pod-Selector", "podSelector selects the pods to which this NetworkPolicy "
+                                 "object applies."), AGE), _networkpolicy),
     "Deployment": Printer((
         NAME, _c("Ready", "Number of the pod with ready state"),
         _c("Up-to-date", "Total number of non-terminating pods targeted by this deployment "

@@ -4,7 +4,8 @@ The columns and cells of each kind are the API server's (testbed.api.printers, w
 server's Table responses print from too); here they are laid out as kubectl's tabwriter does
 (cells padded by 3, at least 6 wide, the last column unpadded, headers upper-cased); -A adds a
 NAMESPACE column first; -o wide adds the wide (priority 1) columns. `now` is passed in so that
-output is reproducible in tests.
+output is reproducible in tests. A NetworkPolicy is described exactly as kubectl's describer
+prints it (laid out by a copy of Go's tabwriter); the other kinds in kubectl's layout.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from testbed.api.printers import (  # noqa: F401 - re-exported: kubectl's helpers live there
     age,
     external_ip,
+    format_selector,
     human_duration,
     node_roles,
     node_status,
@@ -151,6 +153,8 @@ def _conditions(conditions: list[dict]) -> list[str]:
 def describe(obj: dict, slices: list[dict] | None = None) -> str:
     """kubectl describe, in its layout; `slices` are a Service's EndpointSlices."""
     kind = obj.get("kind")
+    if kind == "NetworkPolicy":
+        return describe_networkpolicy(obj)
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     lines = _header(obj)
     if kind == "Pod":
@@ -226,3 +230,128 @@ def describe(obj: dict, slices: list[dict] | None = None) -> str:
                              f"{port.get('number', port.get('name'))}")
     lines += _kv([("Events", "<none>")])
     return "\n".join(lines) + "\n"
+
+
+# -- describe NetworkPolicy: kubectl's describeNetworkPolicy, line for line ---------------------
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"   # describe never shows it
+MAX_ANNOTATION = 140   # kubectl's maxAnnotationLen
+
+
+def tabwrite(text: str, padding: int = 2) -> str:
+    """Go's text/tabwriter as kubectl's describers set it up (minwidth 0, padding 2, spaces):
+    a cell ends with a tab; the cells of a column are padded to the widest in a block of
+    consecutive lines that have that column; a line's last cell is not aligned."""
+    lines = [line.split("\t") for line in text.split("\n")]
+    widths: dict[tuple[int, int], int] = {}
+
+    def block(first: int, last: int, column: int) -> None:
+        this = first
+        while this < last:
+            if column >= len(lines[this]) - 1:
+                this += 1
+                continue
+            start = this
+            while this < last and column < len(lines[this]) - 1:
+                this += 1
+            width = max(len(lines[i][column]) for i in range(start, this)) + padding
+            for i in range(start, this):
+                widths[(i, column)] = width
+            block(start, this, column + 1)
+
+    block(0, len(lines), 0)
+    return "\n".join("".join(cell.ljust(widths[(i, j)]) for j, cell in enumerate(cells[:-1]))
+                     + cells[-1] for i, cells in enumerate(lines))
+
+
+def go_time(text: str | None) -> str:
+    """A metav1.Time as Go's time.Time.String() prints it (in UTC): "2024-05-01 12:00:00 +0000
+    UTC"; the zero time when unset."""
+    when = parse_time(text)
+    if when is None:
+        return "0001-01-01 00:00:00 +0000 UTC"
+    fraction = f".{when.microsecond:06d}".rstrip("0") if when.microsecond else ""
+    return when.strftime("%Y-%m-%d %H:%M:%S") + fraction + " +0000 UTC"
+
+
+def _multiline(title: str, values: dict | None, annotations: bool = False) -> str:
+    """printLabelsMultiline / printAnnotationsMultiline: sorted key=value (key: value for
+    annotations, long or multi-line values below the key) after a tab, one per line."""
+    keys = sorted(k for k in values or {} if not (annotations and k == LAST_APPLIED))
+    if not keys:
+        return f"{title}:\t<none>\n"
+    out = f"{title}:\t"
+    for i, key in enumerate(keys):
+        out += "\t" if i else ""
+        value = str((values or {})[key])
+        if not annotations:
+            out += f"{key}={value}\n"
+            continue
+        value = value.removesuffix("\n")
+        if len(value) + len(key) + 2 > MAX_ANNOTATION or "\n" in value:
+            out += f"{key}:\n" + "".join(
+                f"\t  {part[:MAX_ANNOTATION - 2] + '...' if len(part) > MAX_ANNOTATION - 2 else part}\n"
+                for part in value.split("\n"))
+        else:
+            out += f"{key}: {value}\n"
+    return out
+
+
+def _policy_rules(rules: list[dict], peers_key: str, indent: str) -> list[str]:
+    """printNetworkPolicySpecIngressFrom / ...EgressTo."""
+    ingress = peers_key == "from"
+    if not rules:
+        return [indent + "<none> (Selected pods are isolated for "
+                + ("ingress" if ingress else "egress") + " connectivity)"]
+    lines: list[str] = []
+    for i, rule in enumerate(rules):
+        if not rule.get("ports"):
+            lines.append(indent + "To Port: <any> (traffic allowed to all ports)")
+        for port in rule.get("ports") or []:
+            number = port.get("port")
+            shown = "<nil>" if number is None else str(number)
+            protocol = port.get("protocol") or "TCP"
+            if port.get("endPort") is None:
+                lines.append(f"{indent}To Port: {shown}/{protocol}")
+            else:
+                lines.append(f"{indent}To Port Range: {shown}-{port['endPort']}/{protocol}")
+        if not rule.get(peers_key):
+            lines.append(indent + ("From: <any> (traffic not restricted by source)" if ingress
+                                   else "To: <any> (traffic not restricted by destination)"))
+        for peer in rule.get(peers_key) or []:
+            lines.append(indent + ("From:" if ingress else "To:"))
+            pods, namespaces = peer.get("podSelector"), peer.get("namespaceSelector")
+            if namespaces is not None:
+                lines.append(f"  {indent}NamespaceSelector: {format_selector(namespaces)}")
+            if pods is not None:
+                lines.append(f"  {indent}PodSelector: {format_selector(pods)}")
+            if pods is None and namespaces is None and peer.get("ipBlock") is not None:
+                block = peer["ipBlock"]
+                lines += [f"  {indent}IPBlock:", f"    {indent}CIDR: {block.get('cidr', '')}",
+                          f"    {indent}Except: {', '.join(block.get('except') or [])}"]
+        if i != len(rules) - 1:
+            lines.append(indent + "----------")
+    return lines
+
+
+def describe_networkpolicy(obj: dict) -> str:
+    """kubectl describe networkpolicy (describeNetworkPolicy): the header, then the spec as
+    its describer words it; no events (kubectl shows none for NetworkPolicies)."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    head = (f"Name:\t{meta.get('name', '')}\nNamespace:\t{meta.get('namespace', '')}\n"
+            f"Created on:\t{go_time(meta.get('creationTimestamp'))}\n"
+            + _multiline("Labels", meta.get("labels"))
+            + _multiline("Annotations", meta.get("annotations"), annotations=True))
+    selector = spec.get("podSelector") or {}
+    lines = ["Spec:", "  PodSelector:     " + (
+        format_selector(selector) if selector.get("matchLabels") or selector.get("matchExpressions")
+        else "<none> (Allowing the specific traffic to all pods in this namespace)")]
+    types = spec.get("policyTypes") or []
+    for kind, key, peers in (("Ingress", "ingress", "from"), ("Egress", "egress", "to")):
+        if kind in types:
+            lines.append(f"  Allowing {key} traffic:")
+            lines += _policy_rules(spec.get(key) or [], peers, "    ")
+        else:
+            lines.append(f"  Not affecting {key} traffic")
+    lines.append("  Policy Types: " + (", ".join(types) or "<none>"))
+    return tabwrite(head + "\n".join(lines) + "\n")

@@ -42,6 +42,7 @@ def names(kind: str, wide: bool) -> list[str]:
      ["Containers", "Images", "Selector"]),
     ("EndpointSlice", ["Name", "AddressType", "Ports", "Endpoints", "Age"], []),
     ("Ingress", ["Name", "Class", "Hosts", "Address", "Ports", "Age"], []),
+    ("NetworkPolicy", ["Name", "Pod-Selector", "Age"], []),
 ])
 def test_columns_are_upstreams(kind: str, plain: list[str], wide_only: list[str]) -> None:
     assert names(kind, wide=False) == plain

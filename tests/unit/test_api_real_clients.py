@@ -1,7 +1,8 @@
 """Lists and watches as real clients use them, against an in-process API server: kubectl 1.37
 and Debian's kubectl 1.20 (server-side Tables, -o wide, field and label selectors, chunked
 lists, get -w, delete's wait), the official Python client (pages, watch), raw HTTP for what
-clients do not show (406, bookmarks, the initial-events bookmark), and the testbed's client."""
+clients do not show (406, bookmarks, the initial-events bookmark), and the testbed's client;
+NetworkPolicies through kubectl's apply, get, describe and delete."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from testbed.apiclient import Client, Informer
+from testbed.kubectl.format import describe
 from tests.unit.conftest import KUBECTLS, kubectl_runner, start_api
 
 VERSIONS = ["1.37", "1.20"]
@@ -260,6 +262,78 @@ def test_delete_returns_promptly(server, tmp_path: Path, version: str) -> None:
     assert out.returncode == 0, out.stderr
     assert gone_at and 0 <= done - gone_at[0] < 5  # it waited for the deletion, then returned
     assert call(server, "GET", "/api/v1/namespaces/default/pods/web-1")[0] == 404
+
+
+NETWORK_POLICY = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: db
+  namespace: shop
+  labels: {tier: data, app: shop}
+  annotations:
+    note: "LONG"
+    multi: |
+      first line
+      second line
+spec:
+  podSelector:
+    matchLabels: {role: db}
+  ingress:
+  - from:
+    - ipBlock: {cidr: 172.17.0.0/16, except: [172.17.1.0/24]}
+    - namespaceSelector: {matchLabels: {project: myproject}}
+      podSelector: {matchExpressions: [{key: role, operator: In, values: [web, api]}]}
+    ports:
+    - {protocol: TCP, port: 6379}
+    - {port: 32000, endPort: 32768}
+  - {}
+  egress:
+  - to: [{ipBlock: {cidr: 10.0.0.0/24}}]
+    ports: [{protocol: UDP, port: dns}, {protocol: SCTP}]
+""".replace("LONG", "x" * 150)   # longer than describe shows: cut, below its key
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_network_policies_with_kubectl(server, tmp_path: Path, version: str) -> None:
+    """kubectl apply, get, describe and delete a NetworkPolicy; describe is kubectl's own
+    (its describer reading the stored object), and must read as testbed describe prints it."""
+    run = kubectl(server, tmp_path, version)
+    out = run("apply", "-f", "-", input=NETWORK_POLICY)
+    assert out.returncode == 0, out.stderr
+    assert "networkpolicy.networking.k8s.io/db created" in out.stdout
+    out = run("get", "netpol", "-A")
+    assert out.returncode == 0, out.stderr
+    header, rows = table(out.stdout)
+    assert header == ["NAMESPACE", "NAME", "POD-SELECTOR", "AGE"]
+    assert rows["shop"][1:3] == ["db", "role=db"]
+    out = run("get", "networkpolicies.networking.k8s.io", "db", "-n", "shop", "-o", "json")
+    stored = json.loads(out.stdout)
+    assert stored["spec"]["policyTypes"] == ["Ingress", "Egress"]             # defaulted
+    assert stored["spec"]["ingress"][0]["ports"][1] == {"port": 32000, "endPort": 32768,
+                                                        "protocol": "TCP"}
+    out = run("describe", "netpol", "db", "-n", "shop", extra_env={"TZ": "UTC"})
+    assert out.returncode == 0, out.stderr
+    if version == "1.20":  # its NetworkPolicyPort has no endPort yet: the range is one port
+        for port in stored["spec"]["ingress"][0]["ports"]:
+            port.pop("endPort", None)
+    else:
+        assert "    To Port Range: 32000-32768/TCP\n" in out.stdout
+    assert out.stdout == describe(stored)   # kubectl's last-applied annotation left out
+    assert "    To Port: <nil>/SCTP\n" in out.stdout
+    assert "      PodSelector: role in (api,web)\n" in out.stdout
+    out = run("get", "all", "-n", "shop")
+    assert "networkpolicy" not in out.stdout + out.stderr   # not in the category "all"
+    out = run("get", "ns", "shop", "--show-labels")
+    assert "kubernetes.io/metadata.name=shop" in out.stdout
+    out = run("delete", "netpol", "db", "-n", "shop")
+    assert out.returncode == 0, out.stderr
+    assert call(server, "GET", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/db"
+                )[0] == 404
 
 
 # -- the Python client -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 (server-side fieldValidation=Strict, explain from /openapi/v3) create and apply manifests
 without --validate=false, refuse unknown fields as each version does, and explain fields;
 the official Python client creates objects (it checks bodies itself, so it cannot send an
-unknown field)."""
+unknown field); NetworkPolicies likewise, through both kubectls and the Python client."""
 
 from __future__ import annotations
 
@@ -120,6 +120,76 @@ def test_explain_prints_fields_and_descriptions(server, tmp_path: Path, version:
         assert "FIELD: ports <[]ContainerPort>" in ports.stdout
         assert "rollingUpdate <RollingUpdateDeployment>" in text
         assert "ENUM:" in run("explain", "pods.spec.restartPolicy").stdout
+
+
+POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: client}}
+    ports: [{port: 80}]
+"""
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_network_policies_validate_and_explain_against_the_servers_schema(
+        server, tmp_path: Path, version: str) -> None:
+    run = kubectl_runner(version, f"http://127.0.0.1:{server.port}", tmp_path / "home")
+    out = run("create", "-f", "-", input=POLICY)
+    assert out.returncode == 0, out.stderr
+    assert "networkpolicy.networking.k8s.io/web created" in out.stdout
+    assert _get(server, "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/web")
+    bad = POLICY.replace("name: web", "name: bad").replace("- from:", "- form:")
+    out = run("apply", "-f", "-", input=bad)
+    assert out.returncode != 0, out.stdout
+    if version == "1.20":  # client-side, from the v2 protobuf
+        assert ('ValidationError(NetworkPolicy.spec.ingress[0]): unknown field "form" in '
+                "io.k8s.api.networking.v1.NetworkPolicyIngressRule") in out.stderr
+    else:  # server-side strict decoding
+        assert 'strict decoding error: unknown field "spec.ingress[0].form"' in out.stderr
+    assert _get(server, "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/bad") \
+        is None
+    explained = run("explain", "networkpolicy.spec.ingress.from.ipBlock")
+    assert explained.returncode == 0, explained.stderr
+    text = " ".join(explained.stdout.split())
+    assert "cidr <string> -required-" in text and "except <[]string>" in text
+    assert "A CIDR, less exceptions; not with the selectors." in text
+    if version != "1.20":
+        assert "FIELD: ipBlock <IPBlock>" in explained.stdout
+
+
+def test_the_python_client_creates_network_policies(server) -> None:
+    import kubernetes
+    config = kubernetes.client.Configuration(host=f"http://127.0.0.1:{server.port}")
+    with kubernetes.client.ApiClient(config) as client:
+        net = kubernetes.client.NetworkingV1Api(client)
+        c = kubernetes.client
+        body = c.V1NetworkPolicy(
+            metadata=c.V1ObjectMeta(name="py"),
+            spec=c.V1NetworkPolicySpec(
+                pod_selector=c.V1LabelSelector(match_labels={"app": "py"}),
+                egress=[c.V1NetworkPolicyEgressRule(
+                    to=[c.V1NetworkPolicyPeer(ip_block=c.V1IPBlock(
+                        cidr="10.0.0.0/8", _except=["10.1.0.0/16"]))],
+                    ports=[c.V1NetworkPolicyPort(port=53, protocol="UDP"),
+                           c.V1NetworkPolicyPort(port=30000, end_port=30100)])]))
+        made = net.create_namespaced_network_policy("default", body, field_validation="Strict")
+        assert made.spec.policy_types == ["Ingress", "Egress"]     # defaulted by the server
+        assert made.spec.egress[0].ports[1].protocol == "TCP"
+        assert made.spec.egress[0].to[0].ip_block._except == ["10.1.0.0/16"]
+        assert [p.metadata.name for p in
+                net.list_namespaced_network_policy("default").items] == ["py"]
+        body.metadata.name = "wrong"
+        body.spec.egress[0].ports[1].end_port = 29999
+        with pytest.raises(kubernetes.client.ApiException) as err:
+            net.create_namespaced_network_policy("default", body)
+        assert err.value.status == 422
+        assert ("spec.egress[0].ports[1].endPort: Invalid value: 29999: must be greater than or "
+                "equal to `port`") in json.loads(err.value.body)["message"]
 
 
 def test_the_python_client_creates_objects(server) -> None:

@@ -82,9 +82,8 @@ def _drop_unset(parent: dict, keys: tuple[str, ...]) -> None:
 def _policy_types(ck: Checker, p: Path_, spec: dict) -> None:
     """SetDefaults_NetworkPolicy, then the last part of ValidateNetworkPolicySpec."""
     if "policyTypes" not in spec:
-        egress = spec.get("egress")
-        spec["policyTypes"] = ["Ingress"] + (["Egress"] if isinstance(egress, list) and egress
-                                             else [])
+        # len(egress) != 0 (an egress of the wrong shape is refused elsewhere)
+        spec["policyTypes"] = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
         return
     types = ck.get(spec, "policyTypes", p, "array")
     if types is None:

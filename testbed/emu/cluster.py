@@ -9,7 +9,9 @@ The pod network and runtime alone, without a control plane, are emu/podlab.py's 
 benchmarks and the runtime's own tests).
 
 `endpoint(name)` turns a pod, node, gateway, client or Service name into the namespace to act
-from and the address to reach, for probes and the CLI.
+from and the address to reach, for probes and the CLI. A pod is NAMESPACE/NAME, or a bare NAME
+when one namespace only has a pod of that name (`find_pod`; several: KeyError naming them,
+which scenarios refuse at load already).
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ class Cluster:
         host = self.network.hosts.get(name) if self.network else None
         if host is not None:
             return Endpoint(name, host.role, host.pid, host.address)
-        known = sorted([*self.network.hosts, *(p.name for p in pods.values())])
+        known = sorted([*self.network.hosts, *(p.key for p in pods.values())])   # NAMESPACE/NAME
         raise KeyError(f"no pod, node or client is named {name!r} (known: {', '.join(known)})")
 
     def address_of(self, name: str) -> IPv4Address:

@@ -36,7 +36,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from testbed.api.meta import selector_matches
+from testbed.api.meta import object_key, selector_matches
 
 INGRESS, EGRESS = "Ingress", "Egress"
 DIRECTIONS = (INGRESS, EGRESS)
@@ -85,7 +85,8 @@ def pod_info(obj: Mapping) -> PodInfo | None:
                 named.append((str(port["name"]), str(port.get("protocol") or "TCP"),
                               int(port["containerPort"])))
     labels = tuple(sorted((meta.get("labels") or {}).items()))
-    return PodInfo(meta.get("namespace") or "default", meta.get("name") or "",
+    namespace, name = object_key(obj)
+    return PodInfo(namespace, name,
                    str(status.get("podIP") or ""), str(spec.get("nodeName") or ""), labels,
                    tuple(named), bool(spec.get("hostNetwork")))
 
@@ -178,9 +179,10 @@ def _rules(raw: object, peers_key: str) -> tuple[Rule, ...]:
 def parse_policy(obj: Mapping) -> Policy:
     """A NetworkPolicy object (validated by the API server) as the rules need it. policyTypes
     is defaulted here too, as the API server defaults it, for objects that skipped it."""
-    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    spec = obj.get("spec") or {}
     types = spec.get("policyTypes") or [INGRESS] + ([EGRESS] if spec.get("egress") else [])
-    return Policy(meta.get("namespace") or "default", meta.get("name") or "",
+    namespace, name = object_key(obj)
+    return Policy(namespace, name,
                   _selector_json(spec.get("podSelector")) or "{}",
                   _rules(spec.get("ingress"), "from") if INGRESS in types else None,
                   _rules(spec.get("egress"), "to") if EGRESS in types else None)

@@ -24,10 +24,11 @@ enforces an empty policy set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from testbed.api.meta import object_key
 from testbed.api.sharing import Lock, Unshared
 from testbed.netpol import iptables, nftables
 from testbed.netpol.model import (
@@ -108,9 +109,8 @@ class _Changes:
         self._set(obj, True)
 
 
-def _key(obj: Mapping) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
+def _key(obj: dict) -> str:
+    return "/".join(object_key(obj))
 
 
 def _pod(obj: dict) -> tuple[str, PodInfo | None]:

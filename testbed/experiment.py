@@ -153,6 +153,14 @@ class Cluster:
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
         self._c.client.delete(kind, namespace, name)
 
+    def label(self, kind: str, name: str, labels: dict[str, str | None],
+              namespace: str | None = "default") -> dict:
+        """Set labels of a Pod or Namespace (or any object) in place, as `kubectl label
+        --overwrite` does; None removes one. The object as stored after it."""
+        if kind == "Namespace":
+            namespace = None
+        return self._c.client.merge_patch(kind, namespace, name, {"metadata": {"labels": labels}})
+
     def scale(self, deployment: str, replicas: int, namespace: str = "default") -> None:
         self._c.client.scale("Deployment", namespace, deployment, replicas)
 
@@ -228,7 +236,7 @@ class Cluster:
     # -- faults ------------------------------------------------------------------------------
 
     def kill(self, agent: str, node: str | None = None) -> None:
-        """End an agent (apiserver, kubelet NODE, kube-proxy NODE) as a crash would."""
+        """End an agent (apiserver, kubelet NODE, kube-proxy NODE, netpol NODE) as a crash would."""
         self._c.cp.kill(agent, node or self.topology.master.name)
 
     def restart(self, agent: str, node: str | None = None) -> None:
@@ -272,6 +280,15 @@ class Cluster:
         c = self._c
         pid = c.network.pid(node)
         return nat_table(pid, proxy_mode(c.record.directory, node, pid), chain)
+
+    def netpol(self, node: str) -> str:
+        """A node's NetworkPolicy rules as its agent wrote them (its KUBE-NWPLCY/KUBE-POD-FW
+        chains and KUBE-NP ipsets, or the `kube-netpol` nftables table)."""
+        from testbed.emu.inspect import netpol_mode, netpol_rules
+
+        c = self._c
+        pid = c.network.pid(node)
+        return netpol_rules(pid, netpol_mode(c.record.directory, node, pid))
 
     def conntrack(self, node: str, protocol: str | None = None) -> str:
         from testbed.emu.inspect import conntrack_table

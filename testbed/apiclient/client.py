@@ -108,14 +108,15 @@ class Client:
     # -- raw requests
 
     def request(self, method: str, path: str, body: Any = None,
-                query: dict[str, Any] | None = None) -> Any:
+                query: dict[str, Any] | None = None,
+                content_type: str = "application/json") -> Any:
         """The decoded JSON answer of one request; ApiError for a Status failure."""
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         for attempt in (1, 2):
             conn = getattr(self._local, "conn", None)
             reused = conn is not None
@@ -202,6 +203,12 @@ class Client:
             if err.code == 404:
                 return None
             raise
+
+    def merge_patch(self, kind: str, namespace: str | None, name: str, patch: dict) -> dict:
+        """PATCH with an RFC 7386 merge patch, as `kubectl label` and `annotate` do; the object
+        as stored after it."""
+        return self.request("PATCH", resource_for(kind).path(namespace, name), patch,
+                            content_type="application/merge-patch+json")
 
     def scale(self, kind: str, namespace: str, name: str, replicas: int) -> dict:
         r = resource_for(kind)

@@ -19,6 +19,7 @@ import time
 from mininet.cli import CLI
 
 from testbed.emu.cluster import Cluster
+from testbed.emu.controlplane import AGENTS, ControlPlaneError
 from testbed.emu.probes import probe_icmp
 from testbed.emu.record import alive
 from testbed.node.psview import format_rows, ps_rows
@@ -154,23 +155,27 @@ class ClusterCLI(CLI):
 
     def _agent(self, action: str, line: str) -> None:
         words = line.split()
-        if self.cluster.cp is None or not words or words[0] not in ("apiserver", "kubelet", "kube-proxy"):
-            print(f"*** usage: {action} apiserver | kubelet NODE | kube-proxy NODE")
+        if self.cluster.cp is None or not words or words[0] not in AGENTS:
+            print(f"*** usage: {action} apiserver | kubelet NODE | kube-proxy NODE | netpol NODE")
             return
         node = words[1] if len(words) > 1 else self.cluster.topo.master.name
-        if action == "kill":
-            self.cluster.cp.kill(words[0], node)
-            print(f"*** {words[0]} on {node} killed")
-        else:
-            agent = self.cluster.cp.restart(words[0], node)
-            print(f"*** {words[0]} on {node} started (pid {agent.pid})")
+        try:
+            if action == "kill":
+                self.cluster.cp.kill(words[0], node)
+                print(f"*** {words[0]} on {node} killed")
+            else:
+                agent = self.cluster.cp.restart(words[0], node)
+                print(f"*** {words[0]} on {node} started (pid {agent.pid})")
+        except (ControlPlaneError, KeyError) as err:
+            print(f"*** {action} {words[0]} on {node}: {err}")
 
     def do_kill(self, line: str) -> None:
-        """kill apiserver | kubelet NODE | kube-proxy NODE: end that process, as a crash would"""
+        """kill apiserver | kubelet NODE | kube-proxy NODE | netpol NODE: end that process, as a
+        crash would"""
         self._agent("kill", line)
 
     def do_restart(self, line: str) -> None:
-        """restart apiserver | kubelet NODE | kube-proxy NODE: start it again"""
+        """restart apiserver | kubelet NODE | kube-proxy NODE | netpol NODE: start it again"""
         self._agent("restart", line)
 
     def do_nat(self, line: str) -> None:
@@ -182,6 +187,14 @@ class ClusterCLI(CLI):
             words = line.split()
             mode = proxy_mode(self.cluster.record.directory, found[0], found[1])
             print(nat_table(found[1], mode, words[1] if len(words) > 1 else None), end="")
+
+    def do_netpol(self, line: str) -> None:
+        """netpol NODE: the node's NetworkPolicy rules (its chains and ipsets, or its nftables table)."""
+        from testbed.emu.inspect import netpol_mode, netpol_rules
+
+        found = self._node_pid(line, "netpol")
+        if found:
+            print(netpol_rules(found[1], netpol_mode(self.cluster.record.directory, *found)), end="")
 
     def do_conntrack(self, line: str) -> None:
         """conntrack NODE [tcp|udp]: the node's connection tracking entries (conntrack -L)."""

@@ -13,8 +13,6 @@ a merge patch of the labels (null removes one) to the API server, as `kubectl la
 from __future__ import annotations
 
 import dataclasses
-import http.client
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +20,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.api.meta import object_key
-from testbed.api.resources import resource_for
-from testbed.apiclient.client import UnixHTTPConnection, error_from
 from testbed.emu import faults
 from testbed.emu.inspect import InspectError
 from testbed.emu.probes import (
@@ -289,27 +285,6 @@ def resolve_pod(cluster, ref: PodRef):
     return pods[0]
 
 
-def merge_patch(client, kind: str, namespace: str | None, name: str, patch: dict) -> dict:
-    """PATCH an object with an RFC 7386 merge patch (application/merge-patch+json), as kubectl
-    label and annotate do; the object as stored after it. ApiError when refused."""
-    from urllib.parse import urlsplit
-
-    url = urlsplit(client.address)
-    conn = UnixHTTPConnection(url.path, client.timeout) if url.scheme == "unix" else \
-        http.client.HTTPConnection(url.hostname, url.port or 80, timeout=client.timeout)
-    try:
-        conn.request("PATCH", resource_for(kind).path(namespace, name), json.dumps(patch),
-                     {"Content-Type": "application/merge-patch+json", "Accept": "application/json",
-                      "User-Agent": client.user_agent})
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    if resp.status >= 400:
-        raise error_from(resp.status, raw)
-    return json.loads(raw)
-
-
 def label_step(cluster, action: Label) -> Outcome:
     """Set and remove labels of a pod or namespace in place (kubectl label --overwrite)."""
     if action.pod is not None:
@@ -318,8 +293,8 @@ def label_step(cluster, action: Label) -> Outcome:
     else:
         kind, namespace, name, shown = "Namespace", None, action.namespace, \
             f"namespace {action.namespace}"
-    obj = merge_patch(cluster.client, kind, namespace, name,
-                      {"metadata": {"labels": dict(action.labels)}})
+    obj = cluster.client.merge_patch(kind, namespace, name,
+                                     {"metadata": {"labels": dict(action.labels)}})
     labels = (obj.get("metadata") or {}).get("labels") or {}
     now = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
     return Outcome(True, describe(action), f"{shown} labels: {now}", {"labels": labels})

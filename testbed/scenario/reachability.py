@@ -171,7 +171,7 @@ def _ports(ck: Checker, path: Path_, raw: Any) -> tuple[PortSpec, ...]:
         ck.required(path, "e.g. [tcp/80, udp/80, icmp]")
         return ()
     if isinstance(raw, (str, int)) and not isinstance(raw, bool):
-        raw, items = [raw], [(path, raw)]
+        items = [(path, raw)]            # one port, written without brackets
     elif ck.is_type(path, raw, "array"):
         items = [(path + (i,), item) for i, item in enumerate(raw)]
     else:
@@ -237,7 +237,7 @@ def _exceptions(ck: Checker, path: Path_, raw: Any) -> tuple[tuple[Peer, Peer], 
     if raw is None:
         return ()
     if isinstance(raw, str):
-        raw, items = [raw], [(path, raw)]
+        items = [(path, raw)]            # one pair, written without brackets
     elif ck.is_type(path, raw, "array"):
         items = [(path + (i,), item) for i, item in enumerate(raw)]
     else:

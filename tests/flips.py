@@ -71,6 +71,8 @@ PR = "tests/unit/test_proxy_rules.py"
 PG = "tests/unit/test_proxy_golden.py"
 PF = "tests/unit/test_proxy_packet_flows.py"
 PH = "tests/unit/test_proxy_healthcheck.py"
+NPR = "tests/unit/test_netpol_rules.py"
+NPS = "tests/unit/test_netpol_syncer.py"
 PL = "tests/unit/test_emu_podlab.py"
 KINDS = "tests/unit/test_api_kinds.py::test_endpointslice"   # a test id works too
 F = "tests/unit/test_decisions_flipped.py"   # the tests this registry asked for
@@ -195,6 +197,23 @@ REGISTRY: list[Decision] = [
     Decision("testbed.proxy.model", "ServicePort.uses_local_endpoints", [PR, PG, PF], main=ALL),
     Decision("testbed.proxy.healthcheck", "health_checks", [PH], main=[
         "if ep.ready and ep.is_local(node_name)"]),
+    # -- NetworkPolicy: upstream's semantics, a node's plan, what a sync writes ------------------
+    # (each function's first condition by default; FLIPS=all runs all 131, none survives)
+    Decision("testbed.netpol.model", "selects", [NPR]),
+    Decision("testbed.netpol.model", "_side_allows", [NPR]),
+    Decision("testbed.netpol.model", "allows", [NPR]),
+    Decision("testbed.netpol.model", "_port_matches", [NPR]),
+    Decision("testbed.netpol.model", "_peer_matches_pod", [NPR]),
+    Decision("testbed.netpol.model", "_in_block", [NPR]),
+    Decision("testbed.netpol.model", "block_networks", [NPR], main=["elif net.subnet_of(hole)"]),
+    Decision("testbed.netpol.model", "pod_info", [NPR]),
+    Decision("testbed.netpol.model", "parse_policy", [NPR]),
+    Decision("testbed.netpol.model", "_planned_rule", [NPR]),
+    Decision("testbed.netpol.model", "resolve", [NPR, NPS], main=["if not selects(policy, pod)"]),
+    Decision("testbed.netpol.syncer", "PolicySyncer.sync", [NPS], main=[
+        "if not full and not self.dirty"]),
+    Decision("testbed.netpol.syncer", "PolicySyncer._apply_iptables", [NPS, NPR]),
+    Decision("testbed.netpol.syncer", "PolicySyncer._apply_nftables", [NPS, NPR]),
     # -- the benchmark pod lab's placement -------------------------------------------------------
     Decision("testbed.emu.podlab", "least_loaded", [PL, C], main=[
         'if spec["nodeName"] not in names', ".get(k) == v", "if not fits"]),

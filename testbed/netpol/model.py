@@ -200,8 +200,7 @@ def _in_block(ip: str, peer: Peer) -> bool:
 
 def _peer_matches_pod(peer: Peer, policy_ns: str, pod: PodInfo,
                       namespaces: Mapping[str, Mapping[str, str]]) -> bool:
-    if peer.cidr is not None:
-        return bool(pod.ip) and _in_block(pod.ip, peer)
+    """Does a selector peer (not an ipBlock: those match addresses) match `pod`?"""
     if peer.namespace_selector is None:
         in_namespace = pod.namespace == policy_ns
     else:

@@ -77,7 +77,7 @@ def _tcp_hostname(port: int) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("", port))
-    listener.listen(128)
+    listener.listen(4096)
     while True:
         conn, peer = listener.accept()
         sys.stderr.write(f"TCP request from {peer[0]}:{peer[1]}\n")
@@ -109,8 +109,14 @@ def _netexec_udp(text: str, peer) -> str:
     return ""
 
 
+class _Server(ThreadingHTTPServer):
+    # Go's net.Listen takes the kernel's somaxconn; Python's default backlog of 5 overflows
+    # when a reachability step connects to one server from ten pods at once.
+    request_queue_size = 4096
+
+
 def _serve_http(port: int, handler) -> None:
-    server = ThreadingHTTPServer(("", port), handler)
+    server = _Server(("", port), handler)
     server.daemon_threads = True
     server.serve_forever()
 

@@ -279,6 +279,47 @@ def test_host_network_pods_are_not_isolated_nor_peers(cluster):
     assert "10.0.0.5" not in cluster.kernels["w1"].restores[-1] if cluster.mode == "iptables" else True
 
 
+def test_a_host_network_pod_is_only_an_address_to_policies():
+    policies = [parse_policy(policy("x", "from-a", {"podSelector": {}, "ingress": [
+        {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "a"}}}]}]}))]
+    host = model.pod_info(pod_object("y/a", "10.0.0.5", "w1"))
+    host = model.PodInfo(host.namespace, host.name, host.ip, host.node, host.labels,
+                         host.named_ports, host_network=True)
+    pod = model.pod_info(pod_object("y/a", "10.244.2.5", "w2"))
+    target = model.pod_info(pod_object("x/b", "10.244.1.5", "w1"))
+    namespaces = {n: namespace_object(n)["metadata"]["labels"] for n in "xy"}
+    assert model.allows(policies, namespaces, pod, target)
+    assert not model.allows(policies, namespaces, host, target)   # its labels do not count
+    # and as a destination, a host-network pod is not isolated, nor a pod peer of egress
+    assert model.allows(policies, namespaces, target, host)
+    out = [parse_policy(policy("x", "to-a", {"podSelector": {}, "policyTypes": ["Egress"],
+                                             "egress": [{"to": [{"namespaceSelector": {},
+                                                                 "podSelector": {"matchLabels": {"pod": "a"}}}]}]}))]
+    assert model.allows(out, namespaces, target, pod)
+    assert not model.allows(out, namespaces, target, host)
+
+
+def test_only_named_container_ports_are_named_ports():
+    obj = pod_object("x/a", "10.244.1.5", "w1", ports=[
+        {"containerPort": 80, "protocol": "TCP"}, {"name": "web", "containerPort": 8080}])
+    assert model.pod_info(obj).named_ports == (("web", "TCP", 8080),)
+
+
+def test_an_egress_named_port_with_selector_and_block_peers_reaches_both(cluster):
+    # x/a may send to its own namespace's b pods, or to anything in w1's pod range, on the
+    # named port serve-81-tcp; z/a (on w1) is reached through the block, y/b (w1) too
+    cluster.add(policy("x", "out", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                    "policyTypes": ["Egress"],
+                                    "egress": [{"to": [{"podSelector": {"matchLabels": {"pod": "b"}}},
+                                                       {"ipBlock": {"cidr": "10.244.1.0/24"}}],
+                                                "ports": [{"port": "serve-81-tcp"}]}]}))
+    assert cluster.passes("x/a", "x/b", "TCP", 81)
+    assert cluster.passes("x/a", "z/a", "TCP", 81) and cluster.passes("x/a", "y/b", "TCP", 81)
+    assert not cluster.passes("x/a", "y/a", "TCP", 81)         # w2, not a b of x
+    assert not cluster.passes("x/a", "z/a", "TCP", 80)
+    expect(cluster, True, [("x/a", "*")], "TCP", 80)
+
+
 def test_empty_from_list_and_empty_rule_allow_everyone(cluster):
     cluster.add(policy("x", "all", {"podSelector": {}, "ingress": [{}]}),
                 policy("y", "all", {"podSelector": {}, "ingress": [{"from": [], "ports": []}]}))

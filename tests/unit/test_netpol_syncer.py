@@ -58,6 +58,20 @@ def test_nothing_changed_nothing_written(kernel):
     assert not s.dirty and s.sync().skipped and writes(kernel) == before
 
 
+def test_the_generation_counts_syncs_that_applied_something(kernel):
+    s = fed(kernel)
+    s.sync()
+    assert s.generation == 1
+    s.sync()                                                   # skipped
+    assert s.generation == 1
+    s.pod_changes.on_update({}, pod_object("x/c", C, "w2", {"pod": "c", "role": "client"}))
+    s.sync()                                                   # one set
+    assert s.generation == 2
+    s.pod_changes.on_update({}, pod_object("x/c", C, "w2", {"pod": "c", "role": "client", "z": "1"}))
+    result = s.sync()                                          # nothing policies use changed
+    assert result.ok and not result.rules and result.sets == 0 and s.generation == 2
+
+
 def test_a_peer_label_change_rewrites_a_set_not_the_rules(kernel):
     s = fed(kernel)
     s.sync()

@@ -9,6 +9,9 @@
         timeout: 1                     # per probe, seconds (default 1)
         retryFor: 5                    # re-probe mismatching cells until they match (default 0)
         loopback: ignore               # pod -> itself: probed and shown, not judged; or check
+        via: pod                       # or service: each destination through a Service that
+                                       # selects it (its ClusterIP and the probed port), as
+                                       # upstream's netpol prober connects to s-NS-POD
       expect:
         allow: all                     # or deny: all
         except: ["x/b -> x/a", "y/* -> x/a", "* -> z/c"]
@@ -40,7 +43,8 @@ from testbed.spec.validation import Checker, is_dns1123_label, is_dns1123_subdom
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 ICMP = "icmp"
-REACHABILITY_KEYS = {"pods", "from", "to", "ports", "timeout", "retryFor", "loopback"}
+REACHABILITY_KEYS = {"pods", "from", "to", "ports", "timeout", "retryFor", "loopback", "via"}
+VIA = ("pod", "service")
 EXPECT_FORMS = ("allow", "deny", "matrix")
 LOOPBACK = ("ignore", "check")
 DEFAULT_TIMEOUT = 1.0
@@ -84,6 +88,7 @@ class Reachability:
     retry_for: float = 0.0
     check_loopback: bool = False
     shorthand: bool = False           # written as pods: (sources and destinations alike)
+    via: str = "pod"                  # pod: the pod's IP; service: a Service selecting it
 
     def describe(self) -> str:
         ports = ",".join(map(str, self.ports))
@@ -111,6 +116,10 @@ def parse_reachability(ck: Checker, path: Path_, raw: dict) -> Reachability | No
     retry_for = ck.number(m, "retryFor", where, default=0.0, maximum=MAX_SECONDS, unit=DAY)
     loopback = ck.enum(m, "loopback", where, list(LOOPBACK)) if m.get("loopback") is not None \
         else "ignore"
+    via = ck.enum(m, "via", where, list(VIA)) if m.get("via") is not None else "pod"
+    if via == "service" and any(p.protocol == ICMP for p in ports):
+        ck.invalid(where + ("via",), via, "icmp cannot go through a Service (a ClusterIP "
+                                          "answers no ping): probe icmp with via: pod")
     expect = None
     if raw.get("expect") is None:
         ck.required(path + ("expect",), "allow: all or deny: all (with except), or a matrix")
@@ -119,7 +128,7 @@ def parse_reachability(ck: Checker, path: Path_, raw: dict) -> Reachability | No
     if len(ck.problems) > before or expect is None or timeout is None or retry_for is None:
         return None
     return Reachability(sources, destinations, ports, expect, timeout, retry_for,
-                        loopback == "check", "pods" in m)
+                        loopback == "check", "pods" in m, via or "pod")
 
 
 def _members(ck: Checker, where: Path_, m: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:

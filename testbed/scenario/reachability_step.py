@@ -72,14 +72,61 @@ def locate(cluster, names: tuple[str, ...], views: dict) -> list[Located]:
     return out
 
 
-def probe_cell(port: PortSpec, source: Located, destination: Located, timeout: float) -> Observation:
-    """One cell: can `source` reach `destination`'s pod IP on `port`?"""
+Targets = dict[tuple[int, PortSpec], tuple[IPv4Address, int] | str]
+
+
+def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec, ...]) -> Targets:
+    """via: service: for each destination and port, the ClusterIP and port of a Service of the
+    destination's namespace that selects it and serves that protocol and port (upstream's
+    netpol prober connects to the pod's own Service, s-NS-POD), or why there is none."""
+    out: Targets = {}
+    by_namespace: dict[str, list[dict]] = {}
+    selected: dict[tuple[str, str], set[str]] = {}      # (namespace, selector) -> pod names
+    for j, d in enumerate(destinations):
+        namespace = d.member.namespace
+        if d.problem or namespace is None:
+            continue
+        if namespace not in by_namespace:
+            by_namespace[namespace] = cluster.client.list("Service", namespace)[0]
+        chosen: dict[PortSpec, tuple[IPv4Address, int]] = {}
+        for svc in by_namespace[namespace]:
+            spec = svc.get("spec") or {}
+            selector, ip = spec.get("selector") or {}, spec.get("clusterIP")
+            if not selector or not ip or ip == "None":
+                continue
+            text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+            if (namespace, text) not in selected:
+                selected[(namespace, text)] = {p.name for p in cluster.pods_matching(namespace, text)}
+            if d.member.name not in selected[(namespace, text)]:
+                continue
+            for port in ports:
+                if port not in chosen and any(
+                        int(sp.get("port", 0)) == port.port
+                        and str(sp.get("protocol") or "TCP").lower() == port.protocol
+                        for sp in spec.get("ports") or []):
+                    chosen[port] = (IPv4Address(ip), int(port.port))
+        for port in ports:
+            out[(j, port)] = chosen.get(port) or (
+                f"no Service of namespace {namespace} selects {d.member.label} with a "
+                f"{port.protocol.upper()} port {port.port}")
+    return out
+
+
+def probe_cell(port: PortSpec, source: Located, destination: Located, timeout: float,
+               target: tuple[IPv4Address, int] | str | None = None) -> Observation:
+    """One cell: can `source` reach `destination`'s pod IP on `port` (or, via a Service,
+    `target`: its address and port, or why there is none)?"""
     if source.problem or source.pid is None:
         return Observation(False, source.problem or "no namespace", failure=ERROR)
     if destination.problem or destination.address is None:
         return Observation(False, destination.problem or f"{destination.member.label} has no IP",
                            failure=ERROR)
+    if isinstance(target, str):
+        return Observation(False, target, failure=ERROR)
     pid, address = source.pid, destination.address
+    if target is not None:
+        address, service_port = target
+        port = PortSpec(port.protocol, service_port)
     if port.protocol == "icmp":
         return probe_icmp(pid, address, timeout)
     if port.protocol == "udp":
@@ -93,12 +140,13 @@ Cell = tuple[PortSpec, int, int]   # port, source index, destination index
 
 
 def probe_cells(cells: list[Cell], sources: list[Located], destinations: list[Located],
-                timeout: float) -> dict[Cell, Observation]:
-    """Every cell at once, from threads."""
+                timeout: float, targets: Targets | None = None) -> dict[Cell, Observation]:
+    """Every cell at once, from threads (`targets`: the Services of a step via service)."""
     if not cells:
         return {}
     with ThreadPoolExecutor(max_workers=min(len(cells), MAX_THREADS)) as pool:
-        found = pool.map(lambda c: probe_cell(c[0], sources[c[1]], destinations[c[2]], timeout),
+        found = pool.map(lambda c: probe_cell(c[0], sources[c[1]], destinations[c[2]], timeout,
+                                              None if targets is None else targets[(c[2], c[0])]),
                          cells)
         return dict(zip(cells, found, strict=True))
 
@@ -120,7 +168,8 @@ def run_reachability(cluster, step: Reachability,
              for j in range(len(destinations))]
     index_from = {m.label: i for i, m in enumerate(froms)}
     index_to = {m.label: j for j, m in enumerate(tos)}
-    seen = probe_cells(cells, sources, destinations, step.timeout)
+    targets = service_targets(cluster, destinations, step.ports) if step.via == "service" else None
+    seen = probe_cells(cells, sources, destinations, step.timeout, targets)
     rounds = 1
     deadline = started + step.retry_for
     while True:
@@ -132,7 +181,7 @@ def run_reachability(cluster, step: Reachability,
             break
         time.sleep(RETRY_PAUSE)
         rounds += 1
-        seen.update(probe_cells(wrong, sources, destinations, step.timeout))
+        seen.update(probe_cells(wrong, sources, destinations, step.timeout, targets))
     tables = "\n\n".join(report(expected, observed[port], judged[port], str(port))
                          for port in step.ports)
     for line in tables.splitlines():
@@ -150,7 +199,8 @@ def _observed(port: PortSpec, seen: dict[Cell, Observation], froms: list[Member]
 
 
 def _expectation(step: Reachability) -> str:
-    return f"{step.expect.describe()} on {', '.join(map(str, step.ports))}"
+    via = " through Services" if step.via == "service" else ""
+    return f"{step.expect.describe()} on {', '.join(map(str, step.ports))}{via}"
 
 
 def _observed_text(judged: dict[PortSpec, Judgement], details: dict,
@@ -187,7 +237,7 @@ def _details(step: Reachability, expected: Table, observed: dict[PortSpec, Table
                         "Expected blocked pod connection was instead ALLOWED")})
     return {
         "from": [m.label for m in froms], "to": [m.label for m in tos],
-        "ports": [str(p) for p in step.ports], "expected": pretty(expected),
+        "ports": [str(p) for p in step.ports], "via": step.via, "expected": pretty(expected),
         "observed": {str(p): pretty(t) for p, t in observed.items()},
         "comparison": {str(p): pretty(compare(expected, t)) for p, t in observed.items()},
         "correct": sum(j.correct for j in judged.values()),

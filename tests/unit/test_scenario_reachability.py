@@ -839,3 +839,71 @@ def test_a_network_policy_is_deleted_by_kind_and_name(write):
         ("steps[2].delete.name", 'Invalid value: "deny-all": no NetworkPolicy of the cluster, the '
                                  "scenario's manifests or an earlier apply step (NetworkPolicies: "
                                  "x/deny-all)")]
+
+
+# -- via: service -----------------------------------------------------------------------------------
+
+def test_via_defaults_to_the_pod_and_can_be_a_service(load):
+    assert only(load, "  - {reachability: {pods: [a], ports: [80]}, expect: {allow: all}}\n") \
+        .action.via == "pod"
+    step = only(load, "  - {reachability: {pods: [x/a], ports: [tcp/80, udp/81], via: service}, "
+                      "expect: {allow: all}}\n")
+    assert step.action.via == "service"
+
+
+@pytest.mark.parametrize(("steps", "expected"), [
+    ("  - {reachability: {pods: [a], ports: [icmp], via: service}, expect: {allow: all}}\n",
+     ['3: steps[0].reachability.via: Invalid value: "service": icmp cannot go through a Service '
+      "(a ClusterIP answers no ping): probe icmp with via: pod"]),
+    ("  - {reachability: {pods: [a], ports: [80], via: node}, expect: {allow: all}}\n",
+     ['3: steps[0].reachability.via: Unsupported value: "node": supported values: "pod", '
+      '"service"']),
+])
+def test_via_problems(problems, steps, expected):
+    assert problems(steps) == expected
+
+
+class _ServiceCluster:
+    """What service_targets reads: Services by namespace, and pods by selector."""
+
+    def __init__(self, services: list[dict], pods: dict[tuple[str, str], list[str]]):
+        self.services, self.pods = services, pods
+
+        class _Client:
+            def list(inner, kind, namespace):   # noqa: N805 - a stand-in's method
+                assert kind == "Service"
+                return [s for s in services if s["metadata"]["namespace"] == namespace], "1"
+
+        self.client = _Client()
+
+    def pods_matching(self, namespace, selector):
+        from types import SimpleNamespace
+        return [SimpleNamespace(name=n) for n in self.pods.get((namespace, selector), [])]
+
+
+def _svc(namespace, name, selector, ip, ports):
+    return {"metadata": {"namespace": namespace, "name": name},
+            "spec": {"selector": selector, "clusterIP": ip,
+                     "ports": [{"port": p, "protocol": proto} for p, proto in ports]}}
+
+
+def test_service_targets_pick_a_service_that_selects_the_pod_with_the_port():
+    from ipaddress import IPv4Address
+
+    from testbed.scenario.reachability_step import Located, service_targets
+
+    cluster = _ServiceCluster(
+        [_svc("x", "s-x-a", {"pod": "a"}, "10.96.0.10", [(80, "TCP"), (81, "UDP")]),
+         _svc("x", "other", {"pod": "b"}, "10.96.0.11", [(80, "TCP")]),
+         _svc("x", "headless", {"pod": "a"}, "None", [(81, "TCP")]),
+         _svc("y", "s-y-a", {"pod": "a"}, "10.96.0.12", [(80, "TCP")])],
+        {("x", "pod=a"): ["a"], ("x", "pod=b"): ["b"], ("y", "pod=a"): ["a"]})
+    dests = [Located(Member("x/a", "a", "x"), 1, IPv4Address("10.244.1.2")),
+             Located(Member("y/a", "a", "y"), 2, IPv4Address("10.244.2.2"))]
+    tcp80, udp81, tcp81 = PortSpec("tcp", 80), PortSpec("udp", 81), PortSpec("tcp", 81)
+    targets = service_targets(cluster, dests, (tcp80, udp81, tcp81))
+    assert targets[(0, tcp80)] == (IPv4Address("10.96.0.10"), 80)
+    assert targets[(0, udp81)] == (IPv4Address("10.96.0.10"), 81)
+    assert targets[(0, tcp81)] == "no Service of namespace x selects x/a with a TCP port 81"
+    assert targets[(1, tcp80)] == (IPv4Address("10.96.0.12"), 80)
+    assert targets[(1, udp81)] == "no Service of namespace y selects y/a with a UDP port 81"

@@ -62,9 +62,15 @@ class FakeIptables:
             elif table != "filter":
                 raise FakeError(f"line outside *filter: {line}")
             elif line.startswith(":"):
-                chains[line[1:].split()[0]] = []
+                name = line[1:].split()[0]
+                if len(name) > 28:
+                    raise FakeError(f"chain name {name!r} too long (28 characters at most)")
+                chains[name] = []
             elif line.startswith("-A "):
                 chain, rule = line[3:].split(" ", 1)
+                for comment in re.findall(r'--comment "([^"]*)"', rule):
+                    if len(comment) > 255:
+                        raise FakeError("comment too long (255 characters at most)")
                 if chain not in chains:
                     raise FakeError(f"no chain {chain}")
                 chains[chain].append(rule)
@@ -113,6 +119,9 @@ class FakeIptables:
                     raise FakeError(f"set {name} exists")
                 sets.setdefault(name, FakeSet(words[2]))
             elif verb == "add":
+                if sets[name].type == "hash:net" and words[2].endswith("/0"):
+                    raise FakeError("ipset: The value of the CIDR parameter of the IP address "
+                                    "is invalid")      # as the kernel refuses a /0
                 sets[name].members.add(words[2])
             elif verb == "flush":
                 sets[name].members.clear()
@@ -300,6 +309,8 @@ def _read_table(table: NftTable, lines) -> None:
         if not m:
             raise FakeError(f"cannot read: {line}")
         kind, name = m.groups()
+        if len(name) > 255:
+            raise FakeError(f"{kind} name too long: Numerical result out of range")
         body = []
         for inner in lines:
             inner = inner.strip()
@@ -314,6 +325,10 @@ def _read_table(table: NftTable, lines) -> None:
                     table.hooks[hook.group(1)] = name
                 else:
                     rules.append(b)
+            for b in rules:
+                for comment in re.findall(r'comment "([^"]*)"', b):
+                    if len(comment) > 128:
+                        raise FakeError("comment too long, 128 characters maximum allowed")
             if name in table.chains:
                 raise FakeError(f"chain {name} exists")
             table.chains[name] = rules

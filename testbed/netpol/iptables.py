@@ -88,7 +88,21 @@ class Rendered:
     sets: Mapping[str, IPSet]
 
 
+def ipset_networks(nets: tuple[str, ...]) -> tuple[str, ...]:
+    """Networks as a hash:net set takes them: it refuses a /0 prefix, so 0.0.0.0/0 (an ipBlock
+    of "anywhere") goes in as its two halves, as kube-router writes it."""
+    out: list[str] = []
+    for net in nets:
+        out += ["0.0.0.0/1", "128.0.0.0/1"] if net.endswith("/0") else [net]
+    return tuple(out)
+
+
+COMMENT_MAX = 256     # xt_comment's limit
+
+
 def _comment(text: str) -> str:
+    if len(text) > COMMENT_MAX - 1:
+        text = text[:COMMENT_MAX - 4] + "..."
     return f'-m comment --comment "{text}"'
 
 
@@ -122,7 +136,8 @@ def _peer_matches(rule: PlannedRule) -> list[tuple[str, IPSet | None]]:
         s = IPSet(set_name(rule, "P"), SET_TYPES["P"], rule.peers.pods, f"{what}: pods")
         out.append((f"-m set --match-set {s.name} {side}", s))
     if rule.peers.has_nets:
-        s = IPSet(set_name(rule, "N"), SET_TYPES["N"], rule.peers.nets, f"{what}: ipBlocks")
+        s = IPSet(set_name(rule, "N"), SET_TYPES["N"], ipset_networks(rule.peers.nets),
+                  f"{what}: ipBlocks")
         out.append((f"-m set --match-set {s.name} {side}", s))
     return out
 

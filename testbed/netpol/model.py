@@ -57,6 +57,7 @@ class PodInfo:
     labels: tuple[tuple[str, str], ...] = ()
     named_ports: tuple[tuple[str, str, int], ...] = ()   # (name, protocol, containerPort)
     host_network: bool = False
+    terminating: bool = False                   # deletionTimestamp set: on its way out
 
     @property
     def key(self) -> str:
@@ -89,7 +90,7 @@ def pod_info(obj: Mapping) -> PodInfo | None:
     namespace, name = object_key(obj)
     return PodInfo(namespace, name,
                    str(status.get("podIP") or ""), str(spec.get("nodeName") or ""), labels,
-                   tuple(named), bool(spec.get("hostNetwork")))
+                   tuple(named), bool(spec.get("hostNetwork")), bool(meta.get("deletionTimestamp")))
 
 
 def namespace_labels(obj: Mapping) -> tuple[str, dict[str, str]]:
@@ -396,7 +397,7 @@ class _Resolver:
 def _ip_key(ip: str) -> int:
     """An address as a number, to sort by (an IPv4Address per comparison cost a resolve of
     1,000 pods and 200 policies over a second)."""
-    return int(ipaddress.IPv4Address(ip))
+    return int(ipaddress.ip_address(ip))
 
 
 def _planned_rule(r: _Resolver, policy: Policy, direction: str, index: int, rule: Rule,
@@ -442,8 +443,8 @@ def resolve(policies: Iterable[Policy], pods: Iterable[PodInfo],
     policies = sorted(policies, key=lambda p: p.key)
     pods = list(pods)
     r = _Resolver(pods, namespaces)
-    local = sorted((p for p in pods if p.node == node and p.ip and not p.host_network),
-                   key=lambda p: p.key)
+    local, warnings = _one_pod_per_address(
+        p for p in pods if p.node == node and p.ip and not p.host_network)
     by_ns: dict[str, list[Policy]] = {}
     for policy in policies:
         by_ns.setdefault(policy.namespace, []).append(policy)
@@ -467,4 +468,21 @@ def resolve(policies: Iterable[Policy], pods: Iterable[PodInfo],
         rules = tuple(_planned_rule(r, policy, direction, i, rule, targets[key])
                       for i, rule in enumerate(policy.rules(direction) or ()))
         planned.append(PlannedPolicy(key, direction, rules))
-    return Plan(node, tuple(protected), tuple(planned), len(pods), len(policies))
+    return Plan(node, tuple(protected), tuple(planned), len(pods), len(policies), tuple(warnings))
+
+
+def _one_pod_per_address(pods: Iterable[PodInfo]) -> tuple[list[PodInfo], list[str]]:
+    """This node's pods by key, one per address: a pod on its way out keeps its IP in its
+    status until it is gone, and its successor may already hold it. The living pod wins (two
+    living pods on one address: the last by key, and a warning)."""
+    by_ip: dict[str, list[PodInfo]] = {}
+    for pod in pods:
+        by_ip.setdefault(pod.ip, []).append(pod)
+    out, warnings = [], []
+    for ip, holders in by_ip.items():
+        holders.sort(key=lambda p: (not p.terminating, p.key))
+        out.append(holders[-1])
+        if len(holders) > 1 and not holders[-2].terminating:
+            warnings.append(f"pods {', '.join(p.key for p in holders)} all hold {ip}: "
+                            f"policing it as {holders[-1].key}")
+    return sorted(out, key=lambda p: p.key), warnings

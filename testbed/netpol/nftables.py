@@ -27,6 +27,7 @@ contents changed flushes and refills those sets, also in one transaction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -40,17 +41,38 @@ SET_MARK = f"meta mark set meta mark | {MARK:#010x}"
 PRIORITY = "filter - 5"
 
 
+NAME_MAX = 200     # the kernel takes 255 characters; a namespace and a pod name take up to 317
+
+
+def _name(text: str) -> str:
+    """`text` as a chain or set name: itself when short enough, else a readable head and a hash
+    of the whole (so that two long names never meet)."""
+    if len(text) <= NAME_MAX:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{text[:NAME_MAX - 17]}-{digest}"
+
+
+COMMENT_MAX = 128  # nft refuses longer comments
+
+
+def _comment(who: str, what: str) -> str:
+    """`who` + `what`, with `who` cut short (ending in "...") to fit a comment."""
+    room = COMMENT_MAX - len(what)
+    return (who if len(who) <= room else who[:room - 3] + "...") + what
+
+
 def pod_chain(pod_key: str, direction: str) -> str:
-    return f"pod-{direction.lower()}-{pod_key}"
+    return _name(f"pod-{direction.lower()}-{pod_key}")
 
 
 def policy_chain(policy_key: str, direction: str) -> str:
-    return f"policy-{direction.lower()}-{policy_key}"
+    return _name(f"policy-{direction.lower()}-{policy_key}")
 
 
 def set_name(rule: PlannedRule, kind: str, port_index: int = 0) -> str:
     base = f"rule-{rule.policy}/{rule.direction.lower()}/{rule.index}"
-    return f"{base}/port-{port_index}" if kind == "port" else f"{base}/{kind}"
+    return _name(f"{base}/port-{port_index}" if kind == "port" else f"{base}/{kind}")
 
 
 @dataclass(frozen=True)
@@ -121,8 +143,7 @@ def render(plan: Plan) -> Rendered:
             maps[direction].append(f"{p.pod.ip} : jump {name}")
             body = [CLEAR, *(f"jump {policy_chain(k, direction)}" for k in keys),
                     f"meta mark & {MARK:#010x} == {MARK:#010x} return",
-                    f'counter drop comment "{p.pod.key}: {direction.lower()} not allowed by its '
-                    'NetworkPolicies"']
+                    f'counter drop comment "{_comment(p.pod.key, f": {direction.lower()} not allowed by its NetworkPolicies")}"']
             chains.append(_chain(name, body))
     for policy in plan.policies:
         body = []

@@ -259,6 +259,59 @@ def test_ip_blocks_of_one_rule_are_each_their_own_except(cluster):
     expect(cluster, True)
 
 
+def test_an_ip_block_of_everything(cluster):
+    # hash:net refuses a /0: the iptables mode writes its two halves
+    cluster.add(policy("x", "anywhere", {"podSelector": {}, "policyTypes": ["Egress"],
+                                         "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                                                         "except": ["10.244.2.0/24"]}}]}]}),
+                policy("y", "anywhere", {"podSelector": {}, "ingress": [
+                    {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}))
+    expect(cluster, True, [("x/*", "x/b"), ("x/*", "y/a"), ("x/*", "y/c"), ("x/*", "z/b")])
+    assert cluster.passes("x/a", "8.8.8.8") and cluster.passes("203.0.113.9", "y/a")
+
+
+def test_a_pod_leaving_its_address_to_a_successor(cluster):
+    old = pod_object("x/old", cluster.ip("x/a"), "w1", {"pod": "old"})
+    old["metadata"]["deletionTimestamp"] = "2026-12-07T00:00:00Z"
+    cluster.pods["x/old"] = old
+    # only pod a is isolated; the terminating pod on its address must not take its place
+    cluster.add(policy("x", "a-from-b", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]}))
+    assert cluster.passes("x/b", "x/a") and not cluster.passes("x/c", "x/a")
+    plan = cluster.syncers["w1"].plan
+    assert [p.pod.key for p in plan.protected] == ["x/a"] and plan.warnings == ()
+    # two living pods on one address: one is chosen, and the plan says so
+    cluster.pods["x/twin"] = pod_object("x/twin", cluster.ip("x/a"), "w1", {"pod": "a"})
+    cluster.sync()
+    plan = cluster.syncers["w1"].plan
+    assert len([p for p in plan.protected if p.pod.ip == cluster.ip("x/a")]) == 1
+    assert plan.warnings and cluster.ip("x/a") in plan.warnings[0]
+
+
+def test_long_names_stay_within_nftables_limits():
+    ns, name = "n" * 63, "p" * 253
+    rule = model.PlannedRule(f"{ns}/{name}", "Ingress", 0, model.PeerSets(False), ())
+    names = [nftables.pod_chain(f"{ns}/{name}", "Ingress"), nftables.pod_chain(f"{ns}/{name}x", "Ingress"),
+             nftables.policy_chain(f"{ns}/{name}", "Egress"), nftables.set_name(rule, "pods"),
+             nftables.set_name(rule, "port", 3)]
+    assert all(len(n) <= nftables.NAME_MAX for n in names) and len(set(names)) == len(names)
+    assert nftables.pod_chain("x/a", "Ingress") == "pod-ingress-x/a"      # short ones as they are
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_longest_names_apply(mode):
+    ns, name = "n" * 63, "p" * 253
+    kernel = FakeIptables() if mode == "iptables" else FakeNft()
+    s = PolicySyncer(kernel, "w1")
+    s.namespace_changes.on_add(namespace_object(ns))
+    s.pod_changes.on_add(pod_object(f"{ns}/{name}", "10.244.1.11", "w1"))
+    s.policy_changes.on_add(policy(ns, name, {"podSelector": {}, "egress": [{}], "ingress": [
+        {"from": [{"podSelector": {}}], "ports": [{"port": "serve-80-tcp"}]}]}))
+    result = s.sync()
+    assert result.ok, result.error
+    assert trace(kernel, "FORWARD", "10.9.9.9", "10.244.1.11") == "DROP"
+
+
 def test_ip_block_egress_to_an_address_that_is_no_pod(cluster):
     cluster.add(policy("x", "out", {"podSelector": {}, "policyTypes": ["Egress"],
                                     "egress": [{"to": [{"ipBlock": {"cidr": "172.16.0.0/24"}}]}]}))
@@ -367,7 +420,8 @@ def _random_peer(rng: random.Random) -> dict:
     if kind < 0.8:
         return {"podSelector": _random_selector(rng, ["a", "b", "c"]),
                 "namespaceSelector": _random_selector(rng, ["x", "y", "z"])}
-    block = {"cidr": rng.choice(["10.244.0.0/16", "10.244.1.0/24", "10.244.2.0/25", "10.244.1.12/32"])}
+    block = {"cidr": rng.choice(["10.244.0.0/16", "10.244.1.0/24", "10.244.2.0/25", "10.244.1.12/32",
+                                 "0.0.0.0/0"])}
     if rng.random() < 0.5:
         block["except"] = [rng.choice(["10.244.1.12/32", "10.244.2.0/26", "10.244.1.0/28"])]
         if not all(_within(e, block["cidr"]) for e in block["except"]):

@@ -15,7 +15,10 @@ Start and restart: nothing is written until all three informers have listed, so 
 agent never enforces an empty policy set; its first sync is full: it reads the chains and sets
 in the kernel, rewrites its own and removes the ones its predecessor left that no policy needs
 now. Leftovers of the other mode (the `kube-netpol` nftables table, or the iptables chains,
-jumps and sets) are removed at start. The agent touches only its own chains, table and sets.
+jumps and sets) are removed right after that first sync, so a mode switch never leaves the
+node unpoliced. The agent touches only its own chains, table and sets. Every
+--sync-period (10 s) a sync that has nothing to write still puts the jumps from FORWARD and
+INPUT back in front, should something have got ahead of them.
 
 Death: the rules stay in the kernel, so the policies keep holding while the agent is dead (and
 changes made meanwhile wait for its restart). SIGTERM ends it and leaves the rules in place.
@@ -45,7 +48,9 @@ from testbed.netpol.syncer import DEFAULT_FULL_SYNC_PERIOD, MODES, PolicySyncer,
 
 log = logging.getLogger("testbed.netpol")
 
-DEFAULT_SYNC_PERIOD = 60.0   # seconds: a sync at least this often (skipped when nothing changed)
+# seconds: a sync at least this often; when nothing changed it writes nothing, but puts the
+# jumps from FORWARD and INPUT back in front if something (kube-proxy) got ahead of them
+DEFAULT_SYNC_PERIOD = 10.0
 
 
 def make_backend(mode: str, netns: int | None = None):
@@ -75,7 +80,8 @@ class PolicyAgent:
 
     def __init__(self, syncer: PolicySyncer, client: Any, informer_cls: Any, mode: str, node: str,
                  state_dir: str | None = None, min_sync_period: float = MIN_SYNC_PERIOD,
-                 sync_period: float = DEFAULT_SYNC_PERIOD) -> None:
+                 sync_period: float = DEFAULT_SYNC_PERIOD,
+                 after_first_sync: Callable[[], list[str]] | None = None) -> None:
         self.syncer, self.client, self.informer_cls = syncer, client, informer_cls
         self.mode, self.node, self.state_dir = mode, node, state_dir
         self.runner = SyncRunner(syncer.sync, min_sync_period, sync_period, on_result=self._report)
@@ -83,6 +89,7 @@ class PolicyAgent:
         self.last: SyncResult | None = None
         self.synced = threading.Event()
         self.informers: list[Any] = []
+        self.after_first_sync = after_first_sync
 
     def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
         def record(*objs: Any) -> None:
@@ -126,6 +133,10 @@ class PolicyAgent:
         if result.ok and not result.skipped:
             if self.state_dir:
                 self.write_status()
+            if not self.synced.is_set() and self.after_first_sync is not None:
+                # the other mode's rules go only now, so that the node is never unpoliced
+                for problem in self.after_first_sync():
+                    log.warning("%s", problem)
             self.synced.set()
 
     def status(self) -> NetpolStatus:
@@ -167,12 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.state_dir).mkdir(parents=True, exist_ok=True)
     from testbed.apiclient import Client, Informer
 
-    for problem in cleanup_other_mode(args.mode):
-        log.warning("%s", problem)
     syncer = PolicySyncer(make_backend(args.mode), args.node, full_sync_period=args.full_sync_period,
                           new_lock=threading.Lock)
     agent = PolicyAgent(syncer, Client(args.api, component="netpol"), Informer, args.mode,
-                        args.node, args.state_dir, args.min_sync_period, args.sync_period)
+                        args.node, args.state_dir, args.min_sync_period, args.sync_period,
+                        after_first_sync=lambda: cleanup_other_mode(args.mode))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -167,7 +167,13 @@ class ControlPlane:
         for node in self.topo.workers:
             self.start_agent("kubelet", node)
             self.start_agent("kube-proxy", node)
-            if has_netpol(node):
+        if policed:
+            # After kube-proxy's first sync: it puts its KUBE-FORWARD jump first in FORWARD
+            # when the jump is missing, and that chain accepts marked (NodePort, hairpin)
+            # traffic; the policy agent's jump must come before it, so it is inserted after.
+            self.wait(lambda: all(self._proxy_synced(n.name) for n in policed), timeout,
+                      "kube-proxy's first sync on every worker")
+            for node in policed:
                 self.start_agent("netpol", node)
         self.wait(self._nodes_ready, timeout, "every worker's kubelet to register its Node")
         if policed:
@@ -223,6 +229,13 @@ class ControlPlane:
                     f"timed out after {timeout:g}s waiting for the NetworkPolicy agent on "
                     f"{', '.join(waiting)} to report a sync" + "".join(map(self._netpol_why, waiting)))
             time.sleep(interval)
+
+    def _proxy_synced(self, node: str) -> bool:
+        """Has the running kube-proxy of `node` reported a sync of its own?"""
+        self._check_alive("kube-proxy", node)
+        agent = self.agents.get(f"kube-proxy-{node}")
+        status = rundir.read_proxy_status(self.record.directory, node)
+        return agent is not None and status is not None and status.pid == agent.pid
 
     def _netpol_why(self, node: str, lines: int = 8) -> str:
         """What a NetworkPolicy agent left to go by: its status file and the end of its log."""

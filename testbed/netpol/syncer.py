@@ -159,8 +159,15 @@ class PolicySyncer:
         started = self.clock()
         with self.lock:
             full = self.need_full or started - self.last_full >= self.full_sync_period
-            if not full and not self.dirty:
-                return SyncResult(True, False, skipped=True)
+            skip = not full and not self.dirty
+        if skip:
+            # Nothing to write; still put the jumps back first if something moved them.
+            try:
+                moved = self._ensure_jumps()
+            except Exception as err:  # noqa: BLE001 - report; the next sync tries again
+                return SyncResult(False, False, error=str(err), seconds=self.clock() - started)
+            return SyncResult(True, False, skipped=not moved, rules=moved)
+        with self.lock:
             self.dirty = False
             policies = list(self.policies.values())
             pods = list(self.pods.values())
@@ -205,13 +212,22 @@ class PolicySyncer:
             stale = present_chains - set(r.chains)
             self.backend.restore(r.text + iptables.stale_chains_text(stale))
             self._text, self._chains = r.text, set(r.chains)
-        for builtin, target in iptables.JUMPS:
-            self.backend.ensure_first("filter", builtin, target)
+        self._ensure_jumps()
         stale_sets = present_sets - set(r.sets)
         if stale_sets:
             self.backend.ipset_restore(iptables.ipset_destroy_text(stale_sets))
         self._sets = {name: s for name, s in self._sets.items() if name in r.sets}
         return rules, len(changed)
+
+    def _ensure_jumps(self) -> bool:
+        """iptables mode: the jumps to this agent's chains first in FORWARD and INPUT (ahead of
+        kube-proxy's KUBE-FORWARD, which accepts marked traffic); True if one had moved."""
+        if self.backend.mode != "iptables" or not self._chains:
+            return False
+        moved = False
+        for builtin, target in iptables.JUMPS:
+            moved = self.backend.ensure_first("filter", builtin, target) or moved
+        return moved
 
     def _apply_nftables(self, plan: Plan, full: bool) -> tuple[bool, int]:
         r = nftables.render(plan)

@@ -152,6 +152,28 @@ def test_the_jumps_stay_first_when_something_else_prepends():
     assert kernel.chains_["FORWARD"].count(f"-j {iptables.FORWARD_CHAIN}") == 1
 
 
+def test_a_sync_with_nothing_to_write_still_puts_the_jumps_back_first():
+    kernel = FakeIptables()
+    s = fed(kernel)
+    s.sync()
+    assert s.sync().skipped                                     # nothing moved, nothing done
+    kernel.chains_["FORWARD"].insert(0, "-j KUBE-FORWARD")      # kube-proxy's, inserted later
+    kernel.chains_["KUBE-FORWARD"] = ["-m mark --mark 0x4000/0x4000 -j ACCEPT"]
+    result = s.sync()
+    assert result.ok and not result.skipped and result.rules and result.sets == 0
+    assert kernel.chains_["FORWARD"] == [f"-j {iptables.FORWARD_CHAIN}", "-j KUBE-FORWARD"]
+    assert s.sync().skipped
+
+
+def test_before_its_first_apply_an_agent_inserts_no_jump():
+    kernel = FakeIptables()
+    s = PolicySyncer(kernel, "w1")
+    s.dirty = False
+    s.need_full = False
+    s.last_full = s.clock()
+    assert s.sync().skipped and kernel.chains_["FORWARD"] == []
+
+
 def test_a_temporary_set_left_by_a_dead_agent_is_cleared():
     kernel = FakeIptables()
     kernel.ipset_restore(f"create {iptables.TMP_SET} hash:ip family inet\n")

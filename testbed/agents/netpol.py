@@ -90,12 +90,14 @@ class PolicyAgent:
         self.synced = threading.Event()
         self.informers: list[Any] = []
         self.after_first_sync = after_first_sync
+        self.reported_rv = 0
 
     def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
         def record(*objs: Any) -> None:
             handler(*objs)
-            if self.syncer.dirty:   # only what policies care about (not a pod's readiness)
-                self.runner.request()
+            # Every event asks for a sync: one with nothing to write (a pod's readiness
+            # changed) costs a lock, and moves the reported resourceVersion on.
+            self.runner.request()
         return record
 
     def start_informers(self) -> None:
@@ -130,9 +132,11 @@ class PolicyAgent:
                      "full" if result.full else "partial", result.policies, result.protected,
                      "rewritten" if result.rules else "unchanged", result.sets,
                      result.seconds * 1000)
+        reported = self.reported_rv
+        if result.ok and self.state_dir and (not result.skipped or result.resource_version > reported):
+            self.write_status()
+            self.reported_rv = result.resource_version
         if result.ok and not result.skipped:
-            if self.state_dir:
-                self.write_status()
             if not self.synced.is_set() and self.after_first_sync is not None:
                 # the other mode's rules go only now, so that the node is never unpoliced
                 for problem in self.after_first_sync():
@@ -144,7 +148,7 @@ class PolicyAgent:
         return NetpolStatus(self.mode, self.node, os.getpid(), self.syncs, time.time(), last,
                             len(self.syncer.policies),
                             len(self.syncer.plan.protected) if self.syncer.plan else 0,
-                            self.syncer.generation)
+                            self.syncer.generation, self.syncer.synced_rv)
 
     def write_status(self) -> None:
         write_netpol_status(Path(self.state_dir or "."), self.status())

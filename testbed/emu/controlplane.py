@@ -36,6 +36,9 @@ from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
 API_PORT = 6443
+# What the NetworkPolicy agents watch: a write of one of these is enforced once every running
+# agent reports a resourceVersion at least the write's.
+POLICY_KINDS = ("Pod", "Namespace", "NetworkPolicy")
 AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
 
 
@@ -215,6 +218,43 @@ class ControlPlane:
         agent = self.agents.get(f"netpol-{node}")
         status = rundir.read_netpol_status(self.record.directory, node)
         return agent is not None and status is not None and status.pid == agent.pid
+
+    def policy_version(self, written: list | None = None) -> int:
+        """The resourceVersion the agents must have reached to reflect the pods, namespaces
+        and policies as they are now: the newest of theirs, and of `written` (versions a step's
+        writes returned: a deletion leaves no object to list)."""
+        newest = 0
+        for kind in POLICY_KINDS:
+            items, _ = self.client.list(kind)
+            newest = max([newest, *(int(o["metadata"]["resourceVersion"]) for o in items)])
+        for rv in written or []:
+            if str(rv or "").isdigit():
+                newest = max(newest, int(rv))
+        return newest
+
+    def wait_policies_enforced(self, version: int, timeout: float = 10,
+                               interval: float = 0.05) -> list[str]:
+        """Wait until every running NetworkPolicy agent's rules reflect `version` (dead ones
+        hold their rules as they were, and are not waited for); the nodes waited for. A
+        ControlPlaneError names the agents still behind after `timeout` seconds."""
+        nodes = [n.name for n in self.topo.workers if has_netpol(n)
+                 and (a := self.agents.get(f"netpol-{n.name}")) is not None and a.running()]
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = {}
+            for node in nodes:
+                status = rundir.read_netpol_status(self.record.directory, node)
+                agent = self.agents[f"netpol-{node}"]
+                if status is None or status.pid != agent.pid or status.resource_version < version:
+                    behind[node] = status.resource_version if status is not None else 0
+            if not behind:
+                return nodes
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"the NetworkPolicy agents did not enforce the change within {timeout:g}s: "
+                    + ", ".join(f"{n} at resourceVersion {rv}" for n, rv in behind.items())
+                    + f", wanted {version}" + "".join(map(self._netpol_why, behind)))
+            time.sleep(interval)
 
     def wait_netpol(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:
         """Wait until the NetworkPolicy agents of `nodes` have each reported a sync; the

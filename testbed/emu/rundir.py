@@ -269,7 +269,7 @@ class NetpolStatus:
 
         {"mode": MODE, "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
          "last": {... the last SyncResult ...} | null, "policies": N, "pods": N,
-         "generation": N}
+         "generation": N, "resource_version": N}
     """
 
     mode: str                   # iptables | nftables
@@ -281,6 +281,7 @@ class NetpolStatus:
     policies: int = 0           # NetworkPolicies known
     pods: int = 0               # local pods it protects with at least one policy
     generation: int = 0         # bumps on every sync that applied something
+    resource_version: int = 0   # the rules reflect every change up to this resourceVersion
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -295,7 +296,7 @@ class NetpolStatus:
                        int(data.get("syncs") or 0), float(data.get("time") or 0.0),
                        last if isinstance(last, dict) else None,
                        int(data.get("policies") or 0), int(data.get("pods") or 0),
-                       int(data.get("generation") or 0))
+                       int(data.get("generation") or 0), int(data.get("resource_version") or 0))
         except (TypeError, ValueError):
             return None
 

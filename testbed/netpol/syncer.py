@@ -42,6 +42,7 @@ from testbed.netpol.model import (
 )
 
 DEFAULT_FULL_SYNC_PERIOD = 3600.0
+JUMP_CHECK_PERIOD = 5.0      # seconds between checks of the jumps' places when nothing changed
 MODES = ("iptables", "nftables")
 
 
@@ -79,6 +80,9 @@ class SyncResult:
     sets: int = 0              # sets refilled
     protected: int = 0         # this node's pods some policy isolates
     policies: int = 0
+    # every change the informers had delivered up to this resourceVersion is enforced (so a
+    # scenario step can wait for the agents to have caught up with a write of its own)
+    resource_version: int = 0
 
 
 class _Changes:
@@ -89,7 +93,10 @@ class _Changes:
 
     def _set(self, obj: dict, gone: bool) -> None:
         key, value = self.record(obj)
+        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         with self.owner.lock:
+            if rv.isdigit():
+                self.owner.seen_rv = max(self.owner.seen_rv, int(rv))
             before = self.store.get(key)
             if gone or value is None:
                 if key in self.store:
@@ -144,6 +151,9 @@ class PolicySyncer:
         self.dirty = True
         self.need_full = True
         self.last_full = 0.0
+        self.seen_rv = 0            # the highest resourceVersion the handlers were given
+        self.synced_rv = 0          # ... and the highest one the rules now reflect
+        self.jumps_checked = -1e9
         self.generation = 0
         self.plan: Plan | None = None
         # what the last successful apply left
@@ -160,13 +170,21 @@ class PolicySyncer:
         with self.lock:
             full = self.need_full or started - self.last_full >= self.full_sync_period
             skip = not full and not self.dirty
+            rv = self.seen_rv
+            if skip:
+                self.synced_rv = rv        # nothing changed that the rules depend on
         if skip:
-            # Nothing to write; still put the jumps back first if something moved them.
-            try:
-                moved = self._ensure_jumps()
-            except Exception as err:  # noqa: BLE001 - report; the next sync tries again
-                return SyncResult(False, False, error=str(err), seconds=self.clock() - started)
-            return SyncResult(True, False, skipped=not moved, rules=moved)
+            # Nothing to write; still put the jumps back first if something moved them (at
+            # most every JUMP_CHECK_PERIOD: a skipped sync follows every pod status update).
+            moved = False
+            if started - self.jumps_checked >= JUMP_CHECK_PERIOD:
+                self.jumps_checked = started
+                try:
+                    moved = self._ensure_jumps()
+                except Exception as err:  # noqa: BLE001 - report; the next sync tries again
+                    return SyncResult(False, False, error=str(err), seconds=self.clock() - started,
+                                      resource_version=rv)
+            return SyncResult(True, False, skipped=not moved, rules=moved, resource_version=rv)
         with self.lock:
             self.dirty = False
             policies = list(self.policies.values())
@@ -185,13 +203,14 @@ class PolicySyncer:
             return SyncResult(False, full, error=str(err), seconds=self.clock() - started)
         with self.lock:
             self.plan = plan
+            self.synced_rv = max(self.synced_rv, rv)
             if full:
                 self.need_full = False
                 self.last_full = started
             if rules or sets:
                 self.generation += 1
         return SyncResult(True, full, seconds=self.clock() - started, rules=rules, sets=sets,
-                          protected=len(plan.protected), policies=len(policies))
+                          protected=len(plan.protected), policies=len(policies), resource_version=rv)
 
     def _apply_iptables(self, plan: Plan, full: bool) -> tuple[bool, int]:
         r = iptables.render(plan)

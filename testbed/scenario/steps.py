@@ -21,6 +21,7 @@ from pathlib import Path
 
 from testbed.api.meta import object_key
 from testbed.emu import faults
+from testbed.emu.controlplane import POLICY_KINDS, ControlPlaneError
 from testbed.emu.inspect import InspectError
 from testbed.emu.probes import (
     Observation,
@@ -236,7 +237,8 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
     if isinstance(action, Reachability):
         return Outcome(*run_reachability(cluster, action, progress))
     if isinstance(action, Label):
-        return label_step(cluster, action)
+        outcome = label_step(cluster, action)
+        return enforced(cluster, outcome, [outcome.details.get("resourceVersion")])
     if isinstance(action, Sleep):
         time.sleep(action.seconds)
         return Outcome(True, f"sleep {action.seconds:g}s", "slept")
@@ -245,13 +247,21 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
     if isinstance(action, Apply):
         cluster.apply(objects)
         cluster.wait_ready(objects, timeout=90)
-        return Outcome(True, describe(action), f"applied {len(objects)} objects; their pods are ready")
+        return enforced(cluster, Outcome(True, describe(action),
+                                         f"applied {len(objects)} objects; their pods are ready"))
     if isinstance(action, Delete):
         targets = [(o["kind"], *object_key(o)) for o in objects or []]
         if not targets:
             targets = [(action.kind, action.namespace, action.name)]
-        gone = [f"{k} {ns}/{n}" for k, ns, n in targets if cluster.client.delete(k, ns, n) is not None]
-        return Outcome(True, describe(action), f"deleted {', '.join(gone) or 'nothing (already gone)'}")
+        results = [(f"{k} {ns}/{n}", cluster.client.delete(k, ns, n)) for k, ns, n in targets]
+        gone = [name for name, obj in results if obj is not None]
+        # the versions of deletions the policy agents see (not a Service's: they never would)
+        versions = [(obj.get("metadata") or {}).get("resourceVersion")
+                    for (kind, _, _), (_, obj) in zip(targets, results, strict=True)
+                    if isinstance(obj, dict) and kind in POLICY_KINDS]
+        return enforced(cluster, Outcome(True, describe(action),
+                                         f"deleted {', '.join(gone) or 'nothing (already gone)'}"),
+                        versions)
     if isinstance(action, Scale):
         cluster.client.scale("Deployment", action.namespace, action.name, action.replicas)
         return Outcome(True, describe(action), f"{action.namespace}/{action.name} scaled to {action.replicas}")
@@ -270,6 +280,28 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         cluster.cp.wait_agent(agent)   # as the cluster's start does: the next step finds it serving
         return Outcome(True, describe(action), f"{action.agent} on {node} restarted (pid {agent.pid})")
     raise TypeError(f"unknown step action {action!r}")
+
+
+def enforced(cluster, outcome: Outcome, versions: list | None = None) -> Outcome:
+    """After a step that wrote objects (`outcome`, the write's own; `versions`, the
+    resourceVersions its writes returned, as a deletion leaves nothing to list): wait until
+    every running NetworkPolicy agent enforces the cluster as it now is, so that the next step
+    probes the new rules, not the old ones. The outcome fails when they lag behind."""
+    cp = getattr(cluster, "cp", None)
+    if cp is None or not outcome.passed or not any(
+            n.policy_mode != "none" for n in cluster.topo.workers):
+        return outcome
+    started = time.monotonic()
+    try:
+        version = cp.policy_version(versions or [])
+        nodes = cp.wait_policies_enforced(version)
+    except ControlPlaneError as err:
+        return Outcome(False, outcome.expectation, f"{outcome.observed}; but {err}", outcome.details)
+    if nodes:
+        outcome.observed += (f"; enforced by the NetworkPolicy agents of {', '.join(nodes)} "
+                             f"(resourceVersion {version}, {time.monotonic() - started:.2f}s)")
+        outcome.details["enforcedAt"] = version
+    return outcome
 
 
 def resolve_pod(cluster, ref: PodRef):
@@ -297,7 +329,8 @@ def label_step(cluster, action: Label) -> Outcome:
                                      {"metadata": {"labels": dict(action.labels)}})
     labels = (obj.get("metadata") or {}).get("labels") or {}
     now = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
-    return Outcome(True, describe(action), f"{shown} labels: {now}", {"labels": labels})
+    return Outcome(True, describe(action), f"{shown} labels: {now}",
+                   {"labels": labels, "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")})
 
 
 def net_fault(cluster, action: NetFault) -> Outcome:

@@ -7,7 +7,7 @@ import pytest
 
 from testbed.netpol import iptables
 from testbed.netpol.fakes import FakeError, FakeIptables, FakeNft, trace
-from testbed.netpol.syncer import PolicySyncer
+from testbed.netpol.syncer import JUMP_CHECK_PERIOD, PolicySyncer
 from tests.unit.test_netpol_rules import namespace_object, pod_object, policy
 
 A, B, C = "10.244.1.11", "10.244.1.12", "10.244.2.11"
@@ -154,15 +154,43 @@ def test_the_jumps_stay_first_when_something_else_prepends():
 
 def test_a_sync_with_nothing_to_write_still_puts_the_jumps_back_first():
     kernel = FakeIptables()
+    now = [100.0]
     s = fed(kernel)
+    s.clock = lambda: now[0]
     s.sync()
     assert s.sync().skipped                                     # nothing moved, nothing done
     kernel.chains_["FORWARD"].insert(0, "-j KUBE-FORWARD")      # kube-proxy's, inserted later
     kernel.chains_["KUBE-FORWARD"] = ["-m mark --mark 0x4000/0x4000 -j ACCEPT"]
+    now[0] += 1
+    assert s.sync().skipped               # checked at most every JUMP_CHECK_PERIOD
+    now[0] += JUMP_CHECK_PERIOD
     result = s.sync()
     assert result.ok and not result.skipped and result.rules and result.sets == 0
     assert kernel.chains_["FORWARD"] == [f"-j {iptables.FORWARD_CHAIN}", "-j KUBE-FORWARD"]
+    now[0] += JUMP_CHECK_PERIOD
     assert s.sync().skipped
+
+
+def test_a_sync_reports_the_resource_version_its_rules_reflect(kernel):
+    s = fed(kernel)
+    pod = pod_object("x/c", C, "w2", {"pod": "c", "role": "client"})
+    pod["metadata"]["resourceVersion"] = "41"
+    s.pod_changes.on_update({}, pod)
+    assert s.sync().resource_version == 41 and s.synced_rv == 41
+    # a change policies do not see still moves the version on, with nothing written
+    pod = pod_object("x/c", C, "w2", {"pod": "c", "role": "client"})
+    pod["metadata"]["resourceVersion"] = "57"
+    pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    s.pod_changes.on_update({}, pod)
+    result = s.sync()
+    assert result.skipped and result.resource_version == 57 and s.synced_rv == 57
+    # a failed apply reflects nothing new
+    kernel.fail_next = 1
+    gone = policy("x", "a-from-b", {})
+    gone["metadata"]["resourceVersion"] = "60"
+    s.policy_changes.on_delete(gone)
+    assert not s.sync().ok and s.synced_rv == 57
+    assert s.sync().resource_version == 60 and s.synced_rv == 60
 
 
 def test_before_its_first_apply_an_agent_inserts_no_jump():

@@ -125,8 +125,8 @@ class Cluster:
     def apply(self, *paths: str | Path, objects: list[dict] | None = None,
               timeout: float | None = 90) -> list[dict]:
         """Apply manifest files and/or objects (validated first: SpecError names the file
-        and field), then wait up to `timeout` seconds for their pods to be Ready (None: do
-        not wait)."""
+        and field), then wait up to `timeout` seconds for their pods to be Ready and for the
+        NetworkPolicy agents to enforce what changed (None: do not wait)."""
         from testbed.api.manifests import Loaded, check_object, read_manifests
         from testbed.checks import check_loaded, report_warnings
 
@@ -148,18 +148,37 @@ class Cluster:
         self._c.apply(objs)
         if timeout:
             self._c.wait_ready(objs, timeout=timeout)
+            self._enforced()
         return objs
 
+    def _enforced(self, *versions) -> None:
+        """Wait until the running NetworkPolicy agents enforce the cluster as it is now (and
+        the resourceVersions of writes just made), as scenario steps do."""
+        cp = self._c.cp
+        if cp is not None:
+            cp.wait_policies_enforced(cp.policy_version(list(versions)))
+
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        self._c.client.delete(kind, namespace, name)
+        """Delete an object; a policy, pod or namespace's deletion is enforced on return."""
+        from testbed.emu.controlplane import POLICY_KINDS
+
+        gone = self._c.client.delete(kind, None if kind == "Namespace" else namespace, name)
+        if kind in POLICY_KINDS and isinstance(gone, dict):
+            self._enforced((gone.get("metadata") or {}).get("resourceVersion"))
 
     def label(self, kind: str, name: str, labels: dict[str, str | None],
               namespace: str | None = "default") -> dict:
         """Set labels of a Pod or Namespace (or any object) in place, as `kubectl label
-        --overwrite` does; None removes one. The object as stored after it."""
+        --overwrite` does; None removes one. The object as stored after it, once the
+        NetworkPolicy agents enforce the change."""
+        from testbed.emu.controlplane import POLICY_KINDS
+
         if kind == "Namespace":
             namespace = None
-        return self._c.client.merge_patch(kind, namespace, name, {"metadata": {"labels": labels}})
+        obj = self._c.client.merge_patch(kind, namespace, name, {"metadata": {"labels": labels}})
+        if kind in POLICY_KINDS:
+            self._enforced((obj.get("metadata") or {}).get("resourceVersion"))
+        return obj
 
     def scale(self, deployment: str, replicas: int, namespace: str = "default") -> None:
         self._c.client.scale("Deployment", namespace, deployment, replicas)

@@ -164,7 +164,9 @@ class Informer:
             else:
                 return  # BOOKMARK and the like
         if type_ == "DELETED":
-            self._call(self.on_delete, old or obj)
+            # the event's object, as client-go hands it over: its final state, with the
+            # resourceVersion of the deletion (handlers may wait for that version)
+            self._call(self.on_delete, obj)
         elif old is None:
             self._call(self.on_add, obj)
         else:

@@ -253,7 +253,7 @@ class ControlPlane:
                 raise ControlPlaneError(
                     f"the NetworkPolicy agents did not enforce the change within {timeout:g}s: "
                     + ", ".join(f"{n} at resourceVersion {rv}" for n, rv in behind.items())
-                    + f", wanted {version}" + "".join(map(self._netpol_why, behind)))
+                    + f", wanted {version}" + "".join(map(self._netpol_log, behind)))
             time.sleep(interval)
 
     def wait_netpol(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:
@@ -269,6 +269,12 @@ class ControlPlane:
                     f"timed out after {timeout:g}s waiting for the NetworkPolicy agent on "
                     f"{', '.join(waiting)} to report a sync" + "".join(map(self._netpol_why, waiting)))
             time.sleep(interval)
+
+    def _netpol_log(self, node: str, lines: int = 8) -> str:
+        """The end of a NetworkPolicy agent's log."""
+        log = rundir.agent_log(self.record.directory, f"netpol-{node}")
+        tail = log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
+        return f"\nthe end of {log}:\n  " + ("\n  ".join(tail) if tail else "(empty)")
 
     def _proxy_synced(self, node: str) -> bool:
         """Has the running kube-proxy of `node` reported a sync of its own?"""

@@ -164,6 +164,22 @@ def test_informer_handlers_and_cache(server: ApiServer) -> None:
         inf.stop()
 
 
+def test_a_deletion_hands_over_the_deleted_object_at_its_deletion_version(server: ApiServer) -> None:
+    client = Client(server.url)
+    client.create(pod("gone"))
+    deleted: list[dict] = []
+    inf = Informer(client, "Pod", "default", on_delete=deleted.append).start()
+    try:
+        assert inf.wait_for_sync(5)
+        answer = client.delete("Pod", "default", "gone")
+        until(lambda: len(deleted) == 1)
+        # the version of the deletion (the cached copy had the creation's), as client-go's
+        assert deleted[0]["metadata"]["resourceVersion"] == answer["metadata"]["resourceVersion"]
+        assert deleted[0]["metadata"]["name"] == "gone"
+    finally:
+        inf.stop()
+
+
 def test_informer_resync_hands_out_every_object(server: ApiServer) -> None:
     client = Client(server.url)
     client.create(pod("a"))

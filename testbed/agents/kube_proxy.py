@@ -44,7 +44,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -273,7 +273,46 @@ class HealthServers:
             self._close(port)
 
 
-class KubeProxy:
+class InformedAgent:
+    """What kube-proxy and the NetworkPolicy agent share: informers whose handlers record a
+    change and ask the runner for a sync, and a loop that syncs only once every informer has
+    listed (so that a restarted agent never applies an empty state)."""
+
+    runner: SyncRunner
+    client: Any
+    informer_cls: Any
+    informers: list[Any]
+
+    def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
+        def record(*objs: Any) -> None:
+            handler(*objs)
+            self.runner.request()
+        return record
+
+    def watch(self, kinds: Sequence[tuple[str, Any]]) -> None:
+        """Start an informer per (kind, changes), changes having on_add/on_update/on_delete."""
+        for kind, changes in kinds:
+            self.informers.append(self.informer_cls(
+                self.client, kind, on_add=self._recording(changes.on_add),
+                on_update=self._recording(changes.on_update),
+                on_delete=self._recording(changes.on_delete)).start())
+
+    def sync_when_listed(self, stop: threading.Event, started: str) -> None:
+        """Wait until every informer has listed, log `started`, then run the syncs until
+        `stop`; the informers are stopped on the way out."""
+        try:
+            while not all(i.has_synced() for i in self.informers):
+                if stop.wait(0.05):
+                    return
+            log.info("%s", started)
+            self.runner.request()
+            self.runner.run(stop)
+        finally:
+            for informer in self.informers:
+                informer.stop()
+
+
+class KubeProxy(InformedAgent):
     """Informers -> change trackers -> SyncRunner -> proxier, plus a status file and the
     health check servers."""
 
@@ -289,32 +328,15 @@ class KubeProxy:
         self.synced = threading.Event()  # set after the first successful sync
         self.informers: list[Any] = []
 
-    def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
-        def record(*objs: Any) -> None:
-            handler(*objs)
-            self.runner.request()
-        return record
-
     def start_informers(self) -> None:
-        for kind, tracker in (("Service", self.proxier.service_changes),
-                              ("EndpointSlice", self.proxier.endpoint_changes)):
-            self.informers.append(self.informer_cls(
-                self.client, kind, on_add=self._recording(tracker.on_add),
-                on_update=self._recording(tracker.on_update),
-                on_delete=self._recording(tracker.on_delete)).start())
+        self.watch([("Service", self.proxier.service_changes),
+                    ("EndpointSlice", self.proxier.endpoint_changes)])
 
     def run(self, stop: threading.Event) -> None:
         self.start_informers()
         try:
-            while not all(i.has_synced() for i in self.informers):
-                if stop.wait(0.05):
-                    return
-            log.info("informers synced; first sync (%s mode)", self.opts.mode)
-            self.runner.request()
-            self.runner.run(stop)
+            self.sync_when_listed(stop, f"informers synced; first sync ({self.opts.mode} mode)")
         finally:
-            for informer in self.informers:
-                informer.stop()
             if self.health is not None:
                 self.health.stop()
             if isinstance(self.proxier, UserspaceProxier):

@@ -40,7 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed.agents.kube_proxy import MIN_SYNC_PERIOD, SyncRunner
+from testbed.agents.kube_proxy import MIN_SYNC_PERIOD, InformedAgent, SyncRunner
 from testbed.emu.rundir import NETPOL_STATUS, NetpolStatus, write_netpol_status
 from testbed.net.netns import in_host_netns
 from testbed.netpol import iptables, nftables
@@ -75,7 +75,7 @@ def cleanup_other_mode(mode: str, netns: int | None = None) -> list[str]:
     return []
 
 
-class PolicyAgent:
+class PolicyAgent(InformedAgent):
     """Informers -> syncer -> runner, and the status file."""
 
     def __init__(self, syncer: PolicySyncer, client: Any, informer_cls: Any, mode: str, node: str,
@@ -92,35 +92,13 @@ class PolicyAgent:
         self.after_first_sync = after_first_sync
         self.reported_rv = 0
 
-    def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
-        def record(*objs: Any) -> None:
-            handler(*objs)
-            # Every event asks for a sync: one with nothing to write (a pod's readiness
-            # changed) costs a lock, and moves the reported resourceVersion on.
-            self.runner.request()
-        return record
-
-    def start_informers(self) -> None:
-        for kind, changes in (("Namespace", self.syncer.namespace_changes),
-                              ("Pod", self.syncer.pod_changes),
-                              ("NetworkPolicy", self.syncer.policy_changes)):
-            self.informers.append(self.informer_cls(
-                self.client, kind, on_add=self._recording(changes.on_add),
-                on_update=self._recording(changes.on_update),
-                on_delete=self._recording(changes.on_delete)).start())
-
     def run(self, stop: threading.Event) -> None:
-        self.start_informers()
-        try:
-            while not all(i.has_synced() for i in self.informers):
-                if stop.wait(0.05):
-                    return
-            log.info("informers synced; first sync (%s mode)", self.mode)
-            self.runner.request()
-            self.runner.run(stop)
-        finally:
-            for informer in self.informers:
-                informer.stop()
+        # Every event asks for a sync: one with nothing to write (a pod's readiness changed)
+        # costs a lock, and moves the reported resourceVersion on.
+        self.watch([("Namespace", self.syncer.namespace_changes),
+                    ("Pod", self.syncer.pod_changes),
+                    ("NetworkPolicy", self.syncer.policy_changes)])
+        self.sync_when_listed(stop, f"informers synced; first sync ({self.mode} mode)")
 
     def _report(self, result: SyncResult) -> None:
         self.syncs += 1

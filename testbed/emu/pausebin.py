@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from testbed.emu import rundir
-from testbed.node.images import container_env, image_path
+from testbed.node.images import container_env, image_argv, image_path
 
 SOURCE = Path(__file__).with_name("pause.c")
 CACHE = Path(os.environ.get("TESTBED_CACHE", "/var/cache/testbed"))
@@ -67,4 +67,5 @@ def container_process(pause_bin: str, pause_pid: int, pod_dir: Path, manifest: d
     env = {"PATH": image_path(str(spec.get("image", "")), path), "HOSTNAME": hostname,
            "HOME": str(workdir), "PYTHONUNBUFFERED": "1"}
     env.update(container_env(spec))
+    argv = image_argv(str(spec.get("image", "")), list(argv))
     return enter_argv(pause_bin, pause_pid, pod_dir, rundir.POD_FILES, sysfs=True, chdir=cwd) + argv, env

@@ -49,12 +49,26 @@ ENTRYPOINTS: dict[str, list[str]] = {
 }
 
 
+# Where those images keep their program, as a command or `kubectl exec` names it
+# (`command: [/agnhost, netexec]`, `kubectl exec POD -- /agnhost connect HOST:PORT`).
+IMAGE_PROGRAMS: dict[str, tuple[str, ...]] = {"agnhost": ("/agnhost", "agnhost")}
+
+
+def image_argv(image: str, argv: list[str]) -> list[str]:
+    """`argv` as run in a container of `image`: the image's own program, named by its path in
+    the image, becomes the testbed's (there is no image filesystem)."""
+    name = image_name(image)
+    if argv and argv[0] in IMAGE_PROGRAMS.get(name, ()) and ENTRYPOINTS.get(name):
+        return ENTRYPOINTS[name] + argv[1:]
+    return argv
+
+
 def container_argv(container: dict, env: dict[str, str]) -> list[str]:
     """The argv a container runs; ImageError when it cannot be known."""
     command = [expand(c, env) for c in container.get("command") or []]
     args = [expand(a, env) for a in container.get("args") or []]
     if command:
-        return command + args
+        return image_argv(str(container.get("image", "")), command + args)
     name = image_name(str(container.get("image", "")))
     if name in ENTRYPOINTS:
         entry = ENTRYPOINTS[name]

@@ -6,6 +6,11 @@ this instead, with the same arguments:
     agnhost netexec [--http-port=8080] [--udp-port=8081]
         HTTP: /hostname, /clientip ("IP:PORT" as the server saw it), /echo?msg=, /healthz,
         /exit?code=N; UDP: "hostname", "clientip", "echo TEXT".
+    agnhost connect HOST:PORT [--timeout=1s] [--protocol=tcp|udp|sctp] [--udp-data=hostname]
+        One connection attempt, as upstream's netpol e2e prober runs it (`kubectl exec POD --
+        /agnhost connect s-x-a.x.svc.cluster.local:80 --timeout=1s --protocol=tcp`): exit 0
+        when it connected (UDP: when a reply came), else exit 1 with TIMEOUT, REFUSED, DNS,
+        OTHER or UNKNOWN first on stderr, upstream's words for the failure.
     agnhost serve-hostname [--port=9376] [--tcp] [--udp] [--http=false] [--close]
         Answers every HTTP request, TCP connection (written, then closed) or datagram with the
         pod's hostname. As upstream, HTTP (on by default) cannot be served with --tcp or --udp:
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 import threading
@@ -121,6 +127,69 @@ def _serve_http(port: int, handler) -> None:
     server.serve_forever()
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> float:
+    """Go's time.ParseDuration, in seconds: "1s", "500ms", "1m30s", "0"; ValueError if not."""
+    sign, rest = (-1.0, text[1:]) if text.startswith("-") else (1.0, text.lstrip("+"))
+    if rest == "0":
+        return 0.0
+    total, at = 0.0, 0
+    for m in _DURATION.finditer(rest):
+        if m.start() != at:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        at = m.end()
+    if not rest or at != len(rest):
+        raise ValueError(f'time: invalid duration "{text}"')
+    return sign * total
+
+
+def _fail(word: str, detail: str = "") -> int:
+    sys.stderr.write(f"{word}{': ' + detail if detail else ''}\n")
+    return 1
+
+
+def connect(dest: str, timeout: float, protocol: str, data: str) -> int:
+    """Upstream's connect: 0, or 1 with its word for the failure on stderr."""
+    host, sep, port = dest.rpartition(":")
+    if protocol not in ("", "tcp", "udp", "sctp"):
+        sys.stderr.write(f"Unsupported protocol\n{protocol}")
+        return 1
+    if not sep or not host or not port:
+        return _fail("UNKNOWN", f"address {dest}: missing port in address")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, int(port), type=kind)[0]
+    except (OSError, ValueError) as err:
+        return _fail("DNS", f"lookup {host}: {err}")
+    proto = socket.IPPROTO_SCTP if protocol == "sctp" else 0
+    try:
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        return _fail("OTHER", str(err))
+    sock.settimeout(timeout or None)     # Go: 0 is no timeout of its own
+    try:
+        sock.connect(address)
+        if protocol in ("udp", "sctp"):
+            sock.send(f"{data}\n".encode())
+            if not sock.recv(1024):
+                return _fail("OTHER", "No data received from the server. Cannot guarantee the "
+                                      "server received the request.")
+        return 0
+    except TimeoutError as err:
+        return _fail("TIMEOUT", "" if protocol in ("", "tcp") else str(err))
+    except ConnectionRefusedError as err:
+        return _fail("REFUSED", "" if protocol in ("", "tcp") else str(err))
+    except OSError as err:
+        return _fail("OTHER" if protocol != "udp" else "UNKNOWN", str(err))
+    finally:
+        sock.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agnhost")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,7 +203,20 @@ def main(argv: list[str] | None = None) -> int:
     hostname.add_argument("--http", nargs="?", const="true", default="true")
     hostname.add_argument("--close", nargs="?", const="true", default="false")
     sub.add_parser("pause")
+    probe = sub.add_parser("connect")
+    probe.add_argument("dest", metavar="HOST:PORT")
+    probe.add_argument("--timeout", default="0")
+    probe.add_argument("--protocol", default="tcp")
+    probe.add_argument("--udp-data", default="hostname")
+    probe.add_argument("--sctp-data", default="hostname")
     args = parser.parse_args(argv)
+    if args.command == "connect":
+        try:
+            timeout = go_duration(args.timeout)
+        except ValueError as err:
+            return _fail("UNKNOWN", f'invalid argument "{args.timeout}" for "--timeout" flag: {err}')
+        data = args.sctp_data if args.protocol == "sctp" else args.udp_data
+        return connect(args.dest, timeout, args.protocol, data)
     threads = []
     if args.command == "netexec":
         if args.udp_port > 0:

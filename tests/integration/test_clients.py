@@ -388,6 +388,30 @@ def test_exec(k):
     assert k("exec", "-i", pod, "--", "cat", input="through stdin\n").stdout == "through stdin\n"
 
 
+def test_a_network_policy_applied_with_kubectl_is_probed_as_upstream_probes(k):
+    """upstream's netpol e2e: kubectl exec POD -- /agnhost connect SERVICE:PORT --timeout=1s."""
+    pod = pods_of(k)[0]["metadata"]["name"]
+    probe = ["exec", pod, "--", "/agnhost", "connect", f"web.{k.ns}.svc.cluster.local:80",
+             "--timeout=1s", "--protocol=tcp"]
+    assert k(*probe).returncode == 0
+    policy = k.file("deny.yaml", textwrap.dedent(f"""\
+        apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+        metadata: {{name: deny-web, namespace: {k.ns}}}
+        spec:
+          podSelector: {{matchLabels: {{app: web}}}}
+          policyTypes: [Ingress]
+        """))
+    assert "networkpolicy.networking.k8s.io/deny-web created" in k("apply", "-f", policy).stdout
+    assert "deny-web" in k("get", "netpol").stdout
+    denied = wait_for(lambda: (r := k(*probe, ok=False)).returncode == 1 and r, 10, "the deny")
+    assert denied.stderr.splitlines()[0] == "TIMEOUT"      # dropped, as upstream's CNIs drop
+    refused = k("exec", pod, "--", "/agnhost", "connect", "127.0.0.1:9", "--timeout=1s", ok=False)
+    assert refused.returncode == 1 and refused.stderr.splitlines()[0] == "REFUSED"
+    k("delete", "networkpolicy", "deny-web")
+    wait_for(lambda: k(*probe, ok=False).returncode == 0, 10, "the deletion")
+
+
 def test_exec_with_a_terminal(k):
     pod = pods_of(k)[0]["metadata"]["name"]
     pid, fd = pty.fork()

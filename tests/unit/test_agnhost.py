@@ -13,6 +13,23 @@ import pytest
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
 
+CONNECT = textwrap.dedent("""
+    import subprocess, sys, time
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    servers = [subprocess.Popen([sys.executable, "-m", "testbed.workloads.agnhost", "serve-hostname",
+                                 f"--{p}", "--http=false", "--port=8123"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ("tcp", "udp")]
+    time.sleep(1.0)
+    try:
+        for dest, *flags in [line.split() for line in sys.argv[1:]]:
+            done = subprocess.run([sys.executable, "-m", "testbed.workloads.agnhost", "connect", dest,
+                                   *flags], capture_output=True, text=True)
+            print(done.returncode, done.stderr.strip().replace(chr(10), " | "))
+    finally:
+        for s in servers:
+            s.kill()
+""")
+
 CLIENT = textwrap.dedent("""
     import socket, subprocess, sys, time
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -72,3 +89,53 @@ def test_http_with_close_says_so():
 def test_http_and_tcp_together_are_refused_as_upstream_refuses_them():
     out = run("tcp", "serve-hostname", "--tcp", "--port=8123")
     assert "EXIT 1" in out and "Can't server TCP/UDP mode and HTTP mode at the same time" in out
+
+
+def test_connect_says_what_upstream_says():
+    cases = ["127.0.0.1:8123 --timeout=1s", "127.0.0.1:8124 --timeout=1s",
+             "127.0.0.1:8123 --protocol=udp --timeout=500ms",
+             "127.0.0.1:8124 --protocol=udp --timeout=1s", "10.9.9.9:80 --timeout=1s",
+             "nosuchname.invalid:80 --timeout=1s", "127.0.0.1 --timeout=1s",
+             "127.0.0.1:8123 --timeout=soon", "127.0.0.1:8123 --protocol=sctp --timeout=1s",
+             "127.0.0.1:8123 --protocol=icmp"]
+    result = subprocess.run(["unshare", "-rn", sys.executable, "-c", CONNECT, *cases],
+                            capture_output=True, text=True, timeout=60)
+    if "Operation not permitted" in result.stderr:
+        pytest.skip("user namespaces are not available here")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "0 "                                   # tcp: connected
+    assert lines[1] == "1 REFUSED"
+    assert lines[2] == "0 "                                   # udp: answered
+    assert lines[3].startswith("1 REFUSED: ")
+    assert lines[4].startswith("1 OTHER: ")                   # no route in a bare namespace
+    assert lines[5].startswith("1 DNS: ")
+    assert lines[6].startswith("1 UNKNOWN: ") and "missing port" in lines[6]
+    assert lines[7].startswith("1 UNKNOWN: ") and "invalid duration" in lines[7]
+    assert lines[8].startswith("1 OTHER: ")                   # no SCTP in this kernel (or no server)
+    assert lines[9].startswith("1 Unsupported protocol")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1s", 1.0), ("500ms", 0.5), ("1m30s", 90.0), ("0", 0.0), ("1.5s", 1.5), ("2h", 7200.0),
+    ("100us", 1e-4)])
+def test_go_durations(text, seconds):
+    from testbed.workloads.agnhost import go_duration
+    assert go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "1", "s", "1x", "1s2", "soon"])
+def test_bad_go_durations(text):
+    from testbed.workloads.agnhost import go_duration
+    with pytest.raises(ValueError):
+        go_duration(text)
+
+
+def test_the_image_program_by_its_path_in_the_image():
+    from testbed.node.images import ENTRYPOINTS, container_argv, image_argv
+    image = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+    assert image_argv(image, ["/agnhost", "connect", "x:80"]) == ENTRYPOINTS["agnhost"] + ["connect", "x:80"]
+    assert image_argv(image, ["agnhost", "netexec"]) == ENTRYPOINTS["agnhost"] + ["netexec"]
+    assert image_argv("busybox", ["/agnhost"]) == ["/agnhost"]     # only in agnhost's image
+    assert image_argv(image, ["sh", "-c", "true"]) == ["sh", "-c", "true"]
+    assert container_argv({"image": image, "command": ["/agnhost"], "args": ["pause"]}, {}) \
+        == ENTRYPOINTS["agnhost"] + ["pause"]

@@ -145,39 +145,44 @@ class Cluster:
             raise SpecError(problems)
         report_warnings(result.warnings, sys.stderr)
         objs = result.objects
+        from testbed.scenario.steps import policies_exist
+
+        had_policies = policies_exist(self._c)
         self._c.apply(objs)
         if timeout:
             self._c.wait_ready(objs, timeout=timeout)
-            self._enforced()
+            self._enforced(had_policies)
         return objs
 
-    def _enforced(self, *versions) -> None:
-        """Wait until the running NetworkPolicy agents enforce the cluster as it is now (and
-        the resourceVersions of writes just made), as scenario steps do."""
-        cp = self._c.cp
-        if cp is not None:
-            cp.wait_policies_enforced(cp.policy_version(list(versions)))
+    def _enforced(self, had_policies: bool) -> None:
+        """When there are NetworkPolicies (or were, before a write), wait until the running
+        policy agents enforce the cluster as it is now, as scenario steps do."""
+        from testbed.emu import faults
+        from testbed.scenario.steps import policies_exist
+
+        if had_policies or policies_exist(self._c):
+            self._c.cp.wait_policies_enforced(skip=faults.cut_off(self._c))
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        """Delete an object; a policy, pod or namespace's deletion is enforced on return."""
-        from testbed.emu.controlplane import POLICY_KINDS
+        """Delete an object; the NetworkPolicy agents enforce the deletion on return."""
+        from testbed.scenario.steps import policies_exist
 
-        gone = self._c.client.delete(kind, None if kind == "Namespace" else namespace, name)
-        if kind in POLICY_KINDS and isinstance(gone, dict):
-            self._enforced((gone.get("metadata") or {}).get("resourceVersion"))
+        had_policies = policies_exist(self._c)
+        self._c.client.delete(kind, None if kind == "Namespace" else namespace, name)
+        self._enforced(had_policies)
 
     def label(self, kind: str, name: str, labels: dict[str, str | None],
               namespace: str | None = "default") -> dict:
         """Set labels of a Pod or Namespace (or any object) in place, as `kubectl label
         --overwrite` does; None removes one. The object as stored after it, once the
         NetworkPolicy agents enforce the change."""
-        from testbed.emu.controlplane import POLICY_KINDS
+        from testbed.scenario.steps import policies_exist
 
         if kind == "Namespace":
             namespace = None
+        had_policies = policies_exist(self._c)
         obj = self._c.client.merge_patch(kind, namespace, name, {"metadata": {"labels": labels}})
-        if kind in POLICY_KINDS:
-            self._enforced((obj.get("metadata") or {}).get("resourceVersion"))
+        self._enforced(had_policies)
         return obj
 
     def scale(self, deployment: str, replicas: int, namespace: str = "default") -> None:

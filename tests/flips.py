@@ -211,7 +211,7 @@ REGISTRY: list[Decision] = [
     Decision("testbed.netpol.model", "_planned_rule", [NPR]),
     Decision("testbed.netpol.model", "resolve", [NPR, NPS], main=["if not selects(policy, pod)"]),
     Decision("testbed.netpol.syncer", "PolicySyncer.sync", [NPS], main=[
-        "if not full and not self.dirty"]),
+        "skip = not full and not self.dirty"]),
     Decision("testbed.netpol.syncer", "PolicySyncer._apply_iptables", [NPS, NPR]),
     Decision("testbed.netpol.syncer", "PolicySyncer._apply_nftables", [NPS, NPR]),
     # -- the benchmark pod lab's placement -------------------------------------------------------

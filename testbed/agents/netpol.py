@@ -90,7 +90,7 @@ class PolicyAgent(InformedAgent):
         self.synced = threading.Event()
         self.informers: list[Any] = []
         self.after_first_sync = after_first_sync
-        self.reported_rv = 0
+        self.reported: tuple = ()      # the marks in the status file
 
     def run(self, stop: threading.Event) -> None:
         # Every event asks for a sync: one with nothing to write (a pod's readiness changed)
@@ -110,10 +110,9 @@ class PolicyAgent(InformedAgent):
                      "full" if result.full else "partial", result.policies, result.protected,
                      "rewritten" if result.rules else "unchanged", result.sets,
                      result.seconds * 1000)
-        reported = self.reported_rv
-        if result.ok and self.state_dir and (not result.skipped or result.resource_version > reported):
+        if result.ok and self.state_dir and (not result.skipped or result.caught_up != self.reported):
             self.write_status()
-            self.reported_rv = result.resource_version
+            self.reported = result.caught_up
         if result.ok and not result.skipped:
             if not self.synced.is_set() and self.after_first_sync is not None:
                 # the other mode's rules go only now, so that the node is never unpoliced
@@ -126,7 +125,8 @@ class PolicyAgent(InformedAgent):
         return NetpolStatus(self.mode, self.node, os.getpid(), self.syncs, time.time(), last,
                             len(self.syncer.policies),
                             len(self.syncer.plan.protected) if self.syncer.plan else 0,
-                            self.syncer.generation, self.syncer.synced_rv)
+                            self.syncer.generation,
+                            {kind: [objects, rv] for kind, objects, rv in self.syncer.caught_up})
 
     def write_status(self) -> None:
         write_netpol_status(Path(self.state_dir or "."), self.status())

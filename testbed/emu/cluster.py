@@ -77,6 +77,8 @@ class Cluster:
         self.cp: ControlPlane | None = None
         self.timings: dict[str, float] = {}
         self.partitions: list[list[str]] = []   # iptables rules a partition fault inserted
+        self.partition_groups: list[list[list[str]]] = []   # the groups of each partition fault
+        self.links_down: set[str] = set()       # nodes whose uplink a link fault took down
         self.forwarder: UnixForwarder | None = None   # kubectl's way in, on 127.0.0.1
         self.kubeconfig: Path | None = None
         self.attached = False   # another process owns it (emu/attach.py): down() lets go only

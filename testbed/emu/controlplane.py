@@ -219,41 +219,50 @@ class ControlPlane:
         status = rundir.read_netpol_status(self.record.directory, node)
         return agent is not None and status is not None and status.pid == agent.pid
 
-    def policy_version(self, written: list | None = None) -> int:
-        """The resourceVersion the agents must have reached to reflect the pods, namespaces
-        and policies as they are now: the newest of theirs, and of `written` (versions a step's
-        writes returned: a deletion leaves no object to list)."""
-        newest = 0
+    def policy_marks(self) -> dict[str, list[int]]:
+        """What the agents must hold to reflect the API as it is now, per kind they watch:
+        [objects, the newest resourceVersion among them] (testbed.netpol.syncer's marks)."""
+        marks = {}
         for kind in POLICY_KINDS:
             items, _ = self.client.list(kind)
-            newest = max([newest, *(int(o["metadata"]["resourceVersion"]) for o in items)])
-        for rv in written or []:
-            if str(rv or "").isdigit():
-                newest = max(newest, int(rv))
-        return newest
+            marks[kind] = [len(items), max((int(o["metadata"]["resourceVersion"]) for o in items),
+                                           default=0)]
+        return marks
 
-    def wait_policies_enforced(self, version: int, timeout: float = 10,
-                               interval: float = 0.05) -> list[str]:
-        """Wait until every running NetworkPolicy agent's rules reflect `version` (dead ones
-        hold their rules as they were, and are not waited for); the nodes waited for. A
-        ControlPlaneError names the agents still behind after `timeout` seconds."""
-        nodes = [n.name for n in self.topo.workers if has_netpol(n)
+    def wait_policies_enforced(self, timeout: float = 10, interval: float = 0.1,
+                               skip: dict[str, str] | None = None) -> list[str]:
+        """Wait until every running NetworkPolicy agent's rules reflect the API's pods,
+        namespaces and policies as they are: for each kind, it holds as many objects as the
+        API and has seen the newest one's version (a watch delivers one kind in order, so it
+        has seen every change before it too). Dead agents hold their rules as they were and
+        are not waited for, nor those of `skip` (node -> why: cut off from the API server).
+        The nodes waited for; a ControlPlaneError names the agents still behind."""
+        skip = skip or {}
+        nodes = [n.name for n in self.topo.workers if has_netpol(n) and n.name not in skip
                  and (a := self.agents.get(f"netpol-{n.name}")) is not None and a.running()]
         deadline = time.monotonic() + timeout
         while True:
+            wanted = self.policy_marks() if nodes else {}
             behind = {}
             for node in nodes:
                 status = rundir.read_netpol_status(self.record.directory, node)
                 agent = self.agents[f"netpol-{node}"]
-                if status is None or status.pid != agent.pid or status.resource_version < version:
-                    behind[node] = status.resource_version if status is not None else 0
+                if status is None or status.pid != agent.pid:
+                    behind[node] = "no sync of its own yet"
+                    continue
+                late = [f"{kind} {have or [0, 0]} of {want}" for kind, want in wanted.items()
+                        if (have := status.caught_up.get(kind)) is None or have[0] != want[0]
+                        or have[1] < want[1]]
+                if late:
+                    behind[node] = ", ".join(late)
             if not behind:
                 return nodes
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
-                    f"the NetworkPolicy agents did not enforce the change within {timeout:g}s: "
-                    + ", ".join(f"{n} at resourceVersion {rv}" for n, rv in behind.items())
-                    + f", wanted {version}" + "".join(map(self._netpol_log, behind)))
+                    f"the NetworkPolicy agents did not enforce the change within {timeout:g}s ("
+                    + "; ".join(f"{n}: {why}" for n, why in behind.items())
+                    + ": [objects, newest resourceVersion] seen of the API's)"
+                    + "".join(map(self._netpol_log, behind)))
             time.sleep(interval)
 
     def wait_netpol(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:

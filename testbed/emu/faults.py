@@ -49,6 +49,10 @@ def link(cluster, node: str, up: bool) -> str:
     gateway = _gateway_of(cluster, node)
     run(["ip", "link", "set", uplink(node), "up" if up else "down"], netns=pid)
     if up:
+        cluster.links_down.discard(node)
+    else:
+        cluster.links_down.add(node)
+    if up:
         # The kernel dropped the default route with the link; a real node's network manager
         # would put it back, and so does this.
         run(["ip", "route", "replace", "default", "via", gateway], netns=pid)
@@ -112,6 +116,7 @@ def partition(cluster, groups: list[list[str]]) -> str:
     for rule in rules:
         run(["iptables", "-w", str(XTABLES_WAIT), "-I", *rule], netns=gw)
     cluster.partitions = cluster.partitions + rules
+    cluster.partition_groups = cluster.partition_groups + [[list(g) for g in groups]]
     # Established connections must not slip through on old conntrack entries.
     run(["conntrack", "-F"], netns=gw, check=False)
     return f"{' | '.join(','.join(g) for g in groups)}: {len(rules)} DROP rules on {cluster.topo.gateway_name}"
@@ -130,7 +135,27 @@ def heal(cluster) -> str:
     for rule in rules:
         _delete_rule(rule, gw, "a partition rule")
     cluster.partitions = []
+    cluster.partition_groups = []
     return f"removed {len(rules)} partition rules"
+
+
+def cut_off(cluster) -> dict[str, str]:
+    """The workers these faults have cut off from the API server (node -> how): an uplink
+    down, or a partition that put the master in another group."""
+    master = cluster.topo.master.name
+    down = getattr(cluster, "links_down", set())
+    if master in down:
+        return {w.name: "the master's uplink is down" for w in cluster.topo.workers}
+    out = {node: "its uplink is down" for node in down}
+    for groups in getattr(cluster, "partition_groups", []):
+        home = next((g for g in groups if master in g), None)
+        if home is None:
+            continue
+        for group in groups:
+            if group is not home:
+                for node in group:
+                    out.setdefault(node, "partitioned from the master")
+    return out
 
 
 def readiness(cluster, pod, ok: bool) -> str:

@@ -269,7 +269,7 @@ class NetpolStatus:
 
         {"mode": MODE, "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
          "last": {... the last SyncResult ...} | null, "policies": N, "pods": N,
-         "generation": N, "resource_version": N}
+         "generation": N, "caught_up": {"Pod": [OBJECTS, RV], "Namespace": ..., ...}}
     """
 
     mode: str                   # iptables | nftables
@@ -281,7 +281,8 @@ class NetpolStatus:
     policies: int = 0           # NetworkPolicies known
     pods: int = 0               # local pods it protects with at least one policy
     generation: int = 0         # bumps on every sync that applied something
-    resource_version: int = 0   # the rules reflect every change up to this resourceVersion
+    # what the rules reflect, per kind watched: [objects held, newest resourceVersion seen]
+    caught_up: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -291,13 +292,15 @@ class NetpolStatus:
         if not isinstance(data, dict) or not isinstance(data.get("mode"), str):
             return None
         last = data.get("last")
+        caught = data.get("caught_up") if isinstance(data.get("caught_up"), dict) else {}
         try:
             return cls(data["mode"], str(data.get("node") or ""), int(data.get("pid") or 0),
                        int(data.get("syncs") or 0), float(data.get("time") or 0.0),
                        last if isinstance(last, dict) else None,
                        int(data.get("policies") or 0), int(data.get("pods") or 0),
-                       int(data.get("generation") or 0), int(data.get("resource_version") or 0))
-        except (TypeError, ValueError):
+                       int(data.get("generation") or 0),
+                       {str(k): [int(v[0]), int(v[1])] for k, v in caught.items()})
+        except (TypeError, ValueError, IndexError, KeyError):
             return None
 
 

@@ -441,10 +441,12 @@ def resolve(policies: Iterable[Policy], pods: Iterable[PodInfo],
     """The plan of `node`: its pods that some policy isolates, and the rules those policies
     hold, with every selector resolved to addresses and every named port to numbers."""
     policies = sorted(policies, key=lambda p: p.key)
-    pods = list(pods)
-    r = _Resolver(pods, namespaces)
-    local, warnings = _one_pod_per_address(
-        p for p in pods if p.node == node and p.ip and not p.host_network)
+    given = list(pods)
+    # One pod per address, cluster-wide: a pod on its way out must neither be policed in its
+    # successor's place nor lend it its labels as a peer.
+    addressed, warnings = _one_pod_per_address(p for p in given if p.ip and not p.host_network)
+    r = _Resolver(addressed, namespaces)
+    local = [p for p in addressed if p.node == node]
     by_ns: dict[str, list[Policy]] = {}
     for policy in policies:
         by_ns.setdefault(policy.namespace, []).append(policy)
@@ -468,13 +470,13 @@ def resolve(policies: Iterable[Policy], pods: Iterable[PodInfo],
         rules = tuple(_planned_rule(r, policy, direction, i, rule, targets[key])
                       for i, rule in enumerate(policy.rules(direction) or ()))
         planned.append(PlannedPolicy(key, direction, rules))
-    return Plan(node, tuple(protected), tuple(planned), len(pods), len(policies), tuple(warnings))
+    return Plan(node, tuple(protected), tuple(planned), len(given), len(policies), tuple(warnings))
 
 
 def _one_pod_per_address(pods: Iterable[PodInfo]) -> tuple[list[PodInfo], list[str]]:
-    """This node's pods by key, one per address: a pod on its way out keeps its IP in its
-    status until it is gone, and its successor may already hold it. The living pod wins (two
-    living pods on one address: the last by key, and a warning)."""
+    """Pods by key, one per address: a pod on its way out keeps its IP in its status until it
+    is gone, and its successor may already hold it. The living pod wins (two living pods on
+    one address: the last by key, and a warning)."""
     by_ip: dict[str, list[PodInfo]] = {}
     for pod in pods:
         by_ip.setdefault(pod.ip, []).append(pod)

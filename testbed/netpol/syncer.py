@@ -80,23 +80,40 @@ class SyncResult:
     sets: int = 0              # sets refilled
     protected: int = 0         # this node's pods some policy isolates
     policies: int = 0
-    # every change the informers had delivered up to this resourceVersion is enforced (so a
-    # scenario step can wait for the agents to have caught up with a write of its own)
-    resource_version: int = 0
+    # What the rules reflect, per kind watched: (objects, the newest resourceVersion seen),
+    # so that a scenario step can wait for the agents to have caught up with its writes
+    caught_up: tuple[tuple[str, int, int], ...] = ()
 
 
 class _Changes:
-    """Informer handlers for one kind: `record(obj)` gives (key, value or None to forget)."""
+    """Informer handlers for one kind: `record(obj)` gives (key, value or None to forget).
 
-    def __init__(self, owner: PolicySyncer, store: dict, record: Callable[[dict], tuple[str, object]]):
-        self.owner, self.store, self.record = owner, store, record
+    Besides what policies need of each object, it keeps what the informer has delivered: the
+    objects it holds and the newest resourceVersion of any event (`mark()`). A watch delivers
+    one kind's events in order, so when an agent's mark of a kind equals the API's (as many
+    objects, and it has seen the newest one's version), its view of that kind is the API's."""
+
+    def __init__(self, owner: PolicySyncer, kind: str, store: dict,
+                 record: Callable[[dict], tuple[str, object]]):
+        self.owner, self.kind, self.store, self.record = owner, kind, store, record
+        self.versions: dict[str, int] = {}
+        self.newest = 0
+
+    def mark(self) -> tuple[str, int, int]:
+        """(kind, objects held, newest resourceVersion seen); under the owner's lock."""
+        return self.kind, len(self.versions), self.newest
 
     def _set(self, obj: dict, gone: bool) -> None:
         key, value = self.record(obj)
-        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        text = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        rv = int(text) if text.isdigit() else 0
+        held = _key(obj)
         with self.owner.lock:
-            if rv.isdigit():
-                self.owner.seen_rv = max(self.owner.seen_rv, int(rv))
+            self.newest = max(self.newest, rv)
+            if gone:
+                self.versions.pop(held, None)
+            else:
+                self.versions[held] = rv
             before = self.store.get(key)
             if gone or value is None:
                 if key in self.store:
@@ -145,14 +162,13 @@ class PolicySyncer:
         self.policies: dict[str, Policy] = {}
         self.pods: dict[str, PodInfo] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
-        self.policy_changes = _Changes(self, self.policies, _policy)
-        self.pod_changes = _Changes(self, self.pods, _pod)
-        self.namespace_changes = _Changes(self, self.namespaces, _namespace)
+        self.policy_changes = _Changes(self, "NetworkPolicy", self.policies, _policy)
+        self.pod_changes = _Changes(self, "Pod", self.pods, _pod)
+        self.namespace_changes = _Changes(self, "Namespace", self.namespaces, _namespace)
         self.dirty = True
         self.need_full = True
         self.last_full = 0.0
-        self.seen_rv = 0            # the highest resourceVersion the handlers were given
-        self.synced_rv = 0          # ... and the highest one the rules now reflect
+        self.caught_up: tuple[tuple[str, int, int], ...] = ()   # the marks the rules reflect
         self.jumps_checked = -1e9
         self.generation = 0
         self.plan: Plan | None = None
@@ -170,9 +186,10 @@ class PolicySyncer:
         with self.lock:
             full = self.need_full or started - self.last_full >= self.full_sync_period
             skip = not full and not self.dirty
-            rv = self.seen_rv
+            marks = tuple(c.mark() for c in (self.namespace_changes, self.pod_changes,
+                                             self.policy_changes))
             if skip:
-                self.synced_rv = rv        # nothing changed that the rules depend on
+                self.caught_up = marks     # nothing changed that the rules depend on
         if skip:
             # Nothing to write; still put the jumps back first if something moved them (at
             # most every JUMP_CHECK_PERIOD: a skipped sync follows every pod status update).
@@ -183,8 +200,8 @@ class PolicySyncer:
                     moved = self._ensure_jumps()
                 except Exception as err:  # noqa: BLE001 - report; the next sync tries again
                     return SyncResult(False, False, error=str(err), seconds=self.clock() - started,
-                                      resource_version=rv)
-            return SyncResult(True, False, skipped=not moved, rules=moved, resource_version=rv)
+                                      caught_up=marks)
+            return SyncResult(True, False, skipped=not moved, rules=moved, caught_up=marks)
         with self.lock:
             self.dirty = False
             policies = list(self.policies.values())
@@ -203,14 +220,14 @@ class PolicySyncer:
             return SyncResult(False, full, error=str(err), seconds=self.clock() - started)
         with self.lock:
             self.plan = plan
-            self.synced_rv = max(self.synced_rv, rv)
+            self.caught_up = marks
             if full:
                 self.need_full = False
                 self.last_full = started
             if rules or sets:
                 self.generation += 1
         return SyncResult(True, full, seconds=self.clock() - started, rules=rules, sets=sets,
-                          protected=len(plan.protected), policies=len(policies), resource_version=rv)
+                          protected=len(plan.protected), policies=len(policies), caught_up=marks)
 
     def _apply_iptables(self, plan: Plan, full: bool) -> tuple[bool, int]:
         r = iptables.render(plan)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from testbed.api.meta import object_key
 from testbed.emu import faults
-from testbed.emu.controlplane import POLICY_KINDS, ControlPlaneError
+from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.inspect import InspectError
 from testbed.emu.probes import (
     Observation,
@@ -236,32 +236,14 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         return probe_step(cluster, action, started)
     if isinstance(action, Reachability):
         return Outcome(*run_reachability(cluster, action, progress))
-    if isinstance(action, Label):
-        outcome = label_step(cluster, action)
-        return enforced(cluster, outcome, [outcome.details.get("resourceVersion")])
+    if isinstance(action, (Label, Apply, Delete)):
+        had_policies = policies_exist(cluster)      # before the write: it may delete them
+        return enforced(cluster, write_step(cluster, action, objects), had_policies)
     if isinstance(action, Sleep):
         time.sleep(action.seconds)
         return Outcome(True, f"sleep {action.seconds:g}s", "slept")
     if isinstance(action, Wait):
         return wait_step(cluster, action, progress)
-    if isinstance(action, Apply):
-        cluster.apply(objects)
-        cluster.wait_ready(objects, timeout=90)
-        return enforced(cluster, Outcome(True, describe(action),
-                                         f"applied {len(objects)} objects; their pods are ready"))
-    if isinstance(action, Delete):
-        targets = [(o["kind"], *object_key(o)) for o in objects or []]
-        if not targets:
-            targets = [(action.kind, action.namespace, action.name)]
-        results = [(f"{k} {ns}/{n}", cluster.client.delete(k, ns, n)) for k, ns, n in targets]
-        gone = [name for name, obj in results if obj is not None]
-        # the versions of deletions the policy agents see (not a Service's: they never would)
-        versions = [(obj.get("metadata") or {}).get("resourceVersion")
-                    for (kind, _, _), (_, obj) in zip(targets, results, strict=True)
-                    if isinstance(obj, dict) and kind in POLICY_KINDS]
-        return enforced(cluster, Outcome(True, describe(action),
-                                         f"deleted {', '.join(gone) or 'nothing (already gone)'}"),
-                        versions)
     if isinstance(action, Scale):
         cluster.client.scale("Deployment", action.namespace, action.name, action.replicas)
         return Outcome(True, describe(action), f"{action.namespace}/{action.name} scaled to {action.replicas}")
@@ -282,25 +264,51 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
     raise TypeError(f"unknown step action {action!r}")
 
 
-def enforced(cluster, outcome: Outcome, versions: list | None = None) -> Outcome:
-    """After a step that wrote objects (`outcome`, the write's own; `versions`, the
-    resourceVersions its writes returned, as a deletion leaves nothing to list): wait until
-    every running NetworkPolicy agent enforces the cluster as it now is, so that the next step
-    probes the new rules, not the old ones. The outcome fails when they lag behind."""
-    cp = getattr(cluster, "cp", None)
-    if cp is None or not outcome.passed or not any(
-            n.policy_mode != "none" for n in cluster.topo.workers):
+def write_step(cluster, action, objects: list[dict] | None) -> Outcome:
+    """An apply, delete or label step's write."""
+    if isinstance(action, Label):
+        return label_step(cluster, action)
+    if isinstance(action, Apply):
+        cluster.apply(objects)
+        cluster.wait_ready(objects, timeout=90)
+        return Outcome(True, describe(action), f"applied {len(objects)} objects; their pods are ready")
+    targets = [(o["kind"], *object_key(o)) for o in objects or []]
+    if not targets:
+        targets = [(action.kind, action.namespace, action.name)]
+    gone = [f"{k} {ns}/{n}" for k, ns, n in targets if cluster.client.delete(k, ns, n) is not None]
+    return Outcome(True, describe(action), f"deleted {', '.join(gone) or 'nothing (already gone)'}")
+
+
+def policies_exist(cluster) -> bool:
+    """Does the cluster hold a NetworkPolicy (and agents that enforce them)?"""
+    if getattr(cluster, "cp", None) is None or all(
+            n.policy_mode == "none" for n in cluster.topo.workers):
+        return False
+    return bool(cluster.client.list("NetworkPolicy")[0])
+
+
+def enforced(cluster, outcome: Outcome, had_policies: bool) -> Outcome:
+    """After a step that wrote (`outcome`, the write's own): when there are NetworkPolicies
+    (now, or before the step: `had_policies`), wait until every running policy agent enforces
+    the cluster as it now is, so that the next step probes the new rules, not the old ones.
+    Agents on nodes a fault cut off from the API server are not waited for (they cannot
+    know); the outcome fails when another lags behind."""
+    if not outcome.passed or not (had_policies or policies_exist(cluster)):
         return outcome
     started = time.monotonic()
+    skip = faults.cut_off(cluster)
     try:
-        version = cp.policy_version(versions or [])
-        nodes = cp.wait_policies_enforced(version)
+        nodes = cluster.cp.wait_policies_enforced(skip=skip)
     except ControlPlaneError as err:
         return Outcome(False, outcome.expectation, f"{outcome.observed}; but {err}", outcome.details)
     if nodes:
         outcome.observed += (f"; enforced by the NetworkPolicy agents of {', '.join(nodes)} "
-                             f"(resourceVersion {version}, {time.monotonic() - started:.2f}s)")
-        outcome.details["enforcedAt"] = version
+                             f"({time.monotonic() - started:.2f}s)")
+        outcome.details["enforcedBy"] = nodes
+    passed = [f"{node} ({why})" for node, why in sorted(skip.items())
+              if any(w.name == node and w.policy_mode != "none" for w in cluster.topo.workers)]
+    if passed:
+        outcome.observed += f"; not waited for, cut off from the API server: {', '.join(passed)}"
     return outcome
 
 
@@ -329,8 +337,7 @@ def label_step(cluster, action: Label) -> Outcome:
                                      {"metadata": {"labels": dict(action.labels)}})
     labels = (obj.get("metadata") or {}).get("labels") or {}
     now = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
-    return Outcome(True, describe(action), f"{shown} labels: {now}",
-                   {"labels": labels, "resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")})
+    return Outcome(True, describe(action), f"{shown} labels: {now}", {"labels": labels})
 
 
 def net_fault(cluster, action: NetFault) -> Outcome:

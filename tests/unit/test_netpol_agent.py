@@ -62,6 +62,18 @@ def test_the_agent_syncs_reports_cleans_up_after_and_follows_changes(tmp_path):
         assert status is not None and status.mode == "iptables" and status.policies == 1
         assert status.pods == 1 and status.generation >= 1
         assert order == ["cleanup"]
+        # a change policies do not see (readiness) moves the reported mark on, nothing written
+        [pods] = [i for i in FakeInformer.made if i.kind == "Pod"]
+        generation = read_netpol_status(tmp_path, "w1").generation
+        ready = pod_object("x/b", "10.244.1.12", "w1")
+        ready["metadata"]["resourceVersion"] = "33"
+        ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        pods.on_update(objects["Pod"][1], ready)
+        deadline = time.monotonic() + 5
+        while read_netpol_status(tmp_path, "w1").caught_up.get("Pod") != [2, 33]:
+            assert time.monotonic() < deadline, "the status did not follow a skipped sync"
+            time.sleep(0.01)
+        assert read_netpol_status(tmp_path, "w1").generation == generation
         # a policy deleted: the informer's handler asks for a sync, which opens x/a again
         [informer] = [i for i in FakeInformer.made if i.kind == "NetworkPolicy"]
         informer.on_delete(objects["NetworkPolicy"][0])

@@ -280,6 +280,13 @@ def test_a_pod_leaving_its_address_to_a_successor(cluster):
     assert cluster.passes("x/b", "x/a") and not cluster.passes("x/c", "x/a")
     plan = cluster.syncers["w1"].plan
     assert [p.pod.key for p in plan.protected] == ["x/a"] and plan.warnings == ()
+    # nor may it lend its labels to its successor as a peer: x/c, on a pod b's old address
+    leaving = pod_object("x/leaving-b", cluster.ip("x/c"), PLACEMENT["x/c"], {"pod": "b"})
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-07T00:00:00Z"
+    cluster.pods["x/leaving-b"] = leaving
+    cluster.sync()
+    assert not cluster.passes("x/c", "x/a")
+    del cluster.pods["x/leaving-b"]
     # two living pods on one address: one is chosen, and the plan says so
     cluster.pods["x/twin"] = pod_object("x/twin", cluster.ip("x/a"), "w1", {"pod": "a"})
     cluster.sync()

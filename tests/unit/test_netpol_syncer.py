@@ -171,26 +171,29 @@ def test_a_sync_with_nothing_to_write_still_puts_the_jumps_back_first():
     assert s.sync().skipped
 
 
-def test_a_sync_reports_the_resource_version_its_rules_reflect(kernel):
+def test_a_sync_reports_what_its_rules_reflect_per_kind(kernel):
     s = fed(kernel)
     pod = pod_object("x/c", C, "w2", {"pod": "c", "role": "client"})
     pod["metadata"]["resourceVersion"] = "41"
     s.pod_changes.on_update({}, pod)
-    assert s.sync().resource_version == 41 and s.synced_rv == 41
-    # a change policies do not see still moves the version on, with nothing written
+    assert dict((k, (n, rv)) for k, n, rv in s.sync().caught_up)["Pod"] == (3, 41)
+    # a change policies do not see still moves the mark on, with nothing written
     pod = pod_object("x/c", C, "w2", {"pod": "c", "role": "client"})
     pod["metadata"]["resourceVersion"] = "57"
     pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
     s.pod_changes.on_update({}, pod)
     result = s.sync()
-    assert result.skipped and result.resource_version == 57 and s.synced_rv == 57
+    assert result.skipped and ("Pod", 3, 57) in result.caught_up and ("Pod", 3, 57) in s.caught_up
+    # a deletion: one object fewer, and its version seen
+    gone = deny_a_except_b()
+    gone["metadata"]["resourceVersion"] = "58"
+    s.policy_changes.on_delete(gone)
     # a failed apply reflects nothing new
     kernel.fail_next = 1
-    gone = policy("x", "a-from-b", {})
-    gone["metadata"]["resourceVersion"] = "60"
-    s.policy_changes.on_delete(gone)
-    assert not s.sync().ok and s.synced_rv == 57
-    assert s.sync().resource_version == 60 and s.synced_rv == 60
+    assert not s.sync().ok and ("NetworkPolicy", 1, 0) in s.caught_up
+    assert ("NetworkPolicy", 0, 58) in s.sync().caught_up and ("NetworkPolicy", 0, 58) in s.caught_up
+    # per kind: a policy's version is not a pod's
+    assert [k for k, _, _ in s.caught_up] == ["Namespace", "Pod", "NetworkPolicy"]
 
 
 def test_before_its_first_apply_an_agent_inserts_no_jump():

@@ -133,12 +133,12 @@ def test_the_netpol_status_file_both_ways(tmp_path):
     state = rundir.netpol_directory(tmp_path, "w1")
     state.mkdir(parents=True)
     status = rundir.NetpolStatus("iptables", "w1", 42, 5, 2.5, {"ok": True, "rules": 12}, 3, 4, 2,
-                                 77)
+                                 {"Pod": [9, 77], "Namespace": [3, 12]})
     rundir.write_netpol_status(state, status)
     assert json.loads((state / "netpol.json").read_text()) == {
         "mode": "iptables", "node": "w1", "pid": 42, "syncs": 5, "time": 2.5,
         "last": {"ok": True, "rules": 12}, "policies": 3, "pods": 4, "generation": 2,
-        "resource_version": 77}
+        "caught_up": {"Pod": [9, 77], "Namespace": [3, 12]}}
     assert rundir.read_netpol_status(tmp_path, "w1") == status
     assert not list(state.glob("*.tmp"))
     assert rundir.read_netpol_status(tmp_path, "w2") is None          # another node's: none
@@ -150,6 +150,8 @@ def test_the_netpol_status_file_both_ways(tmp_path):
     (state / "netpol.json").write_text('{"syncs": 1}')                 # no mode: not a status
     assert rundir.read_netpol_status(tmp_path, "w1") is None
     (state / "netpol.json").write_text('{"mode": "nftables", "pid": "x"}')          # not a number
+    assert rundir.read_netpol_status(tmp_path, "w1") is None
+    (state / "netpol.json").write_text('{"mode": "nftables", "caught_up": {"Pod": [1]}}')   # short
     assert rundir.read_netpol_status(tmp_path, "w1") is None
     (state / "netpol.json").write_text('{"mode": "nftables"}')        # missing fields: defaults
     assert rundir.read_netpol_status(tmp_path, "w1") == rundir.NetpolStatus("nftables", "", 0)

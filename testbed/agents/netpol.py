@@ -110,14 +110,16 @@ class PolicyAgent(InformedAgent):
                      "full" if result.full else "partial", result.policies, result.protected,
                      "rewritten" if result.rules else "unchanged", result.sets,
                      result.seconds * 1000)
+        first = result.ok and not result.skipped and not self.synced.is_set()
+        if first and self.after_first_sync is not None:
+            # the other mode's rules go only now, so that the node is never unpoliced (and
+            # before the status: whoever waits for it finds them gone)
+            for problem in self.after_first_sync():
+                log.warning("%s", problem)
         if result.ok and self.state_dir and (not result.skipped or result.caught_up != self.reported):
             self.write_status()
             self.reported = result.caught_up
         if result.ok and not result.skipped:
-            if not self.synced.is_set() and self.after_first_sync is not None:
-                # the other mode's rules go only now, so that the node is never unpoliced
-                for problem in self.after_first_sync():
-                    log.warning("%s", problem)
             self.synced.set()
 
     def status(self) -> NetpolStatus:

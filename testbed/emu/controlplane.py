@@ -242,6 +242,8 @@ class ControlPlane:
                  and (a := self.agents.get(f"netpol-{n.name}")) is not None and a.running()]
         deadline = time.monotonic() + timeout
         while True:
+            # one that died meanwhile holds its rules as they were: no longer waited for
+            nodes = [n for n in nodes if self.agents[f"netpol-{n}"].running()]
             wanted = self.policy_marks() if nodes else {}
             behind = {}
             for node in nodes:
@@ -290,7 +292,8 @@ class ControlPlane:
         self._check_alive("kube-proxy", node)
         agent = self.agents.get(f"kube-proxy-{node}")
         status = rundir.read_proxy_status(self.record.directory, node)
-        return agent is not None and status is not None and status.pid == agent.pid
+        return (agent is not None and status is not None and status.pid == agent.pid
+                and bool((status.last or {}).get("ok")))
 
     def _netpol_why(self, node: str, lines: int = 8) -> str:
         """What a NetworkPolicy agent left to go by: its status file and the end of its log."""

@@ -266,9 +266,12 @@ class IptablesPolicyBackend(IptablesBackend):
         if rules[:1] == [jump] and rules.count(jump) == 1:
             return False
         base = [self.prefix, "-w", WAIT, "-t", table]
-        for _ in range(rules.count(jump)):
-            run(base + ["-D", chain, *jump], netns=self.netns, where=_where(self.netns))
+        # first the new jump, then the old ones by number, from the last: never a moment
+        # without one
         run(base + ["-I", chain, "1", *jump], netns=self.netns, where=_where(self.netns))
+        later = [i + 2 for i, rule in enumerate(rules) if rule == jump]
+        for number in reversed(later):
+            run(base + ["-D", chain, str(number)], netns=self.netns, where=_where(self.netns))
         return True
 
     def remove_policy_rules(self, jumps: Sequence[tuple[str, str]], is_ours, set_prefix: str) -> None:

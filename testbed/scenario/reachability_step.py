@@ -77,8 +77,9 @@ Targets = dict[tuple[int, PortSpec], tuple[IPv4Address, int] | str]
 
 def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec, ...]) -> Targets:
     """via: service: for each destination and port, the ClusterIP and port of a Service of the
-    destination's namespace that selects it and serves that protocol and port (upstream's
-    netpol prober connects to the pod's own Service, s-NS-POD), or why there is none."""
+    destination's namespace that selects it alone and serves that protocol and port (upstream's
+    netpol prober connects to the pod's own Service, s-NS-POD: through a Service of several
+    pods, the cell would be judged for whichever one answered), or why there is none."""
     out: Targets = {}
     by_namespace: dict[str, list[dict]] = {}
     selected: dict[tuple[str, str], set[str]] = {}      # (namespace, selector) -> pod names
@@ -97,8 +98,8 @@ def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec,
             text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
             if (namespace, text) not in selected:
                 selected[(namespace, text)] = {p.name for p in cluster.pods_matching(namespace, text)}
-            if d.member.name not in selected[(namespace, text)]:
-                continue
+            if selected[(namespace, text)] != {d.member.name}:
+                continue          # upstream's s-NS-POD selects its pod alone
             for port in ports:
                 if port not in chosen and any(
                         int(sp.get("port", 0)) == port.port
@@ -107,7 +108,7 @@ def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec,
                     chosen[port] = (IPv4Address(ip), int(port.port))
         for port in ports:
             out[(j, port)] = chosen.get(port) or (
-                f"no Service of namespace {namespace} selects {d.member.label} with a "
+                f"no Service of namespace {namespace} selects {d.member.label} alone with a "
                 f"{port.protocol.upper()} port {port.port}")
     return out
 

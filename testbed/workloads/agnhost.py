@@ -153,39 +153,65 @@ def _fail(word: str, detail: str = "") -> int:
 
 
 def connect(dest: str, timeout: float, protocol: str, data: str) -> int:
-    """Upstream's connect: 0, or 1 with its word for the failure on stderr."""
-    host, sep, port = dest.rpartition(":")
+    """Upstream's connect (test/images/agnhost/connect): 0, or 1 with its word for the failure
+    first on stderr, per protocol as upstream words it."""
     if protocol not in ("", "tcp", "udp", "sctp"):
         sys.stderr.write(f"Unsupported protocol\n{protocol}")
         return 1
+    host, sep, port = dest.rpartition(":")
     if not sep or not host or not port:
-        return _fail("UNKNOWN", f"address {dest}: missing port in address")
+        return _fail("UNKNOWN" if protocol in ("", "tcp") else "DNS",
+                     f"address {dest}: missing port in address")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
     try:
-        family, _, _, _, address = socket.getaddrinfo(host, int(port), type=kind)[0]
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=kind)[0]
     except (OSError, ValueError) as err:
         return _fail("DNS", f"lookup {host}: {err}")
-    proto = socket.IPPROTO_SCTP if protocol == "sctp" else 0
+    if protocol == "udp":
+        return _connect_udp(family, address, timeout, data)
     try:
-        sock = socket.socket(family, kind, proto)
+        sock = socket.socket(family, kind, socket.IPPROTO_SCTP if protocol == "sctp" else 0)
     except OSError as err:
         return _fail("OTHER", str(err))
     sock.settimeout(timeout or None)     # Go: 0 is no timeout of its own
     try:
         sock.connect(address)
-        if protocol in ("udp", "sctp"):
+        if protocol == "sctp":
+            sock.send(f"{data}\n".encode())
+            sock.recv(1024)
+        return 0
+    except TimeoutError:
+        return _fail("TIMEOUT")
+    except ConnectionRefusedError as err:
+        return _fail("REFUSED") if protocol != "sctp" else _fail("OTHER", str(err))
+    except OSError as err:
+        return _fail("OTHER", str(err))
+    finally:
+        sock.close()
+
+
+def _connect_udp(family: int, address: tuple, timeout: float, data: str) -> int:
+    """connectUDP: a datagram that must be answered; its errors as parseUDPErrorAndExit."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        try:
+            sock.connect(address)
+        except OSError as err:
+            return _fail("OTHER", str(err))
+        sock.settimeout(timeout or None)
+        try:
             sock.send(f"{data}\n".encode())
             if not sock.recv(1024):
                 return _fail("OTHER", "No data received from the server. Cannot guarantee the "
                                       "server received the request.")
+        except TimeoutError as err:
+            return _fail("TIMEOUT", str(err) or "i/o timeout")
+        except ConnectionRefusedError as err:
+            return _fail("REFUSED", f"connection refused: {err}")
+        except OSError as err:
+            return _fail("UNKNOWN", str(err))
         return 0
-    except TimeoutError as err:
-        return _fail("TIMEOUT", "" if protocol in ("", "tcp") else str(err))
-    except ConnectionRefusedError as err:
-        return _fail("REFUSED", "" if protocol in ("", "tcp") else str(err))
-    except OSError as err:
-        return _fail("OTHER" if protocol != "udp" else "UNKNOWN", str(err))
     finally:
         sock.close()
 

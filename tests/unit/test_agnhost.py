@@ -16,6 +16,9 @@ pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs u
 CONNECT = textwrap.dedent("""
     import subprocess, sys, time
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    for proto in ("tcp", "udp"):     # a port whose packets vanish, as a policy drops them
+        subprocess.run(["iptables", "-A", "INPUT", "-p", proto, "--dport", "8125", "-j", "DROP"],
+                       check=True)
     servers = [subprocess.Popen([sys.executable, "-m", "testbed.workloads.agnhost", "serve-hostname",
                                  f"--{p}", "--http=false", "--port=8123"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ("tcp", "udp")]
@@ -97,7 +100,8 @@ def test_connect_says_what_upstream_says():
              "127.0.0.1:8124 --protocol=udp --timeout=1s", "10.9.9.9:80 --timeout=1s",
              "nosuchname.invalid:80 --timeout=1s", "127.0.0.1 --timeout=1s",
              "127.0.0.1:8123 --timeout=soon", "127.0.0.1:8123 --protocol=sctp --timeout=1s",
-             "127.0.0.1:8123 --protocol=icmp"]
+             "127.0.0.1:8123 --protocol=icmp", "127.0.0.1:8125 --timeout=300ms",
+             "127.0.0.1:8125 --protocol=udp --timeout=300ms", "localhost:8123 --timeout=1s"]
     result = subprocess.run(["unshare", "-rn", sys.executable, "-c", CONNECT, *cases],
                             capture_output=True, text=True, timeout=60)
     if "Operation not permitted" in result.stderr:
@@ -113,6 +117,9 @@ def test_connect_says_what_upstream_says():
     assert lines[7].startswith("1 UNKNOWN: ") and "invalid duration" in lines[7]
     assert lines[8].startswith("1 OTHER: ")                   # no SCTP in this kernel (or no server)
     assert lines[9].startswith("1 Unsupported protocol")
+    assert lines[10] == "1 TIMEOUT"                             # tcp: bare, as upstream's
+    assert lines[11].startswith("1 TIMEOUT: ")                  # udp: with the error
+    assert lines[12] == "0 "                                    # a name resolved
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

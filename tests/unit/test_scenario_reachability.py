@@ -895,15 +895,16 @@ def test_service_targets_pick_a_service_that_selects_the_pod_with_the_port():
     cluster = _ServiceCluster(
         [_svc("x", "s-x-a", {"pod": "a"}, "10.96.0.10", [(80, "TCP"), (81, "UDP")]),
          _svc("x", "other", {"pod": "b"}, "10.96.0.11", [(80, "TCP")]),
+         _svc("x", "both", {"app": "x"}, "10.96.0.13", [(81, "TCP")]),        # a and b
          _svc("x", "headless", {"pod": "a"}, "None", [(81, "TCP")]),
          _svc("y", "s-y-a", {"pod": "a"}, "10.96.0.12", [(80, "TCP")])],
-        {("x", "pod=a"): ["a"], ("x", "pod=b"): ["b"], ("y", "pod=a"): ["a"]})
+        {("x", "pod=a"): ["a"], ("x", "pod=b"): ["b"], ("y", "pod=a"): ["a"], ("x", "app=x"): ["a", "b"]})
     dests = [Located(Member("x/a", "a", "x"), 1, IPv4Address("10.244.1.2")),
              Located(Member("y/a", "a", "y"), 2, IPv4Address("10.244.2.2"))]
     tcp80, udp81, tcp81 = PortSpec("tcp", 80), PortSpec("udp", 81), PortSpec("tcp", 81)
     targets = service_targets(cluster, dests, (tcp80, udp81, tcp81))
     assert targets[(0, tcp80)] == (IPv4Address("10.96.0.10"), 80)
     assert targets[(0, udp81)] == (IPv4Address("10.96.0.10"), 81)
-    assert targets[(0, tcp81)] == "no Service of namespace x selects x/a with a TCP port 81"
+    assert targets[(0, tcp81)] == "no Service of namespace x selects x/a alone with a TCP port 81"
     assert targets[(1, tcp80)] == (IPv4Address("10.96.0.12"), 80)
-    assert targets[(1, udp81)] == "no Service of namespace y selects y/a with a UDP port 81"
+    assert targets[(1, udp81)] == "no Service of namespace y selects y/a alone with a UDP port 81"

@@ -359,6 +359,17 @@ def test_a_host_network_pod_is_only_an_address_to_policies():
     assert not model.allows(out, namespaces, target, host)
 
 
+def test_pods_without_an_address_or_on_the_hosts_are_left_out_of_the_plan():
+    deny = parse_policy(policy("x", "deny", {"podSelector": {}}))
+    pending = model.pod_info(pod_object("x/pending", "", "w1"))
+    host = [model.PodInfo("x", f"h{i}", "172.16.1.2", "w1", (("pod", "a"),), (), True)
+            for i in range(2)]
+    running = model.pod_info(pod_object("x/a", "10.244.1.11", "w1"))
+    plan = model.resolve([deny], [pending, *host, running], {}, "w1")
+    assert [p.pod.key for p in plan.protected] == ["x/a"]
+    assert plan.warnings == ()          # host-network pods share their node's address: no clash
+
+
 def test_only_named_container_ports_are_named_ports():
     obj = pod_object("x/a", "10.244.1.5", "w1", ports=[
         {"containerPort": 80, "protocol": "TCP"}, {"name": "web", "containerPort": 8080}])

@@ -198,7 +198,7 @@ REGISTRY: list[Decision] = [
     Decision("testbed.proxy.healthcheck", "health_checks", [PH], main=[
         "if ep.ready and ep.is_local(node_name)"]),
     # -- NetworkPolicy: upstream's semantics, a node's plan, what a sync writes ------------------
-    # (each function's first condition by default; FLIPS=all runs all 131, none survives)
+    # (each function's first condition by default; FLIPS=all runs all 136, none survives)
     Decision("testbed.netpol.model", "selects", [NPR]),
     Decision("testbed.netpol.model", "_side_allows", [NPR]),
     Decision("testbed.netpol.model", "allows", [NPR]),

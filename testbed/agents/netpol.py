@@ -94,7 +94,7 @@ class PolicyAgent(InformedAgent):
 
     def run(self, stop: threading.Event) -> None:
         # Every event asks for a sync: one with nothing to write (a pod's readiness changed)
-        # costs a lock, and moves the reported resourceVersion on.
+        # costs a lock, and moves the reported marks (objects, versions seen) on.
         self.watch([("Namespace", self.syncer.namespace_changes),
                     ("Pod", self.syncer.pod_changes),
                     ("NetworkPolicy", self.syncer.policy_changes)])

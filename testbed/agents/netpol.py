@@ -43,7 +43,7 @@ from typing import Any
 from testbed.agents.kube_proxy import MIN_SYNC_PERIOD, InformedAgent, SyncRunner
 from testbed.emu.rundir import NETPOL_STATUS, NetpolStatus, write_netpol_status
 from testbed.net.netns import in_host_netns
-from testbed.netpol import iptables, nftables
+from testbed.netpol import nftables
 from testbed.netpol.syncer import DEFAULT_FULL_SYNC_PERIOD, MODES, PolicySyncer, SyncResult
 
 log = logging.getLogger("testbed.netpol")
@@ -67,9 +67,7 @@ def cleanup_other_mode(mode: str, netns: int | None = None) -> list[str]:
         if mode == "iptables":
             NftPolicyBackend(netns).delete_table(nftables.TABLE)
         else:
-            IptablesPolicyBackend(netns).remove_policy_rules(
-                [(builtin, target) for builtin, target in iptables.JUMPS], iptables.is_ours,
-                iptables.SET_PREFIX)
+            IptablesPolicyBackend(netns).remove_policy_rules()
     except Exception as err:  # noqa: BLE001 - leftovers are harmless: report and go on
         return [f"cleanup of the other mode's rules: {err}"]
     return []

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from testbed.net.run import CommandError, run
+from testbed.netpol import iptables as policy_iptables
 from testbed.proxy.iptables import JumpRule
 from testbed.proxy.tracker import ConntrackFlush
 
@@ -274,18 +275,15 @@ class IptablesPolicyBackend(IptablesBackend):
             run(base + ["-D", chain, str(number)], netns=self.netns, where=_where(self.netns))
         return True
 
-    def remove_policy_rules(self, jumps: Sequence[tuple[str, str]], is_ours, set_prefix: str) -> None:
+    def remove_policy_rules(self) -> None:
         """Take the policy agent's rules out (mode switch, cleanup): its jumps, chains, sets."""
-        base = [self.prefix, "-w", WAIT, "-t", "filter"]
-        for chain, target in jumps:
-            while run(base + ["-D", chain, "-j", target], netns=self.netns, check=False).returncode == 0:
-                pass
+        self.delete_jump_rules([JumpRule("filter", builtin, ("-j", target))
+                                for builtin, target in policy_iptables.JUMPS])
         present = self.chains("filter")
-        self.delete_chains("filter", sorted(c for c in present if is_ours(c) or c in dict(jumps).values()),
-                           present)
-        names = [n for n in self.ipset_names() if n.startswith(set_prefix)]
+        self.delete_chains("filter", sorted(filter(policy_iptables.is_ours, present)), present)
+        names = [n for n in self.ipset_names() if n.startswith(policy_iptables.SET_PREFIX)]
         if names:
-            self.ipset_restore("".join(f"destroy {n}\n" for n in sorted(names)))
+            self.ipset_restore(policy_iptables.ipset_destroy_text(names))
 
 
 class NftPolicyBackend(NftBackend):

@@ -107,13 +107,12 @@ class _Changes:
         key, value = self.record(obj)
         text = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         rv = int(text) if text.isdigit() else 0
-        held = _key(obj)
         with self.owner.lock:
             self.newest = max(self.newest, rv)
             if gone:
-                self.versions.pop(held, None)
+                self.versions.pop(key, None)
             else:
-                self.versions[held] = rv
+                self.versions[key] = rv
             before = self.store.get(key)
             if gone or value is None:
                 if key in self.store:
@@ -176,10 +175,6 @@ class PolicySyncer:
         self._text = ""                                    # iptables rules / nftables structure
         self._chains: set[str] = set()
         self._sets: dict[str, object] = {}
-
-    def request_full_sync(self) -> None:
-        with self.lock:
-            self.need_full = True
 
     def sync(self) -> SyncResult:
         started = self.clock()
@@ -248,7 +243,7 @@ class PolicySyncer:
             stale = present_chains - set(r.chains)
             self.backend.restore(r.text + iptables.stale_chains_text(stale))
             self._text, self._chains = r.text, set(r.chains)
-        self._ensure_jumps()
+            self._ensure_jumps()     # a set refill needs no look at FORWARD (the periodic one does)
         stale_sets = present_sets - set(r.sets)
         if stale_sets:
             self.backend.ipset_restore(iptables.ipset_destroy_text(stale_sets))

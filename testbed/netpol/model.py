@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from testbed.api.meta import object_key, selector_matches
+from testbed.api.netpol import parse_cidr
 
 INGRESS, EGRESS = "Ingress", "Egress"
 DIRECTIONS = (INGRESS, EGRESS)
@@ -149,6 +150,11 @@ def _selector_json(selector: object) -> str | None:
     return json.dumps(selector if isinstance(selector, dict) else {}, sort_keys=True)
 
 
+def _cidr(text: object) -> str:
+    net = parse_cidr(text)
+    return str(net) if net is not None else str(text)
+
+
 def _rules(raw: object, peers_key: str) -> tuple[Rule, ...]:
     out = []
     for rule in raw if isinstance(raw, list) else []:
@@ -157,8 +163,10 @@ def _rules(raw: object, peers_key: str) -> tuple[Rule, ...]:
         for peer in rule.get(peers_key) or []:
             block = peer.get("ipBlock")
             if block:
-                peers.append(Peer(cidr=str(block.get("cidr")),
-                                  excepts=tuple(str(e) for e in block.get("except") or ())))
+                # read as the API server read them when it validated them (010.0.0.1/08 is
+                # 10.0.0.0/8), so that Python's strict parser never meets the sloppy forms
+                peers.append(Peer(cidr=_cidr(block.get("cidr")),
+                                  excepts=tuple(_cidr(e) for e in block.get("except") or ())))
             else:
                 peers.append(Peer(_selector_json(peer.get("podSelector")),
                                   _selector_json(peer.get("namespaceSelector"))))

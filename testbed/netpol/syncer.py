@@ -202,8 +202,8 @@ class PolicySyncer:
             policies = list(self.policies.values())
             pods = list(self.pods.values())
             namespaces = dict(self.namespaces)
-        plan = resolve(policies, pods, namespaces, self.node)
         try:
+            plan = resolve(policies, pods, namespaces, self.node)
             if self.backend.mode == "iptables":
                 rules, sets = self._apply_iptables(plan, full)
             else:

@@ -250,6 +250,17 @@ def test_ip_block_with_except(cluster):
                            ("z/a", "x/a", True), ("z/c", "x/a", True)])
 
 
+def test_ip_blocks_are_read_as_the_api_server_reads_them(cluster):
+    # the API server accepts Go's sloppy forms (leading zeros, host bits): so must the agent
+    cluster.add(policy("x", "sloppy", {
+        "podSelector": {"matchLabels": {"pod": "a"}},
+        "ingress": [{"from": [{"ipBlock": {"cidr": "010.244.000.1/16", "except": ["10.244.02.9/24"]}}]}]}))
+    expect(cluster, True, [("*", "x/a"), ("x/c", "x/a", True), ("y/b", "x/a", True),
+                           ("z/a", "x/a", True), ("z/c", "x/a", True)])
+    assert parse_policy(cluster.policies["x/sloppy"]).ingress[0].peers[0] == model.Peer(
+        cidr="10.244.0.0/16", excepts=("10.244.2.0/24",))
+
+
 def test_ip_blocks_of_one_rule_are_each_their_own_except(cluster):
     # merging the two naively with nomatch would wrongly drop w2's pods
     cluster.add(policy("x", "blocks", {

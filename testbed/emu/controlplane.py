@@ -23,6 +23,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,13 +212,20 @@ class ControlPlane:
                         for c in (n.get("status") or {}).get("conditions", []))}
         return all(w.name in ready for w in self.topo.workers)
 
+    def _own_status(self, kind: str, node: str):
+        """The status file of the running `kind` agent of `node` when that very process wrote
+        it (its pid), else None (a predecessor's, or none yet)."""
+        read = rundir.read_netpol_status if kind == "netpol" else rundir.read_proxy_status
+        agent = self.agents.get(f"{kind}-{node}")
+        status = read(self.record.directory, node)
+        return status if agent is not None and status is not None and status.pid == agent.pid \
+            else None
+
     def netpol_synced(self, node: str) -> bool:
         """The node's NetworkPolicy agent, as now running, has reported a sync (a status
         written by its pid); raises when it has exited."""
         self._check_alive("netpol", node)
-        agent = self.agents.get(f"netpol-{node}")
-        status = rundir.read_netpol_status(self.record.directory, node)
-        return agent is not None and status is not None and status.pid == agent.pid
+        return self._own_status("netpol", node) is not None
 
     def policy_marks(self) -> dict[str, list[int]]:
         """What the agents must hold to reflect the API as it is now, per kind they watch:
@@ -238,18 +246,17 @@ class ControlPlane:
         are not waited for, nor those of `skip` (node -> why: cut off from the API server).
         The nodes waited for; a ControlPlaneError names the agents still behind."""
         skip = skip or {}
-        nodes = [n.name for n in self.topo.workers if has_netpol(n) and n.name not in skip
-                 and (a := self.agents.get(f"netpol-{n.name}")) is not None and a.running()]
+        agents = {n.name: a for n in self.topo.workers if has_netpol(n) and n.name not in skip
+                  and (a := self.agents.get(f"netpol-{n.name}")) is not None}
         deadline = time.monotonic() + timeout
         while True:
-            # one that died meanwhile holds its rules as they were: no longer waited for
-            nodes = [n for n in nodes if self.agents[f"netpol-{n}"].running()]
-            wanted = self.policy_marks() if nodes else {}
+            # one that died (or was dead) holds its rules as they were: not waited for
+            agents = {node: a for node, a in agents.items() if a.running()}
+            wanted = self.policy_marks() if agents else {}
             behind = {}
-            for node in nodes:
-                status = rundir.read_netpol_status(self.record.directory, node)
-                agent = self.agents[f"netpol-{node}"]
-                if status is None or status.pid != agent.pid:
+            for node in agents:
+                status = self._own_status("netpol", node)
+                if status is None:
                     behind[node] = "no sync of its own yet"
                     continue
                 late = [f"{kind} {have or [0, 0]} of {want}" for kind, want in wanted.items()
@@ -258,7 +265,7 @@ class ControlPlane:
                 if late:
                     behind[node] = ", ".join(late)
             if not behind:
-                return nodes
+                return list(agents)
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
                     f"the NetworkPolicy agents did not enforce the change within {timeout:g}s ("
@@ -269,53 +276,54 @@ class ControlPlane:
 
     def wait_netpol(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:
         """Wait until the NetworkPolicy agents of `nodes` have each reported a sync; the
-        error names the nodes still waited for, with the end of their logs."""
-        deadline = time.monotonic() + timeout
-        while True:
-            waiting = [node for node in nodes if not self.netpol_synced(node)]
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"timed out after {timeout:g}s waiting for the NetworkPolicy agent on "
-                    f"{', '.join(waiting)} to report a sync" + "".join(map(self._netpol_why, waiting)))
-            time.sleep(interval)
+        error names the nodes still waited for, with their status files and logs."""
+        waiting = list(nodes)
 
-    def _netpol_log(self, node: str, lines: int = 8) -> str:
+        def done() -> bool:
+            waiting[:] = [node for node in nodes if not self.netpol_synced(node)]
+            return not waiting
+
+        self.wait(done, timeout, lambda: f"the NetworkPolicy agent on {', '.join(waiting)} to "
+                                         "report a sync" + "".join(map(self._netpol_why, waiting)),
+                  interval)
+
+    def _netpol_why(self, node: str) -> str:
+        """What a NetworkPolicy agent left to go by: its status file and the end of its log."""
+        status = rundir.netpol_directory(self.record.directory, node) / rundir.NETPOL_STATUS
+        return f"\n{node}: no status of its own in {status}; " + self._netpol_log(node).lstrip("\n")
+
+    def _log_tail(self, name: str, lines: int = 8) -> tuple[Path, list[str]]:
+        """An agent's log (`kube-proxy-w1`, ...) and its last `lines` lines."""
+        log = rundir.agent_log(self.record.directory, name)
+        return log, log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
+
+    def _netpol_log(self, node: str) -> str:
         """The end of a NetworkPolicy agent's log."""
-        log = rundir.agent_log(self.record.directory, f"netpol-{node}")
-        tail = log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
+        log, tail = self._log_tail(f"netpol-{node}")
         return f"\nthe end of {log}:\n  " + ("\n  ".join(tail) if tail else "(empty)")
 
     def _proxy_synced(self, node: str) -> bool:
-        """Has the running kube-proxy of `node` reported a sync of its own?"""
+        """Has the running kube-proxy of `node` reported a successful sync of its own?"""
         self._check_alive("kube-proxy", node)
-        agent = self.agents.get(f"kube-proxy-{node}")
-        status = rundir.read_proxy_status(self.record.directory, node)
-        return (agent is not None and status is not None and status.pid == agent.pid
-                and bool((status.last or {}).get("ok")))
-
-    def _netpol_why(self, node: str, lines: int = 8) -> str:
-        """What a NetworkPolicy agent left to go by: its status file and the end of its log."""
-        status = rundir.netpol_directory(self.record.directory, node) / rundir.NETPOL_STATUS
-        log = rundir.agent_log(self.record.directory, f"netpol-{node}")
-        tail = log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
-        return (f"\n{node}: no status of its own in {status}; the end of {log}:\n  "
-                + ("\n  ".join(tail) if tail else "(empty)"))
+        status = self._own_status("kube-proxy", node)
+        return status is not None and bool((status.last or {}).get("ok"))
 
     def _check_alive(self, kind: str, node: str) -> None:
         agent = self.agents.get(f"{kind}-{node}")
         if agent is not None and not agent.running():
-            log = rundir.agent_log(self.record.directory, agent.name)
-            tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
+            _, tail = self._log_tail(agent.name)
             raise ControlPlaneError(f"{kind} on {node} exited:\n  " + "\n  ".join(tail))
 
-    def wait(self, check, timeout: float, what: str, interval: float = 0.1) -> None:
+    def wait(self, check, timeout: float, what: str | Callable[[], str],
+             interval: float = 0.1) -> None:
+        """Poll `check` until true; ControlPlaneError naming `what` (text, or made when it is
+        needed) after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             if check():
                 return
             if time.monotonic() > deadline:
+                what = what() if callable(what) else what
                 raise ControlPlaneError(f"timed out after {timeout:g}s waiting for {what}")
             time.sleep(interval)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from testbed.emu.controlplane import has_netpol
 from testbed.emu.network import BRIDGE
 from testbed.net.run import CommandError, run
 from testbed.spec.names import ifname
@@ -48,11 +49,10 @@ def link(cluster, node: str, up: bool) -> str:
     pid = cluster.network.pid(node)
     gateway = _gateway_of(cluster, node)
     run(["ip", "link", "set", uplink(node), "up" if up else "down"], netns=pid)
-    if up:
-        cluster.links_down.discard(node)
-    else:
+    if not up:
         cluster.links_down.add(node)
-    if up:
+    else:
+        cluster.links_down.discard(node)
         # The kernel dropped the default route with the link; a real node's network manager
         # would put it back, and so does this.
         run(["ip", "route", "replace", "default", "via", gateway], netns=pid)
@@ -61,8 +61,7 @@ def link(cluster, node: str, up: bool) -> str:
 
 def _node_agents(cluster, node: str) -> tuple[str, ...]:
     """The agents a worker runs: kubelet, kube-proxy, and netpol unless its policy mode is none."""
-    policy = cluster.topo.node(node).policy_mode != "none"
-    return ("kubelet", "kube-proxy", "netpol") if policy else ("kubelet", "kube-proxy")
+    return ("kubelet", "kube-proxy") + (("netpol",) if has_netpol(cluster.topo.node(node)) else ())
 
 
 def _and(names: tuple[str, ...]) -> str:
@@ -143,11 +142,10 @@ def cut_off(cluster) -> dict[str, str]:
     """The workers these faults have cut off from the API server (node -> how): an uplink
     down, or a partition that put the master in another group."""
     master = cluster.topo.master.name
-    down = getattr(cluster, "links_down", set())
-    if master in down:
+    if master in cluster.links_down:
         return {w.name: "the master's uplink is down" for w in cluster.topo.workers}
-    out = {node: "its uplink is down" for node in down}
-    for groups in getattr(cluster, "partition_groups", []):
+    out = {node: "its uplink is down" for node in cluster.links_down}
+    for groups in cluster.partition_groups:
         home = next((g for g in groups if master in g), None)
         if home is None:
             continue

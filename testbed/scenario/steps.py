@@ -21,7 +21,7 @@ from pathlib import Path
 
 from testbed.api.meta import object_key
 from testbed.emu import faults
-from testbed.emu.controlplane import ControlPlaneError
+from testbed.emu.controlplane import ControlPlaneError, has_netpol
 from testbed.emu.inspect import InspectError
 from testbed.emu.probes import (
     Observation,
@@ -281,8 +281,7 @@ def write_step(cluster, action, objects: list[dict] | None) -> Outcome:
 
 def policies_exist(cluster) -> bool:
     """Does the cluster hold a NetworkPolicy (and agents that enforce them)?"""
-    if getattr(cluster, "cp", None) is None or all(
-            n.policy_mode == "none" for n in cluster.topo.workers):
+    if getattr(cluster, "cp", None) is None or not any(map(has_netpol, cluster.topo.workers)):
         return False
     return bool(cluster.client.list("NetworkPolicy")[0])
 
@@ -305,8 +304,8 @@ def enforced(cluster, outcome: Outcome, had_policies: bool) -> Outcome:
         outcome.observed += (f"; enforced by the NetworkPolicy agents of {', '.join(nodes)} "
                              f"({time.monotonic() - started:.2f}s)")
         outcome.details["enforcedBy"] = nodes
-    passed = [f"{node} ({why})" for node, why in sorted(skip.items())
-              if any(w.name == node and w.policy_mode != "none" for w in cluster.topo.workers)]
+    policed = {w.name for w in cluster.topo.workers if has_netpol(w)}
+    passed = [f"{node} ({why})" for node, why in sorted(skip.items()) if node in policed]
     if passed:
         outcome.observed += f"; not waited for, cut off from the API server: {', '.join(passed)}"
     return outcome

@@ -52,9 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy_throughput import transfer  # noqa: E402
 
-from testbed.agents.netpol import cleanup_other_mode  # noqa: E402
+from testbed.agents.netpol import cleanup_other_mode, make_backend  # noqa: E402
 from testbed.emu.podlab import PodLab  # noqa: E402
-from testbed.net.netfilter import IptablesPolicyBackend, NftBackend, NftPolicyBackend  # noqa: E402
+from testbed.net.netfilter import NftBackend  # noqa: E402
 from testbed.net.netns import socket_in  # noqa: E402
 from testbed.net.run import ns_prefix  # noqa: E402
 from testbed.netpol.syncer import PolicySyncer  # noqa: E402
@@ -152,8 +152,7 @@ def apply_policies(lab: PodLab, mode: str, objs: list[dict]) -> list[int]:
     protected = []
     for node in ("w1", "w2"):
         pid = lab.network.pid(node)
-        backend = NftPolicyBackend(pid) if mode == "nftables" else IptablesPolicyBackend(pid)
-        syncer = PolicySyncer(backend, node)
+        syncer = PolicySyncer(make_backend(mode, pid), node)
         for obj in NAMESPACE_OBJECTS:
             syncer.namespace_changes.on_add(obj)
         for pod in lab.pods.values():

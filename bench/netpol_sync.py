@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy_sync import throwaway_netns  # noqa: E402
 
-from testbed.net.netfilter import IptablesPolicyBackend, NftPolicyBackend  # noqa: E402
+from testbed.agents.netpol import make_backend  # noqa: E402
 from testbed.net.run import run  # noqa: E402
 from testbed.netpol import iptables, nftables  # noqa: E402
 from testbed.netpol.model import INGRESS, resolve  # noqa: E402
@@ -295,8 +295,7 @@ def in_peer_set(mode: str, pid: int, syncer: PolicySyncer, policy_key: str, ip: 
 # -- the run -----------------------------------------------------------------------------------
 
 def make_syncer(mode: str, pid: int) -> PolicySyncer:
-    backend = NftPolicyBackend(pid) if mode == "nftables" else IptablesPolicyBackend(pid)
-    return PolicySyncer(Recording(backend), NODE)
+    return PolicySyncer(Recording(make_backend(mode, pid)), NODE)
 
 
 def feed(syncer: PolicySyncer, scene: Scene) -> None:

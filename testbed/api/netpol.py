@@ -28,11 +28,11 @@ from testbed.api.meta import check_label_selector, check_metadata
 from testbed.api.schema import field_names
 from testbed.api.schema_base import NETWORKING
 from testbed.spec.source import Path_
-from testbed.spec.validation import Checker, is_port_name, is_port_number, parse_ip
+from testbed.spec.validation import Checker, is_cidr, is_port_name, is_port_number, parse_ip
 
 POLICY_TYPES = ["Ingress", "Egress"]        # upstream's order, in its message
 PORT_PROTOCOLS = ["TCP", "UDP", "SCTP"]     # upstream's order (not sorted), in its message
-CIDR_MESSAGE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+CIDR_MESSAGE = is_cidr("-")[0]     # the API server's words for a bad CIDR
 # What each object may hold: the schema's fields (testbed/api/schema_groups.py).
 SPEC_FIELDS = field_names(NETWORKING + "NetworkPolicySpec")
 INGRESS_RULE_FIELDS = field_names(NETWORKING + "NetworkPolicyIngressRule")

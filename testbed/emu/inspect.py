@@ -24,9 +24,9 @@ from testbed.emu.rundir import read_cluster_info, read_netpol_status, read_proxy
 from testbed.net.run import CommandError, run
 from testbed.netpol import iptables as netpol_iptables
 from testbed.netpol import nftables as netpol_nftables
+from testbed.spec.topology import POLICY_MODES
 
 MODES = ("iptables", "nftables", "userspace")
-POLICY_MODES = ("iptables", "nftables", "none")
 # The NetworkPolicy agent's names, as its renderers make them.
 POLICY_CHAINS = (netpol_iptables.POLICY_PREFIX, netpol_iptables.POD_PREFIX)
 POLICY_SETS = netpol_iptables.SET_PREFIX

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import yaml
 
+from testbed.api.managedfields import LAST_APPLIED  # describe never shows it
 from testbed.api.printers import (  # noqa: F401 - re-exported: kubectl's helpers live there
     age,
     external_ip,
@@ -234,7 +235,6 @@ def describe(obj: dict, slices: list[dict] | None = None) -> str:
 
 # -- describe NetworkPolicy: kubectl's describeNetworkPolicy, line for line ---------------------
 
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"   # describe never shows it
 MAX_ANNOTATION = 140   # kubectl's maxAnnotationLen
 
 

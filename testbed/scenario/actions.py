@@ -333,14 +333,11 @@ def _label(ck: Checker, where: Path_, value: Any) -> Label | None:
             ck.required(path, "the labels to set (KEY: VALUE) or remove (KEY: null)")
         for key, val in labels.items():
             with ck.line_of(path + (key,)):
-                ok = ck.names(path, key, is_qualified_name(str(key)))
-            if val is not None:
-                if not ck.is_type(path + (key,), val, "string"):
-                    continue
+                ck.names(path, key, is_qualified_name(str(key)))
+            if val is not None and ck.is_type(path + (key,), val, "string"):
                 with ck.line_of(path + (key,)):
-                    ok = ck.names(path, val, is_label_value(val)) and ok
-            if ok:
-                changes.append((str(key), val))
+                    ck.names(path, val, is_label_value(val))
+            changes.append((str(key), val))    # a problem above returns None below
     if len(ck.problems) > before or (ref is None and namespace is None):
         return None
     return Label(tuple(changes), ref, namespace or "")

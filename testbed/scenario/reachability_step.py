@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from testbed.api.meta import selector_matches
 from testbed.emu.probes import ERROR, Observation, connects, probe_icmp, probe_sctp, probe_udp
 from testbed.scenario.reachability import PortSpec, Reachability
 from testbed.scenario.truthtable import (
@@ -75,14 +76,15 @@ def locate(cluster, names: tuple[str, ...], views: dict) -> list[Located]:
 Targets = dict[tuple[int, PortSpec], tuple[IPv4Address, int] | str]
 
 
-def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec, ...]) -> Targets:
+def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec, ...],
+                    views: dict) -> Targets:
     """via: service: for each destination and port, the ClusterIP and port of a Service of the
     destination's namespace that selects it alone and serves that protocol and port (upstream's
     netpol prober connects to the pod's own Service, s-NS-POD: through a Service of several
-    pods, the cell would be judged for whichever one answered), or why there is none."""
+    pods, the cell would be judged for whichever one answered), or why there is none.
+    `views`: the pods of the step's one listing, with their labels."""
     out: Targets = {}
     by_namespace: dict[str, list[dict]] = {}
-    selected: dict[tuple[str, str], set[str]] = {}      # (namespace, selector) -> pod names
     for j, d in enumerate(destinations):
         namespace = d.member.namespace
         if d.problem or namespace is None:
@@ -95,10 +97,9 @@ def service_targets(cluster, destinations: list[Located], ports: tuple[PortSpec,
             selector, ip = spec.get("selector") or {}, spec.get("clusterIP")
             if not selector or not ip or ip == "None":
                 continue
-            text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-            if (namespace, text) not in selected:
-                selected[(namespace, text)] = {p.name for p in cluster.pods_matching(namespace, text)}
-            if selected[(namespace, text)] != {d.member.name}:
+            selected = {v.name for v in views.values()
+                        if v.namespace == namespace and selector_matches(selector, v.labels)}
+            if selected != {d.member.name}:
                 continue          # upstream's s-NS-POD selects its pod alone
             for port in ports:
                 if port not in chosen and any(
@@ -169,7 +170,8 @@ def run_reachability(cluster, step: Reachability,
              for j in range(len(destinations))]
     index_from = {m.label: i for i, m in enumerate(froms)}
     index_to = {m.label: j for j, m in enumerate(tos)}
-    targets = service_targets(cluster, destinations, step.ports) if step.via == "service" else None
+    targets = service_targets(cluster, destinations, step.ports, views) \
+        if step.via == "service" else None
     seen = probe_cells(cells, sources, destinations, step.timeout, targets)
     rounds = 1
     deadline = started + step.retry_for

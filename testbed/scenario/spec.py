@@ -44,15 +44,13 @@ from testbed.scenario.actions import (
 )
 from testbed.scenario.reachability import Reachability, parse_reachability
 from testbed.spec.source import Document, Path_, SpecError, read_one
-from testbed.spec.topology import ADDONS
+from testbed.spec.topology import ADDONS, POLICY_MODES, PROXY_MODES
 from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
 TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy", "networkPolicy",
             "addons"}
-PROXY_MODES = ("iptables", "nftables", "userspace")
-POLICY_MODES = ("iptables", "nftables", "none")
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
               "record"}
 EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer",

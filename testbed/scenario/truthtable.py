@@ -194,7 +194,7 @@ def expected_table(froms: Sequence[Member], tos: Sequence[Member], default: bool
     cells of `matrix` (whose labels are the members')."""
     labels_from, labels_to = tuple(m.label for m in froms), tuple(m.label for m in tos)
     if matrix is not None:
-        values = {cell: bool(matrix.get(*cell)) for cell in _cells(labels_from, labels_to)
+        values = {cell: bool(matrix.get(*cell)) for cell in Table(labels_from, labels_to).cells()
                   if matrix.get(*cell) is not None}
         return Table(labels_from, labels_to, values)
     assert default is not None
@@ -206,10 +206,6 @@ def expected_table(froms: Sequence[Member], tos: Sequence[Member], default: bool
                     if destination.matches(t):
                         values[(f.label, t.label)] = not default
     return Table(labels_from, labels_to, values)
-
-
-def _cells(froms: Sequence[str], tos: Sequence[str]) -> Iterable[tuple[str, str]]:
-    return ((f, t) for f in froms for t in tos)
 
 
 def loopback_cells(froms: Sequence[Member], tos: Sequence[Member]) -> frozenset[tuple[str, str]]:

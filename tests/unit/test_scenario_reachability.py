@@ -864,10 +864,10 @@ def test_via_problems(problems, steps, expected):
 
 
 class _ServiceCluster:
-    """What service_targets reads: Services by namespace, and pods by selector."""
+    """What service_targets reads of a cluster: its Services by namespace."""
 
-    def __init__(self, services: list[dict], pods: dict[tuple[str, str], list[str]]):
-        self.services, self.pods = services, pods
+    def __init__(self, services: list[dict]):
+        self.services = services
 
         class _Client:
             def list(inner, kind, namespace):   # noqa: N805 - a stand-in's method
@@ -875,10 +875,6 @@ class _ServiceCluster:
                 return [s for s in services if s["metadata"]["namespace"] == namespace], "1"
 
         self.client = _Client()
-
-    def pods_matching(self, namespace, selector):
-        from types import SimpleNamespace
-        return [SimpleNamespace(name=n) for n in self.pods.get((namespace, selector), [])]
 
 
 def _svc(namespace, name, selector, ip, ports):
@@ -898,11 +894,14 @@ def test_service_targets_pick_a_service_that_selects_the_pod_with_the_port():
          _svc("x", "both", {"app": "x"}, "10.96.0.13", [(81, "TCP")]),        # a and b
          _svc("x", "headless", {"pod": "a"}, "None", [(81, "TCP")]),
          _svc("y", "s-y-a", {"pod": "a"}, "10.96.0.12", [(80, "TCP")])],
-        {("x", "pod=a"): ["a"], ("x", "pod=b"): ["b"], ("y", "pod=a"): ["a"], ("x", "app=x"): ["a", "b"]})
+    )
+    from types import SimpleNamespace
+    views = {f"{ns}/{name}": SimpleNamespace(namespace=ns, name=name, labels=labels) for ns, name, labels in [
+        ("x", "a", {"pod": "a", "app": "x"}), ("x", "b", {"pod": "b", "app": "x"}), ("y", "a", {"pod": "a"})]}
     dests = [Located(Member("x/a", "a", "x"), 1, IPv4Address("10.244.1.2")),
              Located(Member("y/a", "a", "y"), 2, IPv4Address("10.244.2.2"))]
     tcp80, udp81, tcp81 = PortSpec("tcp", 80), PortSpec("udp", 81), PortSpec("tcp", 81)
-    targets = service_targets(cluster, dests, (tcp80, udp81, tcp81))
+    targets = service_targets(cluster, dests, (tcp80, udp81, tcp81), views)
     assert targets[(0, tcp80)] == (IPv4Address("10.96.0.10"), 80)
     assert targets[(0, udp81)] == (IPv4Address("10.96.0.10"), 81)
     assert targets[(0, tcp81)] == "no Service of namespace x selects x/a alone with a TCP port 81"

@@ -19,7 +19,7 @@ needs=(
   mnexec:mininet ip:iproute2 iptables:iptables nft:nftables conntrack:conntrack ipset:ipset
   ping:iputils-ping curl:curl nsenter:util-linux sysctl:procps dig:bind9-dnsutils
   dnsmasq:dnsmasq-base nginx:nginx cc:gcc /usr/include/stdio.h:libc6-dev
-  python3:python3 /usr/lib/python3/dist-packages/mininet/net.py:mininet
+  python3:python3 /usr/lib/python3/dist-packages/mininet/net.py:mininet dot:graphviz
 )
 missing=()
 for need in "${needs[@]}"; do

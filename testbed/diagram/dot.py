@@ -41,10 +41,18 @@ class TraceFormatError(ValueError):
 # -- escaping -------------------------------------------------------------------------------
 
 def text(value: object) -> str:
-    """A user-provided string for an HTML-like label: markup escaped, control characters
-    shown as \\xNN (Graphviz would otherwise take them, or choke on them)."""
-    s = html.escape(str(value), quote=True)
-    return "".join(c if c >= " " and c != "\x7f" else f"\\x{ord(c):02x}" for c in s)
+    """A user-provided string for an HTML-like label: markup escaped, each backslash doubled
+    (Graphviz expands `\\N`, `\\G`, ... in HTML-like labels too, and turns `\\\\` into one),
+    control characters shown as \\xNN (Graphviz would otherwise take them, or choke on them)."""
+    out = []
+    for c in html.escape(str(value), quote=True):
+        if c == "\\":
+            out.append("\\\\")
+        elif c < " " or c == "\x7f":
+            out.append(f"\\\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def _attrs(**attrs: str) -> str:
@@ -309,7 +317,8 @@ def check_trace(data: object) -> dict:
             if isinstance(port, dict):
                 for key in ("in", "out"):
                     _opt_str(port, key, f"{where}.bridgePort")
-            nat = hop.get("nat") or []
+            nat = hop.get("nat")
+            nat = [] if nat is None else nat
             _check(isinstance(nat, list), f"{where}.nat", "must be a list")
             for k, rewrite in enumerate(nat):
                 _check(isinstance(rewrite, dict), f"{where}.nat[{k}]", "must be an object")

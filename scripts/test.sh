@@ -5,6 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bash "$here/scripts/install.sh"
 bash "$here/scripts/test-clients.sh"
+bash "$here/scripts/test-browser.sh"
 cd "$here"
 .venv/bin/python -m ruff check testbed tests bench examples
 set +e

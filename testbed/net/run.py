@@ -51,3 +51,12 @@ def run(argv: list[str], *, netns: int | None = None, input: str | None = None,
     if check and proc.returncode != 0:
         raise CommandError(full, proc.returncode, proc.stderr or proc.stdout, where)
     return Result(full, proc.returncode, proc.stdout, proc.stderr)
+
+
+def spawn(argv: list[str], *, netns: int | None = None) -> subprocess.Popen:
+    """Start `argv` (in the namespace of pid `netns`) and return it running, its standard
+    output a text pipe read line by line; the caller ends it (terminate, wait) by its pid."""
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise TypeError(f"spawn() takes a list of strings, not {argv!r}")
+    return subprocess.Popen(ns_prefix(netns) + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, bufsize=1)

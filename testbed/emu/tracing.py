@@ -1,0 +1,669 @@
+"""Acts: `testbed trace`: sends one real connection and follows it in the kernel of every
+namespace it crosses.
+
+How: every Mininet host of the cluster (nodes, gateway, clients) gets a table of the tracer's
+own, `ip testbed-trace-PID` (PID: the tracing process), whose base chains run right after
+conntrack (priority -190) in prerouting and output. The connection leaves its source with a
+DSCP no one else uses (43), so the tracer's rule knows its first packet in every namespace,
+however NAT rewrote its addresses; there it sets a conntrack mark of its own, which then names
+the connection's replies and the ICMP errors about it in that namespace. All of them get
+`meta nftrace set 1`, and an `nft -a monitor trace` per namespace reports each chain and rule
+they pass, iptables-nft's tables included (testbed.trace.events reads that). The monitors are
+known to listen before anything is sent, and to have reported everything before they are
+stopped, by canary packets their own rule traces (sent to 127.0.0.99:9 in each namespace).
+
+Then, per namespace: conntrack's entry with the mark (`conntrack -L --mark`) says what NAT did
+there, `ip route get` with the packet's addresses at that point says which way it went, and
+`iptables -t TABLE -S` beside `nft -a list table ip TABLE` turns the rule handles into the
+lines `iptables -S` prints. The hops are put in order by following the routes from the source:
+the next host is the one holding the route's next hop (or the destination, on its link), and a
+pod's hop is its eth0 behind its bridge port.
+
+The tracer's tables are deleted when the trace ends, also on Ctrl-C; a table left by a tracer
+that was killed outright (its PID gone) is deleted by the next trace in that cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from testbed.emu.probes import failure_of
+from testbed.net.netns import socket_in
+from testbed.net.run import run, spawn
+from testbed.trace import events
+from testbed.trace.ruleset import IPTABLES_TABLES, iptables_texts
+
+DSCP = 43                       # no standard codepoint: the traced connection's own
+CANARY = ("127.0.0.99", 9)
+TABLE_PREFIX = "testbed-trace-"
+PROTOCOLS = ("tcp", "udp", "icmp")
+
+
+class TraceError(RuntimeError):
+    """The trace could not be taken (bad FROM or TO, a namespace that would not listen)."""
+
+
+@dataclass
+class Resolved:
+    """What a trace sends to: an address and port, and what the user called it."""
+
+    address: IPv4Address
+    port: int | None
+    label: str
+    service: str | None = None        # namespace/name when TO named a Service
+
+
+@dataclass
+class _Host:
+    name: str
+    role: str
+    pid: int
+    addresses: set[str] = field(default_factory=set)
+    monitor: object = None
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+    passes: list[events.Pass] = field(default_factory=list)
+    conntrack: list[dict] = field(default_factory=list)
+    texts: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+
+# -- what FROM and TO name -----------------------------------------------------------------------
+
+def resolve_target(cluster, to: str, port: int | None, protocol: str, source_kind: str) -> Resolved:
+    """TO as a probe takes it: a pod, a Service (NAME or NAMESPACE/NAME), an IP, a node, any
+    of them with :PORT, or an Ingress host. KeyError names what exists when nothing matches."""
+    name, port_text = to, ""
+    if ":" in to:
+        name, _, port_text = to.rpartition(":")
+        if not port_text.isdigit():
+            raise TraceError(f"{to!r}: the port after ':' must be a number")
+        if port is not None and int(port_text) != port:
+            raise TraceError(f"{to!r} and --port {port} name different ports")
+        port = int(port_text)
+    service = _service(cluster, name)
+    if service is not None:
+        ns, svc_name = service["metadata"]["namespace"], service["metadata"]["name"]
+        ip = service["spec"].get("clusterIP")
+        if not ip or ip == "None":
+            raise TraceError(f"Service {ns}/{svc_name} has no ClusterIP (headless): trace one of "
+                             "its pods")
+        if port is None and protocol != "icmp":
+            ports = [p for p in service["spec"].get("ports", [])
+                     if p.get("protocol", "TCP").lower() == protocol]
+            if not ports:
+                raise TraceError(f"Service {ns}/{svc_name} has no {protocol.upper()} port")
+            port = int(ports[0]["port"])
+        return Resolved(IPv4Address(ip), port, to, f"{ns}/{svc_name}")
+    ingress = _ingress_address(cluster, name, source_kind)
+    if ingress is not None:
+        address, ingress_port = ingress
+        return Resolved(address, port or ingress_port, to)
+    try:
+        address = cluster.address_of(name)
+    except KeyError as err:
+        raise TraceError(f"TO {name!r}: {err.args[0]}; or a Service, an IP or an Ingress "
+                         "host") from None
+    if port is None and protocol != "icmp":
+        raise TraceError(f"TO {to!r} needs a port for {protocol} (NAME:PORT or --port)")
+    return Resolved(address, port, to)
+
+
+def _service(cluster, name: str) -> dict | None:
+    if cluster.cp is None or not re.fullmatch(r"([a-z0-9-]+/)?[a-z0-9-]+", name):
+        return None
+    namespace, _, svc = name.rpartition("/")
+    try:
+        return cluster.client.get("Service", namespace or "default", svc)
+    except Exception:   # noqa: BLE001 - no such Service, or no API server: not a Service name
+        return None
+
+
+def _ingress_address(cluster, host: str, source_kind: str) -> tuple[IPv4Address, int] | None:
+    """Where an Ingress host is reached: the ingress controller's Service (its load balancer's
+    address or a node port from outside the cluster, its ClusterIP from inside)."""
+    if cluster.cp is None or "." not in host:
+        return None
+    try:
+        ingresses = cluster.client.list("Ingress")
+    except Exception:   # noqa: BLE001 - no Ingress kind served: not an Ingress host
+        return None
+    if not any(rule.get("host") == host for ing in ingresses
+               for rule in (ing.get("spec") or {}).get("rules") or []):
+        return None
+    for svc in cluster.client.list("Service"):
+        labels = (svc.get("metadata") or {}).get("labels") or {}
+        if labels.get("app") != "nginx-ingress" and svc["metadata"]["name"] != "nginx-ingress":
+            continue
+        spec = svc.get("spec") or {}
+        http = next((p for p in spec.get("ports", []) if p.get("name") == "http"
+                     or p.get("port") == 80), None)
+        if http is None:
+            continue
+        if source_kind == "pod" or source_kind in ("worker", "master"):
+            return IPv4Address(spec["clusterIP"]), int(http["port"])
+        lb = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if lb and lb[0].get("ip"):
+            return IPv4Address(lb[0]["ip"]), int(http["port"])
+        if http.get("nodePort"):
+            return cluster.topo.workers[0].address, int(http["nodePort"])
+    return None
+
+
+# -- arming and disarming ------------------------------------------------------------------------
+
+def _table_name() -> str:
+    return f"{TABLE_PREFIX}{os.getpid()}"
+
+
+def _ruleset(table: str, mark: int, protocol: str) -> str:
+    request = {"tcp": "tcp flags & (syn | ack) == syn ", "udp": "meta l4proto udp ",
+               "icmp": "meta l4proto icmp "}[protocol]
+    reply = {"tcp": "tcp flags & (syn | rst) != 0 ", "udp": "meta l4proto udp ",
+             "icmp": "meta l4proto icmp "}[protocol]
+    rules = (f'ip dscp {DSCP:#x} {request}ct direction original ct mark set {mark:#x} '
+             f'meta nftrace set 1 comment "request"\n'
+             f'ct mark {mark:#x} ct direction reply {reply}meta nftrace set 1 comment "reply"\n'
+             f'ct mark {mark:#x} ct state related meta nftrace set 1 comment "related"\n')
+    canary = (f'ip daddr {CANARY[0]} udp dport {CANARY[1]} meta nftrace set 1 '
+              f'comment "canary"\n')
+    return (f"table ip {table} {{\n"
+            f"chain pre {{\ntype filter hook prerouting priority -190; policy accept;\n{rules}}}\n"
+            f"chain out {{\ntype filter hook output priority -190; policy accept;\n{canary}{rules}}}\n"
+            # Empty chains on the other hooks: the kernel reports the packet at each, with
+            # its interfaces, even where no other table has a chain there (the gateway).
+            f"chain fwdc {{\ntype filter hook forward priority -190; policy accept;\n}}\n"
+            f"chain {events.INPUT_CHAIN} {{\ntype filter hook input priority -190; policy accept;\n}}\n"
+            f"chain post {{\ntype filter hook postrouting priority -190; policy accept;\n}}\n"
+            f"}}\n")
+
+
+def stale_tables(pid: int) -> list[str]:
+    """The tracer tables in namespace `pid` whose tracing process is gone."""
+    listing = run(["nft", "list", "tables", "ip"], netns=pid, check=False, timeout=10).stdout
+    out = []
+    for name in re.findall(rf"table ip ({TABLE_PREFIX}(\d+))", listing):
+        table, owner = name
+        if int(owner) != os.getpid() and not os.path.exists(f"/proc/{owner}"):
+            out.append(table)
+    return out
+
+
+def tracer_tables(pid: int) -> list[str]:
+    """Every tracer table in namespace `pid` (tests check none is left)."""
+    listing = run(["nft", "list", "tables", "ip"], netns=pid, check=False, timeout=10).stdout
+    return re.findall(rf"table ip ({TABLE_PREFIX}\d+)", listing)
+
+
+def _delete_table(pid: int, table: str) -> None:
+    run(["nft", "delete", "table", "ip", table], netns=pid, check=False, timeout=10)
+
+
+# -- the trace -----------------------------------------------------------------------------------
+
+_LOCK = threading.Lock()     # one trace at a time in this process: they share DSCP 43
+
+
+def trace(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp",
+          timeout: float = 2.0) -> dict:
+    """Send one connection from `source` to `to` and report its path (testbed.trace's JSON)."""
+    if protocol not in PROTOCOLS:
+        raise TraceError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
+    try:
+        src = cluster.endpoint(source)
+    except KeyError as err:
+        raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
+    if src.pid is None or src.address is None:
+        raise TraceError(f"FROM {source!r} has no running sandbox or no address")
+    target = resolve_target(cluster, to, port, protocol, src.kind)
+    with _LOCK:
+        return _trace(cluster, src, target, protocol, timeout)
+
+
+def _trace(cluster, src, target: Resolved, protocol: str, timeout: float) -> dict:
+    hosts = {h.name: _Host(h.name, h.role, h.pid) for h in cluster.network.hosts.values()}
+    table = _table_name()
+    mark = 0x7E570000 | (int.from_bytes(os.urandom(2), "big"))
+    for host in hosts.values():
+        for old in stale_tables(host.pid):
+            _delete_table(host.pid, old)
+    started = time.monotonic()
+    armed: list[_Host] = []
+    try:
+        for host in hosts.values():
+            run(["nft", "-f", "-"], netns=host.pid, input=_ruleset(table, mark, protocol), timeout=10)
+            armed.append(host)
+            host.monitor = spawn(["stdbuf", "-oL", "nft", "-a", "monitor", "trace"], netns=host.pid)
+            host.reader = threading.Thread(target=_read, args=(host,), daemon=True)
+            host.reader.start()
+        _barrier(hosts.values(), 1)
+        outcome = _send(src, target, protocol, timeout)
+        time.sleep(0.05)
+        _barrier(hosts.values(), 2)
+        for host in hosts.values():
+            host.conntrack = _conntrack(host.pid, mark)
+    finally:
+        for host in hosts.values():
+            if host.monitor is not None:
+                host.monitor.terminate()
+        for host in armed:
+            _delete_table(host.pid, table)
+        for host in hosts.values():
+            if host.monitor is not None:
+                try:
+                    host.monitor.wait(timeout=5)
+                except Exception:   # noqa: BLE001 - it was asked to end; kill it then
+                    host.monitor.kill()
+                    host.monitor.wait()
+    if os.environ.get("TESTBED_TRACE_RAW"):
+        for host in hosts.values():
+            print(f"## {host.name}\n" + "\n".join(host.lines))
+    for host in hosts.values():
+        host.passes = events.passes(host.lines, table)
+        host.addresses = _addresses(host.pid)
+        _rule_texts(host)
+    result = _assemble(cluster, src, target, protocol, hosts, table, outcome)
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _read(host: _Host) -> None:
+    for line in host.monitor.stdout:
+        host.lines.append(line.rstrip("\n"))
+
+
+def _barrier(hosts, count: int, limit: float = 5.0) -> None:
+    """Wait until every monitor has reported `count` canaries (sending them meanwhile)."""
+    deadline = time.monotonic() + limit
+    waiting = list(hosts)
+    while waiting:
+        for host in waiting:
+            if events.canaries(list(host.lines), _table_name()) < count:
+                _canary(host.pid)
+        time.sleep(0.03)
+        waiting = [h for h in waiting if events.canaries(list(h.lines), _table_name()) < count]
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(h.name for h in waiting)
+            raise TraceError(f"the trace monitor in {names} did not report within {limit:g}s")
+
+
+def _canary(pid: int) -> None:
+    sock = socket_in(pid, kind=socket.SOCK_DGRAM)
+    try:
+        sock.sendto(b"canary", CANARY)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+@dataclass
+class Outcome:
+    result: str          # connected, replied, refused, timeout, unreachable, error
+    text: str
+    local: str = ""      # the source address:port it left from
+
+
+def _send(src, target: Resolved, protocol: str, timeout: float) -> Outcome:
+    if protocol == "icmp":
+        return _ping(src.pid, target.address, timeout)
+    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket_in(src.pid, kind=kind)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP << 2)
+        sock.settimeout(timeout)
+        sock.bind(("0.0.0.0", 0))
+        try:
+            try:
+                sock.connect((str(target.address), target.port))
+            finally:
+                local = "{}:{}".format(*sock.getsockname())
+            if protocol == "tcp":
+                return Outcome("connected", "connected", local)
+            sock.send(b"hostname")
+            reply = sock.recv(65535).decode(errors="replace")
+            return Outcome("replied", f"reply {reply.strip()[:60]!r}", local)
+        except OSError as err:
+            failure = failure_of(err)
+            text = {"refused": "refused", "timeout": f"no answer within {timeout:g}s"}.get(
+                failure, err.strerror or str(err))
+            return Outcome(failure, text, local)
+    finally:
+        sock.close()
+
+
+def _ping(pid: int, address: IPv4Address, timeout: float) -> Outcome:
+    result = run(["ping", "-n", "-c", "1", "-W", str(max(1, round(timeout))), "-Q", str(DSCP << 2),
+                  str(address)], netns=pid, check=False, timeout=timeout + 5)
+    if result.returncode == 0:
+        return Outcome("replied", "echo reply")
+    text = result.stdout + result.stderr
+    if "Unreachable" in text or "unreachable" in text:
+        why = re.search(r"(Destination [A-Za-z ]+Unreachable|Packet filtered)", text)
+        if why and "Port" in why.group(1):
+            return Outcome("refused", why.group(1))
+        return Outcome("unreachable", why.group(1) if why else "unreachable")
+    return Outcome("timeout", f"no echo reply within {max(1, round(timeout))}s")
+
+
+def _conntrack(pid: int, mark: int) -> list[dict]:
+    """The connection's entries in this namespace: orig and reply tuples, and the raw line."""
+    result = run(["conntrack", "-L", "--mark", str(mark)], netns=pid, check=False, timeout=10)
+    out = []
+    for line in result.stdout.splitlines():
+        pairs = [f.split("=", 1) for f in line.split() if "=" in f]
+        srcs = [v for k, v in pairs if k == "src"]
+        dsts = [v for k, v in pairs if k == "dst"]
+        sports = [v for k, v in pairs if k == "sport"]
+        dports = [v for k, v in pairs if k == "dport"]
+        if len(srcs) < 2:
+            continue
+        ends = [(f"{srcs[i]}:{sports[i]}", f"{dsts[i]}:{dports[i]}") if len(sports) > i
+                else (srcs[i], dsts[i]) for i in (0, 1)]
+        out.append({"line": line.strip(), "orig": ends[0], "reply": ends[1]})
+    return out
+
+
+def _addresses(pid: int) -> set[str]:
+    result = run(["ip", "-j", "-4", "addr"], netns=pid, check=False, timeout=10)
+    try:
+        return {a["local"] for link in json.loads(result.stdout or "[]")
+                for a in link.get("addr_info", []) if a.get("local")}
+    except (ValueError, KeyError, TypeError):
+        return set()
+
+
+def _rule_texts(host: _Host) -> None:
+    """The iptables tables' rules this host's passes hit, as `iptables -S` shows them."""
+    tables = {hit.table for p in host.passes for hit in p.hits
+              if hit.family == "ip" and hit.table in IPTABLES_TABLES}
+    for table in sorted(tables):
+        listing = run(["nft", "-a", "list", "table", "ip", table], netns=host.pid, check=False,
+                      timeout=10).stdout
+        save = run(["iptables", "-t", table, "-S"], netns=host.pid, check=False, timeout=10).stdout
+        for (chain, handle), text in iptables_texts(listing, save).items():
+            host.texts[(table, chain, handle)] = text
+
+
+def _route(pid: int, dst: str, src: str | None, iif: str | None) -> dict:
+    argv = ["ip", "-j", "route", "get", dst]
+    if src:
+        argv += ["from", src]
+    if iif:
+        argv += ["iif", iif]
+    result = run(argv, netns=pid, check=False, timeout=10)
+    try:
+        found = json.loads(result.stdout or "[]")
+    except ValueError:
+        found = []
+    if not found:
+        return {"text": (result.stderr or "no route").strip()}
+    r = found[0]
+    text = run(argv[:1] + argv[2:], netns=pid, check=False, timeout=10).stdout.strip()
+    text = re.sub(r" uid \d+| cache.*$", "", text.splitlines()[0].strip()) if text else ""
+    return {"text": text, "gateway": r.get("gateway"),
+            "dev": r.get("dev"), "type": r.get("type", "unicast")}
+
+
+def _ip(addr: str) -> str:
+    return addr.rsplit(":", 1)[0] if addr.count(".") == 3 and ":" in addr else addr
+
+
+# -- putting it together ---------------------------------------------------------------------------
+
+def _hit_json(host: _Host, hit: events.Hit) -> dict:
+    if hit.policy:
+        rule = (f"-P {hit.chain} {hit.verdict.upper()}" if hit.table in IPTABLES_TABLES
+                else f"policy {hit.verdict}")
+        return {"chain": hit.where, "rule": rule, "verdict": hit.verdict}
+    text = host.texts.get((hit.table, hit.chain, hit.handle or -1)) or hit.rule
+    return {"chain": hit.where, "rule": text, "verdict": hit.verdict}
+
+
+def _pass(host: _Host, direction: str, src: str, dst: str, used: set[int]) -> events.Pass | None:
+    """The first pass of `direction` in `host` not taken yet whose packet came in as src ->
+    dst (any such pass when none matches exactly: ports can be missing from ICMP)."""
+    fitting = [x for x in host.passes if x.direction in (direction, "related" if direction ==
+                                                           "reply" else direction)
+               and id(x) not in used]
+    exact = [x for x in fitting if x.packets and (x.first.address("s"), x.first.address("d"))
+             == (src, dst)]
+    chosen = (exact or [x for x in fitting if x.packets and _ip(x.first.address("d")) == _ip(dst)]
+              or [None])[0]
+    if chosen is not None:
+        used.add(id(chosen))
+    return chosen
+
+
+def _entry(host: _Host, src: str, dst: str) -> dict | None:
+    """Conntrack's entry in `host` for the packet src -> dst as it came in."""
+    return next((e for e in host.conntrack if e["orig"] == (src, dst)), None)
+
+
+def _nat(p: events.Pass, entry: dict | None, reply: bool) -> list[dict]:
+    """The rewrites conntrack made in this namespace, as the request or the reply saw them."""
+    out = []
+    rules = " ".join(h.rule for h in p.hits)
+    if entry is not None:
+        (osrc, odst), (rsrc, rdst) = entry["orig"], entry["reply"]
+        if rsrc != odst:
+            kind = "redirect" if "redirect" in rules else "dnat"
+            out.append({"type": "un-dnat", "from": rsrc, "to": odst} if reply
+                       else {"type": kind, "from": odst, "to": rsrc})
+        if rdst != osrc:
+            kind = "masquerade" if "masquerade" in rules else "snat"
+            out.append({"type": "un-snat", "from": rdst, "to": osrc} if reply
+                       else {"type": kind, "from": osrc, "to": rdst})
+    return out
+
+
+def _hop(host: _Host, p: events.Pass | None, entry: dict | None, reply: bool, route: dict | None,
+         table: str) -> dict:
+    hop = {"host": host.name, "kind": host.role, "in": None, "out": None, "bridgePort": None,
+           "route": route.get("text") if route else None, "packet": None, "chains": [],
+           "rules": [], "nat": [], "verdict": None}
+    if p is None:
+        return hop
+    hop.update({"in": p.iif, "out": p.oif, "chains": p.chains(table),
+                "rules": [_hit_json(host, h) for h in p.hits if h.table != table],
+                "nat": _nat(p, entry, reply)})
+    if p.packets:
+        hop["packet"] = {"src": p.first.address("s"), "dst": p.first.address("d")}
+    final = p.final()
+    if final is not None:
+        hop["verdict"] = "reject" if "reject" in final.rule or "reject" in final.verdict else "drop"
+    elif p.local_in:
+        hop["verdict"] = "accept"
+    return hop
+
+
+def _pod_veths(cluster, pod) -> str | None:
+    """The host-side veth of a pod: the peer of its eth0, by ifindex, in its node."""
+    result = run(["ip", "-j", "link", "show", "eth0"], netns=pod.pid, check=False, timeout=10)
+    try:
+        index = json.loads(result.stdout or "[]")[0].get("link_index")
+    except (ValueError, IndexError, AttributeError):
+        return None
+    node = cluster.network.hosts.get(pod.node)
+    if index is None or node is None:
+        return None
+    links = run(["ip", "-j", "link", "show"], netns=node.pid, check=False, timeout=10)
+    try:
+        return next((link["ifname"] for link in json.loads(links.stdout or "[]")
+                     if link.get("ifindex") == index), None)
+    except ValueError:
+        return None
+
+
+def _pod_hop(pod, veth: str | None, inbound: bool, route: dict | None = None,
+             packet: dict | None = None) -> dict:
+    return {"host": pod.key, "kind": "pod", "in": "eth0" if inbound else None,
+            "out": None if inbound else "eth0",
+            "bridgePort": {"in": None, "out": veth} if inbound else {"in": veth, "out": None},
+            "route": route.get("text") if route else None, "packet": packet, "chains": [],
+            "rules": [], "nat": [], "verdict": "accept" if inbound else None}
+
+
+def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _Host], table: str,
+              outcome: Outcome) -> dict:
+    pods = {str(p.ip): p for p in cluster.all_pods() if p.ip and p.pid}
+    owners: dict[str, str] = {}
+    for host in hosts.values():
+        for a in host.addresses:
+            owners.setdefault(a, host.name)
+    dst = f"{target.address}:{target.port}" if target.port else str(target.address)
+    source = outcome.local or str(src.address)
+    hops: list[dict] = []
+    visited: list[tuple[_Host, events.Pass]] = []
+    endpoint: str | None = None
+    note = ""
+    cur_src, cur_dst = source, dst
+    if src.kind == "pod":
+        pod = pods.get(str(src.address))
+        route = _route(src.pid, _ip(cur_dst), _ip(cur_src), None)
+        veth = _pod_veths(cluster, pod) if pod else None
+        hops.append(_pod_hop(pod or src, veth, False, route, {"src": cur_src, "dst": cur_dst})
+                    if pod else {"host": src.name, "kind": "pod"})
+        current = hosts.get(pod.node) if pod else None
+        if hops[0].get("bridgePort"):
+            bridge_in = veth
+        else:
+            bridge_in = None
+    else:
+        current, bridge_in = hosts.get(src.name), None
+    used: set[int] = set()
+    for _ in range(16):
+        if current is None:
+            break
+        p = _pass(current, "request", cur_src, cur_dst, used)
+        if p is None:
+            hops.append(_hop(current, None, None, False, None, table))
+            note = f"the packet never showed up in {current.name}"
+            break
+        entry = _entry(current, cur_src, cur_dst)
+        if entry is not None:
+            cur_src, cur_dst = entry["reply"][1], entry["reply"][0]   # after this host's NAT
+        route = None if p.local_in or p.final() else _route(
+            current.pid, _ip(cur_dst), _ip(cur_src) if _ip(cur_src) not in current.addresses
+            else None, p.iif if _ip(cur_src) not in current.addresses else None)
+        hop = _hop(current, p, entry, False, route, table)
+        if bridge_in:
+            hop["bridgePort"] = {"in": bridge_in, "out": None}
+        hops.append(hop)
+        visited.append((current, p, entry))
+        bridge_in = None
+        if hop["verdict"] in ("drop", "reject"):
+            break
+        if p.local_in:
+            endpoint = current.name
+            break
+        if route is None or not route.get("dev"):
+            note = f"no route from {current.name} to {_ip(cur_dst)}"
+            break
+        nexthop = route.get("gateway") or _ip(cur_dst)
+        pod = pods.get(nexthop)
+        if pod is not None and pod.node == current.name:
+            veth = _pod_veths(cluster, pod)
+            hop["bridgePort"] = {"in": (hop["bridgePort"] or {}).get("in"), "out": veth}
+            hops.append(_pod_hop(pod, veth, True, None, {"src": cur_src, "dst": cur_dst}))
+            endpoint = pod.key
+            break
+        owner = owners.get(nexthop)
+        if owner is None:
+            note = f"{current.name} sent it to {nexthop}, which no host of the cluster holds"
+            break
+        current = hosts[owner]
+    verdict, cause = _verdict(hops, visited, outcome, endpoint)
+    reply = _reply(cluster, hosts, visited, hops, table, pods) if verdict != "dropped" else []
+    conntrack = [f"{h.name}: {e['line']}" for h in hosts.values() for e in h.conntrack]
+    result = {"mode": "live", "from": src.name, "to": target.label, "protocol": protocol,
+              "source": source, "destination": dst, "verdict": verdict, "cause": cause,
+              "endpoint": endpoint, "conntrack": conntrack, "hops": hops, "reply": reply,
+              "outcome": outcome.text}
+    if target.service:
+        result["service"] = target.service
+    if note:
+        result["note"] = note
+    return result
+
+
+def _verdict(hops: list[dict], visited, outcome: Outcome, endpoint: str | None) -> tuple[str, dict | None]:
+    for host, p, _ in visited:
+        final = p.final()
+        if final is not None:
+            hop = next(h for h in reversed(hops) if h["host"] == host.name)
+            rule = next((r for r in hop["rules"] if r["chain"] == final.where
+                         and r["verdict"] == final.verdict), None)
+            kind = hop["verdict"]
+            cause = {"host": host.name, "chain": final.where,
+                     "rule": rule["rule"] if rule else final.rule, "verdict": kind}
+            return ("rejected" if kind == "reject" else "dropped"), cause
+    if outcome.result in ("connected", "replied"):
+        return "delivered", None
+    if outcome.result == "refused" and endpoint:
+        return "delivered", None     # the endpoint itself said no: nothing listens there
+    if outcome.result in ("refused", "unreachable"):
+        return "rejected", {"host": hops[-1]["host"] if hops else None, "chain": None,
+                            "rule": outcome.text, "verdict": "reject"}
+    return "dropped", None
+
+
+def _reply(cluster, hosts, visited, hops: list[dict], table: str, pods: dict) -> list[dict]:
+    """The way back: the hosts of the request in reverse, with their reply passes."""
+    out: list[dict] = []
+    last = hops[-1] if hops else None
+    if last and last["kind"] == "pod":
+        out.append({**_pod_hop_from(last), "in": None, "out": "eth0",
+                    "bridgePort": {"in": (last.get("bridgePort") or {}).get("out"), "out": None},
+                    "verdict": None})
+    used: set[int] = set()
+    for host, _, entry in reversed(visited):
+        if entry is not None:
+            src, dst = entry["reply"]
+            p = _pass(host, "reply", src, dst, used)
+        else:
+            p = _pass(host, "reply", "", "", used)
+        if p is None:
+            continue
+        route = None
+        if entry is not None and not p.local_in and _ip(entry["orig"][0]) not in host.addresses:
+            to = _ip(entry["orig"][0])
+            route = _route(host.pid, to, _ip(p.first.address("s")) if p.packets else None, p.iif)
+        out.append(_hop(host, p, entry, True, route, table))
+    first = hops[0] if hops else None
+    if first and first["kind"] == "pod" and first is not last:
+        out.append({**_pod_hop_from(first), "in": "eth0", "out": None,
+                    "bridgePort": {"in": None, "out": (first.get("bridgePort") or {}).get("in")},
+                    "verdict": "accept"})
+    return out
+
+
+def _pod_hop_from(hop: dict) -> dict:
+    return {"host": hop["host"], "kind": "pod", "route": None, "packet": None, "chains": [],
+            "rules": [], "nat": []}
+
+
+# -- for scenarios and reports ------------------------------------------------------------------
+
+def trace_probe(cluster, probe) -> dict:
+    """The trace of a scenario probe's connection (testbed.scenario.spec.Probe), as the report
+    attaches it to a failed probe."""
+    from testbed.scenario.steps import service_target
+
+    protocol = {"http": "tcp", "tcp": "tcp", "udp": "udp", "icmp": "icmp"}.get(probe.kind)
+    if protocol is None:
+        raise TraceError(f"a {probe.kind} probe is not traced (its connection is the resolver's)")
+    if probe.target.via:
+        address, port = service_target(cluster, probe)
+        return trace(cluster, probe.source, f"{address}:{port}", None, protocol, probe.timeout)
+    host = probe.target.host
+    if host in ("localhost", "127.0.0.1"):
+        raise TraceError("a connection to localhost stays in its pod: nothing to trace")
+    return trace(cluster, probe.source, host, probe.target.port, protocol, probe.timeout)
+

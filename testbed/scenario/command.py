@@ -1,5 +1,8 @@
-"""Acts: `testbed run [SCENARIO.yaml] [--junit FILE] [--json FILE] [--kube-proxy MODE]
-[--network-policy MODE]`.
+"""Acts: `testbed run [SCENARIO.yaml] [--junit FILE] [--json FILE] [--html FILE]
+[--kube-proxy MODE] [--network-policy MODE]`.
+
+--html writes one self-contained page (testbed.scenario.html): the cluster's diagram, taken
+before the teardown, and every step, with failed probes' traces and inspections folded in.
 
 --kube-proxy and --network-policy set every worker's mode, over the scenario's and the
 topology's, so that one scenario file runs in each mode (a policy mode the files leave out
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from testbed.checks import report_warnings
 from testbed.emu.errors import SETUP_ERRORS, require_root
-from testbed.scenario import report
+from testbed.scenario import html, report
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
 from testbed.spec.topology import POLICY_MODES, PROXY_MODES
@@ -32,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO), help="scenario YAML file")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--json", metavar="FILE", help="write a JSON report")
+    p.add_argument("--html", metavar="FILE",
+                   help="write an HTML report: the cluster's diagram, the steps, failures' traces")
     add_mode_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -53,12 +58,15 @@ def _check_output(path: str | None, option: str) -> list[Problem]:
     parent = Path(path).resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         return [Problem("<command line>", None, option, f"cannot write {path}: no writable directory {parent}")]
+    if Path(path).is_dir():
+        return [Problem("<command line>", None, option, f"cannot write {path}: it is a directory")]
     return []
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     prepared = prepare(args.scenario, args.proxy_mode, args.policy_mode)
-    problems = _check_output(args.junit, "--junit") + _check_output(args.json, "--json")
+    problems = (_check_output(args.junit, "--junit") + _check_output(args.json, "--json")
+                + _check_output(args.html, "--html"))
     if problems:
         raise SpecError(problems)
     report_warnings(prepared.warnings, sys.stderr)
@@ -67,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"scenario {scenario.name} ({scenario.file})", file=sys.stderr)
     for line in scenario.description.splitlines():
         print(f"  | {line}", file=sys.stderr)
-    runner = Runner(prepared, log_progress)
+    runner = Runner(prepared, log_progress, diagram=bool(args.html))
     try:
         results = runner.run()
     except KeyboardInterrupt:
@@ -83,4 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Path(args.junit).write_text(report.junit(scenario.name, results, runner.setup_seconds))
     if args.json:
         Path(args.json).write_text(report.as_json(scenario.name, scenario.file, results, runner.setup_seconds))
+    if args.html:
+        Path(args.html).write_text(html.page(scenario.name, scenario.file, results, runner.setup_seconds,
+                                             runner.diagram))
     return 0 if all(r.passed for r in results) else 1

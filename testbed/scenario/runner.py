@@ -18,9 +18,10 @@ from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import ControlPlaneError
 from testbed.emu.probes import sctp_supported
 from testbed.emu.shield import interrupted_once
+from testbed.scenario.html import Diagram
 from testbed.scenario.preflight import check_scenario
 from testbed.scenario.results import StepResult
-from testbed.scenario.spec import Scenario, Step
+from testbed.scenario.spec import Probe, Scenario, Step
 from testbed.scenario.steps import Outcome, execute
 from testbed.spec.source import Problem
 from testbed.spec.topology import Topology
@@ -49,12 +50,20 @@ def prepare(path: str, proxy_mode: str | None = None, policy_mode: str | None = 
 
 
 class Runner:
-    def __init__(self, prepared: Prepared, progress: Callable[[str], None]):
+    """Runs a prepared scenario. A failed probe step is traced at once, while the cluster is as
+    the probe found it (details["trace"]); with `diagram`, the cluster's picture is taken after
+    the last step, before the teardown (self.diagram)."""
+
+    def __init__(self, prepared: Prepared, progress: Callable[[str], None], diagram: bool = False,
+                 tracer: Callable[[Cluster, Probe], dict] | None = None):
         self.prepared = prepared
+        self.tracer = tracer   # testbed.emu.tracing.trace_probe unless handed another
         self.progress = progress
         self.results: list[StepResult] = []
         self.cluster: Cluster | None = None
         self.setup_seconds = 0.0
+        self.want_diagram = diagram
+        self.diagram = Diagram(unavailable="the run ended before its steps")
 
     def run(self) -> list[StepResult]:
         started = time.monotonic()
@@ -81,6 +90,8 @@ class Runner:
                 self.results.append(result)
                 mark = "PASS" if result.passed else "FAIL"
                 self.progress(f"[{index}/{total}] {mark} {step.name}: {result.observed} ({result.seconds:.2f}s)")
+            if self.want_diagram:
+                self.diagram = take_diagram(self.cluster)
         finally:
             self.progress("tearing down")
             self.cluster.down()
@@ -92,8 +103,40 @@ class Runner:
         except (ApiError, ControlPlaneError, TimeoutError, KeyError, OSError) as err:
             # A step that cannot be carried out fails, and the scenario goes on.
             outcome = Outcome(False, step.name, f"error: {err}")
+        seconds = time.monotonic() - started
+        if not outcome.passed and isinstance(step.action, Probe):
+            self.progress("  tracing the failing connection")
+            traced = time.monotonic()
+            outcome.details["trace"] = trace_failure(self.cluster, step.action, self.tracer)
+            outcome.details["traceSeconds"] = round(time.monotonic() - traced, 3)
         return StepResult(step, outcome.passed, outcome.expectation, outcome.observed,
-                          time.monotonic() - started, outcome.details)
+                          seconds, outcome.details)
+
+
+def trace_failure(cluster: Cluster, probe: Probe,
+                  tracer: Callable[[Cluster, Probe], dict] | None = None) -> dict | str:
+    """The trace of a failed probe's connection (`tracer`, by default testbed.emu.tracing's
+    trace_probe), or "trace failed: why": a trace that cannot be taken never ends the run or
+    changes the step's verdict."""
+    try:
+        if tracer is None:
+            from testbed.emu.tracing import trace_probe as tracer
+        return tracer(cluster, probe)
+    except Exception as err:   # whatever went wrong is reported; the run goes on
+        return f"trace failed: {type(err).__name__}: {err}"
+
+
+def take_diagram(cluster: Cluster) -> Diagram:
+    """The running cluster's picture as SVG (testbed.emu.diagram_command, which needs
+    Graphviz's dot), or why there is none: a missing picture never fails the run."""
+    if shutil.which("dot") is None:
+        return Diagram(unavailable="Graphviz's dot is not installed (Debian's package graphviz)")
+    try:
+        from testbed.emu.diagram_command import cluster_svg
+
+        return Diagram(svg=cluster_svg(cluster))
+    except Exception as err:   # a report without a picture is still a report
+        return Diagram(unavailable=f"{type(err).__name__}: {err}")
 
 
 def log_progress(message: str) -> None:

@@ -87,12 +87,19 @@ def test_run_with_an_unwritable_report_path(capsys, tmp_path):
     # is built: make sure the directories really are missing
     junit = tmp_path / "no-such-dir" / "report.xml"
     json_ = tmp_path / "also-missing" / "report.json"
-    assert not junit.parent.exists() and not json_.parent.exists()
-    assert main(["run", str(TOUR), "--junit", str(junit), "--json", str(json_)]) == 2
+    html = tmp_path / "missing-too" / "report.html"
+    assert not junit.parent.exists() and not json_.parent.exists() and not html.parent.exists()
+    assert main(["run", str(TOUR), "--junit", str(junit), "--json", str(json_), "--html", str(html)]) == 2
     assert error_lines(capsys) == [
         f"testbed: <command line>: --junit: cannot write {junit}: no writable directory {junit.parent}",
         f"testbed: <command line>: --json: cannot write {json_}: no writable directory {json_.parent}",
+        f"testbed: <command line>: --html: cannot write {html}: no writable directory {html.parent}",
     ]
+
+
+def test_run_with_a_report_path_that_is_a_directory(capsys, tmp_path):
+    assert main(["run", str(TOUR), "--html", str(tmp_path)]) == 2
+    assert error_lines(capsys) == [f"testbed: <command line>: --html: cannot write {tmp_path}: it is a directory"]
 
 
 def test_cli_with_a_bad_topology_and_a_bad_manifest(write, capsys):

@@ -1,0 +1,67 @@
+"""The runner traces a failed probe step at once (testbed.scenario.runner's hook), and a trace
+that cannot be taken is recorded, never raised. No cluster is built: a fake stands in for the
+one thing a probe step asks of it first, and a fake tracer for testbed.emu.tracing."""
+
+from __future__ import annotations
+
+import time
+
+from testbed.scenario.runner import Prepared, Runner, trace_failure
+from testbed.scenario.spec import Expect, Probe, Sleep, Step, Target
+
+PROBE = Probe("tcp", "pod-a", Target("pod-c", 9999), Expect())
+TRACE = {"mode": "live", "verdict": "rejected", "hops": [{"host": "default/pod-a"}]}
+
+
+class NoSuchSource:
+    """A cluster where the probe's source is missing: the probe step fails (as an error)."""
+
+    def endpoint(self, name):
+        raise KeyError(f"no endpoint {name}")
+
+
+class Tracer:
+    def __init__(self, result=TRACE, delay: float = 0.0):
+        self.result, self.delay, self.calls = result, delay, []
+
+    def __call__(self, cluster, probe):
+        self.calls.append((cluster, probe))
+        time.sleep(self.delay)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def runner(tracer) -> tuple[Runner, list[str]]:
+    said: list[str] = []
+    r = Runner(Prepared(None, None, []), said.append, tracer=tracer)
+    r.cluster = NoSuchSource()
+    return r, said
+
+
+def test_a_failed_probe_is_traced_at_once_and_the_trace_kept():
+    tracer = Tracer(delay=0.3)
+    r, said = runner(tracer)
+    result = r.run_step(Step("pod-a to a closed port", 4, PROBE), 0)
+    assert not result.passed
+    assert tracer.calls == [(r.cluster, PROBE)]
+    assert result.details["trace"] == TRACE
+    assert result.details["traceSeconds"] >= 0.3
+    assert result.seconds < 0.3          # the step's own time, without the trace's
+    assert any("tracing the failing connection" in line for line in said)
+
+
+def test_a_trace_that_fails_is_recorded_not_raised():
+    r, _ = runner(Tracer(RuntimeError("no such chain")))
+    result = r.run_step(Step("pod-a to a closed port", 4, PROBE), 0)
+    assert not result.passed
+    assert result.details["trace"] == "trace failed: RuntimeError: no such chain"
+    assert trace_failure(None, PROBE, Tracer(KeyError("x"))) == "trace failed: KeyError: 'x'"
+
+
+def test_passing_and_non_probe_steps_are_not_traced():
+    tracer = Tracer()
+    r, said = runner(tracer)
+    result = r.run_step(Step("a pause", 2, Sleep(0.0)), 0)
+    assert result.passed and "trace" not in result.details
+    assert tracer.calls == [] and not any("tracing" in line for line in said)

@@ -380,7 +380,9 @@ class _Overlay:
                 vid = self.d.ids.get("veth", name, veth) if veth else None
                 if vid is not None:
                     here = [vid, *here] if side == "in" else [*here, vid]
-            elif iface:
+            elif iface or side == "in" or hop.get("verdict") not in ("drop", "reject"):
+                # its uplink; or the node itself, where the packet starts (no `in`) or ends
+                # (no `out`, not dropped): the node is drawn as its uplink
                 here = [self.d.ids("host", name)]
             out.extend(here)
         return out or [self.d.ids("host", name)]

@@ -126,3 +126,48 @@ def test_the_command_draws_the_running_cluster_by_name(cluster, tmp_path):
     done = run_testbed("diagram", name, "-o", str(png))
     assert done.returncode == 0, done.stderr
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_real_trace_is_drawn_over_the_cluster(cluster, tmp_path):
+    """`testbed trace`'s live result from one pod to the Service, reaching the endpoint on
+    the other node (kube-proxy picks one at random: traced until it does), so through the
+    gateway."""
+    from testbed.emu.tracing import trace
+
+    src, other = sorted(service_pods(cluster), key=lambda p: p["spec"]["nodeName"])
+    for _ in range(12):
+        result = trace(cluster, f"default/{src['metadata']['name']}", "service-test:80",
+                       protocol="tcp")
+        assert result["verdict"] == "delivered", result
+        if result["endpoint"] == f"default/{other['metadata']['name']}":
+            break
+    dst = next(p for p in service_pods(cluster)
+               if f"default/{p['metadata']['name']}" == result["endpoint"])
+    if src["spec"]["nodeName"] != other["spec"]["nodeName"]:
+        assert dst["metadata"]["name"] == other["metadata"]["name"], "12 connections to the Service never reached the other node"
+    pic = cluster_picture(cluster)
+    dot = to_dot(pic, result)
+    ids = {}
+    for m in re.finditer(r"^\s*(n\d+) \[(.*)\]$", dot, re.M):
+        for pod in pic.pods:
+            if f"<B>{pod.name}</B>" in m[2]:
+                ids[pod.name] = m[1]
+            if pod.veth and f"<{pod.veth}>" in m[2]:
+                ids[pod.veth] = m[1]
+        if "(gateway)" in m[2]:
+            ids["gateway"] = m[1]
+    path = {}
+    for m in re.finditer(r"^\s*(n\d+)(?::\w+)? -> (n\d+)(?::\w+)? \[color=\"#d62728\".*"
+                         r"<B>(\d+)</B>", dot, re.M):
+        path[int(m[3])] = (m[1], m[2])
+    points = [path[n][0] for n in sorted(path)] + [path[max(path)][1]]
+    by_name = {p.name: p for p in pic.pods}
+    source, target = by_name[src["metadata"]["name"]], by_name[dst["metadata"]["name"]]
+    assert points[:2] == [ids[source.name], ids[source.veth]], points
+    assert points[-2:] == [ids[target.veth], ids[target.name]], points
+    assert (ids["gateway"] in points) == (source.node != target.node)
+    # and Graphviz draws it: the verdict and the numbers are in the picture
+    out = tmp_path / "trace.json"
+    out.write_text(json.dumps(result))
+    words = svg_words(cluster_svg(cluster, json.loads(out.read_text())))
+    assert "delivered" in words and "1" in words and str(max(path)) in words

@@ -296,7 +296,8 @@ def test_a_dropped_trace_marks_its_cause_at_its_host():
              "cause": {"host": "node1", "chain": "filter/KUBE-SERVICES", "verdict": "reject",
                        "rule": "-A KUBE-SERVICES -d 10.3.250.7/32 -j REJECT"},
              "hops": [hop("default/client-1", "pod", o="eth0"),
-                      hop("node1", "worker", "cbr0", None, {"in": "veth0c0c0c0c", "out": None})],
+                      {**hop("node1", "worker", "cbr0", None, {"in": "veth0c0c0c0c", "out": None}),
+                       "verdict": "reject"}],
              "reply": []}
     dot = to_dot(live_picture(), trace)
     verdict = node(dot, "<B>rejected</B>", "at node1: filter/KUBE-SERVICES reject",
@@ -306,6 +307,24 @@ def test_a_dropped_trace_marks_its_cause_at_its_host():
     path = numbered(dot, "#d62728")
     assert sorted(path) == ["1", "2"]
     assert path["2"][:2] == (node(dot, "veth0c0c0c0c"), node(dot, "cbr0", "10.0.1.1/24"))
+
+
+def test_a_connection_from_a_node_starts_at_the_node_and_its_reply_ends_there():
+    trace = {"verdict": "delivered",
+             "hops": [hop("node1", "worker", None, "cbr0", {"in": None, "out": "veth0a0a0a0a"},
+                          [{"type": "dnat", "from": "10.3.241.152:80", "to": "10.0.1.3:8080"}]),
+                      hop("default/web-a", "pod", i="eth0")],
+             "reply": [hop("default/web-a", "pod", o="eth0"),
+                       hop("node1", "worker", "cbr0", None, {"in": "veth0a0a0a0a", "out": None})]}
+    dot = to_dot(live_picture(), trace)
+    eth1, cbr1 = node(dot, "node1-eth0"), node(dot, "cbr0", "10.0.1.1/24")
+    veth, web_a = node(dot, "veth0a0a0a0a"), node(dot, "<B>web-a</B>")
+    path, reply = numbered(dot, "#d62728"), numbered(dot, "#1f5fbf")
+    assert [path[n][:2] for n in ("1", "2", "3")] == [(eth1, cbr1), (cbr1, veth), (veth, web_a)]
+    assert "DNAT" in path["3"][2] and "DNAT" not in path["2"][2]
+    assert [reply[n][:2] for n in ("r1", "r2", "r3")] == [(web_a, veth), (veth, cbr1),
+                                                          (cbr1, eth1)]
+    assert sorted(path) == ["1", "2", "3"] and sorted(reply) == ["r1", "r2", "r3"]
 
 
 def test_a_trace_over_a_topology_draws_the_pods_it_names():

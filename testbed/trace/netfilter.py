@@ -469,7 +469,8 @@ def _chain_spec(chain: NftChain, spec: str) -> None:
 
 
 class NftTable:
-    """One nftables table: `nft list table` output, or `nft -f` input of `add` commands."""
+    """One nftables table: `nft list table` output, or `nft -f` input of `add` commands and
+    table blocks (lines of other kinds, such as `delete table`, are skipped)."""
 
     def __init__(self, text: str) -> None:
         self.name = ""
@@ -477,10 +478,8 @@ class NftTable:
         self.chains: dict[str, NftChain] = {}
         self.sets: dict[str, NftSet] = {}
         lines = [ln.rstrip() for ln in text.splitlines()]
-        if any(ln.startswith("add ") for ln in lines):
-            self._read_commands(lines)
-        else:
-            self._read_listing(lines)
+        self._read_listing(lines)       # blocks (`table ip T {` ...), as nft lists a table
+        self._read_commands(lines)      # `add ...` commands, as `nft -f` input has them
 
     def _read_commands(self, lines: list[str]) -> None:
         for line in lines:

@@ -59,6 +59,7 @@ class Walk:
 
     local: frozenset[str] = frozenset()     # the host's addresses (fib/addrtype LOCAL)
     out_address: str | None = None         # what masquerade rewrites the source to
+    in_address: str | None = None          # what REDIRECT rewrites the destination to
     prefer: str | None = None              # the endpoint ("ip" or "ip:port") a random choice takes
     chains: list[str] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
@@ -68,7 +69,7 @@ class Walk:
     dry: bool = False
 
     def dry_copy(self) -> Walk:
-        return Walk(self.local, self.out_address, self.prefer, dry=True)
+        return Walk(self.local, self.out_address, self.in_address, self.prefer, dry=True)
 
     def hit(self, chain: str, rule: str, verdict: str) -> None:
         self.rules.append({"chain": chain, "rule": rule, "verdict": verdict})
@@ -260,7 +261,7 @@ class Iptables:
             return f"{keys[0]},{pkt.protocol}:{port}" in members
         return keys[0] in members
 
-    def _matches(self, rule: _IptRule, pkt: Packet) -> bool:
+    def _matches(self, rule: _IptRule, pkt: Packet, local: frozenset[str]) -> bool:
         for neg, opt, vals in rule.matches:
             val = vals[0] if vals else ""
             if opt in _IGNORED or opt in ("--set", "--probability", "--rsource", "--rdest",
@@ -293,8 +294,8 @@ class Iptables:
                 ok = self._in_set(vals[0], vals[1], pkt, rule)
             elif opt in ("--src-type", "--dst-type"):
                 addr = pkt.src if opt == "--src-type" else pkt.dst
-                local = addr in self._local or addr.startswith("127.")
-                ok = (val == "LOCAL") == local if val in ("LOCAL",) else False
+                is_local = addr in local or addr.startswith("127.")
+                ok = is_local if val == "LOCAL" else False
             elif opt == "--icmp-type":
                 ok = pkt.protocol == "icmp" and val in ("8", "echo-request", "any")
             else:
@@ -303,14 +304,11 @@ class Iptables:
                 return False
         return True
 
-    _local: frozenset[str] = frozenset()
-
     def walk_chain(self, table: str, chain: str, pkt: Packet, walk: Walk,
                    depth: int = 0) -> str | None:
         """Run `chain`; a verdict (accept, drop, reject), "return", or None (fell off)."""
         if depth > 40:
             raise TraceError(f"{table}/{chain}: a jump loop")
-        self._local = walk.local
         name = f"{table}/{chain}"
         walk.chains.append(name)
         rules = self.chains.get((table, chain), [])
@@ -320,7 +318,7 @@ class Iptables:
         for rule in rules:
             if rule.random and rule is not picked:
                 continue
-            if not self._matches(rule, pkt):
+            if not self._matches(rule, pkt, walk.local):
                 continue
             t = rule.target
             if not t:
@@ -346,6 +344,14 @@ class Iptables:
                 walk.hit(name, rule.text, f"snat to {rule.args['--to-source']}")
                 _snat(pkt, walk, "snat", rule.args["--to-source"])
                 return "accept"
+            if t == "REDIRECT":
+                to = endpoint_text(walk.in_address or "127.0.0.1",
+                                   int(rule.args["--to-ports"].split("-")[0]))
+                walk.hit(name, rule.text, f"redirect to {to}")
+                before = endpoint_text(pkt.dst, pkt.dport)
+                _dnat(pkt, walk, to)
+                walk.nat[-1] = {"type": "redirect", "from": before, "to": to}
+                return "accept"
             if t == "MASQUERADE":
                 walk.hit(name, rule.text, "masquerade")
                 _snat(pkt, walk, "masquerade", walk.out_address)
@@ -365,7 +371,7 @@ class Iptables:
     def _pick(self, table: str, rules: list[_IptRule], pkt: Packet, walk: Walk,
               depth: int) -> _IptRule | None:
         """Of a chain's random branches (and the last rule they fall to), the one to take."""
-        branches = [r for r in rules if r.target and self._matches(r, pkt)]
+        branches = [r for r in rules if r.target and self._matches(r, pkt, walk.local)]
         start = next((i for i, r in enumerate(branches) if r.random), None)
         if start is None:
             return None

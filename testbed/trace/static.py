@@ -167,7 +167,8 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
     for _ in range(MAX_HOPS):
         host = step.host
         rules = rules_of.setdefault(host.name, host.rules())
-        walk = Walk(local=frozenset(host.addresses), prefer=prefer)
+        walk = Walk(local=frozenset(host.addresses), prefer=prefer,
+                    in_address=_out_address(host, step.iif))
         hop = {"host": host.name, "kind": host.kind, "in": step.iif, "out": None,
                "bridgePort": None, "route": None,
                "packet": {"src": endpoint_text(pkt.src, pkt.sport),
@@ -259,12 +260,16 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
 
 def static_trace(world: World, source: str, destination: str, port: int | None,
                  protocol: str = "tcp", prefer_endpoint: str | None = None) -> dict:
-    """The static trace of one connection from `source` (a host name or pod key) to
+    """The static trace of one connection from `source` (a host name, a pod key, or the name
+    of a pod in the default namespace) to
     `destination` (an IP address, or a host name or pod key standing for its first address),
-    in testbed.trace's JSON form, plus "endpoints" (module docstring)."""
+    in testbed.trace's JSON form, plus "endpoints" (module docstring). TraceError for a
+    source, destination or protocol that is not one, or rules the tracer cannot read."""
     protocol = protocol.lower()
     if protocol not in PROTOCOLS:
         raise TraceError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
+    if source not in world.hosts and f"default/{source}" in world.hosts:
+        source = f"default/{source}"            # a pod of the default namespace by its name
     if source not in world.hosts:
         raise TraceError(f"source {source!r}: no such host or pod "
                          f"(known: {', '.join(sorted(world.hosts))})")

@@ -210,7 +210,8 @@ def test_the_default_endpoint_is_the_first_the_rules_list(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_cluster_ip_to_an_endpoint_on_the_same_node(mode):
     w, _ = world(mode)
-    t = static_trace(w, "default/client-1", CLUSTER_IP, 80, "tcp", prefer_endpoint="10.0.1.3")
+    t = static_trace(w, "client-1", CLUSTER_IP, 80, "tcp", prefer_endpoint="10.0.1.3")
+    assert t["from"] == "default/client-1"          # a default-namespace pod by its name
     assert t["verdict"] == "delivered" and t["endpoint"] == "default/web-a"
     assert hosts(t) == ["default/client-1", "node1", "default/web-a"]     # no gateway hop
     assert nat_chains(t, "node1")[:4] == expected_dnat_chains(mode, "10.0.1.3")
@@ -508,3 +509,13 @@ def test_nft_listing_as_the_kernel_prints_it():
     # from outside the cluster CIDR: marked, and masqueraded on the way out
     t = static_trace(w, "node1", CLUSTER_IP, 80, "tcp", prefer_endpoint="10.0.2.3")
     assert [n["type"] for n in hop(t, "node1")["nat"]] == ["dnat", "masquerade"]
+
+
+def test_redirect_goes_to_the_address_the_packet_came_in_on():
+    ipt = Iptables("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.3.0.5/32 -p tcp -m tcp "
+                   "--dport 80 -j REDIRECT --to-ports 40000\nCOMMIT\n")
+    walk = Walk(in_address="10.0.1.1")
+    pkt = Packet("10.0.1.2", "10.3.0.5", "tcp", None, 80)
+    assert ipt.walk_chain("nat", "PREROUTING", pkt, walk) == "accept"
+    assert (pkt.dst, pkt.dport) == ("10.0.1.1", 40000)
+    assert walk.nat == [{"type": "redirect", "from": "10.3.0.5:80", "to": "10.0.1.1:40000"}]

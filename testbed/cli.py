@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = [
     "testbed.proxy.command",      # proxy render
     "testbed.emu.kubectl_command",  # apply, delete, get, describe, scale
     "testbed.emu.inspect_command",  # nat, netpol, conntrack
+    "testbed.emu.trace_command",    # trace
     "testbed.emu.diagram_command",  # diagram
     "testbed.scenario.validate_command",  # validate
 ]

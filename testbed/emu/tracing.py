@@ -131,13 +131,14 @@ def _ingress_address(cluster, host: str, source_kind: str) -> tuple[IPv4Address,
     if cluster.cp is None or "." not in host:
         return None
     try:
-        ingresses = cluster.client.list("Ingress")
+        ingresses, _ = cluster.client.list("Ingress")
     except Exception:   # noqa: BLE001 - no Ingress kind served: not an Ingress host
         return None
     if not any(rule.get("host") == host for ing in ingresses
                for rule in (ing.get("spec") or {}).get("rules") or []):
         return None
-    for svc in cluster.client.list("Service"):
+    services, _ = cluster.client.list("Service")
+    for svc in services:
         labels = (svc.get("metadata") or {}).get("labels") or {}
         if labels.get("app") != "nginx-ingress" and svc["metadata"]["name"] != "nginx-ingress":
             continue
@@ -579,6 +580,10 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             note = f"{current.name} sent it to {nexthop}, which no host of the cluster holds"
             break
         current = hosts[owner]
+    for hop in hops:
+        ports = hop.get("bridgePort") or {}
+        if hop["kind"] != "pod" and ports.get("in") and ports.get("in") == ports.get("out"):
+            hop["hairpin"] = True     # back out of the bridge port it came in by
     verdict, cause = _verdict(hops, visited, outcome, endpoint)
     reply = _reply(cluster, hosts, visited, hops, table, pods) if verdict != "dropped" else []
     conntrack = [f"{h.name}: {e['line']}" for h in hosts.values() for e in h.conntrack]
@@ -649,21 +654,27 @@ def _pod_hop_from(hop: dict) -> dict:
             "rules": [], "nat": []}
 
 
-# -- for scenarios and reports ------------------------------------------------------------------
+def static(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp",
+           prefer_endpoint: str | None = None) -> dict:
+    """What the rules the hosts hold now say would happen to that connection, sending nothing
+    (testbed.trace.static over testbed.emu.trace_world's snapshot); FROM and TO as trace()."""
+    from testbed.emu.trace_world import collect_world
+    from testbed.trace import netfilter
+    from testbed.trace.static import static_trace
 
-def trace_probe(cluster, probe) -> dict:
-    """The trace of a scenario probe's connection (testbed.scenario.spec.Probe), as the report
-    attaches it to a failed probe."""
-    from testbed.scenario.steps import service_target
-
-    protocol = {"http": "tcp", "tcp": "tcp", "udp": "udp", "icmp": "icmp"}.get(probe.kind)
-    if protocol is None:
-        raise TraceError(f"a {probe.kind} probe is not traced (its connection is the resolver's)")
-    if probe.target.via:
-        address, port = service_target(cluster, probe)
-        return trace(cluster, probe.source, f"{address}:{port}", None, protocol, probe.timeout)
-    host = probe.target.host
-    if host in ("localhost", "127.0.0.1"):
-        raise TraceError("a connection to localhost stays in its pod: nothing to trace")
-    return trace(cluster, probe.source, host, probe.target.port, protocol, probe.timeout)
-
+    if protocol not in PROTOCOLS:
+        raise TraceError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
+    try:
+        src = cluster.endpoint(source)
+    except KeyError as err:
+        raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
+    target = resolve_target(cluster, to, port, protocol, src.kind)
+    try:
+        result = static_trace(collect_world(cluster), src.name, str(target.address), target.port,
+                              protocol, prefer_endpoint)
+    except netfilter.TraceError as err:
+        raise TraceError(str(err)) from None
+    result.update({"from": src.name, "to": target.label})
+    if target.service:
+        result["service"] = target.service
+    return result

@@ -57,7 +57,7 @@ class Runner:
     def __init__(self, prepared: Prepared, progress: Callable[[str], None], diagram: bool = False,
                  tracer: Callable[[Cluster, Probe], dict] | None = None):
         self.prepared = prepared
-        self.tracer = tracer   # testbed.emu.tracing.trace_probe unless handed another
+        self.tracer = tracer   # testbed.scenario.steps.trace_probe unless handed another
         self.progress = progress
         self.results: list[StepResult] = []
         self.cluster: Cluster | None = None
@@ -115,12 +115,12 @@ class Runner:
 
 def trace_failure(cluster: Cluster, probe: Probe,
                   tracer: Callable[[Cluster, Probe], dict] | None = None) -> dict | str:
-    """The trace of a failed probe's connection (`tracer`, by default testbed.emu.tracing's
+    """The trace of a failed probe's connection (`tracer`, by default testbed.scenario.steps'
     trace_probe), or "trace failed: why": a trace that cannot be taken never ends the run or
     changes the step's verdict."""
     try:
         if tracer is None:
-            from testbed.emu.tracing import trace_probe as tracer
+            from testbed.scenario.steps import trace_probe as tracer
         return tracer(cluster, probe)
     except Exception as err:   # whatever went wrong is reported; the run goes on
         return f"trace failed: {type(err).__name__}: {err}"

@@ -43,6 +43,7 @@ from testbed.scenario.actions import (
     parse_action,
 )
 from testbed.scenario.reachability import Reachability, parse_reachability
+from testbed.scenario.trace_step import parse_trace
 from testbed.spec.source import Document, Path_, SpecError, read_one
 from testbed.spec.topology import ADDONS, POLICY_MODES, PROXY_MODES
 from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
@@ -60,7 +61,7 @@ EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "back
 REASONS = ("refused", "timeout")
 BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
-STEP_ACTIONS = ("probe", "sleep", "reachability", *ACTION_KEYS)
+STEP_ACTIONS = ("probe", "sleep", "reachability", "trace", *ACTION_KEYS)
 MAX_TRIES = 1000
 
 
@@ -242,12 +243,16 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
         return None
     key = chosen[0]
     keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"},
-            "reachability": {"reachability", "expect", "name"}}.get(key, {key, "name"})
+            "reachability": {"reachability", "expect", "name"},
+            "trace": {"trace", "expect", "name"}}.get(key, {key, "name"})
     ck.fields(path, raw, keys)
     name = ck.string(raw, "name", path)
     if key in ACTION_KEYS:
         action = parse_action(ck, path, raw, Path(ck.file).parent)
         return None if action is None else Step(name or describe(action), line, action)
+    if key == "trace":
+        traced = parse_trace(ck, path, raw)
+        return None if traced is None else Step(name or traced.describe(), line, traced)
     if key == "reachability":
         matrix: Reachability | None = parse_reachability(ck, path, raw)
         return None if matrix is None else Step(name or matrix.describe(), line, matrix)

@@ -46,6 +46,8 @@ from testbed.scenario.actions import (
 from testbed.scenario.reachability import Reachability
 from testbed.scenario.reachability_step import run_reachability
 from testbed.scenario.spec import Expect, Probe, Sleep, Step
+from testbed.scenario.trace_step import TraceStep, dnat_targets, hosts_of
+from testbed.scenario.trace_step import judge as judge_trace
 
 
 @dataclass
@@ -236,6 +238,8 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         return probe_step(cluster, action, started)
     if isinstance(action, Reachability):
         return Outcome(*run_reachability(cluster, action, progress))
+    if isinstance(action, TraceStep):
+        return trace_step(cluster, action)
     if isinstance(action, (Label, Apply, Delete)):
         had_policies = policies_exist(cluster)      # before the write: it may delete them
         return enforced(cluster, write_step(cluster, action, objects), had_policies)
@@ -385,3 +389,63 @@ def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namesp
     name = t.host or str(address)
     host = name if t.port == 80 else f"{name}:{t.port}"
     return probe_http(source_pid, address, t.port, t.path, host, dict(probe.headers), probe.timeout, watch)
+
+
+def trace_step(cluster, step: TraceStep) -> Outcome:
+    """Take the step's trace (and a static one, to compare), and judge it."""
+    from testbed.emu.tracing import TraceError, static, trace
+    from testbed.trace.text import render_text
+
+    started = time.monotonic()
+    try:
+        result = trace(cluster, step.source, step.target, step.port, step.protocol, step.timeout)
+    except TraceError as err:
+        return Outcome(False, step.expect.describe(), f"no trace: {err}")
+    details: dict = {"trace": result}
+    static_result = None
+    if step.expect.static:
+        endpoint = (dnat_targets(result) or [None])[0]
+        try:
+            static_result = static(cluster, step.source, step.target, step.port, step.protocol,
+                                   endpoint)
+        except TraceError as err:
+            return Outcome(False, step.expect.describe(), f"no static trace: {err}", details)
+        details["static"] = static_result
+    addresses: dict[str, str] = {}
+    pods_at: dict[str, str] = {}
+    for pod in cluster.all_pods():
+        if pod.ip:
+            addresses[pod.key] = addresses[pod.name] = str(pod.ip)
+            pods_at[str(pod.ip)] = pod.key
+    for host in cluster.network.hosts.values():
+        if host.address is not None:
+            addresses[host.name] = str(host.address)
+    wrong = judge_trace(step.expect, result, addresses, pods_at, static_result)
+    observed = f"{result['verdict']} via {' -> '.join(hosts_of(result))}"
+    targets = dnat_targets(result)
+    if targets:
+        observed += f"; DNAT to {', '.join(targets)}"
+    if wrong:
+        observed += " [" + "; ".join(wrong) + "]"
+    details["text"] = render_text(result)
+    details["seconds"] = round(time.monotonic() - started, 3)
+    return Outcome(not wrong, step.expect.describe(), observed, details)
+
+
+def trace_probe(cluster, probe: Probe) -> dict:
+    """The trace of a probe's connection, as the runner attaches it to a failed probe."""
+    from testbed.emu.tracing import TraceError, trace
+
+    protocol = {"http": "tcp", "tcp": "tcp", "udp": "udp", "icmp": "icmp"}.get(probe.kind)
+    if protocol is None:
+        raise TraceError(f"a {probe.kind} probe is not traced (its connection is the resolver's)")
+    if probe.target.via:
+        try:
+            address, port = service_target(cluster, probe)
+        except KeyError as err:
+            raise TraceError(f"no target: {err.args[0]}") from None
+        return trace(cluster, probe.source, f"{address}:{port}", None, protocol, probe.timeout)
+    if probe.target.host in ("localhost", "127.0.0.1"):
+        raise TraceError("a connection to localhost stays in its pod: nothing to trace")
+    return trace(cluster, probe.source, probe.target.host, probe.target.port, protocol,
+                 probe.timeout)

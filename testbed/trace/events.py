@@ -109,14 +109,19 @@ class Pass:
         for hit in self.hits:
             if hit.table == own_table:
                 continue
-            if not out or out[-1] != hit.where:
-                out.append(hit.where)
+            entered = [hit.where]
+            word, _, target = hit.verdict.partition(" ")
+            if word in ("jump", "goto") and target:
+                entered.append(f"{hit.table}/{target}")   # entered, whether or not a rule there matched
+            for where in entered:
+                if not out or out[-1] != where:
+                    out.append(where)
         return out
 
     def final(self) -> Hit | None:
         """The hit that ended its way here with a drop or a reject, if one did."""
         for hit in self.hits:
-            if hit.verdict == "drop" or "reject" in hit.verdict:
+            if hit.verdict == "drop" or hit.verdict.startswith("reject"):
                 return hit
         return None
 

@@ -23,6 +23,8 @@ def _where(hop: dict) -> str:
     if hop.get("out"):
         port = f" (bridge port {bridge['out']})" if bridge.get("out") and hop["kind"] != "pod" else ""
         parts.append(f"out {hop['out']}{port}")
+    if hop.get("hairpin"):
+        parts.append("hairpin")
     if hop["kind"] == "pod":
         veth = bridge.get("in") or bridge.get("out")
         if veth:

@@ -1,0 +1,169 @@
+"""The live tracer's pure parts: `nft monitor trace` lines into passes (real output of a
+REJECT, whose verdict line comes after the ICMP error it sent), rule handles into `iptables -S`
+lines, the trace step's checks, and the walk-through text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from testbed.scenario.trace_step import TraceExpect, differences, judge
+from testbed.trace import events
+from testbed.trace.ruleset import handles, iptables_texts
+from testbed.trace.text import render_text
+
+DATA = Path(__file__).parent / "data" / "trace"
+TABLE = "testbed-trace-31537"
+
+
+def lines(name: str) -> list[str]:
+    return (DATA / name).read_text().splitlines()
+
+
+def test_a_rejected_connection_keeps_its_reject_rule_though_the_icmp_error_came_between():
+    passes = events.passes(lines("node1-reject.txt"), TABLE)
+    assert [p.direction for p in passes] == ["request", "related"]
+    request, related = passes
+    assert request.iif == "cbr0" and request.first.address("d") == "10.3.241.0:80"
+    assert request.chains(TABLE)[:2] == ["nat/PREROUTING", "nat/KUBE-SERVICES"]
+    assert request.chains(TABLE)[-1] == "filter/KUBE-SERVICES"
+    final = request.final()
+    assert final is not None and final.where == "filter/KUBE-SERVICES" and final.verdict == "drop"
+    assert "reject" in final.rule and final.handle is not None
+    assert related.first.fields["icmp type"] == "destination-unreachable"
+    assert related.oif == "cbr0" and related.final() is None
+
+
+def test_canaries_are_counted_and_never_make_a_pass():
+    text = lines("node1-reject.txt")
+    assert events.canaries(text, TABLE) == 2
+    assert all(p.direction != "canary" for p in events.passes(text, TABLE))
+    assert events.canaries(text, "testbed-trace-1") == 0   # another tracer's table
+
+
+def test_a_jump_enters_its_chain_even_when_no_rule_there_matches():
+    text = [
+        'trace id 1 ip t-1 pre packet: iif "cbr0" ip saddr 10.0.1.2 ip daddr 10.3.0.9 tcp sport 5 tcp dport 80',
+        'trace id 1 ip t-1 pre rule ip dscp 0x2b comment "request" (verdict continue)',
+        'trace id 1 ip nat PREROUTING rule counter packets 1 bytes 60 jump KUBE-SERVICES # handle 7 (verdict jump KUBE-SERVICES)',
+        "trace id 1 ip nat PREROUTING policy accept",
+        'trace id 2 ip filter INPUT packet: iif "cbr0" ip saddr 10.0.1.2 ip daddr 10.3.0.9',
+        "trace id 2 ip filter INPUT policy accept",
+    ]
+    (p,) = events.passes(text, "t-1")
+    assert p.chains("t-1") == ["nat/PREROUTING", "nat/KUBE-SERVICES", "nat/PREROUTING", "filter/INPUT"]
+    assert p.local_in and p.final() is None
+    assert p.hits[0].rule == "jump KUBE-SERVICES" and p.hits[0].handle == 7
+
+
+def test_handles_map_to_iptables_lines_in_order():
+    listing = (DATA / "node1-filter.nft").read_text()
+    save = (DATA / "node1-filter.S").read_text()
+    texts = iptables_texts(listing, save)
+    reject = [t for t in texts.values() if "-j REJECT" in t]
+    assert reject and all(t.startswith("-A KUBE-SERVICES ") for t in reject)
+    order = handles(listing)["FORWARD"]
+    forward = [texts[("FORWARD", h)] for h in order]
+    assert forward[0] == "-A FORWARD -j KUBE-NWPLCY-FORWARD"     # the policy jump goes first
+    # a chain whose listings disagree (it changed between them) names no rule at all
+    assert not any(c == "FORWARD" for c, _ in iptables_texts(listing, save.replace(
+        "-A FORWARD -j KUBE-NWPLCY-FORWARD\n", "")))
+
+
+def _trace(**over):
+    t = {"mode": "live", "from": "default/client-1", "to": "echo-2", "protocol": "tcp",
+         "source": "10.0.1.2:4000", "destination": "10.3.0.9:80", "verdict": "delivered",
+         "cause": None, "endpoint": "default/echo-2", "conntrack": [],
+         "hops": [
+             {"host": "default/client-1", "kind": "pod", "in": None, "out": "eth0", "chains": [],
+              "rules": [], "nat": [], "packet": {"src": "10.0.1.2:4000", "dst": "10.3.0.9:80"}},
+             {"host": "node1", "kind": "worker", "in": "cbr0", "out": "node1-eth0",
+              "chains": ["nat/PREROUTING", "nat/KUBE-SERVICES", "nat/KUBE-SVC-X", "nat/KUBE-SEP-Y",
+                         "filter/FORWARD"], "rules": [],
+              "nat": [{"type": "dnat", "from": "10.3.0.9:80", "to": "10.0.2.3:8080"}],
+              "packet": {"src": "10.0.1.2:4000", "dst": "10.3.0.9:80"}},
+             {"host": "gateway", "kind": "gateway", "in": "br", "out": "br", "chains": [],
+              "rules": [], "nat": [], "packet": {"src": "10.0.1.2:4000", "dst": "10.0.2.3:8080"}},
+             {"host": "default/echo-2", "kind": "pod", "in": "eth0", "out": None, "chains": [],
+              "rules": [], "nat": [], "packet": {"src": "10.0.1.2:4000", "dst": "10.0.2.3:8080"}}],
+         "reply": []}
+    t.update(over)
+    return t
+
+
+@pytest.mark.parametrize("expect, wrong", [
+    (TraceExpect(verdict="delivered"), []),
+    (TraceExpect(verdict="dropped"), ["verdict delivered, not dropped"]),
+    (TraceExpect(hosts=("client-1", "node1", "gateway", "echo-*")), []),
+    (TraceExpect(hosts=("client-1", "node1", "echo-*")), ["passed"]),
+    (TraceExpect(chains=("KUBE-SERVICES", "nat/KUBE-SVC-*", "KUBE-SEP-*")), []),
+    (TraceExpect(chains=("KUBE-SEP-*", "KUBE-SVC-*")), ["KUBE-SVC-* was hit, but out of order"]),
+    (TraceExpect(chains=("KUBE-MARK-MASQ",)), ["KUBE-MARK-MASQ was not hit"]),
+    (TraceExpect(dnat="10.0.2.3:8080"), []),
+    (TraceExpect(dnat="10.0.2.3"), []),
+    (TraceExpect(dnat="echo-2"), []),
+    (TraceExpect(dnat="echo-1"), ["DNAT to 10.0.2.3:8080, not echo-1"]),
+    (TraceExpect(source_ip="kept"), []),
+    (TraceExpect(source_ip="client-1"), []),
+    (TraceExpect(source_ip="node1"), ["the endpoint saw 10.0.1.2, not 10.100.0.2"]),
+])
+def test_the_trace_step_judges_each_expectation(expect, wrong):
+    found = judge(expect, _trace(), {"client-1": "10.0.1.2", "node1": "10.100.0.2"},
+                  {"10.0.2.3": "default/echo-2"})
+    assert [w[:len(x)] for w, x in zip(found, wrong, strict=False)] == wrong and len(found) == len(wrong)
+
+
+def test_a_masqueraded_source_is_not_kept():
+    t = _trace()
+    t["hops"][-1]["packet"] = {"src": "10.100.0.2:999", "dst": "10.0.2.3:8080"}
+    assert judge(TraceExpect(source_ip="kept"), t) == ["the endpoint saw 10.100.0.2, not 10.0.1.2"]
+
+
+def test_static_and_live_differences():
+    live = _trace()
+    static = _trace(mode="static", endpoints=["10.0.1.3:8080", "10.0.2.3:8080"])
+    assert differences(live, static) == []
+    other = _trace(mode="static", endpoints=["10.0.1.3:8080"], verdict="rejected")
+    found = differences(live, other)
+    assert any(f.startswith("static verdict rejected") for f in found)
+    assert any(f.startswith("live DNAT to 10.0.2.3:8080") for f in found)
+    fewer = _trace(mode="static")
+    fewer["hops"] = fewer["hops"][:2] + fewer["hops"][3:]
+    assert any(f.startswith("static hosts") for f in differences(live, fewer))
+
+
+def test_the_walk_through_reads_one_hop_per_line():
+    text = render_text(_trace())
+    assert text.splitlines()[0] == ("default/client-1 -> echo-2 (10.3.0.9:80), tcp from "
+                                    "10.0.1.2:4000: delivered to default/echo-2")
+    assert "  2. node1" in text and "DNAT 10.3.0.9:80 -> 10.0.2.3:8080" in text
+    rejected = _trace(verdict="rejected", cause={"host": "node1", "chain": "filter/KUBE-SERVICES",
+                                                 "rule": "-A KUBE-SERVICES -j REJECT", "verdict": "reject"})
+    assert "rejected at node1 in filter/KUBE-SERVICES: -A KUBE-SERVICES -j REJECT" in render_text(rejected)
+
+
+def test_a_trace_step_is_read_and_its_bad_fields_named(tmp_path):
+    from testbed.scenario.spec import load_scenario
+    from testbed.spec.source import SpecError
+
+    topo = Path(__file__).resolve().parents[2] / "topologies" / "article.yaml"
+    good = tmp_path / "good.yaml"
+    good.write_text(f"name: t\ntopology: {topo}\nsteps:\n"
+                    "  - trace: {from: client-1, to: echo-2, port: 80}\n"
+                    "    expect: {verdict: delivered, hosts: [client-1, node1], chain: KUBE-SEP-*,"
+                    " dnat: echo-2, sourceIP: kept, static: agree}\n")
+    step = load_scenario(good).steps[0]
+    assert step.name == "trace tcp client-1 -> echo-2:80"
+    assert step.action.expect.chains == ("KUBE-SEP-*",) and step.action.expect.static
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: t\ntopology: {topo}\nsteps:\n"
+                   "  - trace: {from: client-1, to: echo-2, protocol: icmp, port: 80, colour: red}\n"
+                   "    expect: {verdict: lost, static: maybe}\n")
+    with pytest.raises(SpecError) as err:
+        load_scenario(bad)
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert "bad.yaml:4" in text and "colour" in text
+    assert "an icmp trace takes no port" in text
+    assert 'steps[0].expect.verdict: Unsupported value: "lost"' in text
+    assert 'steps[0].expect.static: Unsupported value: "maybe"' in text

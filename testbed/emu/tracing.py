@@ -520,6 +520,18 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             owners.setdefault(a, host.name)
     dst = f"{target.address}:{target.port}" if target.port else str(target.address)
     source = outcome.local or str(src.address)
+    if _ip(dst).startswith("127.") or _ip(dst) == str(src.address):
+        # Container to container: the connection never leaves the namespace (lo).
+        hop = {"host": src.name, "kind": src.kind, "in": "lo", "out": "lo", "bridgePort": None,
+               "route": _route(src.pid, _ip(dst), None, None).get("text"),
+               "packet": {"src": source, "dst": dst}, "chains": [], "rules": [], "nat": [],
+               "verdict": "accept" if outcome.result in ("connected", "replied") else None}
+        verdict = "delivered" if outcome.result in ("connected", "replied", "refused") else "dropped"
+        return {"mode": "live", "from": src.name, "to": target.label, "protocol": protocol,
+                "source": source, "destination": dst, "verdict": verdict, "cause": None,
+                "endpoint": src.name, "conntrack": [], "hops": [hop], "reply": [dict(hop)],
+                "outcome": outcome.text,
+                "note": "the connection stayed in its own network namespace (over lo)"}
     hops: list[dict] = []
     visited: list[tuple[_Host, events.Pass]] = []
     endpoint: str | None = None

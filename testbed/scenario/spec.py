@@ -251,7 +251,7 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
         action = parse_action(ck, path, raw, Path(ck.file).parent)
         return None if action is None else Step(name or describe(action), line, action)
     if key == "trace":
-        traced = parse_trace(ck, path, raw)
+        traced = parse_trace(ck, path, raw, _service_target)
         return None if traced is None else Step(name or traced.describe(), line, traced)
     if key == "reachability":
         matrix: Reachability | None = parse_reachability(ck, path, raw)

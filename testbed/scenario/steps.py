@@ -397,6 +397,12 @@ def trace_step(cluster, step: TraceStep) -> Outcome:
     from testbed.trace.text import render_text
 
     started = time.monotonic()
+    if not isinstance(step.target, str):      # a Service's node port or load balancer
+        try:
+            address, port = service_target(cluster, Probe("tcp", step.source, step.target, Expect()))
+        except KeyError as err:
+            return Outcome(False, step.expect.describe(), f"no target: {err.args[0]}")
+        step = dataclasses.replace(step, target=f"{address}:{port}", port=None)
     try:
         result = trace(cluster, step.source, step.target, step.port, step.protocol, step.timeout)
     except TraceError as err:

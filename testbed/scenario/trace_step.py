@@ -64,7 +64,7 @@ class TraceExpect:
 @dataclass(frozen=True)
 class TraceStep:
     source: str
-    target: str
+    target: Any           # a name, IP or NAME:PORT; or a Service target (testbed.scenario.spec)
     port: int | None
     protocol: str
     timeout: float
@@ -72,18 +72,25 @@ class TraceStep:
 
     def describe(self) -> str:
         port = f":{self.port}" if self.port else ""
+        if not isinstance(self.target, str):
+            return f"trace {self.protocol} {self.source} -> {self.target.service} ({self.target.via})"
         return f"trace {self.protocol} {self.source} -> {self.target}{port}"
 
 
-def parse_trace(ck: Checker, path: Path_, raw: dict) -> TraceStep | None:
+def parse_trace(ck: Checker, path: Path_, raw: dict, service_target=None) -> TraceStep | None:
+    """The step; `service_target(ck, path, kind, raw)` reads a `to:` mapping as a probe's
+    (`{service: NAME, nodePort: PORT, node: NODE}` or `{service: NAME, loadBalancer: PORT}`)."""
     before = len(ck.problems)
     where = path + ("trace",)
     t = ck.fields(where, raw.get("trace"), TRACE_KEYS)
     if t is None:
         return None
     source = ck.string(t, "from", where, required=True)
-    target = ck.string(t, "to", where, required=True)
-    for key, value in (("from", source), ("to", target)):
+    if isinstance(t.get("to"), dict) and service_target is not None:
+        target = service_target(ck, where + ("to",), "tcp", t["to"])
+    else:
+        target = ck.string(t, "to", where, required=True)
+    for key, value in (("from", source), ("to", target if isinstance(target, str) else None)):
         if isinstance(value, str) and (not value.isprintable() or any(c.isspace() for c in value)):
             ck.invalid(where + (key,), value, "must hold no spaces or control characters")
     port = ck.port(t, "port", where)

@@ -14,6 +14,10 @@ built-in chains at their tables' priorities, nftables' base chains at theirs; na
 see a connection's first packet (state NEW). It rewrites the packet (DNAT, SNAT, masquerade,
 marks) and records in `walk` the chains entered ("nat/KUBE-SERVICES", "kube-proxy/services"),
 the rules that matched with what they did, the rewrites, and the rule that dropped or rejected.
+Chains are named as `nft monitor trace` names them: on entry, and again when a rule of theirs
+matches (or a base chain's policy applies) after a jump came back (nat/PREROUTING,
+nat/KUBE-SERVICES, nat/PREROUTING when no Service matched); a base chain's policy is recorded
+as a rule, `-P FORWARD ACCEPT` (iptables) or `policy accept` (nftables).
 
 Semantics are upstream's test tracers' (iptablesTracer, nftablesTracer) made exact enough for
 one connection: conntrack state is NEW (first packet) or ESTABLISHED (a reply), `-m recent
@@ -72,6 +76,10 @@ class Walk:
         return Walk(self.local, self.out_address, self.in_address, self.prefer, dry=True)
 
     def hit(self, chain: str, rule: str, verdict: str) -> None:
+        """A rule of `chain` matched (or its policy applied): `chain` is named again when the
+        packet came back to it from a jump, as nft's trace names it for that event."""
+        if self.chains[-1:] != [chain]:
+            self.chains.append(chain)
         self.rules.append({"chain": chain, "rule": rule, "verdict": verdict})
 
     def add_endpoint(self, target: str) -> None:
@@ -814,14 +822,16 @@ def run_hook(rules: HostRules, hook: str, pkt: Packet, walk: Walk) -> str:
         if isinstance(owner, Iptables):
             out = owner.walk_chain(table, chain, pkt, walk)
             policy = owner.policies.get((table, chain), "ACCEPT").lower()
+            text = f"-P {chain} {policy.upper()}"
         else:
             out = owner.walk_chain(chain, pkt, walk)
             policy = owner.chains[chain].policy
+            text = f"policy {policy}"
         if out in (None, "return"):
             out = policy
+            walk.hit(f"{table}/{chain}", text, policy)
             if out != "accept":
-                walk.cause = {"chain": f"{table}/{chain}", "rule": f"policy {out}",
-                              "verdict": out}
+                walk.cause = {"chain": f"{table}/{chain}", "rule": text, "verdict": out}
         if out in ("drop", "reject"):
             return out
     return "accept"

@@ -26,7 +26,9 @@ Where a Service has several endpoints, the trace follows ONE: `prefer_endpoint` 
 first the rules list; the top-level key "endpoints" lists every DNAT target the rules could
 pick at the host that chose. A static trace has no source port and no conntrack entries: its
 "source" is the address alone and "conntrack" is empty. Pods' own namespaces hold no rules
-here (World gives them none), so their hops have "verdict" null.
+here (World gives them none). A hop's "verdict" is null where the packet passed on, "accept"
+at the hop it was delivered to, "drop" or "reject" at the hop that stopped it (as the live
+trace reports them).
 """
 
 from __future__ import annotations
@@ -178,8 +180,8 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
         pkt.iif, pkt.oif = step.iif, None
         undo = (reply_nat or {}).get(host.name, [])
 
-        def finish(verdict: str, _hop=hop, _host=host, _walk=walk, _rules=rules) -> dict:
-            _hop["verdict"] = None if _rules.empty and verdict == "accept" else verdict
+        def finish(verdict: str, _hop=hop, _host=host, _walk=walk) -> dict:
+            _hop["verdict"] = verdict       # accept: delivered here; drop, reject: stopped here
             nat_by_host[_host.name] = list(_walk.nat)
             endpoints.extend(e for e in _walk.endpoints if e not in endpoints)
             cause = _cause(_host, _walk) if verdict in ("drop", "reject") else None
@@ -188,6 +190,9 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
                     "nat_by_host": nat_by_host, "final": _host}
 
         local = set(host.addresses)
+        node = world.hosts.get(host.node or "")
+        if host.kind == "pod" and step.iif is not None and node is not None:
+            hop["bridgePort"] = {"in": None, "out": _veth_of(node, host)}   # its port on cbr0
         if step.iif is None:                                    # made here: OUTPUT
             route = _route(host, pkt.dst) if pkt.dst not in local else None
             pkt.oif = route.get("dev") if route else "lo"
@@ -244,10 +249,10 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
             hop["bridgePort"] = {
                 "in": _veth_of(host, step.prev) if step.iif == host.bridge else None,
                 "out": _veth_of(host, nxt) if pkt.oif == host.bridge else None}
-        hop["verdict"] = None if rules.empty else "accept"
+        if host.kind == "pod" and step.iif is None and node is not None:
+            hop["bridgePort"] = {"in": _veth_of(node, host), "out": None}
         nat_by_host[host.name] = list(walk.nat)
         endpoints.extend(e for e in walk.endpoints if e not in endpoints)
-        node = world.hosts.get(host.node or "")
         if host.kind == "pod" and node is not None and node.bridge and nxt is not node \
                 and not route.get("gateway"):
             # on-link to another pod: through the node's bridge, whose netfilter sees it too

@@ -542,7 +542,8 @@ class NftTable:
                     if b.startswith("type ") and " hook " in b:
                         _chain_spec(chain, b)
                     elif b and not b.startswith("comment "):
-                        chain.rules.append(b)
+                        # counters change with every packet: rules are quoted without them
+                        chain.rules.append(re.sub(r"\bcounter packets \d+ bytes \d+ ", "", b))
                 self.chains[name] = chain
             else:
                 s = NftSet(name)

@@ -143,10 +143,10 @@ def parse_line(line: str) -> tuple[str, str, Packet | Hit] | None:
     h = _HANDLE.search(rest)
     if h:
         handle, rest = int(h["handle"]), rest[:h.start()]
-    if kind == "policy":
-        return m["id"], kind, Hit(family, table, chain, "", rest.strip() or verdict, None, True)
-    if kind == "verdict":
-        return m["id"], kind, Hit(family, table, chain, "", rest.strip() or verdict, None, True)
+    if kind in ("policy", "verdict"):
+        # "policy accept meta mark 0x00010000": the verdict, then the packet's meta data
+        words = rest.split()
+        return m["id"], kind, Hit(family, table, chain, "", words[0] if words else verdict, None, True)
     rule = _COUNTER.sub("", rest).strip()
     rule = re.sub(r"\s+", " ", rule)
     return m["id"], kind, Hit(family, table, chain, rule, verdict, handle)

@@ -47,7 +47,7 @@ def test_a_jump_enters_its_chain_even_when_no_rule_there_matches():
         'trace id 1 ip t-1 pre packet: iif "cbr0" ip saddr 10.0.1.2 ip daddr 10.3.0.9 tcp sport 5 tcp dport 80',
         'trace id 1 ip t-1 pre rule ip dscp 0x2b comment "request" (verdict continue)',
         'trace id 1 ip nat PREROUTING rule counter packets 1 bytes 60 jump KUBE-SERVICES # handle 7 (verdict jump KUBE-SERVICES)',
-        "trace id 1 ip nat PREROUTING policy accept",
+        "trace id 1 ip nat PREROUTING policy accept meta mark 0x00010000",
         'trace id 2 ip filter INPUT packet: iif "cbr0" ip saddr 10.0.1.2 ip daddr 10.3.0.9',
         "trace id 2 ip filter INPUT policy accept",
     ]
@@ -55,6 +55,7 @@ def test_a_jump_enters_its_chain_even_when_no_rule_there_matches():
     assert p.chains("t-1") == ["nat/PREROUTING", "nat/KUBE-SERVICES", "nat/PREROUTING", "filter/INPUT"]
     assert p.local_in and p.final() is None
     assert p.hits[0].rule == "jump KUBE-SERVICES" and p.hits[0].handle == 7
+    assert p.hits[1].policy and p.hits[1].verdict == "accept"     # the packet's meta mark left out
 
 
 def test_handles_map_to_iptables_lines_in_order():

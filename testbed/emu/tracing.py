@@ -461,6 +461,12 @@ def _nat(p: events.Pass, entry: dict | None, reply: bool) -> list[dict]:
             kind = "masquerade" if "masquerade" in rules else "snat"
             out.append({"type": "un-snat", "from": rdst, "to": osrc} if reply
                        else {"type": kind, "from": osrc, "to": rdst})
+    elif not reply and p.packets:
+        # No entry: conntrack never confirmed the connection here (it was dropped after its
+        # DNAT). The DNAT rule it hit says where it was sent.
+        target = events.dnat_target(p)
+        if target:
+            out.append({"type": "dnat", "from": p.first.address("d"), "to": target})
     return out
 
 

@@ -207,3 +207,16 @@ def canaries(lines: list[str], own_table: str) -> int:
             if c and c["comment"] == "canary":
                 count += 1
     return count
+
+
+_DNAT = re.compile(r"\bdnat (?:ip )?to (?P<to>[0-9.]+(?::\d+)?)")
+
+
+def dnat_target(p: Pass) -> str | None:
+    """Where the pass's DNAT rule sent the packet ("10.0.2.3:8080"), from the rule's own text;
+    for a packet dropped before conntrack kept the rewrite."""
+    for hit in p.hits:
+        m = _DNAT.search(hit.rule)
+        if m:
+            return m["to"]
+    return None

@@ -168,3 +168,18 @@ def test_a_trace_step_is_read_and_its_bad_fields_named(tmp_path):
     assert "an icmp trace takes no port" in text
     assert 'steps[0].expect.verdict: Unsupported value: "lost"' in text
     assert 'steps[0].expect.static: Unsupported value: "maybe"' in text
+
+
+def test_a_dnat_rule_names_its_target_when_conntrack_has_no_entry():
+    text = [
+        'trace id 1 ip t-1 pre packet: iif "cbr0" ip saddr 10.0.1.2 ip daddr 10.3.0.9 tcp sport 5 tcp dport 80',
+        'trace id 1 ip t-1 pre rule ip dscp 0x2b comment "request" (verdict continue)',
+        "trace id 1 ip nat KUBE-SEP-X rule meta l4proto tcp counter packets 0 bytes 0 dnat to 10.0.2.3:8080 # handle 9 (verdict accept)",
+        "trace id 1 ip kube-proxy endpoint-Y rule meta l4proto tcp dnat ip to 10.0.2.4:8080 (verdict accept)",
+    ]
+    (p,) = events.passes(text, "t-1")
+    assert events.dnat_target(p) == "10.0.2.3:8080"
+    p.hits = p.hits[1:]
+    assert events.dnat_target(p) == "10.0.2.4:8080"
+    p.hits = []
+    assert events.dnat_target(p) is None

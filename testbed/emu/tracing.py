@@ -25,18 +25,21 @@ that was killed outright (its PID gone) is deleted by the next trace in that clu
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from testbed.apiclient.client import ApiError
 from testbed.emu.probes import failure_of
 from testbed.net.netns import socket_in
-from testbed.net.run import run, spawn
+from testbed.net.run import CommandError, run, spawn
 from testbed.trace import events
 from testbed.trace.ruleset import IPTABLES_TABLES, iptables_texts
 
@@ -57,7 +60,8 @@ class Resolved:
     address: IPv4Address
     port: int | None
     label: str
-    service: str | None = None        # namespace/name when TO named a Service
+    service: str | None = None        # namespace/name of the Service it reaches, if one
+    ingress_host: str | None = None   # TO was an Ingress host
 
 
 @dataclass
@@ -82,8 +86,9 @@ def resolve_target(cluster, to: str, port: int | None, protocol: str, source_kin
     name, port_text = to, ""
     if ":" in to:
         name, _, port_text = to.rpartition(":")
-        if not port_text.isdigit():
-            raise TraceError(f"{to!r}: the port after ':' must be a number")
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise TraceError(f"{to!r}: the port after ':' must be between 1 and 65535, "
+                             "inclusive")
         if port is not None and int(port_text) != port:
             raise TraceError(f"{to!r} and --port {port} name different ports")
         port = int(port_text)
@@ -104,7 +109,7 @@ def resolve_target(cluster, to: str, port: int | None, protocol: str, source_kin
     ingress = _ingress_address(cluster, name, source_kind)
     if ingress is not None:
         address, ingress_port = ingress
-        return Resolved(address, port or ingress_port, to)
+        return Resolved(address, port or ingress_port, to, None, name)
     try:
         address = cluster.address_of(name)
     except KeyError as err:
@@ -112,7 +117,26 @@ def resolve_target(cluster, to: str, port: int | None, protocol: str, source_kin
                          "host") from None
     if port is None and protocol != "icmp":
         raise TraceError(f"TO {to!r} needs a port for {protocol} (NAME:PORT or --port)")
-    return Resolved(address, port, to)
+    return Resolved(address, port, to, _service_at(cluster, str(address), port))
+
+
+def _service_at(cluster, address: str, port: int | None) -> str | None:
+    """The Service a node port, load-balancer address or ClusterIP with `port` reaches."""
+    if cluster.cp is None or port is None:
+        return None
+    nodes = {str(n.address) for n in cluster.topo.nodes}
+    try:
+        services, _ = cluster.client.list("Service")
+    except Exception:   # noqa: BLE001 - no API server: nothing to name
+        return None
+    for svc in services:
+        spec, status = svc.get("spec") or {}, svc.get("status") or {}
+        lbs = {i.get("ip") for i in (status.get("loadBalancer") or {}).get("ingress") or []}
+        for sp in spec.get("ports", []):
+            if (address in nodes and sp.get("nodePort") == port) or (
+                    sp.get("port") == port and (address in lbs or address == spec.get("clusterIP"))):
+                return f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
+    return None
 
 
 def _service(cluster, name: str) -> dict | None:
@@ -163,7 +187,27 @@ def _table_name() -> str:
     return f"{TABLE_PREFIX}{os.getpid()}"
 
 
-def _ruleset(table: str, mark: int, protocol: str) -> str:
+@dataclass
+class Onward:
+    """A proxy's own connection onward, to be traced as the same connection's next leg: new
+    connections to `destinations` ("IP . PORT") leaving a host (hook "out": a proxy in the
+    host, userspace kube-proxy) or coming from `sources` into it (hook "pre": a proxy in a
+    pod, the ingress controller) get the traced connection's DSCP."""
+
+    hook: str
+    destinations: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+
+    def rule(self, protocol: str) -> str:
+        if not self.destinations:
+            return ""
+        proto = "udp" if protocol == "udp" else "tcp"
+        saddr = f"ip saddr {{ {', '.join(self.sources)} }} " if self.sources else ""
+        return (f"ct state new meta l4proto {proto} {saddr}ip daddr . th dport "
+                f"{{ {', '.join(self.destinations)} }} ip dscp set {DSCP:#x}\n")
+
+
+def _ruleset(table: str, mark: int, protocol: str, onward: list[Onward] = ()) -> str:
     request = {"tcp": "tcp flags & (syn | ack) == syn ", "udp": "meta l4proto udp ",
                "icmp": "meta l4proto icmp "}[protocol]
     reply = {"tcp": "tcp flags & (syn | rst) != 0 ", "udp": "meta l4proto udp ",
@@ -174,9 +218,13 @@ def _ruleset(table: str, mark: int, protocol: str) -> str:
              f'ct mark {mark:#x} ct state related meta nftrace set 1 comment "related"\n')
     canary = (f'ip daddr {CANARY[0]} udp dport {CANARY[1]} meta nftrace set 1 '
               f'comment "canary"\n')
+    pre_onward = "".join(o.rule(protocol) for o in onward if o.hook == "pre")
+    out_onward = "".join(o.rule(protocol) for o in onward if o.hook == "out")
     return (f"table ip {table} {{\n"
-            f"chain pre {{\ntype filter hook prerouting priority -190; policy accept;\n{rules}}}\n"
-            f"chain out {{\ntype filter hook output priority -190; policy accept;\n{canary}{rules}}}\n"
+            f"chain pre {{\ntype filter hook prerouting priority -190; policy accept;\n"
+            f"{pre_onward}{rules}}}\n"
+            f"chain out {{\ntype filter hook output priority -190; policy accept;\n"
+            f"{canary}{out_onward}{rules}}}\n"
             # Empty chains on the other hooks: the kernel reports the packet at each, with
             # its interfaces, even where no other table has a chain there (the gateway).
             f"chain fwdc {{\ntype filter hook forward priority -190; policy accept;\n}}\n"
@@ -216,15 +264,35 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
     """Send one connection from `source` to `to` and report its path (testbed.trace's JSON)."""
     if protocol not in PROTOCOLS:
         raise TraceError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
+    if port is not None and not 1 <= port <= 65535:
+        raise TraceError(f"port {port}: must be between 1 and 65535, inclusive")
     try:
         src = cluster.endpoint(source)
     except KeyError as err:
         raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
     if src.pid is None or src.address is None:
         raise TraceError(f"FROM {source!r} has no running sandbox or no address")
-    target = resolve_target(cluster, to, port, protocol, src.kind)
-    with _LOCK:
-        return _trace(cluster, src, target, protocol, timeout)
+    try:
+        target = resolve_target(cluster, to, port, protocol, src.kind)
+        with _LOCK, _cluster_lock(cluster):
+            return _trace(cluster, src, target, protocol, timeout)
+    except (CommandError, OSError, ApiError) as err:
+        raise TraceError(f"the trace failed: {err}") from None
+
+
+@contextmanager
+def _cluster_lock(cluster):
+    """One trace at a time per cluster, across processes: traces share DSCP 43."""
+    record = getattr(cluster, "record", None)
+    if record is None:
+        yield
+        return
+    with open(record.directory / "trace.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _trace(cluster, src, target: Resolved, protocol: str, timeout: float) -> dict:
@@ -234,13 +302,17 @@ def _trace(cluster, src, target: Resolved, protocol: str, timeout: float) -> dic
     for host in hosts.values():
         for old in stale_tables(host.pid):
             _delete_table(host.pid, old)
+    onward = _onward(cluster, target, protocol)
     started = time.monotonic()
     armed: list[_Host] = []
     try:
         for host in hosts.values():
-            run(["nft", "-f", "-"], netns=host.pid, input=_ruleset(table, mark, protocol), timeout=10)
-            armed.append(host)
-            host.monitor = spawn(["stdbuf", "-oL", "nft", "-a", "monitor", "trace"], netns=host.pid)
+            armed.append(host)      # before: a load that timed out may still have happened
+            run(["nft", "-f", "-"], netns=host.pid, input=_ruleset(table, mark, protocol, onward),
+                timeout=10)
+            # Ended with the tracer even when it is killed outright (the parent-death signal).
+            host.monitor = spawn(["setpriv", "--pdeathsig", "TERM", "--", "stdbuf", "-oL", "nft",
+                                  "-a", "monitor", "trace"], netns=host.pid)
             host.reader = threading.Thread(target=_read, args=(host,), daemon=True)
             host.reader.start()
         _barrier(hosts.values(), 1)
@@ -272,6 +344,54 @@ def _trace(cluster, src, target: Resolved, protocol: str, timeout: float) -> dic
     result = _assemble(cluster, src, target, protocol, hosts, table, outcome)
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
+
+
+def _endpoints(cluster, service: str) -> list[str]:
+    namespace, _, name = service.partition("/")
+    slices, _ = cluster.client.list("EndpointSlice", namespace,
+                                    f"kubernetes.io/service-name={name}")
+    return sorted({f"{a} . {p['port']}" for s in slices for e in s.get("endpoints") or []
+                   for a in e.get("addresses") or [] for p in s.get("ports") or [] if p.get("port")})
+
+
+def _onward(cluster, target: Resolved, protocol: str) -> list[Onward]:
+    """The proxies the connection may meet, whose own connections onward are its next leg:
+    userspace kube-proxy on a node (to the Service's endpoints), the ingress controller (to
+    the endpoints of the Services the host's Ingress rules name)."""
+    if cluster.cp is None or protocol == "icmp":
+        return []
+    out = []
+    try:
+        if target.service and _userspace(cluster):
+            out.append(Onward("out", tuple(_endpoints(cluster, target.service))))
+        if target.ingress_host:
+            ingresses, _ = cluster.client.list("Ingress")
+            backends = set()
+            for ing in ingresses:
+                for rule in (ing.get("spec") or {}).get("rules") or []:
+                    if rule.get("host") != target.ingress_host:
+                        continue
+                    for path in (rule.get("http") or {}).get("paths") or []:
+                        svc = ((path.get("backend") or {}).get("service") or {}).get("name")
+                        if svc:
+                            backends.add(f"{ing['metadata']['namespace']}/{svc}")
+            controllers, _ = cluster.client.list("Pod", None, "app=nginx-ingress")
+            sources = tuple(sorted(p["status"]["podIP"] for p in controllers
+                                   if (p.get("status") or {}).get("podIP")))
+            destinations = tuple(sorted({d for b in backends for d in _endpoints(cluster, b)}))
+            if sources and destinations:
+                out.append(Onward("pre", destinations, sources))
+    except Exception:   # noqa: BLE001 - without them the trace ends at the proxy, as before
+        return out
+    return out
+
+
+def _userspace(cluster) -> bool:
+    from testbed.emu.inspect import proxy_mode
+
+    run_dir = cluster.record.directory if cluster.record else None
+    return any(proxy_mode(run_dir, w.name, cluster.network.hosts[w.name].pid) == "userspace"
+               for w in cluster.topo.workers if w.name in cluster.network.hosts)
 
 
 def _read(host: _Host) -> None:
@@ -442,6 +562,24 @@ def _pass(host: _Host, direction: str, src: str, dst: str, used: set[int]) -> ev
     return chosen
 
 
+def _onward_pass(host: _Host, source_ip: str | None, used: set[int],
+                 after: events.Pass | None = None) -> events.Pass | None:
+    """A proxy's onward connection seen in `host`: the first request pass not taken yet, after
+    the pass that reached the proxy (`after`), that began in the host's own output (source_ip
+    None: the proxy runs in the host) or came in from `source_ip` (a proxy in a pod)."""
+    start = next((i + 1 for i, x in enumerate(host.passes) if x is after), 0)
+    for x in host.passes[start:]:
+        if x.direction != "request" or id(x) in used or not x.packets:
+            continue
+        if source_ip is None and x.first.chain == "out":
+            used.add(id(x))
+            return x
+        if source_ip is not None and x.first.chain == "pre" and _ip(x.first.address("s")) == source_ip:
+            used.add(id(x))
+            return x
+    return None
+
+
 def _entry(host: _Host, src: str, dst: str) -> dict | None:
     """Conntrack's entry in `host` for the packet src -> dst as it came in."""
     return next((e for e in host.conntrack if e["orig"] == (src, dst)), None)
@@ -526,7 +664,7 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             owners.setdefault(a, host.name)
     dst = f"{target.address}:{target.port}" if target.port else str(target.address)
     source = outcome.local or str(src.address)
-    if _ip(dst).startswith("127.") or _ip(dst) == str(src.address):
+    if src.kind == "pod" and (_ip(dst).startswith("127.") or _ip(dst) == str(src.address)):
         # Container to container: the connection never leaves the namespace (lo).
         hop = {"host": src.name, "kind": src.kind, "in": "lo", "out": "lo", "bridgePort": None,
                "route": _route(src.pid, _ip(dst), None, None).get("text"),
@@ -539,7 +677,7 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
                 "outcome": outcome.text,
                 "note": "the connection stayed in its own network namespace (over lo)"}
     hops: list[dict] = []
-    visited: list[tuple[_Host, events.Pass]] = []
+    visited: list[tuple[_Host, events.Pass, dict | None]] = []
     endpoint: str | None = None
     note = ""
     cur_src, cur_dst = source, dst
@@ -550,14 +688,11 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
         hops.append(_pod_hop(pod or src, veth, False, route, {"src": cur_src, "dst": cur_dst})
                     if pod else {"host": src.name, "kind": "pod"})
         current = hosts.get(pod.node) if pod else None
-        if hops[0].get("bridgePort"):
-            bridge_in = veth
-        else:
-            bridge_in = None
+        bridge_in = veth if pod else None
     else:
         current, bridge_in = hosts.get(src.name), None
     used: set[int] = set()
-    for _ in range(16):
+    for _ in range(24):
         if current is None:
             break
         p = _pass(current, "request", cur_src, cur_dst, used)
@@ -572,6 +707,7 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             current.pid, _ip(cur_dst), _ip(cur_src) if _ip(cur_src) not in current.addresses
             else None, p.iif if _ip(cur_src) not in current.addresses else None)
         hop = _hop(current, p, entry, False, route, table)
+        hop["_visit"] = (current, p, entry)
         if bridge_in:
             hop["bridgePort"] = {"in": bridge_in, "out": None}
         hops.append(hop)
@@ -581,7 +717,18 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             break
         if p.local_in:
             endpoint = current.name
-            break
+            leg = _onward_pass(current, None, used, p)
+            if leg is None:
+                break
+            # A proxy in the host (userspace kube-proxy) took it and connected on itself.
+            hops.append({"host": f"kube-proxy@{current.name}", "kind": "proxy", "in": None,
+                         "out": None, "bridgePort": None, "route": None,
+                         "packet": {"src": cur_src, "dst": cur_dst}, "chains": [], "rules": [],
+                         "nat": [], "verdict": None})
+            cur_src, cur_dst = leg.first.address("s"), leg.first.address("d")
+            used.discard(id(leg))
+            endpoint = None
+            continue
         if route is None or not route.get("dev"):
             note = f"no route from {current.name} to {_ip(cur_dst)}"
             break
@@ -592,7 +739,17 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             hop["bridgePort"] = {"in": (hop["bridgePort"] or {}).get("in"), "out": veth}
             hops.append(_pod_hop(pod, veth, True, None, {"src": cur_src, "dst": cur_dst}))
             endpoint = pod.key
-            break
+            leg = _onward_pass(current, str(pod.ip), used, p)
+            if leg is None:
+                break
+            # A proxy in the pod (the ingress controller) connected on: its next leg.
+            hops[-1]["proxy"] = True
+            hops[-1]["out"] = "eth0"
+            hops[-1]["bridgePort"] = {"in": veth, "out": veth}
+            cur_src, cur_dst = leg.first.address("s"), leg.first.address("d")
+            used.discard(id(leg))
+            bridge_in, endpoint = veth, None
+            continue
         owner = owners.get(nexthop)
         if owner is None:
             note = f"{current.name} sent it to {nexthop}, which no host of the cluster holds"
@@ -604,6 +761,8 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             hop["hairpin"] = True     # back out of the bridge port it came in by
     verdict, cause = _verdict(hops, visited, outcome, endpoint)
     reply = _reply(cluster, hosts, visited, hops, table, pods) if verdict != "dropped" else []
+    for hop in hops:
+        hop.pop("_visit", None)
     conntrack = [f"{h.name}: {e['line']}" for h in hosts.values() for e in h.conntrack]
     result = {"mode": "live", "from": src.name, "to": target.label, "protocol": protocol,
               "source": source, "destination": dst, "verdict": verdict, "cause": cause,
@@ -638,18 +797,31 @@ def _verdict(hops: list[dict], visited, outcome: Outcome, endpoint: str | None) 
 
 
 def _reply(cluster, hosts, visited, hops: list[dict], table: str, pods: dict) -> list[dict]:
-    """The way back: the hosts of the request in reverse, with their reply passes."""
+    """The way back: the request's hops in reverse, each host with its reply pass, each pod
+    and proxy as it was passed."""
     out: list[dict] = []
-    last = hops[-1] if hops else None
-    if last and last["kind"] == "pod":
-        out.append({**_pod_hop_from(last), "in": None, "out": "eth0",
-                    "bridgePort": {"in": (last.get("bridgePort") or {}).get("out"), "out": None},
-                    "verdict": None})
     used: set[int] = set()
-    for host, _, entry in reversed(visited):
+    for index in range(len(hops) - 1, -1, -1):
+        hop = hops[index]
+        if hop["kind"] == "proxy":
+            out.append(dict(hop, packet=None))
+            continue
+        if hop["kind"] == "pod":
+            ports = hop.get("bridgePort") or {}
+            last, first = index == len(hops) - 1, index == 0
+            out.append({**_pod_hop_from(hop), "in": None if last else "eth0",
+                        "out": None if first else "eth0",
+                        "bridgePort": {"in": ports.get("out"), "out": ports.get("in")},
+                        "verdict": "accept" if first else None, **(
+                            {"proxy": True} if hop.get("proxy") else {})})
+            continue
+        visit = hop.get("_visit")
+        if visit is None:
+            continue
+        host, _, entry = visit
         if entry is not None:
-            src, dst = entry["reply"]
-            p = _pass(host, "reply", src, dst, used)
+            rsrc, rdst = entry["reply"]
+            p = _pass(host, "reply", rsrc, rdst, used)
         else:
             p = _pass(host, "reply", "", "", used)
         if p is None:
@@ -659,11 +831,6 @@ def _reply(cluster, hosts, visited, hops: list[dict], table: str, pods: dict) ->
             to = _ip(entry["orig"][0])
             route = _route(host.pid, to, _ip(p.first.address("s")) if p.packets else None, p.iif)
         out.append(_hop(host, p, entry, True, route, table))
-    first = hops[0] if hops else None
-    if first and first["kind"] == "pod" and first is not last:
-        out.append({**_pod_hop_from(first), "in": "eth0", "out": None,
-                    "bridgePort": {"in": None, "out": (first.get("bridgePort") or {}).get("in")},
-                    "verdict": "accept"})
     return out
 
 
@@ -686,12 +853,14 @@ def static(cluster, source: str, to: str, port: int | None = None, protocol: str
         src = cluster.endpoint(source)
     except KeyError as err:
         raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
-    target = resolve_target(cluster, to, port, protocol, src.kind)
     try:
+        target = resolve_target(cluster, to, port, protocol, src.kind)
         result = static_trace(collect_world(cluster), src.name, str(target.address), target.port,
                               protocol, prefer_endpoint)
     except netfilter.TraceError as err:
         raise TraceError(str(err)) from None
+    except (CommandError, OSError, ApiError) as err:
+        raise TraceError(f"the static trace failed: {err}") from None
     result.update({"from": src.name, "to": target.label})
     if target.service:
         result["service"] = target.service

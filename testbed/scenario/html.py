@@ -23,7 +23,7 @@ from testbed.scenario.results import StepResult
 from testbed.trace.text import render_text
 
 # The details keys a step section shows in a fold of its own; the rest go under "details".
-_SHOWN = ("output", "tables", "trace", "traceSeconds")
+_SHOWN = ("output", "tables", "trace", "traceSeconds", "static", "text")
 
 # What would make an SVG act or reach outside the page: then it is not embedded.
 _UNSAFE_SVG = re.compile(r"<\s*script|<\s*foreignObject|\bon[a-z]+\s*=|javascript:|@import|url\(\s*['\"]?\s*[a-z]+:"
@@ -167,7 +167,14 @@ def _step(index: int, r: StepResult) -> str:
     ]
     details = r.details or {}
     if "trace" in details:
-        out.append(_trace(details["trace"], details.get("traceSeconds")))
+        # A failed probe's trace (taken by the runner), or a trace step's own result.
+        failing = "traceSeconds" in details
+        title = "trace of the failing connection" if failing else "the trace"
+        out.append(_trace(details["trace"], details.get("traceSeconds"), title,
+                          opened=failing or not r.passed))
+    if isinstance(details.get("static"), dict):
+        out.append(_trace(details["static"], None, "the static trace (the rules alone)",
+                          opened=False))
     if isinstance(details.get("tables"), str):
         opened = "" if r.passed else " open"
         out.append(f'<details class="tables"{opened}><summary>reachability tables</summary>'
@@ -185,10 +192,12 @@ def _step(index: int, r: StepResult) -> str:
     return "\n".join(out)
 
 
-def _trace(trace: object, seconds: object) -> str:
-    """A failed probe's trace, open: its verdict and cause, the walk-through, the JSON."""
+def _trace(trace: object, seconds: object, title: str = "trace of the failing connection",
+           opened: bool = True) -> str:
+    """A trace: its verdict and cause, the walk-through, the JSON (open for a failure)."""
     took = f" ({seconds:.2f}s)" if isinstance(seconds, (int, float)) else ""
-    head = f'<details class="trace" open><summary>trace of the failing connection{took}</summary>'
+    head = (f'<details class="trace"{" open" if opened else ""}><summary>{esc(title)}{took}'
+            '</summary>')
     if not isinstance(trace, dict):
         return f'{head}<p class="trace-error">{esc(trace)}</p></details>'
     verdict = trace.get("verdict") or "unknown"

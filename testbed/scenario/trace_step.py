@@ -42,6 +42,7 @@ class TraceExpect:
     verdict: str | None = None
     hosts: tuple[str, ...] | None = None
     chains: tuple[str, ...] = ()
+    chain: str | None = None           # hit anywhere on the way there
     dnat: str | None = None
     source_ip: str | None = None       # "kept", an IP or a name
     static: bool = False
@@ -52,6 +53,8 @@ class TraceExpect:
             parts.append("via " + " -> ".join(self.hosts))
         if self.chains:
             parts.append("hits " + ", ".join(self.chains))
+        if self.chain:
+            parts.append(f"hits {self.chain}")
         if self.dnat:
             parts.append(f"DNAT to {self.dnat}")
         if self.source_ip:
@@ -86,15 +89,22 @@ def parse_trace(ck: Checker, path: Path_, raw: dict, service_target=None) -> Tra
     if t is None:
         return None
     source = ck.string(t, "from", where, required=True)
+    protocol = ck.enum(t, "protocol", where, PROTOCOLS, default="tcp")
     if isinstance(t.get("to"), dict) and service_target is not None:
-        target = service_target(ck, where + ("to",), "tcp", t["to"])
+        target = service_target(ck, where + ("to",), protocol or "tcp", t["to"])
+        if t.get("port") is not None:
+            ck.forbidden(where + ("port",), "a Service target names its port itself")
     else:
         target = ck.string(t, "to", where, required=True)
+        if isinstance(target, str) and ":" in target:
+            port_text = target.rpartition(":")[2]
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                ck.invalid(where + ("to",), target, "the port after ':' must be between 1 and "
+                                                   "65535, inclusive")
     for key, value in (("from", source), ("to", target if isinstance(target, str) else None)):
         if isinstance(value, str) and (not value.isprintable() or any(c.isspace() for c in value)):
             ck.invalid(where + (key,), value, "must hold no spaces or control characters")
     port = ck.port(t, "port", where)
-    protocol = ck.enum(t, "protocol", where, PROTOCOLS, default="tcp")
     timeout = ck.number(t, "timeout", where, minimum=0, above=True, default=2.0, maximum=60,
                         unit=" seconds")
     if protocol == "icmp" and t.get("port") is not None:
@@ -118,16 +128,13 @@ def _expect(ck: Checker, where: Path_, raw: Any) -> TraceExpect | None:
         if not hosts:
             ck.invalid(where + ("hosts",), e["hosts"], "must name the hosts passed, in order")
     chains = list(ck.string_list(e, "chains", where)) if "chains" in e else []
-    if "chain" in e:
-        chain = ck.string(e, "chain", where, required=True)
-        if chain:
-            chains.append(chain)
+    chain = ck.string(e, "chain", where, required=True) if "chain" in e else None
     dnat = ck.string(e, "dnat", where)
     source_ip = ck.string(e, "sourceIP", where)
     static = e.get("static")
     if static is not None and static != "agree":
         ck.unsupported(where + ("static",), static, ["agree"])
-    return TraceExpect(verdict, hosts, tuple(chains), dnat, source_ip, static == "agree")
+    return TraceExpect(verdict, hosts, tuple(chains), chain, dnat, source_ip, static == "agree")
 
 
 # -- judging --------------------------------------------------------------------------------------
@@ -194,6 +201,8 @@ def judge(expect: TraceExpect, trace: dict, addresses: dict[str, str] | None = N
     missing = _in_order(expect.chains, chains_of(trace))
     if missing:
         wrong.append(missing)
+    if expect.chain and not any(chain_matches(expect.chain, c) for c in chains_of(trace)):
+        wrong.append(f"{expect.chain} was not hit")
     if expect.dnat:
         targets = dnat_targets(trace)
         pods = [(pods_at or {}).get(t.rsplit(":", 1)[0], "") for t in targets]

@@ -43,14 +43,12 @@ def _hops(lines: list[str], hops: list[dict], rules: bool) -> None:
         if hop.get("nat"):
             line += "   " + "; ".join(nat_text(n) for n in hop["nat"])
         if hop.get("verdict") in ("drop", "reject"):
-            line += f"   {hop['verdict'].upper()}ED" if hop["verdict"] == "drop" else "   REJECTED"
+            line += "   DROPPED" if hop["verdict"] == "drop" else "   REJECTED"
         lines.append(line)
         if hop.get("route"):
             lines.append(f"       route: {hop['route']}")
         if rules:
             for rule in hop.get("rules", []):
-                if rule["verdict"] in ("continue",):
-                    continue
                 lines.append(f"       {rule['chain']:<28} {rule['rule']}")
 
 

@@ -126,3 +126,16 @@ def test_screenshots_are_kept(rendered):
     assert png_size(phone) == PHONE
     assert png_size(desktop)[0] == 1280
     assert phone.parent.name == "artifacts" and phone.stat().st_size > 5000
+
+
+def test_the_offline_and_console_checks_can_fail(tmp_path):
+    """A control: a page that reaches for the network and logs an error is caught by the
+    same checks the report passes (so their passing means something)."""
+    browser_or_skip()
+    page = tmp_path / "control.html"
+    page.write_text('<!doctype html><html><body><p>control</p>'
+                    '<img src="http://198.51.100.1/x.png" alt="x">'
+                    '<script>console.error("control error")</script></body></html>')
+    seen = render(page, "html-control", sizes=())
+    assert any(r.startswith("http://198.51.100.1/") for r in seen.requests), seen.requests
+    assert any("control error" in line for line in seen.console), seen.console

@@ -4,14 +4,18 @@ through, the static trace agreeing with it, and no tracing rule left behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from testbed.scenario.trace_step import chains_of, differences, dnat_targets, hosts_of
 
-from .conftest import SCENARIOS, TOPOLOGIES, run_testbed, wait_for
+from .conftest import ROOT, SCENARIOS, TOPOLOGIES, run_testbed, wait_for
 
 MODES = ["iptables", "nftables"]
 
@@ -27,15 +31,39 @@ def env(request, tmp_path_factory):
     text = (TOPOLOGIES / "article.yaml").read_text()
     topo = tmp / "article.yaml"
     topo.write_text(re.sub(r"kubeProxy: \{mode: \w+\}", f"kubeProxy: {{mode: {mode}}}", text))
+    cluster = Cluster(dataclasses.replace(load_topology(topo), addons=("ingress-nginx",))).up()
+    try:
+        objs = load_manifests([str(SCENARIOS / "manifests" / "clients.yaml"),
+                               str(SCENARIOS / "manifests" / "trace-echo.yaml"),
+                               str(SCENARIOS / "manifests" / "trace-ingress.yaml")])
+        cluster.apply(objs)
+        cluster.wait_ready(objs, timeout=60)
+        for svc in ("echo-1", "echo-2", "echo-2-nodeport"):
+            wait_for(lambda svc=svc: _endpoints(cluster, svc), 30, f"{svc}'s endpoint")
+        yield mode, cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture(scope="module")
+def userspace(tmp_path_factory):
+    """The article's cluster with kube-proxy in userspace mode."""
+    from testbed.api.manifests import load_manifests
+    from testbed.emu.cluster import Cluster
+    from testbed.spec.topology import load_topology
+
+    tmp = tmp_path_factory.mktemp("trace-userspace")
+    topo = tmp / "article.yaml"
+    topo.write_text(re.sub(r"kubeProxy: \{mode: \w+\}", "kubeProxy: {mode: userspace}",
+                           (TOPOLOGIES / "article.yaml").read_text()))
     cluster = Cluster(load_topology(topo)).up()
     try:
         objs = load_manifests([str(SCENARIOS / "manifests" / "clients.yaml"),
                                str(SCENARIOS / "manifests" / "trace-echo.yaml")])
         cluster.apply(objs)
         cluster.wait_ready(objs, timeout=60)
-        for svc in ("echo-1", "echo-2", "echo-2-nodeport"):
-            wait_for(lambda svc=svc: _endpoints(cluster, svc), 30, f"{svc}'s endpoint")
-        yield mode, cluster
+        wait_for(lambda: _endpoints(cluster, "echo-2"), 30, "echo-2's endpoint")
+        yield cluster
     finally:
         cluster.down()
 
@@ -179,3 +207,74 @@ def test_the_command_line_json_and_text(env):
     out = run_testbed("trace", name, "client-1", "no-such-thing")
     assert out.returncode == 2 and "no-such-thing" in out.stderr and "Traceback" not in out.stderr
     _no_tracer_tables(cluster)
+
+
+def _live(cluster, source, to, port=None, protocol="tcp"):
+    from testbed.emu.tracing import trace
+
+    return wait_for(lambda: (lambda t: t if t["verdict"] == "delivered" else None)(
+        trace(cluster, source, to, port, protocol)), 20, f"a delivered trace {source} -> {to}")
+
+
+def test_an_ingress_host_through_the_controller_pod_to_its_backend(env):
+    mode, cluster = env
+    t = _live(cluster, "client", "echo.example.com")
+    proxy = [h for h in t["hops"] if h.get("proxy")]
+    assert len(proxy) == 1 and proxy[0]["host"].startswith("nginx-ingress/"), hosts_of(t)
+    assert t["endpoint"] == "default/echo-2" and hosts_of(t)[-1] == "default/echo-2"
+    at = hosts_of(t).index(proxy[0]["host"])
+    # the controller's own connection onward: from its pod's address, to echo-2's
+    assert t["hops"][-1]["packet"]["src"].split(":")[0] == _pod_ip(cluster, proxy[0]["host"])
+    assert t["hops"][-1]["packet"]["dst"] == f"{_pod_ip(cluster, 'echo-2')}:8080"
+    assert hosts_of(t)[:2] == ["client", "gateway"] and at >= 3
+    assert [h["host"] for h in t["reply"]] == list(reversed(hosts_of(t)))
+    _no_tracer_tables(cluster)
+
+
+def test_userspace_mode_shows_the_proxy_process_as_a_hop(userspace):
+    t = _live(userspace, "client-1", "echo-2")
+    hosts = hosts_of(t)
+    assert hosts[:3] == ["default/client-1", "node1", "kube-proxy@node1"], hosts
+    assert hosts[-1] == "default/echo-2" and t["endpoint"] == "default/echo-2"
+    node1 = t["hops"][1]
+    assert "nat/KUBE-PORTALS-CONTAINER" in node1["chains"], node1["chains"]
+    assert node1["nat"] and node1["nat"][0]["type"] in ("redirect", "dnat")
+    # the proxy's own connection leaves node1 from node1's address: the backend sees the node
+    assert t["hops"][-1]["packet"]["src"].split(":")[0] in ("10.100.0.2", "10.0.1.1")
+    assert t["hops"][3]["host"] == "node1" and t["hops"][3]["out"] == "node1-eth0"
+    _no_tracer_tables(userspace)
+
+
+def _tables_anywhere(cluster) -> dict[str, list[str]]:
+    from testbed.emu.tracing import tracer_tables
+
+    return {h.name: tracer_tables(h.pid) for h in cluster.network.hosts.values()
+            if tracer_tables(h.pid)}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_an_interrupted_trace_leaves_no_tracing_rule(env, signum):
+    mode, cluster = env
+    if mode != "iptables":
+        pytest.skip("the tracer's own table is the same in both modes: one is enough")
+    name = cluster.record.directory.name
+    # 10.0.2.200 holds no pod: node2 asks ARP for it in vain, so the trace waits its timeout
+    proc = subprocess.Popen([sys.executable, "-m", "testbed", "trace", name, "client-1",
+                             "10.0.2.200:80", "--timeout", "20"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(_tables_anywhere(cluster)) == len(cluster.network.hosts), 15,
+                 "the tracer's tables in every host")
+        proc.send_signal(signum)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if signum == signal.SIGKILL:
+        assert _tables_anywhere(cluster)       # nothing could clean up: the next trace does
+        out = run_testbed("trace", name, "client-1", "echo-1")
+        assert out.returncode == 0, out.stderr
+    else:
+        assert proc.returncode == 130, proc.stderr.read()
+    assert _tables_anywhere(cluster) == {}

@@ -262,3 +262,18 @@ def test_no_steps_at_all():
     text = page("empty", "e.yaml", [], 2.0, Diagram(unavailable="the run ended before its steps"))
     assert "0 passed, 0 failed" in text and not Tree(text).stack
     assert "diagram unavailable: the run ended before its steps" in text
+
+
+def test_a_trace_steps_own_trace_is_not_called_a_failure():
+    from testbed.scenario.trace_step import TraceExpect, TraceStep
+
+    step = Step("trace client-1 -> empty-svc", 30,
+                TraceStep("client-1", "empty-svc", None, "tcp", 2.0, TraceExpect("rejected")))
+    result = StepResult(step, True, "rejected", "rejected via default/client-1 -> node1", 0.5,
+                        {"trace": TRACE, "static": dict(TRACE, mode="static"),
+                         "text": render_text(TRACE)})
+    text = page("t", "t.yaml", [result], 1.0, Diagram(None, "no dot"))
+    assert "trace of the failing connection" not in text
+    assert '<details class="trace"><summary>the trace</summary>' in text          # folded: it passed
+    assert "the static trace (the rules alone)" in text
+    assert '<details class="details">' not in text       # static and text are shown, not dumped

@@ -101,6 +101,8 @@ def _trace(**over):
     (TraceExpect(chains=("KUBE-SERVICES", "nat/KUBE-SVC-*", "KUBE-SEP-*")), []),
     (TraceExpect(chains=("KUBE-SEP-*", "KUBE-SVC-*")), ["KUBE-SVC-* was hit, but out of order"]),
     (TraceExpect(chains=("KUBE-MARK-MASQ",)), ["KUBE-MARK-MASQ was not hit"]),
+    (TraceExpect(chains=("nat/KUBE-SEP-*",), chain="nat/KUBE-SERVICES"), []),   # anywhere
+    (TraceExpect(chain="filter/KUBE-SERVICES"), ["filter/KUBE-SERVICES was not hit"]),
     (TraceExpect(dnat="10.0.2.3:8080"), []),
     (TraceExpect(dnat="10.0.2.3"), []),
     (TraceExpect(dnat="echo-2"), []),
@@ -142,6 +144,13 @@ def test_the_walk_through_reads_one_hop_per_line():
     rejected = _trace(verdict="rejected", cause={"host": "node1", "chain": "filter/KUBE-SERVICES",
                                                  "rule": "-A KUBE-SERVICES -j REJECT", "verdict": "reject"})
     assert "rejected at node1 in filter/KUBE-SERVICES: -A KUBE-SERVICES -j REJECT" in render_text(rejected)
+    dropped = _trace(verdict="dropped")
+    dropped["hops"][1]["verdict"] = "drop"
+    dropped["hops"][1]["rules"] = [{"chain": "nat/KUBE-MARK-MASQ", "verdict": "continue",
+                                    "rule": "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"}]
+    text = render_text(dropped)
+    assert "  2. node1" in text and "DROPPED" in text
+    assert "-j MARK --set-xmark 0x4000/0x4000" in text     # the masquerade mark is shown
 
 
 def test_a_trace_step_is_read_and_its_bad_fields_named(tmp_path):
@@ -156,11 +165,15 @@ def test_a_trace_step_is_read_and_its_bad_fields_named(tmp_path):
                     " dnat: echo-2, sourceIP: kept, static: agree}\n")
     step = load_scenario(good).steps[0]
     assert step.name == "trace tcp client-1 -> echo-2:80"
-    assert step.action.expect.chains == ("KUBE-SEP-*",) and step.action.expect.static
+    assert step.action.expect.chain == "KUBE-SEP-*" and step.action.expect.static
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"name: t\ntopology: {topo}\nsteps:\n"
                    "  - trace: {from: client-1, to: echo-2, protocol: icmp, port: 80, colour: red}\n"
-                   "    expect: {verdict: lost, static: maybe}\n")
+                   "    expect: {verdict: lost, static: maybe}\n"
+                   "  - trace: {from: client-1, to: 'echo-2:99999'}\n"
+                   "  - trace: {from: client, to: {service: echo-2, nodePort: 80, node: node1},"
+                   " port: 80}\n"
+                   "  - trace: {from: client, to: {service: echo-2, loadBalancer: 80}, protocol: icmp}\n")
     with pytest.raises(SpecError) as err:
         load_scenario(bad)
     text = "\n".join(str(p) for p in err.value.problems)
@@ -168,6 +181,9 @@ def test_a_trace_step_is_read_and_its_bad_fields_named(tmp_path):
     assert "an icmp trace takes no port" in text
     assert 'steps[0].expect.verdict: Unsupported value: "lost"' in text
     assert 'steps[0].expect.static: Unsupported value: "maybe"' in text
+    assert "steps[1].trace.to: Invalid value: \"echo-2:99999\": the port after ':' must be" in text
+    assert "steps[2].trace.port: Forbidden: a Service target names its port itself" in text
+    assert "steps[3].trace.to: Forbidden: a Service target is for tcp, udp or http probes" in text
 
 
 def test_a_dnat_rule_names_its_target_when_conntrack_has_no_entry():

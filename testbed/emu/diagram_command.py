@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -166,6 +167,10 @@ def _output_format(output: str | None) -> str:
     parent = Path(output).parent
     if not parent.is_dir():
         raise SpecError([Problem(output, None, "", f"directory {parent} does not exist")])
+    if Path(output).is_dir():
+        raise SpecError([Problem(output, None, "", "is a directory: name the picture's file")])
+    if not os.access(parent, os.W_OK) or (Path(output).exists() and not os.access(output, os.W_OK)):
+        raise SpecError([Problem(output, None, "", "cannot be written (permission denied)")])
     return fmt
 
 

@@ -416,6 +416,9 @@ def test_cli_refuses_an_unknown_picture_format(capsys, tmp_path):
                                  "it .svg, .png or .dot")
     assert main(["diagram", "--topology", str(ARTICLE), "-o", str(tmp_path / "no/x.svg")]) == 2
     assert "does not exist" in one_error(capsys)
+    (tmp_path / "d.svg").mkdir()
+    assert main(["diagram", "--topology", str(ARTICLE), "-o", str(tmp_path / "d.svg")]) == 2
+    assert one_error(capsys).endswith("d.svg: is a directory: name the picture's file")
 
 
 def test_cli_refuses_a_missing_topology_and_both_sources(capsys, tmp_path):

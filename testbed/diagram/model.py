@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, ip_address, ip_interface
 
+from testbed.api.meta import namespace_of, object_key
 from testbed.spec.names import ifname
 from testbed.spec.topology import Topology
 
@@ -273,7 +274,8 @@ def pods_from_api(pods: Iterable[dict], veths: Mapping[str, str] | None = None) 
         meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
         containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or []
                            if isinstance(c, dict))
-        out.append(Pod(str(meta.get("namespace", "default")), str(meta.get("name", "")),
+        namespace, name = object_key(pod)
+        out.append(Pod(namespace, name,
                        str(spec.get("nodeName") or ""), status.get("podIP") or None, containers,
                        None if spec.get("hostNetwork") else veths.get(str(meta.get("uid"))),
                        str(status.get("phase", ""))))
@@ -282,7 +284,7 @@ def pods_from_api(pods: Iterable[dict], veths: Mapping[str, str] | None = None) 
 
 def _ref_key(ref: object) -> str | None:
     if isinstance(ref, dict) and ref.get("kind", "Pod") == "Pod" and ref.get("name"):
-        return f"{ref.get('namespace') or 'default'}/{ref['name']}"
+        return "/".join(object_key({"metadata": ref}))      # a Pod's reference: its key
     return None
 
 
@@ -300,12 +302,12 @@ def services_from_api(services: Iterable[dict], slices: Iterable[dict]) -> tuple
         for e in s.get("endpoints") or []:
             ready = (e.get("conditions") or {}).get("ready") is not False
             for address in e.get("addresses") or []:
-                by_service.setdefault((meta.get("namespace", "default"), owner), []).append(
+                by_service.setdefault((namespace_of(s), owner), []).append(
                     Endpoint(str(address), _ref_key(e.get("targetRef")), ports, ready))
     out = []
     for svc in services:
         meta, spec, status = svc.get("metadata") or {}, svc.get("spec") or {}, svc.get("status") or {}
-        ns, name = str(meta.get("namespace", "default")), str(meta.get("name", ""))
+        ns, name = object_key(svc)
         ports = tuple(ServicePort(int(p.get("port", 0)), str(p.get("protocol", "TCP")),
                                   str(p.get("targetPort", "")), p.get("nodePort"),
                                   str(p.get("name", "")))

@@ -306,13 +306,13 @@ def test_steps_must_be_a_list(problems):
 
 @pytest.mark.parametrize(("step", "expected"), [
     ('  - just words\n',
-     's.yaml:3: steps[0]: Invalid value: "just words": a step must be a mapping with one action (probe, sleep, reachability, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label)'),
+     's.yaml:3: steps[0]: Invalid value: "just words": a step must be a mapping with one action (probe, sleep, reachability, trace, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label)'),
     ('  - {name: x, wait: 3}\n',
      's.yaml:3: steps[0].wait: Invalid value: 3: must be a mapping with one of ready, endpoints, loadBalancer'),
     ('  - {name: x, pause: 3}\n',
-     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has name, pause)'),
+     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, trace, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has name, pause)'),
     ('  - {}\n',
-     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has nothing)'),
+     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, trace, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has nothing)'),
     ('  - {sleep: -1}\n',
      's.yaml:3: steps[0].sleep: Invalid value: -1: must be greater than or equal to 0'),
     ('  - {sleep: soon}\n',

@@ -397,9 +397,13 @@ class Api(PatchVerbs):
                                   for f, m in problems])
             results = []
             for obj, old in prepared:
+                # Unchanged: the write left the object as it was right before it, though a
+                # controller may have written it (its status) since `old` was read.
+                before = self._current(obj) if old is not None else None
                 stored = self.store.apply(obj)
-                action = ("created" if old is None else "unchanged" if stored["metadata"][
-                    "resourceVersion"] == old["metadata"]["resourceVersion"] else "configured")
+                action = ("created" if old is None else "unchanged" if before is not None and stored[
+                    "metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+                    else "configured")
                 results.append({"action": action, "object": stored})
             return results
 

@@ -445,6 +445,12 @@ def _send(src, target: Resolved, protocol: str, timeout: float) -> Outcome:
                 sock.connect((str(target.address), target.port))
             finally:
                 local = "{}:{}".format(*sock.getsockname())
+            if protocol == "tcp" and target.ingress_host:
+                # The ingress controller connects on only once it has a request to pass.
+                sock.sendall(f"GET / HTTP/1.1\r\nHost: {target.ingress_host}\r\n"
+                             "User-Agent: testbed-trace\r\nConnection: close\r\n\r\n".encode())
+                status = sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
+                return Outcome("connected", f"connected; {status or 'no answer'}", local)
             if protocol == "tcp":
                 return Outcome("connected", "connected", local)
             sock.send(b"hostname")

@@ -14,7 +14,8 @@
         chains: [nat/KUBE-SERVICES, "nat/KUBE-SVC-*", "nat/KUBE-SEP-*"]      # hit in this order
         chain: filter/KUBE-SERVICES # one chain hit (anywhere on the way there)
         dnat: 10.0.2.3:8080         # or an IP, or a pod (NAMESPACE/NAME, a glob): the DNAT target
-        sourceIP: kept              # the endpoint sees the client's own address; or an IP or name
+        sourceIP: kept              # the endpoint sees the client's own address; masqueraded:
+                                    # another one; or that IP (or name's address)
         static: agree               # a static trace (the rules alone) finds the same path
 
 Names in `hosts` and pods in `dnat` are glob patterns (fnmatch) over the trace's host names
@@ -58,7 +59,8 @@ class TraceExpect:
         if self.dnat:
             parts.append(f"DNAT to {self.dnat}")
         if self.source_ip:
-            parts.append("source IP kept" if self.source_ip == "kept" else f"source {self.source_ip}")
+            parts.append({"kept": "source IP kept", "masqueraded": "source IP masqueraded"}.get(
+                self.source_ip, f"source {self.source_ip}"))
         if self.static:
             parts.append("the static trace agrees")
         return ", ".join(parts)
@@ -211,11 +213,15 @@ def judge(expect: TraceExpect, trace: dict, addresses: dict[str, str] | None = N
             wrong.append(f"DNAT to {', '.join(targets) or 'nothing'}, not {expect.dnat}")
     if expect.source_ip:
         seen = source_seen(trace)
-        src = trace.get("source", "")
-        want = (src.rsplit(":", 1)[0] if expect.source_ip == "kept"
-                else (addresses or {}).get(expect.source_ip, expect.source_ip))
-        if seen != want:
-            wrong.append(f"the endpoint saw {seen}, not {want}")
+        client = trace.get("source", "").rsplit(":", 1)[0]
+        if expect.source_ip == "masqueraded":
+            if seen == client:
+                wrong.append(f"the endpoint saw the client's own address {seen}")
+        else:
+            want = (client if expect.source_ip == "kept"
+                    else (addresses or {}).get(expect.source_ip, expect.source_ip))
+            if seen != want:
+                wrong.append(f"the endpoint saw {seen}, not {want}")
     if expect.static and static is not None:
         wrong.extend(differences(trace, static))
     return wrong

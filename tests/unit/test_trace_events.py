@@ -110,6 +110,7 @@ def _trace(**over):
     (TraceExpect(source_ip="kept"), []),
     (TraceExpect(source_ip="client-1"), []),
     (TraceExpect(source_ip="node1"), ["the endpoint saw 10.0.1.2, not 10.100.0.2"]),
+    (TraceExpect(source_ip="masqueraded"), ["the endpoint saw the client's own address 10.0.1.2"]),
 ])
 def test_the_trace_step_judges_each_expectation(expect, wrong):
     found = judge(expect, _trace(), {"client-1": "10.0.1.2", "node1": "10.100.0.2"},
@@ -121,6 +122,7 @@ def test_a_masqueraded_source_is_not_kept():
     t = _trace()
     t["hops"][-1]["packet"] = {"src": "10.100.0.2:999", "dst": "10.0.2.3:8080"}
     assert judge(TraceExpect(source_ip="kept"), t) == ["the endpoint saw 10.100.0.2, not 10.0.1.2"]
+    assert judge(TraceExpect(source_ip="masqueraded"), t) == []
 
 
 def test_static_and_live_differences():

@@ -20,9 +20,10 @@ from testbed.emu.probes import sctp_supported
 from testbed.emu.shield import interrupted_once
 from testbed.scenario.html import Diagram
 from testbed.scenario.preflight import check_scenario
+from testbed.scenario.reachability import Reachability
 from testbed.scenario.results import StepResult
 from testbed.scenario.spec import Probe, Scenario, Step
-from testbed.scenario.steps import Outcome, execute
+from testbed.scenario.steps import Outcome, execute, trace_mismatch
 from testbed.spec.source import Problem
 from testbed.spec.topology import Topology
 
@@ -55,9 +56,11 @@ class Runner:
     the last step, before the teardown (self.diagram)."""
 
     def __init__(self, prepared: Prepared, progress: Callable[[str], None], diagram: bool = False,
-                 tracer: Callable[[Cluster, Probe], dict] | None = None):
+                 tracer: Callable[[Cluster, Probe], dict] | None = None,
+                 cell_tracer: Callable[[Cluster, dict], dict] | None = None):
         self.prepared = prepared
         self.tracer = tracer   # testbed.scenario.steps.trace_probe unless handed another
+        self.cell_tracer = cell_tracer   # testbed.scenario.steps.trace_mismatch unless handed another
         self.progress = progress
         self.results: list[StepResult] = []
         self.cluster: Cluster | None = None
@@ -109,15 +112,24 @@ class Runner:
             traced = time.monotonic()
             outcome.details["trace"] = trace_failure(self.cluster, step.action, self.tracer)
             outcome.details["traceSeconds"] = round(time.monotonic() - traced, 3)
+        elif not outcome.passed and isinstance(step.action, Reachability) and \
+                outcome.details.get("mismatches"):
+            cell = outcome.details["mismatches"][0]
+            self.progress(f"  tracing the first wrong cell: {cell['from']} -> {cell['to']} "
+                          f"{cell['port']}")
+            traced = time.monotonic()
+            outcome.details["trace"] = trace_failure(self.cluster, cell,
+                                                     self.cell_tracer or trace_mismatch)
+            outcome.details["traceSeconds"] = round(time.monotonic() - traced, 3)
         return StepResult(step, outcome.passed, outcome.expectation, outcome.observed,
                           seconds, outcome.details)
 
 
-def trace_failure(cluster: Cluster, probe: Probe,
-                  tracer: Callable[[Cluster, Probe], dict] | None = None) -> dict | str:
-    """The trace of a failed probe's connection (`tracer`, by default testbed.scenario.steps'
-    trace_probe), or "trace failed: why": a trace that cannot be taken never ends the run or
-    changes the step's verdict."""
+def trace_failure(cluster: Cluster, probe: Probe | dict,
+                  tracer: Callable[[Cluster, object], dict] | None = None) -> dict | str:
+    """The trace of a failed probe's connection or a reachability step's wrong cell (`tracer`,
+    by default testbed.scenario.steps' trace_probe), or "trace failed: why": a trace that cannot
+    be taken never ends the run or changes the step's verdict."""
     try:
         if tracer is None:
             from testbed.scenario.steps import trace_probe as tracer

@@ -455,3 +455,15 @@ def trace_probe(cluster, probe: Probe) -> dict:
         raise TraceError("a connection to localhost stays in its pod: nothing to trace")
     return trace(cluster, probe.source, probe.target.host, probe.target.port, protocol,
                  probe.timeout)
+
+
+def trace_mismatch(cluster, mismatch: dict) -> dict:
+    """The trace of a reachability step's first wrong cell ({"from", "to", "port"} of its
+    details' mismatches: pods, nodes or clients, and a port such as tcp/80 or icmp)."""
+    from testbed.emu.tracing import TraceError, trace
+
+    protocol, _, port = str(mismatch["port"]).partition("/")
+    if protocol not in ("tcp", "udp", "icmp"):
+        raise TraceError(f"a {protocol} cell is not traced")
+    return trace(cluster, mismatch["from"], mismatch["to"], int(port) if port else None,
+                 protocol, 1.0)

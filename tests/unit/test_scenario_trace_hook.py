@@ -65,3 +65,24 @@ def test_passing_and_non_probe_steps_are_not_traced():
     result = r.run_step(Step("a pause", 2, Sleep(0.0)), 0)
     assert result.passed and "trace" not in result.details
     assert tracer.calls == [] and not any("tracing" in line for line in said)
+
+
+def test_a_failed_reachability_step_traces_its_first_wrong_cell(monkeypatch):
+    from testbed.scenario import runner as runner_module
+    from testbed.scenario.reachability import Reachability
+    from testbed.scenario.steps import Outcome
+
+    wrong = [{"port": "tcp/80", "from": "x/a", "to": "y/b", "expected": False, "observed": True},
+             {"port": "udp/81", "from": "x/b", "to": "y/b", "expected": False, "observed": True}]
+    monkeypatch.setattr(runner_module, "execute", lambda *a: Outcome(
+        False, "x/a only", "2 of 9 cells wrong", {"mismatches": wrong}))
+    cells = Tracer()
+    said: list[str] = []
+    r = Runner(Prepared(None, None, []), said.append, tracer=Tracer(), cell_tracer=cells)
+    r.cluster = NoSuchSource()
+    step = Step("x/a only", 9, object.__new__(Reachability))
+    result = r.run_step(step, 0)
+    assert cells.calls == [(r.cluster, wrong[0])] and result.details["trace"] == TRACE
+    assert any("tracing the first wrong cell: x/a -> y/b tcp/80" in line for line in said)
+    monkeypatch.setattr(runner_module, "execute", lambda *a: Outcome(True, "x/a only", "ok", {}))
+    assert "trace" not in r.run_step(step, 0).details        # a passing one is not traced

@@ -204,6 +204,13 @@ def test_the_command_line_json_and_text(env):
     assert all({"host", "in", "out", "chains", "nat"} <= set(h) for h in t["hops"] + t["reply"])
     out = run_testbed("trace", name, "client-1", "nobody")
     assert out.returncode == 0 and "rejected at node1" in out.stdout, out.stdout
+    out = run_testbed("trace", name, "client-1", "nobody", "--static", "--json")
+    assert out.returncode == 0, out.stderr
+    static = json.loads(out.stdout)
+    assert static["mode"] == "static" and static["verdict"] == "rejected"
+    assert static["cause"]["host"] == "node1" and static["conntrack"] == []
+    out = run_testbed("trace", name, "client-1", "echo-2:99999")
+    assert out.returncode == 2 and "between 1 and 65535" in out.stderr, out.stderr
     out = run_testbed("trace", name, "client-1", "no-such-thing")
     assert out.returncode == 2 and "no-such-thing" in out.stderr and "Traceback" not in out.stderr
     _no_tracer_tables(cluster)

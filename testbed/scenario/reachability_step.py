@@ -189,7 +189,8 @@ def run_reachability(cluster, step: Reachability,
                          for port in step.ports)
     for line in tables.splitlines():
         progress("    " + line if line else "")
-    details = _details(step, expected, observed, judged, seen, froms, tos, rounds, tables)
+    details = _details(step, expected, observed, judged, seen, froms, tos, rounds, tables,
+                       _addresses(destinations, step.ports, targets))
     passed = all(j.passed for j in judged.values())
     return passed, _expectation(step), _observed_text(judged, details, rounds), details
 
@@ -222,9 +223,26 @@ def _observed_text(judged: dict[PortSpec, Judgement], details: dict,
             + (f"; {more} more" if more > 0 else ""))
 
 
+def _addresses(destinations: list[Located], ports: tuple[PortSpec, ...],
+               targets: Targets | None) -> dict[tuple[str, PortSpec], str]:
+    """(destination label, port) -> the address the cell probed: the pod's IP and port, or the
+    ClusterIP and port of its Service (via: service); a trace of a wrong cell goes there."""
+    out = {}
+    for j, d in enumerate(destinations):
+        for port in ports:
+            target = None if targets is None else targets.get((j, port))
+            if isinstance(target, tuple):
+                out[(d.member.label, port)] = f"{target[0]}:{target[1]}"
+            elif targets is None and d.address is not None:
+                out[(d.member.label, port)] = (str(d.address) if port.port is None
+                                               else f"{d.address}:{port.port}")
+    return out
+
+
 def _details(step: Reachability, expected: Table, observed: dict[PortSpec, Table],
              judged: dict[PortSpec, Judgement], seen: dict[Cell, Observation],
-             froms: list[Member], tos: list[Member], rounds: int, tables: str) -> dict:
+             froms: list[Member], tos: list[Member], rounds: int, tables: str,
+             addresses: dict[tuple[str, PortSpec], str] | None = None) -> dict:
     """The JSON report's view: the matrices in upstream's layout, the mismatches as data."""
     index_from = {m.label: i for i, m in enumerate(froms)}
     index_to = {m.label: j for j, m in enumerate(tos)}
@@ -236,6 +254,7 @@ def _details(step: Reachability, expected: Table, observed: dict[PortSpec, Table
             mismatches.append({
                 "port": str(port), "from": f, "to": t, "expected": want, "observed": obs.reachable,
                 "detail": obs.text, "failure": obs.failure,
+                "address": (addresses or {}).get((t, port)),
                 "why": ("Expected allowed pod connection was instead BLOCKED" if want else
                         "Expected blocked pod connection was instead ALLOWED")})
     return {

@@ -118,8 +118,9 @@ class Runner:
             self.progress(f"  tracing the first wrong cell: {cell['from']} -> {cell['to']} "
                           f"{cell['port']}")
             traced = time.monotonic()
-            outcome.details["trace"] = trace_failure(self.cluster, cell,
-                                                     self.cell_tracer or trace_mismatch)
+            tracer = self.cell_tracer or (lambda cluster, cell, timeout=step.action.timeout:
+                                          trace_mismatch(cluster, cell, timeout))
+            outcome.details["trace"] = trace_failure(self.cluster, cell, tracer)
             outcome.details["traceSeconds"] = round(time.monotonic() - traced, 3)
         return StepResult(step, outcome.passed, outcome.expectation, outcome.observed,
                           seconds, outcome.details)

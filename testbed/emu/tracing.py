@@ -172,6 +172,8 @@ def _ingress_address(cluster, host: str, source_kind: str) -> tuple[IPv4Address,
         if http is None:
             continue
         if source_kind == "pod" or source_kind in ("worker", "master"):
+            if spec.get("clusterIP") in (None, "", "None"):
+                continue        # headless: no address to reach it by
             return IPv4Address(spec["clusterIP"]), int(http["port"])
         lb = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         if lb and lb[0].get("ip"):
@@ -276,7 +278,7 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
         target = resolve_target(cluster, to, port, protocol, src.kind)
         with _LOCK, _cluster_lock(cluster):
             return _trace(cluster, src, target, protocol, timeout)
-    except (CommandError, OSError, ApiError) as err:
+    except (CommandError, OSError, ApiError, KeyError, ValueError) as err:
         raise TraceError(f"the trace failed: {err}") from None
 
 
@@ -341,17 +343,20 @@ def _trace(cluster, src, target: Resolved, protocol: str, timeout: float) -> dic
         host.passes = events.passes(host.lines, table)
         host.addresses = _addresses(host.pid)
         _rule_texts(host)
-    result = _assemble(cluster, src, target, protocol, hosts, table, outcome)
+    result = _assemble(cluster, src, target, protocol, hosts, table, outcome, onward)
     result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
 
-def _endpoints(cluster, service: str) -> list[str]:
+def _endpoints(cluster, service: str, protocol: str) -> list[str]:
+    """The Service's endpoints as nft's "IP . PORT" (IPv4 slices, ports of `protocol`)."""
     namespace, _, name = service.partition("/")
     slices, _ = cluster.client.list("EndpointSlice", namespace,
                                     f"kubernetes.io/service-name={name}")
-    return sorted({f"{a} . {p['port']}" for s in slices for e in s.get("endpoints") or []
-                   for a in e.get("addresses") or [] for p in s.get("ports") or [] if p.get("port")})
+    return sorted({f"{a} . {p['port']}" for s in slices if s.get("addressType", "IPv4") == "IPv4"
+                   for e in s.get("endpoints") or [] for a in e.get("addresses") or []
+                   for p in s.get("ports") or [] if isinstance(p.get("port"), int)
+                   and str(p.get("protocol") or "TCP").lower() == protocol})
 
 
 def _onward(cluster, target: Resolved, protocol: str) -> list[Onward]:
@@ -363,7 +368,7 @@ def _onward(cluster, target: Resolved, protocol: str) -> list[Onward]:
     out = []
     try:
         if target.service and _userspace(cluster):
-            out.append(Onward("out", tuple(_endpoints(cluster, target.service))))
+            out.append(Onward("out", tuple(_endpoints(cluster, target.service, protocol))))
         if target.ingress_host:
             ingresses, _ = cluster.client.list("Ingress")
             backends = set()
@@ -378,7 +383,8 @@ def _onward(cluster, target: Resolved, protocol: str) -> list[Onward]:
             controllers, _ = cluster.client.list("Pod", None, "app=nginx-ingress")
             sources = tuple(sorted(p["status"]["podIP"] for p in controllers
                                    if (p.get("status") or {}).get("podIP")))
-            destinations = tuple(sorted({d for b in backends for d in _endpoints(cluster, b)}))
+            destinations = tuple(sorted({d for b in backends
+                                         for d in _endpoints(cluster, b, protocol)}))
             if sources and destinations:
                 out.append(Onward("pre", destinations, sources))
     except Exception:   # noqa: BLE001 - without them the trace ends at the proxy, as before
@@ -447,10 +453,14 @@ def _send(src, target: Resolved, protocol: str, timeout: float) -> Outcome:
                 local = "{}:{}".format(*sock.getsockname())
             if protocol == "tcp" and target.ingress_host:
                 # The ingress controller connects on only once it has a request to pass.
-                sock.sendall(f"GET / HTTP/1.1\r\nHost: {target.ingress_host}\r\n"
-                             "User-Agent: testbed-trace\r\nConnection: close\r\n\r\n".encode())
-                status = sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
-                return Outcome("connected", f"connected; {status or 'no answer'}", local)
+                try:
+                    sock.sendall(f"GET / HTTP/1.1\r\nHost: {target.ingress_host}\r\n"
+                                 "User-Agent: testbed-trace\r\nConnection: close\r\n\r\n"
+                                 .encode())
+                    status = sock.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
+                except OSError as err:
+                    status = f"no HTTP answer ({err.strerror or err})"
+                return Outcome("connected", f"connected; {status or 'no HTTP answer'}", local)
             if protocol == "tcp":
                 return Outcome("connected", "connected", local)
             sock.send(b"hostname")
@@ -662,12 +672,13 @@ def _pod_hop(pod, veth: str | None, inbound: bool, route: dict | None = None,
 
 
 def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _Host], table: str,
-              outcome: Outcome) -> dict:
+              outcome: Outcome, onward: list[Onward] = ()) -> dict:
     pods = {str(p.ip): p for p in cluster.all_pods() if p.ip and p.pid}
     owners: dict[str, str] = {}
     for host in hosts.values():
         for a in host.addresses:
-            owners.setdefault(a, host.name)
+            if not a.startswith("127."):
+                owners.setdefault(a, host.name)
     dst = f"{target.address}:{target.port}" if target.port else str(target.address)
     source = outcome.local or str(src.address)
     if src.kind == "pod" and (_ip(dst).startswith("127.") or _ip(dst) == str(src.address)):
@@ -698,7 +709,10 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
     else:
         current, bridge_in = hosts.get(src.name), None
     used: set[int] = set()
-    for _ in range(24):
+    for steps in range(25):
+        if steps == 24:
+            note = "the walk stopped after 24 hops (a routing loop?)"
+            break
         if current is None:
             break
         p = _pass(current, "request", cur_src, cur_dst, used)
@@ -739,13 +753,17 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             note = f"no route from {current.name} to {_ip(cur_dst)}"
             break
         nexthop = route.get("gateway") or _ip(cur_dst)
+        if route.get("type") == "local" or nexthop.startswith("127.") or \
+                nexthop in current.addresses:
+            continue        # to itself (over lo): it comes in again here, to be delivered
         pod = pods.get(nexthop)
         if pod is not None and pod.node == current.name:
             veth = _pod_veths(cluster, pod)
             hop["bridgePort"] = {"in": (hop["bridgePort"] or {}).get("in"), "out": veth}
             hops.append(_pod_hop(pod, veth, True, None, {"src": cur_src, "dst": cur_dst}))
             endpoint = pod.key
-            leg = _onward_pass(current, str(pod.ip), used, p)
+            proxies = {a for o in onward if o.hook == "pre" for a in o.sources}
+            leg = _onward_pass(current, str(pod.ip), used, p) if str(pod.ip) in proxies else None
             if leg is None:
                 break
             # A proxy in the pod (the ingress controller) connected on: its next leg.
@@ -766,7 +784,7 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
         if hop["kind"] != "pod" and ports.get("in") and ports.get("in") == ports.get("out"):
             hop["hairpin"] = True     # back out of the bridge port it came in by
     verdict, cause = _verdict(hops, visited, outcome, endpoint)
-    reply = _reply(cluster, hosts, visited, hops, table, pods) if verdict != "dropped" else []
+    reply = _reply(hops, table) if verdict != "dropped" else []
     for hop in hops:
         hop.pop("_visit", None)
     conntrack = [f"{h.name}: {e['line']}" for h in hosts.values() for e in h.conntrack]
@@ -802,7 +820,7 @@ def _verdict(hops: list[dict], visited, outcome: Outcome, endpoint: str | None) 
     return "dropped", None
 
 
-def _reply(cluster, hosts, visited, hops: list[dict], table: str, pods: dict) -> list[dict]:
+def _reply(hops: list[dict], table: str) -> list[dict]:
     """The way back: the request's hops in reverse, each host with its reply pass, each pod
     and proxy as it was passed."""
     out: list[dict] = []

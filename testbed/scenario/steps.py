@@ -177,8 +177,10 @@ def service_target(cluster, probe: Probe) -> tuple:
             raise KeyError(f"Service {t.service} has no healthCheckNodePort")
         return cluster.address_of(t.host), int(port)
     ports = svc["spec"].get("ports", [])
-    chosen = next((p for p in ports if not t.service_port or str(p.get("name")) == t.service_port
-                   or str(p.get("port")) == t.service_port), None)
+    protocol = "UDP" if probe.kind == "udp" else "TCP"
+    chosen = next((p for p in ports if (p.get("protocol") or "TCP") == protocol and (
+        not t.service_port or str(p.get("name")) == t.service_port
+        or str(p.get("port")) == t.service_port)), None)
     if chosen is None:
         raise KeyError(f"Service {t.service} has no port {t.service_port}")
     if t.via == "nodePort":
@@ -399,7 +401,8 @@ def trace_step(cluster, step: TraceStep) -> Outcome:
     started = time.monotonic()
     if not isinstance(step.target, str):      # a Service's node port or load balancer
         try:
-            address, port = service_target(cluster, Probe("tcp", step.source, step.target, Expect()))
+            address, port = service_target(cluster, Probe(
+                "udp" if step.protocol == "udp" else "tcp", step.source, step.target, Expect()))
         except KeyError as err:
             return Outcome(False, step.expect.describe(), f"no target: {err.args[0]}")
         step = dataclasses.replace(step, target=f"{address}:{port}", port=None)
@@ -457,13 +460,18 @@ def trace_probe(cluster, probe: Probe) -> dict:
                  probe.timeout)
 
 
-def trace_mismatch(cluster, mismatch: dict) -> dict:
-    """The trace of a reachability step's first wrong cell ({"from", "to", "port"} of its
-    details' mismatches: pods, nodes or clients, and a port such as tcp/80 or icmp)."""
+def trace_mismatch(cluster, mismatch: dict, timeout: float | None = None) -> dict:
+    """The trace of a reachability step's first wrong cell ({"from", "port", "address"} of its
+    details' mismatches: a pod, node or client, a port such as tcp/80 or icmp, and the address
+    the cell probed)."""
     from testbed.emu.tracing import TraceError, trace
 
-    protocol, _, port = str(mismatch["port"]).partition("/")
+    protocol = str(mismatch["port"]).partition("/")[0]
     if protocol not in ("tcp", "udp", "icmp"):
         raise TraceError(f"a {protocol} cell is not traced")
-    return trace(cluster, mismatch["from"], mismatch["to"], int(port) if port else None,
-                 protocol, 1.0)
+    if not mismatch.get("address"):
+        raise TraceError(f"{mismatch['to']} had no address to probe")
+    # The address the cell probed (the pod's, or its Service's with via: service), not a name
+    # that a Service of the same name would take.
+    return trace(cluster, mismatch["from"], mismatch["address"], None, protocol,
+                 timeout or 1.0)

@@ -214,7 +214,9 @@ def judge(expect: TraceExpect, trace: dict, addresses: dict[str, str] | None = N
     if expect.source_ip:
         seen = source_seen(trace)
         client = trace.get("source", "").rsplit(":", 1)[0]
-        if expect.source_ip == "masqueraded":
+        if seen is None:
+            wrong.append("no hop shows the address the endpoint saw")
+        elif expect.source_ip == "masqueraded":
             if seen == client:
                 wrong.append(f"the endpoint saw the client's own address {seen}")
         else:

@@ -123,6 +123,10 @@ def test_a_masqueraded_source_is_not_kept():
     t["hops"][-1]["packet"] = {"src": "10.100.0.2:999", "dst": "10.0.2.3:8080"}
     assert judge(TraceExpect(source_ip="kept"), t) == ["the endpoint saw 10.100.0.2, not 10.0.1.2"]
     assert judge(TraceExpect(source_ip="masqueraded"), t) == []
+    for hop in t["hops"]:
+        hop["packet"] = None          # no hop saw it: neither kept nor masqueraded holds
+    assert judge(TraceExpect(source_ip="masqueraded"), t) == ["no hop shows the address the endpoint saw"]
+    assert judge(TraceExpect(source_ip="kept"), t) == ["no hop shows the address the endpoint saw"]
 
 
 def test_static_and_live_differences():

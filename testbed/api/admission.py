@@ -396,14 +396,10 @@ class Api(PatchVerbs):
                                  [{"reason": "FieldValueInvalid", "field": f, "message": m}
                                   for f, m in problems])
             results = []
-            for obj, old in prepared:
-                # Unchanged: the write left the object as it was right before it, though a
-                # controller may have written it (its status) since `old` was read.
-                before = self._current(obj) if old is not None else None
-                stored = self.store.apply(obj)
-                action = ("created" if old is None else "unchanged" if before is not None and stored[
-                    "metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-                    else "configured")
+            for obj, _ in prepared:
+                # What the write did, decided by the store under its lock: a controller may
+                # have written the object (its status) since it was read for admission.
+                stored, action = self.store.apply_reporting(obj)
                 results.append({"action": action, "object": stored})
             return results
 

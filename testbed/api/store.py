@@ -237,14 +237,21 @@ class Store:
 
     def apply(self, obj: dict) -> dict:
         """Create, or update ignoring resourceVersion (what `kubectl apply` amounts to here)."""
+        return self.apply_reporting(obj)[0]
+
+    def apply_reporting(self, obj: dict) -> tuple[dict, str]:
+        """apply(), and what it did, decided under the lock: created, configured or unchanged
+        (a write of the object as it already stood)."""
         with self._lock:
             exists = key_of(obj) in self._objects
         if not exists:
             try:
-                return self.create(obj)
+                return self.create(obj), "created"
             except AlreadyExists:
                 pass  # created between the two locks; fall through to update
-        return self._replace(obj, status=False, check_version=False)
+        done: list[str] = []
+        stored = self._replace(obj, status=False, check_version=False, done=done)
+        return stored, done[0] if done else "configured"
 
     def delete(self, kind: str, namespace: str, name: str,
                grace_seconds: int | None = None, dry_run: bool = False) -> dict:
@@ -265,7 +272,8 @@ class Store:
             return clone(old) if dry_run else self._write(key, None, "DELETED", old)
 
     def _replace(self, obj: dict, status: bool, check_version: bool,
-                 dry_run: bool = False, managed_fields: Any = KEEP) -> dict:
+                 dry_run: bool = False, managed_fields: Any = KEEP,
+                 done: list[str] | None = None) -> dict:
         key = key_of(obj)
         with self._lock:
             old = self._objects.get(key)
@@ -302,6 +310,8 @@ class Store:
                 if _spec_part(new) != _spec_part(old):
                     meta["generation"] = old["metadata"]["generation"] + 1
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            if done is not None:
+                done.append("unchanged" if new == old else "configured")
             if new == old:
                 return clone(old)
             if dry_run:

@@ -180,3 +180,21 @@ def test_a_store_threads_share_wakes_a_watcher_at_once_and_an_unshared_one_times
     start = time.monotonic()
     assert not alone.wait_for(1, timeout=0.2)       # no one else can write: the wait times out
     assert time.monotonic() - start >= 0.2
+
+
+def test_apply_reports_what_it_did_under_the_lock():
+    """A status write between two applies of the same object leaves the second 'unchanged'
+    (kubectl prints what the write did, not whether the version moved meanwhile)."""
+    from testbed.api.store import Store
+
+    store = Store()
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default"},
+           "spec": {"ports": [{"port": 80}]}}
+    first, did = store.apply_reporting(svc)
+    assert did == "created"
+    store.update_status(dict(first, status={"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}))
+    again, did = store.apply_reporting(svc)      # the version moved (the status), the apply did not
+    assert did == "unchanged" and again["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.1"
+    changed = dict(svc, spec={"ports": [{"port": 81}]})
+    assert store.apply_reporting(changed)[1] == "configured"
+    assert store.apply(changed)["spec"] == {"ports": [{"port": 81}]}

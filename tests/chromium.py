@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -81,7 +82,10 @@ def _chromium(args: list[str], timeout: float = 90) -> subprocess.CompletedProce
 
 
 def _console(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    """The page's console lines. Chromium's own pages (chrome://, its UI's scripts) log to the
+    same stream now and then ("Slow network is detected" from its compose box): not the page's."""
+    return [line for line in stderr.splitlines() if (":CONSOLE" in line or "Uncaught" in line)
+            and not re.search(r"source: (chrome|devtools|chrome-extension)://", line)]
 
 
 def _page_requests(netlog: Path) -> list[str]:

@@ -70,7 +70,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     except (NoCluster, AttachError) as err:
         raise SpecError([f"trace: {err}"]) from None
     # Ended by a signal, the trace still takes its tracing rules out (its finally blocks).
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too, explicitly: a process started in the background inherits it ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.static:
             result = static(cluster, source, target, args.port, args.protocol)
@@ -79,7 +80,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     except TraceError as err:
         raise SpecError([f"trace: {err}"]) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         cluster.cp.stop()
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -285,3 +285,11 @@ def test_an_interrupted_trace_leaves_no_tracing_rule(env, signum):
     else:
         assert proc.returncode == 130, proc.stderr.read()
     assert _tables_anywhere(cluster) == {}
+
+
+def test_a_node_to_its_own_node_port_is_dnated_on_the_output_path(env):
+    mode, cluster = env
+    t = _live(cluster, "node1", "node1:30080")
+    assert hosts_of(t) == ["node1", "gateway", "node2", "default/echo-2"], hosts_of(t)
+    assert t["hops"][0]["nat"][0]["type"] == "dnat"
+    assert t["hops"][0]["nat"][0]["to"] == f"{_pod_ip(cluster, 'echo-2')}:8080"

@@ -19,8 +19,16 @@ lines `iptables -S` prints. The hops are put in order by following the routes fr
 the next host is the one holding the route's next hop (or the destination, on its link), and a
 pod's hop is its eth0 behind its bridge port.
 
-The tracer's tables are deleted when the trace ends, also on Ctrl-C; a table left by a tracer
-that was killed outright (its PID gone) is deleted by the next trace in that cluster.
+Proxies on the way are followed: userspace kube-proxy (a hop of its own, `kube-proxy@NODE`)
+and the ingress controller's pod take the connection and open one of their own; those onward
+connections (from the node, or from the controller's pods, to the Service's or the Ingress
+host's backends' endpoints) are given the traced DSCP by a rule armed beforehand, and the walk
+goes on with them (`Onward`).
+
+The tracer's tables are deleted when the trace ends, also on Ctrl-C and SIGTERM; the monitors
+end with the tracer (a parent-death signal); a table left by a tracer that was killed outright
+(its PID gone) is deleted by the next trace in that cluster. Traces of one cluster take turns
+(a lock in its run directory): they share the DSCP.
 """
 
 from __future__ import annotations
@@ -81,8 +89,9 @@ class _Host:
 # -- what FROM and TO name -----------------------------------------------------------------------
 
 def resolve_target(cluster, to: str, port: int | None, protocol: str, source_kind: str) -> Resolved:
-    """TO as a probe takes it: a pod, a Service (NAME or NAMESPACE/NAME), an IP, a node, any
-    of them with :PORT, or an Ingress host. KeyError names what exists when nothing matches."""
+    """TO as a probe takes it: a Service (NAME or NAMESPACE/NAME; before a pod of the same
+    name), a pod, an IP, a node, any of them with :PORT, or an Ingress host. TraceError names
+    what exists when nothing matches."""
     name, port_text = to, ""
     if ":" in to:
         name, _, port_text = to.rpartition(":")

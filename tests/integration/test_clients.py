@@ -471,14 +471,20 @@ def test_python_client(up):
     out = stream(core.connect_get_namespaced_pod_exec, pod, ns, command=["hostname"],
                  stderr=True, stdin=False, stdout=True, tty=False)
     assert out.strip() == pod
-    forwarded = portforward(core.connect_get_namespaced_pod_portforward, pod, ns, ports="8080")
-    sock = forwarded.socket(8080)
-    sock.setblocking(True)
-    sock.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
-    reply = b""
-    while chunk := sock.recv(4096):
-        reply += chunk
-    sock.close()
+    def forwarded_reply() -> bytes:
+        forwarded = portforward(core.connect_get_namespaced_pod_portforward, pod, ns, ports="8080")
+        sock = forwarded.socket(8080)
+        sock.setblocking(True)
+        sock.sendall(b"GET /hostname HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+        sock.close()
+        return reply
+
+    # A pod just scaled up is Running before netexec listens: the forward then finds nothing
+    # to connect to and closes empty. It answers once it listens.
+    reply = wait_for(lambda: forwarded_reply() or None, 15, f"{pod} answering on 8080")
     assert reply.endswith(pod.encode())
     dry = core.create_namespaced_service(ns, {"metadata": {"name": "dry"},
                                               "spec": {"ports": [{"port": 80}]}}, dry_run="All")

@@ -57,6 +57,12 @@ def cluster():
     try:
         cluster.apply(OBJECTS)
         cluster.wait_ready(OBJECTS, timeout=60)
+        # Ready pods are not yet programmed endpoints: each node's kube-proxy syncs after the
+        # EndpointSlices change (seconds under a loaded machine). Every test starts after that.
+        port = node_port(cluster, "np")
+        for node in workers(cluster):
+            wait_for(lambda node=node: curl(cluster, node.address, port, timeout=1)[0] == 200, 30,
+                     f"node port {port} on {node.name} answering")
         yield cluster
     finally:
         cluster.down()

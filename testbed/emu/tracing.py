@@ -653,22 +653,12 @@ def _hop(host: _Host, p: events.Pass | None, entry: dict | None, reply: bool, ro
     return hop
 
 
-def _pod_veths(cluster, pod) -> str | None:
-    """The host-side veth of a pod: the peer of its eth0, by ifindex, in its node."""
-    result = run(["ip", "-j", "link", "show", "eth0"], netns=pod.pid, check=False, timeout=10)
-    try:
-        index = json.loads(result.stdout or "[]")[0].get("link_index")
-    except (ValueError, IndexError, AttributeError):
-        return None
-    node = cluster.network.hosts.get(pod.node)
-    if index is None or node is None:
-        return None
-    links = run(["ip", "-j", "link", "show"], netns=node.pid, check=False, timeout=10)
-    try:
-        return next((link["ifname"] for link in json.loads(links.stdout or "[]")
-                     if link.get("ifindex") == index), None)
-    except ValueError:
-        return None
+def _host_veths(cluster) -> dict[str, str]:
+    """Pod UID -> its host-side veth, as its kubelet recorded the sandbox."""
+    if cluster.cp is None:
+        return {}
+    return {uid: box.attachment.host_veth for uid, box in cluster.cp.sandboxes().items()
+            if box.attachment is not None}
 
 
 def _pod_hop(pod, veth: str | None, inbound: bool, route: dict | None = None,
@@ -683,6 +673,7 @@ def _pod_hop(pod, veth: str | None, inbound: bool, route: dict | None = None,
 def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _Host], table: str,
               outcome: Outcome, onward: list[Onward] = ()) -> dict:
     pods = {str(p.ip): p for p in cluster.all_pods() if p.ip and p.pid}
+    veths = _host_veths(cluster)
     owners: dict[str, str] = {}
     for host in hosts.values():
         for a in host.addresses:
@@ -710,7 +701,7 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
     if src.kind == "pod":
         pod = pods.get(str(src.address))
         route = _route(src.pid, _ip(cur_dst), _ip(cur_src), None)
-        veth = _pod_veths(cluster, pod) if pod else None
+        veth = veths.get(pod.uid) if pod else None
         hops.append(_pod_hop(pod or src, veth, False, route, {"src": cur_src, "dst": cur_dst})
                     if pod else {"host": src.name, "kind": "pod"})
         current = hosts.get(pod.node) if pod else None
@@ -767,7 +758,7 @@ def _assemble(cluster, src, target: Resolved, protocol: str, hosts: dict[str, _H
             continue        # to itself (over lo): it comes in again here, to be delivered
         pod = pods.get(nexthop)
         if pod is not None and pod.node == current.name:
-            veth = _pod_veths(cluster, pod)
+            veth = veths.get(pod.uid)
             hop["bridgePort"] = {"in": (hop["bridgePort"] or {}).get("in"), "out": veth}
             hops.append(_pod_hop(pod, veth, True, None, {"src": cur_src, "dst": cur_dst}))
             endpoint = pod.key

@@ -246,10 +246,9 @@ def _ruleset(table: str, mark: int, protocol: str, onward: list[Onward] = ()) ->
 
 def stale_tables(pid: int) -> list[str]:
     """The tracer tables in namespace `pid` whose tracing process is gone."""
-    listing = run(["nft", "list", "tables", "ip"], netns=pid, check=False, timeout=10).stdout
     out = []
-    for name in re.findall(rf"table ip ({TABLE_PREFIX}(\d+))", listing):
-        table, owner = name
+    for table in tracer_tables(pid):
+        owner = table.removeprefix(TABLE_PREFIX)
         if int(owner) != os.getpid() and not os.path.exists(f"/proc/{owner}"):
             out.append(table)
     return out
@@ -551,10 +550,18 @@ def _route(pid: int, dst: str, src: str | None, iif: str | None) -> dict:
     if not found:
         return {"text": (result.stderr or "no route").strip()}
     r = found[0]
-    text = run(argv[:1] + argv[2:], netns=pid, check=False, timeout=10).stdout.strip()
-    text = re.sub(r" uid \d+| cache.*$", "", text.splitlines()[0].strip()) if text else ""
-    return {"text": text, "gateway": r.get("gateway"),
+    return {"text": _route_text(r), "gateway": r.get("gateway"),
             "dev": r.get("dev"), "type": r.get("type", "unicast")}
+
+
+def _route_text(r: dict) -> str:
+    """An `ip -j route get` answer as `ip route get` prints its first line (uid left out)."""
+    words = [] if r.get("type", "unicast") == "unicast" else [r["type"]]
+    words.append(r.get("dst", ""))
+    for key, word in (("from", "from"), ("gateway", "via"), ("dev", "dev"), ("prefsrc", "src")):
+        if r.get(key):
+            words += [word, r[key]]
+    return " ".join(words)
 
 
 def _ip(addr: str) -> str:

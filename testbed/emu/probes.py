@@ -32,6 +32,7 @@ from testbed.emu import rundir
 from testbed.emu.pausebin import enter_argv, pause_binary
 from testbed.net.netns import entered, socket_in
 from testbed.net.run import run
+from testbed.trace.events import conntrack_tuples
 
 LISTEN = "0A"
 REFUSED, TIMEOUT, UNREACHABLE, ERROR = "refused", "timeout", "unreachable", "error"
@@ -142,16 +143,13 @@ class SocketWatch:
             result = run(["conntrack", "-L", "-p", "tcp", "--orig-src", client[0], "--sport", str(client[1])],
                          netns=pid, check=False, timeout=5)
             for line in result.stdout.splitlines():
-                values = [f.split("=", 1) for f in line.split() if "=" in f]
-                srcs = [v for k, v in values if k == "src"]
-                dsts = [v for k, v in values if k == "dst"]
-                sports = [v for k, v in values if k == "sport"]
-                dports = [v for k, v in values if k == "dport"]
-                if len(srcs) < 2 or len(sports) < 2:
+                tuples = conntrack_tuples(line)
+                if tuples is None or tuples[1][2] is None:
                     continue
-                if (srcs[1], sports[1]) == (dsts[0], dports[0]):
+                (_, orig_dst, _, orig_dport), (reply_src, reply_dst, reply_sport, reply_dport) = tuples
+                if (reply_src, reply_sport) == (orig_dst, orig_dport):
                     continue  # passed through here untranslated (the gateway routing it)
-                return (srcs[1], int(sports[1])), (dsts[1], int(dports[1]))
+                return (reply_src, int(reply_sport)), (reply_dst, int(reply_dport))
         return None
 
     def _next_hop(self, new, name, local, remote):

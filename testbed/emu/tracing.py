@@ -502,15 +502,11 @@ def _conntrack(pid: int, mark: int) -> list[dict]:
     result = run(["conntrack", "-L", "--mark", str(mark)], netns=pid, check=False, timeout=10)
     out = []
     for line in result.stdout.splitlines():
-        pairs = [f.split("=", 1) for f in line.split() if "=" in f]
-        srcs = [v for k, v in pairs if k == "src"]
-        dsts = [v for k, v in pairs if k == "dst"]
-        sports = [v for k, v in pairs if k == "sport"]
-        dports = [v for k, v in pairs if k == "dport"]
-        if len(srcs) < 2:
+        tuples = events.conntrack_tuples(line)
+        if tuples is None:
             continue
-        ends = [(f"{srcs[i]}:{sports[i]}", f"{dsts[i]}:{dports[i]}") if len(sports) > i
-                else (srcs[i], dsts[i]) for i in (0, 1)]
+        ends = [(f"{src}:{sport}", f"{dst}:{dport}") if sport is not None else (src, dst)
+                for src, dst, sport, dport in tuples]
         out.append({"line": line.strip(), "orig": ends[0], "reply": ends[1]})
     return out
 

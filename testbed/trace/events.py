@@ -220,3 +220,15 @@ def dnat_target(p: Pass) -> str | None:
         if m:
             return m["to"]
     return None
+
+
+def conntrack_tuples(line: str) -> list[tuple[str, str, str | None, str | None]] | None:
+    """The original and reply tuples (src, dst, sport, dport; ports None for ICMP) of one line
+    of `conntrack -L`, or None when it has not both."""
+    pairs = [f.split("=", 1) for f in line.split() if "=" in f]
+    values = {key: [v for k, v in pairs if k == key] for key in ("src", "dst", "sport", "dport")}
+    if len(values["src"]) < 2 or len(values["dst"]) < 2:
+        return None
+    return [(values["src"][i], values["dst"][i],
+             values["sport"][i] if len(values["sport"]) > i else None,
+             values["dport"][i] if len(values["dport"]) > i else None) for i in (0, 1)]

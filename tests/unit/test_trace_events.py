@@ -205,3 +205,14 @@ def test_a_dnat_rule_names_its_target_when_conntrack_has_no_entry():
     assert events.dnat_target(p) == "10.0.2.4:8080"
     p.hits = []
     assert events.dnat_target(p) is None
+
+
+def test_conntrack_lines_give_both_tuples():
+    tcp = ("tcp      6 119 TIME_WAIT src=10.0.1.2 dst=10.3.241.152 sport=48829 dport=80 "
+           "src=10.0.1.3 dst=10.0.1.2 sport=8080 dport=48829 [ASSURED] mark=2 use=1")
+    assert events.conntrack_tuples(tcp) == [("10.0.1.2", "10.3.241.152", "48829", "80"),
+                                            ("10.0.1.3", "10.0.1.2", "8080", "48829")]
+    icmp = ("icmp     1 29 src=10.0.1.2 dst=10.0.2.2 type=8 code=0 id=5 src=10.0.2.2 "
+            "dst=10.0.1.2 type=0 code=0 id=5 mark=0 use=1")
+    assert events.conntrack_tuples(icmp)[1] == ("10.0.2.2", "10.0.1.2", None, None)
+    assert events.conntrack_tuples("conntrack v1.4.7 (conntrack-tools): 0 flow entries") is None

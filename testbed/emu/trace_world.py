@@ -1,9 +1,9 @@
 """Acts: reads what every host and pod of a running cluster holds now, for the static trace.
 
 Owns `collect_world(cluster) -> World` (testbed.trace.static): per Mininet host (nodes, master,
-gateway, clients) its interfaces and addresses (`ip -j addr`), routes (`ip -j route`), and its
-netfilter dumps: `iptables-save` and `ipset save` (what iptables-mode kube-proxy and policy
-agents leave), `nft list table ip kube-proxy` and `nft list table ip kube-netpol` (nftables
+gateway, clients) its interfaces, addresses and link indexes (one `ip -j addr`), routes
+(`ip -j route`), and its netfilter dumps: `iptables-save` and `ipset save` (what
+iptables-mode kube-proxy and policy agents leave), `nft list table ip kube-proxy` and `nft list table ip kube-netpol` (nftables
 modes; empty where there is no such table); per worker its bridge (cbr0), its kube-proxy and
 NetworkPolicy modes (testbed.emu.inspect) and the host-side veth of each of its pods (the
 node's interface whose index is the pod's eth0 `link_index`); per running pod with an
@@ -21,30 +21,29 @@ from testbed.net.run import run
 from testbed.trace.static import HostState, World
 
 
-def _json(argv: list[str], pid: int) -> list[dict]:
+def _text(argv: list[str], pid: int) -> str:
     result = run(argv, netns=pid, check=False)
-    if result.returncode != 0 or not result.stdout.strip():
+    return result.stdout if result.returncode == 0 else ""
+
+
+def _json(argv: list[str], pid: int) -> list[dict]:
+    text = _text(argv, pid)
+    if not text.strip():
         return []
     try:
-        return json.loads(result.stdout)
+        return json.loads(text)
     except json.JSONDecodeError:
         return []
 
 
 def _interfaces(pid: int) -> tuple[dict[str, tuple[str, ...]], list[dict]]:
-    """ifname -> its IPv4 addresses ("10.0.1.1/24"), and the `ip -j addr` entries."""
-    entries = _json(["ip", "-j", "-4", "addr"], pid)
-    links = _json(["ip", "-j", "link"], pid)
-    out: dict[str, tuple[str, ...]] = {link["ifname"]: () for link in links if "ifname" in link}
-    for e in entries:
-        out[e["ifname"]] = tuple(f"{a['local']}/{a['prefixlen']}" for a in e.get("addr_info", [])
-                                 if a.get("family") == "inet")
+    """ifname -> its IPv4 addresses ("10.0.1.1/24"), and the `ip -j addr` entries (one per
+    link, with its ifindex and link_index)."""
+    links = _json(["ip", "-j", "addr"], pid)
+    out = {link["ifname"]: tuple(f"{a['local']}/{a['prefixlen']}"
+                                 for a in link.get("addr_info", []) if a.get("family") == "inet")
+           for link in links if "ifname" in link}
     return out, links
-
-
-def _text(argv: list[str], pid: int) -> str:
-    result = run(argv, netns=pid, check=False)
-    return result.stdout if result.returncode == 0 else ""
 
 
 def collect_world(cluster) -> World:

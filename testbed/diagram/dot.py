@@ -332,8 +332,7 @@ class _Overlay:
 
     def __init__(self, drawing: _Drawing, trace: dict):
         self.d = drawing
-        self.trace = check_trace(trace)
-        self.extra: set[str] = set()
+        self.trace = trace                      # checked by to_dot
 
     def pod_key(self, name: str) -> str | None:
         pods = self.d.pic.pods
@@ -349,9 +348,9 @@ class _Overlay:
             return self.d.ids("pod", key)
         if self.d.pic.host(name) is not None:
             return self.d.ids("host", name)
-        point = self.d.ids("trace-host", name)
-        if point not in self.extra:
-            self.extra.add(point)
+        point = self.d.ids.get("trace-host", name)
+        if point is None:                       # drawn once, at its first mention
+            point = self.d.ids("trace-host", name)
             self.d.out(f"{point} " + _attrs(shape="box", style="dashed",
                                             label=f"<{text(name)}>"))
         return point

@@ -1,14 +1,14 @@
 """Acts: reads what every host and pod of a running cluster holds now, for the static trace.
 
 Owns `collect_world(cluster) -> World` (testbed.trace.static): per Mininet host (nodes, master,
-gateway, clients) its interfaces, addresses and link indexes (one `ip -j addr`), routes
-(`ip -j route`), and its netfilter dumps: `iptables-save` and `ipset save` (what
-iptables-mode kube-proxy and policy agents leave), `nft list table ip kube-proxy` and `nft list table ip kube-netpol` (nftables
-modes; empty where there is no such table); per worker its bridge (cbr0), its kube-proxy and
-NetworkPolicy modes (testbed.emu.inspect) and the host-side veth of each of its pods (the
-node's interface whose index is the pod's eth0 `link_index`); per running pod with an
-address its interfaces and routes, read in the pod's namespace (pods hold no rules). Every
-command is run with testbed.net.run.run(argv, netns=pid); nothing is changed.
+gateway, clients) its interfaces, addresses and link indexes (one `ip -j addr`), routes (`ip -j
+route`), and its netfilter dumps: `iptables-save` and `ipset save` (what iptables-mode
+kube-proxy and policy agents leave), `nft list table ip kube-proxy` and `nft list table ip
+kube-netpol` (nftables modes; empty where there is no such table); per worker its bridge
+(cbr0), its kube-proxy and NetworkPolicy modes (testbed.emu.inspect) and the host-side veth of
+each of its pods (the node's interface whose index is the pod's eth0 `link_index`); per running
+pod with an address its interfaces and routes, read in the pod's namespace (pods hold no
+rules). Every command is run with testbed.net.run.run(argv, netns=pid); nothing is changed.
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ def collect_world(cluster) -> World:
             state.bridge = BRIDGE if BRIDGE in interfaces else None
             state.proxy_mode = inspect.proxy_mode(run_dir, name, host.pid)
             state.netpol_mode = inspect.netpol_mode(run_dir, name, host.pid)
-            state.pod_veths = {}
         hosts[name] = state
     for pod in cluster.all_pods():
         if pod.pid is None or pod.ip is None or pod.node not in hosts:

@@ -272,14 +272,7 @@ _LOCK = threading.Lock()     # one trace at a time in this process: they share D
 def trace(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp",
           timeout: float = 2.0) -> dict:
     """Send one connection from `source` to `to` and report its path (testbed.trace's JSON)."""
-    if protocol not in PROTOCOLS:
-        raise TraceError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
-    if port is not None and not 1 <= port <= 65535:
-        raise TraceError(f"port {port}: must be between 1 and 65535, inclusive")
-    try:
-        src = cluster.endpoint(source)
-    except KeyError as err:
-        raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
+    src = _source(cluster, source, port, protocol)
     if src.pid is None or src.address is None:
         raise TraceError(f"FROM {source!r} has no running sandbox or no address")
     try:
@@ -288,6 +281,18 @@ def trace(cluster, source: str, to: str, port: int | None = None, protocol: str 
             return _trace(cluster, src, target, protocol, timeout)
     except (CommandError, OSError, ApiError, KeyError, ValueError) as err:
         raise TraceError(f"the trace failed: {err}") from None
+
+
+def _source(cluster, source: str, port: int | None, protocol: str):
+    """FROM as an Endpoint, after the protocol and port are checked (trace and static)."""
+    if protocol not in PROTOCOLS:
+        raise TraceError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
+    if port is not None and not 1 <= port <= 65535:
+        raise TraceError(f"port {port}: must be between 1 and 65535, inclusive")
+    try:
+        return cluster.endpoint(source)
+    except KeyError as err:
+        raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
 
 
 @contextmanager
@@ -874,19 +879,14 @@ def static(cluster, source: str, to: str, port: int | None = None, protocol: str
     from testbed.trace import netfilter
     from testbed.trace.static import static_trace
 
-    if protocol not in PROTOCOLS:
-        raise TraceError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
-    try:
-        src = cluster.endpoint(source)
-    except KeyError as err:
-        raise TraceError(f"FROM {source!r}: {err.args[0]}") from None
+    src = _source(cluster, source, port, protocol)
     try:
         target = resolve_target(cluster, to, port, protocol, src.kind)
         result = static_trace(collect_world(cluster), src.name, str(target.address), target.port,
                               protocol, prefer_endpoint)
     except netfilter.TraceError as err:
         raise TraceError(str(err)) from None
-    except (CommandError, OSError, ApiError) as err:
+    except (CommandError, OSError, ApiError, KeyError, ValueError) as err:
         raise TraceError(f"the static trace failed: {err}") from None
     result.update({"from": src.name, "to": target.label})
     if target.service:

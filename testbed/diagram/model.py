@@ -306,7 +306,7 @@ def services_from_api(services: Iterable[dict], slices: Iterable[dict]) -> tuple
                     Endpoint(str(address), _ref_key(e.get("targetRef")), ports, ready))
     out = []
     for svc in services:
-        meta, spec, status = svc.get("metadata") or {}, svc.get("spec") or {}, svc.get("status") or {}
+        spec, status = svc.get("spec") or {}, svc.get("status") or {}
         ns, name = object_key(svc)
         ports = tuple(ServicePort(int(p.get("port", 0)), str(p.get("protocol", "TCP")),
                                   str(p.get("targetPort", "")), p.get("nodePort"),

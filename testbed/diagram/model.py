@@ -199,17 +199,16 @@ def from_topology(topo: Topology) -> Picture:
     """What `testbed up` builds from `topo` (testbed/emu/network.py), before any pod runs."""
     hosts: list[Host] = []
     shared = topo.network_mode == "shared"
-    gw = topo.gateway_name
+    links = topology_links(topo)                # the gateway's ports, nodes' then clients'
+    node_links, client_links = links[:len(topo.nodes)], links[len(topo.nodes):]
     gw_ifaces: list[Interface] = []
-    for index, node in enumerate(topo.nodes):
-        port = ifname(gw, f"-eth{index}")
-        gw_ifaces.append(Interface(port, (), "br-nodes") if shared
-                         else Interface(port, (f"{node.gateway}/{node.subnet.prefixlen}",)))
+    for link, node in zip(node_links, topo.nodes, strict=True):
+        gw_ifaces.append(Interface(link.peer_iface, (), "br-nodes") if shared
+                         else Interface(link.peer_iface, (f"{node.gateway}/{node.subnet.prefixlen}",)))
     if shared:
         gw_ifaces.append(Interface("br-nodes",
                                    (f"{topo.master.gateway}/{topo.node_cidr.prefixlen}",)))
-    for index in range(len(topo.clients)):
-        gw_ifaces.append(Interface(ifname(gw, f"-eth{len(topo.nodes) + index}"), (), "br-clients"))
+    gw_ifaces.extend(Interface(link.peer_iface, (), "br-clients") for link in client_links)
     if topo.clients:
         gw_ifaces.append(Interface("br-clients", (f"{topo.clients[0].gateway}/"
                                                   f"{topo.client_cidr.prefixlen}",)))
@@ -218,23 +217,20 @@ def from_topology(topo: Topology) -> Picture:
         dev = next((i.name for i in gw_ifaces for a in i.addresses
                     if node.address in IPv4Interface(a).network), None)
         gw_routes.append(Route(str(node.pod_cidr), str(node.address), dev))
-    hosts.append(Host(gw, "gateway", tuple(gw_ifaces), tuple(gw_routes)))
-    for node in topo.nodes:
-        ifaces = [Interface(ifname(node.name, "-eth0"),
-                            (f"{node.address}/{node.subnet.prefixlen}",))]
+    hosts.append(Host(topo.gateway_name, "gateway", tuple(gw_ifaces), tuple(gw_routes)))
+    for link, node in zip(node_links, topo.nodes, strict=True):
+        ifaces = [Interface(link.iface, (f"{node.address}/{node.subnet.prefixlen}",))]
         if node.pod_cidr is not None:
             ifaces.append(Interface(BRIDGE, (f"{node.bridge_address}/{node.pod_cidr.prefixlen}",)))
         routes = [Route("default", str(node.gateway), ifaces[0].name), *_connected(ifaces)]
         hosts.append(Host(node.name, node.role, tuple(ifaces), tuple(routes),
                           str(node.pod_cidr) if node.pod_cidr else None))
-    for client in topo.clients:
-        ifaces = [Interface(ifname(client.name, "-eth0"),
-                            (f"{client.address}/{client.subnet.prefixlen}",))]
+    for link, client in zip(client_links, topo.clients, strict=True):
+        ifaces = [Interface(link.iface, (f"{client.address}/{client.subnet.prefixlen}",))]
         hosts.append(Host(client.name, "client", tuple(ifaces),
                           (Route("default", str(client.gateway), ifaces[0].name),
                            *_connected(ifaces))))
-    return picture(topo.name, f"topology {topo.file}", topo.network_mode, hosts,
-                   links=topology_links(topo))
+    return picture(topo.name, f"topology {topo.file}", topo.network_mode, hosts, links=links)
 
 
 # -- from a running cluster's plain data ----------------------------------------------------

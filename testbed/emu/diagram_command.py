@@ -92,12 +92,17 @@ def dot_program() -> str:
     return found
 
 
-def render_svg(dot_text: str) -> str:
-    """`dot -Tsvg` of the DOT text."""
+def _dot(options: list[str], dot_text: str) -> str:
+    """What `dot OPTIONS` prints, fed the DOT text; DiagramError when it fails."""
     try:
-        return run([dot_program(), "-Tsvg"], input=dot_text, timeout=60).stdout
+        return run([dot_program(), *options], input=dot_text, timeout=60).stdout
     except CommandError as err:
         raise DiagramError(f"dot failed: {err}") from None
+
+
+def render_svg(dot_text: str) -> str:
+    """`dot -Tsvg` of the DOT text."""
+    return _dot(["-Tsvg"], dot_text)
 
 
 def cluster_svg(cluster, trace: dict | None = None) -> str:
@@ -189,13 +194,11 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         else:
             text = _running_dot(args.cluster, trace)
         if fmt == "png":
-            run([dot_program(), "-Tpng", "-o", args.output], input=text, timeout=60)
+            _dot(["-Tpng", "-o", args.output], text)
             return 0
         out = text if fmt == "dot" else render_svg(text)
     except DiagramError as err:
         return _fail(f"diagram: {err}")
-    except CommandError as err:
-        return _fail(f"diagram: dot failed: {err}")
     if args.output:
         Path(args.output).write_text(out)
     else:

@@ -383,26 +383,32 @@ def _onward(cluster, target: Resolved, protocol: str) -> list[Onward]:
         if target.service and _userspace(cluster):
             out.append(Onward("out", tuple(_endpoints(cluster, target.service, protocol))))
         if target.ingress_host:
-            ingresses, _ = cluster.client.list("Ingress")
-            backends = set()
-            for ing in ingresses:
-                for rule in (ing.get("spec") or {}).get("rules") or []:
-                    if rule.get("host") != target.ingress_host:
-                        continue
-                    for path in (rule.get("http") or {}).get("paths") or []:
-                        svc = ((path.get("backend") or {}).get("service") or {}).get("name")
-                        if svc:
-                            backends.add(f"{ing['metadata']['namespace']}/{svc}")
             controllers, _ = cluster.client.list("Pod", None, "app=nginx-ingress")
             sources = tuple(sorted(p["status"]["podIP"] for p in controllers
                                    if (p.get("status") or {}).get("podIP")))
-            destinations = tuple(sorted({d for b in backends
-                                         for d in _endpoints(cluster, b, protocol)}))
+            destinations = _ingress_backends(cluster, target.ingress_host)
             if sources and destinations:
                 out.append(Onward("pre", destinations, sources))
     except Exception:   # noqa: BLE001 - without them the trace ends at the proxy, as before
         return out
     return out
+
+
+def _ingress_backends(cluster, host: str) -> tuple[str, ...]:
+    """The pod addresses nginx proxies `host` to, as "IP . PORT": the ingress controller's own
+    model of the Ingresses (testbed.ingress.config.build: its rules, default backend, class)."""
+    from testbed.ingress.config import build
+
+    ingresses, _ = cluster.client.list("Ingress")
+    services, _ = cluster.client.list("Service")
+    slices, _ = cluster.client.list("EndpointSlice")
+    server = build(ingresses, services, slices).servers.get(host)
+    if server is None:
+        return ()
+    locations = [*server.locations.values(), server.fallback]
+    return tuple(sorted({address.replace(":", " . ") for loc in locations
+                         if loc is not None and loc.backend is not None
+                         for address in loc.backend.servers}))
 
 
 def _userspace(cluster) -> bool:

@@ -37,6 +37,7 @@ from testbed.diagram.model import (
 )
 from testbed.net.run import CommandError, run
 from testbed.spec.source import Problem, SpecError
+from testbed.spec.topology import load_topology
 from testbed.spec.userfile import FileRefused, read_text
 
 FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
@@ -180,8 +181,6 @@ def _output_format(output: str | None) -> str:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from testbed.spec.topology import load_topology
-
     if args.topology and args.cluster:
         return _fail("diagram: give a running CLUSTER or --topology FILE, not both")
     fmt = _output_format(args.output)
@@ -211,7 +210,7 @@ def _running_dot(name: str | None, trace: dict | None) -> str:
     from testbed.emu.attach import AttachError, attach
 
     try:
-        cluster = attach(find(name, hint="give its name"))
+        cluster = attach(find(name))
     except (NoCluster, AttachError) as err:
         raise DiagramError(f"{err} (or draw a topology file with --topology FILE)") from None
     try:

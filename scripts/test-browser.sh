@@ -17,9 +17,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 versions() { apt-cache show chromium 2>/dev/null | sed -n 's/^Version: //p'; }
-[ -n "$(versions)" ] || apt-get update -qq
-# Ubuntu's chromium package only installs the snap, which cannot run in the tests' namespaces.
 available=$(versions)
+if [ -z "$available" ]; then
+  apt-get update -qq
+  available=$(versions)
+fi
+# Ubuntu's chromium package only installs the snap, which cannot run in the tests' namespaces.
 if [ -z "$available" ] || [[ $available == *snap* ]]; then
   echo "test-browser.sh: the distribution has no chromium package (only a snap, or none); the browser tests will skip" >&2
   exit 0

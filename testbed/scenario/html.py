@@ -192,9 +192,8 @@ def _step(index: int, r: StepResult) -> str:
     return "\n".join(out)
 
 
-def _trace(trace: object, seconds: object, title: str = "trace of the failing connection",
-           opened: bool = True) -> str:
-    """A trace: its verdict and cause, the walk-through, the JSON (open for a failure)."""
+def _trace(trace: object, seconds: object, title: str, opened: bool) -> str:
+    """A trace: its verdict and cause, the walk-through, the JSON (`opened` for a failure)."""
     took = f" ({seconds:.2f}s)" if isinstance(seconds, (int, float)) else ""
     head = (f'<details class="trace"{" open" if opened else ""}><summary>{esc(title)}{took}'
             '</summary>')

@@ -80,6 +80,7 @@ class _Host:
     addresses: set[str] = field(default_factory=set)
     monitor: object = None
     lines: list[str] = field(default_factory=list)
+    canaries: int = 0                      # canary packets its monitor has reported
     reader: threading.Thread | None = None
     passes: list[events.Pass] = field(default_factory=list)
     conntrack: list[dict] = field(default_factory=list)
@@ -420,8 +421,11 @@ def _userspace(cluster) -> bool:
 
 
 def _read(host: _Host) -> None:
+    table = _table_name()
     for line in host.monitor.stdout:
-        host.lines.append(line.rstrip("\n"))
+        line = line.rstrip("\n")
+        host.lines.append(line)
+        host.canaries += events.canaries([line], table)   # counted as they come, once
 
 
 def _barrier(hosts, count: int, limit: float = 5.0) -> None:
@@ -430,10 +434,9 @@ def _barrier(hosts, count: int, limit: float = 5.0) -> None:
     waiting = list(hosts)
     while waiting:
         for host in waiting:
-            if events.canaries(list(host.lines), _table_name()) < count:
-                _canary(host.pid)
+            _canary(host.pid)
         time.sleep(0.03)
-        waiting = [h for h in waiting if events.canaries(list(h.lines), _table_name()) < count]
+        waiting = [h for h in waiting if h.canaries < count]
         if waiting and time.monotonic() > deadline:
             names = ", ".join(h.name for h in waiting)
             raise TraceError(f"the trace monitor in {names} did not report within {limit:g}s")
@@ -589,9 +592,8 @@ def _hit_json(host: _Host, hit: events.Hit) -> dict:
 def _pass(host: _Host, direction: str, src: str, dst: str, used: set[int]) -> events.Pass | None:
     """The first pass of `direction` in `host` not taken yet whose packet came in as src ->
     dst (any such pass when none matches exactly: ports can be missing from ICMP)."""
-    fitting = [x for x in host.passes if x.direction in (direction, "related" if direction ==
-                                                           "reply" else direction)
-               and id(x) not in used]
+    wanted = {"reply", "related"} if direction == "reply" else {direction}
+    fitting = [x for x in host.passes if x.direction in wanted and id(x) not in used]
     exact = [x for x in fitting if x.packets and (x.first.address("s"), x.first.address("d"))
              == (src, dst)]
     chosen = (exact or [x for x in fitting if x.packets and _ip(x.first.address("d")) == _ip(dst)]
@@ -610,10 +612,8 @@ def _onward_pass(host: _Host, source_ip: str | None, used: set[int],
     for x in host.passes[start:]:
         if x.direction != "request" or id(x) in used or not x.packets:
             continue
-        if source_ip is None and x.first.chain == "out":
-            used.add(id(x))
-            return x
-        if source_ip is not None and x.first.chain == "pre" and _ip(x.first.address("s")) == source_ip:
+        if (x.first.chain == "out" if source_ip is None else
+                x.first.chain == "pre" and _ip(x.first.address("s")) == source_ip):
             used.add(id(x))
             return x
     return None
@@ -847,11 +847,9 @@ def _reply(hops: list[dict], table: str) -> list[dict]:
         if hop["kind"] == "pod":
             ports = hop.get("bridgePort") or {}
             last, first = index == len(hops) - 1, index == 0
-            out.append({**_pod_hop_from(hop), "in": None if last else "eth0",
-                        "out": None if first else "eth0",
-                        "bridgePort": {"in": ports.get("out"), "out": ports.get("in")},
-                        "verdict": "accept" if first else None, **(
-                            {"proxy": True} if hop.get("proxy") else {})})
+            out.append(dict(hop, route=None, packet=None, verdict="accept" if first else None,
+                            bridgePort={"in": ports.get("out"), "out": ports.get("in")},
+                            **{"in": None if last else "eth0", "out": None if first else "eth0"}))
             continue
         visit = hop.get("_visit")
         if visit is None:
@@ -870,11 +868,6 @@ def _reply(hops: list[dict], table: str) -> list[dict]:
             route = _route(host.pid, to, _ip(p.first.address("s")) if p.packets else None, p.iif)
         out.append(_hop(host, p, entry, True, route, table))
     return out
-
-
-def _pod_hop_from(hop: dict) -> dict:
-    return {"host": hop["host"], "kind": "pod", "route": None, "packet": None, "chains": [],
-            "rules": [], "nat": []}
 
 
 def static(cluster, source: str, to: str, port: int | None = None, protocol: str = "tcp",

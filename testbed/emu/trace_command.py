@@ -14,7 +14,7 @@ import signal
 import sys
 
 from testbed.emu.tracing import PROTOCOLS, TraceError
-from testbed.spec.source import SpecError
+from testbed.spec.source import Problem, SpecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,16 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _args(args: argparse.Namespace) -> tuple[str | None, str, str]:
     names = args.names
     if len(names) not in (2, 3):
-        raise SpecError([f"trace: expected [CLUSTER] FROM TO, got {len(names)} names"])
+        raise _refused(f"expected [CLUSTER] FROM TO, got {len(names)} names")
     if len(names) == 3 and args.cluster and args.cluster != names[0]:
-        raise SpecError([f"trace: CLUSTER {names[0]!r} and --cluster {args.cluster!r} disagree"])
+        raise _refused(f"CLUSTER {names[0]!r} and --cluster {args.cluster!r} disagree")
     cluster = names[0] if len(names) == 3 else args.cluster
     if args.port is not None and not 1 <= args.port <= 65535:
-        raise SpecError([f"trace: --port {args.port}: must be between 1 and 65535, inclusive"])
+        raise _refused(f"--port {args.port}: must be between 1 and 65535, inclusive")
     if not 0 < args.timeout <= 60:
-        raise SpecError([f"trace: --timeout {args.timeout:g}: must be more than 0 and at most 60"])
+        raise _refused(f"--timeout {args.timeout:g}: must be more than 0 and at most 60")
     if args.protocol == "icmp" and args.port is not None:
-        raise SpecError(["trace: --port: an icmp trace takes no port"])
+        raise _refused("--port: an icmp trace takes no port")
     return cluster, names[-2], names[-1]
 
 
@@ -68,7 +68,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         found = find(name, hint="name it: testbed trace CLUSTER FROM TO")
         cluster = attach(found)
     except (NoCluster, AttachError) as err:
-        raise SpecError([f"trace: {err}"]) from None
+        raise _refused(str(err)) from None
     # Ended by a signal, the trace still takes its tracing rules out (its finally blocks).
     # SIGINT too, explicitly: a process started in the background inherits it ignored.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -78,7 +78,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         else:
             result = trace(cluster, source, target, args.port, args.protocol, args.timeout)
     except TraceError as err:
-        raise SpecError([f"trace: {err}"]) from None
+        raise _refused(str(err)) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -88,6 +88,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(result))
     return 0
+
+
+def _refused(message: str) -> SpecError:
+    """Bad input to `testbed trace`: printed as `testbed: trace: MESSAGE`, exit 2."""
+    return SpecError([Problem("trace", None, "", message)])
 
 
 def _interrupt(signum, frame) -> None:

@@ -23,7 +23,7 @@ from testbed.scenario.preflight import check_scenario
 from testbed.scenario.reachability import Reachability
 from testbed.scenario.results import StepResult
 from testbed.scenario.spec import Probe, Scenario, Step
-from testbed.scenario.steps import Outcome, execute, trace_mismatch
+from testbed.scenario.steps import Outcome, execute, trace_mismatch, trace_probe
 from testbed.spec.source import Problem
 from testbed.spec.topology import Topology
 
@@ -107,23 +107,28 @@ class Runner:
             # A step that cannot be carried out fails, and the scenario goes on.
             outcome = Outcome(False, step.name, f"error: {err}")
         seconds = time.monotonic() - started
-        if not outcome.passed and isinstance(step.action, Probe):
-            self.progress("  tracing the failing connection")
+        failing = None if outcome.passed else self._failing(step, outcome)
+        if failing is not None:
+            what, tracer, said = failing
+            self.progress(f"  tracing {said}")
             traced = time.monotonic()
-            outcome.details["trace"] = trace_failure(self.cluster, step.action, self.tracer)
-            outcome.details["traceSeconds"] = round(time.monotonic() - traced, 3)
-        elif not outcome.passed and isinstance(step.action, Reachability) and \
-                outcome.details.get("mismatches"):
-            cell = outcome.details["mismatches"][0]
-            self.progress(f"  tracing the first wrong cell: {cell['from']} -> {cell['to']} "
-                          f"{cell['port']}")
-            traced = time.monotonic()
-            tracer = self.cell_tracer or (lambda cluster, cell, timeout=step.action.timeout:
-                                          trace_mismatch(cluster, cell, timeout))
-            outcome.details["trace"] = trace_failure(self.cluster, cell, tracer)
+            outcome.details["trace"] = trace_failure(self.cluster, what, tracer)
             outcome.details["traceSeconds"] = round(time.monotonic() - traced, 3)
         return StepResult(step, outcome.passed, outcome.expectation, outcome.observed,
                           seconds, outcome.details)
+
+
+    def _failing(self, step: Step, outcome: Outcome):
+        """(what to trace, the tracer, how to say it) for a failed step that has a connection:
+        a probe's, or a reachability step's first wrong cell; None for other steps."""
+        if isinstance(step.action, Probe):
+            return step.action, self.tracer or trace_probe, "the failing connection"
+        if isinstance(step.action, Reachability) and outcome.details.get("mismatches"):
+            cell = outcome.details["mismatches"][0]
+            tracer = self.cell_tracer or (lambda cluster, cell, timeout=step.action.timeout:
+                                          trace_mismatch(cluster, cell, timeout))
+            return cell, tracer, f"the first wrong cell: {cell['from']} -> {cell['to']} {cell['port']}"
+        return None
 
 
 def trace_failure(cluster: Cluster, probe: Probe | dict,
@@ -132,9 +137,7 @@ def trace_failure(cluster: Cluster, probe: Probe | dict,
     by default testbed.scenario.steps' trace_probe), or "trace failed: why": a trace that cannot
     be taken never ends the run or changes the step's verdict."""
     try:
-        if tracer is None:
-            from testbed.scenario.steps import trace_probe as tracer
-        return tracer(cluster, probe)
+        return (tracer or trace_probe)(cluster, probe)
     except Exception as err:   # whatever went wrong is reported; the run goes on
         return f"trace failed: {type(err).__name__}: {err}"
 

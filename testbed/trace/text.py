@@ -17,12 +17,10 @@ NAT_WORDS = {"dnat": "DNAT", "snat": "SNAT", "masquerade": "MASQUERADE", "redire
 def _where(hop: dict) -> str:
     parts = []
     bridge = hop.get("bridgePort") or {}
-    if hop.get("in"):
-        port = f" (bridge port {bridge['in']})" if bridge.get("in") and hop["kind"] != "pod" else ""
-        parts.append(f"in {hop['in']}{port}")
-    if hop.get("out"):
-        port = f" (bridge port {bridge['out']})" if bridge.get("out") and hop["kind"] != "pod" else ""
-        parts.append(f"out {hop['out']}{port}")
+    for way in ("in", "out"):
+        if hop.get(way):
+            port = f" (bridge port {bridge[way]})" if bridge.get(way) and hop["kind"] != "pod" else ""
+            parts.append(f"{way} {hop[way]}{port}")
     if hop.get("hairpin"):
         parts.append("hairpin")
     if hop["kind"] == "pod":

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 
@@ -482,6 +483,68 @@ def _chain_spec(chain: NftChain, spec: str) -> None:
         chain.policy = p.group(1)
 
 
+def _addr(pkt: Packet, which: str) -> str:
+    return pkt.src if which == "saddr" else pkt.dst
+
+
+_DPORT = r"meta l4proto \. (?:th|tcp|udp|sctp) dport"
+# `ip daddr vmap @m`, `ip saddr != @s`; `ip daddr . meta l4proto . th dport [. ip saddr] vmap @m`
+_NFT_ADDR_LOOKUP = re.compile(r"ip (?P<addr>saddr|daddr) (?:(?P<vmap>vmap )|(?P<neg>!= ))?"
+                              r"@(?P<set>\S+)")
+_NFT_PORT_LOOKUP = re.compile(rf"(?:(?P<daddr>ip daddr \. ){_DPORT}(?P<saddr> \. ip saddr)?"
+                              rf"|{_DPORT}) (?P<vmap>vmap )?@(?P<set>\S+)")
+
+
+def _lookup_key(m: re.Match, pkt: Packet) -> tuple[str, ...]:
+    """The key a _NFT_*_LOOKUP match looks up, from the packet."""
+    if m.re is _NFT_ADDR_LOOKUP:
+        return (_addr(pkt, m["addr"]),)
+    return ((pkt.dst,) if m["daddr"] else ()) + (pkt.protocol, str(pkt.dport)) + \
+        ((pkt.src,) if m["saddr"] else ())
+
+
+def _iface_is(iface: str | None, want: str, wildcard: str) -> bool:
+    return iface is not None and (iface.startswith(want[:-1]) if want.endswith(wildcard)
+                                  else iface == want)
+
+
+def _dport_in(m: re.Match, pkt: Packet) -> bool:
+    spans = ([(a, b) for a, _, b in (p.partition("-") for p in _split_top(m[3]))]
+             if m[3] else [(m[4], m[5])])
+    return pkt.dport is not None and any(int(a) <= pkt.dport <= int(b or a) for a, b in spans)
+
+
+# the matches of a rule, in the order tried: (pattern, whether the packet passes it)
+_NFT_MATCHES = tuple((re.compile(p), test) for p, test in (
+    (r"ct state (!= )?([\w,]+)",
+     lambda m, pkt, walk: (pkt.state in m[2].split(",")) != bool(m[1])),
+    (r"ip (saddr|daddr) (!= )?(?:\{([^}]*)\}|([\d./-]+)(?=\s|$))",
+     lambda m, pkt, walk: any(_in_net(_addr(pkt, m[1]), net) for net in
+                              (_split_top(m[3]) if m[3] is not None else [m[4]])) != bool(m[2])),
+    (r"fib (saddr|daddr) type (!= )?local",
+     lambda m, pkt, walk: (_addr(pkt, m[1]) in walk.local
+                           or _addr(pkt, m[1]).startswith("127.")) != bool(m[2])),
+    (r"(?:meta l4proto|ip protocol) (!= )?(?:\{([^}]*)\}|(\w+))",
+     lambda m, pkt, walk: (pkt.protocol in (_split_top(m[2]) if m[2] else [m[3]])) != bool(m[1])),
+    (r"(th|tcp|udp|sctp) dport (!= )?(?:\{([^}]*)\}|(\d+)(?:-(\d+))?)",
+     lambda m, pkt, walk: m[1] in ("th", pkt.protocol) and _dport_in(m, pkt) != bool(m[2])),
+    (r"(?:meta )?(i|o)ifname (!= )?\"?([^\s\"]+)\"?",
+     lambda m, pkt, walk: _iface_is(pkt.iif if m[1] == "i" else pkt.oif, m[3], "*")
+     != bool(m[2])),
+    (r"(?:meta )?mark (?:&|and) (0x[0-9a-f]+) (?:== )?(!= )?(0x[0-9a-f]+|0)(?=\s|$)",
+     lambda m, pkt, walk: (pkt.mark & int(m[1], 16) == int(m[3], 16)) != bool(m[2])),
+))
+
+
+def _nft_match(rest: str) -> tuple[re.Match, Callable[[re.Match, Packet, Walk], bool]] | None:
+    """The first of _NFT_MATCHES that `rest` begins with, and its test."""
+    for pattern, holds in _NFT_MATCHES:
+        m = pattern.match(rest)
+        if m:
+            return m, holds
+    return None
+
+
 class NftTable:
     """One nftables table: `nft list table` output, or `nft -f` input of `add` commands and
     table blocks (lines of other kinds, such as `delete table`, are skipped)."""
@@ -628,104 +691,21 @@ class NftTable:
         marked = False
         while rest:
             rest = rest.strip()
-            m = re.match(r"ct state (!= )?([\w,]+)", rest)
-            if m:
-                ok = pkt.state in m.group(2).split(",")
-                if ok == bool(m.group(1)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"ip (saddr|daddr) vmap @(\S+)", rest)
-            if m:
-                found, value = self._lookup(m.group(2), (self._addr(pkt, m.group(1)),), rule)
-                if not found:
-                    return "next"
-                return self._goto(name, rule, value, pkt, walk, depth)
-            m = re.match(r"ip daddr \. meta l4proto \. (?:th|tcp|udp|sctp) dport"
-                         r"(?: \. ip saddr)? (vmap )?@(\S+)", rest)
-            if m:
-                key = (pkt.dst, pkt.protocol, str(pkt.dport))
-                if ". ip saddr" in m.group(0):
-                    key += (pkt.src,)
-                found, value = self._lookup(m.group(2), key, rule)
-                if not found:
-                    return "next"
-                if m.group(1):
+            m = _NFT_ADDR_LOOKUP.match(rest) or _NFT_PORT_LOOKUP.match(rest)
+            if m:                   # a set or verdict map looked up by the packet's fields
+                found, value = self._lookup(m["set"], _lookup_key(m, pkt), rule)
+                if m["vmap"]:
+                    if not found:
+                        return "next"
                     return self._goto(name, rule, value, pkt, walk, depth)
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"meta l4proto \. (?:th|tcp|udp|sctp) dport (vmap )?@(\S+)", rest)
-            if m:
-                found, value = self._lookup(m.group(2), (pkt.protocol, str(pkt.dport)), rule)
-                if not found:
-                    return "next"
-                if m.group(1):
-                    return self._goto(name, rule, value, pkt, walk, depth)
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"ip (saddr|daddr) (!= )?@(\S+)", rest)
-            if m:
-                found, _ = self._lookup(m.group(3), (self._addr(pkt, m.group(1)),), rule)
-                if found == bool(m.group(2)):
+                if found == bool(m.groupdict().get("neg")):
                     return "next"
                 rest = rest[m.end():]
                 continue
-            m = re.match(r"ip (saddr|daddr) (!= )?\{([^}]*)\}", rest)
-            if m:
-                addr = self._addr(pkt, m.group(1))
-                found = any(_in_net(addr, a) for a in _split_top(m.group(3)))
-                if found == bool(m.group(2)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"ip (saddr|daddr) (!= )?([\d./-]+)(?=\s|$)", rest)
-            if m:
-                if _in_net(self._addr(pkt, m.group(1)), m.group(3)) == bool(m.group(2)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"fib (saddr|daddr) type (!= )?local", rest)
-            if m:
-                addr = self._addr(pkt, m.group(1))
-                local = addr in walk.local or addr.startswith("127.")
-                if local == bool(m.group(2)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"(?:meta l4proto|ip protocol) (!= )?(?:\{([^}]*)\}|(\w+))", rest)
-            if m:
-                protos = _split_top(m.group(2)) if m.group(2) else [m.group(3)]
-                if (pkt.protocol in protos) == bool(m.group(1)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"(th|tcp|udp|sctp) dport (!= )?(?:\{([^}]*)\}|(\d+)(?:-(\d+))?)", rest)
-            if m:
-                if m.group(1) != "th" and m.group(1) != pkt.protocol:
-                    return "next"
-                spans = ([(a, b) for a, _, b in (p.partition("-") for p in _split_top(m.group(3)))]
-                         if m.group(3) else [(m.group(4), m.group(5))])
-                inside = pkt.dport is not None and any(
-                    int(a) <= pkt.dport <= int(b or a) for a, b in spans)
-                if inside == bool(m.group(2)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"(?:meta )?(?:i|o)ifname (!= )?\"?([^\s\"]+)\"?", rest)
-            if m:
-                iface = pkt.iif if "iifname" in m.group(0) else pkt.oif
-                want = m.group(2)
-                ok = iface is not None and (iface.startswith(want[:-1]) if want.endswith("*")
-                                            else iface == want)
-                if ok == bool(m.group(1)):
-                    return "next"
-                rest = rest[m.end():]
-                continue
-            m = re.match(r"(?:meta )?mark (?:&|and) (0x[0-9a-f]+) (?:== )?(!= )?(0x[0-9a-f]+|0)"
-                         r"(?=\s|$)", rest)
-            if m:
-                ok = pkt.mark & int(m.group(1), 16) == int(m.group(3), 16)
-                if ok == bool(m.group(2)):
+            matched = _nft_match(rest)
+            if matched:
+                m, holds = matched
+                if not holds(m, pkt, walk):
                     return "next"
                 rest = rest[m.end():]
                 continue
@@ -788,10 +768,6 @@ class NftTable:
         if marked:
             walk.hit(name, rule, "mark")
         return "next"
-
-    @staticmethod
-    def _addr(pkt: Packet, which: str) -> str:
-        return pkt.src if which == "saddr" else pkt.dst
 
 
 # -- a hook across a host's tables -------------------------------------------------------------------

@@ -116,6 +116,17 @@ def _split_dest(text: str) -> tuple[str, int | None]:
     return text, None
 
 
+def _iface_is(iface: str | None, want: str, wildcard: str) -> bool:
+    """`iface` is the interface `want` names (a trailing `wildcard`, + or *, matches a prefix)."""
+    return iface is not None and (iface.startswith(want[:-1]) if want.endswith(wildcard)
+                                  else iface == want)
+
+
+def _is_local(addr: str, local: frozenset[str]) -> bool:
+    """addrtype / fib type LOCAL: one of the host's addresses, or loopback."""
+    return addr in local or addr.startswith("127.")
+
+
 def _dnat(pkt: Packet, walk: Walk, target: str) -> None:
     ip, port = _split_dest(target)
     before = endpoint_text(pkt.dst, pkt.dport)
@@ -260,15 +271,14 @@ class Iptables:
         if name not in self.sets:
             raise TraceError(f"{rule.text}: no ipset {name}")
         kind, members = self.sets[name]
-        keys = []
-        for flag in flags.split(","):
-            keys.append(pkt.src if flag == "src" else pkt.dst)
+        dirs = flags.split(",")
+        ip = pkt.src if dirs[0] == "src" else pkt.dst
         if kind == "hash:net":
-            return any(_in_net(keys[0], m) for m in members)
+            return any(_in_net(ip, m) for m in members)
         if kind == "hash:ip,port":
-            port = pkt.sport if flags.split(",")[1:2] == ["src"] else pkt.dport
-            return f"{keys[0]},{pkt.protocol}:{port}" in members
-        return keys[0] in members
+            port = pkt.sport if dirs[1:2] == ["src"] else pkt.dport
+            return f"{ip},{pkt.protocol}:{port}" in members
+        return ip in members
 
     def _matches(self, rule: _IptRule, pkt: Packet, local: frozenset[str]) -> bool:
         for neg, opt, vals in rule.matches:
@@ -285,9 +295,7 @@ class Iptables:
             elif opt in ("-p", "--protocol"):
                 ok = val.lower() == pkt.protocol
             elif opt in ("-i", "--in-interface", "-o", "--out-interface"):
-                iface = pkt.iif if opt in ("-i", "--in-interface") else pkt.oif
-                ok = iface is not None and (iface.startswith(val[:-1]) if val.endswith("+")
-                                            else iface == val)
+                ok = _iface_is(pkt.iif if opt in ("-i", "--in-interface") else pkt.oif, val, "+")
             elif opt in ("--dport", "--sport", "--destination-port", "--source-port", "--dports"):
                 port = pkt.sport if opt in ("--sport", "--source-port") else pkt.dport
                 ok = port is not None and any(
@@ -303,8 +311,7 @@ class Iptables:
                 ok = self._in_set(vals[0], vals[1], pkt, rule)
             elif opt in ("--src-type", "--dst-type"):
                 addr = pkt.src if opt == "--src-type" else pkt.dst
-                is_local = addr in local or addr.startswith("127.")
-                ok = is_local if val == "LOCAL" else False
+                ok = val == "LOCAL" and _is_local(addr, local)
             elif opt == "--icmp-type":
                 ok = pkt.protocol == "icmp" and val in ("8", "echo-request", "any")
             else:
@@ -503,11 +510,6 @@ def _lookup_key(m: re.Match, pkt: Packet) -> tuple[str, ...]:
         ((pkt.src,) if m["saddr"] else ())
 
 
-def _iface_is(iface: str | None, want: str, wildcard: str) -> bool:
-    return iface is not None and (iface.startswith(want[:-1]) if want.endswith(wildcard)
-                                  else iface == want)
-
-
 def _dport_in(m: re.Match, pkt: Packet) -> bool:
     spans = ([(a, b) for a, _, b in (p.partition("-") for p in _split_top(m[3]))]
              if m[3] else [(m[4], m[5])])
@@ -522,8 +524,7 @@ _NFT_MATCHES = tuple((re.compile(p), test) for p, test in (
      lambda m, pkt, walk: any(_in_net(_addr(pkt, m[1]), net) for net in
                               (_split_top(m[3]) if m[3] is not None else [m[4]])) != bool(m[2])),
     (r"fib (saddr|daddr) type (!= )?local",
-     lambda m, pkt, walk: (_addr(pkt, m[1]) in walk.local
-                           or _addr(pkt, m[1]).startswith("127.")) != bool(m[2])),
+     lambda m, pkt, walk: _is_local(_addr(pkt, m[1]), walk.local) != bool(m[2])),
     (r"(?:meta l4proto|ip protocol) (!= )?(?:\{([^}]*)\}|(\w+))",
      lambda m, pkt, walk: (pkt.protocol in (_split_top(m[2]) if m[2] else [m[3]])) != bool(m[1])),
     (r"(th|tcp|udp|sctp) dport (!= )?(?:\{([^}]*)\}|(\d+)(?:-(\d+))?)",

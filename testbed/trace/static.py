@@ -156,6 +156,23 @@ def _cause(host: HostState, walk: Walk) -> dict:
     return {"host": host.name, **cause}
 
 
+def _undo_nat(pkt: Packet, walk: Walk, undo: list[dict], side: str) -> None:
+    """Undo, as conntrack does for a reply, the NAT the forward path did at this host: its SNATs
+    and masquerades on the reply's destination (`side` "dst", at prerouting: "un-snat"), its
+    DNATs on the reply's source (`side` "src", at postrouting: "un-dnat")."""
+    kinds, label = (("snat", "masquerade"), "un-snat") if side == "dst" else (("dnat",), "un-dnat")
+    port_field = "dport" if side == "dst" else "sport"
+    for entry in undo:
+        before = endpoint_text(getattr(pkt, side), getattr(pkt, port_field))
+        if entry["type"] in kinds and before == entry["to"]:
+            ip, _, port = entry["from"].partition(":")
+            setattr(pkt, side, ip)
+            if port:
+                setattr(pkt, port_field, int(port))
+            walk.nat.append({"type": label, "from": before,
+                             "to": endpoint_text(ip, getattr(pkt, port_field))})
+
+
 def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str, list] | None,
             prefer: str | None, rules_of: dict[str, HostRules]) -> dict:
     """Follow `pkt` from `start` (where it is made) to its destination's holder.
@@ -200,14 +217,7 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
             if verdict != "accept":
                 return finish(verdict)
         else:
-            for entry in undo:
-                if entry["type"] in ("snat", "masquerade") and \
-                        endpoint_text(pkt.dst, pkt.dport) == entry["to"]:
-                    before = endpoint_text(pkt.dst, pkt.dport)
-                    pkt.dst, _, port = entry["from"].partition(":")
-                    pkt.dport = int(port) if port else pkt.dport
-                    walk.nat.append({"type": "un-snat", "from": before,
-                                     "to": endpoint_text(pkt.dst, pkt.dport)})
+            _undo_nat(pkt, walk, undo, "dst")
             verdict = run_hook(rules, "prerouting", pkt, walk)
             if verdict != "accept":
                 return finish(verdict)
@@ -231,13 +241,7 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
         verdict = run_hook(rules, "postrouting", pkt, walk)
         if verdict != "accept":
             return finish(verdict)
-        for entry in undo:
-            if entry["type"] == "dnat" and endpoint_text(pkt.src, pkt.sport) == entry["to"]:
-                before = endpoint_text(pkt.src, pkt.sport)
-                pkt.src, _, port = entry["from"].partition(":")
-                pkt.sport = int(port) if port else pkt.sport
-                walk.nat.append({"type": "un-dnat", "from": before,
-                                 "to": endpoint_text(pkt.src, pkt.sport)})
+        _undo_nat(pkt, walk, undo, "src")
         nexthop = route.get("gateway") or pkt.dst
         holder = world.owner(nexthop)
         if holder is None:

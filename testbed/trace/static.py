@@ -113,11 +113,14 @@ def _route(host: HostState, dst: str) -> Mapping | None:
     return best
 
 
+def _out_address(host: HostState, oif: str | None) -> str | None:
+    addrs = host.interfaces.get(oif or "", ())
+    return addrs[0].split("/")[0] if addrs else None
+
+
 def _src_address(host: HostState, route: Mapping) -> str | None:
-    if route.get("prefsrc"):
-        return route["prefsrc"]
-    addrs = host.interfaces.get(route.get("dev", ""), ())
-    return addrs[0].split("/")[0] if addrs else (host.addresses[0] if host.addresses else None)
+    return route.get("prefsrc") or _out_address(host, route.get("dev")) or \
+        next(iter(host.addresses), None)
 
 
 def _route_text(host: HostState, dst: str, route: Mapping) -> str:
@@ -127,11 +130,6 @@ def _route_text(host: HostState, dst: str, route: Mapping) -> str:
     text += f" dev {route.get('dev')}"
     src = _src_address(host, route)
     return text + (f" src {src}" if src else "")
-
-
-def _out_address(host: HostState, oif: str | None) -> str | None:
-    addrs = host.interfaces.get(oif or "", ())
-    return addrs[0].split("/")[0] if addrs else None
 
 
 def _veth_of(host: HostState, other: HostState | None) -> str | None:

@@ -183,7 +183,9 @@ def _follow(world: World, start: HostState, pkt: Packet, reply_nat: Mapping[str,
     step = _Step(start, None, None)
     for _ in range(MAX_HOPS):
         host = step.host
-        rules = rules_of.setdefault(host.name, host.rules())
+        if host.name not in rules_of:           # parsed once per trace, not once per visit
+            rules_of[host.name] = host.rules()
+        rules = rules_of[host.name]
         walk = Walk(local=frozenset(host.addresses), prefer=prefer,
                     in_address=_out_address(host, step.iif))
         hop = {"host": host.name, "kind": host.kind, "in": step.iif, "out": None,

@@ -83,6 +83,14 @@ class Walk:
             self.chains.append(chain)
         self.rules.append({"chain": chain, "rule": rule, "verdict": verdict})
 
+    def decide(self, chain: str, rule: str, verdict: str) -> str:
+        """A rule (or a base chain's policy) gave `verdict` (accept, drop, reject): recorded,
+        and a drop or reject as the walk's cause."""
+        self.hit(chain, rule, verdict)
+        if verdict != "accept":
+            self.cause = {"chain": chain, "rule": rule, "verdict": verdict}
+        return verdict
+
     def add_endpoint(self, target: str) -> None:
         if target not in self.endpoints:
             self.endpoints.append(target)
@@ -340,11 +348,7 @@ class Iptables:
             if not t:
                 continue                                    # a counting rule
             if t in _BUILTIN_VERDICTS:
-                verdict = _BUILTIN_VERDICTS[t]
-                walk.hit(name, rule.text, verdict)
-                if verdict != "accept":
-                    walk.cause = {"chain": name, "rule": rule.text, "verdict": verdict}
-                return verdict
+                return walk.decide(name, rule.text, _BUILTIN_VERDICTS[t])
             if t == "RETURN":
                 walk.hit(name, rule.text, "return")
                 return "return"
@@ -668,10 +672,7 @@ class NftTable:
         """A verdict (from a rule or a verdict map): what the chain does next."""
         kind, _, target = verdict.partition(" ")
         if kind in ("accept", "drop", "reject"):
-            walk.hit(name, rule, kind)
-            if kind != "accept":
-                walk.cause = {"chain": name, "rule": rule, "verdict": kind}
-            return kind
+            return walk.decide(name, rule, kind)
         if kind == "return":
             walk.hit(name, rule, "return")
             return "return"
@@ -806,10 +807,7 @@ def run_hook(rules: HostRules, hook: str, pkt: Packet, walk: Walk) -> str:
             policy = owner.chains[chain].policy
             text = f"policy {policy}"
         if out in (None, "return"):
-            out = policy
-            walk.hit(f"{table}/{chain}", text, policy)
-            if out != "accept":
-                walk.cause = {"chain": f"{table}/{chain}", "rule": text, "verdict": out}
+            out = walk.decide(f"{table}/{chain}", text, policy)
         if out in ("drop", "reject"):
             return out
     return "accept"

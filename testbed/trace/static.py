@@ -123,6 +123,11 @@ def _src_address(host: HostState, route: Mapping) -> str | None:
         next(iter(host.addresses), None)
 
 
+def _first_address(host: HostState) -> str | None:
+    """The host's first address that is not a loopback one."""
+    return next((a for a in host.addresses if not a.startswith("127.")), None)
+
+
 def _route_text(host: HostState, dst: str, route: Mapping) -> str:
     text = dst
     if route.get("gateway"):
@@ -284,10 +289,9 @@ def static_trace(world: World, source: str, destination: str, port: int | None,
                          f"(known: {', '.join(sorted(world.hosts))})")
     start = world.hosts[source]
     if destination in world.hosts:
-        addrs = [a for a in world.hosts[destination].addresses if not a.startswith("127.")]
-        if not addrs:
+        dst_ip = _first_address(world.hosts[destination])
+        if dst_ip is None:
             raise TraceError(f"destination {destination!r} has no address")
-        dst_ip = addrs[0]
     else:
         try:
             dst_ip = str(ipaddress.IPv4Address(destination))
@@ -299,8 +303,7 @@ def static_trace(world: World, source: str, destination: str, port: int | None,
     elif port is None:
         raise TraceError(f"{protocol} needs a port")
     route = _route(start, dst_ip)
-    src_ip = (_src_address(start, route) if route else None) or \
-        next((a for a in start.addresses if not a.startswith("127.")), None)
+    src_ip = (_src_address(start, route) if route else None) or _first_address(start)
     if src_ip is None:
         raise TraceError(f"source {source!r} has no address")
 

@@ -13,6 +13,8 @@ fi
 
 # What the testbed runs, as "command-or-file:package". A package is installed only when its
 # command is missing, so an existing equivalent (nginx-light for nginx, say) is left alone.
+# containernetworking-plugins are the real CNI plugins (podNetwork: {plugin: cni}); bird2 is
+# the BGP daemon of routing: bgp, started only inside the testbed's nodes and gateway.
 # dnsmasq-base and nginx bring the programs without starting services in the root namespace
 # (policy-rc.d below keeps Debian from starting nginx's): the testbed runs them inside pods.
 needs=(
@@ -20,6 +22,7 @@ needs=(
   ping:iputils-ping curl:curl nsenter:util-linux sysctl:procps dig:bind9-dnsutils
   dnsmasq:dnsmasq-base nginx:nginx cc:gcc /usr/include/stdio.h:libc6-dev
   python3:python3 /usr/lib/python3/dist-packages/mininet/net.py:mininet dot:graphviz
+  /usr/lib/cni/bridge:containernetworking-plugins bird:bird2 tcpdump:tcpdump
 )
 missing=()
 for need in "${needs[@]}"; do

@@ -1,12 +1,17 @@
 """Acts: `testbed run [SCENARIO.yaml] [--junit FILE] [--json FILE] [--html FILE]
-[--kube-proxy MODE] [--network-policy MODE]`.
+[--kube-proxy MODE] [--network-policy MODE] [--pod-network PLUGIN] [--routing MODE]
+[--cni-conf FILE] [--cni-bin-dir DIR]`.
 
 --html writes one self-contained page (testbed.scenario.html): the cluster's diagram, taken
 before the teardown, and every step, with failed probes' traces and inspections folded in.
 
 --kube-proxy and --network-policy set every worker's mode, over the scenario's and the
 topology's, so that one scenario file runs in each mode (a policy mode the files leave out
-follows the kube-proxy mode, as in a topology).
+follows the kube-proxy mode, as in a topology). --pod-network, --routing, --cni-conf and
+--cni-bin-dir set the pod network (a topology's `podNetwork:` plugin, routing, conf, binDir)
+over the scenario's and the topology's: so every shipped scenario runs on real CNI plugins, a
+plugin of your own, or under each routing mode. A --cni-conf or --cni-bin-dir alone implies
+--pod-network cni.
 
 Exit status: 0 when every step passed, 1 when a check failed, 2 for bad input (nothing is
 built then), 130 when interrupted (after tearing down).
@@ -24,7 +29,7 @@ from testbed.emu.errors import SETUP_ERRORS, require_root
 from testbed.scenario import html, report
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
-from testbed.spec.topology import POLICY_MODES, PROXY_MODES
+from testbed.spec.topology import POD_NETWORK_PLUGINS, POLICY_MODES, PROXY_MODES, ROUTING_MODES
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "tour.yaml"
 
@@ -50,6 +55,24 @@ def add_mode_options(p: argparse.ArgumentParser) -> None:
                    help=f"every worker's NetworkPolicy agent mode ({', '.join(POLICY_MODES)}; "
                         "none: no agent, nothing enforced), over the scenario's and the "
                         "topology's (default: as the node's kube-proxy)")
+    p.add_argument("--pod-network", metavar="PLUGIN", dest="pod_plugin",
+                   help=f"the pod network plugin ({', '.join(POD_NETWORK_PLUGINS)}: real CNI "
+                        "plugins), over the scenario's and the topology's")
+    p.add_argument("--routing", metavar="MODE", dest="pod_routing",
+                   help=f"how nodes reach each other's pods ({', '.join(ROUTING_MODES)}), over "
+                        "the scenario's and the topology's")
+    p.add_argument("--cni-conf", metavar="FILE", dest="cni_conf",
+                   help="a CNI network configuration list (JSON or YAML) for plugin cni; default: "
+                        "the kubenet chain (bridge cbr0, host-local, portmap)")
+    p.add_argument("--cni-bin-dir", metavar="DIR", dest="cni_bin_dir",
+                   help="a directory of CNI plugins of your own, searched before /usr/lib/cni")
+
+
+def pod_network_options(args: argparse.Namespace) -> dict | None:
+    """The pod network options given, as podNetwork fields (checked by preflight)."""
+    given = {"plugin": getattr(args, "pod_plugin", None), "routing": getattr(args, "pod_routing", None),
+             "conf": getattr(args, "cni_conf", None), "binDir": getattr(args, "cni_bin_dir", None)}
+    return {k: v for k, v in given.items() if v is not None} or None
 
 
 def _check_output(path: str | None, option: str) -> list[Problem]:
@@ -64,7 +87,7 @@ def _check_output(path: str | None, option: str) -> list[Problem]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    prepared = prepare(args.scenario, args.proxy_mode, args.policy_mode)
+    prepared = prepare(args.scenario, args.proxy_mode, args.policy_mode, pod_network_options(args))
     problems = (_check_output(args.junit, "--junit") + _check_output(args.json, "--json")
                 + _check_output(args.html, "--html"))
     if problems:

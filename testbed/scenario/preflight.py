@@ -44,8 +44,14 @@ from testbed.scenario.reachability import Reachability
 from testbed.scenario.spec import Probe, Scenario, load_scenario
 from testbed.scenario.truthtable import Member
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
-from testbed.spec.topology import Topology, load_topology, with_modes
-from testbed.spec.validation import fmt
+from testbed.spec.topology import (
+    Topology,
+    load_topology,
+    parse_pod_network,
+    with_modes,
+    with_pod_network,
+)
+from testbed.spec.validation import Checker, fmt
 
 # Kinds whose objects a delete step names by a name the manifests give (an EndpointSlice's
 # is generated)
@@ -67,7 +73,8 @@ class CheckedScenario(Checked):
 
 def check_scenario(path: str | Path, command_path: str | None = None, *,
                    which: Which, has_sctp: Callable[[], bool], proxy_mode: str | None = None,
-                   policy_mode: str | None = None) -> CheckedScenario:
+                   policy_mode: str | None = None,
+                   pod_network: dict | None = None) -> CheckedScenario:
     """Load and check a scenario and everything it names, as `testbed run` does before it
     builds anything: its topology (with the scenario's kube-proxy and NetworkPolicy modes, then
     `proxy_mode` and `policy_mode` for every worker when given, as the command line's
@@ -90,6 +97,8 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
         out.problems += err.problems
     if topo is not None:
         topo, found = with_proxy_modes(scenario, topo, proxy_mode, policy_mode)
+        out.problems += found
+        topo, found = pod_network_of(scenario, topo, pod_network)
         out.problems += found
         topo = dataclasses.replace(topo, addons=tuple(dict.fromkeys(topo.addons + scenario.addons)))
     out.topology = topo
@@ -170,6 +179,32 @@ def with_proxy_modes(scenario: Scenario, topo: Topology, proxy_mode: str | None 
                  if isinstance(step.action, Fault) and step.action.agent == "netpol"
                  and step.action.node in without]
     return topo, problems
+
+
+# The command line's pod network options, by podNetwork field (testbed.scenario.command).
+POD_NETWORK_OPTIONS = {"plugin": "--pod-network", "routing": "--routing", "conf": "--cni-conf",
+                       "binDir": "--cni-bin-dir"}
+
+
+def pod_network_of(scenario: Scenario, topo: Topology,
+                   options: dict | None = None) -> tuple[Topology, list[Problem]]:
+    """The topology with the scenario's podNetwork over its own, then the command line's
+    `options` (podNetwork fields; files relative to the working directory), checked against
+    the topology's network mode; problems name the scenario's field or the option."""
+    spec = topo.pod_network
+    ck = Checker(scenario.doc, scenario.file)
+    raw = (scenario.doc.data if scenario.doc is not None else {}).get("podNetwork")
+    spec = parse_pod_network(ck, ("podNetwork",), raw, Path(scenario.file).parent,
+                             topo.network_mode, spec)
+    problems = list(ck.problems)
+    if options and spec is not None:
+        cli = Checker(None, "<command line>")
+        spec = parse_pod_network(cli, (), {k: v for k, v in options.items() if v is not None},
+                                 Path.cwd(), topo.network_mode, spec)
+        problems += [dataclasses.replace(p, file="<command line>", line=None,
+                                         field=POD_NETWORK_OPTIONS.get(p.field, p.field))
+                     for p in cli.problems]
+    return (topo if spec is None else with_pod_network(topo, spec)), problems
 
 
 def _scenario_problem(scenario: Scenario, path: Path_, message: str) -> Problem:

@@ -37,13 +37,15 @@ class Prepared:
     warnings: list[Problem] = field(default_factory=list)   # accepted, worth a line on stderr
 
 
-def prepare(path: str, proxy_mode: str | None = None, policy_mode: str | None = None) -> Prepared:
+def prepare(path: str, proxy_mode: str | None = None, policy_mode: str | None = None,
+            pod_network: dict | None = None) -> Prepared:
     """Load and check the scenario and everything it names (testbed.scenario.preflight's
     check_scenario; `proxy_mode` and `policy_mode` override every worker's, as --kube-proxy
-    and --network-policy do); SpecError lists every problem. Warnings come back to be printed."""
+    and --network-policy do; `pod_network` the command line's podNetwork fields); SpecError
+    lists every problem. Warnings come back to be printed."""
     checked = check_scenario(path, which=shutil.which, has_sctp=sctp_supported,
-                             proxy_mode=proxy_mode,
-                             policy_mode=policy_mode)
+                             proxy_mode=proxy_mode, policy_mode=policy_mode,
+                             pod_network=pod_network)
     checked.raise_if_problems()
     assert checked.scenario is not None and checked.topology is not None
     return Prepared(checked.scenario, checked.topology, checked.objects, checked.step_objects,

@@ -45,13 +45,19 @@ from testbed.scenario.actions import (
 from testbed.scenario.reachability import Reachability, parse_reachability
 from testbed.scenario.trace_step import parse_trace
 from testbed.spec.source import Document, Path_, SpecError, read_one
-from testbed.spec.topology import ADDONS, POLICY_MODES, PROXY_MODES
+from testbed.spec.topology import (
+    ADDONS,
+    POLICY_MODES,
+    PROXY_MODES,
+    PodNetworkSpec,
+    parse_pod_network,
+)
 from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
 TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy", "networkPolicy",
-            "addons"}
+            "addons", "podNetwork"}
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
               "record"}
 EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer",
@@ -199,6 +205,9 @@ def build_scenario(doc: Document) -> Scenario:
     for i, addon in enumerate(data.get("addons") if isinstance(data.get("addons"), list) else []):
         if isinstance(addon, str) and addon not in ADDONS:
             ck.unsupported(("addons", i), addon, list(ADDONS))
+    # podNetwork: as a topology's, over the topology's own (checked against its network mode
+    # by testbed.scenario.preflight, once the topology is read).
+    parse_pod_network(ck, ("podNetwork",), data.get("podNetwork"), base, None, PodNetworkSpec())
     if ck.problems:
         raise SpecError(ck.problems)
     return Scenario(str(name), doc.file, str(description).strip(), topo_path, tuple(manifests),

@@ -19,11 +19,13 @@ warnings, as a run prints them, on standard error either way.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
-from testbed.scenario.command import add_mode_options
+from testbed.scenario.command import add_mode_options, pod_network_options
 from testbed.spec.source import Document, Problem, SpecError, read_documents
 
 
@@ -73,17 +75,20 @@ def _topology_summary(topo: Any) -> str:
 
     return (f"topology {topo.name} with {_plural(len(topo.workers), 'worker')}, "
             f"{_plural(len(topo.clients), 'client')} (kube-proxy {modes('proxy_mode')}, "
-            f"network policy {modes('policy_mode')})")
+            f"network policy {modes('policy_mode')}; pod network {topo.pod_network.describe()})")
 
 
 def validate(file: str, manifests: list[str], warn: TextIO | None = None,
-             proxy_mode: str | None = None, policy_mode: str | None = None) -> str:
+             proxy_mode: str | None = None, policy_mode: str | None = None,
+             pod_network: dict | None = None) -> str:
     """The one-line summary of a valid FILE (and -f manifests); SpecError with every problem.
     Warnings (what upstream accepts but likely is not meant) go to `warn` either way.
     `proxy_mode` and `policy_mode` set every worker's, as --kube-proxy and --network-policy
     do for `testbed run` (and are refused with manifests alone, which have no workers)."""
     from testbed.checks import check_manifests, check_with_topology, report_warnings
-    from testbed.spec.topology import with_modes
+    from testbed.scenario.preflight import POD_NETWORK_OPTIONS
+    from testbed.spec.topology import parse_pod_network, with_modes, with_pod_network
+    from testbed.spec.validation import Checker
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -106,7 +111,7 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
             if manifests:
                 problems.append(Problem("<command line>", None, "-f", "a scenario names its own "
                                         "manifests; -f goes with a topology"))
-            prepared = _collect(problems, prepare, file, proxy_mode, policy_mode)
+            prepared = _collect(problems, prepare, file, proxy_mode, policy_mode, pod_network)
             if problems:
                 raise SpecError(problems)
             warnings.extend(prepared.warnings)
@@ -120,7 +125,9 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
             problems += [Problem("<command line>", None, option, "goes with a scenario or a "
                                  "topology; manifests alone have no workers")
                          for option, given in (("--kube-proxy", proxy_mode),
-                                               ("--network-policy", policy_mode)) if given]
+                                               ("--network-policy", policy_mode),
+                                               *((POD_NETWORK_OPTIONS[k], v) for k, v in
+                                                 (pod_network or {}).items())) if given]
             count = manifest_checks([file, *manifests])
             if problems:
                 raise SpecError(problems)
@@ -130,6 +137,14 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
         problems.extend(checked.problems)
         warnings.extend(checked.warnings)
         count = len(checked.objects)
+        if pod_network and topo is not None:
+            cli = Checker(None, "<command line>")
+            spec = parse_pod_network(cli, (), pod_network, Path.cwd(), topo.network_mode,
+                                     topo.pod_network)
+            problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
+                         for p in cli.problems]
+            if spec is not None:
+                topo = with_pod_network(topo, spec)
         if problems:
             raise SpecError(problems)
         topo = with_modes(topo, {"*": proxy_mode} if proxy_mode else None,
@@ -143,5 +158,6 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    print(validate(args.file, args.filename, sys.stderr, args.proxy_mode, args.policy_mode))
+    print(validate(args.file, args.filename, sys.stderr, args.proxy_mode, args.policy_mode,
+                   pod_network_options(args)))
     return 0

@@ -14,6 +14,23 @@ iptables (with ipset), nftables, or none (no agent: no policy is enforced there,
 CNI that has no policy support). A node whose policy mode the file leaves out follows its
 kube-proxy's (userspace kube-proxy: iptables), also when a scenario or the command line
 changes the kube-proxy mode later (`with_modes`).
+
+The pod network (`podNetwork:`, top level; also set by a scenario or the command line through
+`with_pod_network`) has a plugin and a routing mode:
+
+    podNetwork:
+      plugin: builtin | cni        # the testbed's own bridge plugin, or real CNI plugins
+      routing: gateway | host-gw | vxlan | bgp
+      conf: my-net.conflist        # cni: a network configuration list (JSON or YAML); left out,
+                                   #   the kubenet chain (bridge cbr0, host-local, portmap)
+      binDir: ./bin                # cni: the user's own plugins, searched before /usr/lib/cni
+
+`gateway` is the article's design: the gateway router holds a static route to each node's pod
+CIDR. `host-gw` (flannel's) routes each pod CIDR on every node via its node's address, which
+needs the nodes on one LAN (network mode shared). `vxlan` (flannel's) is an overlay across the
+nodes' links, its MTU 50 bytes lower. `bgp` (Calico's) has bird2 on every node announce its pod
+CIDR to the gateway router. This kernel has no IPIP, WireGuard or Geneve: those are refused
+with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +49,44 @@ from testbed.spec.validation import Checker, check_labels, is_cidr, is_dns1123_l
 PROXY_MODES = ("iptables", "nftables", "userspace")
 POLICY_MODES = ("iptables", "nftables", "none")
 NETWORK_MODES = ("routed", "shared")
+POD_NETWORK_PLUGINS = ("builtin", "cni")
+ROUTING_MODES = ("gateway", "host-gw", "vxlan", "bgp")
+# Overlays users ask for that this kernel cannot run, and why (../shared/platform.md).
+MISSING_ROUTING = {
+    "ipip": "this kernel has no IPIP tunnels (no ipip module), so Calico's IPIP overlay cannot run "
+            "here; vxlan is the overlay that works",
+    "wireguard": "this kernel has no WireGuard (no wireguard module); vxlan is the overlay that works",
+    "geneve": "this kernel has no Geneve tunnels (no geneve module); vxlan is the overlay that works",
+}
+POD_NETWORK_KEYS = {"plugin", "routing", "conf", "binDir"}
+LINK_MTU = 1500          # the nodes' links (veth pairs), as Mininet makes them
+VXLAN_OVERHEAD = 50      # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: flannel's MTU cut
+CNI_BIN_DIR = "/usr/lib/cni"   # where Debian's containernetworking-plugins install
+
+
+@dataclass(frozen=True)
+class PodNetworkSpec:
+    """How pods are wired (plugin) and how nodes reach each other's pod CIDRs (routing)."""
+
+    plugin: str = "builtin"
+    routing: str = "gateway"
+    conf: str | None = None        # cni: absolute path of the user's network configuration list
+    bin_dir: str | None = None     # cni: absolute path of the user's plugin directory
+
+    @property
+    def mtu(self) -> int:
+        """The pods' MTU: the links', less the VXLAN overhead under vxlan (as flannel sets it)."""
+        return LINK_MTU - VXLAN_OVERHEAD if self.routing == "vxlan" else LINK_MTU
+
+    @property
+    def cni_path(self) -> tuple[str, ...]:
+        """CNI_PATH: the user's plugins first, then the distribution's."""
+        return ((self.bin_dir,) if self.bin_dir else ()) + (CNI_BIN_DIR,)
+
+    def describe(self) -> str:
+        plugin = "CNI" + (f" ({Path(self.conf).name})" if self.conf else " (kubenet chain)") \
+            if self.plugin == "cni" else "built-in bridge"
+        return f"{plugin}, routing {self.routing}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +138,7 @@ class Topology:
     proxy_mode: str
     lb_pool: tuple[IPv4Network, ...] = ()     # addresses the emulated cloud gives LoadBalancers
     addons: tuple[str, ...] = ()               # optional add-ons, e.g. "ingress-nginx"
+    pod_network: PodNetworkSpec = PodNetworkSpec()
 
     @property
     def nodes(self) -> tuple[NodeSpec, ...]:
@@ -101,7 +157,7 @@ class Topology:
 
 
 TOP_KEYS = {"name", "network", "master", "workers", "clients", "gateway", "kubeProxy", "networkPolicy",
-            "loadBalancer", "addons"}
+            "loadBalancer", "addons", "podNetwork"}
 LB_KEYS = {"pool"}
 ADDONS = ("ingress-nginx",)
 NETWORK_KEYS = {"mode", "nodeCIDR", "nodeSubnetPrefix", "clusterCIDR", "podCIDRPrefix",
@@ -189,7 +245,7 @@ def topology_from_dict(data: dict) -> Topology:
         workers=tuple(node(w) for w in data["workers"]),
         clients=tuple(client(c) for c in data["clients"]), gateway_name=data["gateway_name"],
         proxy_mode=data["proxy_mode"], lb_pool=tuple(IPv4Network(n) for n in data["lb_pool"]),
-        addons=tuple(data["addons"]))
+        addons=tuple(data["addons"]), pod_network=PodNetworkSpec(**data.get("pod_network", {})))
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -309,6 +365,8 @@ def build_topology(doc: Document) -> Topology:
     lb = ck.fields(("loadBalancer",), top["loadBalancer"], LB_KEYS) if top.get("loadBalancer") is not None else {}
     lb_pool = _lb_pool(ck, (lb or {}).get("pool"), {k: v for k, v in cidrs.items() if v is not None})
     addons = _addons(ck, top.get("addons", []))
+    pod_network = parse_pod_network(ck, ("podNetwork",), top.get("podNetwork"), Path(doc.file).parent,
+                                    mode, PodNetworkSpec())
     if ck.problems:
         raise SpecError(ck.problems)
     assert name is not None and gateway_name is not None
@@ -318,7 +376,86 @@ def build_topology(doc: Document) -> Topology:
         service_cidr=cidrs["serviceCIDR"], client_cidr=cidrs["clientCIDR"],
         master=nodes[0], workers=tuple(nodes[1:]), clients=tuple(clients),
         gateway_name=gateway_name, proxy_mode=default_proxy, lb_pool=lb_pool, addons=addons,
+        pod_network=pod_network or PodNetworkSpec(),
     )
+
+
+def parse_pod_network(ck: Checker, path: Path_, raw: Any, base: Path, network_mode: str | None,
+                      over: PodNetworkSpec) -> PodNetworkSpec | None:
+    """`podNetwork:` (a topology's, a scenario's or the command line's) over `over`: fields left
+    out keep `over`'s; files are named relative to `base`. The result is checked as a whole
+    against the network mode (check_pod_network; not when `network_mode` is None, as when a
+    scenario is read before its topology). None, with the problems recorded, when bad."""
+    if raw is None:
+        return over
+    conf = ck.fields(path, raw, POD_NETWORK_KEYS)
+    if conf is None:
+        return None
+    before = len(ck.problems)
+    fields: dict[str, Any] = {}
+    if conf.get("plugin") is not None:
+        fields["plugin"] = ck.enum(conf, "plugin", path, list(POD_NETWORK_PLUGINS))
+    if conf.get("routing") is not None:
+        routing = conf["routing"]
+        if isinstance(routing, str) and routing.lower() in MISSING_ROUTING:
+            ck.invalid(path + ("routing",), routing, MISSING_ROUTING[routing.lower()])
+        else:
+            fields["routing"] = ck.enum(conf, "routing", path, list(ROUTING_MODES))
+    for key, attr, kind in (("conf", "conf", "file"), ("binDir", "bin_dir", "directory")):
+        value = conf.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            ck.invalid(path + (key,), value, f"must be the path of a {kind}")
+            continue
+        resolved = (base / value).resolve()
+        if kind == "file" and not resolved.is_file():
+            ck.invalid(path + (key,), value, f"no such file: {resolved}")
+        elif kind == "directory" and not resolved.is_dir():
+            ck.invalid(path + (key,), value, f"no such directory: {resolved}")
+        else:
+            fields[attr] = str(resolved)
+    if len(ck.problems) > before:
+        return None
+    spec = dataclasses.replace(over, **fields)
+    if spec.plugin == "builtin" and "plugin" not in fields and ("conf" in fields or "bin_dir" in fields):
+        spec = dataclasses.replace(spec, plugin="cni")     # a CNI configuration implies plugin: cni
+    return spec if check_pod_network(ck, path, spec, network_mode, given=set(conf)) else None
+
+
+def check_pod_network(ck: Checker, path: Path_, spec: PodNetworkSpec, network_mode: str | None,
+                      given: set[str] = frozenset()) -> bool:
+    """Refuse what cannot work together, with the reason; problems are reported at the fields
+    `given` holds (else at `path` itself). The CNI configuration's content is checked by
+    testbed.spec.cniconf."""
+    def at(key: str) -> Path_:
+        return path + (key,) if key in given else path
+
+    ok = True
+    if spec.routing == "host-gw" and network_mode not in (None, "shared"):
+        ck.invalid(at("routing"), spec.routing,
+                   "needs network mode shared (network.mode): host-gw routes each pod CIDR via "
+                   "its node's address, which the other nodes reach directly only on one shared "
+                   "LAN; in routed mode each node has a link of its own to the gateway (use "
+                   "vxlan or bgp there)")
+        ok = False
+    if spec.plugin != "cni":
+        for key, value in (("conf", spec.conf), ("binDir", spec.bin_dir)):
+            if value is not None:
+                ck.forbidden(at(key), f"{key} is for plugin: cni; the builtin plugin takes none")
+                ok = False
+    if spec.conf is not None and ok:
+        from testbed.spec.cniconf import load_conflist  # the configuration file's own checks
+        try:
+            load_conflist(spec.conf)
+        except SpecError as err:
+            ck.problems.extend(err.problems)
+            ok = False
+    return ok
+
+
+def with_pod_network(topo: Topology, spec: PodNetworkSpec) -> Topology:
+    return dataclasses.replace(topo, pod_network=spec)
 
 
 def _lb_pool(ck: Checker, raw: Any, cidrs: dict[str, IPv4Network]) -> tuple[IPv4Network, ...]:

@@ -1,0 +1,127 @@
+"""podNetwork: in topologies, scenarios and on the command line (testbed.spec.topology,
+testbed.scenario.preflight): defaults, overrides, and every refusal with its reason."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from testbed.scenario.preflight import check_scenario
+from testbed.spec.source import SpecError
+from testbed.spec.topology import (
+    PodNetworkSpec,
+    load_topology,
+    topology_from_dict,
+    topology_to_dict,
+)
+
+
+def problems_of(path: Path, tmp_path: Path) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_topology(path)
+    return [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems]
+
+
+def test_the_default_is_the_builtin_bridge_behind_the_gateway(write):
+    topo = load_topology(write("t.yaml", "name: t\n"))
+    assert topo.pod_network == PodNetworkSpec("builtin", "gateway", None, None)
+    assert topo.pod_network.mtu == 1500
+    assert topo.pod_network.cni_path == ("/usr/lib/cni",)
+
+
+def test_every_routing_mode_and_its_mtu(write):
+    for routing, mtu in (("gateway", 1500), ("host-gw", 1500), ("vxlan", 1450), ("bgp", 1500)):
+        topo = load_topology(write("t.yaml", f"network: {{mode: shared}}\npodNetwork: {{routing: {routing}}}\n"))
+        assert (topo.pod_network.routing, topo.pod_network.mtu) == (routing, mtu)
+
+
+def test_cni_with_a_conf_and_bin_dir_relative_to_the_topology(write, tmp_path):
+    (tmp_path / "bin").mkdir()
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "ptp"}]}')
+    topo = load_topology(write("t.yaml", "podNetwork: {plugin: cni, conf: net.conflist, binDir: bin}\n"))
+    assert topo.pod_network.plugin == "cni"
+    assert topo.pod_network.conf == str(tmp_path / "net.conflist")
+    assert topo.pod_network.cni_path == (str(tmp_path / "bin"), "/usr/lib/cni")
+
+
+def test_a_conf_alone_implies_cni(write):
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "ptp"}]}')
+    assert load_topology(write("t.yaml", "podNetwork: {conf: net.conflist}\n")).pod_network.plugin == "cni"
+
+
+def test_it_survives_cluster_json(write):
+    topo = load_topology(write("t.yaml", "network: {mode: shared}\npodNetwork: {plugin: cni, routing: host-gw}\n"))
+    assert topology_from_dict(topology_to_dict(topo)) == topo
+
+
+def test_refusals_name_the_field_and_the_reason(write, tmp_path):
+    found = problems_of(write("t.yaml", """
+        podNetwork:
+          plugin: calico
+          routing: host-gw
+          colour: blue
+        """), tmp_path)
+    assert found == ['t.yaml:4: podNetwork.colour: unknown field "colour"',
+                     't.yaml:2: podNetwork.plugin: Unsupported value: "calico": supported values: '
+                     '"builtin", "cni"']
+
+
+def test_host_gw_needs_the_shared_lan(write, tmp_path):
+    (found,) = problems_of(write("t.yaml", "podNetwork: {routing: host-gw}\n"), tmp_path)
+    assert found.startswith('t.yaml:1: podNetwork.routing: Invalid value: "host-gw": needs network '
+                            "mode shared")
+
+
+@pytest.mark.parametrize("overlay, words", [("ipip", "no IPIP"), ("IPIP", "no IPIP"),
+                                            ("wireguard", "no WireGuard"), ("geneve", "no Geneve")])
+def test_overlays_this_kernel_lacks_are_refused_with_the_reason(write, tmp_path, overlay, words):
+    (found,) = problems_of(write("t.yaml", f"podNetwork: {{routing: {overlay}}}\n"), tmp_path)
+    assert f'podNetwork.routing: Invalid value: "{overlay}": this kernel has {words}' in found
+    assert "vxlan is the overlay that works" in found
+
+
+def test_conf_and_bin_dir_must_exist_and_need_cni(write, tmp_path):
+    found = problems_of(write("t.yaml", "podNetwork: {conf: nowhere.json, binDir: nodir}\n"), tmp_path)
+    assert any("podNetwork.conf: Invalid value: \"nowhere.json\": no such file" in p for p in found)
+    assert any("podNetwork.binDir: Invalid value: \"nodir\": no such directory" in p for p in found)
+    (tmp_path / "bin").mkdir()
+    (found,) = problems_of(write("t.yaml", "podNetwork: {plugin: builtin, binDir: bin}\n"), tmp_path)
+    assert "podNetwork.binDir: Forbidden: binDir is for plugin: cni" in found
+
+
+def _scenario(write, text: str) -> Path:
+    write("topo.yaml", "name: t\nnetwork: {mode: routed}\nclients: []\n")
+    return write("s.yaml", "name: s\ntopology: topo.yaml\n" + text)
+
+
+def test_a_scenario_sets_the_pod_network_over_its_topology(write):
+    checked = check_scenario(_scenario(write, "podNetwork: {routing: vxlan}\n"), which=shutil.which,
+                             has_sctp=lambda: False)
+    assert checked.problems == []
+    assert checked.topology.pod_network.routing == "vxlan"
+    assert checked.topology.pod_network.plugin == "builtin"
+
+
+def test_a_scenario_is_checked_against_its_topology_network_mode(write, tmp_path):
+    checked = check_scenario(_scenario(write, "podNetwork: {routing: host-gw}\n"), which=shutil.which,
+                             has_sctp=lambda: False)
+    (problem,) = checked.problems
+    assert (problem.file, problem.line, problem.field) == (str(tmp_path / "s.yaml"), 3, "podNetwork.routing")
+    assert "needs network mode shared" in problem.message
+
+
+def test_the_command_line_wins_and_names_its_options(write):
+    path = _scenario(write, "podNetwork: {routing: vxlan}\n")
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"plugin": "cni", "routing": "bgp"})
+    assert checked.problems == []
+    assert (checked.topology.pod_network.plugin, checked.topology.pod_network.routing) == ("cni", "bgp")
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"routing": "host-gw", "binDir": "/nonexistent/bin"})
+    fields = sorted((p.file, p.field) for p in checked.problems)
+    assert fields == [("<command line>", "--cni-bin-dir")], checked.problems
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"routing": "host-gw"})
+    assert [(p.file, p.field) for p in checked.problems] == [("<command line>", "--routing")]

@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from testbed.scenario.report import counts, totals
 from testbed.scenario.results import StepResult
 from testbed.trace.text import render_text
 
@@ -62,6 +63,7 @@ pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 4px; pa
 .badge { font-size: 0.75rem; font-weight: 700; white-space: nowrap; padding: 0.05rem 0.4rem; border-radius: 3px; color: #fff; }
 .badge.pass { background: var(--pass); }
 .badge.fail { background: var(--fail); }
+.badge.skip { background: #777; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 th { white-space: nowrap; }
@@ -76,6 +78,7 @@ li.step { border: 1px solid var(--line); border-left: 6px solid; border-radius: 
           margin: 0.6rem 0; }
 li.step.pass { border-left-color: var(--pass); }
 li.step.fail { border-left-color: var(--fail); background: #fffafa; }
+li.step.skip { border-left-color: #777; }
 dl { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 0.1rem 0.7rem; margin: 0.4rem 0; }
 dt { font-weight: 600; color: var(--muted); }
 dd { margin: 0; min-width: 0; }
@@ -92,20 +95,19 @@ summary { cursor: pointer; font-weight: 600; }
 def page(name: str, file: str, results: Sequence[StepResult], setup_seconds: float,
          diagram: Diagram) -> str:
     """The whole report: one HTML document, every part of it in the text."""
-    passed = sum(r.passed for r in results)
-    failed = len(results) - passed
+    failed = counts(results)[1]
     total = setup_seconds + sum(r.seconds for r in results)
     state = "fail" if failed else "pass"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(name)}: {passed} passed, {failed} failed</title>",
+        f"<title>{esc(name)}: {totals(results)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f'<header class="summary {state}" id="summary">',
         f"<h1>{esc(name)}</h1>",
         f'<p><span class="badge {state}">{"FAIL" if failed else "PASS"}</span> '
-        f"<strong>{passed} passed, {failed} failed</strong> of {len(results)} steps</p>",
+        f"<strong>{totals(results)}</strong> of {len(results)} steps</p>",
         f'<p class="muted">scenario <code>{esc(file)}</code>; cluster ready in {setup_seconds:.2f}s, '
         f"{total:.2f}s in all</p>",
         "</header>",
@@ -124,7 +126,7 @@ def page(name: str, file: str, results: Sequence[StepResult], setup_seconds: flo
 def _overview(results: Sequence[StepResult]) -> str:
     rows = []
     for i, r in enumerate(results, 1):
-        state = "pass" if r.passed else "fail"
+        state = _state(r)
         rows.append(f'<tr class="{state}"><td class="num">{i}</td>'
                     f'<td><a href="#step-{i}">{esc(r.step.name)}</a></td>'
                     f'<td><span class="badge {state}">{state.upper()}</span></td>'
@@ -152,8 +154,12 @@ def inline_svg(svg: str) -> str | None:
     return re.sub(r"<!--.*?-->", "", body, flags=re.DOTALL).strip()
 
 
+def _state(r: StepResult) -> str:
+    return "skip" if r.skipped else "pass" if r.passed else "fail"
+
+
 def _step(index: int, r: StepResult) -> str:
-    state = "pass" if r.passed else "fail"
+    state = _state(r)
     out = [
         f'<li class="step {state}" id="step-{index}">',
         f'<h3><span class="muted">{index}.</span> <span class="name">{esc(r.step.name)}</span> '

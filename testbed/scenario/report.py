@@ -17,16 +17,30 @@ from testbed.scenario.results import StepResult
 def table(results: Sequence[StepResult]) -> str:
     rows = [("#", "step", "expected", "observed", "result", "time")]
     for i, r in enumerate(results, 1):
-        rows.append((str(i), r.step.name, r.expectation, r.observed, "PASS" if r.passed else "FAIL",
-                     f"{r.seconds:.2f}s"))
+        rows.append((str(i), r.step.name, r.expectation, r.observed, _mark(r), f"{r.seconds:.2f}s"))
     limits = [4, 44, 30, 70, 6, 8]
     rows = [tuple(_cut(c, w) for c, w in zip(row, limits, strict=True)) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    passed = sum(r.passed for r in results)
-    lines.append(f"{passed} passed, {len(results) - passed} failed")
+    lines.append(totals(results))
     return "\n".join(lines)
+
+
+def _mark(r: StepResult) -> str:
+    return "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
+
+
+def counts(results: Sequence[StepResult]) -> tuple[int, int, int]:
+    """(passed, failed, skipped): a skipped step is neither passed nor failed."""
+    skipped = sum(r.skipped for r in results)
+    failed = sum(not r.passed for r in results)
+    return len(results) - failed - skipped, failed, skipped
+
+
+def totals(results: Sequence[StepResult]) -> str:
+    passed, failed, skipped = counts(results)
+    return f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
 
 
 def _cut(text: str, width: int) -> str:
@@ -36,11 +50,14 @@ def _cut(text: str, width: int) -> str:
 def junit(name: str, results: Sequence[StepResult], setup_seconds: float) -> str:
     suite = ET.Element("testsuite", name=name, tests=str(len(results)),
                        failures=str(sum(not r.passed for r in results)), errors="0",
+                       skipped=str(sum(r.skipped for r in results)),
                        time=f"{setup_seconds + sum(r.seconds for r in results):.3f}")
     for i, r in enumerate(results, 1):
         case = ET.SubElement(suite, "testcase", classname=name, name=f"{i:02d} {r.step.name}",
                              time=f"{r.seconds:.3f}")
         tables = r.details.get("tables") if isinstance(r.details.get("tables"), str) else ""
+        if r.skipped:
+            ET.SubElement(case, "skipped", message=r.observed)
         if not r.passed:
             failure = ET.SubElement(case, "failure", message=f"expected {r.expectation}; observed {r.observed}")
             failure.text = f"step at line {r.step.line}\nexpected: {r.expectation}\nobserved: {r.observed}\n"
@@ -54,8 +71,9 @@ def junit(name: str, results: Sequence[StepResult], setup_seconds: float) -> str
 def as_json(name: str, file: str, results: Sequence[StepResult], setup_seconds: float) -> str:
     return json.dumps({
         "scenario": name, "file": file, "setupSeconds": round(setup_seconds, 3),
-        "passed": sum(r.passed for r in results), "failed": sum(not r.passed for r in results),
+        "passed": counts(results)[0], "failed": counts(results)[1], "skipped": counts(results)[2],
         "steps": [{"index": i, "name": r.step.name, "line": r.step.line, "expected": r.expectation,
                    "observed": r.observed, "passed": r.passed, "seconds": round(r.seconds, 3),
+                   **({"skipped": True} if r.skipped else {}),
                    "details": r.details} for i, r in enumerate(results, 1)],
     }, indent=2) + "\n"

@@ -15,3 +15,4 @@ class StepResult:
     observed: str
     seconds: float
     details: dict = field(default_factory=dict)
+    skipped: bool = False     # not run: the step's `when:` excludes this run's pod network

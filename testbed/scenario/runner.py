@@ -93,7 +93,7 @@ class Runner:
                 self.progress(f"[{index}/{total}] {step.name} ...")
                 result = self.run_step(step, index - 1)
                 self.results.append(result)
-                mark = "PASS" if result.passed else "FAIL"
+                mark = "SKIP" if result.skipped else "PASS" if result.passed else "FAIL"
                 self.progress(f"[{index}/{total}] {mark} {step.name}: {result.observed} ({result.seconds:.2f}s)")
             if self.want_diagram:
                 self.diagram = take_diagram(self.cluster)
@@ -102,6 +102,9 @@ class Runner:
             self.cluster.down()
 
     def run_step(self, step: Step, index: int) -> StepResult:
+        why = step.skipped_under(self.prepared.topology.pod_network)
+        if why is not None:
+            return StepResult(step, True, "skipped", f"skipped: {why}", 0.0, skipped=True)
         started = time.monotonic()
         try:
             outcome = execute(self.cluster, step, self.prepared.step_objects.get(index), self.progress)

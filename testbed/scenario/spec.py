@@ -16,6 +16,10 @@ testbed.spec.userfile would read (regular, not too large, readable by the user w
     - reachability: {pods: [x/a, x/b], ports: [tcp/80]}   # testbed.scenario.reachability
       expect: {allow: all, except: ["x/b -> x/a"]}
 
+Any step may say under which pod networks it holds (`when: {routing: [gateway, bgp]}`, or
+`plugin: cni`): a trace through the gateway router holds only where the gateway routes pods.
+Under another pod network the step is skipped, and reported so.
+
 `reason: refused` wants something back that refuses (a TCP reset, an ICMP port unreachable);
 `reason: timeout` wants nothing back at all, which is what a NetworkPolicy's drop looks like.
 
@@ -26,6 +30,7 @@ namespace has (testbed.scenario.preflight).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +52,10 @@ from testbed.scenario.trace_step import parse_trace
 from testbed.spec.source import Document, Path_, SpecError, read_one
 from testbed.spec.topology import (
     ADDONS,
+    POD_NETWORK_PLUGINS,
     POLICY_MODES,
     PROXY_MODES,
+    ROUTING_MODES,
     PodNetworkSpec,
     parse_pod_network,
 )
@@ -69,6 +76,7 @@ BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
 STEP_ACTIONS = ("probe", "sleep", "reachability", "trace", *ACTION_KEYS)
 MAX_TRIES = 1000
+WHEN = {"routing": ROUTING_MODES, "plugin": POD_NETWORK_PLUGINS}   # a step's `when:` keys
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,17 @@ class Step:
     name: str
     line: int
     action: object       # Probe, Sleep, Reachability, or an action of actions.py
+    # when: the pod networks the step holds under, as (field, allowed values): ("routing",
+    # ("gateway", "bgp")), ("plugin", ("cni",)); under any other the step is skipped.
+    when: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def skipped_under(self, pod_network) -> str | None:
+        """Why the step does not run under `pod_network` (a PodNetworkSpec), or None."""
+        for key, allowed in self.when:
+            value = getattr(pod_network, key)
+            if value not in allowed:
+                return f"holds only under {key} {' or '.join(allowed)} (this run: {key} {value})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -241,7 +260,6 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
     if not isinstance(raw, dict):
         ck.invalid(path, raw, f"a step must be a mapping with one action ({', '.join(STEP_ACTIONS)})")
         return None
-    line = ck.doc.line(path) if ck.doc is not None else 0
     chosen = [k for k in raw if k in STEP_ACTIONS]
     if len(chosen) > 1:
         ck.forbidden(path, f"a step has one action, this one has {', '.join(chosen)}")
@@ -254,7 +272,38 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
     keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"},
             "reachability": {"reachability", "expect", "name"},
             "trace": {"trace", "expect", "name"}}.get(key, {key, "name"})
-    ck.fields(path, raw, keys)
+    ck.fields(path, raw, keys | {"when"})
+    when = _when(ck, path + ("when",), raw.get("when"))
+    step = _step_action(ck, path, raw, key)
+    return step if step is None or not when else dataclasses.replace(step, when=when)
+
+
+def _when(ck: Checker, path: Path_, raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`when: {routing: [gateway, bgp], plugin: cni}`: the pod networks a step holds under."""
+    if raw is None:
+        return ()
+    conf = ck.fields(path, raw, set(WHEN))
+    if not conf:
+        if conf == {}:
+            ck.required(path, "routing, plugin or both")
+        return ()
+    out = []
+    for key, supported in WHEN.items():
+        if key not in conf:
+            continue
+        values = conf[key] if isinstance(conf[key], list) else [conf[key]]
+        if not values:
+            ck.required(path + (key,), "at least one value")
+        for i, value in enumerate(values):
+            if value not in supported:
+                ck.unsupported(path + (key,) + ((i,) if isinstance(conf[key], list) else ()),
+                               value, list(supported))
+        out.append((key, tuple(str(v) for v in values)))
+    return tuple(out)
+
+
+def _step_action(ck: Checker, path: Path_, raw: dict, key: str) -> Step | None:
+    line = ck.doc.line(path) if ck.doc is not None else 0
     name = ck.string(raw, "name", path)
     if key in ACTION_KEYS:
         action = parse_action(ck, path, raw, Path(ck.file).parent)

@@ -101,3 +101,19 @@ def test_json():
     }
     assert data["steps"][0]["seconds"] == 0.012
     assert [s["index"] for s in data["steps"]] == [1, 2, 3]
+
+
+def test_a_skipped_step_is_neither_passed_nor_failed():
+    ran = result("ran", 3, True, "ok", 0.5)
+    skipped = StepResult(Step("gateway only", 4, Sleep(1)), True, "skipped",
+                         "skipped: holds only under routing gateway (this run: routing vxlan)", 0.0,
+                         skipped=True)
+    assert table([ran, skipped]).splitlines()[-1] == "1 passed, 0 failed, 1 skipped"
+    assert "SKIP" in table([ran, skipped]).splitlines()[3]
+    data = json.loads(as_json("s", "s.yaml", [ran, skipped], 1.0))
+    assert (data["passed"], data["failed"], data["skipped"]) == (1, 0, 1)
+    assert data["steps"][1]["skipped"] is True and "skipped" not in data["steps"][0]
+    suite = ET.fromstring(junit("s", [ran, skipped], 1.0))
+    assert suite.get("skipped") == "1"
+    (case,) = [c for c in suite if c.find("skipped") is not None]
+    assert "routing vxlan" in case.find("skipped").get("message")

@@ -444,3 +444,31 @@ def test_missing_scenario_file(tmp_path):
     with pytest.raises(SpecError) as info:
         load_scenario(tmp_path / "nope.yaml")
     assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+# --- when: the pod networks a step holds under ------------------------------------------------
+
+def test_when_limits_a_step_to_pod_networks(scenario):
+    from testbed.spec.topology import PodNetworkSpec
+
+    step = one_step(scenario, "  - sleep: 1\n    when: {routing: [gateway, bgp], plugin: cni}\n")
+    assert step.when == (("routing", ("gateway", "bgp")), ("plugin", ("cni",)))
+    assert step.skipped_under(PodNetworkSpec("cni", "bgp")) is None
+    assert step.skipped_under(PodNetworkSpec("cni", "vxlan")) == \
+        "holds only under routing gateway or bgp (this run: routing vxlan)"
+    assert step.skipped_under(PodNetworkSpec("builtin", "gateway")) == \
+        "holds only under plugin cni (this run: plugin builtin)"
+    assert one_step(scenario, "  - sleep: 1\n    when: {routing: host-gw}\n").when == \
+        (("routing", ("host-gw",)),)
+
+
+def test_a_bad_when_is_refused(scenario):
+    with pytest.raises(SpecError) as info:
+        scenario("name: s\ntopology: topology.yaml\nsteps:\n"
+                 "  - sleep: 1\n    when: {routing: [ipip], colour: red}\n"
+                 "  - sleep: 1\n    when: {}\n")
+    found = [f"{p.line}: {p.field}: {p.message}" for p in info.value.problems]
+    assert found == ['5: steps[0].when.colour: unknown field "colour"',
+                     '5: steps[0].when.routing[0]: Unsupported value: "ipip": supported values: '
+                     '"gateway", "host-gw", "vxlan", "bgp"',
+                     "7: steps[1].when: Required value: routing, plugin or both"]

@@ -41,7 +41,7 @@ from testbed.emu.addons import dns_addon, ingress_nginx_addon
 from testbed.node.images import Which
 from testbed.scenario.actions import Apply, Delete, Fault, Label, NetFault, PodRef, Scale, Wait
 from testbed.scenario.reachability import Reachability
-from testbed.scenario.spec import Probe, Scenario, load_scenario
+from testbed.scenario.spec import Capture, Probe, RouteCheck, Scenario, load_scenario
 from testbed.scenario.truthtable import Member
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import (
@@ -296,19 +296,22 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
         if isinstance(step.action, Reachability):
             problems += [problem(where, message) for where, message in
                          reachability_problems(step.action, names, set(pods), hosts)]
-        if not isinstance(step.action, Probe):
+        probe, at = step.action, ()
+        if isinstance(probe, Capture):
+            probe, at = probe.probe, ("capture", "while")
+        if not isinstance(probe, Probe):
             continue
-        to = "" if step.action.kind == "dns" else step.action.target.host  # dns: any name to look up
-        if step.action.target.via:
+        to = "" if probe.kind == "dns" else probe.target.host  # dns: any name to look up
+        if probe.target.via:
             to = ""   # a node, checked with the node names
-        probe_names = [(("from",), step.action.source), (("to",), to),
-                       (("expect", "sourceIP"), step.action.expect.source_ip)]
+        probe_names = [(("from",), probe.source), (("to",), to),
+                       (("expect", "sourceIP"), probe.expect.source_ip)]
         for where, name in probe_names:
             if name and "/" not in name and len(names.get(name, ())) > 1:
-                problems.append(problem(where, ambiguous(name, names[name])))
+                problems.append(problem(at + where, ambiguous(name, names[name])))
             elif name and name not in known and not _is_ip(name):
-                problems.append(problem(where, f'Invalid value: "{name}": no pod, node or client '
-                                               f"of this scenario (known: {', '.join(sorted(known))})"))
+                problems.append(problem(at + where, f'Invalid value: "{name}": no pod, node or client '
+                                                    f"of this scenario (known: {', '.join(sorted(known))})"))
     return problems
 
 
@@ -528,6 +531,14 @@ def _host_names(action, topo: Topology) -> list[tuple[Path_, str, set[str]]]:
             return [(("inspect", action.what), action.target, allowed)]
         if action.kind == "readiness" and action.pod is not None and action.pod.node:
             return [(("readiness", "pod", "node"), action.pod.node, workers)]
+    hosts = nodes | {topo.gateway_name} | clients
+    if isinstance(action, Capture):
+        return [(("capture", "host"), action.host, hosts)] + [
+            (("capture", "while", *where), name, allowed)
+            for where, name, allowed in _host_names(action.probe, topo)]
+    if isinstance(action, RouteCheck):
+        return [(("route", "host"), action.host, hosts)] + (
+            [(("expect", "via"), action.via, hosts)] if action.via and not _is_ip(action.via) else [])
     if isinstance(action, Probe) and action.target.via == "nodePort":
         return [(("to", "node"), action.target.host, nodes)]
     if isinstance(action, Probe) and action.expect.backends is not None:

@@ -102,7 +102,8 @@ class Runner:
             self.cluster.down()
 
     def run_step(self, step: Step, index: int) -> StepResult:
-        why = step.skipped_under(self.prepared.topology.pod_network)
+        topology = self.prepared.topology
+        why = step.skipped_under(topology.pod_network) if topology is not None else None
         if why is not None:
             return StepResult(step, True, "skipped", f"skipped: {why}", 0.0, skipped=True)
         started = time.monotonic()

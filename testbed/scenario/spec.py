@@ -31,6 +31,7 @@ namespace has (testbed.scenario.preflight).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,13 @@ from testbed.spec.topology import (
     PodNetworkSpec,
     parse_pod_network,
 )
-from testbed.spec.validation import Checker, is_dns1035_label, is_dns1123_label, is_port_number
+from testbed.spec.validation import (
+    Checker,
+    is_cidr,
+    is_dns1035_label,
+    is_dns1123_label,
+    is_port_number,
+)
 
 PROBES = ("icmp", "tcp", "udp", "http", "dns")
 DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
@@ -74,7 +81,11 @@ EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "back
 REASONS = ("refused", "timeout")
 BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
 SLEEP_KEYS = {"sleep", "name"}
-STEP_ACTIONS = ("probe", "sleep", "reachability", "trace", *ACTION_KEYS)
+STEP_ACTIONS = ("probe", "sleep", "reachability", "trace", "capture", "route", *ACTION_KEYS)
+CAPTURE_KEYS = {"host", "interface", "filter", "while"}
+CAPTURE_EXPECT_KEYS = {"seen", "shows"}
+ROUTE_KEYS = {"host", "to"}
+ROUTE_EXPECT_KEYS = {"via", "dev", "proto", "absent"}
 MAX_TRIES = 1000
 WHEN = {"routing": ROUTING_MODES, "plugin": POD_NETWORK_PLUGINS}   # a step's `when:` keys
 
@@ -146,6 +157,45 @@ class Probe:
 @dataclass(frozen=True)
 class Sleep:
     seconds: float
+
+
+@dataclass(frozen=True)
+class Capture:
+    """tcpdump on a host's interface while a probe runs: were packets matching `filter`
+    seen (or not), and does the decoded text show each of `shows`?"""
+
+    host: str
+    interface: str             # "" for the host's uplink (NAME-eth0)
+    filter: str                # a pcap filter expression, as tcpdump takes it
+    probe: Probe
+    seen: bool = True
+    shows: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = f"{self.host}:{self.interface}" if self.interface else self.host
+        what = "packets" if self.seen else "no packets"
+        return f"{what} matching {self.filter!r} on {where}" + "".join(f", showing {s!r}" for s in self.shows)
+
+
+@dataclass(frozen=True)
+class RouteCheck:
+    """A host's kernel route to `to` (exactly that prefix): present via `via` (a host's name or
+    an address), out of `dev`, installed by `proto`; or `absent`. Waited for up to `timeout`."""
+
+    host: str
+    to: str
+    via: str | None = None
+    dev: str | None = None
+    proto: str | None = None
+    absent: bool = False
+    timeout: float = 0.0
+
+    def describe(self) -> str:
+        if self.absent:
+            return f"no route to {self.to} on {self.host}"
+        parts = [f"a route to {self.to} on {self.host}"]
+        parts += [f"{k} {v}" for k, v in (("via", self.via), ("dev", self.dev), ("proto", self.proto)) if v]
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -271,7 +321,8 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
     key = chosen[0]
     keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"},
             "reachability": {"reachability", "expect", "name"},
-            "trace": {"trace", "expect", "name"}}.get(key, {key, "name"})
+            "trace": {"trace", "expect", "name"}, "capture": {"capture", "expect", "name"},
+            "route": {"route", "expect", "name", "timeout"}}.get(key, {key, "name"})
     ck.fields(path, raw, keys | {"when"})
     when = _when(ck, path + ("when",), raw.get("when"))
     step = _step_action(ck, path, raw, key)
@@ -308,6 +359,12 @@ def _step_action(ck: Checker, path: Path_, raw: dict, key: str) -> Step | None:
     if key in ACTION_KEYS:
         action = parse_action(ck, path, raw, Path(ck.file).parent)
         return None if action is None else Step(name or describe(action), line, action)
+    if key == "capture":
+        capture = _capture(ck, path, raw)
+        return None if capture is None else Step(name or capture.describe(), line, capture)
+    if key == "route":
+        route = _route(ck, path, raw)
+        return None if route is None else Step(name or route.describe(), line, route)
     if key == "trace":
         traced = parse_trace(ck, path, raw, _service_target)
         return None if traced is None else Step(name or traced.describe(), line, traced)
@@ -332,6 +389,90 @@ def _show_target(probe: Probe) -> str:
     if probe.kind == "http":
         return f"http://{t.host}{':' + str(t.port) if t.port else ''}{t.path}"
     return f"{t.host}:{t.port}" if t.port else t.host
+
+
+def _host_name(ck: Checker, path: Path_, raw: dict, key: str, what: str) -> str | None:
+    value = raw.get(key)
+    if value is None or value == "":
+        ck.required(path + (key,), what)
+        return None
+    if not ck.is_type(path + (key,), value, "string"):
+        return None
+    return value if ck.names(path + (key,), value, is_dns1123_label(value)) else None
+
+
+def _capture(ck: Checker, path: Path_, raw: dict) -> Capture | None:
+    """capture: {host: node1, interface: node1-eth0, filter: "udp port 8472", while: {probe: ...}}
+    expect: {seen: true, shows: ["VXLAN"]}"""
+    before = len(ck.problems)
+    here = path + ("capture",)
+    conf = ck.fields(here, raw.get("capture"), CAPTURE_KEYS)
+    if conf is None:
+        return None
+    host = _host_name(ck, here, conf, "host", "the node, gateway or client to capture on")
+    interface = ck.string(conf, "interface", here, default="")
+    if interface and (len(interface) > 15 or "/" in interface or interface.strip() != interface):
+        ck.invalid(here + ("interface",), interface, "must be an interface name (at most 15 "
+                                                       "characters, no '/' or spaces)")
+    text = ck.string(conf, "filter", here, required=True)
+    if text is not None and (not text.strip() or text.startswith("-")):
+        ck.invalid(here + ("filter",), text, "must be a pcap filter expression (tcpdump's), "
+                                             "e.g. \"udp port 8472\"")
+    probe = None
+    if conf.get("while") is None:
+        ck.required(here + ("while",), "the probe to run while capturing")
+    elif ck.is_type(here + ("while",), conf["while"], "object"):
+        inner = conf["while"]
+        ck.fields(here + ("while",), inner, PROBE_KEYS)
+        if "probe" not in inner:
+            ck.required(here + ("while", "probe"), ", ".join(PROBES))
+        else:
+            probe = _probe(ck, here + ("while",), inner)
+    expect = raw.get("expect", {"seen": True})
+    seen, shows = True, ()
+    if expect is not None and ck.fields(path + ("expect",), expect, CAPTURE_EXPECT_KEYS) is not None:
+        seen = bool(ck.get(expect, "seen", path + ("expect",), "boolean") if "seen" in expect else True)
+        shows = tuple(ck.string_list(expect, "shows", path + ("expect",)))
+        if shows and not seen:
+            ck.forbidden(path + ("expect", "shows"), "nothing can be shown when no packets are to be seen")
+    if len(ck.problems) > before or probe is None or host is None:
+        return None
+    return Capture(host, interface or "", str(text), probe, seen, shows)
+
+
+def _route(ck: Checker, path: Path_, raw: dict) -> RouteCheck | None:
+    """route: {host: gateway, to: 10.0.2.0/24}, expect: {via: node2, proto: bird} or absent."""
+    before = len(ck.problems)
+    here = path + ("route",)
+    conf = ck.fields(here, raw.get("route"), ROUTE_KEYS)
+    if conf is None:
+        return None
+    host = _host_name(ck, here, conf, "host", "the node, gateway or client whose routes to read")
+    to = conf.get("to")
+    if to is None or to == "":
+        ck.required(here + ("to",), "the destination prefix, e.g. 10.0.2.0/24")
+    elif not isinstance(to, str) or is_cidr(to):
+        ck.invalid(here + ("to",), to, "must be a valid CIDR value, (e.g. 10.9.8.0/24)")
+    elif str(ipaddress.ip_network(to, strict=False)) != to:
+        ck.invalid(here + ("to",), to, f"must be a network address (the network is "
+                                         f"{ipaddress.ip_network(to, strict=False)})")
+    expect = raw.get("expect", {})
+    fields: dict[str, Any] = {}
+    if expect == "absent":
+        fields["absent"] = True
+    elif expect is not None and ck.fields(path + ("expect",), expect, ROUTE_EXPECT_KEYS) is not None:
+        for key in ("via", "dev", "proto"):
+            value = ck.string(expect, key, path + ("expect",))
+            if value:
+                fields[key] = value
+        if "absent" in expect:
+            fields["absent"] = bool(ck.get(expect, "absent", path + ("expect",), "boolean"))
+        if fields.get("absent") and any(k in fields for k in ("via", "dev", "proto")):
+            ck.forbidden(path + ("expect",), "an absent route has no via, dev or proto")
+    timeout = ck.number(raw, "timeout", path, default=0.0, maximum=MAX_SECONDS, unit=DAY)
+    if len(ck.problems) > before or host is None:
+        return None
+    return RouteCheck(host, str(to), timeout=timeout or 0.0, **fields)
 
 
 def _probe(ck: Checker, path: Path_, raw: dict) -> Probe | None:

@@ -45,9 +45,10 @@ from testbed.scenario.actions import (
 )
 from testbed.scenario.reachability import Reachability
 from testbed.scenario.reachability_step import run_reachability
-from testbed.scenario.spec import Expect, Probe, Sleep, Step
+from testbed.scenario.spec import Capture, Expect, Probe, RouteCheck, Sleep, Step
 from testbed.scenario.trace_step import TraceStep, dnat_targets, hosts_of
 from testbed.scenario.trace_step import judge as judge_trace
+from testbed.spec.names import ifname
 
 
 @dataclass
@@ -242,6 +243,10 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         return Outcome(*run_reachability(cluster, action, progress))
     if isinstance(action, TraceStep):
         return trace_step(cluster, action)
+    if isinstance(action, Capture):
+        return capture_step(cluster, action)
+    if isinstance(action, RouteCheck):
+        return route_step(cluster, action)
     if isinstance(action, (Label, Apply, Delete)):
         had_policies = policies_exist(cluster)      # before the write: it may delete them
         return enforced(cluster, write_step(cluster, action, objects), had_policies)
@@ -373,6 +378,80 @@ def net_fault(cluster, action: NetFault) -> Outcome:
     details = {"output": text} if action.kind == "inspect" else {}
     observed = text if action.kind != "inspect" else f"{len(text.splitlines())} lines (in the JSON report)"
     return Outcome(True, expectation, observed, details)
+
+
+def capture_step(cluster, cap: Capture) -> Outcome:
+    """tcpdump on the host's interface (its uplink by default) while the probe runs; the
+    packets it decodes (`-v`: a tunnel's inner packets too) are judged and kept in the details."""
+    from testbed.emu.capture import CaptureError, capture_while
+
+    interface = cap.interface or ifname(cap.host, "-eth0")
+    try:
+        packets, text, probed = capture_while(cluster.network.pid(cap.host), interface, cap.filter,
+                                              lambda: probe_step(cluster, cap.probe, time.monotonic()))
+    except CaptureError as err:
+        return Outcome(False, cap.describe(), f"failed: {err}")
+    missing = [s for s in cap.shows if s not in text]
+    first = packets[0] if packets else ""
+    observed = f"{len(packets)} packet{'s' if len(packets) != 1 else ''} on {cap.host}:{interface}"
+    if first:
+        observed += f", the first: {first}"
+    observed += f"; probe: {probed.observed}"
+    passed = (bool(packets) == cap.seen) and not missing
+    if missing:
+        observed += "; not shown: " + ", ".join(repr(m) for m in missing)
+    return Outcome(passed, cap.describe(), observed,
+                   {"packets": len(packets), "capture": text, "probe": probed.details,
+                    "interface": interface})
+
+
+def route_step(cluster, check: RouteCheck) -> Outcome:
+    """The host's route to `check.to`, read until it is as expected or the timeout is over."""
+    from testbed.emu.capture import routes_to
+
+    pid = cluster.network.pid(check.host)
+    via = None
+    if check.via:
+        try:
+            via = str(cluster.address_of(check.via))
+        except KeyError as err:
+            return Outcome(False, check.describe(), f"no address for {check.via}: {err}")
+    deadline = time.monotonic() + check.timeout
+    while True:
+        routes = routes_to(pid, check.to)
+        passed, observed = judge_route(check, routes, via)
+        if passed or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    return Outcome(passed, check.describe(), observed, {"routes": routes})
+
+
+def judge_route(check: RouteCheck, routes: list[dict], via: str | None) -> tuple[bool, str]:
+    """Whether `routes` (ip -j route's, to exactly check.to) are as `check` wants; what they are."""
+    def show(route: dict) -> str:
+        hops = [route.get("gateway")] if route.get("gateway") else \
+            [h.get("gateway") for h in route.get("nexthops", []) if h.get("gateway")]
+        parts = [route.get("dst", check.to)] + [f"via {h}" for h in hops]
+        parts += [f"dev {route['dev']}"] if route.get("dev") else []
+        parts += [f"proto {route['protocol']}"] if route.get("protocol") else []
+        return " ".join(parts)
+
+    if not routes:
+        return check.absent, f"no route to {check.to} on {check.host}"
+    text = "; ".join(show(r) for r in routes)
+    if check.absent:
+        return False, f"still there: {text}"
+    for route in routes:
+        hops = {route.get("gateway")} | {h.get("gateway") for h in route.get("nexthops", [])}
+        devs = {route.get("dev")} | {h.get("dev") for h in route.get("nexthops", [])}
+        if via is not None and via not in hops:
+            continue
+        if check.dev is not None and check.dev not in devs:
+            continue
+        if check.proto is not None and str(route.get("protocol")) != check.proto:
+            continue
+        return True, text
+    return False, text
 
 
 def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namespaces: dict[str, int],

@@ -306,13 +306,13 @@ def test_steps_must_be_a_list(problems):
 
 @pytest.mark.parametrize(("step", "expected"), [
     ('  - just words\n',
-     's.yaml:3: steps[0]: Invalid value: "just words": a step must be a mapping with one action (probe, sleep, reachability, trace, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label)'),
+     's.yaml:3: steps[0]: Invalid value: "just words": a step must be a mapping with one action (probe, sleep, reachability, trace, capture, route, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label)'),
     ('  - {name: x, wait: 3}\n',
      's.yaml:3: steps[0].wait: Invalid value: 3: must be a mapping with one of ready, endpoints, loadBalancer'),
     ('  - {name: x, pause: 3}\n',
-     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, trace, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has name, pause)'),
+     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, trace, capture, route, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has name, pause)'),
     ('  - {}\n',
-     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, trace, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has nothing)'),
+     's.yaml:3: steps[0]: Required value: a step needs one of probe, sleep, reachability, trace, capture, route, apply, delete, scale, wait, kill, restart, link, node, partition, heal, readiness, shape, inspect, label (has nothing)'),
     ('  - {sleep: -1}\n',
      's.yaml:3: steps[0].sleep: Invalid value: -1: must be greater than or equal to 0'),
     ('  - {sleep: soon}\n',
@@ -472,3 +472,78 @@ def test_a_bad_when_is_refused(scenario):
                      '5: steps[0].when.routing[0]: Unsupported value: "ipip": supported values: '
                      '"gateway", "host-gw", "vxlan", "bgp"',
                      "7: steps[1].when: Required value: routing, plugin or both"]
+
+
+# --- capture and route steps ---------------------------------------------------------------------
+
+def test_a_capture_step_runs_a_probe_while_tcpdump_listens(scenario):
+    from testbed.scenario.spec import Capture
+
+    step = one_step(scenario, """\
+  - capture: {host: node1, filter: udp port 8472, while: {probe: icmp, from: pod-1, to: 10.0.2.2}}
+    expect: {shows: [OTV, "10.0.1.2 > 10.0.2.2"]}
+""")
+    assert step.action == Capture("node1", "", "udp port 8472", Probe(
+        "icmp", "pod-1", Target("10.0.2.2", None, "/"), Expect(True)), True, ("OTV", "10.0.1.2 > 10.0.2.2"))
+    assert step.name == "packets matching 'udp port 8472' on node1, showing 'OTV', showing '10.0.1.2 > 10.0.2.2'"
+    quiet = one_step(scenario, "  - capture: {host: gw, interface: gw-eth0, filter: icmp, "
+                               "while: {probe: tcp, from: a, to: 'b:80'}}\n    expect: {seen: false}\n")
+    assert (quiet.action.interface, quiet.action.seen) == ("gw-eth0", False)
+
+
+def test_a_bad_capture_is_refused_with_every_reason(problems):
+    found = step_problems(problems, """\
+  - capture: {host: Node_1, interface: "a/b", filter: "-w /etc/x"}
+    expect: {seen: false, shows: [x]}
+""")
+    assert found == [
+        "s.yaml:3: steps[0].capture.host: Invalid value: \"Node_1\": a lowercase RFC 1123 label must "
+        "consist of lower case alphanumeric characters or '-', and must start and end with an "
+        "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        's.yaml:3: steps[0].capture.interface: Invalid value: "a/b": must be an interface name '
+        "(at most 15 characters, no '/' or spaces)",
+        's.yaml:3: steps[0].capture.filter: Invalid value: "-w /etc/x": must be a pcap filter '
+        'expression (tcpdump\'s), e.g. "udp port 8472"',
+        "s.yaml:3: steps[0].capture.while: Required value: the probe to run while capturing",
+        "s.yaml:4: steps[0].expect.shows: Forbidden: nothing can be shown when no packets are to be seen"]
+
+
+def test_route_steps(scenario):
+    from testbed.scenario.spec import RouteCheck
+
+    step = one_step(scenario, "  - route: {host: gateway, to: 10.0.2.0/24}\n"
+                              "    expect: {via: node2, proto: bird}\n    timeout: 15\n")
+    assert step.action == RouteCheck("gateway", "10.0.2.0/24", "node2", None, "bird", False, 15.0)
+    assert step.name == "a route to 10.0.2.0/24 on gateway via node2 proto bird"
+    gone = one_step(scenario, "  - route: {host: gateway, to: 10.0.2.0/24}\n    expect: absent\n")
+    assert gone.action.absent and gone.name == "no route to 10.0.2.0/24 on gateway"
+
+
+def test_a_bad_route_step_is_refused(problems):
+    found = step_problems(problems, "  - route: {host: gw, to: 10.0.2.1/24}\n"
+                                    "    expect: {absent: true, via: node2}\n")
+    assert found == [
+        's.yaml:3: steps[0].route.to: Invalid value: "10.0.2.1/24": must be a network address '
+        "(the network is 10.0.2.0/24)",
+        "s.yaml:4: steps[0].expect: Forbidden: an absent route has no via, dev or proto"]
+
+
+def test_judge_route():
+    from testbed.scenario.spec import RouteCheck
+    from testbed.scenario.steps import judge_route
+
+    learned = [{"dst": "10.0.2.0/24", "gateway": "172.16.0.3", "dev": "br-nodes", "protocol": "bird"}]
+    want = RouteCheck("gw", "10.0.2.0/24", "node2", None, "bird")
+    assert judge_route(want, learned, "172.16.0.3") == \
+        (True, "10.0.2.0/24 via 172.16.0.3 dev br-nodes proto bird")
+    assert judge_route(want, learned, "172.16.0.4")[0] is False
+    assert judge_route(RouteCheck("gw", "10.0.2.0/24", proto="static"), learned, None)[0] is False
+    assert judge_route(RouteCheck("gw", "10.0.2.0/24", absent=True), learned, None) == \
+        (False, "still there: 10.0.2.0/24 via 172.16.0.3 dev br-nodes proto bird")
+    assert judge_route(RouteCheck("gw", "10.0.2.0/24", absent=True), [], None) == \
+        (True, "no route to 10.0.2.0/24 on gw")
+    assert judge_route(want, [], "172.16.0.3")[0] is False
+    multipath = [{"dst": "10.0.2.0/24", "nexthops": [{"gateway": "172.16.0.2", "dev": "e0"},
+                                                     {"gateway": "172.16.0.3", "dev": "e1"}]}]
+    assert judge_route(RouteCheck("gw", "10.0.2.0/24", "node2", "e1"), multipath, "172.16.0.3")[0]

@@ -15,6 +15,12 @@ testbed.spec.userfile would read (regular, not too large, readable by the user w
     - sleep: 1.5
     - reachability: {pods: [x/a, x/b], ports: [tcp/80]}   # testbed.scenario.reachability
       expect: {allow: all, except: ["x/b -> x/a"]}
+    - capture: {host: node1, filter: udp port 8472,     # tcpdump on node1-eth0 (or interface:)
+                while: {probe: icmp, from: pod-1, to: pod-3}}
+      expect: {seen: true, shows: ["10.0.1.2 > 10.0.2.2"]}   # or seen: false
+    - route: {host: gateway, to: 10.0.2.0/24}          # the host's route to exactly that prefix
+      expect: {via: node2, proto: bird}                 # or dev:, or expect: absent
+      timeout: 15                                       # wait up to 15 s for it to hold
 
 Any step may say under which pod networks it holds (`when: {routing: [gateway, bgp]}`, or
 `plugin: cni`): a trace through the gateway router holds only where the gateway routes pods.

@@ -16,6 +16,15 @@ disk; TESTBED_RUN_ROOT overrides), named NAME-PID-TIME. What it holds, and who w
     proxy/NODE/kube-proxy.json   a kube-proxy's status after each sync (ProxyStatus below)
     netpol/NODE/netpol.json      a NetworkPolicy agent's status after each sync that applied
                                  something (NetpolStatus below; agents/netpol.py)
+    flanneld/NODE/flanneld.json  flanneld's status after each sync that wrote something or
+                                 reached other nodes than before (FlanneldStatus below;
+                                 agents/flanneld.py)
+    bird/HOST/bird.conf, bird.ctl   bgp routing: bird's generated configuration and control
+                                 socket on a worker or the gateway (emu/controlplane.py)
+    cni/NODE/cache/results/NET-ID-IF   the CNI result cache of a node's kubelet under plugin
+                                 cni (libcni's format; owner testbed/cni/cache.py)
+    cni/NODE/networks/NET/       host-local's allocations on that node (its dataDir, set by
+                                 testbed/spec/cniconf.py: the default one would be shared by all nodes)
 
 Everything that names one of these paths, or reads or writes one of these files, does it
 through this module. The files' formats stay what they have been (others' scripts read them).
@@ -80,6 +89,9 @@ API_SOCKET = "apiserver.sock"
 API_STATE = "apiserver.state"
 PROXY_STATUS = "kube-proxy.json"
 NETPOL_STATUS = "netpol.json"
+FLANNELD_STATUS = "flanneld.json"
+BIRD_CONFIG = "bird.conf"
+BIRD_SOCKET = "bird.ctl"
 
 
 def new_run_directory(name: str, pid: int, when: int) -> Path:
@@ -172,6 +184,40 @@ def proxy_directory(run_dir: Path, node: str) -> Path:
 def netpol_directory(run: Path, node: str) -> Path:
     """A node's NetworkPolicy agent state directory (its --state-dir)."""
     return Path(run) / "netpol" / node
+
+
+def cni_directory(run_dir: Path, node: str) -> Path:
+    """A node's CNI state under plugin cni: its result cache and host-local's store."""
+    return Path(run_dir) / "cni" / node
+
+
+def cni_cache_directory(run_dir: Path, node: str) -> Path:
+    """libcni's cache directory of a node's kubelet (results/ below it, testbed/cni/cache.py)."""
+    return cni_directory(run_dir, node) / "cache"
+
+
+def cni_ipam_directory(run_dir: Path, node: str) -> Path:
+    """host-local's dataDir on a node (a directory per network below it)."""
+    return cni_directory(run_dir, node) / "networks"
+
+
+def flanneld_directory(run: Path, node: str) -> Path:
+    """A node's flanneld state directory (its --state-dir)."""
+    return Path(run) / "flanneld" / node
+
+
+def bird_directory(run: Path, host: str) -> Path:
+    """A worker's or the gateway's bird directory: its configuration and control socket."""
+    return Path(run) / "bird" / host
+
+
+def bird_config(run: Path, host: str) -> Path:
+    return bird_directory(run, host) / BIRD_CONFIG
+
+
+def bird_socket(run: Path, host: str) -> Path:
+    """bird's control socket (`bird -s`, `birdc -s`)."""
+    return bird_directory(run, host) / BIRD_SOCKET
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -312,6 +358,58 @@ def write_netpol_status(directory: Path, status: NetpolStatus) -> None:
 def read_netpol_status(run: Path, node: str) -> NetpolStatus | None:
     """A node's NetworkPolicy agent status, None before its first sync (or without an agent)."""
     return NetpolStatus.from_json(_read_json(netpol_directory(run, node) / NETPOL_STATUS))
+
+
+# -- flanneld's status ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FlanneldStatus:
+    """What flanneld writes to flanneld/NODE/flanneld.json after each sync that wrote
+    something or reached another set of nodes (its first sync among them):
+
+        {"backend": "host-gw" | "vxlan", "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
+         "last": {... the last SyncResult ...} | null, "subnet": CIDR | "",
+         "vtep_mac": MAC | "", "remotes": {NODE: CIDR, ...}, "ignored": {NODE: WHY, ...}}
+    """
+
+    backend: str
+    node: str
+    pid: int
+    syncs: int = 0
+    time: float = 0.0
+    last: dict | None = None
+    subnet: str = ""            # its own lease ("": none, as on the master)
+    vtep_mac: str = ""          # vxlan: its flannel.1's MAC
+    remotes: dict = dataclasses.field(default_factory=dict)   # node -> pod CIDR it reaches
+    ignored: dict = dataclasses.field(default_factory=dict)   # node -> why it is not reached
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> FlanneldStatus | None:
+        if not isinstance(data, dict) or not isinstance(data.get("backend"), str):
+            return None
+        last = data.get("last")
+        try:
+            return cls(data["backend"], str(data.get("node") or ""), int(data.get("pid") or 0),
+                       int(data.get("syncs") or 0), float(data.get("time") or 0.0),
+                       last if isinstance(last, dict) else None, str(data.get("subnet") or ""),
+                       str(data.get("vtep_mac") or ""),
+                       {str(k): str(v) for k, v in (data.get("remotes") or {}).items()},
+                       {str(k): str(v) for k, v in (data.get("ignored") or {}).items()})
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+
+def write_flanneld_status(directory: Path, status: FlanneldStatus) -> None:
+    """flanneld's side: its --state-dir is flanneld_directory(run, node)."""
+    _write_atomically(Path(directory) / FLANNELD_STATUS, json.dumps(status.to_json(), indent=1) + "\n")
+
+
+def read_flanneld_status(run: Path, node: str) -> FlanneldStatus | None:
+    """A node's flanneld status, None before its first sync (or without a flanneld)."""
+    return FlanneldStatus.from_json(_read_json(flanneld_directory(run, node) / FLANNELD_STATUS))
 
 
 # -- the kubelet's state file ------------------------------------------------------------------

@@ -29,9 +29,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("checks",),        # pure: the checks every command makes on manifests before applying them
     ("proxy",),         # pure: kube-proxy's rules, trackers, proxier, packet tracer
     ("netpol",),        # pure: NetworkPolicy semantics, iptables+ipset and nftables rules, syncer
+    ("routing",),       # pure: routing modes: flannel's host-gw/vxlan plan and syncer, bird configs
     ("trace",),         # pure: a connection's path (hops, chains, rewrites), its text, static trace
     ("diagram",),       # pure: the cluster's picture as Graphviz DOT, with a trace over it
     ("net",),           # acts: commands, sockets and netlink in namespaces, netfilter, wire protocols
+    ("cni",),           # real CNI plugins: configuration lists and results (pure), the cache, the chains
     ("apiclient",),     # acts: the API client, informers, event recorder
     ("dns", "ingress"),  # programs of the add-ons, over pure records and configuration
     ("kubectl",),       # acts: the kubectl-like verbs over a client
@@ -44,8 +46,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),           # `testbed`: the subcommands' parsers, errors and exit codes
     ("__main__", "__init__"),   # python -m testbed; the package's lazy `Cluster`
 ]
-PURE_PACKAGES = {"spec", "api", "controllers", "node", "checks", "proxy", "netpol", "trace",
-                 "diagram"}
+PURE_PACKAGES = {"spec", "api", "controllers", "node", "checks", "proxy", "netpol", "routing",
+                 "trace", "diagram"}
 ACTING_MODULES = {"subprocess", "socket", "pyroute2", "mininet", "ctypes", "threading"}
 
 

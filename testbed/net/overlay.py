@@ -1,0 +1,226 @@
+"""Acts: flanneld's backend: links, routes, FDB and neighbour entries over netlink, and the
+masquerade rules through iptables-restore, in one network namespace.
+
+`OverlayBackend(netns)` satisfies testbed.routing.syncer.Backend. Netlink goes through one
+pyroute2 socket bound to the namespace (testbed.net.netns.iproute_in; None: the namespace
+this process runs in, as flanneld runs inside its node's); iptables through
+testbed.net.netfilter.IptablesBackend. Writes are "replace" (safe to repeat), deletes take
+"already gone". Routes are written with protocol `boot`, as flannel's are (so `ip route`
+shows them as flannel's do: `10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink`).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network
+
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+from testbed.net.netfilter import IptablesBackend
+from testbed.net.netns import iproute_in
+from testbed.proxy.iptables import JumpRule
+from testbed.routing.flannel import FdbEntry, Neighbour, Route, VxlanDevice, VxlanState
+
+MAIN_TABLE = 254
+RTN_UNICAST = 1
+RTNH_F_ONLINK = 4
+RTPROT_BOOT = 3
+IFF_UP = 1
+PERMANENT = ndmsg.states["permanent"]
+NTF_SELF = ndmsg.flags["self"]
+GONE = (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV)
+
+
+class OverlayError(RuntimeError):
+    """A netlink request failed; the message names what was asked."""
+
+
+class OverlayBackend:
+    def __init__(self, netns: int | None = None) -> None:
+        self.netns = netns
+        self.ipr = iproute_in(netns)
+        self.iptables = IptablesBackend(netns)
+
+    def close(self) -> None:
+        self.ipr.close()
+
+    # -- links
+
+    def _index(self, name: str) -> int | None:
+        found = self.ipr.link_lookup(ifname=name)
+        return found[0] if found else None
+
+    def _need(self, name: str) -> int:
+        index = self._index(name)
+        if index is None:
+            raise OverlayError(f"no link {name}")
+        return index
+
+    def _name(self, index: int | None) -> str:
+        if not index:
+            return ""
+        links = self.ipr.get_links(index)
+        return links[0].get_attr("IFLA_IFNAME") if links else ""
+
+    def link_mtu(self, name: str) -> int:
+        return int(self.ipr.get_links(self._need(name))[0].get_attr("IFLA_MTU"))
+
+    def vxlan(self, name: str) -> VxlanState | None:
+        index = self._index(name)
+        if index is None:
+            return None
+        link = self.ipr.get_links(index)[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
+        addresses = frozenset(IPv4Network(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+                              for a in self.ipr.get_addr(index=index, family=socket.AF_INET))
+        up = bool(link["flags"] & IFF_UP)
+        mac = str(link.get_attr("IFLA_ADDRESS") or "")
+        if kind != "vxlan":
+            return VxlanState(kind or "", None, mac, addresses, up)
+        data = info.get_attr("IFLA_INFO_DATA")
+        local = data.get_attr("IFLA_VXLAN_LOCAL")
+        device = VxlanDevice(name, int(data.get_attr("IFLA_VXLAN_ID")),
+                             int(data.get_attr("IFLA_VXLAN_PORT") or 0),
+                             IPv4Address(local) if local else None,
+                             self._name(data.get_attr("IFLA_VXLAN_LINK")),
+                             int(link.get_attr("IFLA_MTU")),
+                             bool(data.get_attr("IFLA_VXLAN_LEARNING")))
+        return VxlanState("vxlan", device, mac, addresses, up)
+
+    def create_vxlan(self, device: VxlanDevice, mac: str) -> None:
+        spec = {"ifname": device.name, "kind": "vxlan", "vxlan_id": device.vni,
+                "vxlan_link": self._need(device.link), "vxlan_port": device.port,
+                "vxlan_learning": int(device.learning), "mtu": device.mtu}
+        if device.local is not None:
+            spec["vxlan_local"] = str(device.local)
+        if mac:
+            spec["address"] = mac
+        self._do(f"create {device.name} (vxlan {device.vni}, port {device.port})",
+                 lambda: self.ipr.link("add", **spec))
+
+    def delete_link(self, name: str) -> None:
+        index = self._index(name)
+        if index is not None:
+            self._do(f"delete link {name}", lambda: self.ipr.link("del", index=index), gone_ok=True)
+
+    def set_link(self, name: str, mtu: int) -> None:
+        index = self._need(name)
+        self._do(f"set {name} mtu {mtu} up", lambda: self.ipr.link("set", index=index, mtu=mtu,
+                                                                   state="up"))
+
+    def add_address(self, name: str, net: IPv4Network) -> None:
+        index = self._need(name)
+        try:
+            self.ipr.addr("add", index=index, address=str(net.network_address),
+                          prefixlen=net.prefixlen)
+        except NetlinkError as err:
+            if err.code != errno.EEXIST:
+                raise OverlayError(f"add address {net} to {name}: {err}") from err
+
+    def delete_address(self, name: str, net: IPv4Network) -> None:
+        index = self._need(name)
+        self._do(f"delete address {net} from {name}",
+                 lambda: self.ipr.addr("del", index=index, address=str(net.network_address),
+                                       prefixlen=net.prefixlen), gone_ok=True)
+
+    # -- routes
+
+    def routes(self) -> list[Route]:
+        out = []
+        names: dict[int, str] = {}
+        for msg in self.ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+            gateway = msg.get_attr("RTA_GATEWAY")
+            if msg["type"] != RTN_UNICAST or not gateway:
+                continue
+            oif = msg.get_attr("RTA_OIF")
+            if oif not in names:
+                names[oif] = self._name(oif)
+            dst = IPv4Network(f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
+            out.append(Route(dst, IPv4Address(gateway), names[oif],
+                             bool(msg["flags"] & RTNH_F_ONLINK)))
+        return out
+
+    def _route(self, route: Route) -> dict:
+        spec = {"dst": str(route.dst), "gateway": str(route.gateway), "oif": self._need(route.dev),
+                "table": MAIN_TABLE}
+        if route.onlink:
+            spec["flags"] = RTNH_F_ONLINK
+        return spec
+
+    def replace_route(self, route: Route) -> None:
+        spec = self._route(route)
+        self._do(f"route replace {route}",
+                 lambda: self.ipr.route("replace", proto=RTPROT_BOOT, **spec))
+
+    def delete_route(self, route: Route) -> None:
+        if self._index(route.dev) is None:
+            return   # gone with its device
+        spec = self._route(route)
+        self._do(f"route delete {route}", lambda: self.ipr.route("del", **spec), gone_ok=True)
+
+    # -- the VXLAN device's FDB and neighbours
+
+    def fdb(self, dev: str) -> list[FdbEntry]:
+        index = self._index(dev)
+        if index is None:
+            return []
+        return [FdbEntry(str(m.get_attr("NDA_LLADDR")).lower(), IPv4Address(m.get_attr("NDA_DST")))
+                for m in self.ipr.fdb("dump", ifindex=index)
+                if m["ifindex"] == index and m["state"] & PERMANENT and m.get_attr("NDA_DST")]
+
+    def replace_fdb(self, dev: str, entry: FdbEntry) -> None:
+        index = self._need(dev)
+        self._do(f"fdb replace {entry} dev {dev}",
+                 lambda: self.ipr.fdb("replace", ifindex=index, lladdr=entry.mac, dst=str(entry.dst),
+                                      state=PERMANENT, flags=NTF_SELF))
+
+    def delete_fdb(self, dev: str, entry: FdbEntry) -> None:
+        index = self._index(dev)
+        if index is not None:
+            self._do(f"fdb delete {entry} dev {dev}",
+                     lambda: self.ipr.fdb("del", ifindex=index, lladdr=entry.mac,
+                                          dst=str(entry.dst)), gone_ok=True)
+
+    def neighbours(self, dev: str) -> list[Neighbour]:
+        index = self._index(dev)
+        if index is None:
+            return []
+        return [Neighbour(IPv4Address(m.get_attr("NDA_DST")), str(m.get_attr("NDA_LLADDR")).lower())
+                for m in self.ipr.get_neighbours(ifindex=index, family=socket.AF_INET)
+                if m["ifindex"] == index and m["state"] & PERMANENT and m.get_attr("NDA_LLADDR")]
+
+    def replace_neighbour(self, dev: str, entry: Neighbour) -> None:
+        index = self._need(dev)
+        self._do(f"neigh replace {entry} dev {dev}",
+                 lambda: self.ipr.neigh("replace", ifindex=index, dst=str(entry.ip),
+                                        lladdr=entry.mac, state=PERMANENT))
+
+    def delete_neighbour(self, dev: str, entry: Neighbour) -> None:
+        index = self._index(dev)
+        if index is not None:
+            self._do(f"neigh delete {entry} dev {dev}",
+                     lambda: self.ipr.neigh("del", ifindex=index, dst=str(entry.ip),
+                                            lladdr=entry.mac), gone_ok=True)
+
+    # -- masquerading
+
+    def restore(self, text: str) -> None:
+        self.iptables.restore(text)
+
+    def ensure_jump_rules(self, rules: Sequence[JumpRule], append: bool = False) -> None:
+        self.iptables.ensure_jump_rules(rules, append=append)
+
+    # --
+
+    @staticmethod
+    def _do(what: str, call, gone_ok: bool = False) -> None:
+        try:
+            call()
+        except NetlinkError as err:
+            if gone_ok and err.code in GONE:
+                return
+            raise OverlayError(f"{what}: {err}") from err

@@ -1,7 +1,14 @@
 """Acts: the kubelet, one process per worker, inside that worker's network namespace.
 
     python -m testbed.agents.kubelet --node w1 --api http://172.16.0.2:6443 --run-dir DIR \\
-        --pod-cidr 10.244.0.0/24 --node-ip 172.16.1.2 --cluster-dns 10.96.0.10 [--label k=v]
+        --pod-cidr 10.244.0.0/24 --node-ip 172.16.1.2 --cluster-dns 10.96.0.10 [--label k=v] \\
+        [--pod-network builtin|cni] [--cni-conf PATH] [--cni-bin-dir PATH] [--mtu 1500]
+
+The pod network is the built-in one (emu/podnet.py) or real CNI plugins (emu/cninet.py: the
+user's network configuration list, or the kubenet chain, with the user's plugins found before
+Debian's); either way the pods' interfaces get the MTU. A pod whose network cannot be set up
+gets upstream's FailedCreatePodSandBox event and is tried again with a growing back-off; a
+CNI DEL that failed is tried again from the sync loop until it succeeds.
 
 It registers its Node (labels, podCIDR, addresses, a Ready condition renewed every few
 seconds), watches Pods through the API server, and keeps the Pods bound to its node running.
@@ -25,6 +32,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -41,13 +49,16 @@ from testbed.api.podstatus import exit_code
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.events import EventRecorder
 from testbed.apiclient.informer import Informer
+from testbed.emu.cninet import CniNetwork
 from testbed.emu.pausebin import enter_argv
-from testbed.emu.podnet import BridgeNetwork, NodeRef
+from testbed.emu.podnet import BridgeNetwork, NodeRef, PodNetworkError, SandboxNetworkError
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record, alive, netns_of, processes_in
 from testbed.emu.rundir import SavedPod
 from testbed.net.netns import write_sysctl
 from testbed.node.kubeletplan import ContainerSeen, PodSeen
+from testbed.spec.cniconf import load_conflist
+from testbed.spec.source import SpecError
 
 log = logging.getLogger("kubelet")
 
@@ -119,7 +130,9 @@ class NodeRuntime:
     def run_pod(self, manifest: dict) -> Pod:
         try:
             (pod,) = self.runtime.run_pods(self.node, [manifest])
-        except (PodError, OSError) as err:
+        except SandboxNetworkError as err:
+            raise PodFailed(str(err), sandbox=True) from err
+        except (PodError, PodNetworkError, OSError) as err:
             raise PodFailed(str(err)) from err
         return pod
 
@@ -214,7 +227,11 @@ class Kubelet:
         self.run_dir = Path(args.run_dir)
         self.record = Record.load(self.run_dir)
         self.node = NodeRef(self.name, os.getpid(), IPv4Network(args.pod_cidr))
-        self.network = BridgeNetwork()
+        self.cni: CniNetwork | None = None
+        if args.pod_network == "cni":
+            conf = load_conflist(args.cni_conf) if args.cni_conf else None
+            self.cni = CniNetwork(self.run_dir, conf, args.cni_bin_dir, args.mtu)
+        self.network = self.cni or BridgeNetwork(mtu=args.mtu)
         self.runtime = PodRuntime(self.record, self.network, IPv4Address(args.cluster_dns))
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -244,6 +261,8 @@ class Kubelet:
         self.note(self.node_object(), "Normal", "Starting", "Starting kubelet.")
         self.renew_lease()
         self.pods.adopt()
+        if self.cni is not None:   # DEL what a previous kubelet attached to pods now gone
+            self.cni.collect(self.node)
         self.informer.start()
         self.informer.wait_for_sync(timeout=30)
         while not self.stopping.is_set():
@@ -272,6 +291,8 @@ class Kubelet:
         """The Pods bound to this node, planned and applied (agents/kubeletsync.py)."""
         self.pods.sync(self.informer.items(
             lambda p: (p.get("spec") or {}).get("nodeName") == self.name))
+        if self.cni is not None and self.cni.pending:
+            self.cni.retry_pending()
 
     # -- node -------------------------------------------------------------------------------
 
@@ -359,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-ip", required=True)
     parser.add_argument("--cluster-dns", default="10.96.0.10")
     parser.add_argument("--label", action="append", default=[])
+    parser.add_argument("--pod-network", choices=("builtin", "cni"), default="builtin")
+    parser.add_argument("--cni-conf", default=None, help="network configuration list (JSON or "
+                        "YAML); default: the kubenet chain")
+    parser.add_argument("--cni-bin-dir", default=None, help="plugins searched before /usr/lib/cni")
+    parser.add_argument("--mtu", type=int, default=1500)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kubelet[{args.node}] %(message)s")
     # Per-namespace and harmless to repeat: forwarding and bridge netfilter on this node.
@@ -367,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             write_sysctl(os.getpid(), name, "1")
         except OSError as err:
             log.warning("cannot set %s: %s", name, err)
-    kubelet = Kubelet(args)
+    try:
+        kubelet = Kubelet(args)
+    except SpecError as err:
+        print(f"kubelet: {err}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, kubelet.stop)
     signal.signal(signal.SIGINT, kubelet.stop)
     kubelet.run()

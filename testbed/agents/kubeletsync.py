@@ -55,7 +55,12 @@ log = logging.getLogger("kubelet")
 
 
 class PodFailed(Exception):
-    """The runtime could not create a pod (a bad command, a sandbox that did not start)."""
+    """The runtime could not create a pod (a bad command, a sandbox that did not start).
+    `sandbox`: its sandbox could not be made (its network's setup failed)."""
+
+    def __init__(self, message: str, sandbox: bool = False):
+        super().__init__(message)
+        self.sandbox = sandbox
 
 
 class Runtime(Protocol):
@@ -170,11 +175,14 @@ class PodSync:
             meta = a.manifest["metadata"]
             log.warning("pod %s/%s: %s", meta.get("namespace"), meta.get("name"), err)
             self.local.retry_at[a.uid] = a.retry_at
-            status, note = creation_failure(a.manifest, str(err), self.host_ip, self.clock())
+            self.local.retry_delay[a.uid] = a.delay
+            status, note = creation_failure(a.manifest, str(err), self.host_ip, self.clock(),
+                                            sandbox=err.sandbox)
             self.api.put_status(a.manifest, status, best_effort=True)
             self.api.record(note)
             return []
         self.local.retry_at.pop(a.uid, None)
+        self.local.retry_delay.pop(a.uid, None)
         pod = self.local.pods[a.uid] = LocalPod(a.uid, a.manifest, handle)
         for note in a.started:
             self.api.record(note)
@@ -192,6 +200,7 @@ class PodSync:
 
     def _remove(self, a: RemoveObject) -> None:
         self.local.retry_at.pop(a.uid, None)
+        self.local.retry_delay.pop(a.uid, None)
         self.api.remove(a.manifest)
 
     def _ended(self, a: ContainerEnded) -> None:

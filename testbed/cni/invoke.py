@@ -113,12 +113,14 @@ class Finished:
 Exec = Callable[[str, Mapping[str, str], bytes, float], Finished]
 
 
-def run_plugin(path: str, env: Mapping[str, str], stdin: bytes, timeout: float) -> Finished:
+def run_plugin(path: str, env: Mapping[str, str], stdin: bytes, timeout: float,
+               prefix: Sequence[str] = ()) -> Finished:
     """Run one plugin; retried on "text file busy" as libcni's RawExec does (a plugin being
-    written at that moment)."""
+    written at that moment). `prefix` goes before it (an nsenter into the node's namespace, for
+    tests that run plugins from outside it; the kubelet runs inside its node's)."""
     for attempt in range(6):
         try:
-            proc = subprocess.run([path], env=dict(env), input=stdin, capture_output=True,
+            proc = subprocess.run([*prefix, path], env=dict(env), input=stdin, capture_output=True,
                                   timeout=timeout, close_fds=True)
             return Finished(proc.returncode, proc.stdout, proc.stderr)
         except subprocess.TimeoutExpired as err:

@@ -104,7 +104,10 @@ def parse_result(data: Any) -> Result:
         if not isinstance(item, dict):
             raise ResultError(f"{where} must be an object")
         try:
-            address = ipaddress.ip_interface(_get(item, "address", str, where, required=True))
+            text = _get(item, "address", str, where, required=True)
+            if "/" not in text:   # CIDR notation, as Go's net.ParseCIDR wants it
+                raise ValueError(text)
+            address = ipaddress.ip_interface(text)
         except ValueError:
             raise ResultError(f"{where}: address {item['address']!r} is not an address in CIDR "
                               "form") from None

@@ -5,10 +5,11 @@
  *       Like Kubernetes' pause container: makes new network, UTS and IPC namespaces, sets the
  *       hostname, brings up lo, prints "ok", and sleeps until SIGTERM or SIGINT (then exits 0),
  *       reaping any child it inherits. Its namespaces are the pod's. About 0.7 MB resident.
- *       With --wire, it first reads one line "ADDRESS PREFIXLEN GATEWAY" from standard input once
- *       the node has made the pod's eth0 (interface 2), gives eth0 that address, brings it up,
- *       adds the default route, and prints "ready" (or "error: ..."): the pod's side of the
- *       wiring, done inside the pod, in parallel for many pods, with plain ioctls.
+ *       With --wire, it first reads one line "ADDRESS PREFIXLEN GATEWAY [MTU]" from standard input
+ *       once the node has made the pod's eth0 (interface 2), gives eth0 that address (and MTU),
+ *       brings it up, adds the default route, and prints "ready" (or "error: ..."): the pod's
+ *       side of the wiring, done inside the pod, in parallel for many pods, with plain ioctls.
+ *       Without --wire (real CNI plugins wire the pod) it closes its standard streams at once.
  *
  *   testbed-pause enter PID [--bind SRC:DST]... [--sysfs] [--chdir DIR] -- ARGV...
  *       A container: joins PID's network, UTS and IPC namespaces, makes a private mount
@@ -49,11 +50,12 @@ static int set_addr(int fd, struct ifreq *req, unsigned long op, const char *tex
     return ioctl(fd, op, req);
 }
 
-/* The pod's side of the wiring: eth0's address, eth0 up, default route via the gateway. */
+/* The pod's side of the wiring: eth0's address (and MTU), eth0 up, default route via the gateway. */
 static int configure(const char *line) {
     char address[32], gateway[32], mask[32];
-    int prefix;
-    if (sscanf(line, "%31s %d %31s", address, &prefix, gateway) != 3 || prefix < 0 || prefix > 32) {
+    int prefix, mtu = 0;
+    int fields = sscanf(line, "%31s %d %31s %d", address, &prefix, gateway, &mtu);
+    if (fields < 3 || prefix < 0 || prefix > 32 || (fields == 4 && (mtu < 68 || mtu > 65535))) {
         errno = EINVAL;
         return -1;
     }
@@ -65,6 +67,10 @@ static int configure(const char *line) {
     req.ifr_ifindex = 2;
     if (fd < 0 || ioctl(fd, SIOCGIFNAME, &req)) return -1;           /* eth0 is interface 2 */
     if (set_addr(fd, &req, SIOCSIFADDR, address) || set_addr(fd, &req, SIOCSIFNETMASK, mask)) return -1;
+    if (mtu) {
+        req.ifr_mtu = mtu;
+        if (ioctl(fd, SIOCSIFMTU, &req)) return -1;
+    }
     if (ioctl(fd, SIOCGIFFLAGS, &req)) return -1;
     req.ifr_flags |= IFF_UP;
     if (ioctl(fd, SIOCSIFFLAGS, &req)) return -1;

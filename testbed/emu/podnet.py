@@ -3,15 +3,22 @@
 `PodNetwork` is what the rest of the testbed calls; `BridgeNetwork` is the built-in plugin,
 doing what the CNI bridge plugin with host-local IPAM does: a veth pair per pod, created with
 one end (`eth0`) directly inside the pod's namespace and the other on the node's cbr0 with
-hairpin mode on, an address from the node's pod CIDR, and a default route via cbr0's address.
-Real CNI plugins can be offered later as other implementations of the same interface.
+hairpin mode on, an address from the node's pod CIDR, and a default route via cbr0's address,
+both ends with the cluster's MTU (1450 under VXLAN). Real CNI plugins are the other
+implementation of the same interface (emu/cninet.py).
+
+What an implementation tells the runtime (emu/pods.py) besides its methods: `pause_wires`, the
+pod's side is done by its pause process from one line "ADDRESS PREFIXLEN GATEWAY MTU" (the
+built-in network; CNI plugins configure eth0 themselves), and `delete_in_netns`, delete runs
+while the pod's namespace still exists (CNI DEL needs it; the built-in network's veth dies
+with the namespace anyway).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
@@ -29,6 +36,16 @@ POD_IFINDEX = 2  # eth0 is created as interface 2 of the pod's fresh namespace (
 
 class PodNetworkError(RuntimeError):
     pass
+
+
+class SandboxNetworkError(PodNetworkError):
+    """Setting up a sandbox's network failed (a plugin's ADD); worded as containerd words it:
+    failed to setup network for sandbox "ID": plugin type="..." failed (add): MSG. The kubelet
+    reports it as FailedCreatePodSandBox."""
+
+    def __init__(self, sandbox_id: str, cause: object):
+        self.sandbox_id = sandbox_id
+        super().__init__(f'failed to setup network for sandbox "{sandbox_id}": {cause}')
 
 
 @dataclass(frozen=True)
@@ -55,10 +72,15 @@ PodSide = Callable[[list[tuple[int, "Attachment"]]], None]   # (sandbox pid, att
 
 
 class PodNetwork(Protocol):
+    mtu: int
+    pause_wires: bool
+    delete_in_netns: bool
+
     def add(self, node: NodeRef, pod: str, uid: str, sandbox_pid: int) -> Attachment: ...
     def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]],
-                 pod_side: PodSide | None = None) -> list[Attachment]: ...
-    def delete(self, node: NodeRef, attachment: Attachment) -> None: ...
+                 pod_side: PodSide | None = None,
+                 port_mappings: Mapping[str, list[dict]] | None = None) -> list[Attachment]: ...
+    def delete(self, node: NodeRef, attachment: Attachment, sandbox_pid: int | None = None) -> None: ...
     def check(self, node: NodeRef, attachment: Attachment, sandbox_pid: int) -> list[str]: ...
     def adopt(self, node: NodeRef, attachment: Attachment) -> None: ...
 
@@ -71,7 +93,11 @@ def host_veth_name(uid: str) -> str:
 class BridgeNetwork:
     """The built-in plugin: cbr0 bridge + veth + host-local IPAM per node."""
 
-    def __init__(self) -> None:
+    pause_wires = True
+    delete_in_netns = False
+
+    def __init__(self, mtu: int = 1500) -> None:
+        self.mtu = mtu
         self.ipam: dict[str, HostLocalIPAM] = {}
         self.next_index: dict[str, int] = {}
 
@@ -84,12 +110,14 @@ class BridgeNetwork:
         return self.add_many(node, [(pod, uid, sandbox_pid)])[0]
 
     def add_many(self, node: NodeRef, pods: list[tuple[str, str, int]],
-                 pod_side: PodSide | None = None) -> list[Attachment]:
+                 pod_side: PodSide | None = None,
+                 port_mappings: Mapping[str, list[dict]] | None = None) -> list[Attachment]:
         """ADD for several pods (pod, uid, sandbox pid) of one node over one netlink socket.
 
         The node's side (veth on cbr0, hairpin) is done here; the pod's side (eth0's address,
-        up, default route) by `pod_side` when given (the runtime has the pause processes do
-        it, inside their pods, in parallel), else here over a netlink socket in each pod.
+        MTU, up, default route) by `pod_side` when given (the runtime has the pause processes
+        do it, inside their pods, in parallel), else here over a netlink socket in each pod.
+        `port_mappings` (hostPort) are not supported by the built-in network and are ignored.
         """
         ipam = self._ipam(node)
         gateway = node.pod_cidr.network_address + 1
@@ -131,6 +159,7 @@ class BridgeNetwork:
         for _ in range(8):
             try:
                 ipr.link("add", ifname=veth, kind="veth", master=bridge, state="up", index=index,
+                         mtu=self.mtu,
                          peer={"ifname": "eth0", "net_ns_pid": sandbox_pid, "index": POD_IFINDEX})
                 self.next_index[node.name] = index + 1
                 return index
@@ -141,19 +170,18 @@ class BridgeNetwork:
                 index = max(HOST_IFINDEX_START, max(link["index"] for link in ipr.get_links()) + 1)
         raise PodNetworkError(f"no free interface index on {node.name} near {index}")
 
-    @staticmethod
-    def _pod_side(jobs: list[tuple[int, Attachment]]) -> None:
+    def _pod_side(self, jobs: list[tuple[int, Attachment]]) -> None:
         for sandbox_pid, a in jobs:
             with iproute_in(sandbox_pid) as ipr:
                 ipr.addr("add", index=POD_IFINDEX, address=str(a.ip), prefixlen=a.prefixlen)
-                ipr.link("set", index=POD_IFINDEX, state="up")
+                ipr.link("set", index=POD_IFINDEX, state="up", mtu=self.mtu)
                 ipr.route("add", dst="0.0.0.0/0", gateway=str(a.gateway))
 
     def adopt(self, node: NodeRef, attachment: Attachment) -> None:
         """Take back an attachment made before a restart, so its address is not handed out."""
         self._ipam(node).assign(attachment.pod, attachment.ip)
 
-    def delete(self, node: NodeRef, attachment: Attachment) -> None:
+    def delete(self, node: NodeRef, attachment: Attachment, sandbox_pid: int | None = None) -> None:
         """Tolerates "already gone": the veth dies with the pod's namespace anyway."""
         self._delete_link(node, attachment.host_veth)
         self._ipam(node).release(attachment.pod)

@@ -1,7 +1,9 @@
 """Acts: pod sandboxes and containers on a node, the part a container runtime plays.
 
 A sandbox is a `testbed-pause` process holding the pod's network, UTS (hostname = pod name)
-and IPC namespaces, wired to the node by the pod network plugin (podnet.py). Containers are
+and IPC namespaces, wired to the node by the pod network plugin (podnet.py: the built-in one,
+whose pod side the pause process does itself, or real CNI plugins, emu/cninet.py, which get
+the pod's hostPort mappings and are deleted while the pod's namespace still exists). Containers are
 processes that join those namespaces, each with its own working directory, environment and
 private mount namespace in which the pod's own /etc/hosts, /etc/resolv.conf and /etc/hostname
 are bind-mounted and /sys shows the pod's interfaces. Containers of a pod therefore reach each
@@ -39,6 +41,7 @@ from testbed.node.images import (
     container_path,
     resolve_command,
 )
+from testbed.spec.cniconf import port_mappings
 
 
 class PodError(RuntimeError):
@@ -173,10 +176,11 @@ class PodRuntime:
         started: list[Pod] = []
         clock = time.perf_counter()
         try:
+            wire = self.network.pause_wires   # else the plugins set up eth0 themselves
             for pod in pods:
-                pod.pause = subprocess.Popen([self.pause_bin, "pause", pod.hostname, "--wire"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                pod.pause = subprocess.Popen([self.pause_bin, "pause", pod.hostname, *(["--wire"] if wire else [])],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
                 started.append(pod)
             for pod in pods:
                 line = pod.pause.stdout.readline()
@@ -185,9 +189,14 @@ class PodRuntime:
                     raise PodError(f"pod {pod.key}: sandbox failed to start: {err.strip() or 'no answer'}")
                 pod.pause_pid = pod.pause.pid
                 pod.pause_start = self.record.add_process(pod.pid, f"pod {pod.key} pause").start
+                if not wire:
+                    pod.pause.stdin.close()
+                    pod.pause.stdout.close()
             clock = self._tick("sandboxes", clock)
-            attachments = self.network.add_many(node, [(p.key, p.uid, p.pid) for p in pods],
-                                                pod_side=lambda jobs: self._configure_sandboxes(pods, jobs))
+            attachments = self.network.add_many(
+                node, [(p.key, p.uid, p.pid) for p in pods],
+                pod_side=(lambda jobs: self._configure_sandboxes(pods, jobs)) if wire else None,
+                port_mappings={p.key: port_mappings(p.manifest) for p in pods})
             clock = self._tick("network", clock)
             for pod, attachment in zip(pods, attachments, strict=True):
                 pod.attachment = attachment
@@ -203,14 +212,13 @@ class PodRuntime:
             raise
         return pods
 
-    @staticmethod
-    def _configure_sandboxes(pods: list[Pod], jobs) -> None:
+    def _configure_sandboxes(self, pods: list[Pod], jobs) -> None:
         """The pause processes set up their own eth0 (pause.c): hand each its line, then collect
         every answer, so the pods configure themselves in parallel."""
         by_pid = {p.pid: p for p in pods}
         for pid, a in jobs:
             pause = by_pid[pid].pause
-            pause.stdin.write(f"{a.ip} {a.prefixlen} {a.gateway}\n".encode())
+            pause.stdin.write(f"{a.ip} {a.prefixlen} {a.gateway} {self.network.mtu}\n".encode())
             pause.stdin.close()
         for pid, _ in jobs:
             pause = by_pid[pid].pause
@@ -301,14 +309,22 @@ class PodRuntime:
         """Delete pods together: one grace period for all, not one each.
 
         Containers first (SIGTERM, SIGKILL after the grace), then the sandboxes; anything left
-        in their namespaces (a server's forked workers) is ended by namespace identity. With
-        `node` None the pods' node is going away too, so their veths are not unwired one by one.
+        in their namespaces (a server's forked workers) is ended by namespace identity. A
+        network that deletes in the pod's namespace (CNI DEL) is deleted between the two, the
+        sandbox's pid given while it lives; the built-in one after both. With `node` None the
+        pods' node is going away too, so their networks are not deleted one by one.
         """
         containers = [self.record.procs[c.pid] for pod in pods for c in pod.containers.values()
                       if c.pid in self.record.procs]
         sandboxes = [self.record.procs[pod.pid] for pod in pods
                      if pod.pause_pid is not None and pod.pid in self.record.procs]
         end_processes(containers, grace)
+        in_netns = self.network.delete_in_netns and node is not None
+        if in_netns:
+            for pod in pods:
+                if pod.attachment is not None:
+                    self.network.delete(node, pod.attachment,
+                                        sandbox_pid=pod.pid if pod.sandbox_alive() else None)
         end_processes(sandboxes, grace)
         for pod in pods:
             for proc in [pod.pause, *(c.proc for c in pod.containers.values())]:
@@ -319,7 +335,7 @@ class PodRuntime:
         for entry in containers + sandboxes:
             self.record.forget(entry.pid)
         for pod in pods:
-            if pod.attachment is not None and node is not None:
+            if pod.attachment is not None and node is not None and not in_netns:
                 self.network.delete(node, pod.attachment)
             pod.attachment = None
             shutil.rmtree(pod.directory, ignore_errors=True)

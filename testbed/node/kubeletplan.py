@@ -11,7 +11,11 @@ holds the status block and the restart-policy and back-off functions it uses.
 What is decided here:
 
 * pods to create: bound here, not running here, not terminating, not finished, and not
-  within the back-off of a failed creation (`CREATE_RETRY`);
+  within the back-off of a failed creation (doubling from `CREATE_RETRY` to
+  `CREATE_RETRY_MAX`, per pod, until a creation succeeds); a failed creation's status and
+  event (`creation_failure`): CreateContainerError, or, when the sandbox's network could not be
+  set up (a CNI plugin's ADD failed), upstream's FailedCreatePodSandBox with every container
+  waiting in ContainerCreating;
 * pods to stop: those whose object is gone (`GONE_GRACE`) or terminating, with the object's
   deletionGracePeriodSeconds capped at the kubelet's maximum (`MAX_GRACE`) and at least
   `MIN_GRACE`; then the terminating objects to remove for good;
@@ -51,7 +55,8 @@ MAX_GRACE = 30.0        # the kubelet's cap on a pod's deletion grace period, se
 MIN_GRACE = 0.2         # every teardown gives the pod's processes at least this long
 GONE_GRACE = 0.5        # a pod whose object vanished (deleted at once, or never seen again)
 LIVENESS_GRACE = 2.0    # a container failing liveness is stopped within this, whatever its pod's grace
-CREATE_RETRY = 5.0      # a failed creation is tried again after this long
+CREATE_RETRY = 5.0      # a failed creation is tried again after this long, doubling each time
+CREATE_RETRY_MAX = 60.0  # ... up to this
 ADOPT_CLEANUP_GRACE = 0.2
 DEFAULT_TERMINATION_GRACE = 30   # spec.terminationGracePeriodSeconds when unset
 PROBE_KINDS = ("liveness", "readiness")   # the order probes are planned in
@@ -175,10 +180,11 @@ class LocalPod:
 @dataclass
 class LocalState:
     """Everything the kubelet keeps between syncs: its pods, and when failed creations may be
-    tried again."""
+    tried again (and the back-off that led there)."""
 
     pods: dict[str, LocalPod] = field(default_factory=dict)
     retry_at: dict[str, float] = field(default_factory=dict)
+    retry_delay: dict[str, float] = field(default_factory=dict)
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -190,13 +196,15 @@ class Action:
 
 @dataclass(frozen=True)
 class CreatePod(Action):
-    """Create the sandbox and start the containers; on failure, try again at `retry_at`."""
+    """Create the sandbox and start the containers; on failure, try again at `retry_at`, with
+    `delay` the back-off that makes it (the next failure doubles it)."""
 
     changes_state: ClassVar[bool] = True
     uid: str
     manifest: dict
     retry_at: float
     started: tuple[Note, ...] = ()          # recorded once it runs
+    delay: float = CREATE_RETRY
 
 
 @dataclass(frozen=True)
@@ -360,7 +368,7 @@ def plan(desired: Iterable[dict], local: LocalState, now: float) -> list[Action]
     actions += [RemoveObject(uid, obj) for uid, obj in want.items() if is_terminating(obj)]
     for uid, obj in want.items():
         if should_create(obj, uid in local.pods, local.retry_at.get(uid), now):
-            actions.append(create_pod(obj, now))
+            actions.append(create_pod(obj, now, local.retry_delay.get(uid)))
     for uid, pod in local.pods.items():
         obj = want.get(uid)
         if obj is not None and not is_terminating(obj):
@@ -369,10 +377,17 @@ def plan(desired: Iterable[dict], local: LocalState, now: float) -> list[Action]
     return actions
 
 
-def create_pod(obj: dict, now: float) -> CreatePod:
+def create_retry(previous: float | None) -> float:
+    """The back-off after one more failed creation: CREATE_RETRY, then doubling, at most
+    CREATE_RETRY_MAX."""
+    return CREATE_RETRY if not previous else min(previous * 2, CREATE_RETRY_MAX)
+
+
+def create_pod(obj: dict, now: float, previous_delay: float | None = None) -> CreatePod:
     notes = tuple(n for c in container_specs(obj)
                   for n in started_notes(obj, c["name"], str(c.get("image", ""))))
-    return CreatePod(_uid(obj), obj, now + CREATE_RETRY, notes)
+    delay = create_retry(previous_delay)
+    return CreatePod(_uid(obj), obj, now + delay, notes, delay)
 
 
 def created(pod: LocalPod, now: float) -> list[Action]:
@@ -489,16 +504,21 @@ def observation(pod: LocalPod, host_ip: str, now: float) -> PodObservation:
     return PodObservation(policy, seen.ip, host_ip, seen.created, containers, seen.sandbox_alive)
 
 
-def creation_failure(obj: dict, message: str, host_ip: str, now: float) -> tuple[dict, Note]:
-    """The status (every container waiting in CreateContainerError) and the Failed event of a
-    pod whose creation failed."""
+def creation_failure(obj: dict, message: str, host_ip: str, now: float,
+                     sandbox: bool = False) -> tuple[dict, Note]:
+    """The status and event of a pod whose creation failed: every container waiting in
+    CreateContainerError and a Failed event; or, when its sandbox could not be made (`sandbox`:
+    its network's ADD failed), every container waiting in ContainerCreating and a
+    FailedCreatePodSandBox event worded as the kubelet words the runtime's gRPC error."""
+    reason, text = ("ContainerCreating", None) if sandbox else ("CreateContainerError", message)
     containers = [ContainerObservation(c["name"], str(c.get("image", "")), False, False,
-                                       waiting_reason="CreateContainerError",
-                                       waiting_message=message)
+                                       waiting_reason=reason, waiting_message=text)
                   for c in container_specs(obj)]
     obs = PodObservation(restart_policy(obj), None, host_ip, now, containers, sandbox_ready=False)
-    return (pod_status(obs, now, obj.get("status")),
-            _note(obj, "Warning", "Failed", f"Error: {message}"))
+    note = (_note(obj, "Warning", "FailedCreatePodSandBox",
+                  f"Failed to create pod sandbox: rpc error: code = Unknown desc = {message}")
+            if sandbox else _note(obj, "Warning", "Failed", f"Error: {message}"))
+    return pod_status(obs, now, obj.get("status")), note
 
 
 def same_status(a: dict | None, b: dict | None) -> bool:

@@ -44,7 +44,7 @@ class FakeRuntime:
         self.clock = clock
         self.pods: dict[str, FakePod] = {}
         self.calls: list[tuple] = []
-        self.fail: dict[str, str] = {}                  # uid -> why its creation fails
+        self.fail: dict[str, str | PodFailed] = {}      # uid -> why its creation fails
         self.stop_exit = 143                            # what a stopped container exits with
         self.probe: Callable[[str, str, dict], tuple[bool, str]] = lambda uid, name, probe: (True, "ok")
         self._pids = iter(range(1000, 100000))
@@ -60,7 +60,8 @@ class FakeRuntime:
         uid = manifest["metadata"]["uid"]
         self.calls.append(("run_pod", uid))
         if uid in self.fail:
-            raise PodFailed(self.fail[uid])
+            why = self.fail[uid]
+            raise why if isinstance(why, PodFailed) else PodFailed(why)
         pod = FakePod(uid, manifest, f"10.0.1.{next(self._ips)}", self.clock())
         for c in manifest["spec"]["containers"]:
             pod.containers[c["name"]] = FakeContainer(c["name"], started_at=self.clock(),

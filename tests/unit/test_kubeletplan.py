@@ -10,6 +10,7 @@ import pytest
 
 from testbed.api.podstatus import UNKNOWN_EXIT, pod_status
 from testbed.node.kubeletplan import (
+    CREATE_RETRY_MAX,
     MAX_GRACE,
     MIN_GRACE,
     AdoptPod,
@@ -351,6 +352,32 @@ def test_a_failed_creation_reports_create_container_error_and_a_failed_event():
         {"waiting": {"reason": "CreateContainerError", "message": "pod default/p: boom"}}] * 2
     assert (note.type, note.reason, note.message) == ("Warning", "Failed",
                                                       "Error: pod default/p: boom")
+
+
+def test_a_sandbox_whose_network_failed_is_pending_in_container_creating_with_the_kubelets_event():
+    message = ('failed to setup network for sandbox "abc": plugin type="bridge" name="kubenet" '
+               "failed (add): no IP addresses available")
+    status, note = creation_failure(obj(containers=("a", "b")), message, "172.16.1.2", NOW,
+                                    sandbox=True)
+    assert status["phase"] == "Pending" and "podIP" not in status
+    assert [s["state"] for s in status["containerStatuses"]] == [
+        {"waiting": {"reason": "ContainerCreating"}}] * 2
+    assert (note.type, note.reason) == ("Warning", "FailedCreatePodSandBox")
+    assert note.message == ("Failed to create pod sandbox: rpc error: code = Unknown desc = "
+                            + message)
+
+
+def test_failed_creations_back_off_doubling_from_five_seconds_to_the_cap():
+    state, delays = LocalState(), []
+    now = NOW
+    for _ in range(7):
+        (create,) = of(CreatePod, plan([obj()], state, now))
+        delays.append(create.delay)
+        assert create.retry_at == now + create.delay
+        state.retry_at["u-1"], state.retry_delay["u-1"] = create.retry_at, create.delay  # it failed
+        assert of(CreatePod, plan([obj()], state, create.retry_at - 0.1)) == []
+        now = create.retry_at
+    assert delays == [5, 10, 20, 40, CREATE_RETRY_MAX, CREATE_RETRY_MAX, CREATE_RETRY_MAX]
 
 
 def test_a_restarted_track_starts_over_but_keeps_back_off_and_last_exit():

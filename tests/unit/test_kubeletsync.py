@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from testbed.agents.kubeletsync import PodSync
+from testbed.agents.kubeletsync import PodFailed, PodSync
 from testbed.emu.rundir import (
     SavedContainer,
     SavedPod,
@@ -90,6 +90,29 @@ def test_a_failed_creation_is_reported_and_retried_after_five_seconds(kubelet):
     clock.now += 1
     sync.sync([pod()])
     assert runtime.calls == [("run_pod", "u-1")] * 2 and "u-1" in sync.pods
+
+
+def test_a_failed_sandbox_network_is_reported_as_upstream_and_retried_with_a_growing_back_off(kubelet):
+    sync, runtime, api, clock = kubelet
+    why = ('failed to setup network for sandbox "0123": plugin type="bridge" name="kubenet" '
+           "failed (add): failed to allocate for range 0")
+    runtime.fail["u-1"] = PodFailed(why, sandbox=True)
+    sync.sync([pod()])
+    assert api.events() == [("FailedCreatePodSandBox", "Failed to create pod sandbox: rpc error: "
+                                                      "code = Unknown desc = " + why)]
+    status = last_status(api)
+    assert status["phase"] == "Pending"
+    assert container(status)["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    clock.now += 5
+    sync.sync([pod()])                      # the second try, after 5 s, fails again
+    clock.now += 9.9
+    sync.sync([pod()])
+    assert runtime.calls == [("run_pod", "u-1")] * 2          # the next one waits 10 s
+    del runtime.fail["u-1"]
+    clock.now += 0.1
+    sync.sync([pod()])
+    assert runtime.calls == [("run_pod", "u-1")] * 3 and "u-1" in sync.pods
+    assert sync.local.retry_at == {} and sync.local.retry_delay == {}
 
 
 # -- teardown ----------------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Real CNI plugins as the pod network (testbed/emu/cninet.py), over fake plugins that record
+their calls: a pod's networks (loopback on lo, the kubenet chain on eth0) with the kubelet's
+CNI_ARGS and hostPort mappings, DEL after a failed ADD, DELs retried with a doubling back-off,
+adoption and collection after a kubelet restart. No root: the fakes touch no namespace."""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from testbed.cni import cache
+from testbed.cni.invoke import container_id
+from testbed.emu.cninet import DEL_RETRY_MAX, CniNetwork
+from testbed.emu.podnet import Attachment, NodeRef, SandboxNetworkError
+from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
+from testbed.spec.cniconf import ConfList
+from tests.unit.fake_cni import FakePlugins
+
+NODE = NodeRef("w1", 100, IPv4Network("10.244.1.0/24"))
+PID = 4242
+CID = container_id("uid-1")
+MAPPINGS = {"default/web": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def net(tmp_path):
+    plugins = FakePlugins(tmp_path / "bin")
+    clock = Clock()
+    network = CniNetwork(tmp_path / "run", None, mtu=1450, plugin_dirs=[str(tmp_path / "bin")],
+                         clock=clock)
+    return network, plugins, clock
+
+
+def entries(tmp_path) -> list[tuple[str, str, bool]]:
+    return [(e.network, e.ifname, e.result is not None)
+            for e in cache.entries(cni_cache_directory(tmp_path / "run", "w1"))]
+
+
+def test_a_pod_joins_loopback_then_the_kubenet_chain_as_containerd_runs_them(net, tmp_path):
+    network, plugins, _ = net
+    (attachment,) = network.add_many(NODE, [("default/web", "uid-1", PID)], port_mappings=MAPPINGS)
+    assert attachment == Attachment("default/web", IPv4Address("10.244.1.2"), 24,
+                                    IPv4Address("10.244.1.1"), "veth1234abcd")
+    assert plugins.order() == [("loopback", "ADD"), ("bridge", "ADD"), ("portmap", "ADD")]
+    lo, bridge, portmap = plugins.calls()
+    assert (lo["env"]["CNI_IFNAME"], lo["stdin"]["name"], lo["stdin"]["cniVersion"]) == ("lo", "cni-loopback", "0.3.1")
+    assert {c["env"]["CNI_NETNS"] for c in plugins.calls()} == {f"/proc/{PID}/ns/net"}
+    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {CID}
+    assert bridge["env"]["CNI_ARGS"] == ("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;"
+                                         f"K8S_POD_INFRA_CONTAINER_ID={CID};K8S_POD_UID=uid-1")
+    assert bridge["stdin"]["mtu"] == 1450 and bridge["stdin"]["bridge"] == "cbr0"
+    assert bridge["stdin"]["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    assert bridge["stdin"]["ipam"]["dataDir"] == str(cni_ipam_directory(tmp_path / "run", "w1"))
+    assert "runtimeConfig" not in bridge["stdin"]
+    assert portmap["stdin"]["runtimeConfig"] == {"portMappings": MAPPINGS["default/web"]}
+    assert entries(tmp_path) == [("cni-loopback", "lo", True), ("kubenet", "eth0", True)]
+
+
+def test_delete_runs_in_the_pods_namespace_and_leaves_no_cache(net, tmp_path):
+    network, plugins, _ = net
+    (attachment,) = network.add_many(NODE, [("default/web", "uid-1", PID)])
+    plugins.forget()
+    network.delete(NODE, attachment, sandbox_pid=PID)
+    assert plugins.order() == [("loopback", "DEL"), ("portmap", "DEL"), ("bridge", "DEL")]
+    assert {c["env"]["CNI_NETNS"] for c in plugins.calls()} == {f"/proc/{PID}/ns/net"}
+    assert entries(tmp_path) == [] and network.pending == []
+    plugins.forget()
+    network.delete(NODE, attachment)      # nothing known any more: nothing run
+    assert plugins.calls() == []
+
+
+def test_a_failed_add_is_deleted_again_and_reported_in_containerds_words(net, tmp_path):
+    network, plugins, _ = net
+    plugins.control("bridge", ADD={"code": 999, "msg": "failed to allocate for range 0: no IP "
+                                                       "addresses available in range set: 10.244.1.1-10.244.1.2"})
+    with pytest.raises(SandboxNetworkError) as info:
+        network.add(NODE, "default/web", "uid-1", PID)
+    assert str(info.value) == (
+        f'failed to setup network for sandbox "{CID}": plugin type="bridge" name="kubenet" failed '
+        "(add): failed to allocate for range 0: no IP addresses available in range set: "
+        "10.244.1.1-10.244.1.2")
+    assert info.value.sandbox_id == CID
+    assert plugins.order() == [("loopback", "ADD"), ("bridge", "ADD"),
+                               ("loopback", "DEL"), ("portmap", "DEL"), ("bridge", "DEL")]
+    dels = [c for c in plugins.calls() if c["command"] == "DEL"]
+    assert {c["env"]["CNI_NETNS"] for c in dels} == {f"/proc/{PID}/ns/net"}   # while it lives
+    assert entries(tmp_path) == [] and network.pending == [] and network.sandboxes == {}
+
+
+def test_when_a_later_pod_fails_the_earlier_ones_are_deleted_too(net, tmp_path):
+    network, plugins, _ = net
+    plugins.control("bridge", ADD={"msg": "boom", "pod": "b"})
+    with pytest.raises(SandboxNetworkError, match="boom"):
+        network.add_many(NODE, [("default/a", "uid-a", 11), ("default/b", "uid-b", 12)])
+    dels = {(c["env"]["CNI_CONTAINERID"], c["type"], c["env"]["CNI_NETNS"])
+            for c in plugins.calls() if c["command"] == "DEL"}
+    assert dels == {(container_id(uid), kind, f"/proc/{pid}/ns/net")
+                    for uid, pid in (("uid-a", 11), ("uid-b", 12))
+                    for kind in ("loopback", "portmap", "bridge")}
+    assert entries(tmp_path) == [] and network.sandboxes == {}
+
+
+def test_a_failing_del_is_kept_and_retried_with_a_doubling_back_off_until_it_succeeds(net, tmp_path):
+    network, plugins, clock = net
+    attachment = network.add(NODE, "default/web", "uid-1", PID)
+    plugins.control("bridge", DEL={"msg": "device busy", "times": 3})
+    plugins.forget()
+    network.delete(NODE, attachment, sandbox_pid=PID)
+    assert len(network.pending) == 1 and network.pending[0].network.ifname == "eth0"
+    assert ("kubenet", "eth0", True) in entries(tmp_path)          # kept, with its result
+    assert ("cni-loopback", "lo", True) not in entries(tmp_path)   # lo's DEL succeeded
+    plugins.forget()
+    assert network.retry_pending() == 1 and plugins.calls() == []   # not due yet
+    waits = []
+    for _ in range(3):
+        clock.now += network.pending[0].delay if network.pending else 0
+        waits.append(network.pending[0].delay)
+        left = network.retry_pending()
+    assert waits == [1.0, 2.0, 4.0] and left == 0
+    # retries run without the namespace, which is gone by then, and with the cached result
+    retried = [c for c in plugins.calls() if c["command"] == "DEL"]
+    assert {c["env"]["CNI_NETNS"] for c in retried} == {""}
+    assert all("prevResult" in c["stdin"] for c in retried)
+    assert entries(tmp_path) == []
+
+
+def test_the_back_off_is_capped(net):
+    network, plugins, clock = net
+    attachment = network.add(NODE, "default/web", "uid-1", PID)
+    plugins.control("bridge", DEL={"msg": "never"})
+    network.delete(NODE, attachment, sandbox_pid=PID)
+    for _ in range(12):
+        clock.now += network.pending[0].delay
+        network.retry_pending()
+    assert network.pending[0].delay == DEL_RETRY_MAX
+
+
+def test_a_del_owed_after_a_failed_add_survives_a_restart_and_is_collected(net, tmp_path):
+    network, plugins, _ = net
+    plugins.control("bridge", ADD={"msg": "no"}, DEL={"msg": "still no", "times": 1})
+    with pytest.raises(SandboxNetworkError):
+        network.add(NODE, "default/web", "uid-1", PID)
+    assert ("kubenet", "eth0", False) in entries(tmp_path)     # an entry without a result
+    # the kubelet restarts: a new network finds the entry and deletes it
+    plugins.forget()
+    again = CniNetwork(tmp_path / "run", None, plugin_dirs=[str(tmp_path / "bin")])
+    again.collect(NODE)
+    assert [(c["type"], c["env"]["CNI_NETNS"]) for c in plugins.calls()] == [("portmap", ""), ("bridge", "")]
+    assert entries(tmp_path) == [] and again.pending == []
+
+
+def test_adopted_pods_keep_their_attachment_and_others_are_collected(net, tmp_path):
+    network, plugins, _ = net
+    web = network.add(NODE, "default/web", "uid-1", PID)
+    network.add(NODE, "default/gone", "uid-2", 4343)
+    plugins.forget()
+    again = CniNetwork(tmp_path / "run", None, plugin_dirs=[str(tmp_path / "bin")])
+    again.adopt(NODE, web)
+    assert again.sandboxes["default/web"].container_id == CID and again.sandboxes["default/web"].pid == PID
+    again.collect(NODE)
+    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {container_id("uid-2")}
+    plugins.forget()
+    again.delete(NODE, web, sandbox_pid=PID)
+    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {CID}
+    assert entries(tmp_path) == []
+
+
+def test_a_new_sandbox_of_the_same_pod_waits_for_the_old_ones_del(net, tmp_path):
+    network, plugins, _ = net
+    attachment = network.add(NODE, "default/web", "uid-1", PID)
+    plugins.control("bridge", DEL={"msg": "busy", "times": 2})
+    network.delete(NODE, attachment, sandbox_pid=PID)
+    with pytest.raises(SandboxNetworkError, match="previous sandbox is still being deleted: .*busy"):
+        network.add(NODE, "default/web", "uid-1", 5000)
+    plugins.forget()
+    network.add(NODE, "default/web", "uid-1", 5000)      # third DEL succeeds, then the ADD
+    assert plugins.order()[:2] == [("portmap", "DEL"), ("bridge", "DEL")]
+    assert plugins.order()[-1] == ("portmap", "ADD") and network.pending == []
+
+
+def test_check_runs_the_chains_that_have_it(net):
+    network, plugins, _ = net
+    attachment = network.add(NODE, "default/web", "uid-1", PID)
+    plugins.forget()
+    assert network.check(NODE, attachment, PID) == []
+    assert plugins.order() == [("bridge", "CHECK"), ("portmap", "CHECK")]   # not loopback's 0.3.1
+    plugins.control("bridge", CHECK={"msg": "eth0 lacks 10.244.1.2/24"})
+    assert network.check(NODE, attachment, PID) == [
+        'plugin type="bridge" name="kubenet" failed (check): eth0 lacks 10.244.1.2/24']
+
+
+def test_a_users_list_and_a_result_without_an_ipv4_address(tmp_path):
+    plugins = FakePlugins(tmp_path / "bin", ("ptp", "loopback"))
+    conf = ConfList("mine", "0.4.0", ({"type": "ptp", "address": "10.9.0.5/32", "gateway": "10.9.0.1",
+                                       "hostVeth": "vethpod"},))
+    network = CniNetwork(tmp_path / "run", conf, plugin_dirs=[str(tmp_path / "bin")])
+    attachment = network.add(NODE, "default/web", "uid-1", PID)
+    assert (str(attachment.ip), attachment.prefixlen, attachment.host_veth) == ("10.9.0.5", 32, "vethpod")
+    plugins.forget()
+    bad = ConfList("v6", "1.0.0", ({"type": "ptp", "address": "fd00::5/64"},))
+    with pytest.raises(SandboxNetworkError, match='network "v6" gave the pod no IPv4 address'):
+        CniNetwork(tmp_path / "run", bad, plugin_dirs=[str(tmp_path / "bin")]).add(
+            NODE, "default/x", "uid-9", PID)
+    assert [c["command"] for c in plugins.calls()] == ["ADD", "ADD", "DEL", "DEL"]
+    calls = json.loads(json.dumps(plugins.calls()))
+    assert calls[-1]["env"]["CNI_CONTAINERID"] == container_id("uid-9")

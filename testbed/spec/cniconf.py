@@ -22,7 +22,8 @@ What a node makes of a list (`for_node`):
   run directory (emu/rundir.py names it).
 
 `kubenet(mtu)` is the default chain: kubenet's bridge configuration (its NET_CONFIG_TEMPLATE,
-named "kubenet", bridge cbr0 with isGateway) turned into a list, with portmap for hostPort.
+named "kubenet", bridge cbr0 with isGateway) turned into a list, with portmap for hostPort
+(and disableCheck: see `kubenet`).
 `plugin_request` derives what one plugin reads on standard input (libcni's buildOneConfig);
 `port_mappings` is a pod's portMappings capability argument, as the kubelet and containerd
 pass it.
@@ -190,14 +191,18 @@ def kubenet(mtu: int) -> ConfList:
     cluster routes pod addresses), hairpin on every port, host-local over the node's pod CIDR
     with a default route; then portmap (hostPort, with SNAT for hairpin and localhost). The
     bridge plugin object keeps kubenet's network name, as a converted single configuration does
-    (libcni's ConfListFromConf), so its errors read `plugin type="bridge" name="kubenet"`."""
+    (libcni's ConfListFromConf), so its errors read `plugin type="bridge" name="kubenet"`.
+
+    disableCheck is set, as the specification means it, for a combination known to return
+    spurious errors: Debian's portmap (1.1.1) fails CHECK of every IPv4-only attachment, since
+    it also looks for IPv6 DNAT rules it never made (containernetworking/plugins#819)."""
     return ConfList(KUBENET, "1.0.0", (
         {"type": "bridge", "name": KUBENET, "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
          "hairpinMode": True, "mtu": mtu,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
         {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-    ))
+    ), disable_check=True)
 
 
 def for_node(conf: ConfList, pod_cidr: str, data_dir: str) -> ConfList:

@@ -109,6 +109,7 @@ def test_the_kubenet_chain_and_the_loopback_network_come_first():
     assert (lo.conf, lo.ifname) == (LOOPBACK, "lo")
     assert (LOOPBACK.name, LOOPBACK.cni_version, LOOPBACK.has_check) == ("cni-loopback", "0.3.1", False)
     assert eth0.ifname == "eth0" and eth0.conf.name == "kubenet" and eth0.conf.cni_version == "1.0.0"
+    assert eth0.conf.disable_check      # Debian's portmap fails CHECK of IPv4-only pods (#819)
     bridge, portmap = eth0.conf.plugins
     assert bridge == {"type": "bridge", "name": "kubenet", "bridge": "cbr0", "isGateway": True,
                       "ipMasq": False, "hairpinMode": True, "mtu": 1450,

@@ -5,6 +5,7 @@ adoption and collection after a kubelet restart. No root: the fakes touch no nam
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from ipaddress import IPv4Address, IPv4Network
 
@@ -15,7 +16,7 @@ from testbed.cni.invoke import container_id
 from testbed.emu.cninet import DEL_RETRY_MAX, CniNetwork
 from testbed.emu.podnet import Attachment, NodeRef, SandboxNetworkError
 from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
-from testbed.spec.cniconf import ConfList
+from testbed.spec.cniconf import ConfList, kubenet
 from tests.unit.fake_cni import FakePlugins
 
 NODE = NodeRef("w1", 100, IPv4Network("10.244.1.0/24"))
@@ -188,12 +189,20 @@ def test_a_new_sandbox_of_the_same_pod_waits_for_the_old_ones_del(net, tmp_path)
     assert plugins.order()[-1] == ("portmap", "ADD") and network.pending == []
 
 
-def test_check_runs_the_chains_that_have_it(net):
-    network, plugins, _ = net
+def test_check_runs_the_chains_that_have_it(tmp_path):
+    plugins = FakePlugins(tmp_path / "bin")
+    chain = dataclasses.replace(kubenet(1500), disable_check=False)
+    network = CniNetwork(tmp_path / "run", chain, plugin_dirs=[str(tmp_path / "bin")])
     attachment = network.add(NODE, "default/web", "uid-1", PID)
     plugins.forget()
     assert network.check(NODE, attachment, PID) == []
     assert plugins.order() == [("bridge", "CHECK"), ("portmap", "CHECK")]   # not loopback's 0.3.1
+    assert CniNetwork(tmp_path / "run2", None, plugin_dirs=[str(tmp_path / "bin")]).check(
+        NODE, attachment, PID) == ["no CNI attachment is known for default/web"]
+    kubenets = CniNetwork(tmp_path / "run3", None, plugin_dirs=[str(tmp_path / "bin")])
+    kubenets.add(NODE, "default/web", "uid-1", PID)
+    plugins.forget()
+    assert kubenets.check(NODE, attachment, PID) == [] and plugins.calls() == []   # disableCheck
     plugins.control("bridge", CHECK={"msg": "eth0 lacks 10.244.1.2/24"})
     assert network.check(NODE, attachment, PID) == [
         'plugin type="bridge" name="kubenet" failed (check): eth0 lacks 10.244.1.2/24']

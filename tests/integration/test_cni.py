@@ -1,0 +1,185 @@
+"""Debian's real CNI plugins (containernetworking-plugins, /usr/lib/cni) run as the kubelet runs
+them (testbed/emu/cninet.py over testbed/cni), in throwaway namespaces the tests make: one
+`testbed-pause` holds the "node" (the plugins run there, through nsenter, as they run inside a
+kubelet's node), others the pods. The kubenet chain's ADD, CHECK and DEL leave nothing behind,
+and a plugin that fails on ADD (host-local out of addresses) leaves nothing behind either:
+no veth, no address in host-local's store, no cache entry, no sandbox process. Root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import subprocess
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from testbed.cni import cache
+from testbed.cni.invoke import CniError, container_id, run_plugin
+from testbed.emu.cninet import CniNetwork
+from testbed.emu.pausebin import pause_binary
+from testbed.emu.podnet import NodeRef, SandboxNetworkError
+from testbed.emu.pods import PodRuntime
+from testbed.emu.record import Record, alive
+from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
+from testbed.spec.cniconf import load_conflist
+
+PLUGINS = Path("/usr/lib/cni")
+pytestmark = pytest.mark.skipif(not (PLUGINS / "bridge").exists(),
+                                reason="containernetworking-plugins are not installed (scripts/install.sh)")
+CIDR = IPv4Network("10.244.1.0/24")
+
+
+@pytest.fixture
+def sandbox():
+    """Start a namespace holder (a pause process) and give its pid; all ended by pid after."""
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str) -> int:
+        proc = subprocess.Popen([pause_binary(), "pause", name], stdout=subprocess.PIPE)
+        procs.append(proc)
+        assert proc.stdout.readline() == b"ok\n"
+        return proc.pid
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(5)
+
+
+def sh(pid: int, *argv: str) -> str:
+    """A command's output in the namespace of `pid`."""
+    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "--", *argv], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def links(pid: int) -> set[str]:
+    return {line.split()[0].split("@")[0] for line in sh(pid, "ip", "-br", "link").splitlines()}
+
+
+def in_node(node_pid: int):
+    """The plugins run in the node's namespace, as they do under its kubelet."""
+    return functools.partial(run_plugin, prefix=["nsenter", f"--net=/proc/{node_pid}/ns/net", "--"])
+
+
+def store(run_dir: Path, network: str) -> dict[str, str]:
+    """host-local's allocations: address -> the container ID holding it."""
+    directory = cni_ipam_directory(run_dir, "w1") / network
+    return {p.name: p.read_text().split()[0] for p in directory.iterdir()
+            if p.name[0].isdigit() and not p.name.startswith("last_reserved")} if directory.is_dir() else {}
+
+
+def test_the_kubenet_chain_adds_checks_and_deletes_leaving_nothing(sandbox, tmp_path):
+    node_pid, pod_pid = sandbox("node"), sandbox("pod")
+    node = NodeRef("w1", node_pid, CIDR)
+    net = CniNetwork(tmp_path, None, mtu=1450, execute=in_node(node_pid))
+    (a,) = net.add_many(node, [("default/web", "uid-1", pod_pid)],
+                        port_mappings={"default/web": [{"hostPort": 8080, "containerPort": 80,
+                                                        "protocol": "tcp"}]})
+    cid = container_id("uid-1")
+    assert (a.ip, a.prefixlen, a.gateway) == (IPv4Address("10.244.1.2"), 24, IPv4Address("10.244.1.1"))
+    # the node: cbr0 as the pods' gateway, the host veth on it with hairpin on
+    assert links(node_pid) == {"lo", "cbr0", a.host_veth}
+    assert "10.244.1.1/24" in sh(node_pid, "ip", "-br", "addr", "show", "cbr0")
+    port = sh(node_pid, "ip", "-d", "link", "show", a.host_veth)
+    assert "master cbr0" in port and "hairpin on" in port and "mtu 1450" in port
+    # the pod: eth0 with its address, the MTU, a default route via cbr0; lo up
+    assert "10.244.1.2/24" in sh(pod_pid, "ip", "-br", "addr", "show", "eth0")
+    assert "mtu 1450" in sh(pod_pid, "ip", "link", "show", "eth0")
+    assert sh(pod_pid, "ip", "route").splitlines()[0].startswith("default via 10.244.1.1 dev eth0")
+    assert "UP" in sh(pod_pid, "ip", "-br", "link", "show", "lo")
+    sh(pod_pid, "ping", "-c1", "-W2", "10.244.1.1")
+    # portmap's DNAT for the hostPort; host-local's record; libcni's cache
+    assert "--dport 8080 -j DNAT --to-destination 10.244.1.2:80" in sh(node_pid, "iptables-save", "-t", "nat")
+    assert store(tmp_path, "kubenet") == {"10.244.1.2": cid}
+    results = cni_cache_directory(tmp_path, "w1")
+    assert sorted((e.network, e.ifname) for e in cache.entries(results)) == [("cni-loopback", "lo"),
+                                                                              ("kubenet", "eth0")]
+
+    # CHECK: the kubenet list disables it (Debian's portmap fails CHECK of IPv4 pods), so the
+    # bridge and host-local are checked on their own, over the same cached result
+    assert net.check(node, a, pod_pid) == []
+    bridge_only = dataclasses.replace(net.networks(node)[1].conf, plugins=net.networks(node)[1].conf.plugins[:1],
+                                      disable_check=False)
+    rt = net.sandboxes["default/web"].runtime_conf("eth0", f"/proc/{pod_pid}/ns/net")
+    net.cni(node).check(bridge_only, rt)
+    sh(pod_pid, "ip", "addr", "del", "10.244.1.2/24", "dev", "eth0")
+    with pytest.raises(CniError) as info:
+        net.cni(node).check(bridge_only, rt)
+    assert str(info.value).startswith('plugin type="bridge" name="kubenet" failed (check): ')
+
+    # DEL, in the pod's namespace: nothing is left
+    net.delete(node, a, sandbox_pid=pod_pid)
+    assert net.pending == []
+    assert links(node_pid) == {"lo", "cbr0"} and links(pod_pid) == {"lo"}
+    assert store(tmp_path, "kubenet") == {}
+    assert cache.entries(results) == []
+    nat = sh(node_pid, "iptables-save", "-t", "nat")
+    assert "10.244.1.2" not in nat and cid not in nat and "CNI-DN-" not in nat
+
+
+TINY = """# one address to give: the second pod's ADD fails in host-local
+cniVersion: 1.0.0
+name: tiny
+plugins:
+- type: bridge
+  bridge: cbr0
+  isGateway: true
+  ipam:
+    type: host-local
+    ranges: [[{subnet: "{{.PodCIDR}}", rangeStart: 10.244.1.2, rangeEnd: 10.244.1.2}]]
+"""
+
+
+def test_a_real_plugin_failing_on_add_is_reported_and_leaves_nothing(sandbox, tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    conf = load_conflist(tmp_path / "tiny.yaml")
+    node_pid, first, second = sandbox("node"), sandbox("a"), sandbox("b")
+    node = NodeRef("w1", node_pid, CIDR)
+    net = CniNetwork(tmp_path / "run", conf, execute=in_node(node_pid))
+    a = net.add(node, "default/a", "uid-a", first)
+    with pytest.raises(SandboxNetworkError) as info:
+        net.add(node, "default/b", "uid-b", second)
+    message = str(info.value)
+    assert message.startswith(f'failed to setup network for sandbox "{container_id("uid-b")}": '
+                              'plugin type="bridge" failed (add): ')
+    assert "no IP addresses available in range set: 10.244.1.2-10.244.1.2" in message
+    # the bridge plugin made b's veth before host-local failed; the DEL that followed took it
+    assert links(node_pid) == {"lo", "cbr0", a.host_veth} and links(second) == {"lo"}
+    assert store(tmp_path / "run", "tiny") == {"10.244.1.2": container_id("uid-a")}
+    entries = cache.entries(cni_cache_directory(tmp_path / "run", "w1"))
+    assert {e.container_id for e in entries} == {container_id("uid-a")} and net.pending == []
+
+
+def test_through_the_runtime_a_failed_add_also_ends_the_sandbox(sandbox, tmp_path):
+    """emu/pods.py: the pause process of a pod whose network failed goes too."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    node_pid = sandbox("node")
+    node = NodeRef("w1", node_pid, CIDR)
+    record = Record.create("cni-test")
+    try:
+        net = CniNetwork(record.directory, load_conflist(tmp_path / "tiny.yaml"), execute=in_node(node_pid))
+        runtime = PodRuntime(record, net, IPv4Address("10.96.0.10"))
+
+        def manifest(name: str) -> dict:
+            return {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"namespace": "default", "name": name, "uid": f"uid-{name}"},
+                    "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}}
+
+        (a,) = runtime.run_pods(node, [manifest("a")])
+        assert str(a.ip) == "10.244.1.2" and "eth0" in links(a.pid)
+        with pytest.raises(SandboxNetworkError, match="no IP addresses available"):
+            runtime.run_pods(node, [manifest("b")])
+        assert [e.what for e in record.procs.values()] == ["pod default/a pause",
+                                                           "pod default/a container c"]
+        assert links(node_pid) == {"lo", "cbr0", a.attachment.host_veth}
+        assert store(record.directory, "tiny") == {"10.244.1.2": container_id("uid-a")}
+        pause_pid, pause_start = a.pause_pid, a.pause_start
+        runtime.delete(node, a, grace=0.5)
+        assert not alive(pause_pid, pause_start) and record.procs == {}
+        assert links(node_pid) == {"lo", "cbr0"} and store(record.directory, "tiny") == {}
+        assert cache.entries(cni_cache_directory(record.directory, "w1")) == [] and net.pending == []
+    finally:
+        record.clean()

@@ -13,6 +13,12 @@ The NetworkPolicy agent (testbed/agents/netpol.py) runs on each worker whose pol
 sync, and a restarted agent is back only once it has reported one of its own (its pid in the
 status), so that the next step finds the node's policies enforced.
 
+The routing modes' agents (emu/routingagents.py): under host-gw and vxlan, flanneld on every
+node, the master included; under bgp, bird on every worker and on the gateway router (agent
+kind `bird` with the gateway's name as its node). The cluster is up only once every flanneld
+reaches every other worker (and a worker's holds its lease), or once the gateway has learned
+every worker's pod CIDR from its bird; a restarted one is back once it has done the same.
+
 After the agents, the cluster DNS add-on is applied through the API like any workload: a
 `kube-dns` Deployment in kube-system running dnsmasq (testbed/dns/server.py) behind the
 `kube-dns` Service at the tenth address of the service CIDR.
@@ -28,10 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client
-from testbed.emu import rundir
+from testbed.emu import routingagents, rundir
 from testbed.emu.addons import dns_addon
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
+from testbed.emu.routingagents import Router
 from testbed.emu.rundir import SavedPod, sandboxes
 from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
@@ -40,7 +47,7 @@ API_PORT = 6443
 # What the NetworkPolicy agents watch: a write of one of these is enforced once every running
 # agent reports a resourceVersion at least the write's.
 POLICY_KINDS = ("Pod", "Namespace", "NetworkPolicy")
-AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
+AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol", *routingagents.KINDS)
 
 
 class ControlPlaneError(RuntimeError):
@@ -104,15 +111,19 @@ class ControlPlane:
             return ["testbed.agents.netpol", "--api", self.api, "--node", node.name,
                     "--mode", node.policy_mode,
                     "--state-dir", str(rundir.netpol_directory(self.record.directory, node.name))]
+        if kind in routingagents.KINDS:
+            return routingagents.argv(topo, kind, node.name, self.api, self.record.directory)
         if kind == "cloud":
             from testbed.emu.addons import cloud_argv
             return cloud_argv(topo, self.api)
         raise ValueError(kind)
 
-    def start_agent(self, kind: str, node: NodeSpec) -> Agent:
+    def start_agent(self, kind: str, node: NodeSpec | Router) -> Agent:
         if kind == "netpol" and not has_netpol(node):
             raise ControlPlaneError(f"no NetworkPolicy agent on {node.name}: its network policy "
                                     "mode is none")
+        if kind in routingagents.KINDS and (why := routingagents.refusal(self.topo, kind, node.name)):
+            raise ControlPlaneError(why)
         agent = self.agents.get(f"{kind}-{node.name}") or Agent(kind, node.name, self._argv(kind, node))
         if agent.running():
             return agent
@@ -121,9 +132,12 @@ class ControlPlane:
             rundir.proxy_directory(self.record.directory, node.name).mkdir(parents=True, exist_ok=True)
         if kind == "netpol":
             rundir.netpol_directory(self.record.directory, node.name).mkdir(parents=True, exist_ok=True)
+        if kind in routingagents.KINDS:
+            routingagents.prepare(self.topo, kind, node.name, self.record.directory)
         pid = self.network.pid(node.name)
+        command = agent.argv if kind in routingagents.COMMANDS else [sys.executable, "-m", *agent.argv]
         with open(rundir.agent_log(self.record.directory, agent.name), "ab") as log:
-            proc = subprocess.Popen(ns_prefix(pid) + [sys.executable, "-m", *agent.argv],
+            proc = subprocess.Popen(ns_prefix(pid) + command,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, cwd=Path(__file__).resolve().parents[2])
         entry = self.record.add_process(proc.pid, f"{kind} on {node.name}", netns=self.record.procs[pid].netns)
@@ -146,7 +160,8 @@ class ControlPlane:
         agent.pid = agent.start = None
 
     def restart(self, kind: str, node: str) -> Agent:
-        return self.start_agent(kind, self.topo.node(node))
+        host = Router(node) if kind == "bird" and node == self.topo.gateway_name else self.topo.node(node)
+        return self.start_agent(kind, host)
 
     def wait_agent(self, agent: Agent, timeout: float = 30) -> None:
         """Wait until a (re)started agent is serving: the API server answers; a NetworkPolicy
@@ -155,6 +170,10 @@ class ControlPlane:
             self.wait(self._api_up, timeout, "the API server to answer")
         elif agent.kind == "netpol":
             self.wait_netpol([agent.node], timeout)
+        elif agent.kind == "flanneld":
+            self.wait_flanneld([agent.node], timeout)
+        elif agent.kind == "bird":
+            self.wait_bgp(timeout, agent.node)
         else:
             self._check_alive(agent.kind, agent.node)
 
@@ -171,6 +190,7 @@ class ControlPlane:
         for node in self.topo.workers:
             self.start_agent("kubelet", node)
             self.start_agent("kube-proxy", node)
+        self._start_routing()
         if policed:
             # After kube-proxy's first sync: it puts its KUBE-FORWARD jump first in FORWARD
             # when the jump is missing, and that chain accepts marked (NodePort, hairpin)
@@ -180,6 +200,7 @@ class ControlPlane:
             for node in policed:
                 self.start_agent("netpol", node)
         self.wait(self._nodes_ready, timeout, "every worker's kubelet to register its Node")
+        self._wait_routing(timeout)
         if policed:
             self.progress("waiting for the NetworkPolicy agents' first sync")
             self.wait_netpol([node.name for node in policed], timeout)
@@ -192,6 +213,83 @@ class ControlPlane:
             from testbed.emu.addons import ingress_nginx_addon
             self.progress("applying the ingress-nginx add-on")
             self.client.apply_all(ingress_nginx_addon(self.topo, self.api))
+
+    # -- routing agents (flanneld, bird) ------------------------------------------------------
+
+    def _start_routing(self) -> None:
+        routing = self.topo.pod_network.routing
+        flannel = routingagents.hosts(self.topo, "flanneld")
+        if flannel:
+            self.progress(f"starting flanneld ({routing}) on {len(flannel)} nodes")
+            for name in flannel:
+                self.start_agent("flanneld", self.topo.node(name))
+        birds = routingagents.hosts(self.topo, "bird")
+        if birds:
+            self.progress(f"starting bird (BGP, AS {routingagents.bird.AS_NUMBER}) on the gateway "
+                          f"router and {len(birds) - 1} workers")
+            self.start_agent("bird", Router(birds[0]))
+            for name in birds[1:]:
+                self.start_agent("bird", self.topo.node(name))
+
+    def _wait_routing(self, timeout: float) -> None:
+        flannel = routingagents.hosts(self.topo, "flanneld")
+        if flannel:
+            self.progress("waiting for flanneld to reach every node")
+            self.wait_flanneld(flannel, timeout)
+        if routingagents.hosts(self.topo, "bird"):
+            self.progress("waiting for the gateway router to learn every pod CIDR over BGP")
+            self.wait_bgp(timeout)
+
+    def wait_flanneld(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:
+        """Wait until the flanneld of each of `nodes`, as now running, reports reaching every
+        other worker (and on a worker, its lease published); the error names what each lacks,
+        with the end of its log."""
+        behind: dict[str, str] = {}
+
+        def done() -> bool:
+            behind.clear()
+            for node in nodes:
+                self._check_alive("flanneld", node)
+                agent = self.agents.get(f"flanneld-{node}")
+                why = routingagents.flanneld_behind(self.topo, self.record.directory, node,
+                                                    agent.pid if agent is not None else None)
+                if why:
+                    behind[node] = why
+            return not behind
+
+        def what() -> str:
+            return "flanneld on " + "; ".join(f"{n}: {why}" for n, why in behind.items()) + "".join(
+                f"\nthe end of {log}:\n  " + ("\n  ".join(tail) or "(empty)")
+                for log, tail in (self._log_tail(f"flanneld-{n}") for n in behind))
+
+        self.wait(done, timeout, what, interval)
+
+    def wait_bgp(self, timeout: float, host: str | None = None, interval: float = 0.2) -> None:
+        """Wait until the gateway's kernel holds the route bird learned to the pod CIDR of each
+        worker whose bird runs (only `host`'s when a worker is named); nothing is waited for
+        while the gateway's bird is down."""
+        gateway = self.topo.gateway_name
+        gw_bird = self.agents.get(f"bird-{gateway}")
+        if host is not None:
+            self._check_alive("bird", host)
+        if gw_bird is None or not gw_bird.running():
+            return
+        workers = [host] if host not in (None, gateway) else [
+            w.name for w in self.topo.workers
+            if (a := self.agents.get(f"bird-{w.name}")) is not None and a.running()]
+        missing: list[str] = []
+
+        def done() -> bool:
+            self._check_alive("bird", gateway)
+            missing[:] = routingagents.bgp_missing(self.topo, self.network.pid(gateway), workers)
+            return not missing
+
+        def what() -> str:
+            _, tail = self._log_tail(f"bird-{gateway}")
+            return (f"the gateway router to learn the pod CIDR of {', '.join(missing)} over BGP"
+                    + f"\nthe end of bird's log on {gateway}:\n  " + ("\n  ".join(tail) or "(empty)"))
+
+        self.wait(done, timeout, what, interval)
 
     def _api_up(self) -> bool:
         if not self.socket.exists():

@@ -1,8 +1,9 @@
 """Acts: faults and link conditions on a running cluster, each undone by its counterpart.
 
 * `link(node, up)`: the node's uplink down or up (its pods go dark with it).
-* `node_state(node, up)`: a whole node down (uplink down, kubelet, kube-proxy and its
-  NetworkPolicy agent stopped, so it stops heart-beating; the rules they made stay) or back up.
+* `node_state(node, up)`: a whole node down (uplink down, kubelet, kube-proxy, its
+  NetworkPolicy agent and its routing agent, flanneld or bird, stopped, so it stops
+  heart-beating; the rules and routes they made stay) or back up.
 * `partition(groups)` / `heal()`: DROP rules in the gateway's FORWARD chain between the node
   addresses and pod CIDRs of each pair of groups (bridged traffic on a shared LAN passes the
   same chain through bridge netfilter); `heal` removes exactly the rules it added.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from testbed.emu import routingagents
 from testbed.emu.controlplane import has_netpol
 from testbed.emu.network import BRIDGE
 from testbed.net.run import CommandError, run
@@ -60,8 +62,10 @@ def link(cluster, node: str, up: bool) -> str:
 
 
 def _node_agents(cluster, node: str) -> tuple[str, ...]:
-    """The agents a worker runs: kubelet, kube-proxy, and netpol unless its policy mode is none."""
-    return ("kubelet", "kube-proxy") + (("netpol",) if has_netpol(cluster.topo.node(node)) else ())
+    """The agents a worker runs: kubelet, kube-proxy, netpol unless its policy mode is none,
+    and its routing mode's agent (flanneld or bird), if any."""
+    return (("kubelet", "kube-proxy") + (("netpol",) if has_netpol(cluster.topo.node(node)) else ())
+            + tuple(k for k in routingagents.KINDS if node in routingagents.hosts(cluster.topo, k)))
 
 
 def _and(names: tuple[str, ...]) -> str:
@@ -199,7 +203,8 @@ def shape(cluster, node: str, rate: str | None = None, delay: str | None = None,
 def inspect(cluster, what: str, node: str) -> str:
     """Text of a node's NAT rules (iptables -S, or kube-proxy's nftables table in that mode),
     NetworkPolicy rules (emu/inspect.netpol_rules, in its agent's mode), nftables ruleset,
-    conntrack table, routes or bridge ports."""
+    conntrack table, routes or bridge ports; bird's BGP sessions and routes, links with their
+    details and MTUs, the VXLAN device's FDB, or the neighbour entries."""
     from testbed.emu import inspect as tables
 
     pid = cluster.network.pid(node)
@@ -209,6 +214,11 @@ def inspect(cluster, what: str, node: str) -> str:
         return tables.netpol_rules(pid, tables.netpol_mode(cluster.record.directory, node, pid)).strip()
     if what == "conntrack":
         return tables.conntrack_table(pid).strip()
+    if what == "bgp":
+        return tables.bgp_text(cluster.record.directory, node).strip()
+    if what in ("links", "fdb", "neigh"):
+        show = {"links": tables.links_text, "fdb": tables.fdb_text, "neigh": tables.neigh_text}[what]
+        return show(pid).strip()
     argv = {"nft": ["nft", "list", "ruleset"], "routes": ["ip", "route"],
             "bridge": ["bridge", "link", "show", "master", BRIDGE]}[what]
     result = run(argv, netns=pid, check=False)

@@ -14,16 +14,23 @@ The NetworkPolicy agent's rules likewise: `netpol_rules(pid, mode)` is, in iptab
 rules that jump to them, then `ipset list` of its sets (KUBE-NP-*); in nftables mode
 `nft list table ip kube-netpol`. `netpol_mode(run_dir, node)` reads the mode from the agent's
 `RUN/netpol/NODE/netpol.json`, else the topology the cluster was built with, else the kernel.
+
+The routing modes' state: `bgp_text(run_dir, host)` is bird's `show protocols` (the BGP
+sessions) and `show route` (what it announces or learned) through birdc on the host's control
+socket (`RUN/bird/HOST/bird.ctl`); `links_text(pid)` is `ip -d link` (the VXLAN device's VNI,
+port, local address and learning, and every link's MTU); `fdb_text(pid)` the FDB of flannel.1
+(where each remote VTEP's frames go) or, without one, of cbr0; `neigh_text(pid)` `ip neigh`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.emu.rundir import read_cluster_info, read_netpol_status, read_proxy_status
+from testbed.emu.rundir import bird_socket, read_cluster_info, read_netpol_status, read_proxy_status
 from testbed.net.run import CommandError, run
 from testbed.netpol import iptables as netpol_iptables
 from testbed.netpol import nftables as netpol_nftables
+from testbed.routing.flannel import device_name
 from testbed.spec.topology import POLICY_MODES
 
 MODES = ("iptables", "nftables", "userspace")
@@ -191,3 +198,44 @@ def netpol_rules(pid: int, mode: str) -> str:
         except CommandError as err:
             raise InspectError(f"{' '.join(argv)}: {err.output.strip()}") from err
     return "\n".join(text for text in out if text)
+
+
+# -- the routing modes ---------------------------------------------------------------------------
+
+def bgp_text(run_dir: Path, host: str) -> str:
+    """bird's BGP sessions and routes on `host` (a worker or the gateway), through birdc."""
+    sock = bird_socket(Path(run_dir), host)
+    if not sock.exists():
+        return f"no bird runs on {host}: BGP is the bgp routing mode's (no {sock})\n"
+    out = []
+    for words in (["show", "protocols"], ["show", "route"]):
+        argv = ["birdc", "-s", str(sock), *words]
+        result = run(argv, check=False)
+        if result.returncode != 0:
+            text = (result.stdout + result.stderr).strip()
+            return f"bird on {host} does not answer (is it running?): {' '.join(argv)}: {text}\n"
+        out.append(f"$ birdc {' '.join(words)}\n{result.stdout.strip()}")
+    return "\n\n".join(out) + "\n"
+
+
+def links_text(pid: int) -> str:
+    """`ip -d link show`: links with their details (a VXLAN device's VNI, port, local address,
+    learning) and MTUs."""
+    return run(["ip", "-d", "link", "show"], netns=pid).stdout
+
+
+def fdb_text(pid: int) -> str:
+    """The FDB of the VXLAN device flannel.1 (`bridge fdb show dev flannel.1`), or, where there
+    is none, of the cbr0 bridge (`bridge fdb show br cbr0`)."""
+    vxlan = device_name()
+    found = run(["ip", "link", "show", vxlan], netns=pid, check=False).returncode == 0
+    argv = ["bridge", "fdb", "show", "dev", vxlan] if found else ["bridge", "fdb", "show", "br", "cbr0"]
+    result = run(argv, netns=pid, check=False)
+    if result.returncode != 0:
+        raise InspectError(f"{' '.join(argv)}: {result.stderr.strip()}")
+    return f"$ {' '.join(argv)}\n{result.stdout}"
+
+
+def neigh_text(pid: int) -> str:
+    """`ip neigh show`: the neighbour (ARP) entries, flannel.1's permanent ones among them."""
+    return run(["ip", "neigh", "show"], netns=pid).stdout

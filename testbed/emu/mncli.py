@@ -156,7 +156,8 @@ class ClusterCLI(CLI):
     def _agent(self, action: str, line: str) -> None:
         words = line.split()
         if self.cluster.cp is None or not words or words[0] not in AGENTS:
-            print(f"*** usage: {action} apiserver | kubelet NODE | kube-proxy NODE | netpol NODE")
+            print(f"*** usage: {action} apiserver | kubelet NODE | kube-proxy NODE | netpol NODE"
+                  " | flanneld NODE | bird NODE|GATEWAY")
             return
         node = words[1] if len(words) > 1 else self.cluster.topo.master.name
         try:
@@ -170,12 +171,13 @@ class ClusterCLI(CLI):
             print(f"*** {action} {words[0]} on {node}: {err}")
 
     def do_kill(self, line: str) -> None:
-        """kill apiserver | kubelet NODE | kube-proxy NODE | netpol NODE: end that process, as a
-        crash would"""
+        """kill apiserver | kubelet NODE | kube-proxy NODE | netpol NODE | flanneld NODE |
+        bird NODE|GATEWAY: end that process, as a crash would"""
         self._agent("kill", line)
 
     def do_restart(self, line: str) -> None:
-        """restart apiserver | kubelet NODE | kube-proxy NODE | netpol NODE: start it again"""
+        """restart apiserver | kubelet NODE | kube-proxy NODE | netpol NODE | flanneld NODE |
+        bird NODE|GATEWAY: start it again"""
         self._agent("restart", line)
 
     def do_nat(self, line: str) -> None:
@@ -195,6 +197,14 @@ class ClusterCLI(CLI):
         found = self._node_pid(line, "netpol")
         if found:
             print(netpol_rules(found[1], netpol_mode(self.cluster.record.directory, *found)), end="")
+
+    def do_bgp(self, line: str) -> None:
+        """bgp NODE|GATEWAY: bird's BGP sessions (show protocols) and routes (show route) there."""
+        from testbed.emu.inspect import bgp_text
+
+        found = self._node_pid(line, "bgp")
+        if found:
+            print(bgp_text(self.cluster.record.directory, found[0]), end="")
 
     def do_conntrack(self, line: str) -> None:
         """conntrack NODE [tcp|udp]: the node's connection tracking entries (conntrack -L)."""

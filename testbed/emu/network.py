@@ -4,8 +4,12 @@ Every node, the gateway and every client is a Mininet host (a shell in its own n
 namespace). Links are veth pairs that Mininet creates straight inside the two namespaces, so
 nothing is ever made in the machine's own namespace. After Mininet has made the links, the
 rest is configured over netlink from this process (pyroute2 sockets bound to each namespace):
-the gateway's forwarding and its routes to every pod CIDR, each worker's cbr0 bridge, default
-routes, and the per-namespace sysctls. The machine's own sysctls are never written.
+the gateway's forwarding and, under routing `gateway` (the article's), its static routes to
+every pod CIDR (under host-gw and vxlan it has none: flanneld on the nodes routes pods; under
+bgp it learns them from the nodes' bird, emu/controlplane.py), each worker's cbr0 bridge with
+the pod network's MTU (1450 under vxlan; under plugin cni the CNI bridge plugin makes cbr0
+itself), default routes, and the per-namespace sysctls. The machine's own sysctls are never
+written.
 """
 
 from __future__ import annotations
@@ -131,12 +135,14 @@ class ClusterNetwork:
                 self._bridge(ipr, "br-nodes", lan_ports, topo.master.gateway, topo.node_cidr)
             if client_ports:
                 self._bridge(ipr, "br-clients", client_ports, topo.clients[0].gateway, topo.client_cidr)
-            for node in topo.workers:
-                ipr.route("replace", dst=str(node.pod_cidr), gateway=str(node.address))
+            if topo.pod_network.routing == "gateway":
+                for node in topo.workers:
+                    ipr.route("replace", dst=str(node.pod_cidr), gateway=str(node.address))
 
     @staticmethod
-    def _bridge(ipr, name: str, ports: list[str], address: IPv4Address, subnet: IPv4Network) -> None:
-        ipr.link("add", ifname=name, kind="bridge")
+    def _bridge(ipr, name: str, ports: list[str], address: IPv4Address, subnet: IPv4Network,
+                mtu: int | None = None) -> None:
+        ipr.link("add", ifname=name, kind="bridge", **({"mtu": mtu} if mtu else {}))
         (index,) = ipr.link_lookup(ifname=name)
         for port in ports:
             (port_index,) = ipr.link_lookup(ifname=port)
@@ -158,8 +164,10 @@ class ClusterNetwork:
                                    " (scripts/install.sh does)") from err
         with iproute_in(pid) as ipr:
             ipr.route("replace", dst="0.0.0.0/0", gateway=str(node.gateway))
-            if node.role == "worker":
-                self._bridge(ipr, BRIDGE, [], node.bridge_address, node.pod_cidr)
+            if node.role == "worker" and self.topo.pod_network.plugin != "cni":
+                # must match the MTU the kubelet gives the pods' veths (--mtu)
+                self._bridge(ipr, BRIDGE, [], node.bridge_address, node.pod_cidr,
+                             self.topo.pod_network.mtu)
 
     # -- attached to a cluster another process runs ------------------------------------------
 

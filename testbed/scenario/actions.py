@@ -9,7 +9,9 @@
     - wait: {loadBalancer: {service: web}}                   # an address in the Service's status
       timeout: 30
     - kill: {agent: kube-proxy, node: w1}   # apiserver (on the master), kubelet, kube-proxy,
-                                            # netpol (the node's NetworkPolicy agent)
+                                            # netpol (the node's NetworkPolicy agent), flanneld
+                                            # (host-gw, vxlan; any node), bird (bgp; a worker
+                                            # or the gateway router)
     - restart: {agent: kube-proxy, node: w1}
     - kill: {pod: {selector: k8s-app=kube-dns, namespace: kube-system}, container: dnsmasq}
     - link: {node: w1, state: down}         # the node's uplink; up again with state: up
@@ -18,7 +20,9 @@
     - heal: partition
     - readiness: {pod: pod-b, state: fail}  # the pod fails its node's probes (pass to mend)
     - shape: {node: w1, rate: 10mbit}       # or delay: 20ms, loss: 1% (these need netem)
-    - inspect: {nat: w1}                    # nat, nft, conntrack, routes, bridge, ps, netpol
+    - inspect: {nat: w1}                    # nat, nft, conntrack, routes, bridge, ps, netpol,
+                                            # bgp (bird's sessions and routes), links (ip -d
+                                            # link: VXLAN details, MTUs), fdb, neigh
 
 Paths are relative to the scenario file; their manifests are loaded and checked with the
 scenario, before anything is built. Every value is checked here, when the scenario is loaded,
@@ -45,7 +49,7 @@ from testbed.spec.validation import (
     is_qualified_name,
 )
 
-AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol")
+AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol", "flanneld", "bird")
 # The longest a sleep, a timeout or a retry may last: a day is beyond any test, and far below
 # what time.sleep and socket timeouts take (1e300 overflows them mid-run).
 MAX_SECONDS = 86400
@@ -118,7 +122,7 @@ class NetFault:
     rate: str | None = None
     delay: str | None = None
     loss: str | None = None
-    what: str = ""             # inspect: nat, nft, conntrack, routes, bridge, ps
+    what: str = ""             # inspect: one of INSPECTIONS
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,8 @@ class Label:
 
 ACTION_KEYS = ("apply", "delete", "scale", "wait", "kill", "restart", "link", "node", "partition",
                "heal", "readiness", "shape", "inspect", "label")
-INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps", "netpol")
+INSPECTIONS = ("nat", "nft", "conntrack", "routes", "bridge", "ps", "netpol", "bgp", "links", "fdb",
+               "neigh")
 
 
 # Units tc takes (iproute2's get_rate64 and get_time, matched without regard to case): a rate

@@ -39,6 +39,7 @@ from testbed.checks import (
 )
 from testbed.emu.addons import dns_addon, ingress_nginx_addon
 from testbed.node.images import Which
+from testbed.routing.flannel import BACKENDS as FLANNEL_BACKENDS
 from testbed.scenario.actions import Apply, Delete, Fault, Label, NetFault, PodRef, Scale, Wait
 from testbed.scenario.reachability import Reachability
 from testbed.scenario.spec import Capture, Probe, RouteCheck, Scenario, load_scenario
@@ -99,7 +100,7 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
         topo, found = with_proxy_modes(scenario, topo, proxy_mode, policy_mode)
         out.problems += found
         topo, found = pod_network_of(scenario, topo, pod_network)
-        out.problems += found
+        out.problems += found + routing_agent_problems(scenario, topo)
         topo = dataclasses.replace(topo, addons=tuple(dict.fromkeys(topo.addons + scenario.addons)))
     out.topology = topo
 
@@ -205,6 +206,21 @@ def pod_network_of(scenario: Scenario, topo: Topology,
                                          field=POD_NETWORK_OPTIONS.get(p.field, p.field))
                      for p in cli.problems]
     return (topo if spec is None else with_pod_network(topo, spec)), problems
+
+
+def routing_agent_problems(scenario: Scenario, topo: Topology) -> list[Problem]:
+    """A problem for each step that kills or restarts a routing agent the run's routing mode
+    has none of (flanneld runs under host-gw and vxlan, bird under bgp), unless its `when:`
+    skips it under that mode."""
+    routing = topo.pod_network.routing
+    runs = {"flanneld": routing in FLANNEL_BACKENDS, "bird": routing == "bgp"}
+    return [_scenario_problem(scenario, ("steps", index, step.action.action, "agent"),
+                              f'Invalid value: "{step.action.agent}": no {step.action.agent} runs '
+                              f"under routing {routing} (flanneld runs under "
+                              f"{' and '.join(FLANNEL_BACKENDS)}, bird under bgp)")
+            for index, step in enumerate(scenario.steps)
+            if isinstance(step.action, Fault) and runs.get(step.action.agent) is False
+            and step.skipped_under(topo.pod_network) is None]
 
 
 def _scenario_problem(scenario: Scenario, path: Path_, message: str) -> Problem:
@@ -514,7 +530,8 @@ def _host_names(action, topo: Topology) -> list[tuple[Path_, str, set[str]]]:
     workers = {w.name for w in topo.workers}
     clients = {c.name for c in topo.clients}
     if isinstance(action, Fault) and action.pod is None and action.node:
-        allowed = {topo.master.name} if action.agent == "apiserver" else workers
+        allowed = {"apiserver": {topo.master.name}, "flanneld": nodes,
+                   "bird": workers | {topo.gateway_name}}.get(action.agent, workers)
         return [((action.action, "node"), action.node, allowed)]
     if isinstance(action, Fault) and action.pod is not None and action.pod.node:
         return [((action.action, "pod", "node"), action.pod.node, workers)]
@@ -527,7 +544,8 @@ def _host_names(action, topo: Topology) -> list[tuple[Path_, str, set[str]]]:
         if action.kind in ("link", "shape"):
             return [((action.kind, "node"), action.target, nodes | clients)]
         if action.kind == "inspect":
-            allowed = workers if action.what == "netpol" else nodes | {topo.gateway_name} | clients
+            allowed = {"netpol": workers, "bgp": workers | {topo.gateway_name}}.get(
+                action.what, nodes | {topo.gateway_name} | clients)
             return [(("inspect", action.what), action.target, allowed)]
         if action.kind == "readiness" and action.pod is not None and action.pod.node:
             return [(("readiness", "pod", "node"), action.pod.node, workers)]

@@ -91,7 +91,7 @@ def test_action_problems_name_line_and_field(scenario):
     assert ('8: steps[4].wait: Invalid value: {"sometime": {}}: must be a mapping with one of '
             "ready, endpoints, loadBalancer") in found
     assert ('9: steps[5].kill.agent: Unsupported value: "etcd": supported values: "apiserver", '
-            '"kubelet", "kube-proxy", "netpol"') in found
+            '"kubelet", "kube-proxy", "netpol", "flanneld", "bird"') in found
     assert "10: steps[6].kill.node: Required value: which node's kubelet" in found
     assert '11: steps[7].restart.now: unknown field "now"' in found
     assert "12: steps[8]: Forbidden: a step has one action, this one has apply, kill" in found

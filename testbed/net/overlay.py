@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl import ndmsg
 
 from testbed.net.netfilter import IptablesBackend
 from testbed.net.netns import iproute_in

@@ -15,8 +15,9 @@ annotations: `flannel.alpha.coreos.com/kube-subnet-manager: "true"`, `backend-ty
   go) and the route `CIDR via CIDR.network dev flannel.1 onlink`; backend-data is
   `{"VNI":1,"VtepMAC":"..."}`, the MAC of the node's own flannel.1.
 
-A node without a lease of its own (the master here: no kubelet, no pod CIDR) still gets the
-routes and VTEP entries to the others; it publishes nothing and masquerades nothing.
+A node without a lease of its own (the master here: no kubelet, no pod CIDR; a worker whose
+kubelet has not finished registering its Node, whose status then has no addresses yet) still
+gets the routes and VTEP entries to the others; it publishes nothing and masquerades nothing.
 
 With ip-masq (flanneld --ip-masq) traffic from the pods to outside the cluster network is
 masqueraded by the chain FLANNEL-POSTRTG in the nat table, jumped to from POSTROUTING
@@ -319,8 +320,11 @@ def plan(config: Config, nodes: Iterable[NodeView], vtep_mac: str = "") -> Plan:
             fdb.add(FdbEntry(lease.vtep_mac, lease.public_ip))
             routes.add(Route(lease.subnet, gateway, config.device, onlink=True))
         remotes.append((name, str(lease.subnet)))
+    # The lease is taken once the kubelet has registered the Node (its status holds its
+    # addresses): it writes the Node in steps (create, update, status), and a patch between
+    # them would make its next write conflict.
     leased = own is not None and subnet is not None and public is not None \
-        and (config.backend == "host-gw" or bool(vtep_mac))
+        and bool(own.internal_ip) and (config.backend == "host-gw" or bool(vtep_mac))
     return Plan(
         subnet=subnet if leased else None, routes=frozenset(routes), fdb=frozenset(fdb),
         neighbours=frozenset(neighbours), addresses=device_addresses(config, own),

@@ -162,6 +162,16 @@ def test_a_node_without_a_node_object_reaches_the_others_and_publishes_nothing()
     assert p.annotations == {} and p.masq == ()
 
 
+def test_no_lease_is_taken_before_the_kubelet_has_registered_the_node():
+    """The kubelet creates the Node, then updates it, then writes its status (addresses): a
+    patch in between would make its next write conflict."""
+    created = node("w1", "10.244.0.0/24", "172.16.1.2", backend=None)
+    created["status"] = {}
+    p = flannel.plan(hostgw(), views(created, node("w2", "10.244.1.0/24", "172.16.2.2")))
+    assert p.annotations == {} and p.subnet is None and p.masq == ()
+    assert len(p.routes) == 1
+
+
 def test_the_public_ip_defaults_to_the_nodes_internal_ip():
     p = flannel.plan(hostgw(public=None), cluster_of())
     assert p.annotations[flannel.PUBLIC_IP] == "172.16.1.2"

@@ -4,7 +4,11 @@ kubelet the way containerd's CRI runs them.
 Per pod sandbox: a container ID derived from the pod's uid (cni.invoke.container_id), CNI_NETNS
 its pause process's namespace, CNI_ARGS as the kubelet and containerd pass them (IgnoreUnknown,
 K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID, K8S_POD_UID), the pod's hostPort
-ports as the portMappings capability argument. A pod joins the node's networks
+ports as the portMappings capability argument, and, on the kubenet chain, a system pod's
+(kube-system) address as the `ips` capability argument: the highest one host-local has not
+handed out, as the built-in network gives system pods addresses from the top, so that both
+networks give every pod the same address (workloads get .2, .3, ... as in the articles'
+pictures; host-local's round-robin then goes on from there). A pod joins the node's networks
 (spec.cniconf.node_networks): containerd's loopback network on "lo", then the user's list, or the
 kubenet chain, on "eth0"; the result of the last one gives the pod's address and the host end
 of its link (`Attachment.host_veth`; gateway 0.0.0.0 when the result names none).
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,9 +53,22 @@ from testbed.cni.invoke import (
     run_plugin,
 )
 from testbed.cni.result import ResultError, host_interface, parse_result, pod_address
-from testbed.emu.podnet import Attachment, NodeRef, PodSide, SandboxNetworkError
+from testbed.emu.podnet import (
+    SYSTEM_NAMESPACE_PREFIX,
+    Attachment,
+    NodeRef,
+    PodSide,
+    SandboxNetworkError,
+)
 from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
-from testbed.spec.cniconf import POD_IFNAME, ConfList, Network, conflist_from_json, node_networks
+from testbed.spec.cniconf import (
+    POD_IFNAME,
+    ConfList,
+    Network,
+    conflist_from_json,
+    ips_store,
+    node_networks,
+)
 
 log = logging.getLogger("cni")
 
@@ -141,10 +159,14 @@ class CniNetwork:
 
     def _add(self, node: NodeRef, pod: str, uid: str, pid: int, mappings: list[dict]) -> Attachment:
         namespace, name = pod.split("/", 1)
-        sandbox = Sandbox(pod, container_id(uid), pid, pod_args(namespace, name, uid, container_id(uid)),
-                          {"portMappings": mappings} if mappings else {})
-        netns = netns_path(pid)
         networks = self.networks(node)
+        caps: dict = {"portMappings": mappings} if mappings else {}
+        top = self._top_free(node, networks[-1].conf) if pod.startswith(SYSTEM_NAMESPACE_PREFIX) else None
+        if top is not None:
+            caps["ips"] = [top]
+        sandbox = Sandbox(pod, container_id(uid), pid, pod_args(namespace, name, uid, container_id(uid)),
+                          caps)
+        netns = netns_path(pid)
         cni = self.cni(node)
         # The same pod's sandbox again (its uid, so its container ID): a DEL still owed for the
         # last one would undo this ADD when it succeeds later. It goes first, or nothing does.
@@ -167,6 +189,23 @@ class CniNetwork:
             raise SandboxNetworkError(sandbox.container_id, err) from err
         self.sandboxes[pod] = sandbox
         return attachment
+
+    def _top_free(self, node: NodeRef, conf: ConfList) -> str | None:
+        """For a system pod on the kubenet chain: the highest address of the pod CIDR that
+        host-local has not handed out (its store names each taken address), as the `ips`
+        capability argument; None under a user's list (its addresses are its own business)."""
+        store = ips_store(conf)
+        if self.conf is not None or store is None:
+            return None
+        try:
+            taken = {name for name in os.listdir(store)}
+        except FileNotFoundError:
+            taken = set()
+        cidr = node.pod_cidr
+        for value in range(int(cidr.broadcast_address) - 1, int(cidr.network_address) + 1, -1):
+            if str(IPv4Address(value)) not in taken:
+                return f"{IPv4Address(value)}/{cidr.prefixlen}"
+        return None
 
     @staticmethod
     def _attachment(pod: str, conf: ConfList, data: dict | None) -> Attachment:

@@ -193,12 +193,17 @@ def kubenet(mtu: int) -> ConfList:
     bridge plugin object keeps kubenet's network name, as a converted single configuration does
     (libcni's ConfListFromConf), so its errors read `plugin type="bridge" name="kubenet"`.
 
+    The bridge declares the `ips` capability (the CNI convention for asking IPAM for given
+    addresses; the bridge passes it on to host-local): the runtime uses it to give system pods
+    the highest free addresses, as the built-in network does (emu/cninet.py), so that both
+    networks give pods the same addresses.
+
     disableCheck is set, as the specification means it, for a combination known to return
     spurious errors: Debian's portmap (1.1.1) fails CHECK of every IPv4-only attachment, since
     it also looks for IPv6 DNAT rules it never made (containernetworking/plugins#819)."""
     return ConfList(KUBENET, "1.0.0", (
         {"type": "bridge", "name": KUBENET, "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
-         "hairpinMode": True, "mtu": mtu,
+         "hairpinMode": True, "mtu": mtu, "capabilities": {"ips": True},
          "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
         {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
@@ -226,6 +231,17 @@ def _fill(value: Any, pod_cidr: str) -> Any:
     if isinstance(value, list):
         return [_fill(item, pod_cidr) for item in value]
     return value
+
+
+def ips_store(conf: ConfList) -> str | None:
+    """Where host-local keeps the list's allocations (dataDir/NETWORK), when a plugin of it
+    declares the `ips` capability and hands it to host-local; None otherwise."""
+    for plugin in conf.plugins:
+        ipam = plugin.get("ipam")
+        if (plugin.get("capabilities") or {}).get("ips") is True and isinstance(ipam, dict) \
+                and ipam.get("type") == "host-local" and ipam.get("dataDir"):
+            return f"{ipam['dataDir']}/{conf.name}"
+    return None
 
 
 def node_networks(conf: ConfList | None, pod_cidr: str, mtu: int, data_dir: str) -> tuple[Network, ...]:

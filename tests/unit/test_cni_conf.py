@@ -11,6 +11,7 @@ from testbed.spec.cniconf import (
     LOOPBACK,
     ConfList,
     for_node,
+    ips_store,
     kubenet,
     load_conflist,
     node_networks,
@@ -112,13 +113,14 @@ def test_the_kubenet_chain_and_the_loopback_network_come_first():
     assert eth0.conf.disable_check      # Debian's portmap fails CHECK of IPv4-only pods (#819)
     bridge, portmap = eth0.conf.plugins
     assert bridge == {"type": "bridge", "name": "kubenet", "bridge": "cbr0", "isGateway": True,
-                      "ipMasq": False, "hairpinMode": True, "mtu": 1450,
+                      "ipMasq": False, "hairpinMode": True, "mtu": 1450, "capabilities": {"ips": True},
                       "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.2.0/24"}]],
                                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/d"}}
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
     assert kubenet(1500).plugins[0]["ipam"]["ranges"] == [[{"subnet": "{{.PodCIDR}}"}]]
     user = ConfList("u", "0.4.0", ({"type": "ptp"},))
     assert node_networks(user, "10.244.2.0/24", 1500, "/d")[1].conf.name == "u"
+    assert ips_store(eth0.conf) == "/d/kubenet" and ips_store(user) is None
 
 
 def test_a_plugin_gets_the_lists_name_and_version_the_previous_result_and_its_capabilities():

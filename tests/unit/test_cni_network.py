@@ -223,3 +223,24 @@ def test_a_users_list_and_a_result_without_an_ipv4_address(tmp_path):
     assert [c["command"] for c in plugins.calls()] == ["ADD", "ADD", "DEL", "DEL"]
     calls = json.loads(json.dumps(plugins.calls()))
     assert calls[-1]["env"]["CNI_CONTAINERID"] == container_id("uid-9")
+
+
+def test_system_pods_ask_host_local_for_the_highest_free_address_on_the_kubenet_chain(net, tmp_path):
+    network, plugins, _ = net
+    store = cni_ipam_directory(tmp_path / "run", "w1") / "kubenet"
+    store.mkdir(parents=True)
+    for taken in ("10.244.1.254", "10.244.1.2", "last_reserved_ip.0", "lock"):
+        (store / taken).write_text("x")
+    network.add(NODE, "kube-system/kube-dns-1", "uid-dns", PID)
+    network.add(NODE, "default/web", "uid-1", 4343)
+    bridges = [c["stdin"] for c in plugins.calls() if c["type"] == "bridge"]
+    assert bridges[0]["runtimeConfig"] == {"ips": ["10.244.1.253/24"]}
+    assert "runtimeConfig" not in bridges[1]                       # a workload: host-local's turn
+    portmap = [c["stdin"] for c in plugins.calls() if c["type"] == "portmap"][0]
+    assert "runtimeConfig" not in portmap                          # it does not declare ips
+    user = CniNetwork(tmp_path / "run", ConfList("u", "1.0.0", ({"type": "bridge", "capabilities": {"ips": True},
+                                                                 "address": "10.244.1.9/24", "ipam": {"type": "host-local"}},)),
+                      plugin_dirs=[str(tmp_path / "bin")])
+    plugins.forget()
+    user.add(NODE, "kube-system/other", "uid-o", PID)
+    assert "runtimeConfig" not in plugins.calls()[-1]["stdin"]     # a user's list: no such help

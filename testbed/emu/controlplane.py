@@ -99,9 +99,13 @@ class ControlPlane:
                     "--api-address", f"{node.address}:{API_PORT}"]
         if kind == "kubelet":
             labels = [f"--label={k}={v}" for k, v in node.labels]
+            net = topo.pod_network
+            cni = ["--cni-conf", net.conf] if net.conf else []
+            cni += ["--cni-bin-dir", net.bin_dir] if net.bin_dir else []
             return ["testbed.agents.kubelet", "--node", node.name, "--api", self.api, "--run-dir", run_dir,
                     "--pod-cidr", str(node.pod_cidr), "--node-ip", str(node.address),
-                    "--cluster-dns", str(topo.dns_service_ip), *labels]
+                    "--cluster-dns", str(topo.dns_service_ip), *labels,
+                    "--pod-network", net.plugin, "--mtu", str(net.mtu), *cni]
         if kind == "kube-proxy":
             return ["testbed.agents.kube_proxy", "--api", self.api, "--node", node.name,
                     "--node-ip", str(node.address), "--cluster-cidr", str(topo.cluster_cidr),

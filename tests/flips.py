@@ -143,6 +143,8 @@ REGISTRY: list[Decision] = [
     Decision("testbed.node.kubeletplan", "ContainerTrack.fresh", [K]),
     Decision("testbed.node.kubeletplan", "teardown_grace", [K]),
     Decision("testbed.node.kubeletplan", "should_create", [K]),
+    Decision("testbed.node.kubeletplan", "create_retry", [K], main=ALL),
+    Decision("testbed.node.kubeletplan", "creation_failure", [K], main=ALL),
     Decision("testbed.node.kubeletplan", "stop_pod", [K], main=ALL),
     Decision("testbed.node.kubeletplan", "plan", [K], main=[
         "if obj is None or is_terminating(obj)", "if should_create("]),

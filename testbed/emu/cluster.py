@@ -30,6 +30,7 @@ from testbed.emu import access, rundir
 from testbed.emu.addons import dns_addon
 from testbed.emu.controlplane import ControlPlane
 from testbed.emu.network import ClusterNetwork
+from testbed.emu.probes import listening_ports
 from testbed.emu.record import Record
 from testbed.emu.rundir import kubelet_ps_state, pod_directory
 from testbed.emu.shield import shielded
@@ -37,6 +38,7 @@ from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
 
 log = logging.getLogger(__name__)
+LISTEN_SETTLE = 5.0   # seconds wait_ready waits, after Ready, for pods' declared ports to listen
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,45 @@ class Cluster:
                 status.get("phase", "Pending"), meta.get("labels") or {})
         return out
 
-    def wait_ready(self, objects: list[dict], timeout: float = 60, interval: float = 0.2) -> list[PodView]:
-        """Wait until the pods of `objects` (Pods, and Deployments' replicas) are Ready."""
+    def wait_ready(self, objects: list[dict], timeout: float = 60, interval: float = 0.2,
+                   settle: float = LISTEN_SETTLE) -> list[PodView]:
+        """Wait until the pods of `objects` (Pods, and Deployments' replicas) are Ready, then
+        up to `settle` seconds more until they listen on their declared TCP container ports.
+
+        A pod without a readiness probe is Ready once its containers run, before its server
+        listens (upstream too); the first connection of a test would then race the server's
+        start. So a harness waits a moment for the declared ports, as e2e tests poll, and goes
+        on regardless after `settle` (a declared port is no promise to listen on it)."""
+        views = self._wait_ready(objects, timeout, interval)
+        self._wait_listening(objects, views, settle, interval / 4)
+        return views
+
+    def _wait_listening(self, objects: list[dict], views: list[PodView], settle: float,
+                        interval: float) -> None:
+        ports: dict[str, set[int]] = {}      # pod key -> declared TCP ports
+        templates = [(o["metadata"]["namespace"], o["spec"]["selector"].get("matchLabels", {}),
+                      o["spec"]["template"]["spec"]) for o in objects if o["kind"] == "Deployment"]
+        declared = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["spec"]
+                    for o in objects if o["kind"] == "Pod"}
+        for view in views:
+            spec = declared.get(view.key) or next(
+                (t for ns, labels, t in templates if ns == view.namespace
+                 and all(view.labels.get(k) == v for k, v in labels.items())), None)
+            if spec is None or view.pid is None:
+                continue
+            wanted = {p["containerPort"] for c in spec.get("containers", []) for p in c.get("ports", [])
+                      if p.get("protocol", "TCP") == "TCP" and isinstance(p.get("containerPort"), int)}
+            if wanted:
+                ports[view.key] = wanted
+        pids = {v.key: v.pid for v in views}
+        deadline = time.monotonic() + settle
+        while ports and time.monotonic() < deadline:
+            ports = {key: want for key, want in ports.items()
+                     if not want <= listening_ports(pids[key])}
+            if ports:
+                time.sleep(interval)
+
+    def _wait_ready(self, objects: list[dict], timeout: float, interval: float) -> list[PodView]:
         wanted_pods = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
         deployments = [o for o in objects if o["kind"] == "Deployment"]
         deadline = time.monotonic() + timeout

@@ -84,6 +84,22 @@ def tcp_sockets(pid: int) -> set[tuple[tuple[str, int], tuple[str, int]]]:
     return out
 
 
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports `pid`'s network namespace listens on (IPv4 and IPv6 tables)."""
+    out = set()
+    for table_name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table_name}") as table:
+                next(table)
+                for line in table:
+                    fields = line.split()
+                    if fields[3] == LISTEN:
+                        out.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            pass
+    return out
+
+
 class SocketWatch:
     """Snapshots the TCP tables of many namespaces, to find the server side of a new connection."""
 

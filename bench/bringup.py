@@ -5,9 +5,12 @@ For each (N, P) it builds the cluster, creates N*P pods (each a pause sandbox pl
 container), tears down, and prints per-pod cost (in all, and split into the sandbox with its
 network, and the container) next to a raw baseline measured in the same run: the same number of network namespaces, veth pairs and bridge ports made by one
 `ip -batch` inside a throwaway namespace (what the kernel work costs with no testbed at all).
-It also prints the pause processes' resident memory. Run as root:
+It also prints the pause processes' resident memory. Each size runs on the built-in pod network
+and on the real CNI plugins (the kubenet chain: loopback, bridge with host-local, portmap, one
+process per plugin per pod, as a container runtime runs them), and the CNI line gives its
+network phase next to the built-in one's of the same run. Run as root:
 
-    sudo .venv/bin/python bench/bringup.py [--sizes 2x10,10x10,50x20]
+    sudo .venv/bin/python bench/bringup.py [--sizes 2x10,10x10,50x20] [--pod-network builtin,cni]
 
 Targets (issue 2): per-pod cost within 2x the baseline; 1,000 pods ready in under a minute on
 a 2-core machine; pause resident memory at most 1 MB each.
@@ -32,9 +35,9 @@ from testbed.spec.source import parse_documents  # noqa: E402
 from testbed.spec.topology import build_topology  # noqa: E402
 
 
-def topology(workers: int):
+def topology(workers: int, plugin: str = "builtin"):
     text = (f"name: bench{workers}\nmaster: master\nworkers: [{', '.join(f'w{i}' for i in range(1, workers + 1))}]\n"
-            "clients: [client]\n")
+            f"clients: [client]\npodNetwork: {{plugin: {plugin}}}\n")
     return build_topology(parse_documents(text, "<bench>")[0])
 
 
@@ -52,9 +55,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def measure_cluster(workers: int, per_node: int) -> dict:
+def measure_cluster(workers: int, per_node: int, plugin: str = "builtin") -> dict:
     started = time.perf_counter()
-    cluster = PodLab(topology(workers)).up()
+    cluster = PodLab(topology(workers, plugin)).up()
     try:
         network = time.perf_counter() - started
         manifests = [pod(f"p{w}-{i}", f"w{w}") for w in range(1, workers + 1) for i in range(per_node)]
@@ -114,28 +117,38 @@ def measure_baseline(count: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2x10,10x10,50x20", help="NxP list: workers x pods per worker")
+    parser.add_argument("--pod-network", default="builtin,cni",
+                        help="pod network plugins to measure, in order (builtin, cni)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/bringup.py builds namespaces: run it as root", file=sys.stderr)
         return 2
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
-    header = (f"{'N x P':>8} {'pods':>5} {'network s':>9} {'pods s':>7} {'per pod ms':>10} "
-              f"{'sandbox+net ms':>14} {'containers ms':>13} {'baseline ms':>11} {'ratio':>5} "
-              f"{'sandbox ratio':>13} {'teardown s':>10} {'pause RSS kB avg/max':>21}")
+    plugins = [p.strip() for p in args.pod_network.split(",") if p.strip()]
+    header = (f"{'N x P':>8} {'pods':>5} {'plugin':>7} {'network s':>9} {'pods s':>7} {'per pod ms':>10} "
+              f"{'sandbox+net ms':>14} {'net ms':>7} {'containers ms':>13} {'baseline ms':>11} {'ratio':>5} "
+              f"{'sandbox ratio':>13} {'net vs builtin':>14} {'teardown s':>10} {'pause RSS kB avg/max':>21}")
     print(header)
     for workers, per_node in sizes:
         count = workers * per_node
-        result = measure_cluster(workers, per_node)
         baseline = measure_baseline(count)
-        per_pod = result["pods"] / count * 1000
         base_pod = baseline / count * 1000
-        ph = result["phases"]
-        sandbox = (ph.get("sandboxes", 0) + ph.get("network", 0) + ph.get("files", 0)) / count * 1000
-        containers = ph.get("containers", 0) / count * 1000
-        print(f"{workers:>4} x {per_node:<3}{count:>5} {result['network']:>9.2f} {result['pods']:>7.2f} "
-              f"{per_pod:>10.2f} {sandbox:>14.2f} {containers:>13.2f} {base_pod:>11.2f} "
-              f"{per_pod / base_pod:>5.2f} {sandbox / base_pod:>13.2f} {result['teardown']:>10.2f} "
-              f"{result['pause_rss_avg']:>14.0f}/{result['pause_rss_max']:<6}", flush=True)
+        builtin_net = None
+        for plugin in plugins:
+            result = measure_cluster(workers, per_node, plugin)
+            per_pod = result["pods"] / count * 1000
+            ph = result["phases"]
+            sandbox = (ph.get("sandboxes", 0) + ph.get("network", 0) + ph.get("files", 0)) / count * 1000
+            net = ph.get("network", 0) / count * 1000
+            if plugin == "builtin":
+                builtin_net = net
+            versus = f"{net / builtin_net:>13.1f}x" if builtin_net and plugin != "builtin" else f"{'-':>14}"
+            containers = ph.get("containers", 0) / count * 1000
+            print(f"{workers:>4} x {per_node:<3}{count:>5} {plugin:>7} {result['network']:>9.2f} "
+                  f"{result['pods']:>7.2f} {per_pod:>10.2f} {sandbox:>14.2f} {net:>7.2f} {containers:>13.2f} "
+                  f"{base_pod:>11.2f} {per_pod / base_pod:>5.2f} {sandbox / base_pod:>13.2f} {versus} "
+                  f"{result['teardown']:>10.2f} {result['pause_rss_avg']:>14.0f}/{result['pause_rss_max']:<6}",
+                  flush=True)
     return 0
 
 

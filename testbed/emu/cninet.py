@@ -61,6 +61,7 @@ from testbed.emu.podnet import (
     SandboxNetworkError,
 )
 from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
+from testbed.net.run import ns_prefix
 from testbed.spec.cniconf import (
     POD_IFNAME,
     ConfList,
@@ -112,15 +113,19 @@ class CniNetwork:
 
     def __init__(self, run_dir: Path, conf: ConfList | None = None, bin_dir: str | None = None,
                  mtu: int = 1500, *, plugin_dirs: Sequence[str] | None = None,
-                 execute: Exec = run_plugin, clock: Callable[[], float] = time.monotonic):
+                 execute: Exec = run_plugin, clock: Callable[[], float] = time.monotonic,
+                 enter_node: bool = False):
         """`conf`: the user's list (None: the kubenet chain); plugins are looked up in
-        `bin_dir` first, then in Debian's directory (`plugin_dirs` replaces both)."""
+        `bin_dir` first, then in Debian's directory (`plugin_dirs` replaces both). The kubelet
+        runs inside its node's namespace, and the plugins with it; with `enter_node` (a process
+        outside the nodes, as emu/podlab.py's) each plugin is started inside its node's."""
         self.run_dir = Path(run_dir)
         self.conf = conf
         self.mtu = mtu
         self.plugin_dirs = list(plugin_dirs) if plugin_dirs is not None else \
             [d for d in (bin_dir, SYSTEM_PLUGIN_DIR) if d]
         self.execute = execute
+        self.enter_node = enter_node
         self.clock = clock
         self.sandboxes: dict[str, Sandbox] = {}      # pod key -> its attachments' parameters
         self.pending: list[PendingDelete] = []
@@ -128,8 +133,14 @@ class CniNetwork:
 
     def cni(self, node: NodeRef) -> Cni:
         if node.name not in self._cni:
+            execute = self.execute
+            if self.enter_node:
+                prefix = ns_prefix(node.pid)
+
+                def execute(path, env, stdin, timeout, _run=self.execute, _prefix=prefix):
+                    return _run(path, env, stdin, timeout, prefix=_prefix)
             self._cni[node.name] = Cni(self.plugin_dirs, cni_cache_directory(self.run_dir, node.name),
-                                       execute=self.execute)
+                                       execute=execute)
         return self._cni[node.name]
 
     def networks(self, node: NodeRef) -> tuple[Network, ...]:

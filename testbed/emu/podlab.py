@@ -62,11 +62,22 @@ class PodLab:
             self.network = ClusterNetwork(self.topo, self.record)
             self.network.build()
             self.timings["network"] = time.monotonic() - started
-            self.runtime = PodRuntime(self.record, BridgeNetwork(), self.topo.dns_service_ip)
+            self.runtime = PodRuntime(self.record, self._pod_network(), self.topo.dns_service_ip)
         except BaseException:
             self.down()
             raise
         return self
+
+    def _pod_network(self):
+        """The topology's pod network plugin: built-in, or real CNI plugins run inside each node."""
+        net = self.topo.pod_network
+        if net.plugin != "cni":
+            return BridgeNetwork(mtu=net.mtu)
+        from testbed.emu.cninet import CniNetwork
+        from testbed.spec.cniconf import load_conflist
+
+        conf = load_conflist(net.conf) if net.conf else None
+        return CniNetwork(self.record.directory, conf, net.bin_dir, net.mtu, enter_node=True)
 
     def down(self) -> None:
         """End everything, from the record: safe after a partial up(), and no signal cuts it

@@ -34,6 +34,17 @@ def test_the_bringup_baseline_leaves_the_mount_table_as_it_was():
     assert _netns_files() == files     # ip netns add's files on /run are gone too
 
 
+def test_the_bringup_benchmark_measures_the_cni_path_too():
+    spec = importlib.util.spec_from_file_location("bringup", ROOT / "bench" / "bringup.py")
+    bringup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bringup)
+    builtin = bringup.measure_cluster(1, 3, "builtin")
+    cni = bringup.measure_cluster(1, 3, "cni")
+    # Real plugins are processes per pod (loopback, bridge, host-local, portmap): slower, and
+    # measured in the same phase as the built-in network's.
+    assert cni["phases"]["network"] > builtin["phases"]["network"] > 0
+
+
 def _marked(marker: bytes) -> list[int]:
     """The processes that carry `marker` in their environment (inherited from a benchmark)."""
     found = []

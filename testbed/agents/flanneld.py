@@ -75,6 +75,8 @@ class Flanneld(InformedAgent):
         if not result.ok:
             log.warning("sync failed (next sync full): %s", result.error)
             return
+        if result.skipped:
+            return    # nothing routing reads changed: the status stays what it was
         for change in getattr(result, "changes", ()):
             log.info("%s", change)
         seen = (result.subnet, result.vtep_mac, result.remotes)

@@ -20,7 +20,9 @@ match the plan (testbed.routing.flannel.plan) and publishes the node's lease:
    annotations are written when the Node lacks them or holds others.
 
 Every write is safe to repeat ("replace"), and every delete takes "already gone". A failed
-sync makes the next one full.
+sync makes the next one full. A sync when no Node changed what routing reads is skipped
+unless the last one that looked at the kernel is `repair_period` old (the agent's periodic
+sync is that one: it repairs what drifted).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ from testbed.routing.flannel import (
 )
 
 DEFAULT_FULL_SYNC_PERIOD = 60.0
+# seconds: a sync asked for when no Node changed what routing reads (a kubelet's heartbeat)
+# reads and repairs the kernel only when the last one that did is this old
+DEFAULT_REPAIR_PERIOD = 10.0
 
 
 class Backend(Protocol):
@@ -138,16 +143,18 @@ class RouteSyncer:
 
     def __init__(self, backend: Backend, config: Config, annotate: Annotate, *,
                  full_sync_period: float = DEFAULT_FULL_SYNC_PERIOD,
+                 repair_period: float = DEFAULT_REPAIR_PERIOD,
                  new_lock: Callable[[], Lock] = Unshared,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.backend, self.config, self.annotate = backend, config, annotate
-        self.full_sync_period, self.clock = full_sync_period, clock
+        self.full_sync_period, self.repair_period, self.clock = full_sync_period, repair_period, clock
         self.lock = new_lock()
         self.nodes: dict[str, NodeView] = {}
         self.node_changes = _NodeChanges(self)
         self.dirty = True
         self.need_full = True
         self.last_full = -1e18
+        self.last_sync = -1e18     # the last sync that read and repaired the kernel
         self.plan: Plan | None = None
         self._masq = ""      # the FLANNEL-POSTRTG text last applied
 
@@ -155,8 +162,10 @@ class RouteSyncer:
         started = self.clock()
         with self.lock:
             views = list(self.nodes.values())
-            self.dirty = False
+            dirty, self.dirty = self.dirty, False
         full = self.need_full or started - self.last_full >= self.full_sync_period
+        if not (dirty or full or started - self.last_sync >= self.repair_period):
+            return SyncResult(True, False, skipped=True)
         changes: list[str] = []
         mac = ""
         try:
@@ -174,6 +183,7 @@ class RouteSyncer:
                               seconds=self.clock() - started, changes=tuple(changes), vtep_mac=mac)
         self.plan = wanted
         self.need_full = False
+        self.last_sync = started
         if full:
             self.last_full = started
         return SyncResult(True, full, seconds=self.clock() - started, changes=tuple(changes),

@@ -63,6 +63,7 @@ from testbed.spec.source import SpecError
 log = logging.getLogger("kubelet")
 
 HEARTBEAT = 5.0
+NODE_STATUS_UPDATE_RETRY = 5   # upstream kubelet: nodeStatusUpdateRetry
 LEASE_DURATION = 40          # seconds (the kubelet's nodeLeaseDurationSeconds default)
 LEASE_RENEW = LEASE_DURATION / 4  # upstream renews every quarter of the duration
 LEASE_NAMESPACE = "kube-node-lease"
@@ -314,6 +315,19 @@ class Kubelet:
                            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}
 
     def register_node(self) -> None:
+        """Create or update the Node and its status. A write that conflicts with another's (a
+        routing agent annotating the Node between ours: 409) is tried again on the object as it
+        now is, up to NODE_STATUS_UPDATE_RETRY times, as upstream's kubelet retries."""
+        for attempt in range(NODE_STATUS_UPDATE_RETRY):
+            try:
+                self._register_node()
+                return
+            except ApiError as err:
+                if err.code != 409 or attempt == NODE_STATUS_UPDATE_RETRY - 1:
+                    raise
+                log.info("node %s: %s; trying again", self.name, err)
+
+    def _register_node(self) -> None:
         node = self.node_object()
         current = self.client.get("Node", "", self.name)
         if current is None:

@@ -1,5 +1,5 @@
-"""Acts: `testbed nat NODE`, `testbed netpol NODE` and `testbed conntrack NODE` against a
-running cluster.
+"""Acts: `testbed nat NODE`, `testbed netpol NODE`, `testbed conntrack NODE` and `testbed bgp
+HOST` against a running cluster.
 
 From another terminal, like `testbed ps`: the cluster is found through the run records
 (testbed.emu.record.records(); `--cluster NAME` picks one of several by topology or run
@@ -8,7 +8,8 @@ kube-proxy mode through the node's `proxy/NODE/kube-proxy.json`. `nat` prints
 `iptables -S -t nat` (the article's screenshots), or `nft list table ip kube-proxy` in
 nftables mode; `netpol` prints the node's NetworkPolicy rules as its agent left them
 (emu/inspect.netpol_rules: the agent's iptables chains and ipsets, or its nftables table);
-`conntrack` prints `conntrack -L` of the node.
+`conntrack` prints `conntrack -L` of the node; `bgp` bird's BGP sessions (`show protocols`) and
+routes (`show route`) on a worker or the gateway router, under the bgp routing mode.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from testbed.emu.inspect import (
     MODES,
     POLICY_MODES,
     InspectError,
+    bgp_text,
     conntrack_table,
     filter_table,
     nat_table,
@@ -59,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-p", "--protocol", choices=("tcp", "udp", "icmp", "sctp"))
     p.add_argument("--dst", metavar="IP", help="only entries whose original destination is IP")
     p.set_defaults(func=cmd_conntrack)
+    p = sub.add_parser("bgp", parents=[common],
+                       help="print bird's BGP sessions and routes on a worker or the gateway",
+                       description="Print `birdc show protocols` and `birdc show route` of the bird "
+                                   "on NODE (a worker, or the gateway router) of a running cluster "
+                                   "whose routing mode is bgp.")
+    p.set_defaults(func=cmd_bgp)
 
 
 def find_run(cluster: str | None) -> Path:
@@ -103,3 +111,15 @@ def cmd_conntrack(args: argparse.Namespace) -> int:
         print(f"testbed conntrack: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_bgp(args: argparse.Namespace) -> int:
+    try:
+        run_dir = find_run(args.cluster)
+        node_pid(run_dir, args.node)     # the host must be the cluster's
+        text = bgp_text(run_dir, args.node)
+    except InspectError as err:
+        print(f"testbed bgp: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0 if not text.startswith(("no bird runs", "bird on")) else 1

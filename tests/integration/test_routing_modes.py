@@ -296,6 +296,21 @@ def test_inspect_bgp_shows_a_session_per_worker_and_the_learned_routes(cluster):
 
 
 @BGP
+def test_testbed_bgp_prints_the_sessions_and_routes_from_another_terminal(cluster):
+    from .conftest import run_testbed
+
+    run = cluster.record.directory.name
+    shown = run_testbed("bgp", cluster.topo.gateway_name, "--cluster", run)
+    assert shown.returncode == 0, shown.stderr
+    assert len(bird.established(bird.parse_protocols(shown.stdout))) == len(cluster.topo.workers)
+    assert str(cluster.topo.workers[0].pod_cidr) in shown.stdout
+    nobody = run_testbed("bgp", "client", "--cluster", run)
+    assert nobody.returncode == 1 and "no bird runs on client" in nobody.stdout
+    unknown = run_testbed("bgp", "nosuch", "--cluster", run)
+    assert unknown.returncode == 1 and "no running node 'nosuch'" in unknown.stderr
+
+
+@BGP
 def test_killing_a_nodes_bird_withdraws_its_route_and_a_restart_restores_it(cluster):
     here, there = pods(cluster)
     node = there.node

@@ -75,6 +75,11 @@ NPR = "tests/unit/test_netpol_rules.py"
 NPS = "tests/unit/test_netpol_syncer.py"
 PL = "tests/unit/test_emu_podlab.py"
 KINDS = "tests/unit/test_api_kinds.py::test_endpointslice"   # a test id works too
+RF = "tests/unit/test_routing_flannel.py"
+RS = "tests/unit/test_routing_syncer.py"
+RB = "tests/unit/test_routing_bird.py"
+PN = "tests/unit/test_spec_pod_network.py"
+SS = "tests/unit/test_scenario_spec.py"
 F = "tests/unit/test_decisions_flipped.py"   # the tests this registry asked for
 ALL = ("*",)   # as `main`: every mutant of the function is main
 
@@ -216,6 +221,18 @@ REGISTRY: list[Decision] = [
         "skip = not full and not self.dirty"]),
     Decision("testbed.netpol.syncer", "PolicySyncer._apply_iptables", [NPS, NPR]),
     Decision("testbed.netpol.syncer", "PolicySyncer._apply_nftables", [NPS, NPR]),
+    # -- pod networks: the topology's podNetwork, flannel's plan and syncer, bird, when: -----------
+    Decision("testbed.spec.topology", "check_pod_network", [PN]),
+    Decision("testbed.spec.topology", "parse_pod_network", [PN]),
+    Decision("testbed.routing.flannel", "plan", [RF, RS]),
+    Decision("testbed.routing.flannel", "parse_lease", [RF, RS]),
+    Decision("testbed.routing.flannel", "owned_route", [RF, RS]),
+    Decision("testbed.routing.flannel", "annotations_stale", [RF, RS]),
+    Decision("testbed.routing.flannel", "vxlan_incompatible", [RF, RS]),
+    Decision("testbed.routing.syncer", "RouteSyncer.sync", [RS]),
+    Decision("testbed.routing.bird", "established", [RB]),
+    Decision("testbed.scenario.spec", "Step.skipped_under", [SS], main=ALL),
+    Decision("testbed.scenario.steps", "judge_route", [SS]),
     # -- the benchmark pod lab's placement -------------------------------------------------------
     Decision("testbed.emu.podlab", "least_loaded", [PL, C], main=[
         'if spec["nodeName"] not in names', ".get(k) == v", "if not fits"]),

@@ -546,4 +546,5 @@ def test_judge_route():
     assert judge_route(want, [], "172.16.0.3")[0] is False
     multipath = [{"dst": "10.0.2.0/24", "nexthops": [{"gateway": "172.16.0.2", "dev": "e0"},
                                                      {"gateway": "172.16.0.3", "dev": "e1"}]}]
-    assert judge_route(RouteCheck("gw", "10.0.2.0/24", "node2", "e1"), multipath, "172.16.0.3")[0]
+    assert judge_route(RouteCheck("gw", "10.0.2.0/24", "node2", "e1"), multipath, "172.16.0.3") == \
+        (True, "10.0.2.0/24 via 172.16.0.2 via 172.16.0.3")

@@ -202,11 +202,13 @@ class CniNetwork:
         return attachment
 
     def _top_free(self, node: NodeRef, conf: ConfList) -> str | None:
-        """For a system pod on the kubenet chain: the highest address of the pod CIDR that
-        host-local has not handed out (its store names each taken address), as the `ips`
-        capability argument; None under a user's list (its addresses are its own business)."""
+        """For a system pod: the highest address of the pod CIDR that host-local has not handed
+        out (its store names each taken address), as the `ips` capability argument, so that
+        workloads get .2, .3, ... as on the built-in network and in the article. Only for a list
+        whose plugin declares the `ips` capability and delegates to host-local (the kubenet
+        chain does; a user's list may), else None: the plugin's addresses are its own."""
         store = ips_store(conf)
-        if self.conf is not None or store is None:
+        if store is None:
             return None
         try:
             taken = {name for name in os.listdir(store)}

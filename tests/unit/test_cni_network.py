@@ -225,7 +225,7 @@ def test_a_users_list_and_a_result_without_an_ipv4_address(tmp_path):
     assert calls[-1]["env"]["CNI_CONTAINERID"] == container_id("uid-9")
 
 
-def test_system_pods_ask_host_local_for_the_highest_free_address_on_the_kubenet_chain(net, tmp_path):
+def test_system_pods_ask_host_local_for_the_highest_free_address(net, tmp_path):
     network, plugins, _ = net
     store = cni_ipam_directory(tmp_path / "run", "w1") / "kubenet"
     store.mkdir(parents=True)
@@ -238,9 +238,17 @@ def test_system_pods_ask_host_local_for_the_highest_free_address_on_the_kubenet_
     assert "runtimeConfig" not in bridges[1]                       # a workload: host-local's turn
     portmap = [c["stdin"] for c in plugins.calls() if c["type"] == "portmap"][0]
     assert "runtimeConfig" not in portmap                          # it does not declare ips
+    # A user's list gets the same when its plugin declares ips and delegates to host-local,
+    # and not otherwise (its addresses are its own).
     user = CniNetwork(tmp_path / "run", ConfList("u", "1.0.0", ({"type": "bridge", "capabilities": {"ips": True},
                                                                  "address": "10.244.1.9/24", "ipam": {"type": "host-local"}},)),
                       plugin_dirs=[str(tmp_path / "bin")])
     plugins.forget()
     user.add(NODE, "kube-system/other", "uid-o", PID)
-    assert "runtimeConfig" not in plugins.calls()[-1]["stdin"]     # a user's list: no such help
+    assert plugins.calls()[-1]["stdin"]["runtimeConfig"] == {"ips": ["10.244.1.254/24"]}
+    other = CniNetwork(tmp_path / "run", ConfList("v", "1.0.0", ({"type": "bridge", "address": "10.244.1.9/24",
+                                                                  "ipam": {"type": "host-local"}},)),
+                       plugin_dirs=[str(tmp_path / "bin")])
+    plugins.forget()
+    other.add(NODE, "kube-system/third", "uid-t", PID)
+    assert "runtimeConfig" not in plugins.calls()[-1]["stdin"]     # no ips capability: no such help

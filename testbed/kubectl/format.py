@@ -11,7 +11,7 @@ prints it (laid out by a copy of Go's tabwriter); the other kinds in kubectl's l
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import yaml
 
@@ -27,6 +27,7 @@ from testbed.api.printers import (  # noqa: F401 - re-exported: kubectl's helper
     pod_status,
     printer_for,
     service_ports,
+    since,
 )
 
 
@@ -151,8 +152,10 @@ def _conditions(conditions: list[dict]) -> list[str]:
                               table(["Type", "Status", "Reason", "Message"], rows).splitlines()]
 
 
-def describe(obj: dict, slices: list[dict] | None = None) -> str:
-    """kubectl describe, in its layout; `slices` are a Service's EndpointSlices."""
+def describe(obj: dict, slices: list[dict] | None = None, events: list[dict] | None = None,
+             now: datetime | None = None) -> str:
+    """kubectl describe, in its layout; `slices` are a Service's EndpointSlices, `events` the
+    Events about the object (kubectl's Events().Search: by the involved object)."""
     kind = obj.get("kind")
     if kind == "NetworkPolicy":
         return describe_networkpolicy(obj)
@@ -229,8 +232,36 @@ def describe(obj: dict, slices: list[dict] | None = None) -> str:
                 port = (svc.get("port") or {})
                 lines.append(f"    {p.get('path', '/')}  {svc.get('name')}:"
                              f"{port.get('number', port.get('name'))}")
-    lines += _kv([("Events", "<none>")])
+    lines += describe_events(events or [], now or datetime.now(UTC))
     return "\n".join(lines) + "\n"
+
+
+def describe_events(events: list[dict], now: datetime) -> list[str]:
+    """kubectl's DescribeEvents: Type, Reason, Age ("3s (x4 over 20s)" for a repeated event),
+    From (source.component, else reportingController) and Message, oldest first."""
+    if not events:
+        return _kv([("Events", "<none>")])
+
+    def first(e: dict) -> str | None:
+        return e.get("eventTime") or e.get("firstTimestamp")
+
+    def when(e: dict) -> datetime:
+        found = parse_time(first(e)) or parse_time(e.get("lastTimestamp"))
+        return found or datetime.min.replace(tzinfo=UTC)
+
+    rows = []
+    for e in sorted(events, key=when):
+        interval = since(first(e), now)
+        series = e.get("series") or {}
+        if series:
+            interval = f"{since(series.get('lastObservedTime'), now)} (x{series.get('count')} over {interval})"
+        elif (e.get("count") or 0) > 1:
+            interval = f"{since(e.get('lastTimestamp'), now)} (x{e['count']} over {interval})"
+        source = (e.get("source") or {}).get("component") or e.get("reportingController") or ""
+        rows.append([e.get("type", ""), e.get("reason", ""), interval, source,
+                     str(e.get("message", "")).strip()])
+    body = table(["Type", "Reason", "Age", "From", "Message"], [["----", "------", "----", "----", "-------"]] + rows)
+    return ["Events:"] + ["  " + line for line in body.splitlines()]
 
 
 # -- describe NetworkPolicy: kubectl's describeNetworkPolicy, line for line ---------------------

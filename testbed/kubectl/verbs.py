@@ -203,7 +203,19 @@ def cmd_describe(args: argparse.Namespace, client: Client, out: TextIO, err: Tex
     slices = None
     if r.kind == "Service":
         slices, _ = client.list("EndpointSlice", ns, f"kubernetes.io/service-name={args.name}")
-    out.write(describe(obj, slices))
+    meta = obj.get("metadata") or {}
+    # kubectl's Events().Search: the events whose involved object is this one (by kind, name,
+    # namespace and uid); none for a NetworkPolicy, whose describer shows none.
+    events = None
+    if r.kind != "NetworkPolicy":
+        selector = (f"involvedObject.kind={r.kind},involvedObject.name={args.name},"
+                    f"involvedObject.namespace={ns if r.namespaced else ''},"
+                    f"involvedObject.uid={meta.get('uid', '')}")
+        try:
+            events, _ = client.list("Event", ns if r.namespaced else None, fields=selector)
+        except ApiError:
+            events = None
+    out.write(describe(obj, slices, events))
     return 0
 
 

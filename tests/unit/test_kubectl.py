@@ -192,6 +192,51 @@ def test_apply_get_scale_delete(tmp_path: Path, client: Client) -> None:
     assert code == 1 and 'Error from server (NotFound): services "web" not found' in err
 
 
+def test_describe_shows_the_events_about_the_object(tmp_path: Path, client: Client) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n"
+                        "  containers: [{name: c, image: registry.k8s.io/pause:3.9}]\n")
+    assert kubectl(client, "apply", "-f", str(manifest))[0] == 0
+    assert kubectl(client, "describe", "pod", "web")[1].splitlines()[-1].split() == ["Events:", "<none>"]
+    pod = client.get("Pod", "default", "web")
+    now = datetime.now(UTC)
+
+    def event(name: str, about: dict, reason: str, message: str, count: int, first: timedelta,
+              last: timedelta, kind: str = "Warning") -> dict:
+        return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "default"},
+                "involvedObject": about, "reason": reason, "message": message, "type": kind,
+                "count": count, "source": {"component": "kubelet", "host": "w1"},
+                "firstTimestamp": (now - first).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "lastTimestamp": (now - last).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    about = {"kind": "Pod", "namespace": "default", "name": "web", "uid": pod["metadata"]["uid"],
+             "apiVersion": "v1"}
+    client.create(event("web.2", about, "FailedCreatePodSandBox",
+                        'Failed to create pod sandbox: plugin type="bridge" failed (add): no IP',
+                        3, timedelta(seconds=40), timedelta(seconds=5)))
+    client.create(event("web.1", about, "Scheduled", "Successfully assigned default/web to w1", 1,
+                        timedelta(seconds=50), timedelta(seconds=50), "Normal"))
+    client.create(event("other.1", {**about, "name": "other", "uid": "x"}, "Scheduled", "not this one",
+                        1, timedelta(seconds=50), timedelta(seconds=50), "Normal"))
+    code, out, _ = kubectl(client, "describe", "pod", "web")
+    lines = out.splitlines()
+    at = lines.index("Events:")
+    assert lines[at + 1].split() == ["Type", "Reason", "Age", "From", "Message"]
+    assert lines[at + 2].split() == ["----", "------", "----", "----", "-------"]
+    rows = lines[at + 3:]
+    reasons = [row.split()[1] for row in rows]
+    # oldest first; the scheduler's own (no nodes here) is about the pod too
+    assert reasons[:2] == ["Scheduled", "FailedCreatePodSandBox"] and set(reasons[2:]) <= {"FailedScheduling"}
+    # (the timestamps have whole seconds: an age may read one more)
+    assert rows[0].split()[:2] == ["Normal", "Scheduled"] and rows[0].split()[2] in ("50s", "51s")
+    warning = rows[1].split()
+    assert warning[:2] + warning[3:5] + warning[6:7] == ["Warning", "FailedCreatePodSandBox", "(x3",
+                                                         "over", "kubelet"]
+    assert warning[2] in ("5s", "6s") and warning[5] in ("40s)", "41s)")
+    assert rows[1].endswith('plugin type="bridge" failed (add): no IP')
+    assert "not this one" not in out
+
+
 def test_delete_f_of_a_cluster_scoped_object(tmp_path: Path, client: Client) -> None:
     manifest = tmp_path / "ns.yaml"
     manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n")

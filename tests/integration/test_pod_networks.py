@@ -55,3 +55,31 @@ def test_every_shipped_scenario_passes(plugin: str, routing: str, tmp_path: Path
     with ThreadPoolExecutor(PARALLEL) as pool:
         problems = [p for p in pool.map(lambda n: run_one(n, plugin, routing, tmp_path), SHIPPED) if p]
     assert not problems, f"under plugin {plugin}, routing {routing}:\n" + "\n".join(problems)
+
+
+def test_a_plugin_of_ones_own_runs_the_shipped_scenarios(tmp_path: Path):
+    """The README's conformance check: a plugin in a directory of one's own (here Debian's ptp
+    under another name, logging its calls), a list naming it, and the scenarios run on it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    plugin = bin_dir / "my-plugin"
+    plugin.write_text(f'#!/bin/sh\necho "$CNI_COMMAND $CNI_IFNAME $CNI_NETNS" >> {calls}\n'
+                      'exec /usr/lib/cni/ptp "$@"\n')
+    plugin.chmod(0o755)
+    conf = tmp_path / "my-net.conflist"
+    conf.write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "my-net",
+        "plugins": [{"type": "my-plugin", "capabilities": {"ips": True},
+                     "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]],
+                              "routes": [{"dst": "0.0.0.0/0"}]}},
+                    {"type": "portmap", "capabilities": {"portMappings": True}}]}))
+    for name in ("pod-network-routing.yaml", "pod-network-cni.yaml", "pod-to-service.yaml"):
+        report = tmp_path / f"{name}.json"
+        result = run_testbed("run", str(SCENARIOS / name), "--cni-conf", str(conf),
+                             "--cni-bin-dir", str(bin_dir), "--json", str(report), timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    seen = [line.split() for line in calls.read_text().splitlines()]
+    assert {c[0] for c in seen} == {"ADD", "DEL"}       # pods added; the deleted one deleted
+    assert all(c[1] == "eth0" and c[2].startswith("/proc/") for c in seen if c[0] == "ADD")
+    # (a cluster torn down takes its nodes, and no DEL runs, as when a real node dies)

@@ -84,12 +84,15 @@ def test_validate_takes_the_modes_and_says_what_they_make(files, capsys):
     path = files("steps: [{sleep: 1}]\n", "workers: [w1, {name: w2, kubeProxy: {mode: nftables}}]\n")
     assert main(["validate", str(path)]) == 0
     assert ("(kube-proxy iptables on 1 worker, nftables on 1 worker, network policy iptables "
-            "on 1 worker, nftables on 1 worker)") in capsys.readouterr().out
+            "on 1 worker, nftables on 1 worker; pod network built-in bridge, routing gateway)") \
+        in capsys.readouterr().out
     assert main(["validate", str(path), "--kube-proxy", "nftables"]) == 0
-    assert "(kube-proxy nftables, network policy nftables)" in capsys.readouterr().out
+    assert "(kube-proxy nftables, network policy nftables; pod network" in capsys.readouterr().out
     assert main(["validate", str(path.parent / "topo.yaml"), "--network-policy", "none"]) == 0
     out = capsys.readouterr().out
-    assert "(kube-proxy iptables on 1 worker, nftables on 1 worker, network policy none)" in out
+    assert "(kube-proxy iptables on 1 worker, nftables on 1 worker, network policy none; " in out
+    assert main(["validate", str(path), "--routing", "vxlan", "--pod-network", "cni"]) == 0
+    assert "; pod network CNI (kubenet chain), routing vxlan)" in capsys.readouterr().out
 
 
 def test_bad_mode_flags_exit_2(files, capsys, tmp_path):

@@ -134,9 +134,10 @@ class FakeNode:
         link.neighbours = {n for n in link.neighbours if n.ip != entry.ip} | {entry}
 
     def delete_neighbour(self, dev: str, entry: Neighbour) -> None:
+        """As the kernel does (`ip neigh del IP dev DEV`): by address, whatever the MAC."""
         self._write(f"neigh delete {entry} dev {dev}")
         if dev in self.links:
-            self.links[dev].neighbours.discard(entry)
+            self.links[dev].neighbours = {n for n in self.links[dev].neighbours if n.ip != entry.ip}
 
     # iptables
     def restore(self, text: str) -> None:

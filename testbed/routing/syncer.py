@@ -250,7 +250,12 @@ class RouteSyncer:
         for f in sorted(have_fdb - wanted.fdb):
             backend.delete_fdb(dev, f)
             changes.append(f"fdb delete {f} dev {dev}")
+        # the kernel deletes a neighbour by its address, whatever its MAC: an entry just replaced
+        # (a node's new VTEP MAC) must not be deleted under its old MAC, or the new one goes too
+        wanted_ips = {n.ip for n in wanted.neighbours}
         for n in sorted(have_neigh - wanted.neighbours):
+            if n.ip in wanted_ips:
+                continue
             backend.delete_neighbour(dev, n)
             changes.append(f"neigh delete {n} dev {dev}")
 

@@ -322,6 +322,10 @@ def test_a_node_whose_vtep_changed_gets_new_entries_and_loses_the_old():
     assert FdbEntry(MAC2, IPv4Address("10.100.0.3")) not in dev.fdb
     assert Neighbour(IPv4Address("10.244.2.0"), new_mac) in dev.neighbours
     assert Neighbour(IPv4Address("10.244.2.0"), MAC2) not in dev.neighbours
+    # the old entry went with the replace (the kernel keys neighbours by address): no delete
+    # follows, which would take the new one too, as it does in the kernel (and the fake)
+    assert s.sync().changes == ()
+    assert Neighbour(IPv4Address("10.244.2.0"), new_mac) in dev.neighbours
 
 
 def test_an_incompatible_device_is_made_again_with_the_mac_the_node_published():

@@ -397,9 +397,13 @@ def capture_step(cluster, cap: Capture) -> Outcome:
     if first:
         observed += f", the first: {first}"
     observed += f"; probe: {probed.observed}"
-    passed = (bool(packets) == cap.seen) and not missing
+    # The probe must do what it expects too: a capture that saw nothing because nothing was
+    # sent (broken routing) proves nothing.
+    passed = (bool(packets) == cap.seen) and not missing and probed.passed
     if missing:
         observed += "; not shown: " + ", ".join(repr(m) for m in missing)
+    if not probed.passed:
+        observed += f"; the probe failed: expected {probed.expectation}"
     return Outcome(passed, cap.describe(), observed,
                    {"packets": len(packets), "capture": text, "probe": probed.details,
                     "interface": interface})
@@ -407,7 +411,7 @@ def capture_step(cluster, cap: Capture) -> Outcome:
 
 def route_step(cluster, check: RouteCheck) -> Outcome:
     """The host's route to `check.to`, read until it is as expected or the timeout is over."""
-    from testbed.emu.capture import routes_to
+    from testbed.emu.capture import CaptureError, routes_to
 
     pid = cluster.network.pid(check.host)
     via = None
@@ -418,7 +422,10 @@ def route_step(cluster, check: RouteCheck) -> Outcome:
             return Outcome(False, check.describe(), f"no address for {check.via}: {err}")
     deadline = time.monotonic() + check.timeout
     while True:
-        routes = routes_to(pid, check.to)
+        try:
+            routes = routes_to(pid, check.to)
+        except CaptureError as err:
+            return Outcome(False, check.describe(), f"failed: {err}")
         passed, observed = judge_route(check, routes, via)
         if passed or time.monotonic() >= deadline:
             break

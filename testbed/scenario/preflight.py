@@ -202,9 +202,9 @@ def pod_network_of(scenario: Scenario, topo: Topology,
         cli = Checker(None, "<command line>")
         spec = parse_pod_network(cli, (), {k: v for k, v in options.items() if v is not None},
                                  Path.cwd(), topo.network_mode, spec)
-        problems += [dataclasses.replace(p, file="<command line>", line=None,
-                                         field=POD_NETWORK_OPTIONS.get(p.field, p.field))
-                     for p in cli.problems]
+        # the options' own problems name the option; a --cni-conf file's keep its file and line
+        problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
+                     if p.file == "<command line>" else p for p in cli.problems]
     return (topo if spec is None else with_pod_network(topo, spec)), problems
 
 

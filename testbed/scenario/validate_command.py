@@ -142,7 +142,7 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
             spec = parse_pod_network(cli, (), pod_network, Path.cwd(), topo.network_mode,
                                      topo.pod_network)
             problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
-                         for p in cli.problems]
+                         if p.file == "<command line>" else p for p in cli.problems]
             if spec is not None:
                 topo = with_pod_network(topo, spec)
         if problems:

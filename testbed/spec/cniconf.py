@@ -5,7 +5,9 @@ A configuration list (the CNI specification, section 1) is {cniVersion, name, di
 plugins}; each plugin object needs a `type` and may hold anything else, which reaches the
 plugin unchanged. `load_conflist(path)` reads a user's list (JSON, or YAML: JSON is YAML) through
 spec.source, so every problem names its file, line and field, and raises SpecError with all of
-them at once.
+them at once; given the plugin directories (CNI_PATH), it also finds every plugin the list
+names (`type`, and `ipam.type`), as libcni's FindInPath will, so that a missing one is an input
+error before anything is built, not a pod that never starts.
 
 Versions: 1.0.0 and 0.4.0, and also 0.3.1 and 0.3.0, whose results have 0.4.0's shape (cheap
 to accept); those two lack CHECK and the cached result on DEL, and the chain honours that
@@ -14,7 +16,9 @@ to accept); those two lack CHECK and the cached result on DEL, and the chain hon
 What a node makes of a list (`for_node`):
 
 * `{{.PodCIDR}}` in any string of a plugin becomes the node's pod CIDR, as in containerd's
-  conf_template (the only placeholder filled in; any other is refused when the list is read);
+  conf_template, and `{{.MTU}}` the pod network's MTU (1450 under vxlan, as flannel hands its
+  CNI plugin the MTU through subnet.env), a number when it is the whole value (`"mtu":
+  "{{.MTU}}"`); any other placeholder is refused when the list is read;
 * host-local keeps its allocations in dataDir, by default /var/lib/cni/networks. Every emulated
   node shares the machine's one mount namespace (only its network namespace is its own), so
   that default would be one store for all nodes, left behind after the run: every host-local
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,7 @@ RESERVED_KEYS = ("runtimeConfig", "args", "prevResult")
 RESERVED_PREFIX = "cni.dev/"
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")     # libcni's ValidateNetworkName
 POD_CIDR = re.compile(r"\{\{\s*\.PodCIDR\s*\}\}")     # containerd's conf_template placeholder
+MTU = re.compile(r"\{\{\s*\.MTU\s*\}\}")             # the pod network's MTU
 TEMPLATE = re.compile(r"\{\{.*?\}\}")
 
 KUBENET = "kubenet"
@@ -109,13 +114,13 @@ LOOPBACK = ConfList("cni-loopback", "0.3.1", ({"type": "loopback"},))
 
 # -- reading a user's list ----------------------------------------------------------------------
 
-def load_conflist(path: str | Path) -> ConfList:
+def load_conflist(path: str | Path, cni_path: Sequence[str] | None = None) -> ConfList:
     """Read and check a network configuration list (JSON or YAML); SpecError names every
-    problem with its file, line and field."""
-    return parse_conflist(read_one(path))
+    problem with its file, line and field. With `cni_path`, every plugin must be found there."""
+    return parse_conflist(read_one(path), cni_path)
 
 
-def parse_conflist(doc: Document) -> ConfList:
+def parse_conflist(doc: Document, cni_path: Sequence[str] | None = None) -> ConfList:
     ck = Checker(doc)
     top = ck.fields((), doc.data, TOP_KEYS) or {}
     version = ck.get(top, "cniVersion", (), "string", required=True)
@@ -131,9 +136,25 @@ def parse_conflist(doc: Document) -> ConfList:
         if ck.is_type(path, plugin, "object"):
             _check_plugin(ck, path, plugin)
             plugins.append(plugin)
+    if cni_path is not None and not ck.problems:
+        for i, plugin in enumerate(plugins):
+            for where, kind in ((("plugins", i, "type"), plugin.get("type")),
+                                (("plugins", i, "ipam", "type"), (plugin.get("ipam") or {}).get("type"))):
+                if isinstance(kind, str) and find_plugin(kind, cni_path) is None:
+                    ck.invalid(where, kind, f'failed to find plugin "{kind}" in path '
+                                            f"[{' '.join(cni_path)}]")
     if ck.problems:
         raise SpecError(ck.problems)
     return ConfList(name, version, tuple(plugins), disable, doc.file)
+
+
+def find_plugin(kind: str, cni_path: Sequence[str]) -> str | None:
+    """libcni's FindInPath: the first regular file named `kind` in the directories."""
+    for directory in cni_path:
+        candidate = Path(directory) / kind
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 
 def _boolean(ck: Checker, top: dict, key: str) -> bool:
@@ -167,9 +188,10 @@ def _check_plugin(ck: Checker, path: Path_, plugin: dict) -> None:
                                         "the configuration")
     for where, text in _strings(plugin, path):
         for found in TEMPLATE.findall(text):
-            if not POD_CIDR.fullmatch(found):
-                ck.invalid(where, text, f"{found} is not filled in: the only placeholder is "
-                                        "{{.PodCIDR}} (the node's pod CIDR)")
+            if not POD_CIDR.fullmatch(found) and not MTU.fullmatch(found):
+                ck.invalid(where, text, f"{found} is not filled in: the placeholders are "
+                                        "{{.PodCIDR}} (the node's pod CIDR) and {{.MTU}} (the "
+                                        "pod network's MTU)")
 
 
 def _strings(value: Any, path: Path_):
@@ -210,12 +232,12 @@ def kubenet(mtu: int) -> ConfList:
     ), disable_check=True)
 
 
-def for_node(conf: ConfList, pod_cidr: str, data_dir: str) -> ConfList:
-    """`conf` as one node uses it: {{.PodCIDR}} filled in, host-local's dataDir set to
-    `data_dir` where the list names none (see the module's docstring)."""
+def for_node(conf: ConfList, pod_cidr: str, data_dir: str, mtu: int = 1500) -> ConfList:
+    """`conf` as one node uses it: {{.PodCIDR}} and {{.MTU}} filled in, host-local's dataDir
+    set to `data_dir` where the list names none (see the module's docstring)."""
     plugins = []
     for plugin in conf.plugins:
-        plugin = _fill(copy.deepcopy(plugin), pod_cidr)
+        plugin = _fill(copy.deepcopy(plugin), pod_cidr, mtu)
         ipam = plugin.get("ipam")
         if isinstance(ipam, dict) and ipam.get("type") == "host-local" and not ipam.get("dataDir"):
             ipam["dataDir"] = data_dir
@@ -223,13 +245,15 @@ def for_node(conf: ConfList, pod_cidr: str, data_dir: str) -> ConfList:
     return ConfList(conf.name, conf.cni_version, tuple(plugins), conf.disable_check, conf.source)
 
 
-def _fill(value: Any, pod_cidr: str) -> Any:
+def _fill(value: Any, pod_cidr: str, mtu: int = 1500) -> Any:
     if isinstance(value, str):
-        return POD_CIDR.sub(pod_cidr, value)
+        if MTU.fullmatch(value.strip()):
+            return mtu       # a number, as plugins read "mtu"
+        return MTU.sub(str(mtu), POD_CIDR.sub(pod_cidr, value))
     if isinstance(value, dict):
-        return {key: _fill(item, pod_cidr) for key, item in value.items()}
+        return {key: _fill(item, pod_cidr, mtu) for key, item in value.items()}
     if isinstance(value, list):
-        return [_fill(item, pod_cidr) for item in value]
+        return [_fill(item, pod_cidr, mtu) for item in value]
     return value
 
 
@@ -248,7 +272,7 @@ def node_networks(conf: ConfList | None, pod_cidr: str, mtu: int, data_dir: str)
     """The networks a pod on this node joins, in the order they are added: containerd's
     loopback on "lo", then the user's list (None: the kubenet chain) on "eth0"."""
     return (Network(LOOPBACK, LOOPBACK_IFNAME),
-            Network(for_node(conf or kubenet(mtu), pod_cidr, data_dir), POD_IFNAME))
+            Network(for_node(conf or kubenet(mtu), pod_cidr, data_dir, mtu), POD_IFNAME))
 
 
 # -- what a plugin is given -------------------------------------------------------------------

@@ -417,8 +417,13 @@ def parse_pod_network(ck: Checker, path: Path_, raw: Any, base: Path, network_mo
             fields[attr] = str(resolved)
     if len(ck.problems) > before:
         return None
+    if fields.get("plugin") == "builtin":
+        # the built-in plugin here drops a CNI configuration given below (a topology's, under a
+        # scenario's or the command line's builtin), unless this level names one itself
+        fields.setdefault("conf", None)
+        fields.setdefault("bin_dir", None)
     spec = dataclasses.replace(over, **fields)
-    if spec.plugin == "builtin" and "plugin" not in fields and ("conf" in fields or "bin_dir" in fields):
+    if spec.plugin == "builtin" and "plugin" not in fields and (fields.get("conf") or fields.get("bin_dir")):
         spec = dataclasses.replace(spec, plugin="cni")     # a CNI configuration implies plugin: cni
     return spec if check_pod_network(ck, path, spec, network_mode, given=set(conf)) else None
 
@@ -447,7 +452,7 @@ def check_pod_network(ck: Checker, path: Path_, spec: PodNetworkSpec, network_mo
     if spec.conf is not None and ok:
         from testbed.spec.cniconf import load_conflist  # the configuration file's own checks
         try:
-            load_conflist(spec.conf)
+            load_conflist(spec.conf, spec.cni_path)
         except SpecError as err:
             ck.problems.extend(err.problems)
             ok = False

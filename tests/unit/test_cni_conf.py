@@ -73,7 +73,8 @@ def test_every_problem_is_named_with_its_file_line_and_field(tmp_path):
         f"{f}:7: plugins[0].runtimeConfig: Forbidden: set by the runtime when it runs the "
         "plugin, not in the configuration",
         f'{f}:8: plugins[0].ipam.ranges[0][0].subnet: Invalid value: "{{{{.PodCIDRs}}}}": '
-        "{{.PodCIDRs}} is not filled in: the only placeholder is {{.PodCIDR}} (the node's pod CIDR)",
+        "{{.PodCIDRs}} is not filled in: the placeholders are {{.PodCIDR}} (the node's pod CIDR) "
+        "and {{.MTU}} (the pod network's MTU)",
         f"{f}:9: plugins[1].type: Required value",
         f'{f}:9: plugins[1].capabilities.portMappings: Invalid value: "yes": must be a boolean',
         f"{f}:10: plugins[2].type: Invalid value: \"../bin/evil\": must be the file name of a "
@@ -151,3 +152,30 @@ def test_host_ports_become_port_mappings_as_the_kubelet_passes_them():
         {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "172.16.1.2"}]
     assert port_mappings({"spec": {"containers": [{"name": "a"}]}}) == []
+
+
+def test_the_mtu_placeholder_is_a_number_where_it_is_the_whole_value(tmp_path):
+    (tmp_path / "net.conflist").write_text(
+        '{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge", "mtu": "{{.MTU}}",'
+        ' "note": "mtu {{ .MTU }} on {{.PodCIDR}}"}]}')
+    node = for_node(load_conflist(tmp_path / "net.conflist"), "10.244.1.0/24", "/run/x", 1450)
+    assert node.plugins[0]["mtu"] == 1450
+    assert node.plugins[0]["note"] == "mtu 1450 on 10.244.1.0/24"
+
+
+def test_every_plugin_the_list_names_must_be_found_in_the_plugin_directories(tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "mine").write_text("#!/bin/sh\n")
+    (tmp_path / "net.conflist").write_text(
+        '{"cniVersion": "1.0.0", "name": "n", "plugins": [\n'
+        '  {"type": "mine", "ipam": {"type": "nosuch-ipam"}},\n'
+        '  {"type": "nosuchplugin"}]}')
+    path = [str(tmp_path / "bin"), "/usr/lib/cni"]
+    with pytest.raises(SpecError) as info:
+        load_conflist(tmp_path / "net.conflist", path)
+    found = [(p.line, p.field, p.message) for p in info.value.problems]
+    where = f"[{tmp_path / 'bin'} /usr/lib/cni]"
+    assert found == [
+        (2, "plugins[0].ipam.type", f'Invalid value: "nosuch-ipam": failed to find plugin "nosuch-ipam" in path {where}'),
+        (3, "plugins[1].type", f'Invalid value: "nosuchplugin": failed to find plugin "nosuchplugin" in path {where}')]
+    assert load_conflist(tmp_path / "net.conflist") is not None      # without a path: not looked up

@@ -39,16 +39,27 @@ def test_every_routing_mode_and_its_mtu(write):
 
 def test_cni_with_a_conf_and_bin_dir_relative_to_the_topology(write, tmp_path):
     (tmp_path / "bin").mkdir()
-    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "ptp"}]}')
+    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
     topo = load_topology(write("t.yaml", "podNetwork: {plugin: cni, conf: net.conflist, binDir: bin}\n"))
     assert topo.pod_network.plugin == "cni"
     assert topo.pod_network.conf == str(tmp_path / "net.conflist")
     assert topo.pod_network.cni_path == (str(tmp_path / "bin"), "/usr/lib/cni")
 
 
-def test_a_conf_alone_implies_cni(write):
-    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "ptp"}]}')
-    assert load_topology(write("t.yaml", "podNetwork: {conf: net.conflist}\n")).pod_network.plugin == "cni"
+def test_a_conf_alone_implies_cni(write, tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+    topo = load_topology(write("t.yaml", "podNetwork: {conf: net.conflist, binDir: bin}\n"))
+    assert topo.pod_network.plugin == "cni"
+
+
+def test_a_plugin_the_conf_names_must_be_found(write, tmp_path):
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet",\n "plugins": [{"type": "nosuch"}]}')
+    (found,) = problems_of(write("t.yaml", "podNetwork: {conf: net.conflist}\n"), tmp_path)
+    assert found == ('net.conflist:2: plugins[0].type: Invalid value: "nosuch": failed to find '
+                     'plugin "nosuch" in path [/usr/lib/cni]')
 
 
 def test_it_survives_cluster_json(write):
@@ -125,3 +136,24 @@ def test_the_command_line_wins_and_names_its_options(write):
     checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
                              pod_network={"routing": "host-gw"})
     assert [(p.file, p.field) for p in checked.problems] == [("<command line>", "--routing")]
+
+
+def test_the_builtin_plugin_on_the_command_line_drops_the_topologys_cni_configuration(write, tmp_path):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+    write("topo.yaml", "name: t\nclients: []\npodNetwork: {conf: net.conflist, binDir: bin}\n")
+    path = write("s.yaml", "name: s\ntopology: topo.yaml\n")
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False, pod_network={"plugin": "builtin"})
+    assert checked.problems == []
+    assert checked.topology.pod_network == PodNetworkSpec("builtin", "gateway", None, None)
+
+
+def test_a_bad_cni_conf_on_the_command_line_keeps_its_own_file_and_line(write, tmp_path):
+    bad = write("bad.conflist", '{"cniVersion": "9.9.9",\n "name": "n", "plugins": [{"type": "ptp"}]}')
+    path = _scenario(write, "")
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False, pod_network={"conf": str(bad)})
+    assert [(p.file, p.line, p.field) for p in checked.problems] == [(str(bad), 1, "cniVersion")]
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"conf": str(tmp_path / "none.conflist")})
+    assert [(p.file, p.line, p.field) for p in checked.problems] == [("<command line>", None, "--cni-conf")]

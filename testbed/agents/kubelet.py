@@ -264,6 +264,7 @@ class Kubelet:
         self.pods.adopt()
         if self.cni is not None:   # DEL what a previous kubelet attached to pods now gone
             self.cni.collect(self.node)
+            self.check_adopted()
         self.informer.start()
         self.informer.wait_for_sync(timeout=30)
         while not self.stopping.is_set():
@@ -282,6 +283,21 @@ class Kubelet:
         self.informer.stop()
         self.probes.shutdown(wait=False, cancel_futures=True)
         self.events.stop()
+
+    def check_adopted(self) -> None:
+        """CNI CHECK of the pods a previous kubelet attached and this one adopted: a plugin that
+        finds a pod's network not as it left it (an interface, address or rule gone) says so,
+        and the pod gets a Warning event with the plugin's words. Lists that disable CHECK (the
+        kubenet chain: Debian's portmap fails it, containernetworking/plugins#819) and
+        versions before 0.4.0 are not checked, as the specification says."""
+        for local in list(self.pods.local.pods.values()):
+            pod = local.handle
+            if not isinstance(pod, Pod) or pod.attachment is None or not pod.sandbox_alive():
+                continue
+            for problem in self.network.check(self.node, pod.attachment, pod.pid):
+                log.warning("pod %s: CNI CHECK: %s", pod.key, problem)
+                self.events.record(Note(reference(local.manifest), "Warning", "NetworkNotReady",
+                                        f"network of the pod failed its CNI CHECK: {problem}"))
 
     def stop(self, *_: object) -> None:
         """Leave the pods running: a kubelet's death does not end its pods."""

@@ -183,3 +183,45 @@ def test_through_the_runtime_a_failed_add_also_ends_the_sandbox(sandbox, tmp_pat
         assert cache.entries(cni_cache_directory(record.directory, "w1")) == [] and net.pending == []
     finally:
         record.clean()
+
+
+def test_a_restarted_kubelet_checks_the_pods_it_adopts_and_reports_what_a_plugin_finds(tmp_path):
+    """On a cluster: kill node1's kubelet, take pod-1's address away behind its back, start the
+    kubelet again: it adopts pod-1, runs CNI CHECK (bridge + host-local, 1.0.0, CHECK enabled),
+    and the bridge plugin's complaint becomes a NetworkNotReady event of pod-1."""
+    from testbed.api.manifests import load_manifests
+    from testbed.emu.cluster import Cluster
+    from testbed.net.run import run
+    from testbed.spec.topology import PodNetworkSpec, load_topology, with_pod_network
+
+    from .conftest import SCENARIOS, TOPOLOGIES, wait_for
+
+    conf = tmp_path / "checked.conflist"
+    conf.write_text('{"cniVersion": "1.0.0", "name": "checked", "plugins": [{"type": "bridge",'
+                    ' "bridge": "cbr0", "isGateway": true, "capabilities": {"ips": true}, "ipam": {'
+                    '"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]],'
+                    ' "routes": [{"dst": "0.0.0.0/0"}]}}]}')
+    topo = with_pod_network(load_topology(TOPOLOGIES / "article.yaml"),
+                            PodNetworkSpec("cni", "gateway", str(conf)))
+    c = Cluster(topo).up()
+    try:
+        objs = load_manifests([str(SCENARIOS / "manifests" / "pods-node1-node2.yaml")])
+        c.apply(objs)
+        c.wait_ready(objs, timeout=60)
+        pod = c.find_pod("pod-1")
+        c.cp.kill("kubelet", "node1")
+        run(["ip", "addr", "flush", "dev", "eth0"], netns=pod.pid)
+        c.cp.wait_agent(c.cp.restart("kubelet", "node1"))
+
+        def complaint():
+            events, _ = c.client.list("Event", "default", fields="involvedObject.name=pod-1,reason=NetworkNotReady")
+            return events[0]["message"] if events else None
+
+        message = wait_for(complaint, 20, "a NetworkNotReady event for pod-1")
+        assert message.startswith("network of the pod failed its CNI CHECK: ")
+        assert 'plugin type="bridge"' in message and "(check)" in message
+        # pod-3, on node2, was not touched: no event
+        events, _ = c.client.list("Event", "default", fields="involvedObject.name=pod-3,reason=NetworkNotReady")
+        assert events == []
+    finally:
+        c.down()

@@ -85,10 +85,15 @@ class RuntimeConf:
     capability_args: Mapping[str, Any] = field(default_factory=dict)
 
 
-def container_id(uid: str) -> str:
-    """A pod sandbox's container ID, 64 hex digits as a runtime's are, derived from the pod's
-    uid so that it is the same after a kubelet restart."""
-    return hashlib.sha256(f"sandbox:{uid}".encode()).hexdigest()
+def container_id(uid: str, sandbox_pid: int | None = None) -> str:
+    """A pod sandbox's container ID, 64 hex digits as a runtime's are. Each sandbox has its own,
+    as CRI's RunPodSandbox gives each a new one: derived from the pod's uid and the pid of the
+    pause process holding the sandbox, so that a sandbox made again for the same pod is not
+    mistaken for the last one (host-local and portmap key their state by this ID: a DEL still
+    owed for the old sandbox must not undo the new one's ADD). A restarted kubelet finds the ID
+    in the result cache, by the pod's name."""
+    which = f"sandbox:{uid}" if sandbox_pid is None else f"sandbox:{uid}:{sandbox_pid}"
+    return hashlib.sha256(which.encode()).hexdigest()
 
 
 def pod_args(namespace: str, name: str, uid: str, sandbox_id: str) -> tuple[tuple[str, str], ...]:

@@ -1,7 +1,8 @@
 """Acts: real CNI plugins as the pod network (podnet.PodNetwork over testbed/cni), run for the
 kubelet the way containerd's CRI runs them.
 
-Per pod sandbox: a container ID derived from the pod's uid (cni.invoke.container_id), CNI_NETNS
+Per pod sandbox: a container ID of its own, from the pod's uid and its pause process's pid
+(cni.invoke.container_id: a sandbox made again gets a new one, as with CRI), CNI_NETNS
 its pause process's namespace, CNI_ARGS as the kubelet and containerd pass them (IgnoreUnknown,
 K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID, K8S_POD_UID), the pod's hostPort
 ports as the portMappings capability argument, and, on the kubenet chain, a system pod's
@@ -175,11 +176,12 @@ class CniNetwork:
         top = self._top_free(node, networks[-1].conf) if pod.startswith(SYSTEM_NAMESPACE_PREFIX) else None
         if top is not None:
             caps["ips"] = [top]
-        sandbox = Sandbox(pod, container_id(uid), pid, pod_args(namespace, name, uid, container_id(uid)),
+        sandbox_id = container_id(uid, pid)
+        sandbox = Sandbox(pod, sandbox_id, pid, pod_args(namespace, name, uid, sandbox_id),
                           caps)
         netns = netns_path(pid)
         cni = self.cni(node)
-        # The same pod's sandbox again (its uid, so its container ID): a DEL still owed for the
+        # The same sandbox ID again (the pod's uid and a pause pid reused): a DEL still owed for the
         # last one would undo this ADD when it succeeds later. It goes first, or nothing does.
         owed = [p for p in self.pending if p.rt.container_id == sandbox.container_id]
         for item in owed:

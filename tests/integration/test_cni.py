@@ -78,7 +78,7 @@ def test_the_kubenet_chain_adds_checks_and_deletes_leaving_nothing(sandbox, tmp_
     (a,) = net.add_many(node, [("default/web", "uid-1", pod_pid)],
                         port_mappings={"default/web": [{"hostPort": 8080, "containerPort": 80,
                                                         "protocol": "tcp"}]})
-    cid = container_id("uid-1")
+    cid = container_id("uid-1", pod_pid)
     assert (a.ip, a.prefixlen, a.gateway) == (IPv4Address("10.244.1.2"), 24, IPv4Address("10.244.1.1"))
     # the node: cbr0 as the pods' gateway, the host veth on it with hairpin on
     assert links(node_pid) == {"lo", "cbr0", a.host_veth}
@@ -143,14 +143,14 @@ def test_a_real_plugin_failing_on_add_is_reported_and_leaves_nothing(sandbox, tm
     with pytest.raises(SandboxNetworkError) as info:
         net.add(node, "default/b", "uid-b", second)
     message = str(info.value)
-    assert message.startswith(f'failed to setup network for sandbox "{container_id("uid-b")}": '
+    assert message.startswith(f'failed to setup network for sandbox "{container_id("uid-b", second)}": '
                               'plugin type="bridge" failed (add): ')
     assert "no IP addresses available in range set: 10.244.1.2-10.244.1.2" in message
     # the bridge plugin made b's veth before host-local failed; the DEL that followed took it
     assert links(node_pid) == {"lo", "cbr0", a.host_veth} and links(second) == {"lo"}
-    assert store(tmp_path / "run", "tiny") == {"10.244.1.2": container_id("uid-a")}
+    assert store(tmp_path / "run", "tiny") == {"10.244.1.2": container_id("uid-a", first)}
     entries = cache.entries(cni_cache_directory(tmp_path / "run", "w1"))
-    assert {e.container_id for e in entries} == {container_id("uid-a")} and net.pending == []
+    assert {e.container_id for e in entries} == {container_id("uid-a", first)} and net.pending == []
 
 
 def test_through_the_runtime_a_failed_add_also_ends_the_sandbox(sandbox, tmp_path):
@@ -175,7 +175,7 @@ def test_through_the_runtime_a_failed_add_also_ends_the_sandbox(sandbox, tmp_pat
         assert [e.what for e in record.procs.values()] == ["pod default/a pause",
                                                            "pod default/a container c"]
         assert links(node_pid) == {"lo", "cbr0", a.attachment.host_veth}
-        assert store(record.directory, "tiny") == {"10.244.1.2": container_id("uid-a")}
+        assert store(record.directory, "tiny") == {"10.244.1.2": container_id("uid-a", a.pause_pid)}
         pause_pid, pause_start = a.pause_pid, a.pause_start
         runtime.delete(node, a, grace=0.5)
         assert not alive(pause_pid, pause_start) and record.procs == {}

@@ -21,7 +21,7 @@ from tests.unit.fake_cni import FakePlugins
 
 NODE = NodeRef("w1", 100, IPv4Network("10.244.1.0/24"))
 PID = 4242
-CID = container_id("uid-1")
+CID = container_id("uid-1", PID)
 MAPPINGS = {"default/web": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
 
 
@@ -105,7 +105,7 @@ def test_when_a_later_pod_fails_the_earlier_ones_are_deleted_too(net, tmp_path):
         network.add_many(NODE, [("default/a", "uid-a", 11), ("default/b", "uid-b", 12)])
     dels = {(c["env"]["CNI_CONTAINERID"], c["type"], c["env"]["CNI_NETNS"])
             for c in plugins.calls() if c["command"] == "DEL"}
-    assert dels == {(container_id(uid), kind, f"/proc/{pid}/ns/net")
+    assert dels == {(container_id(uid, pid), kind, f"/proc/{pid}/ns/net")
                     for uid, pid in (("uid-a", 11), ("uid-b", 12))
                     for kind in ("loopback", "portmap", "bridge")}
     assert entries(tmp_path) == [] and network.sandboxes == {}
@@ -169,24 +169,30 @@ def test_adopted_pods_keep_their_attachment_and_others_are_collected(net, tmp_pa
     again.adopt(NODE, web)
     assert again.sandboxes["default/web"].container_id == CID and again.sandboxes["default/web"].pid == PID
     again.collect(NODE)
-    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {container_id("uid-2")}
+    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {container_id("uid-2", 4343)}
     plugins.forget()
     again.delete(NODE, web, sandbox_pid=PID)
     assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {CID}
     assert entries(tmp_path) == []
 
 
-def test_a_new_sandbox_of_the_same_pod_waits_for_the_old_ones_del(net, tmp_path):
+def test_a_new_sandbox_of_the_same_pod_has_its_own_id_and_an_old_del_cannot_undo_it(net, tmp_path):
     network, plugins, _ = net
     attachment = network.add(NODE, "default/web", "uid-1", PID)
-    plugins.control("bridge", DEL={"msg": "busy", "times": 2})
+    plugins.control("bridge", DEL={"msg": "busy", "times": 1})
     network.delete(NODE, attachment, sandbox_pid=PID)
-    with pytest.raises(SandboxNetworkError, match="previous sandbox is still being deleted: .*busy"):
-        network.add(NODE, "default/web", "uid-1", 5000)
+    assert [p.rt.container_id for p in network.pending] == [CID]
     plugins.forget()
-    network.add(NODE, "default/web", "uid-1", 5000)      # third DEL succeeds, then the ADD
-    assert plugins.order()[:2] == [("portmap", "DEL"), ("bridge", "DEL")]
-    assert plugins.order()[-1] == ("portmap", "ADD") and network.pending == []
+    network.add(NODE, "default/web", "uid-1", 5000)      # at once: another sandbox, another ID
+    new = container_id("uid-1", 5000)
+    assert new != CID and {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {new}
+    assert network.sandboxes["default/web"].container_id == new
+    for item in network.pending:
+        item.due = 0.0
+    plugins.forget()
+    network.retry_pending()                               # the old sandbox's DEL, by its own ID
+    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {CID}
+    assert plugins.order() == [("portmap", "DEL"), ("bridge", "DEL")] and network.pending == []
 
 
 def test_check_runs_the_chains_that_have_it(tmp_path):
@@ -222,7 +228,7 @@ def test_a_users_list_and_a_result_without_an_ipv4_address(tmp_path):
             NODE, "default/x", "uid-9", PID)
     assert [c["command"] for c in plugins.calls()] == ["ADD", "ADD", "DEL", "DEL"]
     calls = json.loads(json.dumps(plugins.calls()))
-    assert calls[-1]["env"]["CNI_CONTAINERID"] == container_id("uid-9")
+    assert calls[-1]["env"]["CNI_CONTAINERID"] == container_id("uid-9", PID)
 
 
 def test_system_pods_ask_host_local_for_the_highest_free_address(net, tmp_path):

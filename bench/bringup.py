@@ -125,6 +125,9 @@ def main() -> int:
         return 2
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     plugins = [p.strip() for p in args.pod_network.split(",") if p.strip()]
+    unknown = [p for p in plugins if p not in ("builtin", "cni")]
+    if unknown or not plugins:
+        parser.error(f"--pod-network: {', '.join(unknown) or 'nothing'}: the plugins are builtin and cni")
     header = (f"{'N x P':>8} {'pods':>5} {'plugin':>7} {'network s':>9} {'pods s':>7} {'per pod ms':>10} "
               f"{'sandbox+net ms':>14} {'net ms':>7} {'containers ms':>13} {'baseline ms':>11} {'ratio':>5} "
               f"{'sandbox ratio':>13} {'net vs builtin':>14} {'teardown s':>10} {'pause RSS kB avg/max':>21}")

@@ -308,6 +308,9 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
         if action is not None:
             problems += [problem(where, message)
                          for where, message in _object_problems(action, available)]
+        if isinstance(step.action, Capture):    # the probe it runs names objects too
+            problems += [problem(("capture", "while", *where), message)
+                         for where, message in _object_problems(step.action.probe, available)]
         available += (created or {}).get(index, [])
         if isinstance(step.action, Reachability):
             problems += [problem(where, message) for where, message in

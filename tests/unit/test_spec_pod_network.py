@@ -157,3 +157,13 @@ def test_a_bad_cni_conf_on_the_command_line_keeps_its_own_file_and_line(write, t
     checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
                              pod_network={"conf": str(tmp_path / "none.conflist")})
     assert [(p.file, p.line, p.field) for p in checked.problems] == [("<command line>", None, "--cni-conf")]
+
+
+def test_a_captures_probe_names_a_service_that_must_exist(write):
+    write("topo.yaml", "name: t\nclients: [client]\n")
+    path = write("s.yaml", "name: s\ntopology: topo.yaml\nsteps:\n"
+                           "  - capture: {host: w1, filter: tcp, while: {probe: tcp, from: client,\n"
+                           "              to: {service: nope, nodePort: 80, node: w1}}}\n")
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False)
+    (problem,) = checked.problems
+    assert problem.field == "steps[0].capture.while.to.service" and '"nope"' in problem.message

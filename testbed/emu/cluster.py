@@ -251,8 +251,33 @@ class Cluster:
             if not missing:
                 return list(views.values())
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}")
+                stuck = {k for k in wanted_pods if k in missing}
+                for d in deployments:
+                    ns, labels = d["metadata"]["namespace"], d["spec"]["selector"].get("matchLabels", {})
+                    stuck |= {v.key for v in views.values() if v.namespace == ns and not v.ready
+                              and all(v.labels.get(k) == value for k, value in labels.items())}
+                raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}"
+                                   + self._warnings_about(stuck))
             time.sleep(interval)
+
+    def _warnings_about(self, pods: set[str]) -> str:
+        """The last Warning event of each of `pods` ("; NS/NAME: Reason: message"): why a pod
+        does not come up (a CNI plugin's error, a command that cannot start) is said there."""
+        try:
+            events, _ = self.client.list("Event", None, fields="type=Warning")
+        except Exception as err:   # an answer about the timeout matters more than this detail
+            log.debug("events: %s", err)
+            return ""
+        last: dict[str, dict] = {}
+        for event in events:
+            about = event.get("involvedObject") or {}
+            key = f"{about.get('namespace')}/{about.get('name')}"
+            if about.get("kind") == "Pod" and key in pods:
+                when = event.get("lastTimestamp") or event.get("eventTime") or ""
+                if key not in last or when >= (last[key].get("lastTimestamp") or last[key].get("eventTime") or ""):
+                    last[key] = event
+        return "".join(f"; {key}: {e.get('reason')}: {str(e.get('message', '')).strip()}"
+                       for key, e in sorted(last.items()))
 
     def pod_files(self, key: str):
         """The directory holding a pod's hosts and resolv.conf (namespace/name)."""

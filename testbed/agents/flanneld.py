@@ -12,8 +12,8 @@ a Node changed); kube-proxy's bounded-frequency runner runs the syncs (at most o
 --min-sync-period, at least one per --sync-period, which repairs drift, and a failed one again
 after a second). Each sync makes the node's routes, its VXLAN device and entries and its
 masquerade rules match the Nodes (testbed.routing.flannel), and publishes the node's lease as
-flannel does: annotations on its own Node object (merge patch), written once that Node exists
-with a pod CIDR (the kubelet registers it) and again whenever they go missing. The master has
+flannel does: annotations on its own Node object (merge patch), written once the kubelet has
+registered that Node (its pod CIDR and its addresses) and again whenever they go missing. The master has
 no Node object here: it reaches the others and publishes nothing.
 
 Nothing is written before the informer has listed, so a restarted flanneld never removes the

@@ -8,7 +8,9 @@ The pod network is the built-in one (emu/podnet.py) or real CNI plugins (emu/cni
 user's network configuration list, or the kubenet chain, with the user's plugins found before
 Debian's); either way the pods' interfaces get the MTU. A pod whose network cannot be set up
 gets upstream's FailedCreatePodSandBox event and is tried again with a growing back-off; a
-CNI DEL that failed is tried again from the sync loop until it succeeds.
+CNI DEL that failed is tried again from the sync loop until it succeeds. After a restart, under
+CNI, the pods it adopts are CHECKed (a plugin's complaint is a NetworkNotReady event of the
+pod) and the cached attachments of pods no longer there are deleted.
 
 It registers its Node (labels, podCIDR, addresses, a Ready condition renewed every few
 seconds), watches Pods through the API server, and keeps the Pods bound to its node running.

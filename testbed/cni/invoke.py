@@ -16,8 +16,8 @@ The chains, for one network (`Cni`):
   result is cached and returned. A failure stops the chain (the caller then runs DEL, as
   containerd does, so that what the first plugins made goes again).
 * DEL runs them in reverse, each given the cached result (converted to the list's version) as
-  prevResult, from 0.4.0 on; the cache entry goes once every plugin succeeded (libcni keeps
-  the entries of older versions forever; here they go too).
+  prevResult, from 0.4.0 on; the cache entry goes once every plugin succeeded, whatever the
+  version, as libcni's DelNetworkList removes it.
 * CHECK runs them in order with the cached result; refused below 0.4.0 as libcni refuses it,
   and nothing is run when the list sets disableCheck.
 

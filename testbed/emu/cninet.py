@@ -25,8 +25,10 @@ of its link (`Attachment.host_veth`; gateway 0.0.0.0 when the result names none)
   seconds, until it succeeds. Retries run with an empty CNI_NETNS (the specification lets a DEL
   go without one, and plugins then clean up what is outside the pod): the sandbox is gone by
   then, and its pid may be another process's.
-* After a kubelet restart, `adopt` finds a running pod's attachment in the cache, and `collect`
-  deletes the cached attachments of pods no longer there, as libcni's GCNetworkList does.
+* After a kubelet restart, `adopt` finds a running pod's attachment in the cache (the kubelet
+  then CHECKs it with `check`, where the list has CHECK: 0.4.0 on, not disableCheck), and
+  `collect` deletes the cached attachments of pods no longer there, as libcni's GCNetworkList
+  does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Acts: Mininet's CLI with the cluster's pods addressable by name, plus `ps` and `pods`.
+"""Acts: Mininet's CLI with the cluster's pods addressable by name, plus `ps`, `pods`, kubectl's
+verbs (`get`, `describe`, `apply`, `delete`, `scale`, `kubectl`), the node views `nat`, `netpol`,
+`conntrack` and `bgp` (bird's sessions and routes, under the bgp routing mode), and `kill` /
+`restart` of an agent (apiserver, kubelet, kube-proxy, netpol, flanneld, bird).
 
 `pod-a ping -c1 pod-b` runs inside pod-a the way a container would (its namespaces, its own
 /etc/hosts and /etc/resolv.conf); names of pods, nodes, the gateway and clients after the

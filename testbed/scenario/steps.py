@@ -7,7 +7,9 @@ is up; a `backends` expectation compares the pods that answered with the pods th
 unreachable expectation with a `reason` compares it with the probe's failure (refused or
 timeout). A reachability step runs in testbed.scenario.reachability_step; a label step sends
 a merge patch of the labels (null removes one) to the API server, as `kubectl label
---overwrite` does.
+--overwrite` does. A capture step runs tcpdump on a host's interface while its probe runs, and
+passes only when the probe passes too; a route step reads a host's route to one prefix until it
+is as expected or its timeout is over.
 """
 
 from __future__ import annotations

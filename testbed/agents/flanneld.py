@@ -13,8 +13,8 @@ a Node changed); kube-proxy's bounded-frequency runner runs the syncs (at most o
 after a second). Each sync makes the node's routes, its VXLAN device and entries and its
 masquerade rules match the Nodes (testbed.routing.flannel), and publishes the node's lease as
 flannel does: annotations on its own Node object (merge patch), written once the kubelet has
-registered that Node (its pod CIDR and its addresses) and again whenever they go missing. The master has
-no Node object here: it reaches the others and publishes nothing.
+registered that Node (its pod CIDR and its addresses) and again whenever they go missing. The
+master has no Node object here: it reaches the others and publishes nothing.
 
 Nothing is written before the informer has listed, so a restarted flanneld never removes the
 routes to nodes it has not heard of yet; it adopts what its predecessor left. Death: the

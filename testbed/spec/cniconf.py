@@ -56,6 +56,7 @@ MTU = re.compile(r"\{\{\s*\.MTU\s*\}\}")             # the pod network's MTU
 TEMPLATE = re.compile(r"\{\{.*?\}\}")
 
 KUBENET = "kubenet"
+KUBENET_PLUGINS = ("loopback", "bridge", "host-local", "portmap")   # what the default chain runs
 BRIDGE = "cbr0"             # must match emu/network.py's BRIDGE (the built-in network's bridge)
 POD_IFNAME = "eth0"
 LOOPBACK_IFNAME = "lo"

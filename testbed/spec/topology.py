@@ -456,6 +456,15 @@ def check_pod_network(ck: Checker, path: Path_, spec: PodNetworkSpec, network_mo
         except SpecError as err:
             ck.problems.extend(err.problems)
             ok = False
+    elif spec.plugin == "cni" and ok:
+        from testbed.spec.cniconf import KUBENET_PLUGINS, find_plugin
+        missing = [kind for kind in KUBENET_PLUGINS if find_plugin(kind, spec.cni_path) is None]
+        if missing:
+            ck.invalid(at("plugin"), spec.plugin,
+                       f"the kubenet chain needs the CNI plugins {', '.join(missing)}, not found in "
+                       f"[{' '.join(spec.cni_path)}]: install containernetworking-plugins "
+                       "(scripts/install.sh does)")
+            ok = False
     return ok
 
 

@@ -167,3 +167,20 @@ def test_a_captures_probe_names_a_service_that_must_exist(write):
     checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False)
     (problem,) = checked.problems
     assert problem.field == "steps[0].capture.while.to.service" and '"nope"' in problem.message
+
+
+def test_the_kubenet_chain_needs_its_plugins_installed(write, tmp_path, monkeypatch):
+    import testbed.spec.topology as topology
+
+    (tmp_path / "bin").mkdir()
+    for kind in ("bridge", "loopback"):
+        (tmp_path / "bin" / kind).write_text("#!/bin/sh\n")
+    monkeypatch.setattr(topology, "CNI_BIN_DIR", str(tmp_path / "nowhere"))
+    (found,) = problems_of(write("t.yaml", "podNetwork: {plugin: cni, binDir: bin}\n"), tmp_path)
+    assert found == ('t.yaml:1: podNetwork.plugin: Invalid value: "cni": the kubenet chain needs the '
+                     "CNI plugins host-local, portmap, not found in [bin nowhere]: "
+                     "install containernetworking-plugins "
+                     "(scripts/install.sh does)")
+    for kind in ("host-local", "portmap"):
+        (tmp_path / "bin" / kind).write_text("#!/bin/sh\n")
+    assert load_topology(tmp_path / "t.yaml").pod_network.plugin == "cni"

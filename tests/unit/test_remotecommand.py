@@ -235,9 +235,15 @@ def test_port_forward_relays_connections(kubectl, cluster, tmp_path):
                 answer = b""
                 while chunk := conn.recv(65536):
                     answer += chunk
-            assert answer == b"pong:%d:" % n + payload
+            if answer != b"pong:%d:" % n + payload:
+                proc.terminate()
+                _, said = proc.communicate(timeout=20)
+                raise AssertionError(f"connection {n}: {len(answer)} bytes back, starting "
+                                     f"{answer[:20]!r}; kubectl running: {proc.returncode is None}; "
+                                     f"kubectl said: {said[-2000:]}")
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(20)
 
 

@@ -318,8 +318,12 @@ class PodRuntime:
                       if c.pid in self.record.procs]
         sandboxes = [self.record.procs[pod.pid] for pod in pods
                      if pod.pause_pid is not None and pod.pid in self.record.procs]
-        end_processes(containers, grace)
         in_netns = self.network.delete_in_netns and node is not None
+        # With a DEL in the pod's namespace to come, the containers' stragglers are left to the
+        # sandboxes' end (the same namespaces): a scan now would end the pause process too, and
+        # the DEL would find no namespace (the kubelet tears the network down before it stops
+        # the sandbox).
+        end_processes(containers, grace, scan_namespaces=not in_netns)
         if in_netns:
             for pod in pods:
                 if pod.attachment is not None:

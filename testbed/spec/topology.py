@@ -410,9 +410,11 @@ def parse_pod_network(ck: Checker, path: Path_, raw: Any, base: Path, network_mo
             continue
         resolved = (base / value).resolve()
         if kind == "file" and not resolved.is_file():
-            ck.invalid(path + (key,), value, f"no such file: {resolved}")
+            ck.invalid(path + (key,), value, f"not a regular file: {resolved}" if resolved.exists()
+                       else f"no such file: {resolved}")
         elif kind == "directory" and not resolved.is_dir():
-            ck.invalid(path + (key,), value, f"no such directory: {resolved}")
+            ck.invalid(path + (key,), value, f"not a directory: {resolved}" if resolved.exists()
+                       else f"no such directory: {resolved}")
         else:
             fields[attr] = str(resolved)
     if len(ck.problems) > before:

@@ -184,3 +184,11 @@ def test_the_kubenet_chain_needs_its_plugins_installed(write, tmp_path, monkeypa
     for kind in ("host-local", "portmap"):
         (tmp_path / "bin" / kind).write_text("#!/bin/sh\n")
     assert load_topology(tmp_path / "t.yaml").pod_network.plugin == "cni"
+
+
+def test_a_conf_that_is_no_regular_file_and_a_bin_dir_that_is_no_directory(write, tmp_path):
+    (tmp_path / "adir").mkdir()
+    write("afile", "x")
+    found = problems_of(write("t.yaml", "podNetwork: {conf: adir, binDir: afile}\n"), tmp_path)
+    assert found == ['t.yaml:1: podNetwork.conf: Invalid value: "adir": not a regular file: adir',
+                     't.yaml:1: podNetwork.binDir: Invalid value: "afile": not a directory: afile']

@@ -137,7 +137,7 @@ def parse_conflist(doc: Document, cni_path: Sequence[str] | None = None) -> Conf
         if ck.is_type(path, plugin, "object"):
             _check_plugin(ck, path, plugin)
             plugins.append(plugin)
-    if cni_path is not None and not ck.problems:
+    if cni_path is not None:
         for i, plugin in enumerate(plugins):
             for where, kind in ((("plugins", i, "type"), plugin.get("type")),
                                 (("plugins", i, "ipam", "type"), (plugin.get("ipam") or {}).get("type"))):

@@ -257,8 +257,23 @@ class Cluster:
                     stuck |= {v.key for v in views.values() if v.namespace == ns and not v.ready
                               and all(v.labels.get(k) == value for k, value in labels.items())}
                 raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}"
-                                   + self._warnings_about(stuck))
+                                   + self._warnings_about(stuck) + self._last_words(stuck))
             time.sleep(interval)
+
+    def _last_words(self, pods: set[str], lines: int = 4) -> str:
+        """The last lines each container of `pods` printed, this run's or, after a crash, the
+        run before's (a container that fails says why there)."""
+        out = []
+        for key in sorted(pods):
+            directory = self.pod_files(key)
+            for log_file in sorted(directory.glob("*/log*")) if directory.is_dir() else []:
+                try:
+                    tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+                except OSError:
+                    continue
+                if tail:
+                    out.append(f"; {key} {log_file.parent.name} ({log_file.name}): " + " | ".join(tail))
+        return "".join(out)
 
     def _warnings_about(self, pods: set[str]) -> str:
         """The last Warning event of each of `pods` ("; NS/NAME: Reason: message"): why a pod

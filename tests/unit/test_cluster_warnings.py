@@ -43,3 +43,14 @@ def test_no_warnings_and_a_failing_api_add_nothing():
             raise OSError("the API server is gone")
 
     assert Cluster._warnings_about(SimpleNamespace(client=Broken()), {"kube-system/dns-1"}) == ""
+
+
+def test_the_last_lines_of_each_stuck_pods_containers_are_told(tmp_path):
+    pod = tmp_path / "kube-system_dns-1"
+    (pod / "dnsmasq").mkdir(parents=True)
+    (pod / "dnsmasq" / "log").write_text("starting\nconnecting to 10.100.0.10:6443\n")
+    (pod / "dnsmasq" / "log.previous").write_text("a\nb\nc\nd\nTraceback: boom\n")
+    fake = SimpleNamespace(pod_files=lambda key: tmp_path / key.replace("/", "_"))
+    text = Cluster._last_words(fake, {"kube-system/dns-1", "kube-system/gone"})
+    assert text == ("; kube-system/dns-1 dnsmasq (log): starting | connecting to 10.100.0.10:6443"
+                    "; kube-system/dns-1 dnsmasq (log.previous): b | c | d | Traceback: boom")

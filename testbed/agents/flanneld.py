@@ -32,16 +32,20 @@ import argparse
 import ipaddress
 import logging
 import os
-import signal
 import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed.agents.kube_proxy import MIN_SYNC_PERIOD, InformedAgent, SyncRunner
+from testbed.agents.kube_proxy import (
+    MIN_SYNC_PERIOD,
+    InformedAgent,
+    SyncRunner,
+    add_sync_options,
+    start_agent,
+)
 from testbed.emu.rundir import FLANNELD_STATUS, FlanneldStatus, write_flanneld_status
-from testbed.net.netns import in_host_netns
 from testbed.routing.flannel import BACKENDS, Config
 from testbed.routing.syncer import DEFAULT_FULL_SYNC_PERIOD, RouteSyncer, SyncResult
 
@@ -120,26 +124,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="this node's address for the others (default: its Node's InternalIP)")
     p.add_argument("--ip-masq", action="store_true",
                    help="masquerade pod traffic leaving the cluster network (FLANNEL-POSTRTG)")
-    p.add_argument("--state-dir", help=f"write {FLANNELD_STATUS} here after each sync")
-    p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
-    p.add_argument("--sync-period", type=float, default=DEFAULT_SYNC_PERIOD, metavar="SECONDS")
-    p.add_argument("--full-sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD,
-                   metavar="SECONDS", help="rewrite the masquerade rules at least this often")
-    p.add_argument("--allow-host-netns", action="store_true",
-                   help="run even in the namespace of pid 1 (the machine's own)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_sync_options(p, FLANNELD_STATUS, DEFAULT_SYNC_PERIOD, DEFAULT_FULL_SYNC_PERIOD,
+                     "rewrite the masquerade rules at least this often")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=f"flanneld[{args.node}] %(message)s")
-    if in_host_netns() and not args.allow_host_netns:
-        log.error("refusing to program the machine's own namespace: run me in the node's")
+    stop = start_agent("flanneld", args, "node's")
+    if stop is None:
         return 2
-    if args.state_dir:
-        Path(args.state_dir).mkdir(parents=True, exist_ok=True)
     from testbed.apiclient import Client, Informer
     from testbed.net.overlay import OverlayBackend
 
@@ -151,9 +145,6 @@ def main(argv: list[str] | None = None) -> int:
                          full_sync_period=args.full_sync_period, new_lock=threading.Lock)
     agent = Flanneld(syncer, client, Informer, args.state_dir, args.min_sync_period,
                      args.sync_period)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     log.info("starting: backend %s, uplink %s, network %s%s", args.backend, args.uplink,
              args.cluster_cidr, ", ip-masq" if args.ip_masq else "")
     try:

@@ -379,6 +379,37 @@ class KubeProxy(InformedAgent):
         write_proxy_status(Path(self.opts.state_dir or "."), self.status())
 
 
+def add_sync_options(p: argparse.ArgumentParser, status_file: str, sync_period: float,
+                     full_sync_period: float, full_sync_help: str, sync_help: str | None = None) -> None:
+    """What every syncing agent (kube-proxy, the NetworkPolicy agent, flanneld) takes: where its
+    status goes, its three sync periods, the machine's namespace refused, -v."""
+    p.add_argument("--state-dir", help=f"write {status_file} here after each sync")
+    p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
+    p.add_argument("--sync-period", type=float, default=sync_period, metavar="SECONDS", help=sync_help)
+    p.add_argument("--full-sync-period", type=float, default=full_sync_period, metavar="SECONDS",
+                   help=full_sync_help)
+    p.add_argument("--allow-host-netns", action="store_true",
+                   help="run even in the namespace of pid 1 (the machine's own)")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def start_agent(name: str, args: argparse.Namespace, node_kind: str) -> threading.Event | None:
+    """An agent's start, after its options (add_sync_options): its log lines as NAME[NODE], a
+    refusal to program the machine's own namespace (None), its state directory, and the event
+    SIGTERM and SIGINT set to stop it."""
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format=f"{name}[{args.node}] %(message)s")
+    if in_host_netns() and not args.allow_host_netns:
+        log.error("refusing to program the machine's own namespace: run me in the %s", node_kind)
+        return None
+    if args.state_dir:
+        Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="python -m testbed.agents.kube_proxy",
                                 description="kube-proxy for one worker, run in its namespace.")
@@ -388,17 +419,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--cluster-cidr", required=True, help="pod CIDR of the cluster (local detector)")
     p.add_argument("--mode", choices=MODES, default="iptables")
     p.add_argument("--service-cidr", default="", help="nftables: drop traffic to unused ClusterIPs")
-    p.add_argument("--state-dir", help=f"write {PROXY_STATUS} here after each sync")
-    p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
-    p.add_argument("--sync-period", type=float, default=DEFAULT_SYNC_PERIOD, metavar="SECONDS",
-                   help="sync at least this often (partial unless a full sync is due)")
-    p.add_argument("--full-sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD,
-                   metavar="SECONDS", help="rewrite every rule at least this often")
+    add_sync_options(p, PROXY_STATUS, DEFAULT_SYNC_PERIOD, DEFAULT_FULL_SYNC_PERIOD,
+                     "rewrite every rule at least this often",
+                     "sync at least this often (partial unless a full sync is due)")
     p.add_argument("--healthz-port", type=int, default=HEALTHZ_PORT, metavar="PORT",
                    help="serve /healthz here (0: off)")
-    p.add_argument("--allow-host-netns", action="store_true",
-                   help="run even in the namespace of pid 1 (the machine's own)")
-    p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     try:
         ipaddress.ip_address(args.node_ip)
@@ -415,13 +440,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
 
 def main(argv: list[str] | None = None) -> int:
     opts, args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=f"kube-proxy[{opts.node}] %(message)s")
-    if in_host_netns() and not args.allow_host_netns:
-        log.error("refusing to program the machine's own namespace: run me in the worker's")
+    stop = start_agent("kube-proxy", args, "worker's")
+    if stop is None:
         return 2
-    if opts.state_dir:
-        Path(opts.state_dir).mkdir(parents=True, exist_ok=True)
     from testbed.apiclient import Client, Informer
 
     for problem in cleanup_other_modes(opts.mode):
@@ -431,9 +452,6 @@ def main(argv: list[str] | None = None) -> int:
     health.healthy = proxy.healthy
     for problem in health.start():
         log.warning("%s", problem)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     log.info("starting in %s mode for node %s (%s)", opts.mode, opts.node, opts.node_ip)
     proxy.run(stop)
     return 0

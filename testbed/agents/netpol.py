@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +39,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed.agents.kube_proxy import MIN_SYNC_PERIOD, InformedAgent, SyncRunner
+from testbed.agents.kube_proxy import (
+    MIN_SYNC_PERIOD,
+    InformedAgent,
+    SyncRunner,
+    add_sync_options,
+    start_agent,
+)
 from testbed.emu.rundir import NETPOL_STATUS, NetpolStatus, write_netpol_status
-from testbed.net.netns import in_host_netns
 from testbed.netpol import nftables
 from testbed.netpol.syncer import DEFAULT_FULL_SYNC_PERIOD, MODES, PolicySyncer, SyncResult
 
@@ -138,26 +142,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--api", required=True, help="API server: http://HOST:PORT or unix:///PATH")
     p.add_argument("--node", required=True, help="this node's name")
     p.add_argument("--mode", choices=MODES, default="iptables")
-    p.add_argument("--state-dir", help=f"write {NETPOL_STATUS} here after each sync")
-    p.add_argument("--min-sync-period", type=float, default=MIN_SYNC_PERIOD, metavar="SECONDS")
-    p.add_argument("--sync-period", type=float, default=DEFAULT_SYNC_PERIOD, metavar="SECONDS")
-    p.add_argument("--full-sync-period", type=float, default=DEFAULT_FULL_SYNC_PERIOD,
-                   metavar="SECONDS", help="rewrite every rule and set at least this often")
-    p.add_argument("--allow-host-netns", action="store_true",
-                   help="run even in the namespace of pid 1 (the machine's own)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_sync_options(p, NETPOL_STATUS, DEFAULT_SYNC_PERIOD, DEFAULT_FULL_SYNC_PERIOD,
+                     "rewrite every rule and set at least this often")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format=f"netpol[{args.node}] %(message)s")
-    if in_host_netns() and not args.allow_host_netns:
-        log.error("refusing to program the machine's own namespace: run me in the worker's")
+    stop = start_agent("netpol", args, "worker's")
+    if stop is None:
         return 2
-    if args.state_dir:
-        Path(args.state_dir).mkdir(parents=True, exist_ok=True)
     from testbed.apiclient import Client, Informer
 
     syncer = PolicySyncer(make_backend(args.mode), args.node, full_sync_period=args.full_sync_period,
@@ -165,9 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     agent = PolicyAgent(syncer, Client(args.api, component="netpol"), Informer, args.mode,
                         args.node, args.state_dir, args.min_sync_period, args.sync_period,
                         after_first_sync=lambda: cleanup_other_mode(args.mode))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     log.info("starting in %s mode for node %s", args.mode, args.node)
     agent.run(stop)
     return 0

@@ -218,9 +218,14 @@ def _object_name(ck: Checker, parent: dict, key: str, path: Path_) -> str | None
     return name
 
 
-def _node_name(ck: Checker, parent: dict, key: str, path: Path_, required: bool = True) -> str | None:
+def node_name(ck: Checker, parent: dict, key: str, path: Path_, required: bool = True,
+              what: str = "") -> str | None:
     """parent[key]: the name of a node, the gateway or a client (a DNS label, as topologies
-    name them; whether it is one of the topology's is checked against it later)."""
+    name them; whether it is one of the topology's is checked against it later). `what` says
+    what a missing one is for."""
+    if required and what and parent.get(key) in (None, ""):
+        ck.required(path + (key,), what)
+        return None
     name = ck.string(parent, key, path, required=required)
     if name is None or not ck.names(path + (key,), name, is_dns1123_label(name)):
         return None
@@ -282,7 +287,7 @@ def parse_action(ck: Checker, path: Path_, raw: dict, base: Path):
     if agent != "apiserver" and m.get("node") is None:
         ck.required(where + ("node",), f"which node's {agent}")
         return None
-    node = _node_name(ck, m, "node", where, required=False)
+    node = node_name(ck, m, "node", where, required=False)
     if "node" in m and node is None:
         return None
     return Fault(key, agent, node or "")
@@ -302,7 +307,7 @@ def _pod_ref(ck: Checker, path: Path_, raw: Any) -> PodRef | None:
         return None
     selector = ck.selector(m, "selector", path, required=True)
     namespace = namespace_field(ck, m, path)
-    node = _node_name(ck, m, "node", path, required=False)
+    node = node_name(ck, m, "node", path, required=False)
     if selector is None or namespace is None or ("node" in m and node is None):
         return None
     return PodRef(selector=selector, namespace=namespace, node=node or "")
@@ -329,7 +334,7 @@ def _label(ck: Checker, where: Path_, value: Any) -> Label | None:
         else:
             ref = _pod_ref(ck, where + ("pod",), m["pod"])
     else:
-        namespace = _node_name(ck, m, "namespace", where)   # a namespace's name: a DNS label
+        namespace = node_name(ck, m, "namespace", where)   # a namespace's name: a DNS label
     labels = m["labels"]
     path = where + ("labels",)
     changes: list[tuple[str, str | None]] = []
@@ -403,7 +408,7 @@ def _net_fault(ck: Checker, where: Path_, key: str, value: Any) -> NetFault | No
                                      "node name")
             return None
         (what, _), = value.items()
-        node = _node_name(ck, value, what, where)
+        node = node_name(ck, value, what, where)
         return None if node is None else NetFault("inspect", target=node, what=what)
     if key == "readiness":
         m = _mapping(ck, where, value, {"pod", "state"}, {"pod", "state"})
@@ -417,7 +422,7 @@ def _net_fault(ck: Checker, where: Path_, key: str, value: Any) -> NetFault | No
         if m is None:
             return None
         before = len(ck.problems)
-        node = _node_name(ck, m, "node", where)
+        node = node_name(ck, m, "node", where)
         bits = _quantity(ck, where + ("rate",), m["rate"], _RATE_UNITS, "a rate") \
             if "rate" in m else None
         micros = _quantity(ck, where + ("delay",), m["delay"], _TIME_UNITS, "a delay") \
@@ -442,7 +447,7 @@ def _net_fault(ck: Checker, where: Path_, key: str, value: Any) -> NetFault | No
     m = _mapping(ck, where, value, {name_key, "state"}, {name_key, "state"})
     if m is None:
         return None
-    node = _node_name(ck, m, name_key, where)
+    node = node_name(ck, m, name_key, where)
     state = ck.enum(m, "state", where, ["up", "down"])
     return None if node is None or state is None else NetFault(key, target=node, up=state == "up")
 

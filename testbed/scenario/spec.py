@@ -52,6 +52,7 @@ from testbed.scenario.actions import (
     describe,
     file_field,
     namespace_field,
+    node_name,
     parse_action,
 )
 from testbed.scenario.reachability import Reachability, parse_reachability
@@ -397,16 +398,6 @@ def _show_target(probe: Probe) -> str:
     return f"{t.host}:{t.port}" if t.port else t.host
 
 
-def _host_name(ck: Checker, path: Path_, raw: dict, key: str, what: str) -> str | None:
-    value = raw.get(key)
-    if value is None or value == "":
-        ck.required(path + (key,), what)
-        return None
-    if not ck.is_type(path + (key,), value, "string"):
-        return None
-    return value if ck.names(path + (key,), value, is_dns1123_label(value)) else None
-
-
 def _capture(ck: Checker, path: Path_, raw: dict) -> Capture | None:
     """capture: {host: node1, interface: node1-eth0, filter: "udp port 8472", while: {probe: ...}}
     expect: {seen: true, shows: ["VXLAN"]}"""
@@ -415,7 +406,7 @@ def _capture(ck: Checker, path: Path_, raw: dict) -> Capture | None:
     conf = ck.fields(here, raw.get("capture"), CAPTURE_KEYS)
     if conf is None:
         return None
-    host = _host_name(ck, here, conf, "host", "the node, gateway or client to capture on")
+    host = node_name(ck, conf, "host", here, what="the node, gateway or client to capture on")
     interface = ck.string(conf, "interface", here, default="")
     if interface and (len(interface) > 15 or "/" in interface or interface.strip() != interface):
         ck.invalid(here + ("interface",), interface, "must be an interface name (at most 15 "
@@ -453,7 +444,7 @@ def _route(ck: Checker, path: Path_, raw: dict) -> RouteCheck | None:
     conf = ck.fields(here, raw.get("route"), ROUTE_KEYS)
     if conf is None:
         return None
-    host = _host_name(ck, here, conf, "host", "the node, gateway or client whose routes to read")
+    host = node_name(ck, conf, "host", here, what="the node, gateway or client whose routes to read")
     to = conf.get("to")
     if to is None or to == "":
         ck.required(here + ("to",), "the destination prefix, e.g. 10.0.2.0/24")

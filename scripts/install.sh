@@ -51,6 +51,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# bird2's package enables bird.service, which would start a BGP daemon in the machine's own
+# namespace at the next boot; the testbed runs bird only inside its nodes and gateway.
+# (--root=/ works whether or not systemd runs, as in containers.)
+if [ -e /etc/systemd/system/multi-user.target.wants/bird.service ] && command -v systemctl >/dev/null; then
+  systemctl --root=/ disable bird.service >/dev/null 2>&1 || true
+fi
+
 # br_netfilter makes bridged pod traffic pass through iptables (Services, hairpin).
 modprobe br_netfilter 2>/dev/null || true
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from testbed.api.meta import selector_matches
 from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
 from testbed.emu import access, rundir
@@ -68,6 +69,13 @@ class PodView:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+def _selects(deployment: dict, pod: PodView) -> bool:
+    """Whether `pod` is one of `deployment`'s: its namespace, and the Deployment's label
+    selector (matchLabels and matchExpressions, as the Deployment controller matches)."""
+    return (pod.namespace == deployment["metadata"]["namespace"]
+            and selector_matches(deployment["spec"]["selector"], pod.labels))
 
 
 class Cluster:
@@ -211,14 +219,12 @@ class Cluster:
     def _wait_listening(self, objects: list[dict], views: list[PodView], settle: float,
                         interval: float) -> None:
         ports: dict[str, set[int]] = {}      # pod key -> declared TCP ports
-        templates = [(o["metadata"]["namespace"], o["spec"]["selector"].get("matchLabels", {}),
-                      o["spec"]["template"]["spec"]) for o in objects if o["kind"] == "Deployment"]
         declared = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["spec"]
                     for o in objects if o["kind"] == "Pod"}
+        deployments = [o for o in objects if o["kind"] == "Deployment"]
         for view in views:
             spec = declared.get(view.key) or next(
-                (t for ns, labels, t in templates if ns == view.namespace
-                 and all(view.labels.get(k) == v for k, v in labels.items())), None)
+                (d["spec"]["template"]["spec"] for d in deployments if _selects(d, view)), None)
             if spec is None or view.pid is None:
                 continue
             wanted = {p["containerPort"] for c in spec.get("containers", []) for p in c.get("ports", [])
@@ -240,22 +246,19 @@ class Cluster:
         while True:
             views = self.pod_views()
             missing = [k for k in wanted_pods if k not in views or not views[k].ready or views[k].pid is None]
+            stuck = set(missing)   # the pods whose events and logs a timeout tells
             for d in deployments:
-                ns, labels = d["metadata"]["namespace"], d["spec"]["selector"].get("matchLabels", {})
-                want = d["spec"].get("replicas", 1)
                 # matched here, on the listing above, not with one more API call per poll
-                have = [v for v in views.values() if v.namespace == ns and v.ready and v.pid is not None
-                        and all(v.labels.get(k) == value for k, value in labels.items())]
+                picked = [v for v in views.values() if _selects(d, v)]
+                have = [v for v in picked if v.ready and v.pid is not None]
+                stuck |= {v.key for v in picked if not v.ready}
+                want = d["spec"].get("replicas", 1)
                 if len(have) < want:
-                    missing.append(f"deployment {ns}/{d['metadata']['name']} ({len(have)}/{want} ready)")
+                    missing.append(f"deployment {d['metadata']['namespace']}/{d['metadata']['name']} "
+                                   f"({len(have)}/{want} ready)")
             if not missing:
                 return list(views.values())
             if time.monotonic() > deadline:
-                stuck = {k for k in wanted_pods if k in missing}
-                for d in deployments:
-                    ns, labels = d["metadata"]["namespace"], d["spec"]["selector"].get("matchLabels", {})
-                    stuck |= {v.key for v in views.values() if v.namespace == ns and not v.ready
-                              and all(v.labels.get(k) == value for k, value in labels.items())}
                 raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}"
                                    + self._warnings_about(stuck) + self._last_words(stuck))
             time.sleep(interval)

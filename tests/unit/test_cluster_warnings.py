@@ -54,3 +54,59 @@ def test_the_last_lines_of_each_stuck_pods_containers_are_told(tmp_path):
     text = Cluster._last_words(fake, {"kube-system/dns-1", "kube-system/gone"})
     assert text == ("; kube-system/dns-1 dnsmasq (log): starting | connecting to 10.100.0.10:6443"
                     "; kube-system/dns-1 dnsmasq (log.previous): b | c | d | Traceback: boom")
+
+
+def view(name: str, labels: dict, ready: bool, namespace: str = "default", pid: int | None = 7):
+    from testbed.emu.cluster import PodView
+
+    return PodView(namespace, name, "uid-" + name, "w1", None, pid, ready,
+                   "Running" if ready else "Pending", labels)
+
+
+def deployment(name: str, selector: dict, replicas: int, namespace: str = "default") -> dict:
+    return {"kind": "Deployment", "metadata": {"namespace": namespace, "name": name},
+            "spec": {"replicas": replicas, "selector": selector,
+                     "template": {"metadata": {"labels": {}}, "spec": {"containers": []}}}}
+
+
+def waiter(views: list):
+    told = []
+    return told, SimpleNamespace(
+        pod_views=lambda: {v.key: v for v in views},
+        _warnings_about=lambda pods: told.append(("events", sorted(pods))) or "",
+        _last_words=lambda pods: told.append(("logs", sorted(pods))) or "")
+
+
+def test_a_deployments_pods_are_those_its_selector_and_namespace_pick():
+    selector = {"matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "track", "operator": "NotIn", "values": ["canary"]}]}
+    views = [view("web-1", {"app": "web", "track": "stable"}, True),
+             view("web-2", {"app": "web", "track": "canary"}, True),       # NotIn: not its own
+             view("web-3", {"app": "web"}, True, namespace="other"),       # another namespace
+             view("web-4", {"app": "web"}, False)]
+    told, fake = waiter(views)
+    try:
+        Cluster._wait_ready(fake, [deployment("web", selector, 3)], timeout=0, interval=0)
+    except TimeoutError as err:
+        assert str(err) == "not ready after 0s: deployment default/web (1/3 ready)"
+    else:
+        raise AssertionError("two of three replicas are missing")
+    assert told == [("events", ["default/web-4"]), ("logs", ["default/web-4"])]
+    views[3] = view("web-4", {"app": "web"}, True)
+    views.append(view("web-5", {"app": "web", "track": "stable"}, True))
+    assert len(Cluster._wait_ready(fake, [deployment("web", selector, 3)], timeout=0, interval=0)) == 5
+
+
+def test_a_stuck_pod_is_told_with_its_deployments_not_ready_pods():
+    pod = {"kind": "Pod", "metadata": {"namespace": "default", "name": "lone"}, "spec": {}}
+    views = [view("lone", {}, True, pid=None), view("db-1", {"app": "db"}, False),
+             view("db-2", {"app": "db"}, True)]
+    told, fake = waiter(views)
+    try:
+        Cluster._wait_ready(fake, [pod, deployment("db", {"matchLabels": {"app": "db"}}, 1)],
+                            timeout=0, interval=0)
+    except TimeoutError as err:
+        assert str(err) == "not ready after 0s: default/lone"
+    else:
+        raise AssertionError("a pod without its pause process is not ready")
+    assert told[0] == ("events", ["default/db-1", "default/lone"])

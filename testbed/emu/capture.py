@@ -4,12 +4,15 @@
 (`-n -v -l --immediate-mode`: numeric, decoded with tunnels' inner packets, line by line),
 waits until it listens, calls `during()` (a probe), lets the last packets arrive, stops tcpdump
 and returns the packets it printed. `routes_to(pid, cidr)` is `ip -j route show exact CIDR`.
-Nothing here is left running: tcpdump is ended in every case, and only the process started here.
+Nothing here is left running: tcpdump is ended in every case, and only the process started here;
+should this process die first, tcpdump gets the parent-death signal (setpriv), as the tracer's
+monitors do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import shutil
 import signal
@@ -18,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from testbed.net.run import ns_prefix, run
+from testbed.net.run import run, spawn
 
 T = TypeVar("T")
 LISTEN_TIMEOUT = 5.0     # seconds for tcpdump to open the interface
@@ -35,10 +38,9 @@ def capture_while(pid: int, interface: str, pcap_filter: str,
     tcpdump = shutil.which("tcpdump")
     if tcpdump is None:
         raise CaptureError("tcpdump is not installed (scripts/install.sh installs it)")
-    argv = ns_prefix(pid) + [tcpdump, "-i", interface, "-n", "-v", "-l", "--immediate-mode",
-                             "-s", "256", pcap_filter]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ended with this process even when it is killed outright (the parent-death signal).
+    proc = spawn(["setpriv", "--pdeathsig", "TERM", "--", tcpdump, "-i", interface, "-n", "-v",
+                  "-l", "--immediate-mode", "-s", "256", pcap_filter], netns=pid, stderr=True)
     try:
         _wait_listening(proc, interface)
         result = during()
@@ -62,24 +64,30 @@ def capture_while(pid: int, interface: str, pcap_filter: str,
 
 
 def _wait_listening(proc: subprocess.Popen, interface: str) -> None:
-    """Until tcpdump says "listening on" (stderr); CaptureError with its words if it fails."""
+    """Until tcpdump says "listening on" (stderr); CaptureError with its words if it fails.
+
+    Its standard error is read unbuffered (os.read on the descriptor) and the text so far
+    searched: a buffered readline could hold the line already read while select waits on an
+    empty pipe."""
+    fd = proc.stderr.fileno()
     sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
+    sel.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + LISTEN_TIMEOUT
-    said = []
+    said = b""
     try:
-        while time.monotonic() < deadline:
+        while b"listening on" not in said:
             if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
                 break
-            line = proc.stderr.readline()
-            if not line:
-                break
-            said.append(line.strip())
-            if "listening on" in line:
-                return
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break       # tcpdump ended
+            said += chunk
+        else:
+            return
     finally:
         sel.close()
-    words = "; ".join(s for s in said if s) or "no answer"
+    lines = said.decode(errors="replace").splitlines()
+    words = "; ".join(s.strip() for s in lines if s.strip()) or "no answer"
     raise CaptureError(f"tcpdump on {interface} did not start: {words}")
 
 

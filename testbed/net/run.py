@@ -53,10 +53,12 @@ def run(argv: list[str], *, netns: int | None = None, input: str | None = None,
     return Result(full, proc.returncode, proc.stdout, proc.stderr)
 
 
-def spawn(argv: list[str], *, netns: int | None = None) -> subprocess.Popen:
+def spawn(argv: list[str], *, netns: int | None = None, stderr: bool = False) -> subprocess.Popen:
     """Start `argv` (in the namespace of pid `netns`) and return it running, its standard
-    output a text pipe read line by line; the caller ends it (terminate, wait) by its pid."""
+    output a text pipe read line by line (and with `stderr`, its standard error a pipe too,
+    else discarded); the caller ends it (terminate, wait) by its pid."""
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise TypeError(f"spawn() takes a list of strings, not {argv!r}")
     return subprocess.Popen(ns_prefix(netns) + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                            stderr=subprocess.PIPE if stderr else subprocess.DEVNULL, text=True,
+                            bufsize=1)

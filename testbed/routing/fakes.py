@@ -1,7 +1,8 @@
 """Pure: an in-memory node for the route syncer's tests (testbed.routing.syncer.Backend).
 
 `FakeNode` holds links (the uplink, and what the syncer makes), the main table's routes
-(kept as the kernel keeps them: one route per destination, which `replace` overwrites), each
+(kept as the kernel keeps them: one route per destination, which `replace` overwrites and a
+delete naming its gateway and device removes, whatever its onlink flag), each
 device's FDB and neighbour entries, the nat table's FLANNEL-POSTRTG rules and POSTROUTING's
 jumps, and every write it was asked for (`writes`). Deleting a link takes its routes, FDB and
 neighbour entries with it, as the kernel does; a route whose gateway is on none of its
@@ -106,8 +107,11 @@ class FakeNode:
         self.table[route.dst] = route
 
     def delete_route(self, route: Route) -> None:
+        """As the kernel does (`ip route del DST via GW dev DEV`): the route to that
+        destination when its gateway and device match, whatever its onlink flag."""
         self._write(f"route delete {route}")
-        if self.table.get(route.dst) == route:
+        have = self.table.get(route.dst)
+        if have is not None and (have.gateway, have.dev) == (route.gateway, route.dev):
             del self.table[route.dst]
 
     # fdb and neighbours

@@ -10,11 +10,12 @@ match the plan (testbed.routing.flannel.plan) and publishes the node's lease:
    address, uplink or learning differ (with the MAC the node published before, so the other
    nodes' entries stay right), and given its MTU, its address and state up. host-gw: a
    flannel.1 left by the vxlan backend goes.
-2. Neighbour and FDB entries that are missing are added, then routes (the route last, as
-   flannel does: the kernel would otherwise resolve its gateway itself); routes, FDB and
-   neighbour entries of nodes that left, or that changed, are removed. What is in the kernel
-   is read at every sync, so a sync repairs whatever drifted and a restarted agent adopts what
-   its predecessor left.
+2. Neighbour and FDB entries that are missing or differ are replaced, then routes (the route
+   last, as flannel does: the kernel would otherwise resolve its gateway itself), each keyed
+   as the kernel keys it (a neighbour by its address, an FDB entry by its MAC, a route by its
+   destination); those of nodes that left are removed. What is in the kernel is read at every
+   sync, so a sync repairs whatever drifted and a restarted agent adopts what its
+   predecessor left.
 3. With a lease of its own: FLANNEL-POSTRTG is rewritten when its rules changed and at every
    full sync, each time with the jump from POSTROUTING put back if missing; the node's flannel
    annotations are written when the Node lacks them or holds others.
@@ -225,37 +226,36 @@ class RouteSyncer:
         return have.mac
 
     def _entries(self, wanted: Plan, changes: list[str]) -> None:
+        """Each entry keyed as the kernel keys it (a route by its destination, a neighbour by
+        its address, an FDB entry by its MAC): one that differs is replaced, in place; one
+        whose key is no longer wanted is deleted. A changed entry is never deleted after its
+        replace: the kernel would take the new one (a neighbour goes by address whatever its
+        MAC, a route by gateway and device whatever its onlink flag)."""
         cfg, backend = self.config, self.backend
         vxlan = cfg.backend == "vxlan"
         dev = cfg.device
-        have_neigh = set(backend.neighbours(dev)) if vxlan else set()
-        have_fdb = set(backend.fdb(dev)) if vxlan else set()
-        have_routes = {r for r in backend.routes() if owned_route(r, cfg, wanted.subnet)}
-        for n in sorted(wanted.neighbours - have_neigh):
+        have_neigh = {n.ip: n for n in backend.neighbours(dev)} if vxlan else {}
+        have_fdb = {f.mac: f for f in backend.fdb(dev)} if vxlan else {}
+        have_routes = {r.dst: r for r in backend.routes() if owned_route(r, cfg, wanted.subnet)}
+        want_neigh = {n.ip: n for n in wanted.neighbours}
+        want_fdb = {f.mac: f for f in wanted.fdb}
+        want_routes = {r.dst: r for r in wanted.routes}
+        for n in sorted(n for ip, n in want_neigh.items() if have_neigh.get(ip) != n):
             backend.replace_neighbour(dev, n)
             changes.append(f"neigh add {n} dev {dev}")
-        for f in sorted(wanted.fdb - have_fdb):
+        for f in sorted(f for mac, f in want_fdb.items() if have_fdb.get(mac) != f):
             backend.replace_fdb(dev, f)
             changes.append(f"fdb add {f} dev {dev}")
-        added = sorted(wanted.routes - have_routes)
-        for r in added:
+        for r in sorted(r for dst, r in want_routes.items() if have_routes.get(dst) != r):
             backend.replace_route(r)
             changes.append(f"route add {r}")
-        # a route to a destination just replaced (a node's new address) went with the replace
-        replaced = {r.dst for r in added}
-        for r in sorted(have_routes - wanted.routes):
-            if r.dst not in replaced:
-                backend.delete_route(r)
-                changes.append(f"route delete {r}")
-        for f in sorted(have_fdb - wanted.fdb):
+        for r in sorted(r for dst, r in have_routes.items() if dst not in want_routes):
+            backend.delete_route(r)
+            changes.append(f"route delete {r}")
+        for f in sorted(f for mac, f in have_fdb.items() if mac not in want_fdb):
             backend.delete_fdb(dev, f)
             changes.append(f"fdb delete {f} dev {dev}")
-        # the kernel deletes a neighbour by its address, whatever its MAC: an entry just replaced
-        # (a node's new VTEP MAC) must not be deleted under its old MAC, or the new one goes too
-        wanted_ips = {n.ip for n in wanted.neighbours}
-        for n in sorted(have_neigh - wanted.neighbours):
-            if n.ip in wanted_ips:
-                continue
+        for n in sorted(n for ip, n in have_neigh.items() if ip not in want_neigh):
             backend.delete_neighbour(dev, n)
             changes.append(f"neigh delete {n} dev {dev}")
 

@@ -328,6 +328,32 @@ def test_a_node_whose_vtep_changed_gets_new_entries_and_loses_the_old():
     assert Neighbour(IPv4Address("10.244.2.0"), new_mac) in dev.neighbours
 
 
+def test_a_vtep_that_moved_has_its_fdb_entry_replaced_and_nothing_deleted():
+    fake = FakeNode(address="10.100.0.2/24")
+    s = syncer("vxlan", fake)
+    feed(s, vxlan_nodes())
+    s.sync()
+    s.node_changes.on_update(vxlan_nodes()[1], node("w2", "10.244.2.0/24", "10.100.0.9", "vxlan", MAC2))
+    assert s.sync().changes == (f"fdb add {MAC2} dst 10.100.0.9 dev flannel.1",)
+    assert FdbEntry(MAC2, IPv4Address("10.100.0.9")) in fake.links["flannel.1"].fdb
+
+
+def test_a_route_that_lost_its_onlink_flag_is_replaced_and_not_deleted_after():
+    fake = FakeNode(address="10.100.0.2/24")
+    s = syncer("vxlan", fake)
+    feed(s, vxlan_nodes())
+    s.sync()
+    bare = R("10.244.2.0/24", "10.244.2.0", "flannel.1")
+    fake.table[bare.dst] = bare                      # someone wrote it again without onlink
+    s.node_changes.on_add(node("w4", "10.244.4.0/24", "10.100.0.5", "vxlan", "0a:58:0a:f4:04:01"))
+    changes = s.sync().changes
+    assert "route add 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink" in changes
+    assert not any(c.startswith("route delete") for c in changes)
+    # the kernel deletes a route by gateway and device whatever its flag: a delete of the old
+    # one would have taken the new one
+    assert R("10.244.2.0/24", "10.244.2.0", "flannel.1", True) in fake.routes()
+
+
 def test_an_incompatible_device_is_made_again_with_the_mac_the_node_published():
     fake = FakeNode(address="10.100.0.2/24")
     published = "0a:58:0a:f4:01:77"

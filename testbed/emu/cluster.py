@@ -31,7 +31,7 @@ from testbed.emu import access, rundir
 from testbed.emu.addons import dns_addon
 from testbed.emu.controlplane import ControlPlane
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.probes import listening_ports
+from testbed.emu.pods import declared_tcp_ports, wait_listening
 from testbed.emu.record import Record
 from testbed.emu.rundir import kubelet_ps_state, pod_directory
 from testbed.emu.shield import shielded
@@ -65,6 +65,7 @@ class PodView:
     ready: bool
     phase: str
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    ports: frozenset[int] = field(default=frozenset(), compare=False)   # declared, TCP
 
     @property
     def key(self) -> str:
@@ -200,7 +201,8 @@ class Cluster:
             out[f"{meta['namespace']}/{meta['name']}"] = PodView(
                 meta["namespace"], meta["name"], meta["uid"], pod["spec"].get("nodeName") or "",
                 IPv4Address(ip) if ip else None, box.pause_pid if box else None, is_ready(pod),
-                status.get("phase", "Pending"), meta.get("labels") or {})
+                status.get("phase", "Pending"), meta.get("labels") or {},
+                declared_tcp_ports(pod["spec"]))
         return out
 
     def wait_ready(self, objects: list[dict], timeout: float = 60, interval: float = 0.2,
@@ -212,34 +214,21 @@ class Cluster:
         listens (upstream too); the first connection of a test would then race the server's
         start. So a harness waits a moment for the declared ports, as e2e tests poll, and goes
         on regardless after `settle` (a declared port is no promise to listen on it)."""
-        views = self._wait_ready(objects, timeout, interval)
-        self._wait_listening(objects, views, settle, interval / 4)
+        views, theirs = self._wait_ready(objects, timeout, interval)
+        self._wait_listening(theirs, settle, interval / 4)
         return views
 
-    def _wait_listening(self, objects: list[dict], views: list[PodView], settle: float,
-                        interval: float) -> None:
-        ports: dict[str, set[int]] = {}      # pod key -> declared TCP ports
-        declared = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o["spec"]
-                    for o in objects if o["kind"] == "Pod"}
-        deployments = [o for o in objects if o["kind"] == "Deployment"]
-        for view in views:
-            spec = declared.get(view.key) or next(
-                (d["spec"]["template"]["spec"] for d in deployments if _selects(d, view)), None)
-            if spec is None or view.pid is None:
-                continue
-            wanted = {p["containerPort"] for c in spec.get("containers", []) for p in c.get("ports", [])
-                      if p.get("protocol", "TCP") == "TCP" and isinstance(p.get("containerPort"), int)}
-            if wanted:
-                ports[view.key] = wanted
-        pids = {v.key: v.pid for v in views}
+    def _wait_listening(self, views: list[PodView], settle: float, interval: float) -> None:
+        """Up to `settle` seconds until each of `views` listens on its declared TCP ports."""
         deadline = time.monotonic() + settle
-        while ports and time.monotonic() < deadline:
-            ports = {key: want for key, want in ports.items()
-                     if not want <= listening_ports(pids[key])}
-            if ports:
-                time.sleep(interval)
+        for view in views:
+            if view.ports and view.pid is not None:
+                wait_listening(view.pid, view.ports, deadline - time.monotonic(), interval)
 
-    def _wait_ready(self, objects: list[dict], timeout: float, interval: float) -> list[PodView]:
+    def _wait_ready(self, objects: list[dict], timeout: float,
+                    interval: float) -> tuple[list[PodView], list[PodView]]:
+        """(every pod, the pods of `objects`) once those are Ready; TimeoutError telling the
+        missing ones, and the stuck pods' last Warning events and log lines, after `timeout`."""
         wanted_pods = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
         deployments = [o for o in objects if o["kind"] == "Deployment"]
         deadline = time.monotonic() + timeout
@@ -247,17 +236,19 @@ class Cluster:
             views = self.pod_views()
             missing = [k for k in wanted_pods if k not in views or not views[k].ready or views[k].pid is None]
             stuck = set(missing)   # the pods whose events and logs a timeout tells
+            theirs = {k for k in wanted_pods if k in views}
             for d in deployments:
                 # matched here, on the listing above, not with one more API call per poll
                 picked = [v for v in views.values() if _selects(d, v)]
                 have = [v for v in picked if v.ready and v.pid is not None]
                 stuck |= {v.key for v in picked if not v.ready}
+                theirs |= {v.key for v in picked}
                 want = d["spec"].get("replicas", 1)
                 if len(have) < want:
                     missing.append(f"deployment {d['metadata']['namespace']}/{d['metadata']['name']} "
                                    f"({len(have)}/{want} ready)")
             if not missing:
-                return list(views.values())
+                return list(views.values()), [views[k] for k in sorted(theirs)]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}"
                                    + self._warnings_about(stuck) + self._last_words(stuck))

@@ -17,12 +17,14 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.emu.pausebin import container_process, pause_binary
 from testbed.emu.podnet import Attachment, NodeRef, PodNetwork
+from testbed.emu.probes import listening_ports
 from testbed.emu.record import Record, alive, end_processes
 from testbed.emu.rundir import (
     POD_HOSTNAME,
@@ -345,23 +347,25 @@ class PodRuntime:
             shutil.rmtree(pod.directory, ignore_errors=True)
 
     def wait_listening(self, pod: Pod, timeout: float = 5.0) -> bool:
-        """Wait until every declared TCP container port accepts (servers take a moment)."""
-        from testbed.net.netns import socket_in
+        """Wait until `pod` listens on every TCP port its containers declare (servers take a
+        moment); False when `timeout` passed first."""
+        return wait_listening(pod.pid, declared_tcp_ports(pod.manifest.get("spec") or {}), timeout)
 
-        ports = [p["containerPort"] for c in pod.containers.values() for p in c.ports
-                 if p.get("protocol", "TCP") == "TCP"]
-        deadline = time.monotonic() + timeout
-        for port in ports:
-            while True:
-                sock = socket_in(pod.pid)
-                sock.settimeout(0.5)
-                try:
-                    sock.connect(("127.0.0.1", port))
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        return False
-                    time.sleep(0.05)
-                finally:
-                    sock.close()
-        return True
+
+def declared_tcp_ports(spec: dict) -> frozenset[int]:
+    """The TCP containerPorts a pod spec's containers declare."""
+    return frozenset(p["containerPort"] for c in spec.get("containers") or [] for p in c.get("ports") or []
+                     if p.get("protocol", "TCP") == "TCP" and isinstance(p.get("containerPort"), int))
+
+
+def wait_listening(pid: int, ports: Iterable[int], timeout: float, interval: float = 0.05) -> bool:
+    """Wait until the network namespace of `pid` listens on every TCP port of `ports` (read
+    from the kernel's socket tables, so nothing connects to the servers); False when `timeout`
+    passed first (at once when it is not positive, after one look)."""
+    wanted = set(ports)
+    deadline = time.monotonic() + timeout
+    while not wanted <= listening_ports(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True

@@ -94,7 +94,9 @@ def test_a_deployments_pods_are_those_its_selector_and_namespace_pick():
     assert told == [("events", ["default/web-4"]), ("logs", ["default/web-4"])]
     views[3] = view("web-4", {"app": "web"}, True)
     views.append(view("web-5", {"app": "web", "track": "stable"}, True))
-    assert len(Cluster._wait_ready(fake, [deployment("web", selector, 3)], timeout=0, interval=0)) == 5
+    views, theirs = Cluster._wait_ready(fake, [deployment("web", selector, 3)], timeout=0, interval=0)
+    assert len(views) == 5
+    assert [v.key for v in theirs] == ["default/web-1", "default/web-4", "default/web-5"]
 
 
 def test_a_stuck_pod_is_told_with_its_deployments_not_ready_pods():

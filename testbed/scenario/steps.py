@@ -50,7 +50,6 @@ from testbed.scenario.reachability_step import run_reachability
 from testbed.scenario.spec import Capture, Expect, Probe, RouteCheck, Sleep, Step
 from testbed.scenario.trace_step import TraceStep, dnat_targets, hosts_of
 from testbed.scenario.trace_step import judge as judge_trace
-from testbed.spec.names import ifname
 
 
 @dataclass
@@ -387,7 +386,7 @@ def capture_step(cluster, cap: Capture) -> Outcome:
     packets it decodes (`-v`: a tunnel's inner packets too) are judged and kept in the details."""
     from testbed.emu.capture import CaptureError, capture_while
 
-    interface = cap.interface or ifname(cap.host, "-eth0")
+    interface = cap.interface or faults.uplink(cap.host)
     try:
         packets, text, probed = capture_while(cluster.network.pid(cap.host), interface, cap.filter,
                                               lambda: probe_step(cluster, cap.probe, time.monotonic()))

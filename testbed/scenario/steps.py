@@ -23,6 +23,7 @@ from pathlib import Path
 
 from testbed.api.meta import object_key
 from testbed.emu import faults
+from testbed.emu.capture import CaptureError, capture_while, routes_to
 from testbed.emu.controlplane import ControlPlaneError, has_netpol
 from testbed.emu.inspect import InspectError
 from testbed.emu.probes import (
@@ -381,15 +382,15 @@ def net_fault(cluster, action: NetFault) -> Outcome:
     return Outcome(True, expectation, observed, details)
 
 
-def capture_step(cluster, cap: Capture) -> Outcome:
+def capture_step(cluster, cap: Capture, *, capture: Callable = capture_while,
+                 probe: Callable[..., Outcome] = probe_step) -> Outcome:
     """tcpdump on the host's interface (its uplink by default) while the probe runs; the
-    packets it decodes (`-v`: a tunnel's inner packets too) are judged and kept in the details."""
-    from testbed.emu.capture import CaptureError, capture_while
-
+    packets it decodes (`-v`: a tunnel's inner packets too) are judged and kept in the details.
+    `capture` (capture_while's signature) and `probe` (probe_step's) are handed in by tests."""
     interface = cap.interface or faults.uplink(cap.host)
     try:
-        packets, text, probed = capture_while(cluster.network.pid(cap.host), interface, cap.filter,
-                                              lambda: probe_step(cluster, cap.probe, time.monotonic()))
+        packets, text, probed = capture(cluster.network.pid(cap.host), interface, cap.filter,
+                                        lambda: probe(cluster, cap.probe, time.monotonic()))
     except CaptureError as err:
         return Outcome(False, cap.describe(), f"failed: {err}")
     missing = [s for s in cap.shows if s not in text]
@@ -412,8 +413,6 @@ def capture_step(cluster, cap: Capture) -> Outcome:
 
 def route_step(cluster, check: RouteCheck) -> Outcome:
     """The host's route to `check.to`, read until it is as expected or the timeout is over."""
-    from testbed.emu.capture import CaptureError, routes_to
-
     pid = cluster.network.pid(check.host)
     via = None
     if check.via:

@@ -6,23 +6,24 @@ from types import SimpleNamespace
 
 import pytest
 
-from testbed.emu import capture
+from testbed.emu.capture import CaptureError
 from testbed.scenario import steps
 from testbed.scenario.spec import Capture, Expect, Probe, Target
 
 PROBE = Probe("icmp", "pod-1", Target("10.0.2.2"), Expect(True))
+CLUSTER = SimpleNamespace(network=SimpleNamespace(pid=lambda name: 42))
 
 
-def run(monkeypatch, cap: Capture, packets: list[str], probe_passed: bool = True):
+def run(cap: Capture, packets: list[str], probe_passed: bool = True):
     def fake_capture(pid, interface, pcap_filter, during):
         assert (pid, interface, pcap_filter) == (42, cap.interface or "node1-eth0", cap.filter)
         return packets, "\n".join(packets), during()
 
-    monkeypatch.setattr(capture, "capture_while", fake_capture)
-    monkeypatch.setattr(steps, "probe_step", lambda cluster, probe, started: steps.Outcome(
-        probe_passed, "reachable", "reply" if probe_passed else "no reply"))
-    cluster = SimpleNamespace(network=SimpleNamespace(pid=lambda name: 42))
-    return steps.capture_step(cluster, cap)
+    def fake_probe(cluster, probe, started):
+        assert (cluster, probe) == (CLUSTER, cap.probe)
+        return steps.Outcome(probe_passed, "reachable", "reply" if probe_passed else "no reply")
+
+    return steps.capture_step(CLUSTER, cap, capture=fake_capture, probe=fake_probe)
 
 
 @pytest.mark.parametrize("seen, packets, shows, probe_passed, passed", [
@@ -34,19 +35,17 @@ def run(monkeypatch, cap: Capture, packets: list[str], probe_passed: bool = True
     (False, [], (), False, False),      # nothing seen because nothing went: proves nothing
     (True, ["IP 10.100.0.2.1 > 10.100.0.3.8472: OTV"], (), False, False),
 ])
-def test_the_verdict(monkeypatch, seen, packets, shows, probe_passed, passed):
-    out = run(monkeypatch, Capture("node1", "", "udp port 8472", PROBE, seen, shows), packets, probe_passed)
+def test_the_verdict(seen, packets, shows, probe_passed, passed):
+    out = run(Capture("node1", "", "udp port 8472", PROBE, seen, shows), packets, probe_passed)
     assert out.passed is passed
     assert out.details["packets"] == len(packets)
     if not probe_passed:
         assert "the probe failed" in out.observed
 
 
-def test_a_failed_capture_is_a_failed_step(monkeypatch):
+def test_a_failed_capture_is_a_failed_step():
     def broken(*args):
-        raise capture.CaptureError("tcpdump on cbr0 did not start: no such device")
+        raise CaptureError("tcpdump on cbr0 did not start: no such device")
 
-    monkeypatch.setattr(capture, "capture_while", broken)
-    cluster = SimpleNamespace(network=SimpleNamespace(pid=lambda name: 42))
-    out = steps.capture_step(cluster, Capture("node1", "cbr0", "icmp", PROBE))
+    out = steps.capture_step(CLUSTER, Capture("node1", "cbr0", "icmp", PROBE), capture=broken)
     assert not out.passed and out.observed == "failed: tcpdump on cbr0 did not start: no such device"

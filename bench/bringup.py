@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from testbed.emu.pausebin import pause_binary  # noqa: E402
 from testbed.emu.podlab import PodLab  # noqa: E402
 from testbed.spec.source import parse_documents  # noqa: E402
-from testbed.spec.topology import build_topology  # noqa: E402
+from testbed.spec.topology import POD_NETWORK_PLUGINS, build_topology  # noqa: E402
 
 
 def topology(workers: int, plugin: str = "builtin"):
@@ -118,16 +118,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2x10,10x10,50x20", help="NxP list: workers x pods per worker")
     parser.add_argument("--pod-network", default="builtin,cni",
-                        help="pod network plugins to measure, in order (builtin, cni)")
+                        help=f"pod network plugins to measure, in order ({', '.join(POD_NETWORK_PLUGINS)})")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench/bringup.py builds namespaces: run it as root", file=sys.stderr)
         return 2
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     plugins = [p.strip() for p in args.pod_network.split(",") if p.strip()]
-    unknown = [p for p in plugins if p not in ("builtin", "cni")]
+    unknown = [p for p in plugins if p not in POD_NETWORK_PLUGINS]
     if unknown or not plugins:
-        parser.error(f"--pod-network: {', '.join(unknown) or 'nothing'}: the plugins are builtin and cni")
+        parser.error(f"--pod-network: {', '.join(unknown) or 'nothing'}: the plugins are "
+                     f"{' and '.join(POD_NETWORK_PLUGINS)}")
     header = (f"{'N x P':>8} {'pods':>5} {'plugin':>7} {'network s':>9} {'pods s':>7} {'per pod ms':>10} "
               f"{'sandbox+net ms':>14} {'net ms':>7} {'containers ms':>13} {'baseline ms':>11} {'ratio':>5} "
               f"{'sandbox ratio':>13} {'net vs builtin':>14} {'teardown s':>10} {'pause RSS kB avg/max':>21}")

@@ -61,6 +61,7 @@ from testbed.net.netns import write_sysctl
 from testbed.node.kubeletplan import ContainerSeen, PodSeen
 from testbed.spec.cniconf import load_conflist
 from testbed.spec.source import SpecError
+from testbed.spec.topology import CNI_BIN_DIR, POD_NETWORK_PLUGINS
 
 log = logging.getLogger("kubelet")
 
@@ -412,10 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-ip", required=True)
     parser.add_argument("--cluster-dns", default="10.96.0.10")
     parser.add_argument("--label", action="append", default=[])
-    parser.add_argument("--pod-network", choices=("builtin", "cni"), default="builtin")
+    parser.add_argument("--pod-network", choices=POD_NETWORK_PLUGINS, default="builtin")
     parser.add_argument("--cni-conf", default=None, help="network configuration list (JSON or "
                         "YAML); default: the kubenet chain")
-    parser.add_argument("--cni-bin-dir", default=None, help="plugins searched before /usr/lib/cni")
+    parser.add_argument("--cni-bin-dir", default=None, help=f"plugins searched before {CNI_BIN_DIR}")
     parser.add_argument("--mtu", type=int, default=1500)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kubelet[{args.node}] %(message)s")

@@ -40,9 +40,8 @@ from typing import Any
 
 from testbed.cni import cache
 from testbed.cni.result import ResultError, convert, parse_result
-from testbed.spec.cniconf import ConfList, plugin_description, plugin_request
+from testbed.spec.cniconf import ConfList, find_plugin, plugin_description, plugin_request
 
-SYSTEM_PLUGIN_DIR = "/usr/lib/cni"        # Debian's containernetworking-plugins (upstream: /opt/cni/bin)
 PLUGIN_TIMEOUT = 30.0
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VERBS = {"ADD": "add", "DEL": "delete", "CHECK": "check"}
@@ -174,11 +173,7 @@ class Cni:
 
     def find(self, kind: str) -> str | None:
         """The first regular file named `kind` in the plugin directories (libcni's FindInPath)."""
-        for directory in self.plugin_dirs:
-            candidate = os.path.join(directory, kind)
-            if os.path.isfile(candidate):
-                return candidate
-        return None
+        return find_plugin(kind, self.plugin_dirs)
 
     def environment(self, command: str, rt: RuntimeConf) -> dict[str, str]:
         return {"CNI_COMMAND": command, "CNI_CONTAINERID": rt.container_id,

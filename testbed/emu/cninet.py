@@ -45,7 +45,6 @@ from pathlib import Path
 
 from testbed.cni import cache
 from testbed.cni.invoke import (
-    SYSTEM_PLUGIN_DIR,
     Cni,
     CniError,
     Exec,
@@ -73,6 +72,7 @@ from testbed.spec.cniconf import (
     ips_store,
     node_networks,
 )
+from testbed.spec.topology import cni_path
 
 log = logging.getLogger("cni")
 
@@ -125,8 +125,7 @@ class CniNetwork:
         self.run_dir = Path(run_dir)
         self.conf = conf
         self.mtu = mtu
-        self.plugin_dirs = list(plugin_dirs) if plugin_dirs is not None else \
-            [d for d in (bin_dir, SYSTEM_PLUGIN_DIR) if d]
+        self.plugin_dirs = list(plugin_dirs) if plugin_dirs is not None else list(cni_path(bin_dir))
         self.execute = execute
         self.enter_node = enter_node
         self.clock = clock

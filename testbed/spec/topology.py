@@ -64,6 +64,11 @@ VXLAN_OVERHEAD = 50      # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: flanne
 CNI_BIN_DIR = "/usr/lib/cni"   # where Debian's containernetworking-plugins install
 
 
+def cni_path(bin_dir: str | None) -> tuple[str, ...]:
+    """CNI_PATH: the user's plugin directory (binDir) first, then the distribution's."""
+    return ((bin_dir,) if bin_dir else ()) + (CNI_BIN_DIR,)
+
+
 @dataclass(frozen=True)
 class PodNetworkSpec:
     """How pods are wired (plugin) and how nodes reach each other's pod CIDRs (routing)."""
@@ -81,7 +86,7 @@ class PodNetworkSpec:
     @property
     def cni_path(self) -> tuple[str, ...]:
         """CNI_PATH: the user's plugins first, then the distribution's."""
-        return ((self.bin_dir,) if self.bin_dir else ()) + (CNI_BIN_DIR,)
+        return cni_path(self.bin_dir)
 
     def describe(self) -> str:
         plugin = "CNI" + (f" ({Path(self.conf).name})" if self.conf else " (kubenet chain)") \

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from testbed.scenario.report import counts, totals
+from testbed.scenario.report import counts, totals_of
 from testbed.scenario.results import StepResult
 from testbed.trace.text import render_text
 
@@ -95,19 +95,20 @@ summary { cursor: pointer; font-weight: 600; }
 def page(name: str, file: str, results: Sequence[StepResult], setup_seconds: float,
          diagram: Diagram) -> str:
     """The whole report: one HTML document, every part of it in the text."""
-    failed = counts(results)[1]
+    tally = counts(results)
+    said = totals_of(*tally)
     total = setup_seconds + sum(r.seconds for r in results)
-    state = "fail" if failed else "pass"
+    state = "fail" if tally[1] else "pass"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(name)}: {totals(results)}</title>",
+        f"<title>{esc(name)}: {said}</title>",
         f"<style>{_CSS}</style></head><body>",
         f'<header class="summary {state}" id="summary">',
         f"<h1>{esc(name)}</h1>",
-        f'<p><span class="badge {state}">{"FAIL" if failed else "PASS"}</span> '
-        f"<strong>{totals(results)}</strong> of {len(results)} steps</p>",
+        f'<p><span class="badge {state}">{state.upper()}</span> '
+        f"<strong>{said}</strong> of {len(results)} steps</p>",
         f'<p class="muted">scenario <code>{esc(file)}</code>; cluster ready in {setup_seconds:.2f}s, '
         f"{total:.2f}s in all</p>",
         "</header>",
@@ -126,7 +127,7 @@ def page(name: str, file: str, results: Sequence[StepResult], setup_seconds: flo
 def _overview(results: Sequence[StepResult]) -> str:
     rows = []
     for i, r in enumerate(results, 1):
-        state = _state(r)
+        state = r.state
         rows.append(f'<tr class="{state}"><td class="num">{i}</td>'
                     f'<td><a href="#step-{i}">{esc(r.step.name)}</a></td>'
                     f'<td><span class="badge {state}">{state.upper()}</span></td>'
@@ -154,12 +155,8 @@ def inline_svg(svg: str) -> str | None:
     return re.sub(r"<!--.*?-->", "", body, flags=re.DOTALL).strip()
 
 
-def _state(r: StepResult) -> str:
-    return "skip" if r.skipped else "pass" if r.passed else "fail"
-
-
 def _step(index: int, r: StepResult) -> str:
-    state = _state(r)
+    state = r.state
     out = [
         f'<li class="step {state}" id="step-{index}">',
         f'<h3><span class="muted">{index}.</span> <span class="name">{esc(r.step.name)}</span> '

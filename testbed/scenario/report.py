@@ -17,7 +17,8 @@ from testbed.scenario.results import StepResult
 def table(results: Sequence[StepResult]) -> str:
     rows = [("#", "step", "expected", "observed", "result", "time")]
     for i, r in enumerate(results, 1):
-        rows.append((str(i), r.step.name, r.expectation, r.observed, _mark(r), f"{r.seconds:.2f}s"))
+        rows.append((str(i), r.step.name, r.expectation, r.observed, r.state.upper(),
+                     f"{r.seconds:.2f}s"))
     limits = [4, 44, 30, 70, 6, 8]
     rows = [tuple(_cut(c, w) for c, w in zip(row, limits, strict=True)) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -25,10 +26,6 @@ def table(results: Sequence[StepResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(totals(results))
     return "\n".join(lines)
-
-
-def _mark(r: StepResult) -> str:
-    return "SKIP" if r.skipped else "PASS" if r.passed else "FAIL"
 
 
 def counts(results: Sequence[StepResult]) -> tuple[int, int, int]:
@@ -39,7 +36,11 @@ def counts(results: Sequence[StepResult]) -> tuple[int, int, int]:
 
 
 def totals(results: Sequence[StepResult]) -> str:
-    passed, failed, skipped = counts(results)
+    return totals_of(*counts(results))
+
+
+def totals_of(passed: int, failed: int, skipped: int) -> str:
+    """"2 passed, 1 failed, 1 skipped" of counts()."""
     return f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
 
 
@@ -48,9 +49,9 @@ def _cut(text: str, width: int) -> str:
 
 
 def junit(name: str, results: Sequence[StepResult], setup_seconds: float) -> str:
-    suite = ET.Element("testsuite", name=name, tests=str(len(results)),
-                       failures=str(sum(not r.passed for r in results)), errors="0",
-                       skipped=str(sum(r.skipped for r in results)),
+    _, failed, skipped = counts(results)
+    suite = ET.Element("testsuite", name=name, tests=str(len(results)), failures=str(failed),
+                       errors="0", skipped=str(skipped),
                        time=f"{setup_seconds + sum(r.seconds for r in results):.3f}")
     for i, r in enumerate(results, 1):
         case = ET.SubElement(suite, "testcase", classname=name, name=f"{i:02d} {r.step.name}",
@@ -69,9 +70,10 @@ def junit(name: str, results: Sequence[StepResult], setup_seconds: float) -> str
 
 
 def as_json(name: str, file: str, results: Sequence[StepResult], setup_seconds: float) -> str:
+    passed, failed, skipped = counts(results)
     return json.dumps({
         "scenario": name, "file": file, "setupSeconds": round(setup_seconds, 3),
-        "passed": counts(results)[0], "failed": counts(results)[1], "skipped": counts(results)[2],
+        "passed": passed, "failed": failed, "skipped": skipped,
         "steps": [{"index": i, "name": r.step.name, "line": r.step.line, "expected": r.expectation,
                    "observed": r.observed, "passed": r.passed, "seconds": round(r.seconds, 3),
                    **({"skipped": True} if r.skipped else {}),

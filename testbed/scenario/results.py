@@ -16,3 +16,8 @@ class StepResult:
     seconds: float
     details: dict = field(default_factory=dict)
     skipped: bool = False     # not run: the step's `when:` excludes this run's pod network
+
+    @property
+    def state(self) -> str:
+        """"skip", "pass" or "fail": what the reports and the progress lines mark it with."""
+        return "skip" if self.skipped else "pass" if self.passed else "fail"

@@ -93,8 +93,8 @@ class Runner:
                 self.progress(f"[{index}/{total}] {step.name} ...")
                 result = self.run_step(step, index - 1)
                 self.results.append(result)
-                mark = "SKIP" if result.skipped else "PASS" if result.passed else "FAIL"
-                self.progress(f"[{index}/{total}] {mark} {step.name}: {result.observed} ({result.seconds:.2f}s)")
+                self.progress(f"[{index}/{total}] {result.state.upper()} {step.name}: "
+                              f"{result.observed} ({result.seconds:.2f}s)")
             if self.want_diagram:
                 self.diagram = take_diagram(self.cluster)
         finally:
@@ -102,7 +102,7 @@ class Runner:
             self.cluster.down()
 
     def run_step(self, step: Step, index: int) -> StepResult:
-        topology = self.prepared.topology
+        topology = self.prepared.topology   # None where unit tests run steps without one
         why = step.skipped_under(topology.pod_network) if topology is not None else None
         if why is not None:
             return StepResult(step, True, "skipped", f"skipped: {why}", 0.0, skipped=True)

@@ -117,3 +117,12 @@ def test_a_skipped_step_is_neither_passed_nor_failed():
     assert suite.get("skipped") == "1"
     (case,) = [c for c in suite if c.find("skipped") is not None]
     assert "routing vxlan" in case.find("skipped").get("message")
+
+
+def test_a_steps_state_is_what_every_report_marks():
+    ran, failed = result("ran", 3, True, "ok", 0.5), result("failed", 4, False, "no", 0.5)
+    skipped = StepResult(Step("gateway only", 5, Sleep(1)), True, "skipped", "skipped", 0.0,
+                         skipped=True)
+    assert [r.state for r in (ran, failed, skipped)] == ["pass", "fail", "skip"]
+    assert [line.split()[-2] for line in table([ran, failed, skipped]).splitlines()[2:5]] == [
+        "PASS", "FAIL", "SKIP"]

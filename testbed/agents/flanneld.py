@@ -7,8 +7,8 @@
 As flannel's flanneld with its kube subnet manager, a process of its own started INSIDE its
 node's network namespace (it refuses the namespace of pid 1 unless --allow-host-netns), on
 every node, the master included. An informer on the Nodes feeds the syncer
-(testbed.routing.syncer: handlers only record, and ask for a sync when what routing reads of
-a Node changed); kube-proxy's bounded-frequency runner runs the syncs (at most one per
+(testbed.routing.syncer: handlers only record, and a sync is asked for only when what routing
+reads of a Node changed); kube-proxy's bounded-frequency runner runs the syncs (at most one per
 --min-sync-period, at least one per --sync-period, which repairs drift, and a failed one again
 after a second). Each sync makes the node's routes, its VXLAN device and entries and its
 masquerade rules match the Nodes (testbed.routing.flannel), and publishes the node's lease as
@@ -79,8 +79,6 @@ class Flanneld(InformedAgent):
         if not result.ok:
             log.warning("sync failed (next sync full): %s", result.error)
             return
-        if result.skipped:
-            return    # nothing routing reads changed: the status stays what it was
         for change in getattr(result, "changes", ()):
             log.info("%s", change)
         seen = (result.subnet, result.vtep_mac, result.remotes)

@@ -283,10 +283,11 @@ class InformedAgent:
     informer_cls: Any
     informers: list[Any]
 
-    def _recording(self, handler: Callable[..., None]) -> Callable[..., None]:
+    def _recording(self, handler: Callable[..., bool | None]) -> Callable[..., None]:
+        """The handler, then a sync asked for unless it returned False ("nothing changed")."""
         def record(*objs: Any) -> None:
-            handler(*objs)
-            self.runner.request()
+            if handler(*objs) is not False:
+                self.runner.request()
         return record
 
     def watch(self, kinds: Sequence[tuple[str, Any]]) -> None:

@@ -2,9 +2,10 @@
 NetworkPolicy agent's and proxy/proxier.py kube-proxy's).
 
 `node_changes` (on_add, on_update, on_delete) is the Node informer's handler: it keeps what
-routing reads of each Node (testbed.routing.flannel.NodeView) and marks the state dirty only
-when that changed, so the kubelets' heartbeats cost nothing. `sync()` makes the node's kernel
-match the plan (testbed.routing.flannel.plan) and publishes the node's lease:
+routing reads of each Node (testbed.routing.flannel.NodeView) and returns whether that changed
+(False: the agent asks for no sync, so the kubelets' heartbeats cost nothing). `sync()` makes
+the node's kernel match the plan (testbed.routing.flannel.plan) and publishes the node's
+lease:
 
 1. vxlan: the device flannel.1 is made when missing, made again when its VNI, port, local
    address, uplink or learning differ (with the MAC the node published before, so the other
@@ -21,9 +22,8 @@ match the plan (testbed.routing.flannel.plan) and publishes the node's lease:
    annotations are written when the Node lacks them or holds others.
 
 Every write is safe to repeat ("replace"), and every delete takes "already gone". A failed
-sync makes the next one full. A sync when no Node changed what routing reads is skipped
-unless the last one that looked at the kernel is `repair_period` old (the agent's periodic
-sync is that one: it repairs what drifted).
+sync makes the next one full. Every sync reads the kernel: the agent's periodic one (its
+--sync-period) repairs what drifted.
 """
 
 from __future__ import annotations
@@ -59,9 +59,6 @@ from testbed.routing.flannel import (
 )
 
 DEFAULT_FULL_SYNC_PERIOD = 60.0
-# seconds: a sync asked for when no Node changed what routing reads (a kubelet's heartbeat)
-# reads and repairs the kernel only when the last one that did is this old
-DEFAULT_REPAIR_PERIOD = 10.0
 
 
 class Backend(Protocol):
@@ -102,7 +99,6 @@ Annotate = Callable[[str, dict[str, str]], None]   # (node, annotations): merge 
 class SyncResult:
     ok: bool
     full: bool
-    skipped: bool = False
     error: str = ""
     seconds: float = 0.0
     changes: tuple[str, ...] = ()       # what was written, in order ("route add ...")
@@ -113,30 +109,30 @@ class SyncResult:
 
 
 class _NodeChanges:
-    """The Node informer's handlers: record each node's NodeView; dirty when one changed."""
+    """The Node informer's handlers: record each node's NodeView, and return whether it
+    changed."""
 
     def __init__(self, owner: RouteSyncer) -> None:
         self.owner = owner
 
-    def _set(self, obj: dict, gone: bool) -> None:
+    def _set(self, obj: dict, gone: bool) -> bool:
         view = node_view(obj)
         with self.owner.lock:
             store = self.owner.nodes
             if gone:
-                if store.pop(view.name, None) is not None:
-                    self.owner.dirty = True
-            elif store.get(view.name) != view:
-                store[view.name] = view
-                self.owner.dirty = True
+                return store.pop(view.name, None) is not None
+            changed = store.get(view.name) != view
+            store[view.name] = view
+            return changed
 
-    def on_add(self, obj: dict) -> None:
-        self._set(obj, False)
+    def on_add(self, obj: dict) -> bool:
+        return self._set(obj, False)
 
-    def on_update(self, old: dict, new: dict) -> None:
-        self._set(new, False)
+    def on_update(self, old: dict, new: dict) -> bool:
+        return self._set(new, False)
 
-    def on_delete(self, obj: dict) -> None:
-        self._set(obj, True)
+    def on_delete(self, obj: dict) -> bool:
+        return self._set(obj, True)
 
 
 class RouteSyncer:
@@ -144,18 +140,15 @@ class RouteSyncer:
 
     def __init__(self, backend: Backend, config: Config, annotate: Annotate, *,
                  full_sync_period: float = DEFAULT_FULL_SYNC_PERIOD,
-                 repair_period: float = DEFAULT_REPAIR_PERIOD,
                  new_lock: Callable[[], Lock] = Unshared,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.backend, self.config, self.annotate = backend, config, annotate
-        self.full_sync_period, self.repair_period, self.clock = full_sync_period, repair_period, clock
+        self.full_sync_period, self.clock = full_sync_period, clock
         self.lock = new_lock()
         self.nodes: dict[str, NodeView] = {}
         self.node_changes = _NodeChanges(self)
-        self.dirty = True
         self.need_full = True
         self.last_full = -1e18
-        self.last_sync = -1e18     # the last sync that read and repaired the kernel
         self.plan: Plan | None = None
         self._masq = ""      # the FLANNEL-POSTRTG text last applied
 
@@ -163,10 +156,7 @@ class RouteSyncer:
         started = self.clock()
         with self.lock:
             views = list(self.nodes.values())
-            dirty, self.dirty = self.dirty, False
         full = self.need_full or started - self.last_full >= self.full_sync_period
-        if not (dirty or full or started - self.last_sync >= self.repair_period):
-            return SyncResult(True, False, skipped=True)
         changes: list[str] = []
         mac = ""
         try:
@@ -184,7 +174,6 @@ class RouteSyncer:
                               seconds=self.clock() - started, changes=tuple(changes), vtep_mac=mac)
         self.plan = wanted
         self.need_full = False
-        self.last_sync = started
         if full:
             self.last_full = started
         return SyncResult(True, full, seconds=self.clock() - started, changes=tuple(changes),

@@ -176,3 +176,25 @@ def test_inspect_bgp_where_no_bird_runs_says_so(tmp_path):
 
     text = bgp_text(tmp_path, "node1")
     assert text.startswith("no bird runs on node1: BGP is the bgp routing mode's")
+
+
+def test_flanneld_asks_for_a_sync_only_when_a_node_changed_what_routing_reads():
+    from testbed.agents.flanneld import Flanneld
+    from testbed.routing.fakes import FakeNode
+    from testbed.routing.syncer import RouteSyncer
+
+    from .test_routing_flannel import hostgw, node
+
+    syncer = RouteSyncer(FakeNode(), hostgw(), lambda name, notes: None)
+    agent = Flanneld(syncer, None, None)
+    asked: list[str] = []
+    agent.runner = SimpleNamespace(request=lambda: asked.append("sync"))
+    on_update = agent._recording(syncer.node_changes.on_update)
+    w2 = node("w2", "10.244.2.0/24", "172.16.0.3")
+    on_update(w2, w2)
+    assert asked == ["sync"]                       # a Node routing had not seen
+    beat = {**w2, "status": {**w2["status"], "conditions": [{"type": "Ready"}]}}
+    on_update(w2, beat)
+    assert asked == ["sync"]                       # a heartbeat: no sync
+    agent._recording(lambda obj: None)(w2)         # a handler that returns nothing (netpol's)
+    assert asked == ["sync", "sync"]

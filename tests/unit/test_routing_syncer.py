@@ -119,19 +119,17 @@ def test_a_node_whose_address_changed_is_routed_via_the_new_one():
     assert R("10.244.2.0/24", "10.100.0.3") not in fake.routes()
 
 
-def test_a_sync_that_nothing_asked_for_is_skipped_until_the_repair_period_is_over():
-    fake, clock = FakeNode(address="10.100.0.2/24"), Clock()
-    s = syncer("host-gw", fake, clock=clock)
+def test_a_heartbeat_asks_for_no_sync_and_any_sync_repairs_drift():
+    fake = FakeNode(address="10.100.0.2/24")
+    s = syncer("host-gw", fake)
     feed(s, hostgw_nodes())
     s.sync()
     del fake.table[IPv4Network("10.244.2.0/24")]                       # drift
-    s.node_changes.on_update(hostgw_nodes()[1], hostgw_nodes()[1])      # a heartbeat
-    assert s.sync().skipped and len(fake.routes()) == 1
-    clock.now += s.repair_period
-    result = s.sync()
-    assert not result.skipped and not result.full and len(fake.routes()) == 2
-    s.node_changes.on_add(node("w4", "10.244.4.0/24", "10.100.0.5"))   # a change: at once
-    assert not s.sync().skipped and len(fake.routes()) == 3
+    assert s.node_changes.on_update(hostgw_nodes()[1], hostgw_nodes()[1]) is False   # a heartbeat
+    result = s.sync()                                                   # the periodic sync
+    assert result.ok and not result.full and len(fake.routes()) == 2
+    assert s.node_changes.on_add(node("w4", "10.244.4.0/24", "10.100.0.5")) is True
+    assert s.sync().ok and len(fake.routes()) == 3
 
 
 def test_routes_that_are_not_flanneds_are_left_alone_and_drift_is_repaired():
@@ -140,15 +138,13 @@ def test_routes_that_are_not_flanneds_are_left_alone_and_drift_is_repaired():
     fake.table[default.dst] = default
     outside = R("198.51.100.0/28", "10.100.0.3")
     fake.table[outside.dst] = outside
-    clock = Clock()
-    s = syncer("host-gw", fake, clock=clock)
+    s = syncer("host-gw", fake)
     feed(s, hostgw_nodes())
     s.sync()
     del fake.table[IPv4Network("10.244.2.0/24")]                       # someone removed it
     stray = R("10.244.9.0/24", "10.100.0.7")                            # a node long gone
     fake.table[stray.dst] = stray
-    clock.now += s.repair_period                                        # the periodic sync
-    s.sync()
+    s.sync()                                                            # the periodic sync
     assert fake.routes() == sorted([default, outside, R("10.244.2.0/24", "10.100.0.3"),
                                     R("10.244.3.0/24", "10.100.0.4")])
 
@@ -165,9 +161,7 @@ def test_the_lease_is_published_when_the_node_lacks_it_and_heartbeats_cost_nothi
     s.sync()
     assert len(api.written) == 1
     beat = {**annotated, "status": {**annotated["status"], "conditions": [{"type": "Ready"}]}}
-    s.dirty = False
-    s.node_changes.on_update(annotated, beat)
-    assert s.dirty is False
+    assert s.node_changes.on_update(annotated, beat) is False
 
 
 def test_a_node_without_its_own_node_object_publishes_nothing_and_masquerades_nothing():
@@ -215,10 +209,8 @@ def test_deleting_an_unknown_node_changes_nothing_and_a_known_one_does():
     s = syncer("host-gw", FakeNode(address="10.100.0.2/24"))
     feed(s, hostgw_nodes())
     s.sync()
-    s.node_changes.on_delete(node("w9", "10.244.9.0/24", "10.100.0.9"))
-    assert s.dirty is False
-    s.node_changes.on_delete(hostgw_nodes()[2])
-    assert s.dirty is True
+    assert s.node_changes.on_delete(node("w9", "10.244.9.0/24", "10.100.0.9")) is False
+    assert s.node_changes.on_delete(hostgw_nodes()[2]) is True
 
 
 def test_a_device_that_cannot_be_made_fails_the_sync_with_the_reason():
@@ -367,12 +359,11 @@ def test_an_incompatible_device_is_made_again_with_the_mac_the_node_published():
 
 
 def test_a_device_whose_mtu_drifted_or_that_went_down_is_set_again():
-    fake, clock = FakeNode(address="10.100.0.2/24"), Clock()
-    s = syncer("vxlan", fake, clock=clock)
+    fake = FakeNode(address="10.100.0.2/24")
+    s = syncer("vxlan", fake)
     feed(s, vxlan_nodes())
     s.sync()
     fake.links["flannel.1"].mtu, fake.links["flannel.1"].up = 1500, False
-    clock.now += s.repair_period
     assert "link set flannel.1 mtu 1450 up" in s.sync().changes
     assert fake.links["flannel.1"].mtu == 1450 and fake.links["flannel.1"].up
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from testbed.cni import cache
 from testbed.cni.result import ResultError, convert, parse_result
+from testbed.net.run import ns_prefix
 from testbed.spec.cniconf import ConfList, find_plugin, plugin_description, plugin_request
 
 PLUGIN_TIMEOUT = 30.0
@@ -118,13 +119,13 @@ Exec = Callable[[str, Mapping[str, str], bytes, float], Finished]
 
 
 def run_plugin(path: str, env: Mapping[str, str], stdin: bytes, timeout: float,
-               prefix: Sequence[str] = ()) -> Finished:
+               netns: int | None = None) -> Finished:
     """Run one plugin; retried on "text file busy" as libcni's RawExec does (a plugin being
-    written at that moment). `prefix` goes before it (an nsenter into the node's namespace, for
-    tests that run plugins from outside it; the kubelet runs inside its node's)."""
+    written at that moment). With `netns` it runs in that process's network namespace (a
+    node's, for a process outside the nodes; the kubelet runs inside its node's)."""
     for attempt in range(6):
         try:
-            proc = subprocess.run([*prefix, path], env=dict(env), input=stdin, capture_output=True,
+            proc = subprocess.run([*ns_prefix(netns), path], env=dict(env), input=stdin, capture_output=True,
                                   timeout=timeout, close_fds=True)
             return Finished(proc.returncode, proc.stdout, proc.stderr)
         except subprocess.TimeoutExpired as err:

@@ -34,6 +34,7 @@ of its link (`Attachment.host_veth`; gateway 0.0.0.0 when the result names none)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -63,7 +64,6 @@ from testbed.emu.podnet import (
     SandboxNetworkError,
 )
 from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
-from testbed.net.run import ns_prefix
 from testbed.spec.cniconf import (
     POD_IFNAME,
     ConfList,
@@ -121,7 +121,8 @@ class CniNetwork:
         """`conf`: the user's list (None: the kubenet chain); plugins are looked up in
         `bin_dir` first, then in Debian's directory (`plugin_dirs` replaces both). The kubelet
         runs inside its node's namespace, and the plugins with it; with `enter_node` (a process
-        outside the nodes, as emu/podlab.py's) each plugin is started inside its node's."""
+        outside the nodes, as emu/podlab.py's) each plugin is started inside its node's
+        (`execute` is then also given `netns`, the node's pid, as run_plugin takes it)."""
         self.run_dir = Path(run_dir)
         self.conf = conf
         self.mtu = mtu
@@ -135,12 +136,8 @@ class CniNetwork:
 
     def cni(self, node: NodeRef) -> Cni:
         if node.name not in self._cni:
-            execute = self.execute
-            if self.enter_node:
-                prefix = ns_prefix(node.pid)
-
-                def execute(path, env, stdin, timeout, _run=self.execute, _prefix=prefix):
-                    return _run(path, env, stdin, timeout, prefix=_prefix)
+            execute = functools.partial(self.execute, netns=node.pid) if self.enter_node \
+                else self.execute
             self._cni[node.name] = Cni(self.plugin_dirs, cni_cache_directory(self.run_dir, node.name),
                                        execute=execute)
         return self._cni[node.name]

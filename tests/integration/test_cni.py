@@ -9,7 +9,6 @@ no veth, no address in host-local's store, no cache entry, no sandbox process. R
 from __future__ import annotations
 
 import dataclasses
-import functools
 import subprocess
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -17,13 +16,14 @@ from pathlib import Path
 import pytest
 
 from testbed.cni import cache
-from testbed.cni.invoke import CniError, container_id, run_plugin
+from testbed.cni.invoke import CniError, container_id
 from testbed.emu.cninet import CniNetwork
 from testbed.emu.pausebin import pause_binary
 from testbed.emu.podnet import NodeRef, SandboxNetworkError
 from testbed.emu.pods import PodRuntime
 from testbed.emu.record import Record, alive
 from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
+from testbed.net.run import run
 from testbed.spec.cniconf import load_conflist
 
 PLUGINS = Path("/usr/lib/cni")
@@ -51,17 +51,11 @@ def sandbox():
 
 def sh(pid: int, *argv: str) -> str:
     """A command's output in the namespace of `pid`."""
-    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "--", *argv], capture_output=True,
-                          text=True, check=True).stdout
+    return run(list(argv), netns=pid).stdout
 
 
 def links(pid: int) -> set[str]:
     return {line.split()[0].split("@")[0] for line in sh(pid, "ip", "-br", "link").splitlines()}
-
-
-def in_node(node_pid: int):
-    """The plugins run in the node's namespace, as they do under its kubelet."""
-    return functools.partial(run_plugin, prefix=["nsenter", f"--net=/proc/{node_pid}/ns/net", "--"])
 
 
 def store(run_dir: Path, network: str) -> dict[str, str]:
@@ -74,7 +68,7 @@ def store(run_dir: Path, network: str) -> dict[str, str]:
 def test_the_kubenet_chain_adds_checks_and_deletes_leaving_nothing(sandbox, tmp_path):
     node_pid, pod_pid = sandbox("node"), sandbox("pod")
     node = NodeRef("w1", node_pid, CIDR)
-    net = CniNetwork(tmp_path, None, mtu=1450, execute=in_node(node_pid))
+    net = CniNetwork(tmp_path, None, mtu=1450, enter_node=True)
     (a,) = net.add_many(node, [("default/web", "uid-1", pod_pid)],
                         port_mappings={"default/web": [{"hostPort": 8080, "containerPort": 80,
                                                         "protocol": "tcp"}]})
@@ -138,7 +132,7 @@ def test_a_real_plugin_failing_on_add_is_reported_and_leaves_nothing(sandbox, tm
     conf = load_conflist(tmp_path / "tiny.yaml")
     node_pid, first, second = sandbox("node"), sandbox("a"), sandbox("b")
     node = NodeRef("w1", node_pid, CIDR)
-    net = CniNetwork(tmp_path / "run", conf, execute=in_node(node_pid))
+    net = CniNetwork(tmp_path / "run", conf, enter_node=True)
     a = net.add(node, "default/a", "uid-a", first)
     with pytest.raises(SandboxNetworkError) as info:
         net.add(node, "default/b", "uid-b", second)
@@ -160,7 +154,7 @@ def test_through_the_runtime_a_failed_add_also_ends_the_sandbox(sandbox, tmp_pat
     node = NodeRef("w1", node_pid, CIDR)
     record = Record.create("cni-test")
     try:
-        net = CniNetwork(record.directory, load_conflist(tmp_path / "tiny.yaml"), execute=in_node(node_pid))
+        net = CniNetwork(record.directory, load_conflist(tmp_path / "tiny.yaml"), enter_node=True)
         runtime = PodRuntime(record, net, IPv4Address("10.96.0.10"))
 
         def manifest(name: str) -> dict:
@@ -196,7 +190,6 @@ def test_a_restarted_kubelet_checks_the_pods_it_adopts_and_reports_what_a_plugin
     and the bridge plugin's complaint becomes a NetworkNotReady event of pod-1."""
     from testbed.api.manifests import load_manifests
     from testbed.emu.cluster import Cluster
-    from testbed.net.run import run
     from testbed.spec.topology import PodNetworkSpec, load_topology, with_pod_network
 
     from .conftest import SCENARIOS, TOPOLOGIES, wait_for

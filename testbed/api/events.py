@@ -5,7 +5,8 @@ Warning, a reason and a message, worded as upstream's components word them); `ne
 makes the Event object, named as client-go's recorder names it (`<object>.<hex nanoseconds>`),
 and `repeat` counts a repetition into an existing Event (count + 1, lastTimestamp), as
 client-go's EventCorrelator does for identical events instead of writing a new one.
-`expired` lists the Events older than the API server's event TTL (one hour upstream).
+`event_time` is when an Event was last seen, as kubectl sorts Events by it; `expired` lists
+the Events older than the API server's event TTL (one hour upstream).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from testbed.api.printers import parse_time
 
 EVENT_TTL = timedelta(hours=1)  # kube-apiserver --event-ttl default
 
@@ -87,24 +90,21 @@ def repeat(event: dict, now: datetime) -> dict:
     return out
 
 
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    return None
+def event_time(event: dict) -> datetime | None:
+    """When `event` was last seen, as kubectl's eventTime() (util/event, by which `describe`
+    sorts, SortableEvents) has it: a series' lastObservedTime, else lastTimestamp, else
+    eventTime; None when that is unset."""
+    series = event.get("series")
+    if isinstance(series, dict):     # upstream: Series != nil, whatever it holds
+        return parse_time(series.get("lastObservedTime"))
+    return parse_time(event.get("lastTimestamp")) or parse_time(event.get("eventTime"))
 
 
 def expired(events: list[dict], now: datetime, ttl: timedelta = EVENT_TTL) -> list[dict]:
-    """The Events last seen more than `ttl` ago (by lastTimestamp, else eventTime, else
-    creationTimestamp)."""
+    """The Events last seen (event_time, else creationTimestamp) more than `ttl` ago."""
     out = []
     for e in events:
-        seen = (_parse(e.get("lastTimestamp")) or _parse(e.get("eventTime"))
-                or _parse((e.get("metadata") or {}).get("creationTimestamp")))
+        seen = event_time(e) or parse_time((e.get("metadata") or {}).get("creationTimestamp"))
         if seen is not None and now - seen > ttl:
             out.append(e)
     return out

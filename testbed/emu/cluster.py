@@ -21,9 +21,11 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from testbed.api.events import event_time
 from testbed.api.meta import selector_matches
 from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
@@ -277,16 +279,16 @@ class Cluster:
         except Exception as err:   # an answer about the timeout matters more than this detail
             log.debug("events: %s", err)
             return ""
-        last: dict[str, dict] = {}
+        last: dict[str, tuple[datetime, dict]] = {}
         for event in events:
             about = event.get("involvedObject") or {}
             key = f"{about.get('namespace')}/{about.get('name')}"
             if about.get("kind") == "Pod" and key in pods:
-                when = event.get("lastTimestamp") or event.get("eventTime") or ""
-                if key not in last or when >= (last[key].get("lastTimestamp") or last[key].get("eventTime") or ""):
-                    last[key] = event
+                when = event_time(event) or datetime.min.replace(tzinfo=UTC)
+                if key not in last or when >= last[key][0]:
+                    last[key] = (when, event)
         return "".join(f"; {key}: {e.get('reason')}: {str(e.get('message', '')).strip()}"
-                       for key, e in sorted(last.items()))
+                       for key, (_, e) in sorted(last.items()))
 
     def pod_files(self, key: str):
         """The directory holding a pod's hosts and resolv.conf (namespace/name)."""

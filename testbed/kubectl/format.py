@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import yaml
 
+from testbed.api.events import event_time
 from testbed.api.managedfields import LAST_APPLIED  # describe never shows it
 from testbed.api.printers import (  # noqa: F401 - re-exported: kubectl's helpers live there
     age,
@@ -238,19 +239,16 @@ def describe(obj: dict, slices: list[dict] | None = None, events: list[dict] | N
 
 def describe_events(events: list[dict], now: datetime) -> list[str]:
     """kubectl's DescribeEvents: Type, Reason, Age ("3s (x4 over 20s)" for a repeated event),
-    From (source.component, else reportingController) and Message, oldest first."""
+    From (source.component, else reportingController) and Message, in the order of when each
+    was last seen (SortableEvents: event_time; unset first, as Go's zero time)."""
     if not events:
         return _kv([("Events", "<none>")])
 
     def first(e: dict) -> str | None:
         return e.get("eventTime") or e.get("firstTimestamp")
 
-    def when(e: dict) -> datetime:
-        found = parse_time(first(e)) or parse_time(e.get("lastTimestamp"))
-        return found or datetime.min.replace(tzinfo=UTC)
-
     rows = []
-    for e in sorted(events, key=when):
+    for e in sorted(events, key=lambda e: event_time(e) or datetime.min.replace(tzinfo=UTC)):
         interval = since(first(e), now)
         series = e.get("series") or {}
         if series:

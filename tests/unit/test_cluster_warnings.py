@@ -35,6 +35,19 @@ def test_the_last_warning_of_each_stuck_pod_is_told():
     assert client.asked == ("Event", None, "type=Warning")
 
 
+def test_the_last_warning_is_the_last_seen_as_kubectl_orders_events():
+    series = event("dns-1", "FailedCreatePodSandBox", "still failing", "2026-01-01T00:00:01Z")
+    series["series"] = {"count": 9, "lastObservedTime": "2026-01-01T00:00:30.000000Z"}
+    micro = event("dns-1", "BackOff", "a microsecond later", "")
+    micro["eventTime"] = "2026-01-01T00:00:20.000001Z"
+    assert Cluster._warnings_about(SimpleNamespace(client=Client([
+        series, micro, event("dns-1", "Failed", "before", "2026-01-01T00:00:20Z")])),
+        {"kube-system/dns-1"}) == "; kube-system/dns-1: FailedCreatePodSandBox: still failing"
+    assert Cluster._warnings_about(SimpleNamespace(client=Client([
+        micro, event("dns-1", "Failed", "before", "2026-01-01T00:00:20Z")])),
+        {"kube-system/dns-1"}) == "; kube-system/dns-1: BackOff: a microsecond later"
+
+
 def test_no_warnings_and_a_failing_api_add_nothing():
     assert Cluster._warnings_about(SimpleNamespace(client=Client([])), {"kube-system/dns-1"}) == ""
 

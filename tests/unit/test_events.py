@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from testbed.api.events import Note, container_path, expired, new_event, reference, repeat
+from testbed.api.events import (
+    Note,
+    container_path,
+    event_time,
+    expired,
+    new_event,
+    reference,
+    repeat,
+)
 from testbed.apiclient.events import EventRecorder
 
 NOW = datetime(2026, 12, 7, 6, 0, 0, 123456, tzinfo=UTC)
@@ -46,6 +54,26 @@ def test_events_expire_an_hour_after_they_were_last_seen():
     later = NOW + timedelta(minutes=61)
     assert expired([old, fresh], later) == [old]
     assert expired([old], NOW + timedelta(minutes=59)) == []
+
+
+def test_event_time_is_a_series_last_observation_else_last_timestamp_else_event_time():
+    at = {"series": {"count": 4, "lastObservedTime": "2026-12-07T06:05:00.250000Z"},
+          "lastTimestamp": "2026-12-07T06:01:00Z", "eventTime": "2026-12-07T06:00:00.000001Z"}
+    assert event_time(at) == datetime(2026, 12, 7, 6, 5, 0, 250000, tzinfo=UTC)
+    del at["series"]
+    assert event_time(at) == datetime(2026, 12, 7, 6, 1, tzinfo=UTC)
+    del at["lastTimestamp"]
+    assert event_time(at) == datetime(2026, 12, 7, 6, 0, 0, 1, tzinfo=UTC)
+    assert event_time({"series": {}, "lastTimestamp": "2026-12-07T06:01:00Z"}) is None   # Series != nil
+    assert event_time({"firstTimestamp": "2026-12-07T06:01:00Z"}) is None
+
+
+def test_a_series_is_alive_while_it_is_observed():
+    old = new_event(Note(reference(POD), "Normal", "A", "a"), "c", None, NOW)
+    series = {**old, "series": {"count": 2, "lastObservedTime": "2026-12-07T06:50:00.000000Z"}}
+    created = {"metadata": {"creationTimestamp": "2026-12-07T06:00:00Z"}}
+    later = NOW + timedelta(minutes=61)
+    assert expired([old, series, created], later) == [old, created]
 
 
 class Sink:

@@ -19,7 +19,7 @@ from testbed.apiclient import Client
 from testbed.emu.access import NoCluster, running
 from testbed.emu.kubectl_command import find_api
 from testbed.emu.record import start_time
-from testbed.kubectl.format import format_table, human_duration
+from testbed.kubectl.format import describe_events, format_table, human_duration
 from testbed.kubectl.verbs import run_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,6 +235,26 @@ def test_describe_shows_the_events_about_the_object(tmp_path: Path, client: Clie
     assert warning[2] in ("5s", "6s") and warning[5] in ("40s)", "41s)")
     assert rows[1].endswith('plugin type="bridge" failed (add): no IP')
     assert "not this one" not in out
+
+
+def test_describe_lists_events_by_when_they_were_last_seen() -> None:
+    now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+
+    def stamp(minutes_ago: float) -> str:
+        return (now - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    old_but_repeated = {"type": "Warning", "reason": "BackOff", "count": 5, "message": "m",
+                        "firstTimestamp": stamp(9)[:19] + "Z", "lastTimestamp": stamp(1)[:19] + "Z"}
+    series = {"type": "Warning", "reason": "Series", "eventTime": stamp(8),
+              "series": {"count": 3, "lastObservedTime": stamp(2)}, "message": "m"}
+    once = {"type": "Normal", "reason": "Once", "eventTime": stamp(5), "message": "m"}
+    unset = {"type": "Normal", "reason": "Unset", "message": "m"}
+    rows = describe_events([old_but_repeated, series, once, unset], now)[3:]
+    assert [row.split()[1] for row in rows] == ["Unset", "Once", "Series", "BackOff"]
+    # the Age column is as before: the last time, and the repetitions over the first
+    assert rows[3].split()[2:6] == ["60s", "(x5", "over", "9m)"]
+    assert rows[2].split()[2:6] == ["2m", "(x3", "over", "8m)"]
+    assert rows[1].split()[2] == "5m" and rows[0].split()[2] == "<unknown>"
 
 
 def test_delete_f_of_a_cluster_scoped_object(tmp_path: Path, client: Client) -> None:

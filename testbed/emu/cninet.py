@@ -133,6 +133,10 @@ class CniNetwork:
         self.sandboxes: dict[str, Sandbox] = {}      # pod key -> its attachments' parameters
         self.pending: list[PendingDelete] = []
         self._cni: dict[str, Cni] = {}
+        self._networks: dict[str, tuple[Network, ...]] = {}
+        # While a restarted kubelet adopts (until `collect`): per node, the sandboxes its cache
+        # entries describe, by (namespace, name), each taken out once adopted or deleted.
+        self._unadopted: dict[str, dict[tuple[str, str], Sandbox]] = {}
 
     def cni(self, node: NodeRef) -> Cni:
         if node.name not in self._cni:
@@ -143,8 +147,11 @@ class CniNetwork:
         return self._cni[node.name]
 
     def networks(self, node: NodeRef) -> tuple[Network, ...]:
-        return node_networks(self.conf, str(node.pod_cidr), self.mtu,
-                             str(cni_ipam_directory(self.run_dir, node.name)))
+        """The node's networks (spec.cniconf.node_networks), made once per node."""
+        if node.name not in self._networks:
+            self._networks[node.name] = node_networks(
+                self.conf, str(node.pod_cidr), self.mtu, str(cni_ipam_directory(self.run_dir, node.name)))
+        return self._networks[node.name]
 
     # -- ADD --------------------------------------------------------------------------------------
 
@@ -286,7 +293,9 @@ class CniNetwork:
 
     def collect(self, node: NodeRef) -> None:
         """DEL the cached attachments on `node` of pods this network no longer knows (those a
-        restarted kubelet did not adopt), with their cached configuration, as pending DELs."""
+        restarted kubelet did not adopt), with their cached configuration, as pending DELs.
+        Adoption is over then: what it read of the cache is dropped."""
+        self._unadopted.pop(node.name, None)
         keep = {s.container_id for s in self.sandboxes.values()}
         owed = {(p.rt.container_id, p.network.conf.name, p.rt.ifname) for p in self.pending}
         for entry in cache.entries(self.cni(node).cache_dir):
@@ -316,18 +325,40 @@ class CniNetwork:
         return problems
 
     def adopt(self, node: NodeRef, attachment: Attachment) -> None:
-        """A pod a previous kubelet attached: its parameters, from its cache entry."""
-        sandbox = self._from_cache(node, attachment.pod)
+        """A pod a previous kubelet attached: its parameters, from its cache entry (the node's
+        entries are read once, for every pod adopted before `collect`)."""
+        if node.name not in self._unadopted:
+            self._unadopted[node.name] = self._cached_sandboxes(node)
+        sandbox = self._unadopted[node.name].pop(_pod_key(attachment.pod), None)
         if sandbox is not None:
             self.sandboxes[attachment.pod] = sandbox
 
     def _from_cache(self, node: NodeRef, pod: str) -> Sandbox | None:
-        namespace, name = pod.split("/", 1)
+        """A pod's sandbox from its cache entry: from what adoption read, while it lasts."""
+        unadopted = self._unadopted.get(node.name)
+        if unadopted is not None:
+            return unadopted.pop(_pod_key(pod), None)
+        return self._cached_sandboxes(node).get(_pod_key(pod))
+
+    def _cached_sandboxes(self, node: NodeRef) -> dict[tuple[str, str], Sandbox]:
+        """The sandboxes the node's cache entries on eth0 describe, by (namespace, name); of
+        several for one pod, the first entry's."""
+        out: dict[tuple[str, str], Sandbox] = {}
         for entry in cache.entries(self.cni(node).cache_dir):
+            if entry.ifname != POD_IFNAME:
+                continue
             args = dict(entry.cni_args)
-            if (args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")) == (namespace, name) \
-                    and entry.ifname == POD_IFNAME:
-                found = NETNS_PID.fullmatch(entry.netns)
-                return Sandbox(pod, entry.container_id, int(found.group(1)) if found else None,
-                               entry.cni_args, entry.capability_args)
-        return None
+            key = (args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", ""))
+            if key in out:
+                continue
+            found = NETNS_PID.fullmatch(entry.netns)
+            out[key] = Sandbox(f"{key[0]}/{key[1]}", entry.container_id,
+                               int(found.group(1)) if found else None, entry.cni_args,
+                               entry.capability_args)
+        return out
+
+
+def _pod_key(pod: str) -> tuple[str, str]:
+    """"namespace/name" as (namespace, name)."""
+    namespace, name = pod.split("/", 1)
+    return namespace, name

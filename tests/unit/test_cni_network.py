@@ -176,6 +176,27 @@ def test_adopted_pods_keep_their_attachment_and_others_are_collected(net, tmp_pa
     assert entries(tmp_path) == []
 
 
+def test_each_adopted_pod_gets_its_own_entry_and_a_pod_never_adopted_is_deleted_from_the_cache(
+        net, tmp_path):
+    network, plugins, _ = net
+    web = network.add(NODE, "default/web", "uid-1", PID)
+    db = network.add(NODE, "kube-system/db", "uid-2", 4343)
+    plugins.forget()
+    again = CniNetwork(tmp_path / "run", None, plugin_dirs=[str(tmp_path / "bin")])
+    again.adopt(NODE, db)
+    again.adopt(NODE, web)
+    assert {pod: (s.container_id, s.pid) for pod, s in again.sandboxes.items()} == {
+        "default/web": (CID, PID), "kube-system/db": (container_id("uid-2", 4343), 4343)}
+    again.collect(NODE)
+    assert plugins.calls() == [] and again.pending == []
+    # a network that adopted nothing (podlab's, say) still finds a pod's entry to DEL it
+    third = CniNetwork(tmp_path / "run", None, plugin_dirs=[str(tmp_path / "bin")])
+    third.delete(NODE, db, sandbox_pid=4343)
+    assert {c["env"]["CNI_CONTAINERID"] for c in plugins.calls()} == {container_id("uid-2", 4343)}
+    assert [e.container_id for e in cache.entries(cni_cache_directory(tmp_path / "run", "w1"))
+            if e.ifname == "eth0"] == [CID]
+
+
 def test_a_new_sandbox_of_the_same_pod_has_its_own_id_and_an_old_del_cannot_undo_it(net, tmp_path):
     network, plugins, _ = net
     attachment = network.add(NODE, "default/web", "uid-1", PID)

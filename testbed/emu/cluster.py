@@ -35,7 +35,7 @@ from testbed.emu.controlplane import ControlPlane
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.pods import declared_tcp_ports, wait_listening
 from testbed.emu.record import Record
-from testbed.emu.rundir import kubelet_ps_state, pod_directory
+from testbed.emu.rundir import container_logs, kubelet_ps_state, pod_directory
 from testbed.emu.shield import shielded
 from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
@@ -261,14 +261,13 @@ class Cluster:
         run before's (a container that fails says why there)."""
         out = []
         for key in sorted(pods):
-            directory = self.pod_files(key)
-            for log_file in sorted(directory.glob("*/log*")) if directory.is_dir() else []:
+            for container, log_file in container_logs(self.pod_files(key)):
                 try:
                     tail = log_file.read_text(errors="replace").splitlines()[-lines:]
                 except OSError:
                     continue
                 if tail:
-                    out.append(f"; {key} {log_file.parent.name} ({log_file.name}): " + " | ".join(tail))
+                    out.append(f"; {key} {container} ({log_file.name}): " + " | ".join(tail))
         return "".join(out)
 
     def _warnings_about(self, pods: set[str]) -> str:

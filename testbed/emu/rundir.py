@@ -55,7 +55,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,20 @@ def container_log(pod_dir: Path, container: str, previous: bool = False) -> Path
     """A container's output: `log` for the current run, `log.previous` for the run before it
     (kept when the container restarts, for `kubectl logs --previous`)."""
     return container_directory(pod_dir, container) / ("log.previous" if previous else "log")
+
+
+def container_logs(pod_dir: Path) -> Iterator[tuple[str, Path]]:
+    """(container, file) for every log a pod's containers left, by container name: this run's
+    (container_log) before the run before's (previous); none when the pod's directory is gone."""
+    try:
+        names = sorted(entry.name for entry in Path(pod_dir).iterdir() if entry.is_dir())
+    except OSError:
+        return
+    for name in names:
+        for previous in (False, True):
+            path = container_log(pod_dir, name, previous)
+            if path.is_file():
+                yield name, path
 
 
 def proxy_directory(run_dir: Path, node: str) -> Path:

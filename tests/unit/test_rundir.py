@@ -97,6 +97,21 @@ def test_every_path_of_a_run_directory(tmp_path):
     assert rundir.netpol_directory(tmp_path, "w1") == tmp_path / "netpol" / "w1"
 
 
+def test_a_pods_container_logs_this_runs_before_the_previous(tmp_path):
+    from testbed.emu import rundir
+
+    pod = rundir.pod_directory(tmp_path, "default", "web")
+    for container, previous in (("web", True), ("web", False), ("sidecar", False), ("idle", None)):
+        rundir.container_directory(pod, container).mkdir(parents=True, exist_ok=True)
+        if previous is not None:
+            rundir.container_log(pod, container, previous).write_text("x\n")
+    rundir.pod_file(pod, rundir.POD_HOSTS).write_text("127.0.0.1 localhost\n")
+    assert list(rundir.container_logs(pod)) == [
+        ("sidecar", rundir.container_log(pod, "sidecar")), ("web", rundir.container_log(pod, "web")),
+        ("web", rundir.container_log(pod, "web", previous=True))]
+    assert list(rundir.container_logs(rundir.pod_directory(tmp_path, "default", "gone"))) == []
+
+
 def test_owner_and_cluster_info_round_trip_and_read_forgivingly(tmp_path):
     from testbed.emu import rundir
 

@@ -17,7 +17,8 @@ class FakeIptables:
 
     A declared chain (`:NAME`) is created or flushed, `-A` appends, `-X` deletes; a jump to a
     KUBE-* chain that does not exist fails the whole restore (as iptables-restore does), and
-    nothing is applied. `fail_next` makes the next restores fail. `dump()` gives the state as
+    nothing is applied. `ensure_jump_rules` adds the jumps a chain lacks now, so one flushed
+    away comes back. `fail_next` makes the next restores fail. `dump()` gives the state as
     restore text, which `testbed.proxy.tracer.trace` can walk.
     """
 
@@ -62,14 +63,15 @@ class FakeIptables:
         self.tables = state
 
     def ensure_jump_rules(self, rules: Sequence[iptables.JumpRule], append: bool = False) -> None:
-        for rule in rules:
+        """As the real backend: each rule its chain does not hold now (read as `-S CHAIN`
+        would) gets its target chain, then is prepended (or appended); `jumps` records it."""
+        for rule in self.missing_jump_rules(rules):
             table = self.tables.setdefault(rule.table, restore.Table(rule.table))
             table.chain(rule.args[-1])
-            if (rule, append) not in self.jumps:
-                self.jumps.append((rule, append))
-                line = iptables.rule_text(rule)
-                chain = table.chain(rule.chain).rules
-                chain.append(line) if append else chain.insert(0, line)
+            self.jumps.append((rule, append))
+            line = iptables.rule_text(rule)
+            chain = table.chain(rule.chain).rules
+            chain.append(line) if append else chain.insert(0, line)
 
     def missing_jump_rules(self, rules: Sequence[iptables.JumpRule]) -> list[iptables.JumpRule]:
         return [r for r in rules

@@ -2,12 +2,12 @@
 
 `FakeNode` holds links (the uplink, and what the syncer makes), the main table's routes
 (kept as the kernel keeps them: one route per destination, which `replace` overwrites and a
-delete naming its gateway and device removes, whatever its onlink flag), each
-device's FDB and neighbour entries, the nat table's FLANNEL-POSTRTG rules and POSTROUTING's
-jumps, and every write it was asked for (`writes`). Deleting a link takes its routes, FDB and
-neighbour entries with it, as the kernel does; a route whose gateway is on none of its
-device's subnets is refused unless it is `onlink`, as the kernel refuses it. `fail_next`
-makes the next write fail.
+delete naming its gateway and device removes, whatever its onlink flag), each device's FDB
+and neighbour entries, iptables (`iptables`, kube-proxy's testbed.proxy.fakes.FakeIptables:
+FLANNEL-POSTRTG and POSTROUTING's jump), and every write it was asked for (`writes`).
+Deleting a link takes its routes, FDB and neighbour entries with it, as the kernel does; a
+route whose gateway is on none of its device's subnets is refused unless it is `onlink`, as
+the kernel refuses it. `fail_next` makes the next write fail.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 
+from testbed.proxy.fakes import FakeIptables
 from testbed.proxy.iptables import JumpRule
 from testbed.routing.flannel import FdbEntry, Neighbour, Route, VxlanDevice, VxlanState
 
@@ -41,7 +42,7 @@ class FakeNode:
         self.links: dict[str, FakeLink] = {uplink: FakeLink("veth", mtu, "02:00:00:00:00:01", up=True,
                                                             addresses={IPv4Network(address, strict=False)})}
         self.table: dict[IPv4Network, Route] = {}
-        self.nat: dict[str, list[str]] = {"POSTROUTING": []}
+        self.iptables = FakeIptables()
         self.writes: list[str] = []
         self.fail_next = 0
         self._macs = 0x10
@@ -143,25 +144,12 @@ class FakeNode:
         if dev in self.links:
             self.links[dev].neighbours = {n for n in self.links[dev].neighbours if n.ip != entry.ip}
 
-    # iptables
+    # iptables: the nat table is a FakeIptables (`iptables`); the writes are recorded here
     def restore(self, text: str) -> None:
         self._write("iptables-restore")
-        table = None
-        for line in text.splitlines():
-            if line.startswith("*"):
-                table = line[1:]
-            elif line.startswith(":") and table == "nat":
-                self.nat[line[1:].split()[0]] = []
-            elif line.startswith("-A ") and table == "nat":
-                chain, _, rule = line[3:].partition(" ")
-                if chain not in self.nat:
-                    raise FakeError(f"no chain {chain}")
-                self.nat[chain].append(rule)
+        self.iptables.restore(text)
 
     def ensure_jump_rules(self, rules: Sequence[JumpRule], append: bool = False) -> None:
-        for rule in rules:
-            text = " ".join(f'"{a}"' if " " in a else a for a in rule.args)
-            chain = self.nat.setdefault(rule.chain, [])
-            if text not in chain:
-                self._write(f"jump {rule.chain} -> {rule.args[-1]}")
-                chain.append(text) if append else chain.insert(0, text)
+        for rule in self.iptables.missing_jump_rules(rules):
+            self._write(f"jump {rule.chain} -> {rule.args[-1]}")
+        self.iptables.ensure_jump_rules(rules, append)

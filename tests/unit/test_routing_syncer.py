@@ -170,7 +170,7 @@ def test_a_node_without_its_own_node_object_publishes_nothing_and_masquerades_no
     feed(s, hostgw_nodes())
     result = s.sync()
     assert result.ok and result.subnet == "" and len(fake.routes()) == 3
-    assert api.written == [] and fake.nat == {"POSTROUTING": []}
+    assert api.written == [] and fake.iptables.nat_chains() == set()
 
 
 def test_masquerading_is_written_when_it_changes_with_the_jump_appended_once():
@@ -179,17 +179,17 @@ def test_masquerading_is_written_when_it_changes_with_the_jump_appended_once():
     s = syncer("host-gw", fake, clock=clock)
     feed(s, hostgw_nodes())
     s.sync()
-    assert fake.nat["FLANNEL-POSTRTG"][-1].endswith("-j MASQUERADE --random-fully")
-    assert len(fake.nat["FLANNEL-POSTRTG"]) == 6
-    assert fake.nat["POSTROUTING"] == ['-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG']
+    assert fake.iptables.rules("nat", "FLANNEL-POSTRTG")[-1].endswith("-j MASQUERADE --random-fully")
+    assert len(fake.iptables.rules("nat", "FLANNEL-POSTRTG")) == 6
+    assert fake.iptables.rules("nat", "POSTROUTING") == ['-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG']
     fake.writes.clear()
     s.node_changes.on_add(node("w4", "10.244.4.0/24", "10.100.0.5"))
     s.sync()
     assert "iptables-restore" not in fake.writes         # the rules did not change
     clock.now += s.full_sync_period
-    fake.nat["POSTROUTING"].clear()                       # someone flushed POSTROUTING
+    fake.iptables.restore("*nat\n:POSTROUTING - [0:0]\nCOMMIT\n")   # someone flushed POSTROUTING
     assert s.sync().full
-    assert fake.nat["POSTROUTING"] == ['-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG']
+    assert fake.iptables.rules("nat", "POSTROUTING") == ['-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG']
 
 
 def test_a_node_object_that_appears_later_gets_its_rules_and_jump_at_once():
@@ -197,12 +197,12 @@ def test_a_node_object_that_appears_later_gets_its_rules_and_jump_at_once():
     s = syncer("host-gw", fake)
     feed(s, hostgw_nodes()[1:])                # the kubelet has not registered w1 yet
     s.sync()
-    assert "FLANNEL-POSTRTG" not in fake.nat
+    assert "FLANNEL-POSTRTG" not in fake.iptables.nat_chains()
     feed(s, hostgw_nodes()[:1])
     result = s.sync()
     assert not result.full and result.subnet == "10.244.1.0/24"
-    assert len(fake.nat["FLANNEL-POSTRTG"]) == 6
-    assert fake.nat["POSTROUTING"] == ['-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG']
+    assert len(fake.iptables.rules("nat", "FLANNEL-POSTRTG")) == 6
+    assert fake.iptables.rules("nat", "POSTROUTING") == ['-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG']
 
 
 def test_deleting_an_unknown_node_changes_nothing_and_a_known_one_does():

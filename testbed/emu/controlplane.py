@@ -48,6 +48,9 @@ API_PORT = 6443
 # agent reports a resourceVersion at least the write's.
 POLICY_KINDS = ("Pod", "Namespace", "NetworkPolicy")
 AGENTS = ("apiserver", "kubelet", "kube-proxy", "netpol", *routingagents.KINDS)
+# the agents that write a status file, and its reader (emu/rundir.py)
+STATUS_READERS = {"kube-proxy": rundir.read_proxy_status, "netpol": rundir.read_netpol_status,
+                  "flanneld": rundir.read_flanneld_status}
 
 
 class ControlPlaneError(RuntimeError):
@@ -254,9 +257,7 @@ class ControlPlane:
             behind.clear()
             for node in nodes:
                 self._check_alive("flanneld", node)
-                agent = self.agents.get(f"flanneld-{node}")
-                why = routingagents.flanneld_behind(self.topo, self.record.directory, node,
-                                                    agent.pid if agent is not None else None)
+                why = routingagents.flanneld_behind(self.topo, node, self._own_status("flanneld", node))
                 if why:
                     behind[node] = why
             return not behind
@@ -317,9 +318,8 @@ class ControlPlane:
     def _own_status(self, kind: str, node: str):
         """The status file of the running `kind` agent of `node` when that very process wrote
         it (its pid), else None (a predecessor's, or none yet)."""
-        read = rundir.read_netpol_status if kind == "netpol" else rundir.read_proxy_status
         agent = self.agents.get(f"{kind}-{node}")
-        status = read(self.record.directory, node)
+        status = STATUS_READERS[kind](self.record.directory, node)
         return status if agent is not None and status is not None and status.pid == agent.pid \
             else None
 

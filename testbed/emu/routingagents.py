@@ -119,10 +119,10 @@ def bgp_missing(topo: Topology, gateway_pid: int, nodes: list[str]) -> list[str]
             if topo.node(n).address not in learned.get(topo.node(n).pod_cidr, set())]
 
 
-def flanneld_behind(topo: Topology, run_dir: Path, node: str, pid: int | None) -> str | None:
-    """Why the flanneld `pid` of `node` is not done yet (None: done)."""
-    status = rundir.read_flanneld_status(run_dir, node)
-    if status is None or pid is None or status.pid != pid:
+def flanneld_behind(topo: Topology, node: str, status: rundir.FlanneldStatus | None) -> str | None:
+    """Why the flanneld of `node` is not done yet (None: done), given the status its running
+    process wrote (None: none of its own yet)."""
+    if status is None:
         return "no status of its own yet"
     missing = [w.name for w in topo.workers if w.name != node and w.name not in status.remotes]
     if missing:

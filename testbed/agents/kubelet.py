@@ -8,9 +8,10 @@ The pod network is the built-in one (emu/podnet.py) or real CNI plugins (emu/cni
 user's network configuration list, or the kubenet chain, with the user's plugins found before
 Debian's); either way the pods' interfaces get the MTU. A pod whose network cannot be set up
 gets upstream's FailedCreatePodSandBox event and is tried again with a growing back-off; a
-CNI DEL that failed is tried again from the sync loop until it succeeds. After a restart, under
-CNI, the pods it adopts are CHECKed (a plugin's complaint is a NetworkNotReady event of the
-pod) and the cached attachments of pods no longer there are deleted.
+CNI DEL that failed is tried again from the sync loop until it succeeds. After a restart, the
+pods it adopts are CHECKed (CNI CHECK, or the built-in network's own; a complaint is a
+NetworkNotReady event of the pod) and, under CNI, the cached attachments of pods no longer
+there are deleted.
 
 It registers its Node (labels, podCIDR, addresses, a Ready condition renewed every few
 seconds), watches Pods through the API server, and keeps the Pods bound to its node running.
@@ -51,15 +52,14 @@ from testbed.api.podstatus import exit_code
 from testbed.apiclient.client import ApiError, Client, put_status
 from testbed.apiclient.events import EventRecorder
 from testbed.apiclient.informer import Informer
-from testbed.emu.cninet import CniNetwork
+from testbed.emu.cninet import make_pod_network
 from testbed.emu.pausebin import enter_argv
-from testbed.emu.podnet import BridgeNetwork, NodeRef, PodNetworkError, SandboxNetworkError
+from testbed.emu.podnet import NodeRef, PodNetworkError, SandboxNetworkError
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record, alive, netns_of, processes_in
 from testbed.emu.rundir import SavedPod
 from testbed.net.netns import write_sysctl
 from testbed.node.kubeletplan import ContainerSeen, PodSeen
-from testbed.spec.cniconf import load_conflist
 from testbed.spec.source import SpecError
 from testbed.spec.topology import CNI_BIN_DIR, POD_NETWORK_PLUGINS
 
@@ -231,11 +231,8 @@ class Kubelet:
         self.run_dir = Path(args.run_dir)
         self.record = Record.load(self.run_dir)
         self.node = NodeRef(self.name, os.getpid(), IPv4Network(args.pod_cidr))
-        self.cni: CniNetwork | None = None
-        if args.pod_network == "cni":
-            conf = load_conflist(args.cni_conf) if args.cni_conf else None
-            self.cni = CniNetwork(self.run_dir, conf, args.cni_bin_dir, args.mtu)
-        self.network = self.cni or BridgeNetwork(mtu=args.mtu)
+        self.network = make_pod_network(self.run_dir, args.pod_network, args.cni_conf,
+                                        args.cni_bin_dir, args.mtu)
         self.runtime = PodRuntime(self.record, self.network, IPv4Address(args.cluster_dns))
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -265,9 +262,8 @@ class Kubelet:
         self.note(self.node_object(), "Normal", "Starting", "Starting kubelet.")
         self.renew_lease()
         self.pods.adopt()
-        if self.cni is not None:   # DEL what a previous kubelet attached to pods now gone
-            self.cni.collect(self.node)
-            self.check_adopted()
+        self.network.collect(self.node)   # DEL what a previous kubelet attached to pods now gone
+        self.check_adopted()
         self.informer.start()
         self.informer.wait_for_sync(timeout=30)
         while not self.stopping.is_set():
@@ -288,11 +284,12 @@ class Kubelet:
         self.events.stop()
 
     def check_adopted(self) -> None:
-        """CNI CHECK of the pods a previous kubelet attached and this one adopted: a plugin that
+        """CHECK of the pods a previous kubelet attached and this one adopted: a plugin that
         finds a pod's network not as it left it (an interface, address or rule gone) says so,
-        and the pod gets a Warning event with the plugin's words. Lists that disable CHECK (the
-        kubenet chain: Debian's portmap fails it, containernetworking/plugins#819) and
-        versions before 0.4.0 are not checked, as the specification says."""
+        and the pod gets a Warning event with the plugin's words. Under CNI, lists that disable
+        CHECK (the kubenet chain: Debian's portmap fails it, containernetworking/plugins#819)
+        and versions before 0.4.0 are not checked, as the specification says; the built-in
+        network checks its own (the veth on cbr0, the pod's address and default route)."""
         for local in list(self.pods.local.pods.values()):
             pod = local.handle
             if not isinstance(pod, Pod) or pod.attachment is None or not pod.sandbox_alive():
@@ -311,8 +308,7 @@ class Kubelet:
         """The Pods bound to this node, planned and applied (agents/kubeletsync.py)."""
         self.pods.sync(self.informer.items(
             lambda p: (p.get("spec") or {}).get("nodeName") == self.name))
-        if self.cni is not None and self.cni.pending:
-            self.cni.retry_pending()
+        self.network.retry_pending()
 
     # -- node -------------------------------------------------------------------------------
 

@@ -59,7 +59,9 @@ from testbed.cni.result import ResultError, host_interface, parse_result, pod_ad
 from testbed.emu.podnet import (
     SYSTEM_NAMESPACE_PREFIX,
     Attachment,
+    BridgeNetwork,
     NodeRef,
+    PodNetwork,
     PodSide,
     SandboxNetworkError,
 )
@@ -70,6 +72,7 @@ from testbed.spec.cniconf import (
     Network,
     conflist_from_json,
     ips_store,
+    load_conflist,
     node_networks,
 )
 from testbed.spec.topology import cni_path
@@ -80,6 +83,17 @@ DEL_RETRY = 1.0        # seconds before a failed DEL is tried again, doubling ea
 DEL_RETRY_MAX = 60.0
 NO_GATEWAY = IPv4Address("0.0.0.0")
 NETNS_PID = re.compile(r"/proc/(\d+)/ns/net")
+
+
+def make_pod_network(run_dir: Path, plugin: str, conf: str | None = None, bin_dir: str | None = None,
+                     mtu: int = 1500, *, enter_node: bool = False) -> PodNetwork:
+    """The pod network a podNetwork names: the built-in bridge (podnet.BridgeNetwork), or, for
+    plugin cni, real CNI plugins over the list at `conf` (read here; SpecError names its
+    problems), or the kubenet chain without one. `enter_node`: see `CniNetwork`."""
+    if plugin != "cni":
+        return BridgeNetwork(mtu=mtu)
+    return CniNetwork(run_dir, load_conflist(conf) if conf else None, bin_dir, mtu,
+                      enter_node=enter_node)
 
 
 @dataclass

@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from testbed.emu.cninet import make_pod_network
 from testbed.emu.network import ClusterNetwork
-from testbed.emu.podnet import BridgeNetwork, NodeRef
+from testbed.emu.podnet import NodeRef
 from testbed.emu.pods import Pod, PodError, PodRuntime
 from testbed.emu.record import Record
 from testbed.emu.shield import shielded
@@ -62,22 +63,15 @@ class PodLab:
             self.network = ClusterNetwork(self.topo, self.record)
             self.network.build()
             self.timings["network"] = time.monotonic() - started
-            self.runtime = PodRuntime(self.record, self._pod_network(), self.topo.dns_service_ip)
+            net = self.topo.pod_network
+            # Real CNI plugins run inside each node's namespace, as under its kubelet.
+            network = make_pod_network(self.record.directory, net.plugin, net.conf, net.bin_dir,
+                                       net.mtu, enter_node=True)
+            self.runtime = PodRuntime(self.record, network, self.topo.dns_service_ip)
         except BaseException:
             self.down()
             raise
         return self
-
-    def _pod_network(self):
-        """The topology's pod network plugin: built-in, or real CNI plugins run inside each node."""
-        net = self.topo.pod_network
-        if net.plugin != "cni":
-            return BridgeNetwork(mtu=net.mtu)
-        from testbed.emu.cninet import CniNetwork
-        from testbed.spec.cniconf import load_conflist
-
-        conf = load_conflist(net.conf) if net.conf else None
-        return CniNetwork(self.record.directory, conf, net.bin_dir, net.mtu, enter_node=True)
 
     def down(self) -> None:
         """End everything, from the record: safe after a partial up(), and no signal cuts it

@@ -1,6 +1,8 @@
 """Acts: pod networking behind one small interface (add, delete, check), in the spirit of CNI.
 
-`PodNetwork` is what the rest of the testbed calls; `BridgeNetwork` is the built-in plugin,
+`PodNetwork` is what the rest of the testbed calls (add, delete, check; after a kubelet restart
+adopt, then collect what no pod holds any more; retry_pending, from the kubelet's sync loop, for
+deletes that failed); `BridgeNetwork` is the built-in plugin,
 doing what the CNI bridge plugin with host-local IPAM does: a veth pair per pod, created with
 one end (`eth0`) directly inside the pod's namespace and the other on the node's cbr0 with
 hairpin mode on, an address from the node's pod CIDR, and a default route via cbr0's address,
@@ -83,6 +85,8 @@ class PodNetwork(Protocol):
     def delete(self, node: NodeRef, attachment: Attachment, sandbox_pid: int | None = None) -> None: ...
     def check(self, node: NodeRef, attachment: Attachment, sandbox_pid: int) -> list[str]: ...
     def adopt(self, node: NodeRef, attachment: Attachment) -> None: ...
+    def collect(self, node: NodeRef) -> None: ...
+    def retry_pending(self) -> int: ...
 
 
 def host_veth_name(uid: str) -> str:
@@ -181,6 +185,14 @@ class BridgeNetwork:
         """Take back an attachment made before a restart, so its address is not handed out."""
         self._ipam(node).assign(attachment.pod, attachment.ip)
 
+    def collect(self, node: NodeRef) -> None:
+        """Nothing to collect: the addresses live in this process only (adopt takes back the
+        pods' own), and a veth goes with its pod's namespace."""
+
+    def retry_pending(self) -> int:
+        """Nothing is pending: a delete here does not fail (see `delete`)."""
+        return 0
+
     def delete(self, node: NodeRef, attachment: Attachment, sandbox_pid: int | None = None) -> None:
         """Tolerates "already gone": the veth dies with the pod's namespace anyway."""
         self._delete_link(node, attachment.host_veth)
@@ -197,19 +209,22 @@ class BridgeNetwork:
     def check(self, node: NodeRef, attachment: Attachment, sandbox_pid: int) -> list[str]:
         """What is wrong with an attachment, as CNI CHECK would report; [] when all is well."""
         problems = []
-        with iproute_in(node.pid) as ipr:
-            found = ipr.link_lookup(ifname=attachment.host_veth)
-            if not found:
-                problems.append(f"{attachment.host_veth} is missing on {node.name}")
-            else:
-                link = ipr.get_links(found[0])[0]
-                (bridge,) = ipr.link_lookup(ifname=BRIDGE)
-                if link.get_attr("IFLA_MASTER") != bridge:
+        try:
+            with iproute_in(node.pid) as ipr:
+                found = ipr.link_lookup(ifname=attachment.host_veth)
+                bridge = ipr.link_lookup(ifname=BRIDGE)
+                if not found:
+                    problems.append(f"{attachment.host_veth} is missing on {node.name}")
+                elif not bridge:
+                    problems.append(f"{BRIDGE} is missing on {node.name}")
+                elif ipr.get_links(found[0])[0].get_attr("IFLA_MASTER") != bridge[0]:
                     problems.append(f"{attachment.host_veth} is not on {BRIDGE}")
-        with iproute_in(sandbox_pid) as ipr:
-            addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(label="eth0")}
-            if str(attachment.ip) not in addrs:
-                problems.append(f"eth0 in {attachment.pod} lacks {attachment.ip}")
-            if not ipr.get_default_routes():
-                problems.append(f"{attachment.pod} has no default route")
+            with iproute_in(sandbox_pid) as ipr:
+                addrs = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(label="eth0")}
+                if str(attachment.ip) not in addrs:
+                    problems.append(f"eth0 in {attachment.pod} lacks {attachment.ip}")
+                if not ipr.get_default_routes():
+                    problems.append(f"{attachment.pod} has no default route")
+        except (NetlinkError, OSError) as err:   # a namespace gone meanwhile, as CHECK would fail
+            problems.append(f"cannot inspect the network of {attachment.pod} on {node.name}: {err}")
         return problems

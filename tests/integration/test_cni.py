@@ -184,10 +184,12 @@ def test_through_the_runtime_a_failed_add_also_ends_the_sandbox(sandbox, tmp_pat
         record.clean()
 
 
-def test_a_restarted_kubelet_checks_the_pods_it_adopts_and_reports_what_a_plugin_finds(tmp_path):
+@pytest.mark.parametrize("plugin", ["cni", "builtin"])
+def test_a_restarted_kubelet_checks_the_pods_it_adopts_and_reports_what_a_plugin_finds(tmp_path, plugin):
     """On a cluster: kill node1's kubelet, take pod-1's address away behind its back, start the
     kubelet again: it adopts pod-1, runs CNI CHECK (bridge + host-local, 1.0.0, CHECK enabled),
-    and the bridge plugin's complaint becomes a NetworkNotReady event of pod-1."""
+    and the bridge plugin's complaint becomes a NetworkNotReady event of pod-1. The built-in
+    network's own check finds the same."""
     from testbed.api.manifests import load_manifests
     from testbed.emu.cluster import Cluster
     from testbed.spec.topology import PodNetworkSpec, load_topology, with_pod_network
@@ -200,7 +202,7 @@ def test_a_restarted_kubelet_checks_the_pods_it_adopts_and_reports_what_a_plugin
                     '"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]],'
                     ' "routes": [{"dst": "0.0.0.0/0"}]}}]}')
     topo = with_pod_network(load_topology(TOPOLOGIES / "article.yaml"),
-                            PodNetworkSpec("cni", "gateway", str(conf)))
+                            PodNetworkSpec("cni", "gateway", str(conf)) if plugin == "cni" else PodNetworkSpec())
     c = Cluster(topo).up()
     try:
         objs = load_manifests([str(SCENARIOS / "manifests" / "pods-node1-node2.yaml")])
@@ -217,7 +219,11 @@ def test_a_restarted_kubelet_checks_the_pods_it_adopts_and_reports_what_a_plugin
 
         message = wait_for(complaint, 20, "a NetworkNotReady event for pod-1")
         assert message.startswith("network of the pod failed its CNI CHECK: ")
-        assert 'plugin type="bridge"' in message and "(check)" in message
+        if plugin == "cni":
+            assert 'plugin type="bridge"' in message and "(check)" in message
+        else:
+            events, _ = c.client.list("Event", "default", fields="involvedObject.name=pod-1,reason=NetworkNotReady")
+            assert f"eth0 in default/pod-1 lacks {pod.ip}" in {e["message"].split(": ", 1)[1] for e in events}
         # pod-3, on node2, was not touched: no event
         events, _ = c.client.list("Event", "default", fields="involvedObject.name=pod-3,reason=NetworkNotReady")
         assert events == []

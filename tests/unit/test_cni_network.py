@@ -13,10 +13,11 @@ import pytest
 
 from testbed.cni import cache
 from testbed.cni.invoke import container_id
-from testbed.emu.cninet import DEL_RETRY_MAX, CniNetwork
-from testbed.emu.podnet import Attachment, NodeRef, SandboxNetworkError
+from testbed.emu.cninet import DEL_RETRY_MAX, CniNetwork, make_pod_network
+from testbed.emu.podnet import Attachment, BridgeNetwork, NodeRef, SandboxNetworkError
 from testbed.emu.rundir import cni_cache_directory, cni_ipam_directory
 from testbed.spec.cniconf import ConfList, kubenet
+from testbed.spec.source import SpecError
 from tests.unit.fake_cni import FakePlugins
 
 NODE = NodeRef("w1", 100, IPv4Network("10.244.1.0/24"))
@@ -279,3 +280,19 @@ def test_system_pods_ask_host_local_for_the_highest_free_address(net, tmp_path):
     plugins.forget()
     other.add(NODE, "kube-system/third", "uid-t", PID)
     assert "runtimeConfig" not in plugins.calls()[-1]["stdin"]     # no ips capability: no such help
+
+
+def test_one_factory_makes_either_pod_network(tmp_path):
+    builtin = make_pod_network(tmp_path / "run", "builtin", mtu=1450)
+    assert isinstance(builtin, BridgeNetwork) and builtin.mtu == 1450
+    builtin.collect(NODE)                    # nothing to collect or retry on the built-in one
+    assert builtin.retry_pending() == 0
+    kubenets = make_pod_network(tmp_path / "run", "cni", None, str(tmp_path / "bin"), 1450)
+    assert isinstance(kubenets, CniNetwork) and kubenets.conf is None and not kubenets.enter_node
+    assert kubenets.plugin_dirs == [str(tmp_path / "bin"), "/usr/lib/cni"] and kubenets.mtu == 1450
+    (tmp_path / "list.json").write_text('{"cniVersion": "1.0.0", "name": "mine", "plugins": [{"type": "bridge"}]}')
+    user = make_pod_network(tmp_path / "run", "cni", str(tmp_path / "list.json"), enter_node=True)
+    assert user.conf.name == "mine" and user.enter_node and user.plugin_dirs == ["/usr/lib/cni"]
+    (tmp_path / "bad.json").write_text('{"cniVersion": "9.9.9", "name": "bad", "plugins": []}')
+    with pytest.raises(SpecError, match="bad.json"):
+        make_pod_network(tmp_path / "run", "cni", str(tmp_path / "bad.json"))

@@ -264,8 +264,7 @@ class ControlPlane:
 
         def what() -> str:
             return "flanneld on " + "; ".join(f"{n}: {why}" for n, why in behind.items()) + "".join(
-                f"\nthe end of {log}:\n  " + ("\n  ".join(tail) or "(empty)")
-                for log, tail in (self._log_tail(f"flanneld-{n}") for n in behind))
+                self._log_end(f"flanneld-{n}") for n in behind)
 
         self.wait(done, timeout, what, interval)
 
@@ -290,9 +289,8 @@ class ControlPlane:
             return not missing
 
         def what() -> str:
-            _, tail = self._log_tail(f"bird-{gateway}")
             return (f"the gateway router to learn the pod CIDR of {', '.join(missing)} over BGP"
-                    + f"\nthe end of bird's log on {gateway}:\n  " + ("\n  ".join(tail) or "(empty)"))
+                    + self._log_end(f"bird-{gateway}", f"bird's log on {gateway}"))
 
         self.wait(done, timeout, what, interval)
 
@@ -373,7 +371,7 @@ class ControlPlane:
                     f"the NetworkPolicy agents did not enforce the change within {timeout:g}s ("
                     + "; ".join(f"{n}: {why}" for n, why in behind.items())
                     + ": [objects, newest resourceVersion] seen of the API's)"
-                    + "".join(map(self._netpol_log, behind)))
+                    + "".join(self._log_end(f"netpol-{n}") for n in behind))
             time.sleep(interval)
 
     def wait_netpol(self, nodes: list[str], timeout: float, interval: float = 0.1) -> None:
@@ -392,17 +390,18 @@ class ControlPlane:
     def _netpol_why(self, node: str) -> str:
         """What a NetworkPolicy agent left to go by: its status file and the end of its log."""
         status = rundir.netpol_directory(self.record.directory, node) / rundir.NETPOL_STATUS
-        return f"\n{node}: no status of its own in {status}; " + self._netpol_log(node).lstrip("\n")
+        return f"\n{node}: no status of its own in {status}; " + self._log_end(f"netpol-{node}").lstrip("\n")
 
     def _log_tail(self, name: str, lines: int = 8) -> tuple[Path, list[str]]:
         """An agent's log (`kube-proxy-w1`, ...) and its last `lines` lines."""
         log = rundir.agent_log(self.record.directory, name)
         return log, log.read_text(errors="replace").strip().splitlines()[-lines:] if log.exists() else []
 
-    def _netpol_log(self, node: str) -> str:
-        """The end of a NetworkPolicy agent's log."""
-        log, tail = self._log_tail(f"netpol-{node}")
-        return f"\nthe end of {log}:\n  " + ("\n  ".join(tail) if tail else "(empty)")
+    def _log_end(self, name: str, what: str | None = None) -> str:
+        """"the end of LOG:" and its last lines, indented, on lines of their own (`what` names
+        the log instead of its path), for an error message."""
+        log, tail = self._log_tail(name)
+        return f"\nthe end of {what or log}:\n  " + ("\n  ".join(tail) or "(empty)")
 
     def _proxy_synced(self, node: str) -> bool:
         """Has the running kube-proxy of `node` reported a successful sync of its own?"""

@@ -46,9 +46,11 @@ from testbed.scenario.spec import Capture, Probe, RouteCheck, Scenario, load_sce
 from testbed.scenario.truthtable import Member
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
 from testbed.spec.topology import (
+    PodNetworkLayer,
     Topology,
     load_topology,
     parse_pod_network,
+    resolve_pod_network,
     with_modes,
     with_pod_network,
 )
@@ -190,21 +192,19 @@ POD_NETWORK_OPTIONS = {"plugin": "--pod-network", "routing": "--routing", "conf"
 def pod_network_of(scenario: Scenario, topo: Topology,
                    options: dict | None = None) -> tuple[Topology, list[Problem]]:
     """The topology with the scenario's podNetwork over its own, then the command line's
-    `options` (podNetwork fields; files relative to the working directory), checked against
-    the topology's network mode; problems name the scenario's field or the option."""
-    spec = topo.pod_network
-    ck = Checker(scenario.doc, scenario.file)
-    raw = (scenario.doc.data if scenario.doc is not None else {}).get("podNetwork")
-    spec = parse_pod_network(ck, ("podNetwork",), raw, Path(scenario.file).parent,
-                             topo.network_mode, spec)
+    `options` (podNetwork fields; files relative to the working directory), the whole checked
+    once against the topology's network mode; problems name the scenario's field or the option."""
+    ck, cli = Checker(scenario.doc, scenario.file), Checker(None, "<command line>")
+    layers = [PodNetworkLayer(dict(scenario.pod_network), ck)] if scenario.pod_network else []
+    given = parse_pod_network(cli, (), {k: v for k, v in (options or {}).items() if v is not None},
+                              Path.cwd())
+    if given:
+        layers.append(PodNetworkLayer(given, cli, ()))
+    spec = None if given is None else resolve_pod_network(topo.pod_network, layers, topo.network_mode)
     problems = list(ck.problems)
-    if options and spec is not None:
-        cli = Checker(None, "<command line>")
-        spec = parse_pod_network(cli, (), {k: v for k, v in options.items() if v is not None},
-                                 Path.cwd(), topo.network_mode, spec)
-        # the options' own problems name the option; a --cni-conf file's keep its file and line
-        problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
-                     if p.file == "<command line>" else p for p in cli.problems]
+    # the options' own problems name the option; a --cni-conf file's keep its file and line
+    problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
+                 if p.file == "<command line>" else p for p in cli.problems]
     return (topo if spec is None else with_pod_network(topo, spec)), problems
 
 

@@ -64,7 +64,6 @@ from testbed.spec.topology import (
     POLICY_MODES,
     PROXY_MODES,
     ROUTING_MODES,
-    PodNetworkSpec,
     parse_pod_network,
 )
 from testbed.spec.validation import (
@@ -237,6 +236,9 @@ class Scenario:
     # of the field they refuse.
     doc: Document | None = field(default=None, compare=False, repr=False)
     policy_modes: tuple[tuple[str, str], ...] = ()  # networkPolicy: as proxy_modes
+    # podNetwork's fields as given (testbed.spec.topology.parse_pod_network's: files resolved),
+    # over the topology's
+    pod_network: tuple[tuple[str, Any], ...] = ()
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -281,14 +283,14 @@ def build_scenario(doc: Document) -> Scenario:
     for i, addon in enumerate(data.get("addons") if isinstance(data.get("addons"), list) else []):
         if isinstance(addon, str) and addon not in ADDONS:
             ck.unsupported(("addons", i), addon, list(ADDONS))
-    # podNetwork: as a topology's, over the topology's own (checked against its network mode
-    # by testbed.scenario.preflight, once the topology is read).
-    parse_pod_network(ck, ("podNetwork",), data.get("podNetwork"), base, None, PodNetworkSpec())
+    # podNetwork: as a topology's, over the topology's own (what the fields make together is
+    # checked by testbed.scenario.preflight, once the topology is read).
+    pod_network = parse_pod_network(ck, ("podNetwork",), data.get("podNetwork"), base)
     if ck.problems:
         raise SpecError(ck.problems)
     return Scenario(str(name), doc.file, str(description).strip(), topo_path, tuple(manifests),
                     tuple(steps), proxy_modes, tuple(dict.fromkeys(addons)), doc,
-                    policy_modes=policy_modes)
+                    policy_modes=policy_modes, pod_network=tuple((pod_network or {}).items()))
 
 
 def _proxy_modes(ck: Checker, raw: Any, key: str = "kubeProxy",

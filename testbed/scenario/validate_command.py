@@ -87,7 +87,13 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
     do for `testbed run` (and are refused with manifests alone, which have no workers)."""
     from testbed.checks import check_manifests, check_with_topology, report_warnings
     from testbed.scenario.preflight import POD_NETWORK_OPTIONS
-    from testbed.spec.topology import parse_pod_network, with_modes, with_pod_network
+    from testbed.spec.topology import (
+        PodNetworkLayer,
+        parse_pod_network,
+        resolve_pod_network,
+        with_modes,
+        with_pod_network,
+    )
     from testbed.spec.validation import Checker
 
     problems: list[Problem] = []
@@ -139,8 +145,9 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
         count = len(checked.objects)
         if pod_network and topo is not None:
             cli = Checker(None, "<command line>")
-            spec = parse_pod_network(cli, (), pod_network, Path.cwd(), topo.network_mode,
-                                     topo.pod_network)
+            given = parse_pod_network(cli, (), pod_network, Path.cwd())
+            spec = None if given is None else resolve_pod_network(
+                topo.pod_network, [PodNetworkLayer(given, cli, ())], topo.network_mode)
             problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
                          if p.file == "<command line>" else p for p in cli.problems]
             if spec is not None:

@@ -15,8 +15,9 @@ CNI that has no policy support). A node whose policy mode the file leaves out fo
 kube-proxy's (userspace kube-proxy: iptables), also when a scenario or the command line
 changes the kube-proxy mode later (`with_modes`).
 
-The pod network (`podNetwork:`, top level; also set by a scenario or the command line through
-`with_pod_network`) has a plugin and a routing mode:
+The pod network (`podNetwork:`, top level; a scenario's and the command line's are layered over
+it by `resolve_pod_network`, the last winning, and the whole checked once) has a plugin and a
+routing mode:
 
     podNetwork:
       plugin: builtin | cni        # the testbed's own bridge plugin, or real CNI plugins
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -58,7 +59,9 @@ MISSING_ROUTING = {
     "wireguard": "this kernel has no WireGuard (no wireguard module); vxlan is the overlay that works",
     "geneve": "this kernel has no Geneve tunnels (no geneve module); vxlan is the overlay that works",
 }
-POD_NETWORK_KEYS = {"plugin", "routing", "conf", "binDir"}
+# podNetwork's keys -> PodNetworkSpec's fields
+POD_NETWORK_FIELDS = {"plugin": "plugin", "routing": "routing", "conf": "conf", "binDir": "bin_dir"}
+POD_NETWORK_KEYS = set(POD_NETWORK_FIELDS)
 LINK_MTU = 1500          # the nodes' links (veth pairs), as Mininet makes them
 VXLAN_OVERHEAD = 50      # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8: flannel's MTU cut
 CNI_BIN_DIR = "/usr/lib/cni"   # where Debian's containernetworking-plugins install
@@ -370,8 +373,9 @@ def build_topology(doc: Document) -> Topology:
     lb = ck.fields(("loadBalancer",), top["loadBalancer"], LB_KEYS) if top.get("loadBalancer") is not None else {}
     lb_pool = _lb_pool(ck, (lb or {}).get("pool"), {k: v for k, v in cidrs.items() if v is not None})
     addons = _addons(ck, top.get("addons", []))
-    pod_network = parse_pod_network(ck, ("podNetwork",), top.get("podNetwork"), Path(doc.file).parent,
-                                    mode, PodNetworkSpec())
+    given = parse_pod_network(ck, ("podNetwork",), top.get("podNetwork"), Path(doc.file).parent)
+    pod_network = None if given is None else \
+        resolve_pod_network(PodNetworkSpec(), [PodNetworkLayer(given, ck)], mode)
     if ck.problems:
         raise SpecError(ck.problems)
     assert name is not None and gateway_name is not None
@@ -385,28 +389,28 @@ def build_topology(doc: Document) -> Topology:
     )
 
 
-def parse_pod_network(ck: Checker, path: Path_, raw: Any, base: Path, network_mode: str | None,
-                      over: PodNetworkSpec) -> PodNetworkSpec | None:
-    """`podNetwork:` (a topology's, a scenario's or the command line's) over `over`: fields left
-    out keep `over`'s; files are named relative to `base`. The result is checked as a whole
-    against the network mode (check_pod_network; not when `network_mode` is None, as when a
-    scenario is read before its topology). None, with the problems recorded, when bad."""
+def parse_pod_network(ck: Checker, path: Path_, raw: Any, base: Path) -> dict[str, Any] | None:
+    """The fields `podNetwork:` gives (a topology's, a scenario's, or the command line's options
+    as such a mapping), by key, each of a known value: conf and binDir resolved against `base`
+    and found to be a file and a directory. {} when `raw` is None; None, with the problems
+    recorded, when a field is bad. What they mean over other layers, and whether that can work,
+    is resolve_pod_network's."""
     if raw is None:
-        return over
+        return {}
     conf = ck.fields(path, raw, POD_NETWORK_KEYS)
     if conf is None:
         return None
     before = len(ck.problems)
-    fields: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     if conf.get("plugin") is not None:
-        fields["plugin"] = ck.enum(conf, "plugin", path, list(POD_NETWORK_PLUGINS))
+        given["plugin"] = ck.enum(conf, "plugin", path, list(POD_NETWORK_PLUGINS))
     if conf.get("routing") is not None:
         routing = conf["routing"]
         if isinstance(routing, str) and routing.lower() in MISSING_ROUTING:
             ck.invalid(path + ("routing",), routing, MISSING_ROUTING[routing.lower()])
         else:
-            fields["routing"] = ck.enum(conf, "routing", path, list(ROUTING_MODES))
-    for key, attr, kind in (("conf", "conf", "file"), ("binDir", "bin_dir", "directory")):
+            given["routing"] = ck.enum(conf, "routing", path, list(ROUTING_MODES))
+    for key, kind in (("conf", "file"), ("binDir", "directory")):
         value = conf.get(key)
         if value is None:
             continue
@@ -421,31 +425,74 @@ def parse_pod_network(ck: Checker, path: Path_, raw: Any, base: Path, network_mo
             ck.invalid(path + (key,), value, f"not a directory: {resolved}" if resolved.exists()
                        else f"no such directory: {resolved}")
         else:
-            fields[attr] = str(resolved)
-    if len(ck.problems) > before:
-        return None
+            given[key] = str(resolved)
+    return None if len(ck.problems) > before else given
+
+
+@dataclass(frozen=True)
+class PodNetworkLayer:
+    """One layer of the pod network: the fields it gives (parse_pod_network's), and where they
+    were given: `ck` records a problem with a field at `path` + its key (a topology's or a
+    scenario's podNetwork; the command line's options, by a Checker that names them)."""
+
+    given: Mapping[str, Any]
+    ck: Checker
+    path: Path_ = ("podNetwork",)
+
+
+def layer_pod_network(spec: PodNetworkSpec, given: Mapping[str, Any]) -> PodNetworkSpec:
+    """One layer's fields (`given`) over `spec`: fields left out keep spec's. The builtin
+    plugin drops the CNI configuration below it (a topology's, under a scenario's or the command
+    line's builtin), unless the layer names one itself; a conf or binDir over builtin implies
+    plugin cni, unless the layer names a plugin."""
+    fields = {POD_NETWORK_FIELDS[key]: value for key, value in given.items()}
     if fields.get("plugin") == "builtin":
-        # the built-in plugin here drops a CNI configuration given below (a topology's, under a
-        # scenario's or the command line's builtin), unless this level names one itself
         fields.setdefault("conf", None)
         fields.setdefault("bin_dir", None)
-    spec = dataclasses.replace(over, **fields)
-    if spec.plugin == "builtin" and "plugin" not in fields and (fields.get("conf") or fields.get("bin_dir")):
-        spec = dataclasses.replace(spec, plugin="cni")     # a CNI configuration implies plugin: cni
-    return spec if check_pod_network(ck, path, spec, network_mode, given=set(conf)) else None
+    out = dataclasses.replace(spec, **fields)
+    if out.plugin == "builtin" and "plugin" not in fields and (fields.get("conf") or fields.get("bin_dir")):
+        out = dataclasses.replace(out, plugin="cni")
+    return out
 
 
-def check_pod_network(ck: Checker, path: Path_, spec: PodNetworkSpec, network_mode: str | None,
-                      given: set[str] = frozenset()) -> bool:
-    """Refuse what cannot work together, with the reason; problems are reported at the fields
-    `given` holds (else at `path` itself). The CNI configuration's content is checked by
-    testbed.spec.cniconf."""
-    def at(key: str) -> Path_:
-        return path + (key,) if key in given else path
+# Where a layer gave a podNetwork key: (the layer's index, its Checker, the field's path).
+Given = tuple[int, Checker, Path_]
+
+
+def resolve_pod_network(spec: PodNetworkSpec, layers: Sequence[PodNetworkLayer],
+                        network_mode: str) -> PodNetworkSpec | None:
+    """The layers over `spec` (a topology's podNetwork over the default; a scenario's, then the
+    command line's, over the topology's), the last winning, checked once as a whole against the
+    network mode (check_pod_network). A problem is recorded where the layer that gave its field
+    gave it. `spec` itself when no layer gives a field (it was checked when read); None when
+    the whole cannot work."""
+    where: dict[str, Given] = {}
+    for index, layer in enumerate(layers):
+        spec = layer_pod_network(spec, layer.given)
+        if layer.given.get("plugin") == "builtin":
+            for dropped in ("conf", "binDir"):
+                where.pop(dropped, None)
+        where.update({key: (index, layer.ck, layer.path + (key,)) for key in layer.given})
+    if not where:
+        return spec
+    return spec if check_pod_network(spec, network_mode, where) else None
+
+
+def check_pod_network(spec: PodNetworkSpec, network_mode: str, where: Mapping[str, Given]) -> bool:
+    """Refuse what cannot work together, with the reason. `where` says which layer gave each
+    key the layers gave, and where: a problem is recorded at its field (else at the podNetwork
+    of the latest layer). The CNI configuration's content is checked by testbed.spec.cniconf,
+    its problems at its own file."""
+    def at(key: str) -> tuple[Checker, Path_]:
+        if key in where:
+            return where[key][1:]
+        _, ck, path = where[max(where, key=lambda k: where[k][0])]
+        return ck, path[:-1]
 
     ok = True
-    if spec.routing == "host-gw" and network_mode not in (None, "shared"):
-        ck.invalid(at("routing"), spec.routing,
+    if spec.routing == "host-gw" and network_mode != "shared":
+        ck, path = at("routing")
+        ck.invalid(path, spec.routing,
                    "needs network mode shared (network.mode): host-gw routes each pod CIDR via "
                    "its node's address, which the other nodes reach directly only on one shared "
                    "LAN; in routed mode each node has a link of its own to the gateway (use "
@@ -454,20 +501,22 @@ def check_pod_network(ck: Checker, path: Path_, spec: PodNetworkSpec, network_mo
     if spec.plugin != "cni":
         for key, value in (("conf", spec.conf), ("binDir", spec.bin_dir)):
             if value is not None:
-                ck.forbidden(at(key), f"{key} is for plugin: cni; the builtin plugin takes none")
+                ck, path = at(key)
+                ck.forbidden(path, f"{key} is for plugin: cni; the builtin plugin takes none")
                 ok = False
     if spec.conf is not None and ok:
         from testbed.spec.cniconf import load_conflist  # the configuration file's own checks
         try:
             load_conflist(spec.conf, spec.cni_path)
         except SpecError as err:
-            ck.problems.extend(err.problems)
+            at("conf")[0].problems.extend(err.problems)
             ok = False
     elif spec.plugin == "cni" and ok:
         from testbed.spec.cniconf import KUBENET_PLUGINS, find_plugin
         missing = [kind for kind in KUBENET_PLUGINS if find_plugin(kind, spec.cni_path) is None]
         if missing:
-            ck.invalid(at("plugin"), spec.plugin,
+            ck, path = at("plugin")
+            ck.invalid(path, spec.plugin,
                        f"the kubenet chain needs the CNI plugins {', '.join(missing)}, not found in "
                        f"[{' '.join(spec.cni_path)}]: install containernetworking-plugins "
                        "(scripts/install.sh does)")

@@ -138,6 +138,36 @@ def test_the_command_line_wins_and_names_its_options(write):
     assert [(p.file, p.field) for p in checked.problems] == [("<command line>", "--routing")]
 
 
+def test_the_command_line_wins_over_a_scenario_that_could_not_hold_alone(write, tmp_path):
+    path = _scenario(write, "podNetwork: {routing: host-gw}\n")     # the topology is routed
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"routing": "vxlan"})
+    assert checked.problems == []
+    assert checked.topology.pod_network.routing == "vxlan"
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"plugin": "builtin"})     # the scenario's routing stays
+    assert [(p.file, p.line, p.field) for p in checked.problems] == [
+        (str(tmp_path / "s.yaml"), 3, "podNetwork.routing")]
+
+
+def test_the_layers_are_checked_once_as_a_whole(write, tmp_path, monkeypatch):
+    import testbed.spec.cniconf as cniconf
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+    path = _scenario(write, "podNetwork: {conf: net.conflist, binDir: bin}\n")
+    read = []
+    real = cniconf.load_conflist
+    monkeypatch.setattr(cniconf, "load_conflist", lambda *args: read.append(args) or real(*args))
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"routing": "vxlan"})
+    assert checked.problems == []
+    assert read == [(str(tmp_path / "net.conflist"), (str(tmp_path / "bin"), "/usr/lib/cni"))]
+    assert checked.topology.pod_network == PodNetworkSpec(
+        "cni", "vxlan", str(tmp_path / "net.conflist"), str(tmp_path / "bin"))
+
+
 def test_the_builtin_plugin_on_the_command_line_drops_the_topologys_cni_configuration(write, tmp_path):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")

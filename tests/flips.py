@@ -148,7 +148,6 @@ REGISTRY: list[Decision] = [
     Decision("testbed.node.kubeletplan", "ContainerTrack.fresh", [K]),
     Decision("testbed.node.kubeletplan", "teardown_grace", [K]),
     Decision("testbed.node.kubeletplan", "should_create", [K]),
-    Decision("testbed.node.kubeletplan", "create_retry", [K], main=ALL),
     Decision("testbed.node.kubeletplan", "creation_failure", [K], main=ALL),
     Decision("testbed.node.kubeletplan", "stop_pod", [K], main=ALL),
     Decision("testbed.node.kubeletplan", "plan", [K], main=[

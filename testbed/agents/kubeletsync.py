@@ -29,6 +29,7 @@ from testbed.node.kubeletplan import (
     ContainerEnded,
     ContainerTrack,
     CreatePod,
+    CreateRetry,
     LocalPod,
     LocalState,
     NoteBackOff,
@@ -174,15 +175,13 @@ class PodSync:
         except PodFailed as err:
             meta = a.manifest["metadata"]
             log.warning("pod %s/%s: %s", meta.get("namespace"), meta.get("name"), err)
-            self.local.retry_at[a.uid] = a.retry_at
-            self.local.retry_delay[a.uid] = a.delay
+            self.local.retries[a.uid] = CreateRetry(a.retry_at, a.delay)
             status, note = creation_failure(a.manifest, str(err), self.host_ip, self.clock(),
                                             sandbox=err.sandbox)
             self.api.put_status(a.manifest, status, best_effort=True)
             self.api.record(note)
             return []
-        self.local.retry_at.pop(a.uid, None)
-        self.local.retry_delay.pop(a.uid, None)
+        self.local.retries.pop(a.uid, None)
         pod = self.local.pods[a.uid] = LocalPod(a.uid, a.manifest, handle)
         for note in a.started:
             self.api.record(note)
@@ -199,8 +198,7 @@ class PodSync:
         log.info("stopped pod %s", pod.key)
 
     def _remove(self, a: RemoveObject) -> None:
-        self.local.retry_at.pop(a.uid, None)
-        self.local.retry_delay.pop(a.uid, None)
+        self.local.retries.pop(a.uid, None)
         self.api.remove(a.manifest)
 
     def _ended(self, a: ContainerEnded) -> None:

@@ -8,7 +8,7 @@ lastState, ready, started and restartCount.
 
 It also holds the kubelet's container lifecycle decisions, as pure functions so that they are
 tested without processes: whether an ended container is restarted (`should_restart`), the
-crash-loop back-off (`next_backoff`), and exit codes as Kubernetes reports them (`exit_code`:
+crash-loop back-off (`next_backoff`, the doubling back-off of the kubelet's other retries too), and exit codes as Kubernetes reports them (`exit_code`:
 a container killed by signal N exited 128 + N).
 """
 
@@ -40,9 +40,11 @@ def should_restart(policy: str, code: int | None) -> bool:
     return False
 
 
-def next_backoff(previous: float) -> float:
-    """The back-off after one more restart: doubling from BACKOFF_BASE, capped at BACKOFF_MAX."""
-    return min(BACKOFF_MAX, max(BACKOFF_BASE, previous * 2))
+def next_backoff(previous: float, base: float = BACKOFF_BASE, cap: float = BACKOFF_MAX) -> float:
+    """The back-off after one more failure: `base` first (`previous` 0, none yet), then
+    doubling, capped at `cap`. By default a container restart's crash-loop back-off; the
+    kubelet's other retries (a failed pod creation, a failed CNI DEL) pass their own."""
+    return min(cap, max(base, previous * 2))
 
 
 def rfc3339(epoch: float | None) -> str | None:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from testbed.api.podstatus import next_backoff
 from testbed.cni import cache
 from testbed.cni.invoke import (
     Cni,
@@ -295,7 +296,7 @@ class CniNetwork:
             try:
                 self.cni(item.node).delete(item.network.conf, item.rt)
             except (CniError, cache.CacheError, OSError) as err:
-                item.delay = min(item.delay * 2, DEL_RETRY_MAX)
+                item.delay = next_backoff(item.delay, base=DEL_RETRY, cap=DEL_RETRY_MAX)
                 item.due = now + item.delay
                 item.error = str(err)
                 log.warning("DEL of %s on %s failed again: %s; next try in %gs",

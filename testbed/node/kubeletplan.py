@@ -12,7 +12,7 @@ What is decided here:
 
 * pods to create: bound here, not running here, not terminating, not finished, and not
   within the back-off of a failed creation (doubling from `CREATE_RETRY` to
-  `CREATE_RETRY_MAX`, per pod, until a creation succeeds); a failed creation's status and
+  `CREATE_RETRY_MAX`, podstatus.next_backoff, per pod, until a creation succeeds); a failed creation's status and
   event (`creation_failure`): CreateContainerError, or, when the sandbox's network could not be
   set up (a CNI plugin's ADD failed), upstream's FailedCreatePodSandBox with every container
   waiting in ContainerCreating;
@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from testbed.api.events import Note, container_path, reference
 from testbed.api.podstatus import (
@@ -177,14 +177,23 @@ class LocalPod:
         return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+class CreateRetry(NamedTuple):
+    """A failed creation: tried again at `at`, after the back-off `delay` (doubled next time)."""
+
+    at: float
+    delay: float
+
+
+NO_RETRY = CreateRetry(0.0, 0.0)
+
+
 @dataclass
 class LocalState:
-    """Everything the kubelet keeps between syncs: its pods, and when failed creations may be
-    tried again (and the back-off that led there)."""
+    """Everything the kubelet keeps between syncs: its pods, and by pod uid its failed
+    creations (when each may be tried again, and the back-off that led there)."""
 
     pods: dict[str, LocalPod] = field(default_factory=dict)
-    retry_at: dict[str, float] = field(default_factory=dict)
-    retry_delay: dict[str, float] = field(default_factory=dict)
+    retries: dict[str, CreateRetry] = field(default_factory=dict)
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -367,8 +376,9 @@ def plan(desired: Iterable[dict], local: LocalState, now: float) -> list[Action]
     # ended earlier): nothing to wait for, so the object goes now.
     actions += [RemoveObject(uid, obj) for uid, obj in want.items() if is_terminating(obj)]
     for uid, obj in want.items():
-        if should_create(obj, uid in local.pods, local.retry_at.get(uid), now):
-            actions.append(create_pod(obj, now, local.retry_delay.get(uid)))
+        retry = local.retries.get(uid, NO_RETRY)
+        if should_create(obj, uid in local.pods, retry.at, now):
+            actions.append(create_pod(obj, now, retry.delay))
     for uid, pod in local.pods.items():
         obj = want.get(uid)
         if obj is not None and not is_terminating(obj):
@@ -377,16 +387,12 @@ def plan(desired: Iterable[dict], local: LocalState, now: float) -> list[Action]
     return actions
 
 
-def create_retry(previous: float | None) -> float:
-    """The back-off after one more failed creation: CREATE_RETRY, then doubling, at most
-    CREATE_RETRY_MAX."""
-    return CREATE_RETRY if not previous else min(previous * 2, CREATE_RETRY_MAX)
-
-
-def create_pod(obj: dict, now: float, previous_delay: float | None = None) -> CreatePod:
+def create_pod(obj: dict, now: float, previous_delay: float = 0.0) -> CreatePod:
+    """Create the pod; should it fail, the next try waits CREATE_RETRY, then doubling, at most
+    CREATE_RETRY_MAX (`previous_delay`: the last failure's back-off, 0 for none)."""
     notes = tuple(n for c in container_specs(obj)
                   for n in started_notes(obj, c["name"], str(c.get("image", ""))))
-    delay = create_retry(previous_delay)
+    delay = next_backoff(previous_delay, base=CREATE_RETRY, cap=CREATE_RETRY_MAX)
     return CreatePod(_uid(obj), obj, now + delay, notes, delay)
 
 

@@ -19,6 +19,7 @@ from testbed.node.kubeletplan import (
     ContainerSeen,
     ContainerTrack,
     CreatePod,
+    CreateRetry,
     LocalPod,
     LocalState,
     NoteBackOff,
@@ -105,7 +106,7 @@ def test_no_creation_for_pods_running_terminating_or_finished():
 
 
 def test_a_failed_creation_is_retried_only_after_its_back_off():
-    state = LocalState(retry_at={"u-1": NOW + 5})
+    state = LocalState(retries={"u-1": CreateRetry(NOW + 5, 5.0)})
     assert of(CreatePod, plan([obj()], state, NOW + 4.9)) == []
     assert len(of(CreatePod, plan([obj()], state, NOW + 5))) == 1
     assert should_create(obj(), False, None, NOW)
@@ -374,7 +375,7 @@ def test_failed_creations_back_off_doubling_from_five_seconds_to_the_cap():
         (create,) = of(CreatePod, plan([obj()], state, now))
         delays.append(create.delay)
         assert create.retry_at == now + create.delay
-        state.retry_at["u-1"], state.retry_delay["u-1"] = create.retry_at, create.delay  # it failed
+        state.retries["u-1"] = CreateRetry(create.retry_at, create.delay)  # it failed
         assert of(CreatePod, plan([obj()], state, create.retry_at - 0.1)) == []
         now = create.retry_at
     assert delays == [5, 10, 20, 40, CREATE_RETRY_MAX, CREATE_RETRY_MAX, CREATE_RETRY_MAX]

@@ -112,7 +112,7 @@ def test_a_failed_sandbox_network_is_reported_as_upstream_and_retried_with_a_gro
     clock.now += 0.1
     sync.sync([pod()])
     assert runtime.calls == [("run_pod", "u-1")] * 3 and "u-1" in sync.pods
-    assert sync.local.retry_at == {} and sync.local.retry_delay == {}
+    assert sync.local.retries == {}
 
 
 # -- teardown ----------------------------------------------------------------------------------

@@ -178,3 +178,5 @@ def test_backoff_doubles_from_the_base_up_to_the_cap():
         steps.append(b)
     assert steps[:5] == [BACKOFF_BASE, 2 * BACKOFF_BASE, 4 * BACKOFF_BASE, 8 * BACKOFF_BASE, 16 * BACKOFF_BASE]
     assert steps[-1] == BACKOFF_MAX and max(steps) == BACKOFF_MAX
+    # the kubelet's other retries give their own base and cap
+    assert [next_backoff(p, base=5.0, cap=60.0) for p in (0.0, 5.0, 20.0, 40.0, 60.0)] == [5, 10, 40, 60, 60]

@@ -52,6 +52,8 @@ from testbed.routing.syncer import DEFAULT_FULL_SYNC_PERIOD, RouteSyncer, SyncRe
 log = logging.getLogger("testbed.flanneld")
 
 DEFAULT_SYNC_PERIOD = 10.0    # seconds: a sync at least this often, to repair what drifted
+# the SyncResult fields the status holds at its top level (not again in "last")
+LEASE_FIELDS = ("subnet", "vtep_mac", "remotes", "ignored")
 
 
 class Flanneld(InformedAgent):
@@ -64,7 +66,6 @@ class Flanneld(InformedAgent):
         self.state_dir = state_dir
         self.runner = SyncRunner(syncer.sync, min_sync_period, sync_period, on_result=self._report)
         self.syncs = 0
-        self.last: SyncResult | None = None
         self.synced = threading.Event()
         self.informers: list[Any] = []
         self.reported: tuple | None = None     # (subnet, vtep MAC, remotes) in the status file
@@ -75,11 +76,10 @@ class Flanneld(InformedAgent):
 
     def _report(self, result: SyncResult) -> None:
         self.syncs += 1
-        self.last = result
         if not result.ok:
             log.warning("sync failed (next sync full): %s", result.error)
             return
-        for change in getattr(result, "changes", ()):
+        for change in result.changes:
             log.info("%s", change)
         seen = (result.subnet, result.vtep_mac, result.remotes)
         if seen != self.reported:
@@ -87,19 +87,20 @@ class Flanneld(InformedAgent):
                      ", ".join(f"{n} ({c})" for n, c in result.remotes) or "no other node",
                      "".join(f"; not {n}: {why}" for n, why in result.ignored))
         if self.state_dir and (result.changes or seen != self.reported or not self.synced.is_set()):
-            self.write_status()
+            self.write_status(result)
             self.reported = seen
         self.synced.set()
 
-    def status(self) -> FlanneldStatus:
-        last = self.last
+    def status(self, result: SyncResult) -> FlanneldStatus:
+        """The status after the sync `result` (one that succeeded): the lease and the nodes
+        reached at its top level, the rest of the result as `last`."""
+        last = {k: v for k, v in asdict(result).items() if k not in LEASE_FIELDS}
         return FlanneldStatus(self.syncer.config.backend, self.syncer.config.node, os.getpid(),
-                              self.syncs, time.time(), asdict(last) if last else None,
-                              getattr(last, "subnet", ""), getattr(last, "vtep_mac", ""),
-                              dict(getattr(last, "remotes", ())), dict(getattr(last, "ignored", ())))
+                              self.syncs, time.time(), last, result.subnet, result.vtep_mac,
+                              dict(result.remotes), dict(result.ignored))
 
-    def write_status(self) -> None:
-        write_flanneld_status(Path(self.state_dir or "."), self.status())
+    def write_status(self, result: SyncResult) -> None:
+        write_flanneld_status(Path(self.state_dir or "."), self.status(result))
 
 
 def annotator(client: Any):

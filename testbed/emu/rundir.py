@@ -382,8 +382,10 @@ class FlanneldStatus:
     something or reached another set of nodes (its first sync among them):
 
         {"backend": "host-gw" | "vxlan", "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
-         "last": {... the last SyncResult ...} | null, "subnet": CIDR | "",
-         "vtep_mac": MAC | "", "remotes": {NODE: CIDR, ...}, "ignored": {NODE: WHY, ...}}
+         "last": {"ok", "full", "error", "seconds", "changes": [...]: the rest of that sync's
+                  SyncResult},
+         "subnet": CIDR | "", "vtep_mac": MAC | "", "remotes": {NODE: CIDR, ...},
+         "ignored": {NODE: WHY, ...}}
     """
 
     backend: str

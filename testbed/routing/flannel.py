@@ -258,7 +258,6 @@ class Plan:
     routes: frozenset[Route] = frozenset()
     fdb: frozenset[FdbEntry] = frozenset()
     neighbours: frozenset[Neighbour] = frozenset()
-    addresses: frozenset[IPv4Network] = frozenset()   # the VXLAN device's
     annotations: dict[str, str] = field(default_factory=dict)   # to publish ({}: none)
     masq: tuple[tuple[str, ...], ...] = ()     # FLANNEL-POSTRTG's rules (): none
     remotes: tuple[tuple[str, str], ...] = ()  # (node, pod CIDR) reached
@@ -327,7 +326,7 @@ def plan(config: Config, nodes: Iterable[NodeView], vtep_mac: str = "") -> Plan:
         and bool(own.internal_ip) and (config.backend == "host-gw" or bool(vtep_mac))
     return Plan(
         subnet=subnet if leased else None, routes=frozenset(routes), fdb=frozenset(fdb),
-        neighbours=frozenset(neighbours), addresses=device_addresses(config, own),
+        neighbours=frozenset(neighbours),
         annotations=own_annotations(config.backend, public, vtep_mac, config.vni) if leased else {},
         masq=masq_rules(config.cluster_cidr, subnet) if leased and config.ip_masq else (),
         remotes=tuple(remotes), ignored=tuple(ignored))

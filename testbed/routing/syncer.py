@@ -149,7 +149,6 @@ class RouteSyncer:
         self.node_changes = _NodeChanges(self)
         self.need_full = True
         self.last_full = -1e18
-        self.plan: Plan | None = None
         self._masq = ""      # the FLANNEL-POSTRTG text last applied
 
     def sync(self) -> SyncResult:
@@ -172,7 +171,6 @@ class RouteSyncer:
             self.need_full = True
             return SyncResult(False, full, error=f"{type(err).__name__}: {err}",
                               seconds=self.clock() - started, changes=tuple(changes), vtep_mac=mac)
-        self.plan = wanted
         self.need_full = False
         if full:
             self.last_full = started
@@ -202,7 +200,7 @@ class RouteSyncer:
             have = backend.vxlan(name)
             if have is None or have.device is None:
                 raise RuntimeError(f"{name} is missing right after it was made")
-        if not have.up or have.device is None or have.device.mtu != want.mtu:
+        if not have.up or have.device.mtu != want.mtu:
             backend.set_link(name, want.mtu)
             changes.append(f"link set {name} mtu {want.mtu} up")
         wanted = device_addresses(cfg, own)

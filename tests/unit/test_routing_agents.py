@@ -198,3 +198,23 @@ def test_flanneld_asks_for_a_sync_only_when_a_node_changed_what_routing_reads():
     assert asked == ["sync"]                       # a heartbeat: no sync
     agent._recording(lambda obj: None)(w2)         # a handler that returns nothing (netpol's)
     assert asked == ["sync", "sync"]
+
+
+def test_flanneld_writes_its_lease_once_at_the_top_of_its_status(tmp_path):
+    import json
+
+    from testbed.agents.flanneld import Flanneld
+    from testbed.routing.fakes import FakeNode
+    from testbed.routing.syncer import RouteSyncer
+
+    from .test_routing_flannel import hostgw, node
+
+    syncer = RouteSyncer(FakeNode(), hostgw(), lambda name, notes: None)
+    for obj in (node("w1", "10.244.0.0/24", "172.16.0.2"), node("w2", "10.244.1.0/24", "172.16.0.3")):
+        syncer.node_changes.on_add(obj)
+    agent = Flanneld(syncer, None, None, state_dir=str(tmp_path))
+    agent._report(syncer.sync())
+    status = rundir.FlanneldStatus.from_json(json.loads((tmp_path / rundir.FLANNELD_STATUS).read_text()))
+    assert (status.subnet, status.remotes, status.pid) == ("10.244.0.0/24", {"w2": "10.244.1.0/24"}, os.getpid())
+    assert status.last["ok"] and "route add 10.244.1.0/24 via 172.16.0.3 dev eth0" in status.last["changes"]
+    assert not {"subnet", "vtep_mac", "remotes", "ignored"} & set(status.last)

@@ -135,7 +135,8 @@ def test_host_gw_routes_every_other_nodes_pod_cidr_via_its_public_ip_on_the_upli
     p = flannel.plan(hostgw(), cluster_of())
     assert p.routes == {Route(IPv4Network("10.244.1.0/24"), IPv4Address("172.16.2.2"), "eth0"),
                         Route(IPv4Network("10.244.2.0/24"), IPv4Address("172.16.3.2"), "eth0")}
-    assert p.fdb == set() and p.neighbours == set() and p.addresses == set()
+    assert p.fdb == set() and p.neighbours == set()
+    assert flannel.device_addresses(hostgw(), cluster_of()[0]) == set()
     assert p.subnet == IPv4Network("10.244.0.0/24")
     assert p.remotes == (("w2", "10.244.1.0/24"), ("w3", "10.244.2.0/24"))
     assert p.annotations == flannel.own_annotations("host-gw", IPv4Address("172.16.0.2"))
@@ -186,7 +187,8 @@ def test_vxlan_holds_a_neighbour_an_fdb_entry_and_an_onlink_route_per_remote_nod
     assert p.fdb == {FdbEntry(MAC2, IPv4Address("172.16.2.2")), FdbEntry(MAC3, IPv4Address("172.16.3.2"))}
     assert p.routes == {Route(IPv4Network("10.244.1.0/24"), IPv4Address("10.244.1.0"), "flannel.1", True),
                         Route(IPv4Network("10.244.2.0/24"), IPv4Address("10.244.2.0"), "flannel.1", True)}
-    assert p.addresses == {IPv4Network("10.244.0.0/32")}
+    assert flannel.device_addresses(vxlan(), cluster_of("vxlan")[0]) == {IPv4Network("10.244.0.0/32")}
+    assert flannel.device_addresses(vxlan("master"), None) == set()      # no pod CIDR, no address
     assert json.loads(p.annotations[flannel.BACKEND_DATA])["VtepMAC"] == MAC1
     assert str(sorted(p.routes)[0]) == "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink"
 

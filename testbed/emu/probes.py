@@ -69,35 +69,29 @@ def _hex_addr(text: str) -> tuple[str, int]:
     return ip, int(port_hex, 16)
 
 
+def _tcp_rows(pid: int, tables: tuple[str, ...]) -> list[list[str]]:
+    """The rows of `pid`'s /proc/PID/net/TABLE files (tcp, tcp6), split into fields (local
+    address, remote address, state at 1, 2, 3), header aside; none for a process gone."""
+    rows = []
+    for table_name in tables:
+        try:
+            with open(f"/proc/{pid}/net/{table_name}") as table:
+                rows += [line.split() for line in table.readlines()[1:]]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return rows
+
+
 def tcp_sockets(pid: int) -> set[tuple[tuple[str, int], tuple[str, int]]]:
     """The non-listening TCP sockets (local, remote) of `pid`'s network namespace."""
-    out = set()
-    try:
-        with open(f"/proc/{pid}/net/tcp") as table:
-            next(table)
-            for line in table:
-                fields = line.split()
-                if fields[3] != LISTEN:
-                    out.add((_hex_addr(fields[1]), _hex_addr(fields[2])))
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return out
+    return {(_hex_addr(fields[1]), _hex_addr(fields[2]))
+            for fields in _tcp_rows(pid, ("tcp",)) if fields[3] != LISTEN}
 
 
 def listening_ports(pid: int) -> set[int]:
     """The TCP ports `pid`'s network namespace listens on (IPv4 and IPv6 tables)."""
-    out = set()
-    for table_name in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{table_name}") as table:
-                next(table)
-                for line in table:
-                    fields = line.split()
-                    if fields[3] == LISTEN:
-                        out.add(int(fields[1].rsplit(":", 1)[1], 16))
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
-            pass
-    return out
+    return {int(fields[1].rsplit(":", 1)[1], 16)
+            for fields in _tcp_rows(pid, ("tcp", "tcp6")) if fields[3] == LISTEN}
 
 
 class SocketWatch:

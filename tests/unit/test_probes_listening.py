@@ -1,11 +1,12 @@
-"""testbed.emu.probes.listening_ports: the TCP ports a namespace listens on, from /proc."""
+"""testbed.emu.probes.listening_ports and tcp_sockets: the TCP ports a namespace listens on,
+and its other TCP sockets, from /proc."""
 
 from __future__ import annotations
 
 import os
 import socket
 
-from testbed.emu.probes import listening_ports
+from testbed.emu.probes import listening_ports, tcp_sockets
 
 
 def test_a_listening_socket_is_seen_and_a_connected_one_is_not():
@@ -41,3 +42,21 @@ def test_ipv6_listeners_count_too():
 
 def test_a_gone_process_listens_on_nothing():
     assert listening_ports(2 ** 22 + 1) == set()
+
+
+def test_tcp_sockets_are_the_connected_ones_with_both_ends():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        assert not any(local == ("127.0.0.1", port) for local, _ in tcp_sockets(os.getpid()))
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        ends = (client.getsockname(), ("127.0.0.1", port))
+        assert ends in tcp_sockets(os.getpid()) and ends[::-1] in tcp_sockets(os.getpid())
+        client.close()
+        accepted.close()
+    finally:
+        server.close()
+    assert tcp_sockets(2 ** 22 + 1) == set()

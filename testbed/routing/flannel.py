@@ -199,14 +199,22 @@ def parse_lease(view: NodeView) -> tuple[Lease | None, str]:
     backend = view.annotation(BACKEND_TYPE) or ""
     mac = ""
     if backend == "vxlan":
-        try:
-            data = json.loads(view.annotation(BACKEND_DATA) or "")
-        except ValueError:
-            return None, f"{BACKEND_DATA} is not JSON"
-        mac = str((data or {}).get("VtepMAC") or "").lower() if isinstance(data, dict) else ""
-        if not _MAC.match(mac):
-            return None, f"{BACKEND_DATA} has no VtepMAC (a MAC address)"
+        mac, why = _vtep_mac(view)
+        if not mac:
+            return None, why
     return Lease(view.name, subnet, public, backend, mac), ""
+
+
+def _vtep_mac(view: NodeView) -> tuple[str, str]:
+    """The VtepMAC of the node's backend-data (lower case), or "" and why there is none."""
+    try:
+        data = json.loads(view.annotation(BACKEND_DATA) or "")
+    except ValueError:
+        return "", f"{BACKEND_DATA} is not JSON"
+    mac = str(data.get("VtepMAC") or "").lower() if isinstance(data, dict) else ""
+    if not _MAC.match(mac):
+        return "", f"{BACKEND_DATA} has no VtepMAC (a MAC address)"
+    return mac, ""
 
 
 def stored_vtep_mac(view: NodeView | None) -> str:
@@ -215,12 +223,7 @@ def stored_vtep_mac(view: NodeView | None) -> str:
     entries stay right."""
     if view is None or view.annotation(BACKEND_TYPE) != "vxlan":
         return ""
-    try:
-        data = json.loads(view.annotation(BACKEND_DATA) or "")
-    except ValueError:
-        return ""
-    mac = str(data.get("VtepMAC") or "").lower() if isinstance(data, dict) else ""
-    return mac if _MAC.match(mac) else ""
+    return _vtep_mac(view)[0]
 
 
 def own_annotations(backend: str, public_ip: IPv4Address, vtep_mac: str = "",

@@ -27,6 +27,7 @@ from pathlib import Path
 from testbed.checks import report_warnings
 from testbed.emu.errors import SETUP_ERRORS, require_root
 from testbed.scenario import html, report
+from testbed.scenario.preflight import POD_NETWORK_OPTIONS
 from testbed.scenario.runner import Runner, log_progress, prepare
 from testbed.spec.source import Problem, SpecError
 from testbed.spec.topology import POD_NETWORK_PLUGINS, POLICY_MODES, PROXY_MODES, ROUTING_MODES
@@ -55,23 +56,23 @@ def add_mode_options(p: argparse.ArgumentParser) -> None:
                    help=f"every worker's NetworkPolicy agent mode ({', '.join(POLICY_MODES)}; "
                         "none: no agent, nothing enforced), over the scenario's and the "
                         "topology's (default: as the node's kube-proxy)")
-    p.add_argument("--pod-network", metavar="PLUGIN", dest="pod_plugin",
-                   help=f"the pod network plugin ({', '.join(POD_NETWORK_PLUGINS)}: real CNI "
-                        "plugins), over the scenario's and the topology's")
-    p.add_argument("--routing", metavar="MODE", dest="pod_routing",
-                   help=f"how nodes reach each other's pods ({', '.join(ROUTING_MODES)}), over "
-                        "the scenario's and the topology's")
-    p.add_argument("--cni-conf", metavar="FILE", dest="cni_conf",
-                   help="a CNI network configuration list (JSON or YAML) for plugin cni; default: "
-                        "the kubenet chain (bridge cbr0, host-local, portmap)")
-    p.add_argument("--cni-bin-dir", metavar="DIR", dest="cni_bin_dir",
-                   help="a directory of CNI plugins of your own, searched before /usr/lib/cni")
+    helps = {
+        "plugin": ("PLUGIN", f"the pod network plugin ({', '.join(POD_NETWORK_PLUGINS)}: real CNI "
+                             "plugins), over the scenario's and the topology's"),
+        "routing": ("MODE", f"how nodes reach each other's pods ({', '.join(ROUTING_MODES)}), "
+                            "over the scenario's and the topology's"),
+        "conf": ("FILE", "a CNI network configuration list (JSON or YAML) for plugin cni; "
+                         "default: the kubenet chain (bridge cbr0, host-local, portmap)"),
+        "binDir": ("DIR", "a directory of CNI plugins of your own, searched before /usr/lib/cni"),
+    }
+    for key, (option, dest) in POD_NETWORK_OPTIONS.items():
+        metavar, text = helps[key]
+        p.add_argument(option, metavar=metavar, dest=dest, help=text)
 
 
 def pod_network_options(args: argparse.Namespace) -> dict | None:
     """The pod network options given, as podNetwork fields (checked by preflight)."""
-    given = {"plugin": getattr(args, "pod_plugin", None), "routing": getattr(args, "pod_routing", None),
-             "conf": getattr(args, "cni_conf", None), "binDir": getattr(args, "cni_bin_dir", None)}
+    given = {key: getattr(args, dest, None) for key, (_, dest) in POD_NETWORK_OPTIONS.items()}
     return {k: v for k, v in given.items() if v is not None} or None
 
 

@@ -101,7 +101,7 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
     if topo is not None:
         topo, found = with_proxy_modes(scenario, topo, proxy_mode, policy_mode)
         out.problems += found
-        topo, found = pod_network_of(scenario, topo, pod_network)
+        topo, found = pod_network_of(topo, scenario, pod_network)
         out.problems += found + routing_agent_problems(scenario, topo)
         topo = dataclasses.replace(topo, addons=tuple(dict.fromkeys(topo.addons + scenario.addons)))
     out.topology = topo
@@ -184,27 +184,42 @@ def with_proxy_modes(scenario: Scenario, topo: Topology, proxy_mode: str | None 
     return topo, problems
 
 
-# The command line's pod network options, by podNetwork field (testbed.scenario.command).
-POD_NETWORK_OPTIONS = {"plugin": "--pod-network", "routing": "--routing", "conf": "--cni-conf",
-                       "binDir": "--cni-bin-dir"}
+COMMAND_LINE = "<command line>"     # a problem's file when it is an option's
+# The command line's pod network options (testbed.scenario.command makes them): podNetwork key
+# -> (option, argparse dest).
+POD_NETWORK_OPTIONS = {"plugin": ("--pod-network", "pod_plugin"), "routing": ("--routing", "pod_routing"),
+                       "conf": ("--cni-conf", "cni_conf"), "binDir": ("--cni-bin-dir", "cni_bin_dir")}
 
 
-def pod_network_of(scenario: Scenario, topo: Topology,
+class OptionChecker(Checker):
+    """Records problems with the pod network options, each at its option (a path's first part
+    is the option's podNetwork key), on the command line, without a line."""
+
+    def __init__(self) -> None:
+        super().__init__(None, COMMAND_LINE)
+
+    def add(self, path: Path_, message: str) -> None:
+        key = path[0] if path else ""
+        option = POD_NETWORK_OPTIONS[key][0] if key in POD_NETWORK_OPTIONS else field_name(path)
+        self.problems.append(Problem(self.file, None, option, message))
+
+
+def pod_network_of(topo: Topology, scenario: Scenario | None = None,
                    options: dict | None = None) -> tuple[Topology, list[Problem]]:
-    """The topology with the scenario's podNetwork over its own, then the command line's
-    `options` (podNetwork fields; files relative to the working directory), the whole checked
-    once against the topology's network mode; problems name the scenario's field or the option."""
-    ck, cli = Checker(scenario.doc, scenario.file), Checker(None, "<command line>")
-    layers = [PodNetworkLayer(dict(scenario.pod_network), ck)] if scenario.pod_network else []
+    """The topology with the scenario's podNetwork over its own (when a scenario is given), then
+    the command line's `options` (podNetwork fields; files relative to the working directory),
+    the whole checked once against the topology's network mode; problems name the scenario's
+    field or the option (a --cni-conf file's own keep its file and line)."""
+    cli = OptionChecker()
+    layers = []
+    if scenario is not None and scenario.pod_network:
+        layers.append(PodNetworkLayer(dict(scenario.pod_network), Checker(scenario.doc, scenario.file)))
     given = parse_pod_network(cli, (), {k: v for k, v in (options or {}).items() if v is not None},
                               Path.cwd())
     if given:
         layers.append(PodNetworkLayer(given, cli, ()))
     spec = None if given is None else resolve_pod_network(topo.pod_network, layers, topo.network_mode)
-    problems = list(ck.problems)
-    # the options' own problems name the option; a --cni-conf file's keep its file and line
-    problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
-                 if p.file == "<command line>" else p for p in cli.problems]
+    problems = [p for layer in layers if layer.ck is not cli for p in layer.ck.problems] + cli.problems
     return (topo if spec is None else with_pod_network(topo, spec)), problems
 
 

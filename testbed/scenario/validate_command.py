@@ -19,10 +19,8 @@ warnings, as a run prints them, on standard error either way.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 from testbed.scenario.command import add_mode_options, pod_network_options
@@ -86,15 +84,8 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
     `proxy_mode` and `policy_mode` set every worker's, as --kube-proxy and --network-policy
     do for `testbed run` (and are refused with manifests alone, which have no workers)."""
     from testbed.checks import check_manifests, check_with_topology, report_warnings
-    from testbed.scenario.preflight import POD_NETWORK_OPTIONS
-    from testbed.spec.topology import (
-        PodNetworkLayer,
-        parse_pod_network,
-        resolve_pod_network,
-        with_modes,
-        with_pod_network,
-    )
-    from testbed.spec.validation import Checker
+    from testbed.scenario.preflight import COMMAND_LINE, POD_NETWORK_OPTIONS, pod_network_of
+    from testbed.spec.topology import with_modes
 
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -115,7 +106,7 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
             from testbed.scenario.runner import prepare
 
             if manifests:
-                problems.append(Problem("<command line>", None, "-f", "a scenario names its own "
+                problems.append(Problem(COMMAND_LINE, None, "-f", "a scenario names its own "
                                         "manifests; -f goes with a topology"))
             prepared = _collect(problems, prepare, file, proxy_mode, policy_mode, pod_network)
             if problems:
@@ -128,11 +119,11 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
                     f"{_plural(len(prepared.scenario.manifests), 'manifest file')} and its steps; "
                     f"{_plural(len(prepared.scenario.steps), 'step')}")
         if kind == "manifests":
-            problems += [Problem("<command line>", None, option, "goes with a scenario or a "
+            problems += [Problem(COMMAND_LINE, None, option, "goes with a scenario or a "
                                  "topology; manifests alone have no workers")
                          for option, given in (("--kube-proxy", proxy_mode),
                                                ("--network-policy", policy_mode),
-                                               *((POD_NETWORK_OPTIONS[k], v) for k, v in
+                                               *((POD_NETWORK_OPTIONS[k][0], v) for k, v in
                                                  (pod_network or {}).items())) if given]
             count = manifest_checks([file, *manifests])
             if problems:
@@ -144,14 +135,8 @@ def validate(file: str, manifests: list[str], warn: TextIO | None = None,
         warnings.extend(checked.warnings)
         count = len(checked.objects)
         if pod_network and topo is not None:
-            cli = Checker(None, "<command line>")
-            given = parse_pod_network(cli, (), pod_network, Path.cwd())
-            spec = None if given is None else resolve_pod_network(
-                topo.pod_network, [PodNetworkLayer(given, cli, ())], topo.network_mode)
-            problems += [dataclasses.replace(p, line=None, field=POD_NETWORK_OPTIONS.get(p.field, p.field))
-                         if p.file == "<command line>" else p for p in cli.problems]
-            if spec is not None:
-                topo = with_pod_network(topo, spec)
+            topo, found = pod_network_of(topo, None, pod_network)
+            problems += found
         if problems:
             raise SpecError(problems)
         topo = with_modes(topo, {"*": proxy_mode} if proxy_mode else None,

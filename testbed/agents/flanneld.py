@@ -68,7 +68,7 @@ class Flanneld(InformedAgent):
         self.syncs = 0
         self.synced = threading.Event()
         self.informers: list[Any] = []
-        self.reported: tuple | None = None     # (subnet, vtep MAC, remotes) in the status file
+        self.reported: tuple | None = None     # (subnet, vtep MAC, remotes) last logged
 
     def run(self, stop: threading.Event) -> None:
         self.watch([("Node", self.syncer.node_changes)])
@@ -88,7 +88,7 @@ class Flanneld(InformedAgent):
                      "".join(f"; not {n}: {why}" for n, why in result.ignored))
         if self.state_dir and (result.changes or seen != self.reported or not self.synced.is_set()):
             self.write_status(result)
-            self.reported = seen
+        self.reported = seen
         self.synced.set()
 
     def status(self, result: SyncResult) -> FlanneldStatus:

@@ -218,3 +218,20 @@ def test_flanneld_writes_its_lease_once_at_the_top_of_its_status(tmp_path):
     assert (status.subnet, status.remotes, status.pid) == ("10.244.0.0/24", {"w2": "10.244.1.0/24"}, os.getpid())
     assert status.last["ok"] and "route add 10.244.1.0/24 via 172.16.0.3 dev eth0" in status.last["changes"]
     assert not {"subnet", "vtep_mac", "remotes", "ignored"} & set(status.last)
+
+
+def test_flanneld_without_a_state_directory_logs_its_lease_once(caplog):
+    from testbed.agents.flanneld import Flanneld
+    from testbed.routing.fakes import FakeNode
+    from testbed.routing.syncer import RouteSyncer
+
+    from .test_routing_flannel import hostgw, node
+
+    syncer = RouteSyncer(FakeNode(), hostgw(), lambda name, notes: None)
+    syncer.node_changes.on_add(node("w2", "10.244.1.0/24", "172.16.0.3"))
+    agent = Flanneld(syncer, None, None)
+    with caplog.at_level("INFO", logger="testbed.flanneld"):
+        for _ in range(3):
+            agent._report(syncer.sync())
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("lease")] == [
+        "lease none; reaching w2 (10.244.1.0/24)"]

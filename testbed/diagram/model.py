@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, ip_address, ip_interface
 
 from testbed.api.meta import namespace_of, object_key
+from testbed.spec.cniconf import BRIDGE  # the pods' bridge on every worker, either pod network
 from testbed.spec.names import ifname
 from testbed.spec.topology import Topology
 
-BRIDGE = "cbr0"          # the pods' bridge on every worker (as testbed/emu/network.py names it)
 ROLES = ("client", "gateway", "master", "worker")
 
 

@@ -20,12 +20,11 @@ from ipaddress import IPv4Address, IPv4Network
 
 from testbed.emu.record import Record
 from testbed.net.netns import iproute_in, write_sysctl
+from testbed.spec.cniconf import BRIDGE  # the name every Kubernetes networking article shows
 from testbed.spec.names import ifname
 from testbed.spec.topology import Topology
 
 log = logging.getLogger(__name__)
-
-BRIDGE = "cbr0"  # the name every Kubernetes networking article shows
 
 
 class NetworkError(RuntimeError):

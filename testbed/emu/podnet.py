@@ -27,9 +27,9 @@ from typing import Protocol
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from testbed.emu.network import BRIDGE
 from testbed.net.netns import iproute_in
 from testbed.node.ipam import HostLocalIPAM
+from testbed.spec.cniconf import BRIDGE
 
 SYSTEM_NAMESPACE_PREFIX = "kube-system/"
 HOST_IFINDEX_START = 1000  # host-side veths on a node are numbered from here

@@ -57,7 +57,7 @@ TEMPLATE = re.compile(r"\{\{.*?\}\}")
 
 KUBENET = "kubenet"
 KUBENET_PLUGINS = ("loopback", "bridge", "host-local", "portmap")   # what the default chain runs
-BRIDGE = "cbr0"             # must match emu/network.py's BRIDGE (the built-in network's bridge)
+BRIDGE = "cbr0"             # the pods' bridge on both pod networks (emu/network.py makes the built-in's)
 POD_IFNAME = "eth0"
 LOOPBACK_IFNAME = "lo"
 

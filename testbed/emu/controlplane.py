@@ -167,8 +167,7 @@ class ControlPlane:
         agent.pid = agent.start = None
 
     def restart(self, kind: str, node: str) -> Agent:
-        host = Router(node) if kind == "bird" and node == self.topo.gateway_name else self.topo.node(node)
-        return self.start_agent(kind, host)
+        return self.start_agent(kind, routingagents.host(self.topo, kind, node))
 
     def wait_agent(self, agent: Agent, timeout: float = 30) -> None:
         """Wait until a (re)started agent is serving: the API server answers; a NetworkPolicy
@@ -234,9 +233,8 @@ class ControlPlane:
         if birds:
             self.progress(f"starting bird (BGP, AS {routingagents.bird.AS_NUMBER}) on the gateway "
                           f"router and {len(birds) - 1} workers")
-            self.start_agent("bird", Router(birds[0]))
-            for name in birds[1:]:
-                self.start_agent("bird", self.topo.node(name))
+            for name in birds:
+                self.start_agent("bird", routingagents.host(self.topo, "bird", name))
 
     def _wait_routing(self, timeout: float) -> None:
         flannel = routingagents.hosts(self.topo, "flanneld")

@@ -26,7 +26,7 @@ from testbed.net.netns import iproute_in
 from testbed.routing import bird
 from testbed.routing.flannel import BACKENDS
 from testbed.spec.names import ifname
-from testbed.spec.topology import Topology
+from testbed.spec.topology import NodeSpec, Topology
 
 FLANNEL_MODES = BACKENDS      # the routing modes that are flannel backends
 KINDS = ("flanneld", "bird")
@@ -39,6 +39,14 @@ class Router:
 
     name: str
     role: str = "gateway"
+
+
+def host(topo: Topology, kind: str, name: str) -> NodeSpec | Router:
+    """The host `name` an agent of `kind` runs on: the gateway router for bird on the
+    gateway, else the topology's node of that name (KeyError when there is none)."""
+    if kind == "bird" and name == topo.gateway_name:
+        return Router(name)
+    return topo.node(name)
 
 
 def hosts(topo: Topology, kind: str) -> list[str]:

@@ -165,6 +165,8 @@ def test_a_scenario_names_routing_agents_on_the_hosts_they_run_on(write):
 
 def test_the_gateway_router_is_a_host_for_bird_only(tmp_path):
     cp = control_plane(topo_of(TWO_NODE, "bgp"), tmp_path)
+    assert routingagents.host(cp.topo, "bird", "gw") == Router("gw")
+    assert routingagents.host(cp.topo, "bird", "w1") == cp.topo.node("w1")
     with pytest.raises(KeyError):
         cp.restart("kubelet", "gw")        # no node of that name: the CLI says so
     with pytest.raises(KeyError):

@@ -480,19 +480,21 @@ def resolve_pod_network(spec: PodNetworkSpec, layers: Sequence[PodNetworkLayer],
 
 def check_pod_network(spec: PodNetworkSpec, network_mode: str, where: Mapping[str, Given]) -> bool:
     """Refuse what cannot work together, with the reason. `where` says which layer gave each
-    key the layers gave, and where: a problem is recorded at its field (else at the podNetwork
-    of the latest layer). The CNI configuration's content is checked by testbed.spec.cniconf,
-    its problems at its own file."""
-    def at(key: str) -> tuple[Checker, Path_]:
-        if key in where:
-            return where[key][1:]
-        _, ck, path = where[max(where, key=lambda k: where[k][0])]
-        return ck, path[:-1]
+    key the layers gave, and where: a problem is recorded at the field, of those it concerns,
+    that the latest layer gave (a plugin that conf or binDir implied: at that key), with that
+    field's value. The CNI configuration's content is checked by testbed.spec.cniconf, its
+    problems at its own file."""
+    def at(*keys: str) -> tuple[Checker, Path_, Any]:
+        # never without one of `keys` in practice: what the topology gave was checked with it
+        given = [key for key in keys if key in where] or list(where)
+        key = max(given, key=lambda k: where[k][0])     # the first of the latest layer's
+        _, ck, path = where[key]
+        return ck, path, getattr(spec, POD_NETWORK_FIELDS[key])
 
     ok = True
     if spec.routing == "host-gw" and network_mode != "shared":
-        ck, path = at("routing")
-        ck.invalid(path, spec.routing,
+        ck, path, value = at("routing")
+        ck.invalid(path, value,
                    "needs network mode shared (network.mode): host-gw routes each pod CIDR via "
                    "its node's address, which the other nodes reach directly only on one shared "
                    "LAN; in routed mode each node has a link of its own to the gateway (use "
@@ -501,7 +503,7 @@ def check_pod_network(spec: PodNetworkSpec, network_mode: str, where: Mapping[st
     if spec.plugin != "cni":
         for key, value in (("conf", spec.conf), ("binDir", spec.bin_dir)):
             if value is not None:
-                ck, path = at(key)
+                ck, path, _ = at(key)
                 ck.forbidden(path, f"{key} is for plugin: cni; the builtin plugin takes none")
                 ok = False
     if spec.conf is not None and ok:
@@ -515,8 +517,8 @@ def check_pod_network(spec: PodNetworkSpec, network_mode: str, where: Mapping[st
         from testbed.spec.cniconf import KUBENET_PLUGINS, find_plugin
         missing = [kind for kind in KUBENET_PLUGINS if find_plugin(kind, spec.cni_path) is None]
         if missing:
-            ck, path = at("plugin")
-            ck.invalid(path, spec.plugin,
+            ck, path, value = at("plugin", "binDir")
+            ck.invalid(path, value,
                        f"the kubenet chain needs the CNI plugins {', '.join(missing)}, not found in "
                        f"[{' '.join(spec.cni_path)}]: install containernetworking-plugins "
                        "(scripts/install.sh does)")

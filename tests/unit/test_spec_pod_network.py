@@ -216,6 +216,24 @@ def test_the_kubenet_chain_needs_its_plugins_installed(write, tmp_path, monkeypa
     assert load_topology(tmp_path / "t.yaml").pod_network.plugin == "cni"
 
 
+def test_a_plugin_that_bin_dir_implied_is_refused_at_bin_dir(write, tmp_path, monkeypatch):
+    import testbed.spec.topology as topology
+
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setattr(topology, "CNI_BIN_DIR", str(tmp_path / "nowhere"))
+    (found,) = problems_of(write("t.yaml", "name: t\nclients: []\npodNetwork:\n  binDir: bin\n"),
+                           tmp_path)
+    assert found == ('t.yaml:4: podNetwork.binDir: Invalid value: "bin": the kubenet chain needs '
+                     "the CNI plugins loopback, bridge, host-local, portmap, not found in "
+                     "[bin nowhere]: install containernetworking-plugins (scripts/install.sh does)")
+    write("topo.yaml", "name: t\nclients: []\n")
+    path = write("s.yaml", "name: s\ntopology: topo.yaml\npodNetwork: {plugin: cni}\n")
+    checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
+                             pod_network={"binDir": str(tmp_path / "bin")})
+    assert [(p.file, p.line, p.field) for p in checked.problems] == [
+        ("<command line>", None, "--cni-bin-dir")]      # given last, where the plugins were not
+
+
 def test_a_conf_that_is_no_regular_file_and_a_bin_dir_that_is_no_directory(write, tmp_path):
     (tmp_path / "adir").mkdir()
     write("afile", "x")

@@ -16,13 +16,13 @@ restarts and waits for them as for any agent).
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from testbed.emu import rundir
 from testbed.net.netns import iproute_in
+from testbed.net.overlay import main_routes
 from testbed.routing import bird
 from testbed.routing.flannel import BACKENDS
 from testbed.spec.names import ifname
@@ -108,14 +108,9 @@ def learned_routes(gateway_pid: int) -> dict[IPv4Network, set[IPv4Address]]:
     """The routes bird wrote into the gateway's main table: prefix -> next hops."""
     out: dict[IPv4Network, set[IPv4Address]] = {}
     with iproute_in(gateway_pid) as ipr:
-        for msg in ipr.get_routes(family=socket.AF_INET, table=254):
-            if msg["proto"] != bird.KERNEL_PROTO:
-                continue
-            dst = IPv4Network(f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
-            hops = {msg.get_attr("RTA_GATEWAY")}
-            for hop in msg.get_attr("RTA_MULTIPATH") or []:
-                hops.add(hop.get_attr("RTA_GATEWAY"))
-            out.setdefault(dst, set()).update(IPv4Address(h) for h in hops if h)
+        for route in main_routes(ipr):
+            if route.proto == bird.KERNEL_PROTO:
+                out.setdefault(route.dst, set()).update(route.hops)
     return out
 
 

@@ -7,6 +7,9 @@ this process runs in, as flanneld runs inside its node's); iptables through
 testbed.net.netfilter.IptablesBackend. Writes are "replace" (safe to repeat), deletes take
 "already gone". Routes are written with protocol `boot`, as flannel's are (so `ip route`
 shows them as flannel's do: `10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink`).
+
+`main_routes(ipr)` reads a namespace's main IPv4 table (KernelRoute), for the backend and
+for the control plane's look at what bird wrote into the gateway's (emu/routingagents.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -36,6 +40,37 @@ GONE = (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV)
 
 class OverlayError(RuntimeError):
     """A netlink request failed; the message names what was asked."""
+
+
+@dataclass(frozen=True)
+class KernelRoute:
+    """A route of the main table, as the kernel dumps it."""
+
+    dst: IPv4Network
+    gateway: IPv4Address | None       # RTA_GATEWAY
+    multipath: tuple[IPv4Address, ...]   # the gateways of RTA_MULTIPATH's next hops
+    oif: int | None
+    type: int                         # RTN_*
+    proto: int                        # RTPROT_*
+    flags: int                        # RTNH_F_*
+
+    @property
+    def hops(self) -> set[IPv4Address]:
+        """Every next hop's gateway."""
+        return {*self.multipath, *([self.gateway] if self.gateway else [])}
+
+
+def main_routes(ipr) -> list[KernelRoute]:
+    """The main table's IPv4 routes, through the pyroute2 socket `ipr`."""
+    out = []
+    for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+        gateway = msg.get_attr("RTA_GATEWAY")
+        hops = (hop.get_attr("RTA_GATEWAY") for hop in msg.get_attr("RTA_MULTIPATH") or [])
+        out.append(KernelRoute(IPv4Network(f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}"),
+                               IPv4Address(gateway) if gateway else None,
+                               tuple(IPv4Address(h) for h in hops if h), msg.get_attr("RTA_OIF"),
+                               msg["type"], msg["proto"], msg["flags"]))
+    return out
 
 
 class OverlayBackend:
@@ -131,17 +166,14 @@ class OverlayBackend:
 
     def routes(self) -> list[Route]:
         out = []
-        names: dict[int, str] = {}
-        for msg in self.ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
-            gateway = msg.get_attr("RTA_GATEWAY")
-            if msg["type"] != RTN_UNICAST or not gateway:
+        names: dict[int | None, str] = {}
+        for route in main_routes(self.ipr):
+            if route.type != RTN_UNICAST or route.gateway is None:
                 continue
-            oif = msg.get_attr("RTA_OIF")
-            if oif not in names:
-                names[oif] = self._name(oif)
-            dst = IPv4Network(f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
-            out.append(Route(dst, IPv4Address(gateway), names[oif],
-                             bool(msg["flags"] & RTNH_F_ONLINK)))
+            if route.oif not in names:
+                names[route.oif] = self._name(route.oif)
+            out.append(Route(route.dst, route.gateway, names[route.oif],
+                             bool(route.flags & RTNH_F_ONLINK)))
         return out
 
     def _route(self, route: Route) -> dict:

@@ -27,6 +27,22 @@ def write(tmp_path: Path) -> Callable[..., Path]:
     return _write
 
 
+@pytest.fixture
+def kubenet_plugins(tmp_path: Path, monkeypatch) -> Path:
+    """The distribution's plugin directory (testbed.spec.topology.CNI_BIN_DIR) pointed at a
+    temporary one holding the kubenet chain's plugins (regular files, as the lookup wants), so
+    that checks of plugin: cni pass whatever /usr/lib/cni holds; -> that directory."""
+    import testbed.spec.topology as topology
+    from testbed.spec.cniconf import KUBENET_PLUGINS
+
+    directory = tmp_path / "system-cni"
+    directory.mkdir()
+    for kind in KUBENET_PLUGINS:
+        (directory / kind).write_text("#!/bin/sh\nexit 1\n")
+    monkeypatch.setattr(topology, "CNI_BIN_DIR", str(directory))
+    return directory
+
+
 API_CIDR = "10.96.0.0/12"
 
 

@@ -80,7 +80,7 @@ def test_the_command_line_modes_win_over_scenario_and_topology(files):
         ("w1", "nftables", "none"), ("w2", "nftables", "none")]
 
 
-def test_validate_takes_the_modes_and_says_what_they_make(files, capsys):
+def test_validate_takes_the_modes_and_says_what_they_make(files, capsys, kubenet_plugins):
     path = files("steps: [{sleep: 1}]\n", "workers: [w1, {name: w2, kubeProxy: {mode: nftables}}]\n")
     assert main(["validate", str(path)]) == 0
     assert ("(kube-proxy iptables on 1 worker, nftables on 1 worker, network policy iptables "

@@ -18,6 +18,16 @@ from testbed.spec.topology import (
 )
 
 
+@pytest.fixture
+def own_plugin(write, tmp_path: Path) -> Path:
+    """bin/my-ptp (a plugin of the user's own) and net.conflist, a list that runs it, beside the
+    files the test writes; -> the directory."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
+    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+    return tmp_path
+
+
 def problems_of(path: Path, tmp_path: Path) -> list[str]:
     with pytest.raises(SpecError) as info:
         load_topology(path)
@@ -37,20 +47,14 @@ def test_every_routing_mode_and_its_mtu(write):
         assert (topo.pod_network.routing, topo.pod_network.mtu) == (routing, mtu)
 
 
-def test_cni_with_a_conf_and_bin_dir_relative_to_the_topology(write, tmp_path):
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
-    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+def test_cni_with_a_conf_and_bin_dir_relative_to_the_topology(write, tmp_path, own_plugin):
     topo = load_topology(write("t.yaml", "podNetwork: {plugin: cni, conf: net.conflist, binDir: bin}\n"))
     assert topo.pod_network.plugin == "cni"
     assert topo.pod_network.conf == str(tmp_path / "net.conflist")
     assert topo.pod_network.cni_path == (str(tmp_path / "bin"), "/usr/lib/cni")
 
 
-def test_a_conf_alone_implies_cni(write, tmp_path):
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
-    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+def test_a_conf_alone_implies_cni(write, own_plugin):
     topo = load_topology(write("t.yaml", "podNetwork: {conf: net.conflist, binDir: bin}\n"))
     assert topo.pod_network.plugin == "cni"
 
@@ -62,7 +66,7 @@ def test_a_plugin_the_conf_names_must_be_found(write, tmp_path):
                      'plugin "nosuch" in path [/usr/lib/cni]')
 
 
-def test_it_survives_cluster_json(write):
+def test_it_survives_cluster_json(write, kubenet_plugins):
     topo = load_topology(write("t.yaml", "network: {mode: shared}\npodNetwork: {plugin: cni, routing: host-gw}\n"))
     assert topology_from_dict(topology_to_dict(topo)) == topo
 
@@ -123,7 +127,7 @@ def test_a_scenario_is_checked_against_its_topology_network_mode(write, tmp_path
     assert "needs network mode shared" in problem.message
 
 
-def test_the_command_line_wins_and_names_its_options(write):
+def test_the_command_line_wins_and_names_its_options(write, kubenet_plugins):
     path = _scenario(write, "podNetwork: {routing: vxlan}\n")
     checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False,
                              pod_network={"plugin": "cni", "routing": "bgp"})
@@ -150,12 +154,9 @@ def test_the_command_line_wins_over_a_scenario_that_could_not_hold_alone(write, 
         (str(tmp_path / "s.yaml"), 3, "podNetwork.routing")]
 
 
-def test_the_layers_are_checked_once_as_a_whole(write, tmp_path, monkeypatch):
+def test_the_layers_are_checked_once_as_a_whole(write, tmp_path, own_plugin, monkeypatch):
     import testbed.spec.cniconf as cniconf
 
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
-    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
     path = _scenario(write, "podNetwork: {conf: net.conflist, binDir: bin}\n")
     read = []
     real = cniconf.load_conflist
@@ -168,10 +169,7 @@ def test_the_layers_are_checked_once_as_a_whole(write, tmp_path, monkeypatch):
         "cni", "vxlan", str(tmp_path / "net.conflist"), str(tmp_path / "bin"))
 
 
-def test_the_builtin_plugin_on_the_command_line_drops_the_topologys_cni_configuration(write, tmp_path):
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "my-ptp").write_text("#!/bin/sh\n")
-    write("net.conflist", '{"cniVersion": "1.0.0", "name": "mynet", "plugins": [{"type": "my-ptp"}]}')
+def test_the_builtin_plugin_on_the_command_line_drops_the_topologys_cni_configuration(write, tmp_path, own_plugin):
     write("topo.yaml", "name: t\nclients: []\npodNetwork: {conf: net.conflist, binDir: bin}\n")
     path = write("s.yaml", "name: s\ntopology: topo.yaml\n")
     checked = check_scenario(path, which=shutil.which, has_sctp=lambda: False, pod_network={"plugin": "builtin"})

@@ -64,10 +64,10 @@ def main_routes(ipr) -> list[KernelRoute]:
     """The main table's IPv4 routes, through the pyroute2 socket `ipr`."""
     out = []
     for msg in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
+        dst = IPv4Network(f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}")
         gateway = msg.get_attr("RTA_GATEWAY")
         hops = (hop.get_attr("RTA_GATEWAY") for hop in msg.get_attr("RTA_MULTIPATH") or [])
-        out.append(KernelRoute(IPv4Network(f"{msg.get_attr('RTA_DST') or '0.0.0.0'}/{msg['dst_len']}"),
-                               IPv4Address(gateway) if gateway else None,
+        out.append(KernelRoute(dst, IPv4Address(gateway) if gateway else None,
                                tuple(IPv4Address(h) for h in hops if h), msg.get_attr("RTA_OIF"),
                                msg["type"], msg["proto"], msg["flags"]))
     return out

@@ -62,7 +62,7 @@ from testbed.proxy.healthcheck import (
     healthz_response,
     service_response,
 )
-from testbed.proxy.model import LocalDetector, ProxierSettings, mark_for_bit
+from testbed.proxy.model import MASQUERADE_BIT, LocalDetector, ProxierSettings, mark_for_bit
 from testbed.proxy.proxier import DEFAULT_FULL_SYNC_PERIOD, Proxier, SyncResult
 
 log = logging.getLogger("testbed.kube-proxy")
@@ -93,7 +93,7 @@ def settings_for(opts: Options) -> ProxierSettings:
     """What kube-proxy on this node renders with (pure): the node, its flags, mark bit 14."""
     return ProxierSettings(
         node_name=opts.node, node_ip=opts.node_ip, local_ips=(opts.node_ip,),
-        masquerade_mark=mark_for_bit(14),
+        masquerade_mark=mark_for_bit(MASQUERADE_BIT),
         local_detector=LocalDetector("ClusterCIDR", opts.cluster_cidr),
         # route_localnet is not set in the worker, and no nfacct objects are created here
         # (no nfacct tool on these machines): upstream then leaves the counters out too.

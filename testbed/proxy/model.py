@@ -231,6 +231,11 @@ class LocalDetector:
         return self.value + "*" if self.mode == "InterfaceNamePrefix" else self.value
 
 
+# kube-proxy's --iptables-masquerade-bit (upstream's default): the packets it marks with it
+# it masquerades itself (flannel's masquerade rules leave them alone: routing/flannel.py)
+MASQUERADE_BIT = 14
+
+
 def mark_for_bit(bit: int) -> str:
     """Go's `fmt.Sprintf("%#08x", 1<<bit)`: what a real kube-proxy writes (0x00004000)."""
     return "0x" + format(1 << bit, "08x")
@@ -245,8 +250,9 @@ class ProxierSettings:
     """What a proxier knows about its node and its flags (the golden cases' `harness:`).
 
     Defaults are upstream's test-harness conventions (README "Harness conventions"); a real
-    kube-proxy fills every field from its own node (e.g. `masquerade_mark=mark_for_bit(14)`,
-    `has_random_fully` from the iptables version, `nfacct_counters` from what it could create).
+    kube-proxy fills every field from its own node (e.g.
+    `masquerade_mark=mark_for_bit(MASQUERADE_BIT)`, `has_random_fully` from the iptables
+    version, `nfacct_counters` from what it could create).
     """
 
     node_name: str = "test-node"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 
 from testbed.proxy.iptables import JumpRule, rule_text
+from testbed.proxy.model import MASQUERADE_BIT
 
 PREFIX = "flannel.alpha.coreos.com/"
 KUBE_SUBNET_MANAGER = PREFIX + "kube-subnet-manager"
@@ -46,7 +47,9 @@ VXLAN_PORT = 8472          # flannel's default (the kernel's own; IANA's is 4789
 ENCAP_OVERHEAD = 50        # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 MASQ_CHAIN = "FLANNEL-POSTRTG"
 MASQ_COMMENT = "flanneld masq"
-KUBE_PROXY_MARK = "0x4000/0x4000"   # kube-proxy's masquerade mark: it does that NAT itself
+# kube-proxy's masquerade mark (its bit alone, as flannel writes it: 0x4000/0x4000): it does
+# that NAT itself
+KUBE_PROXY_MARK = "{0:#x}/{0:#x}".format(1 << MASQUERADE_BIT)
 MULTICAST = "224.0.0.0/4"
 MASQ_JUMP = JumpRule("nat", "POSTROUTING", ("-m", "comment", "--comment", MASQ_COMMENT,
                                             "-j", MASQ_CHAIN))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.emu.network import BRIDGE
 from testbed.emu.rundir import bird_socket, read_cluster_info, read_netpol_status, read_proxy_status
 from testbed.net.run import CommandError, run
 from testbed.netpol import iptables as netpol_iptables
@@ -225,15 +226,13 @@ def links_text(pid: int) -> str:
 
 
 def fdb_text(pid: int) -> str:
-    """The FDB of the VXLAN device flannel.1 (`bridge fdb show dev flannel.1`), or, where there
-    is none, of the cbr0 bridge (`bridge fdb show br cbr0`)."""
-    vxlan = device_name()
-    found = run(["ip", "link", "show", vxlan], netns=pid, check=False).returncode == 0
-    argv = ["bridge", "fdb", "show", "dev", vxlan] if found else ["bridge", "fdb", "show", "br", "cbr0"]
-    result = run(argv, netns=pid, check=False)
-    if result.returncode != 0:
-        raise InspectError(f"{' '.join(argv)}: {result.stderr.strip()}")
-    return f"$ {' '.join(argv)}\n{result.stdout}"
+    """The FDB of the VXLAN device flannel.1 (`bridge fdb show dev flannel.1`), or, where that
+    fails (no such device), of the pod bridge (`bridge fdb show br cbr0`)."""
+    for argv in (["bridge", "fdb", "show", "dev", device_name()], ["bridge", "fdb", "show", "br", BRIDGE]):
+        result = run(argv, netns=pid, check=False)
+        if result.returncode == 0:
+            return f"$ {' '.join(argv)}\n{result.stdout}"
+    raise InspectError(f"{' '.join(argv)}: {result.stderr.strip()}")
 
 
 def neigh_text(pid: int) -> str:

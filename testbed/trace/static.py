@@ -119,8 +119,7 @@ def _out_address(host: HostState, oif: str | None) -> str | None:
 
 
 def _src_address(host: HostState, route: Mapping) -> str | None:
-    return route.get("prefsrc") or _out_address(host, route.get("dev")) or \
-        next(iter(host.addresses), None)
+    return route.get("prefsrc") or _out_address(host, route.get("dev")) or _first_address(host)
 
 
 def _first_address(host: HostState) -> str | None:
@@ -303,7 +302,7 @@ def static_trace(world: World, source: str, destination: str, port: int | None,
     elif port is None:
         raise TraceError(f"{protocol} needs a port")
     route = _route(start, dst_ip)
-    src_ip = (_src_address(start, route) if route else None) or _first_address(start)
+    src_ip = _src_address(start, route) if route else _first_address(start)
     if src_ip is None:
         raise TraceError(f"source {source!r} has no address")
 

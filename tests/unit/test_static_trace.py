@@ -358,6 +358,18 @@ def test_icmp_to_a_pod_and_udp_to_nothing(mode):
     assert t["verdict"] == "dropped" and "no route" in t["cause"]["rule"]
 
 
+def test_a_route_whose_device_has_no_address_takes_a_source_that_is_not_loopback():
+    """The master under vxlan: flannel.1 holds no address (no pod CIDR of its own)."""
+    w, _ = world("iptables")
+    w.hosts["master"] = HostState(
+        "master", "master", {"lo": ("127.0.0.1/8",), "flannel.1": (), "master-eth0": ("10.100.0.10/24",)},
+        (_route("10.0.2.0/24", "flannel.1", "10.0.2.0"),
+         _route("10.100.0.0/24", "master-eth0", src="10.100.0.10")))
+    t = static_trace(w, "master", "10.0.2.3", None, "icmp")
+    assert t["source"] == "10.100.0.10"
+    assert t["hops"][0]["route"].endswith("dev flannel.1 src 10.100.0.10")
+
+
 def test_bad_input_is_a_trace_error():
     w, _ = world("iptables")
     with pytest.raises(TraceError, match="no such host or pod"):

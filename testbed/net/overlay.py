@@ -140,7 +140,7 @@ class OverlayBackend:
     def delete_link(self, name: str) -> None:
         index = self._index(name)
         if index is not None:
-            self._do(f"delete link {name}", lambda: self.ipr.link("del", index=index), gone_ok=True)
+            self._do(f"delete link {name}", lambda: self.ipr.link("del", index=index), ok=GONE)
 
     def set_link(self, name: str, mtu: int) -> None:
         index = self._need(name)
@@ -149,18 +149,15 @@ class OverlayBackend:
 
     def add_address(self, name: str, net: IPv4Network) -> None:
         index = self._need(name)
-        try:
-            self.ipr.addr("add", index=index, address=str(net.network_address),
-                          prefixlen=net.prefixlen)
-        except NetlinkError as err:
-            if err.code != errno.EEXIST:
-                raise OverlayError(f"add address {net} to {name}: {err}") from err
+        self._do(f"add address {net} to {name}",
+                 lambda: self.ipr.addr("add", index=index, address=str(net.network_address),
+                                       prefixlen=net.prefixlen), ok=(errno.EEXIST,))
 
     def delete_address(self, name: str, net: IPv4Network) -> None:
         index = self._need(name)
         self._do(f"delete address {net} from {name}",
                  lambda: self.ipr.addr("del", index=index, address=str(net.network_address),
-                                       prefixlen=net.prefixlen), gone_ok=True)
+                                       prefixlen=net.prefixlen), ok=GONE)
 
     # -- routes
 
@@ -192,7 +189,7 @@ class OverlayBackend:
         if self._index(route.dev) is None:
             return   # gone with its device
         spec = self._route(route)
-        self._do(f"route delete {route}", lambda: self.ipr.route("del", **spec), gone_ok=True)
+        self._do(f"route delete {route}", lambda: self.ipr.route("del", **spec), ok=GONE)
 
     # -- the VXLAN device's FDB and neighbours
 
@@ -215,7 +212,7 @@ class OverlayBackend:
         if index is not None:
             self._do(f"fdb delete {entry} dev {dev}",
                      lambda: self.ipr.fdb("del", ifindex=index, lladdr=entry.mac,
-                                          dst=str(entry.dst)), gone_ok=True)
+                                          dst=str(entry.dst)), ok=GONE)
 
     def neighbours(self, dev: str) -> list[Neighbour]:
         index = self._index(dev)
@@ -236,7 +233,7 @@ class OverlayBackend:
         if index is not None:
             self._do(f"neigh delete {entry} dev {dev}",
                      lambda: self.ipr.neigh("del", ifindex=index, dst=str(entry.ip),
-                                            lladdr=entry.mac), gone_ok=True)
+                                            lladdr=entry.mac), ok=GONE)
 
     # -- masquerading
 
@@ -249,10 +246,12 @@ class OverlayBackend:
     # --
 
     @staticmethod
-    def _do(what: str, call, gone_ok: bool = False) -> None:
+    def _do(what: str, call, ok: tuple[int, ...] = ()) -> None:
+        """`call()`; a netlink error whose code is in `ok` is none (GONE: "already gone"),
+        any other an OverlayError naming `what`."""
         try:
             call()
         except NetlinkError as err:
-            if gone_ok and err.code in GONE:
+            if err.code in ok:
                 return
             raise OverlayError(f"{what}: {err}") from err

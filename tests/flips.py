@@ -223,6 +223,8 @@ REGISTRY: list[Decision] = [
     # -- pod networks: the topology's podNetwork, flannel's plan and syncer, bird, when: -----------
     Decision("testbed.spec.topology", "check_pod_network", [PN]),
     Decision("testbed.spec.topology", "parse_pod_network", [PN]),
+    Decision("testbed.spec.topology", "layer_pod_network", [PN]),
+    Decision("testbed.spec.topology", "resolve_pod_network", [PN]),
     Decision("testbed.routing.flannel", "plan", [RF, RS]),
     Decision("testbed.routing.flannel", "parse_lease", [RF, RS]),
     Decision("testbed.routing.flannel", "owned_route", [RF, RS]),

@@ -469,9 +469,6 @@ def resolve_pod_network(spec: PodNetworkSpec, layers: Sequence[PodNetworkLayer],
     where: dict[str, Given] = {}
     for index, layer in enumerate(layers):
         spec = layer_pod_network(spec, layer.given)
-        if layer.given.get("plugin") == "builtin":
-            for dropped in ("conf", "binDir"):
-                where.pop(dropped, None)
         where.update({key: (index, layer.ck, layer.path + (key,)) for key in layer.given})
     if not where:
         return spec

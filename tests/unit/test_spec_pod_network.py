@@ -238,3 +238,20 @@ def test_a_conf_that_is_no_regular_file_and_a_bin_dir_that_is_no_directory(write
     found = problems_of(write("t.yaml", "podNetwork: {conf: adir, binDir: afile}\n"), tmp_path)
     assert found == ['t.yaml:1: podNetwork.conf: Invalid value: "adir": not a regular file: adir',
                      't.yaml:1: podNetwork.binDir: Invalid value: "afile": not a directory: afile']
+
+
+def test_the_builtin_plugin_needs_no_cni_plugins(write, tmp_path, monkeypatch):
+    import testbed.spec.topology as topology
+
+    monkeypatch.setattr(topology, "CNI_BIN_DIR", str(tmp_path / "nowhere"))
+    topo = load_topology(write("t.yaml", "podNetwork: {plugin: builtin, routing: vxlan}\n"))
+    assert (topo.pod_network.plugin, topo.pod_network.routing) == ("builtin", "vxlan")
+
+
+@pytest.mark.parametrize("value", ['""', "5", "[bin]"])
+def test_conf_and_bin_dir_must_be_paths(write, tmp_path, value):
+    found = problems_of(write("t.yaml", f"podNetwork: {{conf: {value}, binDir: {value}}}\n"), tmp_path)
+    shown = value.replace("[bin]", '["bin"]')
+    assert found == [f"t.yaml:1: podNetwork.conf: Invalid value: {shown}: must be the path of a file",
+                     f"t.yaml:1: podNetwork.binDir: Invalid value: {shown}: must be the path of a "
+                     "directory"]

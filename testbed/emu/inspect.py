@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from testbed.emu.network import BRIDGE
 from testbed.emu.rundir import bird_socket, read_cluster_info, read_netpol_status, read_proxy_status
 from testbed.net.run import CommandError, run
 from testbed.netpol import iptables as netpol_iptables
 from testbed.netpol import nftables as netpol_nftables
 from testbed.routing.flannel import device_name
+from testbed.spec.cniconf import BRIDGE
 from testbed.spec.topology import POLICY_MODES
 
 MODES = ("iptables", "nftables", "userspace")

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""The whole cluster at scale: N workers with P pods each, next to the same pods without agents
+(issue 15).
+
+For each N of --workers: master + gateway + N workers (the default topology's modes: kube-proxy
+and the NetworkPolicy agents in iptables mode, the gateway routing the pod CIDRs). Measured:
+
+1. cluster up: `Cluster(topo).up()` (network, API server with its controllers, kubelets,
+   kube-proxies, NetworkPolicy agents, the DNS add-on Ready);
+2. ready + synced: from applying one Deployment of N*P replicas (the pause image's container,
+   no probes) and a ClusterIP Service selecting them, until
+     - every pod is Ready (the API's Pod conditions),
+     - the Service's EndpointSlices hold exactly those N*P pod IPs, all ready, and
+     - every worker's kube-proxy has programmed them: the node's own rules (`iptables-save -t
+       nat`, or `nft list table ip kube-proxy` in nftables mode, inside the node's namespace)
+       DNAT to exactly that set of IP:targetPort, no fewer and no stale ones. A node's rules are
+       read again only when its kube-proxy status file (emu/rundir.py ProxyStatus) counts a new
+       sync, since kube-proxy writes the status right after each sync that applied something;
+       the time taken is when the benchmark saw the node's rules complete (so it is an upper
+       bound, by the polling interval);
+3. memory: the PSS (/proc/PID/smaps_rollup, so pages shared between processes count once in
+   the sum) of every process the run record holds, in all and per kind (hosts' shells, pause,
+   containers, each agent), and the agents of the workers (kubelet, kube-proxy, netpol and any
+   other agent on a worker) per worker.
+
+The baseline, measured in the same run: the same topology and N*P pods without any agent
+(`PodLab(topo).up()` + `run_pods` with spec.nodeName set, pods spread as the scheduler spreads
+them), its bring-up and pod times and its PSS. Run as root:
+
+    sudo .venv/bin/python bench/scale.py [--workers 10,50,100] [--pods 10] [--json FILE]
+
+Targets (issue 15): 100 workers x 10 pods Ready with kube-proxy synced in under 60 s; the
+agents' PSS per worker under 15 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+APP = "scale"
+LABELS = {"app": APP}
+TARGET_PORT = 9376   # the Service's targetPort; no other Service uses it, so the rules' DNAT
+SERVICE_PORT = 80    # targets at this port are exactly this Service's endpoints
+AGENT_KINDS_ON_WORKERS = ("kubelet", "kube-proxy", "netpol")
+
+
+# -- pure: arguments, PSS, the record's entries, the rules ---------------------------------------
+
+def parse_sizes(text: str, option: str) -> list[int]:
+    """"10,50,100" -> [10, 50, 100]; ValueError naming the option and the bad item."""
+    sizes = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"{option}: {item!r} is not a positive whole number (in {text!r})")
+        sizes.append(int(item))
+    return sizes
+
+
+def parse_pss(text: str) -> int:
+    """The Pss of a /proc/PID/smaps_rollup text, in kB; ValueError when it has none."""
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1]) * {"kB": 1, "mB": 1024}.get(fields[2] if len(fields) > 2 else "kB", 1)
+    raise ValueError("no Pss line in smaps_rollup")
+
+
+def kind_of(what: str) -> tuple[str, str]:
+    """(kind, node) of a run record entry's description: "pod NS/NAME pause" -> ("pause", ""),
+    "pod NS/NAME container C" -> ("container", ""), "KIND on NODE" -> (KIND, NODE) for an agent,
+    "ROLE NAME" (the hosts' shells: master, worker, gateway, client) -> ("host", NAME), the
+    process the agents are forked from -> ("zygote", "")."""
+    words = what.split()
+    if "zygote" in words:
+        return "zygote", ""
+    if len(words) >= 3 and words[0] == "pod":
+        return ("container", "") if words[2] == "container" else (words[2], "")
+    if len(words) == 3 and words[1] == "on":
+        return words[0], words[2]
+    if len(words) == 2 and words[0] in ("master", "worker", "gateway", "client", "router"):
+        return "host", words[1]
+    return "other", ""
+
+
+def memory_summary(entries: Iterable[tuple[str, int]], workers: set[str]) -> dict:
+    """PSS in kB from (record description, pss kB) pairs: the total, per kind, the agents in
+    all (the zygote among them), and the workers' agents (per kind and per worker)."""
+    total, by_kind, on_workers = 0, {}, {}
+    for what, pss in entries:
+        kind, node = kind_of(what)
+        total += pss
+        by_kind[kind] = by_kind.get(kind, 0) + pss
+        if node in workers and kind not in ("host", "other"):
+            on_workers[kind] = on_workers.get(kind, 0) + pss
+    agents = sum(v for k, v in by_kind.items() if k not in ("host", "pause", "container", "other"))
+    worker_agents = sum(on_workers.values())
+    return {"total": total, "by_kind": by_kind, "agents": agents,
+            "worker_agents": on_workers,
+            "per_worker": worker_agents / len(workers) if workers else 0.0}
+
+
+_TARGET = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3}):(\d+)\b")
+
+
+def dnat_targets(rules: str, port: int) -> set[str]:
+    """The IPv4 addresses a rules dump DNATs to at `port`: iptables-save's `-j DNAT
+    --to-destination IP:PORT`, nft's `dnat to IP:PORT` (other IP:PORT texts on those lines too,
+    which a dump has only as DNAT targets)."""
+    found = set()
+    for line in rules.splitlines():
+        if "DNAT" in line or "dnat to" in line:
+            found.update(ip for ip, p in _TARGET.findall(line) if int(p) == port)
+    return found
+
+
+def slice_addresses(slices: Iterable[dict]) -> tuple[set[str], int]:
+    """(the ready endpoints' addresses, how many endpoints in all) of EndpointSlices."""
+    ready, count = set(), 0
+    for s in slices:
+        for ep in s.get("endpoints") or []:
+            count += 1
+            if (ep.get("conditions") or {}).get("ready") is not False:
+                ready.update(ep.get("addresses") or [])
+    return ready, count
+
+
+# -- acting ---------------------------------------------------------------------------------------
+
+def topology(workers: int):
+    from testbed.spec.source import parse_documents
+    from testbed.spec.topology import build_topology
+
+    text = (f"name: scale{workers}\nmaster: master\n"
+            f"workers: [{', '.join(f'w{i}' for i in range(1, workers + 1))}]\n")
+    return build_topology(parse_documents(text, "<bench/scale.py>")[0])
+
+
+def container() -> dict:
+    return {"name": "main", "image": "registry.k8s.io/pause:3.9",
+            "ports": [{"containerPort": TARGET_PORT, "protocol": "TCP"}]}
+
+
+def workload(replicas: int) -> list[dict]:
+    return [{"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": APP, "namespace": "default", "labels": LABELS},
+             "spec": {"replicas": replicas, "selector": {"matchLabels": LABELS},
+                      "template": {"metadata": {"labels": LABELS},
+                                   "spec": {"containers": [container()]}}}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": APP, "namespace": "default", "labels": LABELS},
+             "spec": {"selector": LABELS,
+                      "ports": [{"port": SERVICE_PORT, "targetPort": TARGET_PORT, "protocol": "TCP"}]}}]
+
+
+def direct_pod(name: str, node: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": LABELS},
+            "spec": {"nodeName": node, "restartPolicy": "Always", "containers": [container()]}}
+
+
+def record_pss(record_dir: Path) -> list[tuple[str, int]]:
+    """(description, PSS kB) of every live process in the run record (agents, pods, hosts)."""
+    from testbed.emu.record import Record, alive
+
+    out = []
+    for entry in Record.load(record_dir).procs.values():
+        if not alive(entry.pid, entry.start):
+            continue
+        try:
+            out.append((entry.what, parse_pss(Path(f"/proc/{entry.pid}/smaps_rollup").read_text())))
+        except (OSError, ValueError):
+            continue   # ended meanwhile, or a kernel thread
+    return out
+
+
+def measure_direct(workers: int, per_node: int) -> dict:
+    from testbed.emu.podlab import PodLab
+
+    topo = topology(workers)
+    started = time.perf_counter()
+    lab = PodLab(topo).up()
+    try:
+        up = time.perf_counter() - started
+        manifests = [direct_pod(f"{APP}-{i}", f"w{i % workers + 1}") for i in range(workers * per_node)]
+        t0 = time.perf_counter()
+        lab.run_pods(manifests)
+        pods = time.perf_counter() - t0
+        memory = memory_summary(record_pss(lab.record.directory), {w.name for w in topo.workers})
+        return {"up": up, "pods": pods, "memory": memory}
+    finally:
+        lab.down()
+
+
+def rules_dump(mode: str, pid: int) -> str:
+    from testbed.net.run import ns_prefix
+
+    argv = {"iptables": ["iptables-save", "-t", "nat"],
+            "nftables": ["nft", "list", "table", "ip", "kube-proxy"]}[mode]
+    done = subprocess.run(ns_prefix(pid) + argv, capture_output=True, text=True, timeout=60)
+    return done.stdout if done.returncode == 0 else ""
+
+
+class SyncWatch:
+    """Which workers' kube-proxies have programmed exactly `wanted`: a node's rules are read
+    when its status file counts a sync not yet looked at (and once at the start)."""
+
+    def __init__(self, cluster, wanted: set[str]) -> None:
+        from testbed.emu import rundir
+
+        self.cluster, self.wanted, self.rundir = cluster, wanted, rundir
+        self.seen_syncs: dict[str, int] = {}
+        self.done: dict[str, float] = {}
+        self.reads = 0
+
+    def poll(self, t0: float) -> None:
+        cluster = self.cluster
+        for node in cluster.topo.workers:
+            if node.name in self.done:
+                continue
+            status = self.rundir.read_proxy_status(cluster.record.directory, node.name)
+            syncs = -1 if status is None else status.syncs
+            if self.seen_syncs.get(node.name) == syncs:
+                continue
+            self.reads += 1
+            have = dnat_targets(rules_dump(node.proxy_mode, cluster.network.pid(node.name)), TARGET_PORT)
+            if have == self.wanted:
+                self.done[node.name] = time.perf_counter() - t0
+            else:
+                self.seen_syncs[node.name] = syncs
+
+
+def measure_cluster(workers: int, per_node: int, timeout: float) -> dict:
+    from testbed.controllers.common import is_ready
+    from testbed.emu.cluster import Cluster
+
+    topo = topology(workers)
+    replicas = workers * per_node
+    started = time.perf_counter()
+    cluster = Cluster(topo).up()
+    try:
+        up = time.perf_counter() - started
+        client = cluster.client
+        t0 = time.perf_counter()
+        client.apply_all(workload(replicas))
+        marks: dict[str, float] = {}
+        watch: SyncWatch | None = None
+        while True:
+            now = time.perf_counter() - t0
+            if "ready" not in marks:
+                pods, _ = client.list("Pod", "default", selector=f"app={APP}")
+                if "created" not in marks and len(pods) >= replicas:
+                    marks["created"] = now
+                ready = [p for p in pods if is_ready(p)]
+                if len(ready) >= replicas:
+                    marks["ready"] = now
+                    pod_ips = {p["status"]["podIP"] for p in ready}
+            if "ready" in marks and "slices" not in marks:
+                slices, _ = client.list("EndpointSlice", "default",
+                                        selector=f"kubernetes.io/service-name={APP}")
+                addresses, count = slice_addresses(slices)
+                if addresses == pod_ips and count == replicas:
+                    marks["slices"] = time.perf_counter() - t0
+                    watch = SyncWatch(cluster, pod_ips)
+            if watch is not None:
+                watch.poll(t0)
+                if len(watch.done) == workers:
+                    marks["synced"] = max(watch.done.values())
+                    marks["first_synced"] = min(watch.done.values())
+                    break
+            if now > timeout:
+                raise TimeoutError(f"{workers} workers: not ready and synced after {timeout:g} s "
+                                   f"(reached: {', '.join(marks) or 'nothing'}; synced nodes: "
+                                   f"{len(watch.done) if watch else 0}/{workers})")
+            time.sleep(0.1)
+        memory = memory_summary(record_pss(cluster.record.directory), {w.name for w in topo.workers})
+        modes = sorted({f"proxy {w.proxy_mode}, policy {w.policy_mode}" for w in topo.workers})
+        return {"up": up, "timings": dict(cluster.timings), **marks, "rule_reads": watch.reads,
+                "memory": memory, "modes": modes, "routing": topo.pod_network.routing}
+    finally:
+        cluster.down()
+
+
+def mb(kb: float) -> str:
+    return f"{kb / 1024:8.1f}"
+
+
+def report(n: int, per_node: int, base: dict, run: dict) -> None:
+    r = n * per_node
+    mem, bmem = run["memory"], base["memory"]
+    print(f"\n{n} workers x {per_node} pods = {r} pods ({'; '.join(run['modes'])}; routing {run['routing']})")
+    print("                                                    with agents   without (baseline)")
+    print(f"  cluster up (s)                                    {run['up']:>10.2f}   {base['up']:>10.2f}")
+    print(f"  pods: Deployment applied -> all created (s)       {run['created']:>10.2f}")
+    print(f"  pods: -> all Ready (s)                            {run['ready']:>10.2f}   {base['pods']:>10.2f}"
+          "  (run_pods)")
+    print(f"  pods: -> EndpointSlices hold all {r:<5} (s)        {run['slices']:>10.2f}")
+    print(f"  pods: -> first worker's kube-proxy synced (s)     {run['first_synced']:>10.2f}")
+    print(f"  pods: -> every worker's kube-proxy synced (s)     {run['synced']:>10.2f}   "
+          f"({run['synced'] / base['pods']:.1f}x baseline; {run['rule_reads']} rule dumps)")
+    print(f"  memory PSS, all processes (MB)                    {mb(mem['total']):>10}   {mb(bmem['total']):>10}")
+    for kind in sorted(set(mem["by_kind"]) | set(bmem["by_kind"])):
+        print(f"    {kind:<46}  {mb(mem['by_kind'].get(kind, 0)):>10}   {mb(bmem['by_kind'].get(kind, 0)):>10}")
+    print(f"  agents in all (MB)                                {mb(mem['agents']):>10}")
+    print(f"  workers' agents per worker (MB)                   {mb(mem['per_worker']):>10}   ("
+          + ", ".join(f"{k} {v / n / 1024:.1f}" for k, v in sorted(mem["worker_agents"].items())) + ")")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="10,50,100", help="cluster sizes, comma-separated")
+    parser.add_argument("--pods", default="10", help="pods per worker")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait per size")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the cluster without agents")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args()
+    try:
+        sizes = parse_sizes(args.workers, "--workers")
+        pods = parse_sizes(args.pods, "--pods")
+        if len(pods) != 1:
+            raise ValueError(f"--pods: one number of pods per worker, not {args.pods!r}")
+        per_node = pods[0]
+    except ValueError as err:
+        print(f"bench/scale.py: {err}", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("bench/scale.py builds namespaces: run it as root", file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl-C, through the finally clauses that tear the cluster down.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    results = []
+    try:
+        for n in sizes:
+            base = ({"up": 0.0, "pods": float("nan"), "memory": memory_summary([], set())}
+                    if args.no_baseline else measure_direct(n, per_node))
+            run = measure_cluster(n, per_node, args.timeout)
+            report(n, per_node, base, run)
+            results.append({"workers": n, "pods_per_worker": per_node, "baseline": base, "cluster": run})
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
+    except KeyboardInterrupt:
+        print("interrupted: torn down", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

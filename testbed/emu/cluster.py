@@ -31,12 +31,13 @@ from testbed.apiclient.client import Client
 from testbed.controllers.common import is_ready
 from testbed.emu import access, rundir
 from testbed.emu.addons import dns_addon
-from testbed.emu.controlplane import ControlPlane
+from testbed.emu.controlplane import ROOT, ControlPlane
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.pods import declared_tcp_ports, wait_listening
 from testbed.emu.record import Record
 from testbed.emu.rundir import container_logs, kubelet_ps_state, pod_directory
 from testbed.emu.shield import shielded
+from testbed.emu.zygote import Zygote
 from testbed.net.forward import UnixForwarder
 from testbed.spec.topology import Topology, topology_to_dict
 
@@ -88,6 +89,7 @@ class Cluster:
         self.record: Record | None = None
         self.network: ClusterNetwork | None = None
         self.cp: ControlPlane | None = None
+        self.zygote: Zygote | None = None
         self.timings: dict[str, float] = {}
         self.partitions: list[list[str]] = []   # iptables rules a partition fault inserted
         self.partition_groups: list[list[list[str]]] = []   # the groups of each partition fault
@@ -99,7 +101,8 @@ class Cluster:
     # -- life -------------------------------------------------------------------------------
 
     def up(self) -> Cluster:
-        steps = [("record", self._make_record), ("network", self._build_network),
+        steps = [("record", self._make_record), ("zygote", self._start_zygote),
+                 ("network", self._build_network),
                  ("control plane", self._start_control_plane), ("access", self._open_access)]
         try:
             for name, step in steps:
@@ -131,6 +134,12 @@ class Cluster:
                                                   self.forwarder.url)
         rundir.write_cluster_info(self.record.directory, self.info())
 
+    def _start_zygote(self) -> None:
+        """The agents' zygote (emu/zygote.py), started first: it imports while the network is
+        built."""
+        self.zygote = Zygote.start(ROOT)
+        self.record.add_process(self.zygote.pid, "the agents' zygote")
+
     def _build_network(self) -> None:
         self.progress(f"building {self.topo.name}: master, gateway, {len(self.topo.workers)} workers, "
                       f"{len(self.topo.clients)} clients")
@@ -138,7 +147,7 @@ class Cluster:
         self.network.build()
 
     def _start_control_plane(self) -> None:
-        self.cp = ControlPlane(self.topo, self.network, self.record, self.progress)
+        self.cp = ControlPlane(self.topo, self.network, self.record, self.progress, self.zygote)
         self.cp.start()
         self.progress("waiting for cluster DNS")
         self.wait_ready(dns_addon(self.topo, self.cp.api), timeout=60)
@@ -166,8 +175,12 @@ class Cluster:
             self.forwarder.stop()
             self.forwarder = None
         if self.cp is not None:
-            self.cp.stop()
+            self.cp.stop()   # the zygote too
             self.cp = None
+        elif self.zygote is not None and self.record is not None:   # up() failed before
+            self.zygote.close()
+            self.record.forget(self.zygote.pid)
+        self.zygote = None
         if self.record is not None:
             # Agents appended what they started (pods) to the record file: read it back whole.
             self.record = Record.load(self.record.directory, self.record)

@@ -40,10 +40,12 @@ from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
 from testbed.emu.routingagents import Router
 from testbed.emu.rundir import SavedPod, sandboxes
+from testbed.emu.zygote import Zygote
 from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
 API_PORT = 6443
+ROOT = Path(__file__).resolve().parents[2]   # the agents' working directory
 # What the NetworkPolicy agents watch: a write of one of these is enforced once every running
 # agent reports a resourceVersion at least the write's.
 POLICY_KINDS = ("Pod", "Namespace", "NetworkPolicy")
@@ -79,8 +81,10 @@ class Agent:
 
 
 class ControlPlane:
-    def __init__(self, topo: Topology, network: ClusterNetwork, record: Record, progress):
+    def __init__(self, topo: Topology, network: ClusterNetwork, record: Record, progress,
+                 zygote: Zygote | None = None):
         self.topo = topo
+        self.zygote = zygote   # forks the Python agents (emu/zygote.py); None: each its own python
         self.network = network
         self.record = record
         self.progress = progress
@@ -141,17 +145,26 @@ class ControlPlane:
             rundir.netpol_directory(self.record.directory, node.name).mkdir(parents=True, exist_ok=True)
         if kind in routingagents.KINDS:
             routingagents.prepare(self.topo, kind, node.name, self.record.directory)
-        pid = self.network.pid(node.name)
-        command = agent.argv if kind in routingagents.COMMANDS else [sys.executable, "-m", *agent.argv]
-        with open(rundir.agent_log(self.record.directory, agent.name), "ab") as log:
-            proc = subprocess.Popen(ns_prefix(pid) + command,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=Path(__file__).resolve().parents[2])
-        entry = self.record.add_process(proc.pid, f"{kind} on {node.name}", netns=self.record.procs[pid].netns)
-        agent.pid, agent.start = proc.pid, entry.start
-        self._popen[proc.pid] = proc
+        netns = self.network.pid(node.name)
+        log = rundir.agent_log(self.record.directory, agent.name)
+        if kind in routingagents.COMMANDS:
+            pid = self._popen_agent(ns_prefix(netns) + agent.argv, log)
+        elif self.zygote is not None and self.zygote.alive():
+            pid = self.zygote.spawn(agent.argv[0], agent.argv[1:], netns, log, ROOT)
+        else:
+            pid = self._popen_agent(ns_prefix(netns) + [sys.executable, "-m", *agent.argv], log)
+        entry = self.record.add_process(pid, f"{kind} on {node.name}", netns=self.record.procs[netns].netns)
+        agent.pid, agent.start = pid, entry.start
         self.agents[agent.name] = agent
         return agent
+
+    def _popen_agent(self, command: list[str], log: Path) -> int:
+        """Start a program as an agent (bird; any agent when there is no zygote); its pid."""
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        self._popen[proc.pid] = proc
+        return proc.pid
 
     def kill(self, kind: str, node: str, grace: float = 2.0) -> None:
         """End one agent (SIGTERM, SIGKILL after `grace`); what it set up stays, as on a real node."""
@@ -427,12 +440,14 @@ class ControlPlane:
             time.sleep(interval)
 
     def stop(self) -> None:
-        """End the agents (the pods are ended by the cluster from the record)."""
-        for name in list(self.agents):
-            agent = self.agents[name]
-            if agent.running():
-                entry = self.record.procs.get(agent.pid)
-                end_processes([entry] if entry else [], 2.0, scan_namespaces=False)
+        """End the agents, all at once, and the zygote (the pods are ended by the cluster from
+        the record)."""
+        entries = [self.record.procs[a.pid] for a in self.agents.values()
+                   if a.running() and a.pid in self.record.procs]
+        end_processes(entries, 2.0, scan_namespaces=False)
+        if self.zygote is not None:
+            self.zygote.close()
+            self.record.forget(self.zygote.pid)
         for proc in self._popen.values():
             if proc.poll() is None:
                 proc.kill()

@@ -121,7 +121,8 @@ class ControllerManager:
         for c in self.controllers:
             c.dirty.set()
         for thread in self._threads:
-            thread.join(timeout=5)
+            if thread.name != "controller-watch":   # it only reads, and may wait 0.5 s more
+                thread.join(timeout=5)
         for c in self.controllers:
             if c.recorder is not None:
                 c.recorder.stop()

@@ -44,7 +44,8 @@ PRELOAD = (
     "testbed.agents.apiserver", "testbed.agents.kubelet", "testbed.agents.kube_proxy",
     "testbed.agents.netpol", "testbed.agents.cloud", "testbed.agents.flanneld",
     "testbed.apiclient", "testbed.proxy.nftables", "testbed.netpol.iptables",
-    "testbed.netpol.nftables", "testbed.emu.cninet",
+    "testbed.netpol.nftables", "testbed.emu.cninet", "testbed.agents.controllers",
+    "testbed.agents.streaming.emulated", "testbed.net.netfilter", "encodings.idna",
 )
 ROOM = 2048          # bytes of command line a child may show
 CLONE_NEWNET = 0x40000000
@@ -184,6 +185,7 @@ def _set_title(title: str) -> None:
 def _child(request: dict, requests_fd: int, answers_fd: int, setns) -> int:
     """In the forked child: become the agent; its exit status."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    gc.enable()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)   # as in any Python program
@@ -223,10 +225,10 @@ def _child(request: dict, requests_fd: int, answers_fd: int, setns) -> int:
 def serve(requests_fd: int = 0, answers_fd: int = 1) -> int:
     """Import, then fork an agent per request until the input closes. Returns in a child too,
     with the agent's exit status, so that the interpreter ends it as it ends any program."""
+    gc.disable()   # no collection frees holes in the imported objects' pages for children to fill
     for name in PRELOAD:
         importlib.import_module(name)
     setns = ctypes.CDLL(None, use_errno=True).setns
-    gc.collect()
     gc.freeze()   # what is imported stays out of the children's collections: its pages stay shared
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # its owner ends it

@@ -26,6 +26,7 @@ After the agents, the cluster DNS add-on is applied through the API like any wor
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -33,9 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.apiclient.client import ApiError, Client
+from testbed.apiclient.client import ApiError, Client, Expired
 from testbed.emu import routingagents, rundir
 from testbed.emu.addons import dns_addon
+from testbed.emu.filewatch import DirWatch
 from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
 from testbed.emu.routingagents import Router
@@ -57,6 +59,11 @@ STATUS_READERS = {"kube-proxy": rundir.read_proxy_status, "netpol": rundir.read_
 
 class ControlPlaneError(RuntimeError):
     pass
+
+
+def _node_ready(node: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions", []))
 
 
 def has_netpol(node: NodeSpec) -> bool:
@@ -186,7 +193,7 @@ class ControlPlane:
         """Wait until a (re)started agent is serving: the API server answers; a NetworkPolicy
         agent has reported a sync of its own; any other agent has not died at start."""
         if agent.kind == "apiserver":
-            self.wait(self._api_up, timeout, "the API server to answer")
+            self.wait(self._api_up, timeout, "the API server to answer", interval=0.02)
         elif agent.kind == "netpol":
             self.wait_netpol([agent.node], timeout)
         elif agent.kind == "flanneld":
@@ -202,7 +209,7 @@ class ControlPlane:
         master = self.topo.master
         self.progress(f"starting the API server on {master.name} ({master.address}:{API_PORT})")
         self.start_agent("apiserver", master)
-        self.wait(lambda: self._api_up(), timeout, "the API server to answer")
+        self.wait(lambda: self._api_up(), timeout, "the API server to answer", interval=0.01)
         policed = [node for node in self.topo.workers if has_netpol(node)]
         agents = "kubelet, kube-proxy and the NetworkPolicy agent" if policed else "kubelet and kube-proxy"
         self.progress(f"starting {agents} on {len(self.topo.workers)} workers")
@@ -214,11 +221,19 @@ class ControlPlane:
             # After kube-proxy's first sync: it puts its KUBE-FORWARD jump first in FORWARD
             # when the jump is missing, and that chain accepts marked (NodePort, hairpin)
             # traffic; the policy agent's jump must come before it, so it is inserted after.
-            self.wait(lambda: all(self._proxy_synced(n.name) for n in policed), timeout,
-                      "kube-proxy's first sync on every worker")
-            for node in policed:
-                self.start_agent("netpol", node)
-        self.wait(self._nodes_ready, timeout, "every worker's kubelet to register its Node")
+            # Each node's agent starts as soon as its own kube-proxy has synced.
+            waiting = list(policed)
+
+            def started() -> bool:
+                for node in [n for n in waiting if self._proxy_synced(n.name)]:
+                    self.start_agent("netpol", node)
+                    waiting.remove(node)
+                return not waiting
+
+            self.wait(started, timeout, lambda: "kube-proxy's first sync on "
+                      + ", ".join(n.name for n in waiting),
+                      dirs=[rundir.proxy_directory(self.record.directory, n.name) for n in policed])
+        self.wait_nodes_ready(timeout)
         self._wait_routing(timeout)
         if policed:
             self.progress("waiting for the NetworkPolicy agents' first sync")
@@ -232,6 +247,39 @@ class ControlPlane:
             from testbed.emu.addons import ingress_nginx_addon
             self.progress("applying the ingress-nginx add-on")
             self.client.apply_all(ingress_nginx_addon(self.topo, self.api))
+
+    def wait_nodes_ready(self, timeout: float) -> None:
+        """Wait until every worker's Node is Ready, watching the Nodes (and checking that the
+        kubelets live at least every second)."""
+        workers = {w.name for w in self.topo.workers}
+        deadline = time.monotonic() + timeout
+        ready: set[str] = set()
+        rv = None
+        while True:
+            for name in sorted(workers):
+                self._check_alive("kubelet", name)
+            if rv is None:
+                nodes, rv = self.client.list("Node")
+                ready = {n["metadata"]["name"] for n in nodes if _node_ready(n)}
+            if workers <= ready:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ControlPlaneError(f"timed out after {timeout:g}s waiting for every worker's "
+                                        f"kubelet to register its Node (not Ready: "
+                                        f"{', '.join(sorted(workers - ready))})")
+            try:
+                for kind, node in self.client.watch("Node", since=rv, timeout=min(left, 1)):
+                    rv = node["metadata"]["resourceVersion"]
+                    name = node["metadata"]["name"]
+                    if kind != "DELETED" and _node_ready(node):
+                        ready.add(name)
+                    else:
+                        ready.discard(name)
+                    if workers <= ready:
+                        break
+            except Expired:
+                rv = None   # list again
 
     # -- routing agents (flanneld, bird) ------------------------------------------------------
 
@@ -277,7 +325,8 @@ class ControlPlane:
             return "flanneld on " + "; ".join(f"{n}: {why}" for n, why in behind.items()) + "".join(
                 self._log_end(f"flanneld-{n}") for n in behind)
 
-        self.wait(done, timeout, what, interval)
+        self.wait(done, timeout, what, interval,
+                  dirs=[rundir.flanneld_directory(self.record.directory, n) for n in nodes])
 
     def wait_bgp(self, timeout: float, host: str | None = None, interval: float = 0.2) -> None:
         """Wait until the gateway's kernel holds the route bird learned to the pod CIDR of each
@@ -314,15 +363,6 @@ class ControlPlane:
             return True
         except (ApiError, OSError):
             return False
-
-    def _nodes_ready(self) -> bool:
-        for node in self.topo.workers:
-            self._check_alive("kubelet", node.name)
-        nodes, _ = self.client.list("Node")
-        ready = {n["metadata"]["name"] for n in nodes
-                 if any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (n.get("status") or {}).get("conditions", []))}
-        return all(w.name in ready for w in self.topo.workers)
 
     def _own_status(self, kind: str, node: str):
         """The status file of the running `kind` agent of `node` when that very process wrote
@@ -396,7 +436,7 @@ class ControlPlane:
 
         self.wait(done, timeout, lambda: f"the NetworkPolicy agent on {', '.join(waiting)} to "
                                          "report a sync" + "".join(map(self._netpol_why, waiting)),
-                  interval)
+                  interval, dirs=[rundir.netpol_directory(self.record.directory, n) for n in nodes])
 
     def _netpol_why(self, node: str) -> str:
         """What a NetworkPolicy agent left to go by: its status file and the end of its log."""
@@ -427,17 +467,23 @@ class ControlPlane:
             raise ControlPlaneError(f"{kind} on {node} exited:\n  " + "\n  ".join(tail))
 
     def wait(self, check, timeout: float, what: str | Callable[[], str],
-             interval: float = 0.1) -> None:
+             interval: float = 0.1, dirs: list[Path] | None = None) -> None:
         """Poll `check` until true; ControlPlaneError naming `what` (text, or made when it is
-        needed) after `timeout` seconds."""
+        needed) after `timeout` seconds. With `dirs` (the agents' state directories), `check`
+        runs again as soon as a file is written there, and at least every `interval`."""
         deadline = time.monotonic() + timeout
-        while True:
-            if check():
-                return
-            if time.monotonic() > deadline:
-                what = what() if callable(what) else what
-                raise ControlPlaneError(f"timed out after {timeout:g}s waiting for {what}")
-            time.sleep(interval)
+        with DirWatch(dirs or []) if dirs else contextlib.nullcontext() as changes:
+            while True:
+                if check():
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    what = what() if callable(what) else what
+                    raise ControlPlaneError(f"timed out after {timeout:g}s waiting for {what}")
+                if changes is not None:
+                    changes.wait(min(interval, left))
+                else:
+                    time.sleep(min(interval, left))
 
     def stop(self) -> None:
         """End the agents, all at once, and the zygote (the pods are ended by the cluster from

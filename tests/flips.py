@@ -143,6 +143,13 @@ REGISTRY: list[Decision] = [
         'refs and refs[0].get("uid") not in uids']),
     # -- the kubelet's plan ----------------------------------------------------------------------
     Decision("testbed.node.kubeletplan", "ProbeTracker.due", [K], main=ALL),
+    Decision("testbed.node.kubeletplan", "ProbeTracker.next_run", [K], main=ALL),
+    Decision("testbed.node.kubeletplan", "ProbeTracker.begin", [K], main=ALL),
+    Decision("testbed.node.kubeletplan", "ProbeTracker.carry", [K]),
+    Decision("testbed.node.kubeletplan", "probe_sleep", [K], main=ALL),
+    Decision("testbed.node.kubeletplan", "next_due", [K], main=ALL),
+    Decision("testbed.node.kubeletplan", "ContainerTrack.container_started", [K]),
+    Decision("testbed.node.kubeletplan", "ContainerTrack.probers", [K]),
     Decision("testbed.node.kubeletplan", "ProbeTracker.record", [K, F], main=[
         "successThreshold", "failureThreshold"]),
     Decision("testbed.node.kubeletplan", "ContainerTrack.fresh", [K]),

@@ -66,6 +66,7 @@ from testbed.spec.topology import CNI_BIN_DIR, POD_NETWORK_PLUGINS
 log = logging.getLogger("kubelet")
 
 HEARTBEAT = 5.0
+SYNC_PERIOD = 0.5   # the loop's longest wait for an event before it syncs anyway
 NODE_STATUS_UPDATE_RETRY = 5   # upstream kubelet: nodeStatusUpdateRetry
 LEASE_DURATION = 40          # seconds (the kubelet's nodeLeaseDurationSeconds default)
 LEASE_RENEW = LEASE_DURATION / 4  # upstream renews every quarter of the duration
@@ -277,11 +278,17 @@ class Kubelet:
                 log.warning("API: %s", err)
             except Exception:
                 log.exception("sync failed")
-            self.wake.wait(0.5)
+            self.wake.wait(self.pause())
             self.wake.clear()
         self.informer.stop()
         self.probes.shutdown(wait=False, cancel_futures=True)
         self.events.stop()
+
+    def pause(self) -> float:
+        """How long the loop waits for an event: until the next probe tick or back-off end
+        (PodSync.next_due), at most SYNC_PERIOD."""
+        due = self.pods.next_due()
+        return SYNC_PERIOD if due is None else min(SYNC_PERIOD, max(0.0, due - time.time()))
 
     def check_adopted(self) -> None:
         """CHECK of the pods a previous kubelet attached and this one adopted: a plugin that

@@ -14,6 +14,7 @@ through its owner, emu/rundir.py.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -46,10 +47,12 @@ from testbed.node.kubeletplan import (
     created,
     creation_failure,
     needs_report,
+    next_due,
     observation,
     plan,
     plan_adoption,
     plan_containers,
+    probe_sleep,
 )
 
 log = logging.getLogger("kubelet")
@@ -115,13 +118,16 @@ class PodSync:
     """The kubelet's pods on one node: local state, planned by kubeletplan, applied here."""
 
     def __init__(self, runtime: Runtime, api: KubeletApi, run_dir: Path, node: str, host_ip: str,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random,
+                 started: float | None = None):
         self.runtime = runtime
         self.api = api
         self.run_dir = Path(run_dir)
         self.node = node
         self.host_ip = host_ip
         self.clock = clock
+        self.jitter = jitter   # a fraction in [0, 1): the probe workers' first sleep (probe_sleep)
+        self.started = clock() if started is None else started   # the kubelet's start
         self.local = LocalState()
         self.changed = False
         self._adopting: tuple[dict[str, SavedPod], dict[str, object]] = ({}, {})
@@ -139,6 +145,10 @@ class PodSync:
         self.apply(plan(list(desired), self.local, self.clock()))
         if self.changed:
             self.save()
+
+    def next_due(self) -> float | None:
+        """When the next sync has something due that no event announces (kubeletplan.next_due)."""
+        return next_due(self.local, self.clock())
 
     def apply(self, actions: Iterable[Action]) -> None:
         """Each action, then at once the actions it leads to."""
@@ -169,7 +179,13 @@ class PodSync:
 
     # -- one handler per action -------------------------------------------------------------
 
+    def _begin_probes(self, pod: LocalPod, at: float) -> None:
+        """The pod's probe workers start (kubeletplan.ProbeTracker's timing)."""
+        for track in pod.tracks.values():
+            track.begin(at, lambda period: probe_sleep(period, at - self.started, self.jitter()))
+
     def _create(self, a: CreatePod) -> list[Action]:
+        first_sync = self.clock()   # upstream's probe workers start before the sandbox does
         try:
             handle = self.runtime.run_pod(a.manifest)
         except PodFailed as err:
@@ -183,11 +199,15 @@ class PodSync:
             return []
         self.local.retries.pop(a.uid, None)
         pod = self.local.pods[a.uid] = LocalPod(a.uid, a.manifest, handle)
+        self._begin_probes(pod, first_sync)
         for note in a.started:
             self.api.record(note)
         pod.seen = self.runtime.observe(handle)
+        now = self.clock()
+        for track in pod.tracks.values():
+            track.container_started(now)
         log.info("started pod %s at %s", pod.key, pod.seen.ip)
-        return created(pod, self.clock())
+        return created(pod, now)
 
     def _stop_pod(self, a: StopPod) -> None:
         pod = self.local.pods[a.uid]
@@ -216,6 +236,7 @@ class PodSync:
         # A restarted container starts over: not ready until its probes say so again.
         track = pod.tracks[a.name] = ContainerTrack.fresh(spec, pod.tracks[a.name])
         track.backoff, track.backoff_until = a.backoff, a.backoff_until
+        track.container_started(self.clock())
         pod.seen = self.runtime.observe(pod.handle)
         seen = pod.seen.containers.get(a.name)
         log.info("restarted container %s of %s (restart %d)", a.name, pod.key,
@@ -268,6 +289,10 @@ class PodSync:
     def _adopt(self, a: AdoptPod) -> None:
         saved, handles = self._adopting
         pod = self.local.pods[a.uid] = LocalPod(a.uid, saved[a.uid].manifest, handles[a.uid])
+        now = self.clock()
+        self._begin_probes(pod, now)
+        for track in pod.tracks.values():   # found running, not Ready: probed once its worker woke
+            track.container_started(now)
         log.info("adopted pod %s (pause %s)", pod.key, saved[a.uid].pause_pid)
 
     def _clean_up(self, a: CleanUpPod) -> None:

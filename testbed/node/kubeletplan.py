@@ -36,7 +36,7 @@ Unhealthy, Failed; the container as fieldPath).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
@@ -66,9 +66,23 @@ PROBE_KINDS = ("liveness", "readiness")   # the order probes are planned in
 
 @dataclass
 class ProbeTracker:
-    """Consecutive results of one probe of one container, and the verdict they add up to:
-    initialDelaySeconds after the container started, every periodSeconds, a verdict only after
-    successThreshold successes or failureThreshold failures in a row."""
+    """Consecutive results of one probe of one container, the verdict they add up to, and when
+    it runs, as upstream's probe worker (pkg/kubelet/prober/worker.go) runs it.
+
+    Verdict: initialDelaySeconds after the container started, a verdict only after
+    successThreshold successes or failureThreshold failures in a row.
+
+    Timing: the worker begins when the kubelet first syncs the pod (`begin`); from then it
+    ticks every periodSeconds, whatever the container's restarts. Upstream's worker first
+    sleeps a random part of the period when the kubelet started less than a period before
+    (to spread the probes of the pods a restarted kubelet finds), its ticks counting from after
+    that sleep (`probe_sleep` decides). A readiness probe also runs at once when the kubelet
+    computes the status of its container running but not yet Ready (prober_manager.go's
+    UpdatePodStatus, "trigger an immediate run"): here when the kubelet has just started the
+    container (`trigger_at`), as upstream's kubelet does once it sees it started; a trigger
+    within the initial delay is dropped, as upstream's worker drops it. Upstream's readiness
+    worker is triggered once more when its initial Failure is recorded; that second
+    back-to-back attempt is not repeated here."""
 
     probe: dict
     result: bool | None = None        # None until a threshold was reached
@@ -76,16 +90,48 @@ class ProbeTracker:
     failures: int = 0
     last_run: float = 0.0
     message: str = ""
+    anchor: float | None = None       # the worker's ticks count from here; None: not begun
+    next_tick: float = 0.0
+    trigger_at: float | None = None   # an immediate (readiness) run asked for at this time
+
+    @property
+    def period(self) -> float:
+        return float(self.probe.get("periodSeconds", 10))
+
+    def begin(self, at: float, sleep: float = 0.0) -> None:
+        """The worker starts at `at` (the pod's first sync here) after sleeping `sleep`. Its
+        first look, at once after the sleep, finds the container only when it slept: the
+        pod's containers start after the worker does."""
+        self.anchor = at + sleep
+        self.next_tick = self.anchor if sleep > 0 else self.anchor + self.period
+
+    def carry(self, previous: ProbeTracker | None) -> None:
+        """A restarted container keeps its worker, so its ticks go on as they were."""
+        if previous is not None and previous.anchor is not None:
+            self.anchor, self.next_tick = previous.anchor, previous.next_tick
+
+    def next_run(self, container_started: float) -> float:
+        """When this probe is due next (for a container running since `container_started`)."""
+        delay_over = container_started + self.probe.get("initialDelaySeconds", 0)
+        if self.anchor is None:   # never begun: due at once (past the initial delay)
+            return delay_over
+        earliest = max(self.anchor, delay_over)
+        if self.trigger_at is not None and self.trigger_at >= delay_over:
+            return earliest
+        return max(earliest, self.next_tick)
 
     def due(self, container_started: float, now: float) -> bool:
-        if now < container_started + self.probe.get("initialDelaySeconds", 0):
-            return False
-        return now >= self.last_run + self.probe.get("periodSeconds", 10)
+        return now >= self.next_run(container_started)
 
     def record(self, ok: bool, message: str, now: float) -> bool:
         """Count one attempt; True when the verdict changed."""
         self.last_run = now
         self.message = message
+        self.trigger_at = None
+        if self.anchor is None:
+            self.begin(now)
+        elif now >= self.next_tick:   # ticks missed while busy are dropped, as Go's ticker does
+            self.next_tick = self.anchor + (int((now - self.anchor) // self.period) + 1) * self.period
         before = self.result
         if ok:
             self.successes, self.failures = self.successes + 1, 0
@@ -96,6 +142,12 @@ class ProbeTracker:
             if self.failures >= self.probe.get("failureThreshold", 3):
                 self.result = False
         return self.result != before
+
+
+def probe_sleep(period: float, kubelet_age: float, fraction: float) -> float:
+    """How long a new probe worker sleeps before its first look (worker.go's run): a random
+    `fraction` of its period when the kubelet started less than a period ago, else none."""
+    return fraction * period if kubelet_age < period else 0.0
 
 
 @dataclass
@@ -114,14 +166,32 @@ class ContainerTrack:
 
     @classmethod
     def fresh(cls, spec: dict, previous: ContainerTrack | None = None) -> ContainerTrack:
-        """A container (re)started: new probe trackers (not ready until probed again), the
-        back-off and last exit carried over from `previous`."""
+        """A container (re)started: new probe trackers (not ready until probed again) on the
+        old trackers' ticks, the back-off and last exit carried over from `previous`."""
         track = cls(ProbeTracker(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
                     ProbeTracker(spec["livenessProbe"]) if spec.get("livenessProbe") else None)
         if previous is not None:
             track.backoff, track.backoff_until = previous.backoff, previous.backoff_until
             track.last_exit, track.last_exit_known = previous.last_exit, previous.last_exit_known
+            for kind in PROBE_KINDS:
+                if (tracker := getattr(track, kind)) is not None:
+                    tracker.carry(getattr(previous, kind))
         return track
+
+    def probers(self) -> list[ProbeTracker]:
+        return [t for t in (self.liveness, self.readiness) if t is not None]
+
+    def begin(self, at: float, sleep: Callable[[float], float]) -> None:
+        """The probe workers start (the pod's first sync here, at `at`); `sleep(period)` is
+        how long each sleeps first (probe_sleep)."""
+        for tracker in self.probers():
+            tracker.begin(at, sleep(tracker.period))
+
+    def container_started(self, now: float) -> None:
+        """The kubelet has just started (or found running) the container, not yet Ready: its
+        readiness probe is asked to run at once."""
+        if self.readiness is not None:
+            self.readiness.trigger_at = now
 
 
 @dataclass(frozen=True)
@@ -430,6 +500,24 @@ def plan_containers(pod: LocalPod, now: float, only: Iterable[str] | None = None
     if due:
         actions.append(RunProbes(pod.uid, tuple(due), now))
     return actions
+
+
+def next_due(local: LocalState, now: float) -> float | None:
+    """The earliest time after `now` a sync has something to do that no event announces: a
+    probe of a running container, the end of a restart back-off, a failed creation's retry
+    (None: nothing). The kubelet sleeps until then (or an event, or its sync period) rather
+    than a whole sync period, so that a probe runs on its tick."""
+    times = [retry.at for retry in local.retries.values()]
+    for pod in local.pods.values():
+        for name, seen in (pod.seen.containers.items() if pod.seen else ()):
+            track = pod.tracks.get(name)
+            if track is None:
+                continue
+            if not seen.running:
+                times.append(track.backoff_until)
+            elif seen.started_at is not None:
+                times += [t.next_run(seen.started_at) for t in track.probers()]
+    return min((t for t in times if t > now), default=None)
 
 
 def _restart(pod: LocalPod, name: str, track: ContainerTrack, policy: str, last_exit: int | None,

@@ -35,10 +35,12 @@ from testbed.node.kubeletplan import (
     creation_failure,
     liveness_grace,
     needs_report,
+    next_due,
     observation,
     plan,
     plan_adoption,
     plan_containers,
+    probe_sleep,
     should_create,
     teardown_grace,
 )
@@ -250,6 +252,55 @@ def test_probes_are_due_after_the_initial_delay_then_every_period():
     pod.tracks["c"].readiness.record(True, "ok", NOW + 5)
     assert plan_containers(pod, NOW + 14.9) == []
     assert of(RunProbes, plan_containers(pod, NOW + 15))
+
+
+def test_a_worker_ticks_from_its_start_and_drops_ticks_it_missed():
+    pod = running(probed(liveness={"periodSeconds": 10}), started=NOW)
+    pod.tracks["c"].begin(NOW - 0.2, lambda period: 0.0)   # the pod's first sync, then the start
+    tracker = pod.tracks["c"].liveness
+    assert plan_containers(pod, NOW) == []              # liveness waits for the first tick
+    assert next_due(LocalState({"u-1": pod}), NOW) == NOW + 9.8
+    assert of(RunProbes, plan_containers(pod, NOW + 9.8))
+    tracker.record(True, "ok", NOW + 35)                # late: the ticks at +19.8 and +29.8 went by
+    assert tracker.next_tick == NOW + 39.8
+
+
+def test_readiness_is_triggered_by_the_start_unless_the_initial_delay_holds_it():
+    now_spec = probed(readiness={"periodSeconds": 10})
+    pod = running(now_spec, started=NOW)
+    pod.tracks["c"].begin(NOW, lambda period: 0.0)
+    assert plan_containers(pod, NOW) == []
+    pod.tracks["c"].container_started(NOW)
+    assert plan_containers(pod, NOW) == [RunProbes("u-1", (("c", "readiness"),), NOW)]
+    late = running(probed(readiness={"periodSeconds": 10, "initialDelaySeconds": 3}), started=NOW)
+    late.tracks["c"].begin(NOW, lambda period: 0.0)
+    late.tracks["c"].container_started(NOW)
+    assert plan_containers(late, NOW + 3) == []         # dropped during the delay: the tick then
+    assert of(RunProbes, plan_containers(late, NOW + 10))
+
+
+@pytest.mark.parametrize("age,sleep", [(0.0, 2.5), (9.9, 2.5), (10.0, 0.0), (60.0, 0.0)])
+def test_only_a_kubelet_younger_than_the_period_sleeps_first(age, sleep):
+    assert probe_sleep(10.0, age, 0.25) == sleep
+
+
+def test_a_restarted_container_keeps_its_workers_ticks():
+    spec = {"name": "c", "readinessProbe": {"periodSeconds": 5}}
+    old = ContainerTrack.fresh(spec)
+    old.begin(NOW, lambda period: 1.0)
+    new = ContainerTrack.fresh(spec, old)
+    assert (new.readiness.anchor, new.readiness.next_tick) == (NOW + 1.0, NOW + 1.0)
+    alone = ContainerTrack.fresh(spec, ContainerTrack())   # no worker before: none carried
+    assert alone.readiness.anchor is None and alone.probers() == [alone.readiness]
+
+
+def test_the_kubelet_wakes_for_probes_back_offs_and_retries_only_ahead_of_now():
+    pod = running(probed(readiness={"periodSeconds": 5}), down={"c": 1})
+    pod.tracks["c"].backoff_until = NOW + 3
+    state = LocalState({"u-1": pod}, {"u-2": CreateRetry(NOW + 7, 5.0)})
+    assert next_due(state, NOW) == NOW + 3
+    assert next_due(state, NOW + 3) == NOW + 7
+    assert next_due(state, NOW + 7) is None
 
 
 def test_both_probes_liveness_first_and_none_for_a_container_that_is_not_running():

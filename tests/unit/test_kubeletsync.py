@@ -40,7 +40,8 @@ def pod(name: str = "web", uid: str = "u-1", containers: tuple[str, ...] = ("c",
 def kubelet(tmp_path):
     clock = Clock()
     runtime, api = FakeRuntime(clock), FakeApi()
-    sync = PodSync(runtime, api, tmp_path, "w1", "172.16.1.2", clock=clock)
+    # a kubelet up for a while: its probe workers start without upstream's random first sleep
+    sync = PodSync(runtime, api, tmp_path, "w1", "172.16.1.2", clock=clock, started=clock.now - 100)
     return sync, runtime, api, clock
 
 
@@ -209,11 +210,47 @@ def test_readiness_gates_ready_and_a_failed_attempt_is_an_unhealthy_event(kubele
     assert [c for c in runtime.calls if c[0] == "run_probes"] == [("run_probes", "u-1", ("c",))] * 2
 
 
+def test_readiness_runs_when_the_container_starts_then_on_the_workers_ticks(kubelet):
+    sync, runtime, api, clock = kubelet
+    p = probed("readiness", periodSeconds=2)
+    runtime.probe = lambda uid, name, probe: (False, "connection refused")
+    sync.sync([p])                                    # started, probed at once: not ready yet
+    runs = lambda: len([c for c in runtime.calls if c[0] == "run_probes"])  # noqa: E731
+    assert runs() == 1 and sync.next_due() == 1002.0  # the tick: two seconds after the first sync
+    clock.now = 1001.9
+    sync.sync([p])
+    assert runs() == 1
+    runtime.probe = lambda uid, name, probe: (True, "ok")
+    clock.now = 1002.0
+    sync.sync([p])
+    assert runs() == 2 and container(last_status(api))["ready"] is True
+    assert sync.next_due() == 1004.0
+
+
+def test_a_kubelet_started_within_a_period_sleeps_a_random_part_of_it_before_probing(tmp_path):
+    clock = Clock()
+    runtime, api = FakeRuntime(clock), FakeApi()
+    sync = PodSync(runtime, api, tmp_path, "w1", "172.16.1.2", clock=clock,
+                   started=clock.now - 0.5, jitter=lambda: 0.25)
+    p = probed("readiness", periodSeconds=2)
+    runtime.probe = lambda uid, name, probe: (True, "ok")
+    sync.sync([p])
+    assert [c for c in runtime.calls if c[0] == "run_probes"] == []   # asleep: the start's run waits
+    assert sync.next_due() == 1000.5                                  # a quarter of the period
+    clock.now = 1000.5
+    sync.sync([p])
+    assert container(last_status(api))["ready"] is True
+    assert sync.next_due() == 1002.5                                  # ticks count from the wake
+
+
 def test_a_failed_liveness_verdict_stops_and_restarts_the_container_at_once(kubelet):
     sync, runtime, api, clock = kubelet
     p = probed("liveness", periodSeconds=1, failureThreshold=2)
     p["spec"]["terminationGracePeriodSeconds"] = 60
     runtime.probe = lambda uid, name, probe: (False, "down")
+    sync.sync([p])
+    assert [c for c in runtime.calls if c[0] == "run_probes"] == []   # liveness: on its first tick
+    clock.now += 1
     sync.sync([p])
     assert ("stop_container", "u-1", "c", 2.0) not in runtime.calls     # one failure so far
     clock.now += 1
@@ -236,6 +273,8 @@ def test_liveness_under_never_stops_without_restarting(kubelet):
     p = probed("liveness", periodSeconds=1, failureThreshold=1)
     p["spec"]["restartPolicy"] = "Never"
     runtime.probe = lambda uid, name, probe: (False, "down")
+    sync.sync([p])
+    clock.now += 1
     sync.sync([p])
     assert ("stop_container", "u-1", "c", 2.0) in runtime.calls
     assert ("start_container", "u-1", "c") not in runtime.calls

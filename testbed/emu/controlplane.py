@@ -42,7 +42,7 @@ from testbed.emu.network import ClusterNetwork
 from testbed.emu.record import Record, alive, end_processes
 from testbed.emu.routingagents import Router
 from testbed.emu.rundir import SavedPod, sandboxes
-from testbed.emu.zygote import Zygote
+from testbed.emu.zygote import Zygote, ZygoteError
 from testbed.net.run import ns_prefix
 from testbed.spec.topology import NodeSpec, Topology
 
@@ -156,14 +156,23 @@ class ControlPlane:
         log = rundir.agent_log(self.record.directory, agent.name)
         if kind in routingagents.COMMANDS:
             pid = self._popen_agent(ns_prefix(netns) + agent.argv, log)
-        elif self.zygote is not None and self.zygote.alive():
-            pid = self.zygote.spawn(agent.argv[0], agent.argv[1:], netns, log, ROOT)
         else:
-            pid = self._popen_agent(ns_prefix(netns) + [sys.executable, "-m", *agent.argv], log)
+            pid = self._spawn(agent.argv, netns, log)
         entry = self.record.add_process(pid, f"{kind} on {node.name}", netns=self.record.procs[netns].netns)
         agent.pid, agent.start = pid, entry.start
         self.agents[agent.name] = agent
         return agent
+
+    def _spawn(self, argv: list[str], netns: int, log: Path) -> int:
+        """Start a Python agent (`python -m` argv) from the zygote, or, when it is gone (or
+        cannot fork), as a program of its own; its pid."""
+        if self.zygote is not None and self.zygote.alive():
+            try:
+                return self.zygote.spawn(argv[0], argv[1:], netns, log, ROOT)
+            except ZygoteError as err:
+                with open(log, "a") as out:
+                    out.write(f"testbed: {err}; starting it as a program of its own\n")
+        return self._popen_agent(ns_prefix(netns) + [sys.executable, "-m", *argv], log)
 
     def _popen_agent(self, command: list[str], log: Path) -> int:
         """Start a program as an agent (bird; any agent when there is no zygote); its pid."""

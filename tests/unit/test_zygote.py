@@ -148,3 +148,62 @@ def test_an_agent_runs_in_the_network_namespace_it_is_given(zygote, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+# -- how the control plane uses it (emu/controlplane.py) -------------------------------------------
+
+
+class FakeZygote:
+    def __init__(self, fails: bool = False, alive: bool = True):
+        self.fails, self.is_alive, self.calls = fails, alive, []
+
+    def alive(self) -> bool:
+        return self.is_alive
+
+    def spawn(self, module, argv, netns, log, cwd):
+        self.calls.append((module, argv, netns, log, cwd))
+        if self.fails:
+            raise ZygoteError("the agents' zygote (pid 1) is gone: Broken pipe")
+        return os.getpid()   # a live process the record can take
+
+
+def control_plane(tmp_path, zygote):
+    from types import SimpleNamespace
+
+    from testbed.emu.controlplane import ControlPlane
+    from testbed.emu.record import Record
+    from testbed.spec.topology import load_topology
+
+    record = Record(tmp_path)
+    record.add_process(os.getpid(), "a node")   # the node's namespace holder, as the network records it
+    cp = ControlPlane(load_topology(ROOT / "topologies" / "two-node.yaml"),
+                      SimpleNamespace(pid=lambda name: os.getpid()), record, lambda text: None, zygote)
+    started = []
+    cp._popen_agent = lambda command, log: started.append(command) or os.getpid()
+    return cp, started
+
+
+def test_the_control_plane_forks_python_agents_from_its_zygote(tmp_path):
+    zygote = FakeZygote()
+    cp, started = control_plane(tmp_path, zygote)
+    agent = cp.start_agent("kube-proxy", cp.topo.node("w1"))
+    [(module, argv, netns, log, cwd)] = zygote.calls
+    assert module == "testbed.agents.kube_proxy" and argv[argv.index("--node") + 1] == "w1"
+    assert netns == os.getpid() and log.name == "kube-proxy-w1.log" and cwd == ROOT
+    assert started == [] and agent.pid == os.getpid()
+    assert cp.record.procs[os.getpid()].what == "kube-proxy on w1"
+
+
+@pytest.mark.parametrize("zygote", [None, FakeZygote(alive=False), FakeZygote(fails=True)],
+                         ids=["none", "dead", "failing"])
+def test_without_a_working_zygote_an_agent_starts_as_a_program_of_its_own(tmp_path, zygote):
+    import sys
+
+    cp, started = control_plane(tmp_path, zygote)
+    cp.start_agent("kubelet", cp.topo.node("w2"))
+    [command] = started
+    assert command[:3] == ["nsenter", f"--net=/proc/{os.getpid()}/ns/net", "--"]
+    assert command[3:6] == [sys.executable, "-m", "testbed.agents.kubelet"]
+    if isinstance(zygote, FakeZygote) and zygote.fails:
+        log = (tmp_path / "logs" / "kubelet-w2.log").read_text()
+        assert "zygote (pid 1) is gone: Broken pipe; starting it as a program of its own" in log

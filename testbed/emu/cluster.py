@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pathlib import Path
 from testbed.api.events import event_time
 from testbed.api.meta import selector_matches
 from testbed.apiclient.client import Client
+from testbed.apiclient.informer import Informer
 from testbed.controllers.common import is_ready
 from testbed.emu import access, rundir
 from testbed.emu.addons import dns_addon
@@ -80,6 +82,24 @@ def _selects(deployment: dict, pod: PodView) -> bool:
     selector (matchLabels and matchExpressions, as the Deployment controller matches)."""
     return (pod.namespace == deployment["metadata"]["namespace"]
             and selector_matches(deployment["spec"]["selector"], pod.labels))
+
+
+class PodEvents:
+    """A watch of Pods that ends a wait as soon as any Pod changes, so that wait_ready looks
+    when something happened rather than on a fixed poll."""
+
+    def __init__(self, client: Client):
+        self.changed = threading.Event()
+        poke = lambda *_: self.changed.set()  # noqa: E731
+        self.informer = Informer(client, "Pod", on_add=poke, on_update=poke, on_delete=poke).start()
+
+    def wait(self, timeout: float) -> None:
+        """Until a Pod changes (or changed since the last wait), at most `timeout` seconds."""
+        self.changed.wait(timeout)
+        self.changed.clear()
+
+    def stop(self) -> None:
+        self.informer.stop()
 
 
 class Cluster:
@@ -229,7 +249,11 @@ class Cluster:
         listens (upstream too); the first connection of a test would then race the server's
         start. So a harness waits a moment for the declared ports, as e2e tests poll, and goes
         on regardless after `settle` (a declared port is no promise to listen on it)."""
-        views, theirs = self._wait_ready(objects, timeout, interval)
+        events = PodEvents(self.client)
+        try:
+            views, theirs = self._wait_ready(objects, timeout, interval, events.wait)
+        finally:
+            events.stop()
         self._wait_listening(theirs, settle, interval / 4)
         return views
 
@@ -240,16 +264,21 @@ class Cluster:
             if view.ports and view.pid is not None:
                 wait_listening(view.pid, view.ports, deadline - time.monotonic(), interval)
 
-    def _wait_ready(self, objects: list[dict], timeout: float,
-                    interval: float) -> tuple[list[PodView], list[PodView]]:
+    def _wait_ready(self, objects: list[dict], timeout: float, interval: float,
+                    pause: Callable[[float], object] = time.sleep,
+                    ) -> tuple[list[PodView], list[PodView]]:
         """(every pod, the pods of `objects`) once those are Ready; TimeoutError telling the
-        missing ones, and the stuck pods' last Warning events and log lines, after `timeout`."""
+        missing ones, and the stuck pods' last Warning events and log lines, after `timeout`.
+        Between looks, `pause(seconds)`: at most `interval`, or until a Pod changes (PodEvents);
+        a pod Ready but not yet in its kubelet's state file (no pause pid: the kubelet saves it
+        just after the status it wrote) is looked at again after a tenth of it."""
         wanted_pods = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
         deployments = [o for o in objects if o["kind"] == "Deployment"]
         deadline = time.monotonic() + timeout
         while True:
             views = self.pod_views()
             missing = [k for k in wanted_pods if k not in views or not views[k].ready or views[k].pid is None]
+            saving = any(v.ready and v.pid is None for v in views.values())
             stuck = set(missing)   # the pods whose events and logs a timeout tells
             theirs = {k for k in wanted_pods if k in views}
             for d in deployments:
@@ -267,7 +296,7 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout:g}s: {', '.join(sorted(missing))}"
                                    + self._warnings_about(stuck) + self._last_words(stuck))
-            time.sleep(interval)
+            pause(interval / 10 if saving else interval)
 
     def _last_words(self, pods: set[str], lines: int = 4) -> str:
         """The last lines each container of `pods` printed, this run's or, after a crash, the

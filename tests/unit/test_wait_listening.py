@@ -45,11 +45,17 @@ def test_wait_listening_returns_once_every_port_listens():
     assert wait_listening(os.getpid(), [], timeout=0)
 
 
+def quiet_watch(*args, **kwargs):
+    """A watch on which nothing happens before it times out (soon)."""
+    time.sleep(0.05)
+    yield from ()
+
+
 class Listed(Cluster):
     """A Cluster whose API server lists `pods` (no network, no kubelets)."""
 
     def __init__(self, pods: list[dict]):
-        client = SimpleNamespace(list=lambda kind, *a, **kw: (pods, "1"))
+        client = SimpleNamespace(list=lambda kind, *a, **kw: (pods, "1"), watch=quiet_watch)
         self.cp = SimpleNamespace(client=client, sandboxes=lambda: {
             p["metadata"]["uid"]: SimpleNamespace(pause_pid=os.getpid()) for p in pods})
 
@@ -87,3 +93,33 @@ def test_wait_ready_waits_for_the_ports_of_its_objects_pods_only():
         assert time.monotonic() - started >= 0.3
     finally:
         server.close()
+
+
+def test_a_ready_pod_its_kubelet_has_not_saved_yet_is_looked_at_again_soon():
+    views = [PodView("default", "web", "u-web", "w1", None, None, True, "Running")]
+    pauses = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        views[0] = PodView("default", "web", "u-web", "w1", None, 7, True, "Running")
+
+    fake = SimpleNamespace(pod_views=lambda: {v.key: v for v in views})
+    _, theirs = Cluster._wait_ready(fake, [pod("web", 80)], timeout=5, interval=0.2, pause=pause)
+    assert pauses == [0.02] and [v.pid for v in theirs] == [7]
+
+
+def test_pod_events_end_a_wait_when_a_pod_changes():
+    from testbed.emu.cluster import PodEvents
+
+    def watch(*args, **kwargs):
+        time.sleep(0.3)
+        yield "MODIFIED", pod("web", 80)
+        time.sleep(5)
+
+    events = PodEvents(SimpleNamespace(list=lambda kind, *a, **kw: ([], "1"), watch=watch))
+    try:
+        started = time.monotonic()
+        events.wait(5)                          # the list holds no pod: the event wakes it
+        assert 0.25 < time.monotonic() - started < 2
+    finally:
+        events.stop()

@@ -108,3 +108,21 @@ def test_the_netpol_datapath_benchmark_measures_selected_and_unselected_pods():
         assert float(row[6]) > 0 and float(row[7]) > 0, row
     # the server and client-a on w1 and the intruder are isolated there, client-b on w2
     assert "iptables 3: [3, 1]" in out and "nftables 3: [3, 1]" in out
+
+
+def test_the_startup_benchmark_measures_all_three_and_the_run_passes(tmp_path):
+    out = tmp_path / "startup.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--runs", "1",
+                           "--topology", str(ROOT / "topologies" / "two-node.yaml"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "x baseline (target: 2x)" in proc.stdout and "testbed run, one-probe scenario" in proc.stdout
+    import json
+
+    [two_node] = json.loads(out.read_text())
+    med = two_node["median"]
+    assert two_node["name"] == "two-node" and two_node["workers"] == 2
+    # each figure was measured: the cluster does more than its network and pods alone, and a
+    # whole run more than the cluster's bring-up (it ran, and its probe passed, or it raised)
+    assert 0 < med["baseline"] < med["cluster"] and med["teardown"] > 0 and med["run"] > 0
+    assert set(two_node["phases"]) >= {"zygote", "network", "control plane"}

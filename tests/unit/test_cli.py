@@ -177,3 +177,14 @@ def test_cli_without_a_topology_attaches_to_the_running_cluster_or_says_none_run
         done = subprocess.run([sys.executable, "-m", "testbed", *argv], env=env, text=True,
                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
         assert done.returncode == 1 and words in done.stderr
+
+
+def test_the_command_line_gives_mininet_the_standard_librarys_distutils_not_setuptools():
+    import subprocess
+    import sys
+
+    code = ("import sys, testbed.cli as cli; cli.build_parser(); import mininet.node; "
+            "print('setuptools' in sys.modules, sys.modules['distutils.version'].__file__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded_setuptools, version_file = out.stdout.split()
+    assert loaded_setuptools == "False" and "setuptools" not in version_file

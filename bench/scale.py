@@ -113,6 +113,23 @@ def memory_summary(entries: Iterable[tuple[str, int]], workers: set[str]) -> dic
             "per_worker": worker_agents / len(workers) if workers else 0.0}
 
 
+def parse_cpu_ticks(stat: str) -> int:
+    """utime + stime + cutime + cstime of a /proc/PID/stat text, in clock ticks: the process's
+    own and that of the children it waited for (kube-proxy's iptables-restore runs). The
+    command name may hold spaces and parentheses: the fields are counted after its last ')'."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return sum(int(f) for f in fields[11:15])
+
+
+def cpu_summary(entries: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per kind (kind_of) from (record description, seconds) pairs."""
+    out: dict[str, float] = {}
+    for what, seconds in entries:
+        kind = kind_of(what)[0]
+        out[kind] = out.get(kind, 0.0) + seconds
+    return out
+
+
 _TARGET = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3}):(\d+)\b")
 
 
@@ -172,19 +189,30 @@ def direct_pod(name: str, node: str) -> dict:
             "spec": {"nodeName": node, "restartPolicy": "Always", "containers": [container()]}}
 
 
-def record_pss(record_dir: Path) -> list[tuple[str, int]]:
-    """(description, PSS kB) of every live process in the run record (agents, pods, hosts)."""
+def record_usage(record_dir: Path) -> list[tuple[str, int, float]]:
+    """(description, PSS kB, CPU seconds so far) of every live process in the run record
+    (agents, pods, hosts)."""
     from testbed.emu.record import Record, alive
 
+    hz = os.sysconf("SC_CLK_TCK")
     out = []
     for entry in Record.load(record_dir).procs.values():
         if not alive(entry.pid, entry.start):
             continue
         try:
-            out.append((entry.what, parse_pss(Path(f"/proc/{entry.pid}/smaps_rollup").read_text())))
+            pss = parse_pss(Path(f"/proc/{entry.pid}/smaps_rollup").read_text())
+            cpu = parse_cpu_ticks(Path(f"/proc/{entry.pid}/stat").read_text()) / hz
         except (OSError, ValueError):
             continue   # ended meanwhile, or a kernel thread
+        out.append((entry.what, pss, cpu))
     return out
+
+
+def usage_figures(record_dir: Path, workers: set[str]) -> tuple[dict, dict[str, float]]:
+    """(memory_summary, cpu_summary) of the run record's processes now."""
+    usage = record_usage(record_dir)
+    return (memory_summary([(w, p) for w, p, _ in usage], workers),
+            cpu_summary([(w, c) for w, _, c in usage]))
 
 
 def measure_direct(workers: int, per_node: int) -> dict:
@@ -199,8 +227,8 @@ def measure_direct(workers: int, per_node: int) -> dict:
         t0 = time.perf_counter()
         lab.run_pods(manifests)
         pods = time.perf_counter() - t0
-        memory = memory_summary(record_pss(lab.record.directory), {w.name for w in topo.workers})
-        return {"up": up, "pods": pods, "memory": memory}
+        memory, cpu = usage_figures(lab.record.directory, {w.name for w in topo.workers})
+        return {"up": up, "pods": pods, "memory": memory, "cpu": cpu}
     finally:
         lab.down()
 
@@ -286,10 +314,10 @@ def measure_cluster(workers: int, per_node: int, timeout: float) -> dict:
                                    f"(reached: {', '.join(marks) or 'nothing'}; synced nodes: "
                                    f"{len(watch.done) if watch else 0}/{workers})")
             time.sleep(0.1)
-        memory = memory_summary(record_pss(cluster.record.directory), {w.name for w in topo.workers})
+        memory, cpu = usage_figures(cluster.record.directory, {w.name for w in topo.workers})
         modes = sorted({f"proxy {w.proxy_mode}, policy {w.policy_mode}" for w in topo.workers})
         return {"up": up, "timings": dict(cluster.timings), **marks, "rule_reads": watch.reads,
-                "memory": memory, "modes": modes, "routing": topo.pod_network.routing}
+                "memory": memory, "cpu": cpu, "modes": modes, "routing": topo.pod_network.routing}
     finally:
         cluster.down()
 
@@ -314,6 +342,9 @@ def report(n: int, per_node: int, base: dict, run: dict) -> None:
     print(f"  memory PSS, all processes (MB)                    {mb(mem['total']):>10}   {mb(bmem['total']):>10}")
     for kind in sorted(set(mem["by_kind"]) | set(bmem["by_kind"])):
         print(f"    {kind:<46}  {mb(mem['by_kind'].get(kind, 0)):>10}   {mb(bmem['by_kind'].get(kind, 0)):>10}")
+    print("  CPU seconds used from the start to synced (each with the children it waited for)")
+    for kind, seconds in sorted(run["cpu"].items(), key=lambda kv: -kv[1]):
+        print(f"    {kind:<46}  {seconds:>10.1f}   {base['cpu'].get(kind, 0.0):>10.1f}")
     print(f"  agents in all (MB)                                {mb(mem['agents']):>10}")
     print(f"  workers' agents per worker (MB)                   {mb(mem['per_worker']):>10}   ("
           + ", ".join(f"{k} {v / n / 1024:.1f}" for k, v in sorted(mem["worker_agents"].items())) + ")")
@@ -344,7 +375,7 @@ def main() -> int:
     results = []
     try:
         for n in sizes:
-            base = ({"up": 0.0, "pods": float("nan"), "memory": memory_summary([], set())}
+            base = ({"up": 0.0, "pods": float("nan"), "memory": memory_summary([], set()), "cpu": {}}
                     if args.no_baseline else measure_direct(n, per_node))
             run = measure_cluster(n, per_node, args.timeout)
             report(n, per_node, base, run)

@@ -92,3 +92,13 @@ def test_parse_sizes():
     for bad in ("10,x", "0", "", "5,,6", "-3"):
         with pytest.raises(ValueError, match="--workers"):
             scale.parse_sizes(bad, "--workers")
+
+
+def test_cpu_ticks_after_a_command_name_with_spaces_and_parentheses():
+    stat = "1234 (python (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 70 5 6 20 0 3 0 999"
+    assert scale.parse_cpu_ticks(stat) == 250 + 70 + 5 + 6
+
+
+def test_cpu_summary_by_kind():
+    assert scale.cpu_summary([("kubelet on w1", 1.5), ("kubelet on w2", 2.0),
+                              ("pod d/a pause", 0.1)]) == {"kubelet": 3.5, "pause": 0.1}

@@ -35,7 +35,7 @@ from testbed.api.query import (
     too_large,
 )
 from testbed.api.resources import Resource
-from testbed.api.store import Expired, Store, WatchBatch, clone
+from testbed.api.store import INDEXED_FIELDS, Expired, Store, WatchBatch, clone
 
 
 def _fresh_enough(store: Store, wanted: int) -> None:
@@ -95,9 +95,16 @@ def watch_start(store: Store, r: Resource, namespace: str | None, o: ListOptions
     return WatchStart(store.watch(r.kind, ns, since, 0.0, predicate=predicate), False)
 
 
+def watch_index(r: Resource, o: ListOptions) -> str | None:
+    """The value a watch's field selector pins the kind's indexed field to (a kubelet's
+    spec.nodeName=NODE), so the store wakes it only for its objects; None otherwise."""
+    field = INDEXED_FIELDS.get(r.kind)
+    return (o.fields.requires_exact(field) or None) if field else None
+
+
 def watch_next(store: Store, r: Resource, namespace: str | None, o: ListOptions, since: str,
                timeout: float) -> WatchBatch:
     """The events after `since`, waiting up to `timeout` for one; Expired (410) when the
     history no longer reaches back to `since`."""
     return store.watch(r.kind, namespace if r.namespaced else None, since, timeout,
-                       predicate=o.predicate(r.kind, r.namespaced))
+                       predicate=o.predicate(r.kind, r.namespaced), index=watch_index(r, o))

@@ -49,3 +49,13 @@ class Unshared:
 
     def notify_all(self) -> None:
         pass
+
+
+def companion(condition: Condition) -> Condition:
+    """Another condition over the lock of `condition`, so that writers can wake some waiters
+    and not others (the store's per-kind watchers). A threading.Condition is a lock that a
+    Condition can be built over (it has acquire, release and the owner checks), so one of the
+    same type is made around it; an Unshared one gets an Unshared companion."""
+    if isinstance(condition, Unshared):
+        return Unshared()
+    return type(condition)(condition)   # type: ignore[call-arg]

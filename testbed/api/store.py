@@ -22,6 +22,13 @@ as in Kubernetes; clients must treat it as opaque). Semantics follow the API ser
 
 Thread-safe when given a threading.Condition (the API server passes one): writers notify it
 and watchers wait on it. No I/O.
+
+Watch fan-out costs what one kind's watchers need, as the API server's cacher per resource
+with its indexed triggers: a watch of one kind waits on a condition of its own (over the same
+lock) that only writes of that kind wake, a Pod watch that requires spec.nodeName (a
+kubelet's) only writes of Pods on that node (before or after the write), and each looks only
+at its kind's newest events, not at the whole history. Which events a watch returns is the same
+as without: the predicate still decides.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from typing import Any
 
 from testbed.api.meta import object_key, parse_selector, selector_matches
 from testbed.api.resources import CLUSTER_SCOPED
-from testbed.api.sharing import Condition, Unshared
+from testbed.api.sharing import Condition, Unshared, companion
 
 Key = tuple[str, str, str]
 
@@ -107,6 +114,18 @@ def _describe(key: Key) -> str:
     return f'{kind.lower()}s "{name}"' + (f" in namespace {namespace!r}" if namespace else "")
 
 
+# Fields a watch of a kind may name as an index (Kind -> field path): its waiters are woken only
+# by writes of objects whose value of that field, before or after the write, is theirs.
+INDEXED_FIELDS = {"Pod": "spec.nodeName"}
+
+
+def _index_value(obj: dict | None) -> str | None:
+    """An object's spec.nodeName (the only indexed field), None when it has none."""
+    if obj is None:
+        return None
+    return (obj.get("spec") or {}).get("nodeName") or None
+
+
 def _spec_part(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -119,6 +138,7 @@ class Store:
         left out, the store is one thread's (testbed.api.sharing)."""
         self._objects: dict[Key, dict] = {}
         self._events: deque[Event] = deque()
+        self._by_kind: dict[str, deque[Event]] = {}   # the same events, per kind, oldest first
         self._history = history
         self._dropped_upto = 0  # the newest resourceVersion no longer in the history
         self._rv = 0
@@ -126,6 +146,8 @@ class Store:
         self._new_uid = new_uid
         self._changed: Condition = condition if condition is not None else Unshared()
         self._lock = self._changed   # a condition is its own lock
+        # (kind,) or (kind, index value) -> the condition that kind's (or index's) watchers wait on
+        self._channels: dict[tuple[str, ...], Condition] = {}
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -331,23 +353,55 @@ class Store:
             shown = clone(new)
         if new is None:
             shown["metadata"]["resourceVersion"] = str(self._rv)
-        self._events.append(Event(kind, shown, self._rv, old))
+        event = Event(kind, shown, self._rv, old)
+        self._events.append(event)
+        self._by_kind.setdefault(key[0], deque()).append(event)
         while len(self._events) > self._history:
-            self._dropped_upto = self._events.popleft().resource_version
+            dropped = self._events.popleft()
+            self._by_kind[key_of(dropped.object)[0]].popleft()   # its kind's oldest, too
+            self._dropped_upto = dropped.resource_version
         self._changed.notify_all()
+        self._notify(key[0], old, new)
         return clone(shown)
+
+    def _notify(self, kind: str, old: dict | None, new: dict | None) -> None:
+        """Under the lock: wake the watchers of `kind`, and those of its index values that the
+        object had before or has after the write."""
+        channel = self._channels.get((kind,))
+        if channel is not None:
+            channel.notify_all()
+        if kind in INDEXED_FIELDS:
+            for value in {_index_value(old), _index_value(new)} - {None}:
+                channel = self._channels.get((kind, value))
+                if channel is not None:
+                    channel.notify_all()
+
+    def _channel(self, kind: str | None, index: str | None) -> Condition:
+        """Under the lock: the condition a watch of `kind` (narrowed to `index`) waits on."""
+        if kind is None:
+            return self._changed
+        key = (kind,) if not index or kind not in INDEXED_FIELDS else (kind, index)
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = self._channels[key] = companion(self._changed)
+        return channel
 
     # -- watch ---------------------------------------------------------------------------------
 
     def watch(self, kind: str | None = None, namespace: str | None = None,
               since: str | None = None, timeout: float = 0.0,
               selector: dict | str | None = None, *,
-              predicate: Callable[[dict], bool] | None = None) -> WatchBatch:
+              predicate: Callable[[dict], bool] | None = None,
+              index: str | None = None) -> WatchBatch:
         """Events after `since`, waiting up to `timeout` seconds for the first one.
 
         `since` None, "" or "0" starts with a synthetic ADDED event per current object, as a
         Kubernetes watch without a resourceVersion does. `predicate` narrows the events as the
         label selector does (an object that stops matching is DELETED).
+
+        `index`: the value the predicate requires of the kind's indexed field (INDEXED_FIELDS:
+        a Pod watch's spec.nodeName), so that only writes of such objects wake this watch; it
+        must not let through anything the predicate would not.
         """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
 
@@ -374,10 +428,14 @@ class Store:
             while True:
                 if start < self._dropped_upto:
                     raise Expired(f"too old resource version: {start} ({self._dropped_upto + 1})")
-                events = []
-                for event in self._events:
+                history = self._events if kind is None else self._by_kind.get(kind, ())
+                newer = []
+                for event in reversed(history):   # only the events after `start`
                     if event.resource_version <= start:
-                        continue
+                        break
+                    newer.append(event)
+                events = []
+                for event in reversed(newer):
                     now_in, was_in = matches(event.object), matches(event.previous)
                     if event.type == "DELETED":
                         now_in = False
@@ -394,4 +452,4 @@ class Store:
                     out = [Event(e.type, clone(e.object), e.resource_version)
                            for e in events]
                     return WatchBatch(out, str(self._rv))
-                self._changed.wait(remaining)
+                self._channel(kind, index).wait(remaining)

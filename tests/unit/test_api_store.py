@@ -198,3 +198,76 @@ def test_apply_reports_what_it_did_under_the_lock():
     changed = dict(svc, spec={"ports": [{"port": 81}]})
     assert store.apply_reporting(changed)[1] == "configured"
     assert store.apply(changed)["spec"] == {"ports": [{"port": 81}]}
+
+
+class CountingCondition(threading.Condition):
+    """A threading.Condition that counts its notify_all calls (its waiters' wake-ups)."""
+
+    def __init__(self, lock=None) -> None:
+        super().__init__(lock)
+        self.notified = 0
+
+    def notify_all(self) -> None:
+        self.notified += 1
+        super().notify_all()
+
+
+def _watch_in_thread(store: Store, out: dict, **kw) -> threading.Thread:
+    def run() -> None:
+        start = time.monotonic()
+        out["batch"] = store.watch(**kw)
+        out["took"] = time.monotonic() - start
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.1)   # let it wait
+    return thread
+
+
+def test_a_watch_of_one_kind_is_woken_by_its_kind_and_a_nodes_pod_watch_by_its_pods() -> None:
+    store = make_store(condition=threading.Condition())
+    store.create(pod("first"))   # a version to watch from ("0" would list)
+    rv = store.resource_version
+    services, on_w1 = {}, {}
+    s = _watch_in_thread(store, services, kind="Service", since=rv, timeout=10)
+    w = _watch_in_thread(store, on_w1, kind="Pod", since=rv, timeout=10, index="w1",
+                         predicate=lambda o: o["spec"].get("nodeName") == "w1")
+    store.create(pod("elsewhere"))                               # wakes neither with a match
+    store.update(dict(pod("elsewhere"), spec={"nodeName": "w2", "containers": []}))
+    store.create(pod("mine"))
+    store.update(dict(pod("mine"), spec={"nodeName": "w1", "containers": []}))   # bound to w1
+    store.create({"apiVersion": "v1", "kind": "Service",
+                  "metadata": {"name": "svc", "namespace": "default"}, "spec": {}})
+    s.join()
+    w.join()
+    assert [e.object["metadata"]["name"] for e in services["batch"].events] == ["svc"]
+    # the binding is an ADDED for a watch of w1's pods, as the predicate alone decides
+    assert [(e.type, e.object["metadata"]["name"]) for e in on_w1["batch"].events] == [
+        ("ADDED", "mine")]
+    assert services["took"] < 5 and on_w1["took"] < 5   # woken, not timed out
+
+
+def test_writes_notify_only_their_kinds_and_nodes_watchers() -> None:
+    store = make_store(condition=CountingCondition())
+    store.create(pod("first"))
+    rv = store.resource_version
+    for kind, index in (("Service", None), ("Pod", "w1"), ("Pod", "w2"), ("Pod", None)):
+        store.watch(kind, since=rv, timeout=0.001, index=index)   # makes its condition
+    by_key = {key: cond.notified for key, cond in store._channels.items()}
+    assert by_key == {("Service",): 0, ("Pod", "w1"): 0, ("Pod", "w2"): 0, ("Pod",): 0}
+    store.create(dict(pod("a"), spec={"nodeName": "w1", "containers": []}))
+    store.update(dict(pod("a"), spec={"nodeName": "w2", "containers": []}))   # moved: both
+    got = {key: cond.notified for key, cond in store._channels.items()}
+    assert got == {("Service",): 0, ("Pod", "w1"): 2, ("Pod", "w2"): 1, ("Pod",): 2}
+
+
+def test_a_kinds_history_drops_with_the_store_history_and_watches_see_the_same_events() -> None:
+    store = make_store(history=3)
+    store.create(pod("a"))
+    store.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "default"}})
+    store.create(pod("b"))
+    store.create(pod("c"))   # drops the first Pod event (rv 1)
+    assert [e.resource_version for e in store.watch("Pod", since="1").events] == [3, 4]
+    assert [e.resource_version for e in store.watch("Service", since="1").events] == [2]
+    assert [e.resource_version for e in store.watch(since="1").events] == [2, 3, 4]
+    assert [e.resource_version for e in store._by_kind["Pod"]] == [3, 4]
+

@@ -262,7 +262,7 @@ class PodSync:
                                                                                  strict=True)])
         now = self.clock()
         for tracker, (ok, message) in zip(trackers, results, strict=True):
-            tracker.record(ok, message, now)
+            tracker.record(ok, message, now, started=a.at)
         return after_probes(pod, a.probes)
 
     def _stop_container(self, a: StopContainer) -> list[Action]:

@@ -123,15 +123,19 @@ class ProbeTracker:
     def due(self, container_started: float, now: float) -> bool:
         return now >= self.next_run(container_started)
 
-    def record(self, ok: bool, message: str, now: float) -> bool:
-        """Count one attempt; True when the verdict changed."""
+    def record(self, ok: bool, message: str, now: float, started: float | None = None) -> bool:
+        """Count one attempt, which began at `started` (default `now`) and ended `now`; True
+        when the verdict changed. The next tick is the first after the attempt began: when
+        that came while it ran, it is due at once (Go's ticker keeps one tick for a slow
+        receiver) and the ticks after it are dropped."""
+        began = now if started is None else started
         self.last_run = now
         self.message = message
         self.trigger_at = None
         if self.anchor is None:
-            self.begin(now)
-        elif now >= self.next_tick:   # ticks missed while busy are dropped, as Go's ticker does
-            self.next_tick = self.anchor + (int((now - self.anchor) // self.period) + 1) * self.period
+            self.begin(began)
+        elif began >= self.next_tick:
+            self.next_tick = self.anchor + (int((began - self.anchor) // self.period) + 1) * self.period
         before = self.result
         if ok:
             self.successes, self.failures = self.successes + 1, 0

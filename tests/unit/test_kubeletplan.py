@@ -263,6 +263,8 @@ def test_a_worker_ticks_from_its_start_and_drops_ticks_it_missed():
     assert of(RunProbes, plan_containers(pod, NOW + 9.8))
     tracker.record(True, "ok", NOW + 35)                # late: the ticks at +19.8 and +29.8 went by
     assert tracker.next_tick == NOW + 39.8
+    tracker.record(False, "timeout", NOW + 51, started=NOW + 39.8)   # ran past the tick at +49.8:
+    assert tracker.next_tick == NOW + 49.8 and tracker.due(NOW, NOW + 51)  # that one is due now
 
 
 def test_readiness_is_triggered_by_the_start_unless_the_initial_delay_holds_it():

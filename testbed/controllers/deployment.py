@@ -87,7 +87,8 @@ def reconcile_deployment(store: Store, deployment: dict, rng: random.Random) -> 
     owned = _owned_pods(store, deployment)
     active = [p for p in owned if is_active(p)]
     new = [p for p in active if p["metadata"]["labels"].get(HASH_LABEL) == pod_hash]
-    old = [p for p in active if p not in new]
+    # by the label, not `p not in new`: a list lookup compares whole Pods, N x N per pass
+    old = [p for p in active if p["metadata"]["labels"].get(HASH_LABEL) != pod_hash]
     changes: list[Change] = []
 
     def create(count: int) -> int:

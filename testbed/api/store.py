@@ -126,6 +126,37 @@ def _index_value(obj: dict | None) -> str | None:
     return (obj.get("spec") or {}).get("nodeName") or None
 
 
+class Objects(dict):
+    """The stored objects by key, and the same objects by kind, kept in step, so that a list
+    or a watch's initial events of one kind look at that kind's objects only (a Pod list
+    among thousands of Events). Writes go through [key] = obj, del, pop and update (what a
+    restore uses: JournaledStore fills the map with update)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_kind: dict[str, dict[Key, dict]] = {}
+
+    def __setitem__(self, key: Key, obj: dict) -> None:
+        super().__setitem__(key, obj)
+        self.by_kind.setdefault(key[0], {})[key] = obj
+
+    def __delitem__(self, key: Key) -> None:
+        super().__delitem__(key)
+        self.by_kind[key[0]].pop(key, None)
+
+    def pop(self, key: Key, *default: Any) -> Any:   # type: ignore[override]
+        if key in self:
+            self.by_kind[key[0]].pop(key, None)
+        return super().pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, obj in dict(*args, **kwargs).items():
+            self[key] = obj
+
+    def of_kind(self, kind: str | None) -> dict[Key, dict]:
+        return self if kind is None else self.by_kind.get(kind, {})
+
+
 def _spec_part(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -136,7 +167,7 @@ class Store:
                  condition: Condition | None = None):
         """`condition`: threading.Condition() when threads share the store (the API server's);
         left out, the store is one thread's (testbed.api.sharing)."""
-        self._objects: dict[Key, dict] = {}
+        self._objects = Objects()
         self._events: deque[Event] = deque()
         self._by_kind: dict[str, deque[Event]] = {}   # the same events, per kind, oldest first
         self._history = history
@@ -184,7 +215,8 @@ class Store:
         """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
         with self._lock:
-            objects = self._objects if at is None or at >= self._rv else self._state_at(at)
+            objects = self._objects.of_kind(kind) if at is None or at >= self._rv \
+                else self._state_at(at)
             found = [obj for _, obj in sorted(
                 (key, obj) for key, obj in objects.items()
                 if key[0] == kind and (namespace is None or key[1] == namespace)
@@ -418,7 +450,7 @@ class Store:
             if since in (None, "", "0"):
                 events = [Event("ADDED", clone(obj), int(obj["metadata"]
                                                                   ["resourceVersion"]))
-                          for _, obj in sorted((k, o) for k, o in self._objects.items()
+                          for _, obj in sorted((k, o) for k, o in self._objects.of_kind(kind).items()
                                                if matches(o))]
                 return WatchBatch(events, str(self._rv))
             try:

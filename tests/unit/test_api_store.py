@@ -271,3 +271,19 @@ def test_a_kinds_history_drops_with_the_store_history_and_watches_see_the_same_e
     assert [e.resource_version for e in store.watch(since="1").events] == [2, 3, 4]
     assert [e.resource_version for e in store._by_kind["Pod"]] == [3, 4]
 
+
+def test_lists_of_a_kind_see_restored_written_and_deleted_objects() -> None:
+    store = make_store()
+    restored = dict(pod("old"), metadata={"name": "old", "namespace": "default",
+                                          "resourceVersion": "1"})
+    store._objects.update({("Pod", "default", "old"): restored})   # as JournaledStore restores
+    store._rv = 1
+    store.create(pod("new"))
+    store.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "default"}})
+    assert [p["metadata"]["name"] for p in store.list("Pod")[0]] == ["new", "old"]
+    assert [e.object["metadata"]["name"] for e in store.watch("Pod", since="").events] == [
+        "new", "old"]
+    store.delete("Pod", "default", "old")
+    assert [p["metadata"]["name"] for p in store.list("Pod")[0]] == ["new"]
+    assert [e["metadata"]["name"] for e in store.list("Event")[0]] == ["e"]
+    assert [p["metadata"]["name"] for p in store.list("Pod", at=2)[0]] == ["new", "old"]

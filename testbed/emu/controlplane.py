@@ -19,7 +19,8 @@ kind `bird` with the gateway's name as its node). The cluster is up only once ev
 reaches every other worker (and a worker's holds its lease), or once the gateway has learned
 every worker's pod CIDR from its bird; a restarted one is back once it has done the same.
 
-After the agents, the cluster DNS add-on is applied through the API like any workload: a
+As soon as the API server answers, the cluster DNS add-on is applied through the API like any
+workload (its pod starts once a Node is Ready, while the other agents come up): a
 `kube-dns` Deployment in kube-system running dnsmasq (testbed/dns/server.py) behind the
 `kube-dns` Service at the tenth address of the service CIDR.
 """
@@ -219,6 +220,17 @@ class ControlPlane:
         self.progress(f"starting the API server on {master.name} ({master.address}:{API_PORT})")
         self.start_agent("apiserver", master)
         self.wait(lambda: self._api_up(), timeout, "the API server to answer", interval=0.01)
+        # The add-ons are applied at once, as kubeadm applies its DNS add-on: their pods are
+        # scheduled as soon as a Node is Ready and start while the other agents come up.
+        self.progress("applying the DNS add-on (kube-dns)")
+        self.client.apply_all(dns_addon(self.topo, self.api))
+        if "ingress-nginx" in self.topo.addons:
+            from testbed.emu.addons import ingress_nginx_addon
+            self.progress("applying the ingress-nginx add-on")
+            self.client.apply_all(ingress_nginx_addon(self.topo, self.api))
+        if self.topo.lb_pool:
+            from testbed.emu.addons import start_cloud
+            start_cloud(self)
         policed = [node for node in self.topo.workers if has_netpol(node)]
         agents = "kubelet, kube-proxy and the NetworkPolicy agent" if policed else "kubelet and kube-proxy"
         self.progress(f"starting {agents} on {len(self.topo.workers)} workers")
@@ -247,15 +259,6 @@ class ControlPlane:
         if policed:
             self.progress("waiting for the NetworkPolicy agents' first sync")
             self.wait_netpol([node.name for node in policed], timeout)
-        self.progress("applying the DNS add-on (kube-dns)")
-        self.client.apply_all(dns_addon(self.topo, self.api))
-        if self.topo.lb_pool:
-            from testbed.emu.addons import start_cloud
-            start_cloud(self)
-        if "ingress-nginx" in self.topo.addons:
-            from testbed.emu.addons import ingress_nginx_addon
-            self.progress("applying the ingress-nginx add-on")
-            self.client.apply_all(ingress_nginx_addon(self.topo, self.api))
 
     def wait_nodes_ready(self, timeout: float) -> None:
         """Wait until every worker's Node is Ready, watching the Nodes (and checking that the

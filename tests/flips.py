@@ -123,10 +123,13 @@ REGISTRY: list[Decision] = [
         'port.get("name") == target']),
     Decision("testbed.controllers.endpointslice", "_endpoint", [C, R, F], main=[
         '"ready": publish or', '"serving": publish or ready']),
-    Decision("testbed.controllers.endpointslice", "desired_slices", [C, R], main=[
+    Decision("testbed.controllers.endpointslice", "desired_groups", [C, R], main=[
         'get("podIP") or is_terminal(pod)']),
+    Decision("testbed.controllers.endpointslice", "place_endpoints", [R], main=[
+        '(s.get("ports") or []) == port_list', "(i := _identity(e)) in wanted",
+        "if held or (not endpoints", "if not endpoints and not kept"]),
     Decision("testbed.controllers.endpointslice", "reconcile_service", [R, F], main=[
-        's.get("ports") == slice_["ports"]', "if match is None and unused"]),
+        "if match is not None"]),
     Decision("testbed.controllers.endpointslice", "reconcile_endpointslices", [R], main=[
         'spec.get("type") == "ExternalName" or not spec.get("selector")',
         "if owner not in live"]),

@@ -16,6 +16,13 @@ and has not finished becomes an endpoint, terminating ones included:
 
 Services without a selector (and ExternalName Services) are left alone: their slices are the
 user's. Slices managed here whose Service is gone are deleted.
+
+Which endpoint goes into which slice follows upstream's reconciler (reconcileByPortMapping): an
+endpoint stays in the slice that holds it (updated in place when it changed), one that is gone
+leaves its slice, and new ones fill the slices being changed anyway, then those with room, and
+only then new slices. So a pod becoming ready rewrites the one slice that holds it, not every
+slice after it in name order (which would send each kube-proxy a burst of whole slices for
+every pod that comes up).
 """
 
 from __future__ import annotations
@@ -73,7 +80,26 @@ def _endpoint(pod: dict, service: dict, zones: dict[str, str]) -> dict:
 
 
 def desired_slices(service: dict, pods: list[dict], zones: dict[str, str]) -> list[dict]:
-    """The slices' `ports` and `endpoints` (no names yet), grouped by resolved ports."""
+    """The slices' `ports` and `endpoints` (no names yet), grouped by resolved ports, when no
+    slice exists yet: each group's endpoints in pod name order, cut into slices of at most
+    MAX_ENDPOINTS_PER_SLICE."""
+    out = []
+    for ports, endpoints in desired_groups(service, pods, zones).items():
+        chunks = [endpoints[i:i + MAX_ENDPOINTS_PER_SLICE]
+                  for i in range(0, len(endpoints), MAX_ENDPOINTS_PER_SLICE)] or [[]]
+        for chunk in chunks:
+            out.append({"ports": _ports(ports), "endpoints": chunk})
+    return out
+
+
+def _ports(ports: tuple) -> list[dict]:
+    return [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports]
+
+
+def desired_groups(service: dict, pods: list[dict],
+                   zones: dict[str, str]) -> dict[tuple, list[dict]]:
+    """Resolved ports ((name, number, protocol), ...) -> their endpoints in pod name order,
+    sorted by ports; one group of no ports and no endpoints when nothing is selected."""
     spec = service["spec"]
     groups: dict[tuple, list[dict]] = {}
     for pod in sorted(pods, key=name_of):
@@ -90,15 +116,59 @@ def desired_slices(service: dict, pods: list[dict], zones: dict[str, str]) -> li
         groups.setdefault(tuple(ports), []).append(_endpoint(pod, service, zones))
     if not groups:
         groups[()] = []
-    out = []
-    for ports, endpoints in sorted(groups.items()):
-        chunks = [endpoints[i:i + MAX_ENDPOINTS_PER_SLICE]
-                  for i in range(0, len(endpoints), MAX_ENDPOINTS_PER_SLICE)] or [[]]
-        for chunk in chunks:
-            out.append({"ports": [{"name": n, "port": p, "protocol": proto}
-                                  for n, p, proto in ports],
-                        "endpoints": chunk})
-    return out
+    return dict(sorted(groups.items()))
+
+
+def _identity(endpoint: dict) -> tuple:
+    """What makes two endpoints the same one: the pod (uid) and its addresses."""
+    ref = endpoint.get("targetRef") or {}
+    return (ref.get("namespace"), ref.get("name"), ref.get("uid"),
+            tuple(endpoint.get("addresses") or ()))
+
+
+def place_endpoints(existing: list[dict], groups: dict[tuple, list[dict]]
+                    ) -> tuple[list[tuple[dict | None, list[dict], list[dict]]], list[dict]]:
+    """Upstream's placement: ([(the existing slice to rewrite or None for a new one, ports,
+    endpoints)], [existing slices to delete]). Per group of ports, the slices with those
+    ports keep the endpoints they hold that are still wanted, in their order (with the
+    endpoint's new conditions); the group's other endpoints fill first the slices that change
+    anyway, then the others with room (by name), then new slices; a slice left with no
+    endpoints is deleted. A new slice takes over an existing slice of other ports when one is
+    left (rewritten rather than replaced), and the one empty slice of a Service without
+    endpoints does too."""
+    unused = sorted(existing, key=lambda s: s["metadata"]["name"])
+    plans: list[tuple[dict | None, list[dict], list[dict]]] = []
+    fresh: list[tuple[list[dict], list[dict]]] = []   # (ports, endpoints) with no slice yet
+    for ports, endpoints in groups.items():
+        port_list = _ports(ports)
+        wanted = {_identity(e): e for e in endpoints}
+        mine = [s for s in unused if (s.get("ports") or []) == port_list]
+        kept: list[tuple[dict, list[dict]]] = []
+        for slice_ in mine:
+            unused.remove(slice_)
+            held = [wanted.pop(i) for e in slice_.get("endpoints") or []
+                    if (i := _identity(e)) in wanted]
+            kept.append((slice_, held))
+        rest = list(wanted.values())
+        # the slices that change anyway first (False sorts first), then the rest, by name
+        for _, held in sorted(kept, key=lambda k: k[1] == (k[0].get("endpoints") or [])):
+            room = max(MAX_ENDPOINTS_PER_SLICE - len(held), 0)
+            held.extend(rest[:room])
+            rest = rest[room:]
+        for slice_, held in kept:
+            if held or (not endpoints and slice_ is kept[0][0]):
+                plans.append((slice_, port_list, held))
+            else:
+                unused.append(slice_)   # emptied: reused below, or deleted
+        chunks = [rest[i:i + MAX_ENDPOINTS_PER_SLICE]
+                  for i in range(0, len(rest), MAX_ENDPOINTS_PER_SLICE)]
+        if not endpoints and not kept:
+            chunks = [[]]   # the one empty slice of a Service with no endpoints
+        fresh.extend((port_list, chunk) for chunk in chunks)
+    unused.sort(key=lambda s: s["metadata"]["name"])
+    for port_list, chunk in fresh:
+        plans.append((unused.pop(0) if unused else None, port_list, chunk))
+    return plans, unused
 
 
 def node_zones(store: Store) -> dict[str, str]:
@@ -115,21 +185,10 @@ def reconcile_service(store: Store, service: dict, rng: random.Random,
                                                    MANAGED_BY_LABEL: MANAGED_BY})
     pods, _ = store.list("Pod", ns, copy=False)  # read only
     zones = node_zones(store) if zones is None else zones
-    wanted = desired_slices(service, pods, zones)
+    plans, unused = place_endpoints(existing, desired_groups(service, pods, zones))
     changes: list[Change] = []
-    # Reuse slices with the same ports first, then any other, so a change rewrites a slice
-    # rather than replacing it (fewer events for kube-proxy, stable names for users).
-    unused = sorted(existing, key=name_of)
-    reuse: list[dict | None] = []
-    for slice_ in wanted:
-        match = next((s for s in unused if s.get("ports") == slice_["ports"]), None)
-        if match is not None:
-            unused.remove(match)
-        reuse.append(match)
-    for i, match in enumerate(reuse):
-        if match is None and unused:
-            reuse[i] = unused.pop(0)
-    for slice_, match in zip(wanted, reuse, strict=True):
+    for match, ports, endpoints in plans:
+        slice_ = {"ports": ports, "endpoints": endpoints}
         body = {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": name_of(match) if match else f"{name}-{random_suffix(rng)}",

@@ -12,6 +12,7 @@ from testbed.controllers.deployment import HASH_LABEL, reconcile_deployments, te
 from testbed.controllers.endpointslice import (
     MANAGED_BY_LABEL,
     SERVICE_NAME_LABEL,
+    place_endpoints,
     reconcile_endpointslices,
 )
 from testbed.controllers.scheduler import choose_node, schedule_pending
@@ -291,6 +292,83 @@ def test_slices_hold_at_most_100_endpoints_and_selectorless_services_are_left_al
     store.create(manual)
     reconcile_endpointslices(store, rng)
     assert all(s["metadata"]["labels"][SERVICE_NAME_LABEL] == "web" for s in slices(store))
+
+
+def _endpoint_names(store: Store) -> dict[str, list[str]]:
+    return {s["metadata"]["name"]: [e["targetRef"]["name"] for e in s["endpoints"]]
+            for s in slices(store)}
+
+
+def test_endpoints_stay_in_their_slice_and_new_ones_fill_the_slice_that_changes() -> None:
+    """As upstream places them: a pod coming up rewrites only a slice with room, and one going
+    away only the slice that held it; names in between never shift every later slice."""
+    store = make_store()
+    rng = random.Random(8)
+    store.create(service(ports=[{"port": 80}]))
+    template = web_pod("x")
+
+    def add(name: str, ip: str) -> None:
+        p = copy.deepcopy(template)
+        p["metadata"]["name"] = name
+        store.create(p)
+        set_ready(store, name, ip=ip)
+
+    for i in range(150):
+        add(f"p{i:03d}", f"10.244.1.{i + 2}")
+    reconcile_endpointslices(store, rng)
+    before = _endpoint_names(store)
+    assert sorted(len(v) for v in before.values()) == [50, 100]
+    full = next(n for n, v in before.items() if len(v) == 100)
+    part = next(n for n, v in before.items() if len(v) == 50)
+    add("a-first", "10.244.2.1")   # sorts before every other pod
+    changes = reconcile_endpointslices(store, rng)
+    assert [(c.verb, c.name) for c in changes] == [("update", part)]
+    after = _endpoint_names(store)
+    assert after[full] == before[full] and after[part] == before[part] + ["a-first"]
+    store.delete("Pod", "default", "p010")   # held by the full slice
+    changes = reconcile_endpointslices(store, rng)
+    assert [(c.verb, c.name) for c in changes] == [("update", full)]
+    assert _endpoint_names(store)[full] == [n for n in before[full] if n != "p010"]
+    set_ready(store, "p020", ready=False, ip="10.244.1.22")   # updated where it is
+    reconcile_endpointslices(store, rng)
+    held = {e["targetRef"]["name"]: e["conditions"]["ready"]
+            for e in store.get("EndpointSlice", "default", full)["endpoints"]}
+    assert held["p020"] is False and len(held) == 99
+    for name in before[part] + ["a-first"]:   # the other slice empties: it goes
+        store.delete("Pod", "default", name)
+    changes = reconcile_endpointslices(store, rng)
+    assert [(c.verb, c.name) for c in changes] == [("delete", part)]
+    for name in before[full]:   # no endpoints at all: one empty slice stays, the same one
+        if name != "p010":
+            store.delete("Pod", "default", name)
+    reconcile_endpointslices(store, rng)
+    [empty] = slices(store)
+    assert empty["metadata"]["name"] == full and empty["endpoints"] == [] and empty["ports"] == []
+    assert reconcile_endpointslices(store, rng) == []
+
+
+def test_placement_of_new_endpoints_prefers_a_changed_slice_then_room_then_a_new_slice() -> None:
+    def ep(name: str) -> dict:
+        return {"addresses": [f"10.0.0.{len(name)}"], "targetRef": {"name": name, "uid": name}}
+
+    ports = (("", 80, "TCP"),)
+    port_list = [{"name": "", "port": 80, "protocol": "TCP"}]
+    a = {"metadata": {"name": "s-a"}, "ports": port_list,
+         "endpoints": [ep("x" * i) for i in range(1, 91)]}
+    b = {"metadata": {"name": "s-b"}, "ports": port_list,
+         "endpoints": [ep("y" * i) for i in range(1, 96)]}
+    other = {"metadata": {"name": "s-c"}, "ports": [], "endpoints": []}
+    zs = ["z" * i for i in range(1, 21)]
+    wanted = a["endpoints"] + b["endpoints"][1:] + [ep(z) for z in zs]
+    plans, stale = place_endpoints([a, b, other], {ports: wanted})
+    got = {(m["metadata"]["name"] if m else None): [e["targetRef"]["name"] for e in eps]
+           for m, _, eps in plans}
+    # s-b lost one endpoint (it changes anyway): it takes 6 new ones first; s-a has room for
+    # 10; the last 4 go to a new slice, which takes over s-c (other ports, unused)
+    assert got["s-b"] == ["y" * i for i in range(2, 96)] + zs[:6]
+    assert got["s-a"] == ["x" * i for i in range(1, 91)] + zs[6:16]
+    assert got["s-c"] == zs[16:]
+    assert stale == [] and None not in got
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ and the NetworkPolicy agents in iptables mode, the gateway routing the pod CIDRs
 1. cluster up: `Cluster(topo).up()` (network, API server with its controllers, kubelets,
    kube-proxies, NetworkPolicy agents, the DNS add-on Ready);
 2. ready + synced: from applying one Deployment of N*P replicas (the pause image's container,
-   no probes) and a ClusterIP Service selecting them, until
+   no probes) and a ClusterIP Service selecting them, until (the Pods and slices followed by
+   two informers, not by listing 1,000 Pods ten times a second, which would cost the API
+   server more than what is measured)
      - every pod is Ready (the API's Pod conditions),
      - the Service's EndpointSlices hold exactly those N*P pod IPs, all ready, and
      - every worker's kube-proxy has programmed them: the node's own rules (`iptables-save -t
@@ -271,6 +273,31 @@ class SyncWatch:
                 self.seen_syncs[node.name] = syncs
 
 
+class Follow:
+    """An informer's view of one kind, kept by its handlers: name -> what `digest` keeps."""
+
+    def __init__(self, client, kind: str, selector: str, digest) -> None:
+        from testbed.apiclient.informer import Informer
+
+        self.seen: dict[str, object] = {}
+        self.digest = digest
+        self.informer = Informer(client, kind, "default", selector, on_add=self._set,
+                                 on_update=lambda old, new: self._set(new), on_delete=self._drop)
+
+    def _set(self, obj: dict) -> None:
+        self.seen[obj["metadata"]["name"]] = self.digest(obj)
+
+    def _drop(self, obj: dict) -> None:
+        self.seen.pop(obj["metadata"]["name"], None)
+
+    def __enter__(self) -> Follow:
+        self.informer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.informer.stop()
+
+
 def measure_cluster(workers: int, per_node: int, timeout: float) -> dict:
     from testbed.controllers.common import is_ready
     from testbed.emu.cluster import Cluster
@@ -282,44 +309,57 @@ def measure_cluster(workers: int, per_node: int, timeout: float) -> dict:
     try:
         up = time.perf_counter() - started
         client = cluster.client
-        t0 = time.perf_counter()
-        client.apply_all(workload(replicas))
-        marks: dict[str, float] = {}
-        watch: SyncWatch | None = None
-        while True:
-            now = time.perf_counter() - t0
-            if "ready" not in marks:
-                pods, _ = client.list("Pod", "default", selector=f"app={APP}")
-                if "created" not in marks and len(pods) >= replicas:
-                    marks["created"] = now
-                ready = [p for p in pods if is_ready(p)]
-                if len(ready) >= replicas:
-                    marks["ready"] = now
-                    pod_ips = {p["status"]["podIP"] for p in ready}
-            if "ready" in marks and "slices" not in marks:
-                slices, _ = client.list("EndpointSlice", "default",
-                                        selector=f"kubernetes.io/service-name={APP}")
-                addresses, count = slice_addresses(slices)
-                if addresses == pod_ips and count == replicas:
-                    marks["slices"] = time.perf_counter() - t0
-                    watch = SyncWatch(cluster, pod_ips)
-            if watch is not None:
-                watch.poll(t0)
-                if len(watch.done) == workers:
-                    marks["synced"] = max(watch.done.values())
-                    marks["first_synced"] = min(watch.done.values())
-                    break
-            if now > timeout:
-                raise TimeoutError(f"{workers} workers: not ready and synced after {timeout:g} s "
-                                   f"(reached: {', '.join(marks) or 'nothing'}; synced nodes: "
-                                   f"{len(watch.done) if watch else 0}/{workers})")
-            time.sleep(0.1)
+        pods = Follow(client, "Pod", f"app={APP}",
+                      lambda p: (p.get("status") or {}).get("podIP") if is_ready(p) else None)
+        slices = Follow(client, "EndpointSlice", f"kubernetes.io/service-name={APP}",
+                        lambda s: slice_addresses([s]))
+        with pods, slices:
+            pods.informer.wait_for_sync(30)
+            slices.informer.wait_for_sync(30)
+            t0 = time.perf_counter()
+            client.apply_all(workload(replicas))
+            marks, watch = follow(cluster, pods, slices, replicas, t0, timeout)
         memory, cpu = usage_figures(cluster.record.directory, {w.name for w in topo.workers})
         modes = sorted({f"proxy {w.proxy_mode}, policy {w.policy_mode}" for w in topo.workers})
         return {"up": up, "timings": dict(cluster.timings), **marks, "rule_reads": watch.reads,
                 "memory": memory, "cpu": cpu, "modes": modes, "routing": topo.pod_network.routing}
     finally:
         cluster.down()
+
+
+def follow(cluster, pods: Follow, slices: Follow, replicas: int, t0: float,
+           timeout: float) -> tuple[dict[str, float], SyncWatch]:
+    """The marks (seconds after t0) of created, ready, slices, first_synced, synced."""
+    workers = len(cluster.topo.workers)
+    marks: dict[str, float] = {}
+    watch: SyncWatch | None = None
+    while True:
+        now = time.perf_counter() - t0
+        seen = dict(pods.seen)
+        if "created" not in marks and len(seen) >= replicas:
+            marks["created"] = now
+        pod_ips = {ip for ip in seen.values() if ip}
+        if "ready" not in marks and len(pod_ips) >= replicas:
+            marks["ready"] = now
+        if "ready" in marks and "slices" not in marks:
+            addresses, count = set(), 0
+            for ready, n in list(slices.seen.values()):
+                addresses |= ready
+                count += n
+            if addresses == pod_ips and count == replicas:
+                marks["slices"] = now
+                watch = SyncWatch(cluster, pod_ips)
+        if watch is not None:
+            watch.poll(t0)
+            if len(watch.done) == workers:
+                marks["synced"] = max(watch.done.values())
+                marks["first_synced"] = min(watch.done.values())
+                return marks, watch
+        if now > timeout:
+            raise TimeoutError(f"{workers} workers: not ready and synced after {timeout:g} s "
+                               f"(reached: {', '.join(marks) or 'nothing'}; synced nodes: "
+                               f"{len(watch.done) if watch else 0}/{workers})")
+        time.sleep(0.1)
 
 
 def mb(kb: float) -> str:

@@ -220,17 +220,21 @@ class Client:
     def watch(self, kind: str, namespace: str | None = None, since: str | None = None,
               selector: str | None = None, timeout: float = 30, *,
               on_connect: Callable[[http.client.HTTPConnection], None] | None = None,
-              fields: str | None = None) -> Iterator[tuple[str, dict]]:
+              fields: str | None = None, bookmarks: bool = False) -> Iterator[tuple[str, dict]]:
         """(type, object) events after `since` until the server ends the stream at `timeout`.
 
         `since` None starts with an ADDED event per current object. Raises Expired (410) when
         `since` is too old; the caller lists again. `on_connect` receives the stream's
         connection, so that another thread can cut it (Informer.stop does). `selector` and
         `fields` narrow the events as for `list`; an object that stops matching is DELETED.
+        `bookmarks` asks for BOOKMARK events too (allowWatchBookmarks): an object holding only
+        the resourceVersion the stream has reached, so a watch of a kind that seldom changes
+        resumes from a recent version rather than one the history has dropped (410).
         """
         r = resource_for(kind)
         query = {"watch": "1", "resourceVersion": since or None,
                  "labelSelector": selector or None, "fieldSelector": fields or None,
+                 "allowWatchBookmarks": "true" if bookmarks else None,
                  "timeoutSeconds": max(1, int(timeout))}
         path = r.path(namespace) + "?" + urlencode({k: v for k, v in query.items()
                                                     if v is not None})

@@ -1,8 +1,11 @@
 """Acts (sockets, a thread): list-then-watch of one kind, with a local cache and handlers.
 
 As client-go's reflector + informer: list (the cache becomes exactly the list, and handlers hear
-what differs from what they saw before), then watch from the list's resourceVersion; a watch
-that ends is resumed from the last event's resourceVersion; 410 Expired or a lost connection
+what differs from what they saw before), then watch from the list's resourceVersion, with
+bookmarks (AllowWatchBookmarks, as the reflector asks); a watch that ends is resumed from the
+last event's resourceVersion, a bookmark's included (so an informer of a kind that seldom
+changes, Services or NetworkPolicies, does not find its version dropped from the history and
+list again every time its watch ends, while Pods churn); 410 Expired or a lost connection
 (an API server restart) means list again, after a backoff that grows to `max_backoff`. With
 `resync` set, every cached object is handed to on_update(obj, obj) that often, so handlers
 that act on the world (kubelet, kube-proxy) can repair drift.
@@ -136,7 +139,7 @@ class Informer:
                 timeout = max(1.0, min(timeout, self._next_resync - time.monotonic() + 0.5))
             stream = self.client.watch(self.kind, self.namespace, since=rv,
                                        selector=self.selector, fields=self.fields,
-                                       timeout=timeout,
+                                       timeout=timeout, bookmarks=True,
                                        on_connect=self._remember)
             try:
                 for type_, obj in stream:

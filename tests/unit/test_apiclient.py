@@ -12,6 +12,7 @@ import pytest
 
 from testbed.agents.apiserver import ApiServer
 from testbed.apiclient import ApiError, Client, Expired, Informer
+from tests.unit.conftest import start_api
 from tests.unit.conftest import start_api as start
 
 
@@ -291,4 +292,33 @@ def test_unschedulable_pod_says_why_and_terminating_orphans_are_collected(tmp_pa
         assert client.delete("Pod", "default", "ghost")["metadata"]["deletionTimestamp"]
         until(lambda: client.get("Pod", "default", "ghost") is None)
     finally:
+        srv.stop()
+
+
+def test_an_informer_of_a_quiet_kind_resumes_from_bookmarks_and_does_not_list_again(
+        tmp_path: Path) -> None:
+    """Pods churn past the history while nothing happens to Services: the Service informer's
+    watch ends (its timeout) and resumes from the bookmark it got 2 s before the end, not from
+    its list's version, which the history has dropped (410 and a new list)."""
+    srv = start_api(tmp_path, history=20)
+    client = Client(f"unix://{tmp_path}/api.sock")
+    try:
+        services = Informer(client, "Service", "default", watch_timeout=3).start()
+        assert services.wait_for_sync(5)
+        started = time.monotonic()
+        # 30 writes in all, more than the history holds, but fewer than 20 after the
+        # bookmark (1 s in, 2 s before the watch's end at 3 s)
+        for i in range(15):
+            client.create(pod(f"p{i}"))
+        time.sleep(max(0.0, started + 1.5 - time.monotonic()))
+        for i in range(15, 30):
+            client.create(pod(f"p{i}"))
+        time.sleep(max(0.0, started + 4.5 - time.monotonic()))   # the watch was resumed
+        client.create({"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": "svc", "namespace": "default"},
+                       "spec": {"ports": [{"port": 80}]}})
+        until(lambda: services.get("default", "svc"))
+        assert services.lists == 1
+    finally:
+        services.stop()
         srv.stop()

@@ -320,8 +320,12 @@ def measure_cluster(workers: int, per_node: int, timeout: float) -> dict:
             client.apply_all(workload(replicas))
             marks, watch = follow(cluster, pods, slices, replicas, t0, timeout)
         memory, cpu = usage_figures(cluster.record.directory, {w.name for w in topo.workers})
+        from testbed.emu import rundir
+        statuses = [rundir.read_proxy_status(cluster.record.directory, w.name) for w in topo.workers]
+        syncs = [st.syncs for st in statuses if st is not None]
         modes = sorted({f"proxy {w.proxy_mode}, policy {w.policy_mode}" for w in topo.workers})
         return {"up": up, "timings": dict(cluster.timings), **marks, "rule_reads": watch.reads,
+                "proxy_syncs": sum(syncs) / len(syncs) if syncs else 0.0,
                 "memory": memory, "cpu": cpu, "modes": modes, "routing": topo.pod_network.routing}
     finally:
         cluster.down()
@@ -379,6 +383,8 @@ def report(n: int, per_node: int, base: dict, run: dict) -> None:
     print(f"  pods: -> first worker's kube-proxy synced (s)     {run['first_synced']:>10.2f}")
     print(f"  pods: -> every worker's kube-proxy synced (s)     {run['synced']:>10.2f}   "
           f"({run['synced'] / base['pods']:.1f}x baseline; {run['rule_reads']} rule dumps)")
+    print(f"  kube-proxy syncs that applied something, per worker, since its start  "
+          f"{run['proxy_syncs']:>6.1f}")
     print(f"  memory PSS, all processes (MB)                    {mb(mem['total']):>10}   {mb(bmem['total']):>10}")
     for kind in sorted(set(mem["by_kind"]) | set(bmem["by_kind"])):
         print(f"    {kind:<46}  {mb(mem['by_kind'].get(kind, 0)):>10}   {mb(bmem['by_kind'].get(kind, 0)):>10}")

@@ -1,1 +1,1 @@
-"""Programs that pods run in place of container images (an agnhost-like netexec server)."""
+"""Programs that pods run in place of container images: agnhost (netexec, serve-hostname, connect, pause)."""

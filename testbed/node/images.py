@@ -5,6 +5,12 @@ A container's `command` runs on the node's own filesystem, as written, after Kub
 testbed knows (agnhost, for its netexec server) map to programs shipped with the testbed; any
 other image runs its `args` as an image without an ENTRYPOINT does (busybox, alpine, ...);
 with neither, the error says a command must be given.
+
+The runtime's rule (containerd's WithProcessArgs): no command and no args run the image's
+ENTRYPOINT with its CMD; args alone run ENTRYPOINT + args; a command runs as given with the
+args, the image's CMD ignored. agnhost's image has ENTRYPOINT ["/agnhost"] and CMD ["pause"],
+so `args: [netexec, ...]`, `command: [/agnhost, netexec, ...]` and `command: [/agnhost]` +
+`args: [netexec, ...]` all run netexec, and a bare agnhost container pauses.
 """
 
 from __future__ import annotations
@@ -49,9 +55,15 @@ ENTRYPOINTS: dict[str, list[str]] = {
 }
 
 
+# Their CMD: the arguments the entrypoint gets when the container gives neither command nor args.
+IMAGE_CMDS: dict[str, list[str]] = {"agnhost": ["pause"]}
+
+
 # Where those images keep their program, as a command or `kubectl exec` names it
-# (`command: [/agnhost, netexec]`, `kubectl exec POD -- /agnhost connect HOST:PORT`).
-IMAGE_PROGRAMS: dict[str, tuple[str, ...]] = {"agnhost": ("/agnhost", "agnhost")}
+# (`command: [/agnhost, netexec]`, `kubectl exec POD -- /agnhost connect HOST:PORT`). The image
+# also has /agnhost-2, a link to it (upstream's entrypoint tests); `agnhost` alone is not on the
+# image's PATH, so it is not found here either.
+IMAGE_PROGRAMS: dict[str, tuple[str, ...]] = {"agnhost": ("/agnhost", "/agnhost-2")}
 
 
 def image_argv(image: str, argv: list[str]) -> list[str]:
@@ -72,7 +84,7 @@ def container_argv(container: dict, env: dict[str, str]) -> list[str]:
     name = image_name(str(container.get("image", "")))
     if name in ENTRYPOINTS:
         entry = ENTRYPOINTS[name]
-        return (entry + args) if entry else ["sleep", "infinity"]
+        return (entry + (args or IMAGE_CMDS.get(name, []))) if entry else ["sleep", "infinity"]
     if args:
         # An image without an ENTRYPOINT (busybox, alpine, debian, ...) runs its args: what
         # `kubectl run x --image=busybox -- sh -c ...` relies on.

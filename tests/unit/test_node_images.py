@@ -67,8 +67,36 @@ def test_agnhost_entrypoint_gets_the_args():
     assert ENTRYPOINTS["agnhost"] == [sys.executable, "-m", "testbed.workloads.agnhost"]
 
 
-def test_agnhost_without_args():
-    assert container_argv({"image": "agnhost"}, {}) == [sys.executable, "-m", "testbed.workloads.agnhost"]
+def test_agnhost_without_args_runs_the_images_cmd():
+    # ENTRYPOINT ["/agnhost"], CMD ["pause"]: a bare agnhost container pauses
+    assert container_argv({"image": "agnhost"}, {}) == [sys.executable, "-m", "testbed.workloads.agnhost", "pause"]
+    assert container_argv({"image": AGNHOST, "args": []}, {}) == AGNHOST_ARGV + ["pause"]
+
+
+AGNHOST_ARGV = [sys.executable, "-m", "testbed.workloads.agnhost"]
+
+
+@pytest.mark.parametrize(("container", "argv"), [
+    # upstream's e2e forms: args alone (NewAgnhostPod), the image's program as the command,
+    # the program as the command with the subcommand in args
+    ({"args": ["netexec", "--http-port=8083", "--udp-port=8081"]}, ["netexec", "--http-port=8083", "--udp-port=8081"]),
+    ({"command": ["/agnhost", "serve-hostname", "--tcp", "--http=false", "--port", "9376"]},
+     ["serve-hostname", "--tcp", "--http=false", "--port", "9376"]),
+    ({"command": ["/agnhost"], "args": ["netexec", "--delay-shutdown", "9999"]}, ["netexec", "--delay-shutdown", "9999"]),
+    ({"command": ["/agnhost", "netexec"], "args": ["--http-port=$(PORT)"]}, ["netexec", "--http-port=80"]),
+    ({"command": ["/agnhost-2", "pause"]}, ["pause"]),             # the image's link to it
+    ({"command": ["/agnhost"]}, []),         # a command drops the image's CMD: agnhost's help
+])
+def test_agnhost_command_forms(container, argv):
+    assert container_argv({"image": AGNHOST, **container}, {"PORT": "80"}) == AGNHOST_ARGV + argv
+
+
+def test_agnhost_program_only_in_its_image_and_only_by_its_path():
+    assert container_argv({"image": "busybox", "command": ["/agnhost", "netexec"]}, {}) == ["/agnhost", "netexec"]
+    # `agnhost` is not on the image's PATH: left as written, then not found on the node
+    assert container_argv({"image": AGNHOST, "command": ["agnhost", "netexec"]}, {}) == ["agnhost", "netexec"]
+    assert container_argv({"image": AGNHOST, "command": ["sh", "-c", "/agnhost connect a:1"]}, {}) == \
+        ["sh", "-c", "/agnhost connect a:1"]
 
 
 def test_pause_image_sleeps():

@@ -13,7 +13,9 @@ Each takes the store and `ListOptions` (testbed.api.query) and honours every opt
   "" or "0", or sendInitialEvents=true, then maybe upstream's initial-events-end bookmark), or
   the events after N (410 Expired when N is older than the history).
 
-The HTTP layer streams the rest of a watch with `watch_next`.
+The HTTP layer streams the rest of a watch with `watch_next`. The watch events' objects are the
+store's own, shared by every watcher (Store.watch copy=False): the HTTP layer (agents/
+apiserver.py, tables.WatchRenderer) must only serialize them, never change them.
 """
 
 from __future__ import annotations
@@ -89,10 +91,10 @@ def watch_start(store: Store, r: Resource, namespace: str | None, o: ListOptions
     wanted = parse_resource_version(o.resource_version)
     if sends_initial_events(o):
         _fresh_enough(store, wanted)
-        first = store.watch(r.kind, ns, None, predicate=predicate)
+        first = store.watch(r.kind, ns, None, predicate=predicate, copy=False)
         return WatchStart(first, bool(o.send_initial_events) and o.allow_bookmarks)
     since = o.resource_version if wanted else store.resource_version
-    return WatchStart(store.watch(r.kind, ns, since, 0.0, predicate=predicate), False)
+    return WatchStart(store.watch(r.kind, ns, since, 0.0, predicate=predicate, copy=False), False)
 
 
 def watch_index(r: Resource, o: ListOptions) -> str | None:
@@ -107,4 +109,5 @@ def watch_next(store: Store, r: Resource, namespace: str | None, o: ListOptions,
     """The events after `since`, waiting up to `timeout` for one; Expired (410) when the
     history no longer reaches back to `since`."""
     return store.watch(r.kind, namespace if r.namespaced else None, since, timeout,
-                       predicate=o.predicate(r.kind, r.namespaced), index=watch_index(r, o))
+                       predicate=o.predicate(r.kind, r.namespaced), index=watch_index(r, o),
+                       copy=False)

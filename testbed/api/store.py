@@ -424,7 +424,7 @@ class Store:
               since: str | None = None, timeout: float = 0.0,
               selector: dict | str | None = None, *,
               predicate: Callable[[dict], bool] | None = None,
-              index: str | None = None) -> WatchBatch:
+              index: str | None = None, copy: bool = True) -> WatchBatch:
         """Events after `since`, waiting up to `timeout` seconds for the first one.
 
         `since` None, "" or "0" starts with a synthetic ADDED event per current object, as a
@@ -434,6 +434,11 @@ class Store:
         `index`: the value the predicate requires of the kind's indexed field (INDEXED_FIELDS:
         a Pod watch's spec.nodeName), so that only writes of such objects wake this watch; it
         must not let through anything the predicate would not.
+
+        `copy=False` hands out the objects the history holds, shared by every watcher, for
+        callers that promise never to change them (the API server, which only serializes them:
+        a copy per watcher per event is what a thousand Pods times a hundred nodes' watchers
+        would cost otherwise). The store never changes them: every write stores a new object.
         """
         sel = parse_selector(selector) if isinstance(selector, str) else selector
 
@@ -448,8 +453,8 @@ class Store:
         deadline = time.monotonic() + timeout
         with self._lock:
             if since in (None, "", "0"):
-                events = [Event("ADDED", clone(obj), int(obj["metadata"]
-                                                                  ["resourceVersion"]))
+                events = [Event("ADDED", clone(obj) if copy else obj,
+                                int(obj["metadata"]["resourceVersion"]))
                           for _, obj in sorted((k, o) for k, o in self._objects.of_kind(kind).items()
                                                if matches(o))]
                 return WatchBatch(events, str(self._rv))
@@ -481,7 +486,7 @@ class Store:
                                             event.previous))
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0:
-                    out = [Event(e.type, clone(e.object), e.resource_version)
-                           for e in events]
+                    out = [Event(e.type, clone(e.object) if copy else e.object,
+                                 e.resource_version) for e in events]
                     return WatchBatch(out, str(self._rv))
                 self._channel(kind, index).wait(remaining)

@@ -287,3 +287,17 @@ def test_lists_of_a_kind_see_restored_written_and_deleted_objects() -> None:
     assert [p["metadata"]["name"] for p in store.list("Pod")[0]] == ["new"]
     assert [e["metadata"]["name"] for e in store.list("Event")[0]] == ["e"]
     assert [p["metadata"]["name"] for p in store.list("Pod", at=2)[0]] == ["new", "old"]
+
+
+def test_a_watch_without_copies_hands_every_watcher_the_same_stored_event_object() -> None:
+    store = make_store()
+    store.create(pod("a"))
+    rv = store.resource_version
+    store.apply(pod("a", labels={"x": "y"}))
+    one = store.watch("Pod", since=rv, copy=False).events[0].object
+    two = store.watch("Pod", since=rv, copy=False).events[0].object
+    mine = store.watch("Pod", since=rv).events[0].object
+    assert one is two and mine is not one and mine == one
+    assert one["metadata"]["labels"] == {"x": "y"}
+    initial = store.watch("Pod", since="", copy=False).events[0].object
+    assert initial is store.watch("Pod", since="", copy=False).events[0].object

@@ -16,7 +16,6 @@ does not stop the informer. Used by the kubelet, kube-proxy and the DNS server.
 
 from __future__ import annotations
 
-import copy
 import http.client
 import logging
 import socket
@@ -25,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from testbed.api.meta import object_key
+from testbed.api.store import clone
 from testbed.apiclient.client import ApiError, Client, Expired
 
 log = logging.getLogger("testbed.informer")
@@ -83,13 +83,13 @@ class Informer:
         """Copies of the cached objects in key order; with `keep`, only those it accepts
         (tested before copying, so a kubelet does not copy every pod of the cluster)."""
         with self._lock:
-            return [copy.deepcopy(o) for _, o in sorted(self._cache.items())
+            return [clone(o) for _, o in sorted(self._cache.items())
                     if keep is None or keep(o)]
 
     def get(self, namespace: str, name: str) -> dict | None:
         with self._lock:
             obj = self._cache.get(self._key({"metadata": {"namespace": namespace, "name": name}}))
-            return copy.deepcopy(obj) if obj is not None else None
+            return clone(obj) if obj is not None else None
 
     def _key(self, obj: dict) -> tuple[str, str]:
         """object_key as the informer's kind has it (a watched object need not carry its kind)."""
@@ -188,6 +188,6 @@ class Informer:
         if handler is None or self._stop.is_set():
             return
         try:
-            handler(*[copy.deepcopy(a) for a in args])
+            handler(*[clone(a) for a in args])
         except Exception:
             log.exception("informer %s: handler failed", self.kind)

@@ -102,6 +102,9 @@ class PodEvents:
         self.informer.stop()
 
 
+TEARDOWN_GRACE = 0.2   # seconds between SIGTERM and SIGKILL for what is left at teardown
+
+
 class Cluster:
     def __init__(self, topo: Topology, progress: Callable[[str], None] | None = None):
         self.topo = topo
@@ -208,7 +211,11 @@ class Cluster:
             self.network.stop()
             self.network = None
         if self.record is not None:
-            self.record.clean()
+            # The pods' processes go with the cluster, as `docker rm -f` ends a kind node's:
+            # a short SIGTERM, then SIGKILL; nothing they could do on the way out outlives the
+            # namespaces and the run directory, and a server that keeps serving after SIGTERM
+            # (agnhost serve-hostname does for 60 s) would hold every teardown up.
+            self.record.clean(grace=TEARDOWN_GRACE)
             self.record = None
 
     def __enter__(self) -> Cluster:

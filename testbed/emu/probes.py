@@ -25,7 +25,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from testbed.emu import rundir
@@ -64,9 +64,15 @@ def failure_of(err: OSError) -> str:
 
 
 def _hex_addr(text: str) -> tuple[str, int]:
+    """An address of /proc/net/tcp or tcp6 (words in host order); an IPv4-mapped IPv6 address,
+    as a dual-stack server's accepted socket holds (agnhost's, like any Go server's), is
+    given as its IPv4 address."""
     ip_hex, port_hex = text.split(":")
-    ip = socket.inet_ntoa(int(ip_hex, 16).to_bytes(4, "little"))
-    return ip, int(port_hex, 16)
+    raw = b"".join(int(ip_hex[i:i + 8], 16).to_bytes(4, "little") for i in range(0, len(ip_hex), 8))
+    if len(raw) == 4:
+        return socket.inet_ntoa(raw), int(port_hex, 16)
+    ip = IPv6Address(raw)
+    return str(ip.ipv4_mapped or ip), int(port_hex, 16)
 
 
 def _tcp_rows(pid: int, tables: tuple[str, ...]) -> list[list[str]]:
@@ -85,7 +91,7 @@ def _tcp_rows(pid: int, tables: tuple[str, ...]) -> list[list[str]]:
 def tcp_sockets(pid: int) -> set[tuple[tuple[str, int], tuple[str, int]]]:
     """The non-listening TCP sockets (local, remote) of `pid`'s network namespace."""
     return {(_hex_addr(fields[1]), _hex_addr(fields[2]))
-            for fields in _tcp_rows(pid, ("tcp",)) if fields[3] != LISTEN}
+            for fields in _tcp_rows(pid, ("tcp", "tcp6")) if fields[3] != LISTEN}
 
 
 def listening_ports(pid: int) -> set[int]:

@@ -265,10 +265,23 @@ def probe_icmp(source_pid: int, address: IPv4Address, timeout: float) -> Observa
     return Observation(False, f"no reply within {timeout:g}s", failure=TIMEOUT)
 
 
+def _bind_source_port(sock: socket.socket, source_port: int | None) -> None:
+    """Fix the client's port (upstream's conntrack tests send from one port, so that a stale
+    conntrack entry of an earlier flow would catch them). A TCP socket on a fixed port ends
+    with a reset (SO_LINGER 0), leaving no TIME_WAIT that would refuse the port to the next try."""
+    if source_port is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.bind(("0.0.0.0", source_port))
+
+
 def _connect(source_pid: int, address: IPv4Address, port: int, timeout: float,
-             proto: int = 0) -> tuple[socket.socket | None, Observation]:
+             proto: int = 0, source_port: int | None = None) -> tuple[socket.socket | None, Observation]:
     """A connected stream socket (TCP; SCTP with proto IPPROTO_SCTP) from `source_pid`'s
-    namespace and how it went; None and the failure when it did not connect."""
+    namespace (from `source_port` when given) and how it went; None and the failure when it
+    did not connect."""
     if proto:
         with entered(source_pid):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto)
@@ -277,6 +290,7 @@ def _connect(source_pid: int, address: IPv4Address, port: int, timeout: float,
     sock.settimeout(timeout)
     started = time.monotonic()
     try:
+        _bind_source_port(sock, source_port)
         sock.connect((str(address), port))
         return sock, Observation(True, f"connected in {(time.monotonic() - started) * 1000:.1f} ms")
     except OSError as err:
@@ -311,8 +325,9 @@ def sctp_supported() -> bool:
     return True
 
 
-def probe_tcp(source_pid: int, address: IPv4Address, port: int, timeout: float, watch: SocketWatch) -> Observation:
-    sock, obs = _connect(source_pid, address, port, timeout)
+def probe_tcp(source_pid: int, address: IPv4Address, port: int, timeout: float, watch: SocketWatch,
+              source_port: int | None = None) -> Observation:
+    sock, obs = _connect(source_pid, address, port, timeout, source_port=source_port)
     if sock is None:
         return obs
     text = obs.text
@@ -336,10 +351,15 @@ def _seen(watch: SocketWatch, client: tuple[str, int], port: int) -> tuple[str, 
     return None
 
 
-def probe_udp(source_pid: int, address: IPv4Address, port: int, payload: str, timeout: float) -> Observation:
+def probe_udp(source_pid: int, address: IPv4Address, port: int, payload: str, timeout: float,
+              source_port: int | None = None) -> Observation:
+    """One datagram, connected, so that an ICMP port unreachable (a closed port, kube-proxy's
+    REJECT of a Service without endpoints) comes back as ECONNREFUSED: REFUSED; silence
+    (a DROP) is TIMEOUT."""
     sock = socket_in(source_pid, kind=socket.SOCK_DGRAM)
     sock.settimeout(timeout)
     try:
+        _bind_source_port(sock, source_port)
         sock.connect((str(address), port))
         sock.send(payload.encode())
         reply = sock.recv(65535).decode(errors="replace")
@@ -382,16 +402,19 @@ def probe_http(source_pid: int, address: IPv4Address, port: int, path: str, host
         conn.close()
 
 
-def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files: Path | None) -> Observation:
+def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files: Path | None,
+              tcp: bool = False) -> Observation:
     """Resolve `name` from inside the source the way its programs would: dig with the pod's own
-    resolv.conf (nameserver and search list) bind-mounted, inside the pod's namespaces."""
+    resolv.conf (nameserver and search list) bind-mounted, inside the pod's namespaces; over
+    TCP (dig +tcp) with `tcp`."""
     query = [name, record]
     if record == "PTR":
         try:
             query = ["-x", str(IPv4Address(name))]   # an address: ask for its in-addr.arpa name
         except ValueError:
             pass
-    argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1", *query]
+    argv = ["dig", "+search", "+short", f"+time={max(1, round(timeout))}", "+tries=1",
+            *(["+tcp"] if tcp else []), *query]
     if pod_files is not None:
         argv = enter_argv(pause_binary(), source_pid, pod_files, (rundir.POD_RESOLV_CONF,)) + argv
         result = run(argv, check=False, timeout=timeout + 5)
@@ -401,4 +424,5 @@ def probe_dns(source_pid: int, name: str, record: str, timeout: float, pod_files
     if result.returncode != 0 or not answers:
         why = next((line for line in result.stdout.splitlines() if line.startswith(";;")), "no answer")
         return Observation(False, f"{record} {name}: {why.lstrip('; ')}")
-    return Observation(True, f"{record} {name}: {', '.join(answers)}", reply="\n".join(answers))
+    via = " over TCP" if tcp else ""
+    return Observation(True, f"{record} {name}{via}: {', '.join(answers)}", reply="\n".join(answers))

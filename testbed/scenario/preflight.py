@@ -42,6 +42,8 @@ from testbed.node.images import Which
 from testbed.routing.flannel import BACKENDS as FLANNEL_BACKENDS
 from testbed.scenario.actions import Apply, Delete, Fault, Label, NetFault, PodRef, Scale, Wait
 from testbed.scenario.reachability import Reachability
+from testbed.scenario.references import placeholder_for, read_step_manifests, reference_problems
+from testbed.scenario.runget import ProxySync, RunCommand
 from testbed.scenario.spec import Capture, Probe, RouteCheck, Scenario, load_scenario
 from testbed.scenario.truthtable import Member
 from testbed.spec.source import Path_, Problem, SpecError, field_name, read_documents
@@ -115,13 +117,19 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
     out.problems += checked.problems
     out.warnings += checked.warnings
     deleted = False
+    addresses = {} if topo is None else {h.name: str(h.address) for h in (*topo.nodes, *topo.clients)}
+    step_refs = {}
     for index, step in enumerate(scenario.steps):
         files = getattr(step.action, "files", ())
         if isinstance(step.action, Delete):
             deleted = True
         if not files:
             continue
-        loaded, problems = read_manifests(files)
+        # ${pod:NAME.ip} and the like are checked with stand-ins, kept in the objects
+        # (testbed.scenario.references)
+        loaded, problems, refs = read_step_manifests(files, placeholder_for(addresses))
+        if isinstance(step.action, Apply):
+            step_refs[index] = refs
         out.problems += problems
         out.step_objects[index] = [item.obj for item in loaded]
         every += loaded
@@ -141,6 +149,10 @@ def check_scenario(path: str | Path, command_path: str | None = None, *,
         base_objects = out.objects if manifests_ok else _declared_objects(scenario)
         out.problems += check_names(scenario, topo, base_objects + everything, every,
                                     base=base_objects, created=created)
+        hosts = {n.name for n in topo.nodes} | {c.name for c in topo.clients} | {topo.gateway_name}
+        out.problems += reference_problems(
+            scenario, hosts, _cluster_objects(topo) + base_objects, base, created, step_refs,
+            lambda path, message: _scenario_problem(scenario, path, message))
         out.warnings += _scale_warnings(scenario, topo)
     return out
 
@@ -333,13 +345,16 @@ def check_names(scenario: Scenario, topo: Topology, objects: list[dict],
         probe, at = step.action, ()
         if isinstance(probe, Capture):
             probe, at = probe.probe, ("capture", "while")
-        if not isinstance(probe, Probe):
+        if isinstance(probe, RunCommand):
+            probe_names = [(("run", "in"), probe.where)]
+        elif not isinstance(probe, Probe):
             continue
-        to = "" if probe.kind == "dns" else probe.target.host  # dns: any name to look up
-        if probe.target.via:
-            to = ""   # a node, checked with the node names
-        probe_names = [(("from",), probe.source), (("to",), to),
-                       (("expect", "sourceIP"), probe.expect.source_ip)]
+        else:
+            to = "" if probe.kind == "dns" else probe.target.host  # dns: any name to look up
+            if probe.target.via:
+                to = ""   # a node, checked with the node names
+            probe_names = [(("from",), probe.source), (("to",), to),
+                           (("expect", "sourceIP"), probe.expect.source_ip)]
         for where, name in probe_names:
             if name and "/" not in name and len(names.get(name, ())) > 1:
                 problems.append(problem(at + where, ambiguous(name, names[name])))
@@ -567,6 +582,8 @@ def _host_names(action, topo: Topology) -> list[tuple[Path_, str, set[str]]]:
             return [(("inspect", action.what), action.target, allowed)]
         if action.kind == "readiness" and action.pod is not None and action.pod.node:
             return [(("readiness", "pod", "node"), action.pod.node, workers)]
+    if isinstance(action, ProxySync):
+        return [(("kubeProxy", "node"), action.node, workers)]
     hosts = nodes | {topo.gateway_name} | clients
     if isinstance(action, Capture):
         return [(("capture", "host"), action.host, hosts)] + [

@@ -12,6 +12,17 @@ testbed.spec.userfile would read (regular, not too large, readable by the user w
       from: x/a                          # a pod in another namespace: NAMESPACE/NAME
       to: y/b:81
       expect: {reachable: false, reason: timeout}   # or refused: why it must be unreachable
+    - probe: udp                         # {unreachable: refused} says the same shorter
+      from: client
+      to: service-test:80
+      sourcePort: 12345                  # tcp, udp: the client's port is fixed
+      tries: 10
+      expect: {backends: {same: true}}   # one pod answered every try (session affinity)
+    - probe: dns
+      transport: tcp                     # dig +tcp
+      from: client
+      to: kubernetes.default
+    - run: ...; get: ...; kubeProxy: {node: w1, sync: full}   # testbed.scenario.runget
     - sleep: 1.5
     - reachability: {pods: [x/a, x/b], ports: [tcp/80]}   # testbed.scenario.reachability
       expect: {allow: all, except: ["x/b -> x/a"]}
@@ -56,6 +67,14 @@ from testbed.scenario.actions import (
     parse_action,
 )
 from testbed.scenario.reachability import Reachability, parse_reachability
+from testbed.scenario.runget import (
+    GetField,
+    ProxySync,
+    RunCommand,
+    parse_get,
+    parse_proxy_sync,
+    parse_run,
+)
 from testbed.scenario.trace_step import parse_trace
 from testbed.spec.source import Document, Path_, SpecError, read_one
 from testbed.spec.topology import (
@@ -79,15 +98,17 @@ DNS_RECORDS = ("A", "SRV", "PTR", "CNAME", "AAAA", "TXT")
 TOP_KEYS = {"name", "description", "topology", "manifests", "steps", "kubeProxy", "networkPolicy",
             "addons", "podNetwork"}
 PROBE_KEYS = {"probe", "name", "from", "to", "expect", "timeout", "payload", "headers", "retryFor", "tries",
-              "record"}
+              "record", "transport", "sourcePort"}
 EXPECT_KEYS = {"reachable", "sourceIP", "status", "bodyContains", "reply", "backends", "answer",
-               "reason"}
+               "reason", "unreachable"}
+TRANSPORTS = ("udp", "tcp")   # a dns probe's: how the resolver asks (dig +tcp)
 # Why a probe found its target unreachable (testbed.emu.probes' Observation.failure): refused
 # (a TCP reset, an ICMP port unreachable), timeout (nothing came back).
 REASONS = ("refused", "timeout")
-BACKEND_KEYS = {"selector", "namespace", "nodes", "all"}
+BACKEND_KEYS = {"selector", "namespace", "nodes", "all", "same"}
 SLEEP_KEYS = {"sleep", "name"}
-STEP_ACTIONS = ("probe", "sleep", "reachability", "trace", "capture", "route", *ACTION_KEYS)
+STEP_ACTIONS = ("probe", "sleep", "reachability", "trace", "capture", "route", "run", "get",
+                "kubeProxy", *ACTION_KEYS)
 CAPTURE_KEYS = {"host", "interface", "filter", "while"}
 CAPTURE_EXPECT_KEYS = {"seen", "shows"}
 ROUTE_KEYS = {"host", "to"}
@@ -99,12 +120,21 @@ WHEN = {"routing": ROUTING_MODES, "plugin": POD_NETWORK_PLUGINS}   # a step's `w
 @dataclass(frozen=True)
 class Backends:
     """Which pods must answer over a probe's tries: those matching `selector` (on `nodes`),
-    and with `all` every one of them at least once."""
+    and with `all` every one of them at least once; with `same`, one pod (whichever it is:
+    session affinity) answered every try, one of the selector's when there is a selector."""
 
     selector: str
     namespace: str = "default"
     nodes: tuple[str, ...] = ()
     all: bool = True
+    same: bool = False
+
+    def describe(self) -> str:
+        where = f" on {', '.join(self.nodes)}" if self.nodes else ""
+        if self.same:
+            among = f" of the {self.selector} pods{where}" if self.selector else ""
+            return f"every answer from the same pod{among}"
+        return f"{'every' if self.all else 'only'} {self.selector} pod{where} answers"
 
 
 @dataclass(frozen=True)
@@ -114,7 +144,7 @@ class Expect:
     status: int | None = None         # http
     body_contains: str | None = None  # http
     reply: str | None = None          # udp: the reply must contain this; dns: an answer must
-    backends: Backends | None = None  # tcp, http: who answered over the tries
+    backends: Backends | None = None  # tcp, udp, http: who answered over the tries
     reason: str | None = None         # unreachable: refused or timeout
 
     def describe(self) -> str:
@@ -130,9 +160,7 @@ class Expect:
         if self.reply is not None:
             parts.append(f"reply has {self.reply!r}")
         if self.backends is not None:
-            b = self.backends
-            where = f" on {', '.join(b.nodes)}" if b.nodes else ""
-            parts.append(f"{'every' if b.all else 'only'} {b.selector} pod{where} answers")
+            parts.append(self.backends.describe())
         return ", ".join(parts)
 
 
@@ -158,6 +186,8 @@ class Probe:
     headers: tuple[tuple[str, str], ...] = ()
     tries: int = 1
     record: str = "A"                 # dns
+    transport: str = "udp"            # dns: udp, or tcp (dig +tcp)
+    source_port: int | None = None    # tcp, udp: the client's port (bound before connecting)
 
 
 @dataclass(frozen=True)
@@ -329,6 +359,9 @@ def _step(ck: Checker, path: Path_, raw: Any) -> Step | None:
         return None
     key = chosen[0]
     keys = {"probe": PROBE_KEYS, "sleep": SLEEP_KEYS, "wait": {"wait", "name", "timeout"},
+            "run": {"run", "expect", "name", "timeout", "retryFor"},
+            "get": {"get", "expect", "name", "retryFor"},
+            "kubeProxy": {"kubeProxy", "name", "timeout"},
             "reachability": {"reachability", "expect", "name"},
             "trace": {"trace", "expect", "name"}, "capture": {"capture", "expect", "name"},
             "route": {"route", "expect", "name", "timeout"}}.get(key, {key, "name"})
@@ -368,6 +401,9 @@ def _step_action(ck: Checker, path: Path_, raw: dict, key: str) -> Step | None:
     if key in ACTION_KEYS:
         action = parse_action(ck, path, raw, Path(ck.file).parent)
         return None if action is None else Step(name or describe(action), line, action)
+    if key in RUNGET:
+        action = RUNGET[key](ck, path, raw)
+        return None if action is None else Step(name or _runget_name(action), line, action)
     if key == "capture":
         capture = _capture(ck, path, raw)
         return None if capture is None else Step(name or capture.describe(), line, capture)
@@ -387,6 +423,17 @@ def _step_action(ck: Checker, path: Path_, raw: dict, key: str) -> Step | None:
         return Step(name or f"{probe.kind} {probe.source} -> {_show_target(probe)}", line, probe)
     seconds = ck.number(raw, "sleep", path, maximum=MAX_SECONDS, unit=DAY)
     return None if seconds is None else Step(name or f"sleep {seconds:g}s", line, Sleep(seconds))
+
+
+RUNGET = {"run": parse_run, "get": parse_get, "kubeProxy": parse_proxy_sync}
+
+
+def _runget_name(action: RunCommand | GetField | ProxySync) -> str:
+    if isinstance(action, RunCommand):
+        return f"run {' '.join(action.command)} in {action.where}"
+    if isinstance(action, GetField):
+        return f"get {action.target()} {action.jsonpath}"
+    return action.describe()
 
 
 def _show_target(probe: Probe) -> str:
@@ -497,11 +544,18 @@ def _probe(ck: Checker, path: Path_, raw: dict) -> Probe | None:
         ck.forbidden(path + ("record",), "only dns probes take a record type")
     tries = ck.integer(raw, "tries", path, 1, MAX_TRIES, default=1)
     payload = ck.string(raw, "payload", path, default="hostname")
+    transport = ck.enum(raw, "transport", path, list(TRANSPORTS)) or "udp"
+    if "transport" in raw and kind != "dns":
+        ck.forbidden(path + ("transport",), "only dns probes choose a transport (a tcp or udp "
+                                            "probe is its own)")
+    source_port = ck.integer(raw, "sourcePort", path, 1, 65535)
+    if "sourcePort" in raw and kind not in ("tcp", "udp"):
+        ck.forbidden(path + ("sourcePort",), "only tcp and udp probes fix their source port")
     if len(ck.problems) > before:
         return None
     assert target is not None and expect is not None and timeout is not None
     return Probe(kind, source, target, expect, timeout, retry_for or 0.0, str(payload),
-                 headers, tries or 1, record)
+                 headers, tries or 1, record, transport, source_port)
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")     # RFC 9110 token
@@ -650,9 +704,19 @@ def _expect(ck: Checker, path: Path_, kind: str, raw: Any) -> Expect | None:
         return None
     before = len(ck.problems)
     ck.fields(path, raw, EXPECT_KEYS)
+    if "unreachable" in raw:     # {unreachable: refused | timeout}: {reachable: false, reason: ...}
+        if kind == "dns":
+            ck.forbidden(path + ("unreachable",), "a dns probe cannot check unreachable (its "
+                                                  "answer is the resolver's)")
+        elif set(raw) - {"unreachable"}:
+            ck.forbidden(path, "unreachable takes no other checks")
+        else:
+            reason = ck.enum(raw, "unreachable", path, list(REASONS))
+            return None if reason is None else Expect(False, reason=reason)
+        return None
     reachable = ck.get(raw, "reachable", path, "boolean")
     allowed = {"icmp": {"reason"}, "tcp": {"sourceIP", "backends", "reason"},
-               "udp": {"reply", "reason"}, "dns": {"answer"},
+               "udp": {"reply", "backends", "reason"}, "dns": {"answer"},
                "http": {"sourceIP", "status", "bodyContains", "backends", "reason"}}
     for key in raw:
         if key in EXPECT_KEYS - {"reachable"} and key not in allowed[kind]:
@@ -680,13 +744,27 @@ def _backends(ck: Checker, path: Path_, raw: Any) -> Backends | None:
     b = ck.fields(path, raw, BACKEND_KEYS)
     if b is None:
         return None
-    selector = ck.selector(b, "selector", path, required=True)
+    same = ck.get(b, "same", path, "boolean")
+    if "same" in b and same is not True:
+        if same is False:
+            ck.invalid(path + ("same",), same, "must be true (leave it out otherwise)")
+        return None
+    selector = ck.selector(b, "selector", path, required=not same)
     namespace = namespace_field(ck, b, path)
     nodes = b.get("nodes", [])
     if isinstance(nodes, str):
         nodes = [nodes]
     nodes = ck.string_list({"nodes": nodes}, "nodes", path)
     every = ck.get(b, "all", path, "boolean")
-    if selector is None or namespace is None:
+    if same and every:
+        ck.forbidden(path + ("all",), "every pod cannot answer when one pod answers every try "
+                                      "(same: true)")
         return None
-    return Backends(selector, namespace, tuple(nodes), every is not False)
+    if same and nodes and not selector:
+        ck.required(path + ("selector",), "the pods (on those nodes) the one that answers is "
+                                          "among")
+        return None
+    if (selector is None and not same) or namespace is None:
+        return None
+    return Backends(selector or "", namespace, tuple(nodes), every is not False and not same,
+                    bool(same))

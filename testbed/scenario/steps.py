@@ -5,7 +5,10 @@ expected, what was observed (in words a person reads in the report), and details
 JSON report. Probes run `tries` times and, with `retryFor`, again until they pass or the time
 is up; a `backends` expectation compares the pods that answered with the pods that should; an
 unreachable expectation with a `reason` compares it with the probe's failure (refused or
-timeout). A reachability step runs in testbed.scenario.reachability_step; a label step sends
+timeout); `backends: {same: true}` wants one pod to have given every answer. Who answered is
+the server's socket (tcp, http) or the pod its reply names (a UDP server's hostname, as
+agnhost's serve-hostname and netexec answer). Run, get and kubeProxy steps run in
+testbed.scenario.runget_step, which also resolves an apply step's ${...} references. A reachability step runs in testbed.scenario.reachability_step; a label step sends
 a merge patch of the labels (null removes one) to the API server, as `kubectl label
 --overwrite` does. A capture step runs tcpdump on a host's interface while its probe runs, and
 passes only when the probe passes too; a route step reads a host's route to one prefix until it
@@ -48,7 +51,16 @@ from testbed.scenario.actions import (
 )
 from testbed.scenario.reachability import Reachability
 from testbed.scenario.reachability_step import run_reachability
+from testbed.scenario.runget import GetField, ProxySync, RunCommand
+from testbed.scenario.runget_step import (
+    Unresolved,
+    get_step,
+    proxy_sync_step,
+    resolve_objects,
+    run_step,
+)
 from testbed.scenario.spec import Capture, Expect, Probe, RouteCheck, Sleep, Step
+from testbed.scenario.substitution import has_references
 from testbed.scenario.trace_step import TraceStep, dnat_targets, hosts_of
 from testbed.scenario.trace_step import judge as judge_trace
 
@@ -93,7 +105,21 @@ def expected_backends(cluster, expect: Expect) -> set[str]:
     return {p.key for p in pods if p.ready and (not b.nodes or p.node in b.nodes)}
 
 
-def judge_backends(expect: Expect, answered: set[str], wanted: set[str]) -> tuple[bool, str]:
+def judge_backends(expect: Expect, answered: set[str], wanted: set[str],
+                   unknown: int = 0) -> tuple[bool, str]:
+    """Who answered over the tries (`answered`; `unknown`: answers no pod could be told from)
+    against who should (`wanted`: the selector's ready pods; empty for `same` without one)."""
+    b = expect.backends
+    if b.same:
+        if b.selector and not wanted:
+            return False, f"no ready pod matches {b.selector}"
+        if unknown or not answered:
+            return False, f"could not tell which pod gave {unknown or 'any'} of the answers"
+        if len(answered) > 1:
+            return False, f"answered by {len(answered)} pods: {', '.join(sorted(answered))}"
+        if b.selector and not answered <= wanted:
+            return False, f"answered by a pod outside the set: {', '.join(sorted(answered))}"
+        return True, ""
     if not wanted:
         return False, f"no ready pod matches {expect.backends.selector}"
     strangers = answered - wanted
@@ -107,10 +133,16 @@ def judge_backends(expect: Expect, answered: set[str], wanted: set[str]) -> tupl
 
 def _named_in_body(body: str | None, pods: set[str]) -> str | None:
     """The one expected pod whose name the response names (servers that echo their hostname,
-    like the article's "Hello from <pod>"), which settles who answered behind any proxy."""
+    like the article's "Hello from <pod>", or serve-hostname's UDP reply), which settles who
+    answered behind any proxy. A name that is part of another named one (web-1 in web-10)
+    does not count."""
     if not body:
         return None
     named = [key for key in pods if key.split("/", 1)[1] in body]
+    names = {key.split("/", 1)[1] for key in named}
+    named = [key for key in named
+             if not any(key.split("/", 1)[1] in other and key.split("/", 1)[1] != other
+                        for other in names)]
     return named[0] if len(named) == 1 else None
 
 
@@ -134,23 +166,30 @@ def probe_step(cluster, probe: Probe, started: float) -> Outcome:
     for node in cluster.topo.nodes:
         addresses[node.name] = {str(node.address)} | ({str(node.bridge_address)} if node.pod_cidr else set())
     deadline = started + probe.retry_for
-    wanted = expected_backends(cluster, probe.expect) if probe.expect.backends is not None else set()
+    backends = probe.expect.backends
+    wanted = expected_backends(cluster, probe.expect) if backends is not None and \
+        backends.selector else set()
+    # who may have answered: the selector's pods, or (same: without one) any pod
+    candidates = wanted or {p.key for p in pods}
     rounds = 0
     while True:
         rounds += 1
         answered: set[str] = set()
+        unknown = 0
         passed, why, obs = True, "", None
         for _ in range(probe.tries):
             obs = run_probe(probe, source.pid, address, namespaces, pod_files, addresses)
             ok, reason = evaluate(probe.expect, obs, cluster)
-            who = _named_in_body(obs.body, wanted) or obs.served_by
+            who = _named_in_body(obs.body or obs.reply, candidates) or obs.served_by
             if who:
                 answered.add(who)
+            elif obs.reachable:
+                unknown += 1
             if not ok:
                 passed, why = False, reason
                 break
-        if passed and probe.expect.backends is not None:
-            passed, why = judge_backends(probe.expect, answered, wanted)
+        if passed and backends is not None:
+            passed, why = judge_backends(probe.expect, answered, wanted, unknown)
         if passed or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
@@ -249,8 +288,19 @@ def execute(cluster, step: Step, objects: list[dict] | None, progress: Callable[
         return capture_step(cluster, action)
     if isinstance(action, RouteCheck):
         return route_step(cluster, action)
+    if isinstance(action, RunCommand):
+        return run_step(cluster, action)
+    if isinstance(action, GetField):
+        return get_step(cluster, action)
+    if isinstance(action, ProxySync):
+        return proxy_sync_step(cluster, action)
     if isinstance(action, (Label, Apply, Delete)):
         had_policies = policies_exist(cluster)      # before the write: it may delete them
+        if isinstance(action, Apply) and objects and has_references(objects):
+            try:
+                objects = resolve_objects(cluster, objects)
+            except Unresolved as err:
+                return Outcome(False, describe(action), f"unresolved reference {err.args[0]}")
         return enforced(cluster, write_step(cluster, action, objects), had_policies)
     if isinstance(action, Sleep):
         time.sleep(action.seconds)
@@ -466,14 +516,17 @@ def run_probe(probe: Probe, source_pid: int, address: IPv4Address | None, namesp
     """One attempt of `probe` from `source_pid` to `address`."""
     t = probe.target
     if probe.kind == "dns":
-        return probe_dns(source_pid, t.host, probe.record, probe.timeout, pod_files)
+        return probe_dns(source_pid, t.host, probe.record, probe.timeout, pod_files,
+                         tcp=probe.transport == "tcp")
     if probe.kind == "icmp":
         return probe_icmp(source_pid, address, probe.timeout)
     if probe.kind == "udp":
-        return probe_udp(source_pid, address, t.port, probe.payload, probe.timeout)
+        return probe_udp(source_pid, address, t.port, probe.payload, probe.timeout,
+                         source_port=probe.source_port)
     watch = SocketWatch(namespaces, addresses)
     if probe.kind == "tcp":
-        return probe_tcp(source_pid, address, t.port, probe.timeout, watch)
+        return probe_tcp(source_pid, address, t.port, probe.timeout, watch,
+                         source_port=probe.source_port)
     name = t.host or str(address)
     host = name if t.port == 80 else f"{name}:{t.port}"
     return probe_http(source_pid, address, t.port, t.path, host, dict(probe.headers), probe.timeout, watch)

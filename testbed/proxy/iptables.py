@@ -6,7 +6,9 @@ filter verdict rules and the KUBE-SVC/SVL/EXT/FW/SEP chains, stale-chain deletio
 `settings.existing_nat_chains`, and the jump rules kube-proxy keeps in the built-in chains
 (`JUMP_RULES`; `with_jump_rules` adds missing ones to a sync's text). Each service port's share
 is rendered on its own (`service_rules`), so that `render_sync` can keep them between syncs
-(`Applied`) and a partial sync renders and writes only what changed. Rules are written per
+(`Applied`) and a partial sync renders only the services that changed and writes their chains
+and, as upstream's does, the top-level chains whole (so a tampered one is repaired at the next
+sync). Rules are written per
 service in upstream's order; `normalize` (from `restore.py`) sorts like upstream's tests.
 Nothing here touches the system.
 """
@@ -153,7 +155,9 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
 
     A full sync unless `settings.full_sync` is false and `changed` is given: then only the
     per-service nat chains of the (namespace, name) services in `changed` are written, as
-    upstream's partial sync does; top-level chains are always written in full.
+    upstream's partial sync does; the top-level chains (`FILTER_TOP`, `NAT_TOP`, and
+    KUBE-FIREWALL with localhost NodePorts) are always written in full, so that a flushed or
+    edited one is repaired at the next sync, whatever kube-proxy remembers writing.
     """
     return render_sync(services, endpoints, settings, changed).text
 
@@ -169,11 +173,13 @@ def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
     """`render`, also returning what the text leaves in place once applied.
 
     In a partial sync with `previous` (what the last successful sync left), only services in
-    `changed` are rendered again, a changed service whose rules came out the same is not
-    written, and the top-level chains are written only if their rules changed: one endpoint
-    change with thousands of services present costs a handful of lines and no walk over the
-    others. Stale chains are those of `settings.existing_nat_chains` no service uses, plus,
-    with `previous`, the chains changed services used before and no longer do.
+    `changed` are rendered again and a changed service whose own chains came out the same is
+    not written; the top-level chains are written whole on every sync, as upstream's
+    syncProxyRules writes them (their lines are reused from `previous` when no service's share
+    of them changed). Trusting memory there would leave a chain flushed by someone else (`iptables
+    -t nat -F KUBE-SERVICES`) empty until the next full sync, an hour later. Stale chains are
+    those of `settings.existing_nat_chains` no service uses, plus, with `previous`, the chains
+    changed services used before and no longer do.
     """
     s = settings
     partial = not s.full_sync and changed is not None
@@ -215,14 +221,10 @@ def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
     stale = {c for c in stale if names.is_service_chain(c)}
 
     top = dict(previous.top) if same_top and previous else _top_level(services, now, s)
-    old_top = previous.top if previous is not None and partial else {}
     out: list[str] = []
     for table, own_chains, own_rules, deleted in (("filter", [], [], []),
                                                   ("nat", chains, rules, sorted(stale))):
-        written = [c for (t, c), lines in top.items()
-                   if t == table and old_top.get((t, c)) != lines]
-        if not (written or own_chains or deleted):
-            continue
+        written = [c for (t, c) in top if t == table]  # every sync, as upstream
         out.append(f"*{table}")
         out += [f":{c} - [0:0]" for c in (*written, *own_chains, *deleted)]
         for c in written:

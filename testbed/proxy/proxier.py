@@ -7,17 +7,20 @@ trackers recorded (`testbed.proxy.tracker.ProxyTracker`, which `Proxier` extends
 Sync policy (iptables mode): the first sync, the sync after a failed apply, a sync asked for
 with `request_full_sync()` and the first sync after `full_sync_period` seconds are full; the
 others are partial and rewrite only the per-service chains of services that changed, as
-upstream's do. Unlike upstream, a partial sync also leaves a top-level chain (KUBE-SERVICES,
-KUBE-NODEPORTS, the filter chains) alone when its rules came out the same, so an endpoint
-change with 10,000 Services present writes a few lines instead of 10,000 (`iptables.Applied`
-is what the last apply left). Stale chains are deleted: on a full sync from what the backend
-reports (so a restarted kube-proxy removes chains its predecessor left), otherwise those the
-changed services used before.
+upstream's do (`iptables.Applied` is what the last apply left). Every sync, partial ones and
+the periodic one with nothing changed included, writes the top-level chains (KUBE-SERVICES,
+KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-MARK-MASQ, the filter chains) whole, as upstream's
+syncProxyRules does, so a flushed or edited one is repaired at the next sync; the jump rules
+in the built-in chains are checked at full syncs, as upstream's. Stale chains are deleted: on
+a full sync from what the backend reports (so a restarted kube-proxy removes chains its
+predecessor left), otherwise those the changed services used before.
 
 nftables mode: a full sync replaces the `kube-proxy` table atomically in one `nft -f`
 transaction (`nftables.render(..., replace_table=True)`); a partial one, as upstream's,
 rewrites only the chains of changed services and sends only the map and set elements that
-changed (`nftables.render_partial`), from per-service texts kept between syncs. A change that
+changed (`nftables.render_partial`), from per-service texts kept between syncs; a sync with
+nothing changed writes nothing, so a flushed map or a deleted chain is restored by the next
+full sync (or by the full sync that follows a partial one the tampering made fail). A change that
 would touch an element another service also claims (two Services on one external address and
 port) syncs in full. Either is one transaction, so a failure changes nothing and makes the
 next sync full.
@@ -114,7 +117,8 @@ class Proxier(ProxyTracker):
             self._pending_flushes += [f for f in changes.flushes
                                       if f not in self._pending_flushes]
             full = self.full_sync_due()
-            if not full and not self._pending_changed:
+            if not full and not self._pending_changed and self.mode != "iptables":
+                # iptables mode goes on: upstream's periodic sync rewrites the top-level chains
                 return SyncResult(True, False, skipped=True)
             changed = frozenset(self._pending_changed)
             try:

@@ -91,11 +91,13 @@ def test_jump_rule_to_a_chain_the_sync_does_not_write_is_ensured_alone():
     assert fake.restores[0].count("\n-I ") == 12
 
 
-def test_nothing_changed_means_no_apply():
-    p, fake = two_services()
+def test_nothing_changed_means_no_apply_in_nftables_mode():
+    nft = FakeNft()
+    p = Proxier(nft, SETTINGS, full_sync_period=60, clock=Clock())
+    p.service_changes.on_add(svc("a", "10.96.0.10"))
     p.sync()
     result = p.sync()
-    assert result.skipped and len(fake.restores) == 1
+    assert result.skipped and len(nft.restores) == 1
 
 
 def test_partial_sync_rewrites_only_changed_service():
@@ -117,36 +119,84 @@ def test_partial_sync_rewrites_only_changed_service():
     assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"  # b's chains stayed in place
 
 
-def test_partial_sync_leaves_unchanged_top_level_chains_alone():
+TOP_LEVEL = {("filter", c) for c in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD",
+                                      "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")} | \
+    {("nat", c) for c in ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ")}
+
+
+def written_top_level(text: str) -> set[tuple[str, str]]:
+    """The top-level chains `text` declares (so flushes and writes whole)."""
+    return {(t, c) for t, table in restore.parse(text).items() for c in table.chains
+            if (t, c) in TOP_LEVEL}
+
+
+def test_partial_sync_writes_every_top_level_chain_whole():
     p, fake = two_services()
     p.sync()
-    # an endpoint change: only a's own chains; KUBE-SERVICES and the filter table are as before
+    # an endpoint change: a's own chains, and every top-level chain whole, as upstream's
     p.endpoint_changes.on_update(eps("a", ["10.0.1.5", "10.0.2.5"]), eps("a", ["10.0.1.5"]))
-    assert p.sync().ok
-    tables = restore.parse(fake.restores[-1])
-    assert set(tables) == {"nat"}
-    assert not {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING"} & set(tables["nat"].chains)
+    result = p.sync()
+    assert result.ok and not result.full
+    text = fake.restores[-1]
+    assert written_top_level(text) == TOP_LEVEL
+    services = restore.parse(text)["nat"].chains["KUBE-SERVICES"].rules
+    assert len([r for r in services if "cluster IP" in r]) == 2  # b's line too
+    assert not {c for c in declared(text) if c.startswith("KUBE-SVC-")} - \
+        {names.svc_chain("default/a:p", "tcp")}
     assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080"
-    # a new service: KUBE-SERVICES is written whole (every service's line), filter still not
+    assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
+    # a new service, then its last endpoint going: the same, each time
     p.service_changes.on_add(svc("c", "10.96.0.30"))
     p.endpoint_changes.on_add(eps("c", ["10.0.1.8"]))
     assert p.sync().ok
-    tables = restore.parse(fake.restores[-1])
-    assert set(tables) == {"nat"}
-    services = tables["nat"].chains["KUBE-SERVICES"].rules
-    assert [r for r in services if "cluster IP" in r] == \
-        [r for r in fake.rules("nat", "KUBE-SERVICES") if "cluster IP" in r]
-    assert len([r for r in services if "cluster IP" in r]) == 3
+    assert written_top_level(fake.restores[-1]) == TOP_LEVEL
     assert reach(fake, "10.96.0.30", 80) == "10.0.1.8:8080"
-    # its last endpoint goes: the filter table gets the REJECT, nat loses its line
     p.endpoint_changes.on_delete(eps("c", ["10.0.1.8"]))
     assert p.sync().ok
-    assert set(restore.parse(fake.restores[-1])) == {"filter", "nat"}
+    assert written_top_level(fake.restores[-1]) == TOP_LEVEL
     assert reach(fake, "10.96.0.30", 80) == "REJECT"
     assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
 
 
-def test_change_with_the_same_rules_applies_nothing():
+def flush_chain(fake: FakeIptables, table: str, chain: str) -> None:
+    """What `iptables -t TABLE -F CHAIN` does behind kube-proxy's back."""
+    fake.tables[table].chains[chain].rules.clear()
+
+
+def test_flushed_kube_services_is_repaired_at_the_next_partial_sync():
+    p, fake = two_services()
+    p.sync()
+    want = {t: fake.rules(*t) for t in TOP_LEVEL}
+    for table, chain in (("nat", "KUBE-SERVICES"), ("nat", "KUBE-MARK-MASQ"),
+                         ("filter", "KUBE-FORWARD")):
+        flush_chain(fake, table, chain)
+    assert reach(fake, "10.96.0.20", 80) == ""  # nothing catches the ClusterIP any more
+    # an EndpointSlice change of another service: kube-proxy syncs (partially) ...
+    p.endpoint_changes.on_update(eps("a", ["10.0.1.5", "10.0.2.5"]), eps("a", ["10.0.1.5"]))
+    result = p.sync()
+    assert result.ok and not result.full
+    # ... and every top-level chain is whole again, b's ClusterIP answering
+    assert {t: fake.rules(*t) for t in TOP_LEVEL if t != ("nat", "KUBE-SERVICES")} == \
+        {t: r for t, r in want.items() if t != ("nat", "KUBE-SERVICES")}
+    assert len(fake.rules("nat", "KUBE-SERVICES")) == len(want[("nat", "KUBE-SERVICES")])
+    assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080"
+
+
+def test_periodic_sync_with_nothing_changed_repairs_top_level_chains():
+    p, fake = two_services()
+    p.sync()
+    before = fake.rules("nat", "KUBE-SERVICES")
+    flush_chain(fake, "nat", "KUBE-SERVICES")
+    result = p.sync()  # the runner's sync at least every --sync-period, nothing recorded
+    assert result.ok and not result.full and not result.skipped and not result.changed
+    assert written_top_level(fake.restores[-1]) == TOP_LEVEL
+    assert not {c for c in declared(fake.restores[-1]) if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))}
+    assert fake.rules("nat", "KUBE-SERVICES") == before
+    assert reach(fake, "10.96.0.10", 80) == "10.0.1.5:8080, 10.0.2.5:8080"
+
+
+def test_change_with_the_same_rules_writes_only_the_top_level_chains():
     p, fake = two_services()
     p.sync()
     # the slice is replaced by one of another name with the same endpoints
@@ -154,7 +204,8 @@ def test_change_with_the_same_rules_applies_nothing():
     p.endpoint_changes.on_add(eps("b", ["10.0.1.6"], slice_name="b-new"))
     result = p.sync()
     assert result.ok and not result.full and result.changed == {("default", "b")}
-    assert len(fake.restores) == 1
+    assert len(fake.restores) == 2
+    assert set(declared(fake.restores[-1])) == {c for t, c in TOP_LEVEL if t == "nat"}
     assert reach(fake, "10.96.0.20", 80) == "10.0.1.6:8080"
 
 

@@ -305,3 +305,42 @@ def test_partial_sync_writes_only_changed_services() -> None:
                   changed={("ns2", "svc2")})
     assert f":KUBE-SVC-{H1} - [0:0]" in full.splitlines()
     assert render(state.services, state.endpoints, settings) == full
+
+
+def test_partial_sync_from_previous_writes_the_top_level_chains_whole() -> None:
+    """render_sync's decision: with what the last sync left (`previous`), a partial sync
+    renders only the changed service's chains, but writes every top-level chain whole, even
+    when no service's share of them changed, as upstream's syncProxyRules does (so that a
+    chain someone flushed is repaired whatever kube-proxy remembers)."""
+    from testbed.proxy.iptables import FILTER_TOP, NAT_TOP, render_sync
+
+    objects = [svc("ns1", "svc1", "172.30.0.41", P80),
+               eps("ns1", "svc1", [{"addresses": ["10.180.0.1"]}], P80),
+               svc("ns2", "svc2", "172.30.0.42", P80),
+               eps("ns2", "svc2", [{"addresses": ["10.180.0.2"]}], P80)]
+    settings, state = case(objects)
+    first = render_sync(state.services, state.endpoints, settings)
+    partial = replace(settings, full_sync=False)
+    for changed in ({("ns2", "svc2")}, set()):  # a change with the same rules; nothing at all
+        again = render_sync(state.services, state.endpoints, partial, changed, first.applied)
+        lines = again.text.splitlines()
+        declared = {(table, line[1:].split()[0]) for table, line in _sections(lines)
+                    if line.startswith(":")}
+        # KUBE-FIREWALL too: the harness has localhost NodePorts
+        assert declared == {("filter", c) for c in (*FILTER_TOP, "KUBE-FIREWALL")} | \
+            {("nat", c) for c in NAT_TOP} == set(first.applied.top)
+        for table, chain in declared:  # each with the very lines the full sync wrote
+            assert [x for t, x in _sections(lines) if t == table and x.startswith(f"-A {chain} ")] \
+                == list(first.applied.top[(table, chain)])
+        assert sum(line.startswith("-A KUBE-SERVICES ") for line in lines) == 3
+        assert again.applied == first.applied
+
+
+def _sections(lines: list[str]) -> list[tuple[str, str]]:
+    """(table, line) for each line of restore text."""
+    out, table = [], ""
+    for line in lines:
+        if line.startswith("*"):
+            table = line[1:]
+        out.append((table, line))
+    return out

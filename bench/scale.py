@@ -23,7 +23,9 @@ and the NetworkPolicy agents in iptables mode, the gateway routing the pod CIDRs
 3. memory: the PSS (/proc/PID/smaps_rollup, so pages shared between processes count once in
    the sum) of every process the run record holds, in all and per kind (hosts' shells, pause,
    containers, each agent), and the agents of the workers (kubelet, kube-proxy, netpol and any
-   other agent on a worker) per worker.
+   other agent on a worker) per worker;
+4. where the CPU went: each recorded process's CPU seconds (with the children it waited for,
+   kube-proxy's iptables-restore runs) per kind, and the kube-proxies' syncs per worker.
 
 The baseline, measured in the same run: the same topology and N*P pods without any agent
 (`PodLab(topo).up()` + `run_pods` with spec.nodeName set, pods spread as the scheduler spreads

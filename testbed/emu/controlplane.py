@@ -472,6 +472,37 @@ class ControlPlane:
         status = self._own_status("kube-proxy", node)
         return status is not None and bool((status.last or {}).get("ok"))
 
+    def force_full_sync(self, node: str, timeout: float = 10) -> None:
+        """Make the running kube-proxy of `node` do a full sync now and wait for it: SIGUSR1
+        (agents/kube_proxy.py), then its status (emu/rundir.py ProxyStatus) showing a
+        successful full sync that began after the signal. The signal goes only to a
+        kube-proxy that has reported a sync of its own (so it handles SIGUSR1 by then).
+        ControlPlaneError naming the node when there is none running, it dies, or no full
+        sync is reported within `timeout` seconds."""
+        import os
+        import signal
+
+        agent = self.agents.get(f"kube-proxy-{node}")
+        if agent is None or not agent.running():
+            raise ControlPlaneError(f"no running kube-proxy on {node}")
+        dirs = [rundir.proxy_directory(self.record.directory, node)]
+        asked = 0.0  # wall clock just before the signal; 0: not sent yet
+
+        def done() -> bool:
+            nonlocal asked
+            self._check_alive("kube-proxy", node)
+            status = self._own_status("kube-proxy", node)
+            if status is not None and not asked:
+                asked = time.time()
+                os.kill(agent.pid, signal.SIGUSR1)
+                return False
+            return status is not None and status.last_full >= asked > 0
+
+        self.wait(done, timeout,
+                  lambda: f"kube-proxy on {node} to report " + (
+                      "a full sync after SIGUSR1" if asked else "its first sync")
+                  + self._log_end(f"kube-proxy-{node}"), dirs=dirs)
+
     def _check_alive(self, kind: str, node: str) -> None:
         agent = self.agents.get(f"{kind}-{node}")
         if agent is not None and not agent.running():

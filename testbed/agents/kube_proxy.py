@@ -8,9 +8,12 @@ The cluster starts it INSIDE the worker's network namespace (every command runs 
 netns=None; it refuses to run in the namespace of pid 1 unless --allow-host-netns). Informers on
 Services and EndpointSlices feed the proxier's change trackers (handlers only record and ask for
 a sync); `SyncRunner` runs the syncs, at most one per --min-sync-period (100 ms), one at least
-every --sync-period (60 s; partial, so nothing is written when nothing changed), and retries a
-failed sync after a second. The proxier makes a sync full at least every --full-sync-period
-(an hour, as upstream: at 10,000 Services a full nftables sync takes minutes here).
+every --sync-period (60 s; partial: in iptables mode it rewrites the top-level chains, as
+upstream's does, in nftables mode nothing when nothing changed), and retries a failed sync
+after a second. The proxier makes a sync full at least every --full-sync-period (an hour, as
+upstream: at 10,000 Services a full nftables sync takes minutes here). SIGUSR1 asks for a full
+sync now ("full sync requested (SIGUSR1)" in the log): what `ControlPlane.force_full_sync` and
+the scenario step `kubeProxy: {node: ..., sync: full}` send.
 
 Start and restart: nothing is written until both informers have listed, so a restarted
 kube-proxy never applies an empty ruleset; its first sync is full and, in iptables mode,
@@ -25,7 +28,8 @@ every Service on the node then refuses connections until kube-proxy is back. On 
 process therefore closes its sockets and leaves all rules in place, in every mode.
 
 With --state-dir, `kube-proxy.json` there is rewritten after every sync (mode, syncs, the last
-result) so the cluster and scenario steps can wait for a sync.
+result, the full syncs and when the newest began, the full-sync period: emu/rundir.py's
+ProxyStatus) so the cluster and scenario steps can wait for a sync, or for a full one.
 
 Health checks (`HealthServers`, upstream's pkg/proxy/healthcheck): after every sync, one HTTP
 listener per healthCheckNodePort of a LoadBalancer Service with externalTrafficPolicy Local
@@ -38,6 +42,7 @@ with an empty --nodeport-addresses, in every mode.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
@@ -322,9 +327,14 @@ class KubeProxy(InformedAgent):
         self.proxier, self.client, self.informer_cls, self.opts = proxier, client, informer_cls, opts
         self.health = health
         self.last_ok = 0.0  # wall-clock time of the last successful sync
-        self.runner = SyncRunner(proxier.sync, opts.min_sync_period, opts.sync_period,
+        self.runner = SyncRunner(self._sync, opts.min_sync_period, opts.sync_period,
                                  on_result=self._report)
         self.syncs = 0
+        self.full_syncs = 0     # successful full syncs
+        self.last_full = 0.0    # wall clock at the start of the newest of them
+        self._started = 0.0     # wall clock at the start of the sync being reported
+        self._full_asked = 0    # SIGUSR1s (request_full_sync calls) so far ...
+        self._full_passed = 0   # ... and how many of them the proxier has been told of
         self.last: SyncResult | None = None
         self.synced = threading.Event()  # set after the first successful sync
         self.informers: list[Any] = []
@@ -343,9 +353,46 @@ class KubeProxy(InformedAgent):
             if isinstance(self.proxier, UserspaceProxier):
                 self.proxier.stop()  # sockets close; the portal rules stay, as upstream
 
+    def request_full_sync(self, why: str = "SIGUSR1") -> None:
+        """Make the next sync full, and soon. It only counts the asking: `_sync` tells the
+        proxier before its next sync, so a sync already under way (which began before the
+        asking, and may end after it) is not taken for the answer."""
+        log.info("full sync requested (%s)", why)
+        self._full_asked += 1
+        self.runner.request()
+
+    def full_sync_on_signal(self, sig: int = signal.SIGUSR1) -> None:
+        """`sig` asks for a full sync. The handler only writes a byte to a pipe that a thread
+        of its own reads (the self-pipe trick): a Python handler runs in the main thread, which
+        runs the syncs and may hold the very locks that asking for a sync takes."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+
+        def handler(*_: object) -> None:
+            with contextlib.suppress(BlockingIOError):  # a full pipe: a request is pending
+                os.write(write_end, b"!")
+
+        def serve() -> None:
+            while os.read(read_end, 64):
+                self.request_full_sync(signal.Signals(sig).name)
+
+        threading.Thread(target=serve, daemon=True, name="full-sync-signal").start()
+        signal.signal(sig, handler)
+
+    def _sync(self) -> SyncResult:
+        asked = self._full_asked
+        if asked != self._full_passed:
+            self._full_passed = asked
+            self.proxier.request_full_sync()
+        self._started = time.time()
+        return self.proxier.sync()
+
     def _report(self, result: SyncResult) -> None:
         self.syncs += 1
         self.last = result
+        if result.ok and result.full and not result.skipped:
+            self.full_syncs += 1
+            self.last_full = self._started
         if not result.ok:
             log.warning("sync failed (next sync full): %s", result.error)
         elif result.error:
@@ -373,8 +420,10 @@ class KubeProxy(InformedAgent):
         last = asdict(self.last) if self.last else None
         if last:
             last["changed"] = sorted("/".join(k) for k in last["changed"])
+        period = 0.0 if isinstance(self.proxier, UserspaceProxier) else self.opts.full_sync_period
         return ProxyStatus(self.opts.mode, self.opts.node, os.getpid(), self.syncs, time.time(),
-                           last, len(self.proxier.services))
+                           last, len(self.proxier.services), self.full_syncs, self.last_full,
+                           period)
 
     def write_status(self) -> None:
         write_proxy_status(Path(self.opts.state_dir or "."), self.status())
@@ -451,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     health = HealthServers(healthz_port=opts.healthz_port)
     proxy = KubeProxy(make_proxier(opts), Client(opts.api, component="kube-proxy"), Informer, opts, health)
     health.healthy = proxy.healthy
+    proxy.full_sync_on_signal(signal.SIGUSR1)
     for problem in health.start():
         log.warning("%s", problem)
     log.info("starting in %s mode for node %s (%s)", opts.mode, opts.node, opts.node_ip)

@@ -286,7 +286,14 @@ class ProxyStatus:
     """What a kube-proxy writes to proxy/NODE/kube-proxy.json after every sync that did work:
 
         {"mode": MODE, "node": NODE, "pid": PID, "syncs": N, "time": EPOCH,
-         "last": {... the last SyncResult ...} | null, "services": N}
+         "last": {... the last SyncResult ...} | null, "services": N,
+         "full_syncs": N, "last_full": EPOCH, "full_sync_period": SECONDS}
+
+    `full_syncs` counts the successful full syncs of this process and `last_full` is when
+    the newest of them began (wall clock), so that whoever asked for one (SIGUSR1, see
+    ControlPlane.force_full_sync) can tell it came after the asking; `full_sync_period` is
+    its --full-sync-period (0 where it has none: userspace mode). Files written before these
+    fields existed read as 0 for each.
     """
 
     mode: str
@@ -296,6 +303,9 @@ class ProxyStatus:
     time: float = 0.0
     last: dict | None = None
     services: int = 0
+    full_syncs: int = 0
+    last_full: float = 0.0
+    full_sync_period: float = 0.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -307,7 +317,9 @@ class ProxyStatus:
         last = data.get("last")
         return cls(data["mode"], str(data.get("node") or ""), int(data.get("pid") or 0),
                    int(data.get("syncs") or 0), float(data.get("time") or 0.0),
-                   last if isinstance(last, dict) else None, int(data.get("services") or 0))
+                   last if isinstance(last, dict) else None, int(data.get("services") or 0),
+                   int(data.get("full_syncs") or 0), float(data.get("last_full") or 0.0),
+                   float(data.get("full_sync_period") or 0.0))
 
 
 def write_proxy_status(state_dir: Path, status: ProxyStatus) -> None:

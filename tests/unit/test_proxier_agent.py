@@ -162,3 +162,74 @@ def test_settings_and_arguments():
     with pytest.raises(SystemExit):
         parse_args(["--api", "x", "--node", "w1", "--node-ip", "nope", "--cluster-cidr",
                     "10.0.0.0/8"])
+
+
+def test_status_counts_full_syncs_and_a_request_makes_one(agent):
+    proxy, fake, stop, state = agent
+    FakeInformer.hold.set()
+    assert proxy.synced.wait(3)
+    status = rundir.ProxyStatus.from_json(json.loads((state / rundir.PROXY_STATUS).read_text()))
+    assert status.full_syncs == 1 and status.last_full > 0 and status.full_sync_period == 3600
+    first = status.last_full
+    # a partial sync is not counted as full
+    informer = next(i for i in FakeInformer.started if i.kind == "EndpointSlice")
+    informer.on_update(eps("web", ["10.244.1.5"]), eps("web", ["10.244.1.5", "10.244.2.5"]))
+    deadline = time.time() + 3
+    while time.time() < deadline and (proxy.last is None or proxy.last.full):
+        time.sleep(0.02)
+    assert proxy.last.ok and not proxy.last.full and proxy.full_syncs == 1
+    asked = time.time()
+    proxy.request_full_sync()  # what SIGUSR1 does (through full_sync_on_signal's pipe)
+    while time.time() < deadline and proxy.full_syncs < 2:
+        time.sleep(0.02)
+    status = rundir.ProxyStatus.from_json(json.loads((state / rundir.PROXY_STATUS).read_text()))
+    assert status.full_syncs == 2 and status.last_full >= asked > first
+    assert status.last["full"] and status.last["ok"]
+
+
+def test_a_full_sync_asked_for_during_a_sync_is_the_next_one(tmp_path):
+    """A signal can arrive while a sync runs (even in its thread): that sync, which began
+    before the asking, is not the answer; the next one is full."""
+    fake = FakeIptables()
+    opts = Options(**{**OPTS.__dict__, "state_dir": str(tmp_path)})
+    proxy = KubeProxy(Proxier(fake, settings_for(opts)), object(), FakeInformer, opts)
+    proxy.proxier.service_changes.on_add(svc("web", "10.96.0.10"))
+    proxy._report(proxy._sync())
+    assert proxy.full_syncs == 1
+    restore = fake.restore
+
+    def restore_asking(text: str) -> None:  # the request lands in the middle of the sync
+        proxy.request_full_sync()
+        restore(text)
+
+    fake.restore = restore_asking
+    proxy.proxier.endpoint_changes.on_add(eps("web", ["10.244.1.5"]))
+    proxy._report(proxy._sync())
+    assert proxy.last.ok and not proxy.last.full and proxy.full_syncs == 1
+    fake.restore = restore
+    proxy._report(proxy._sync())
+    assert proxy.last.ok and proxy.last.full and proxy.full_syncs == 2
+    proxy._report(proxy._sync())  # served: back to partial syncs
+    assert not proxy.last.full and proxy.full_syncs == 2
+
+
+def test_sigusr1_asks_for_a_full_sync(tmp_path):
+    import os
+    import signal
+
+    opts = Options(**{**OPTS.__dict__, "state_dir": str(tmp_path)})
+    proxy = KubeProxy(Proxier(FakeIptables(), settings_for(opts)), object(), FakeInformer, opts)
+    proxy.proxier.service_changes.on_add(svc("web", "10.96.0.10"))
+    proxy._report(proxy._sync())  # the first, full
+    proxy._report(proxy._sync())  # nothing asked: partial
+    assert not proxy.last.full and proxy.full_syncs == 1
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        proxy.full_sync_on_signal(signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert proxy.runner._wanted.wait(3)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert proxy._full_asked == 1
+    proxy._report(proxy._sync())
+    assert proxy.last.full and proxy.full_syncs == 2

@@ -131,12 +131,21 @@ def test_the_kube_proxy_status_file_both_ways(tmp_path):
     assert rundir.read_proxy_status(tmp_path, "w1") is None
     state = rundir.proxy_directory(tmp_path, "w1")
     state.mkdir(parents=True)
-    status = rundir.ProxyStatus("nftables", "w1", 99, 3, 1.5, {"ok": True, "full": False}, 7)
+    status = rundir.ProxyStatus("nftables", "w1", 99, 3, 1.5, {"ok": True, "full": False}, 7,
+                                2, 1.25, 3600.0)
     rundir.write_proxy_status(state, status)
     assert json.loads((state / "kube-proxy.json").read_text()) == {
         "mode": "nftables", "node": "w1", "pid": 99, "syncs": 3, "time": 1.5,
-        "last": {"ok": True, "full": False}, "services": 7}
+        "last": {"ok": True, "full": False}, "services": 7,
+        "full_syncs": 2, "last_full": 1.25, "full_sync_period": 3600.0}
     assert rundir.read_proxy_status(tmp_path, "w1") == status
+    # a file written before full syncs were counted still reads, with none counted
+    (state / "kube-proxy.json").write_text(json.dumps({
+        "mode": "iptables", "node": "w1", "pid": 99, "syncs": 3, "time": 1.5, "last": None,
+        "services": 7}))
+    old = rundir.read_proxy_status(tmp_path, "w1")
+    assert old == rundir.ProxyStatus("iptables", "w1", 99, 3, 1.5, None, 7)
+    assert (old.full_syncs, old.last_full, old.full_sync_period) == (0, 0.0, 0.0)
     (state / "kube-proxy.json").write_text('{"syncs": 1}')              # no mode: not a status
     assert rundir.read_proxy_status(tmp_path, "w1") is None
 

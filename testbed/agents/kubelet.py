@@ -237,8 +237,10 @@ class Kubelet:
         self.runtime = PodRuntime(self.record, self.network, IPv4Address(args.cluster_dns))
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        # Only this node's Pods, as upstream's kubelet watches them (spec.nodeName=NODE): a Pod
+        # write elsewhere wakes no other kubelet, and none caches the whole cluster's pods.
         self.informer = Informer(self.client, "Pod", on_add=self._poke, on_update=self._poke,
-                                 on_delete=self._poke, resync=30)
+                                 on_delete=self._poke, resync=30, fields=f"spec.nodeName={self.name}")
         self.probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
         self.last_heartbeat = 0.0
         self.last_lease = 0.0

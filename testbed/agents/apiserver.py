@@ -28,6 +28,7 @@ import signal
 import socket
 import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -443,13 +444,56 @@ class Handler(BaseHTTPRequestHandler):
 
     def _events(self, renderer: WatchRenderer, events: list[Event]) -> None:
         now = _now()
-        lines = "".join(json.dumps(renderer.event(e.type, e.object, now)) + "\n" for e in events)
+        if renderer.form.kind is None:   # plain JSON: each event encoded once for every watcher
+            lines = b"".join(ENCODED.line(e) for e in events)
+        else:
+            lines = "".join(json.dumps(renderer.event(e.type, e.object, now)) + "\n"
+                            for e in events).encode()
         if lines:
-            self._chunk(lines.encode())
+            self._chunk(lines)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+class EncodedEvents:
+    """Watch events' JSON lines, each made once and sent to every watcher that gets it, as
+    upstream's cacher serializes an event once for all its watchers. A stored object never
+    changes (api/reads.py), so an event is known by its type and its object's apiVersion (a
+    converted object has its own), kind, namespace, name and resourceVersion; bookmarks and errors (made per watch) are encoded each time. The
+    newest `size` lines are kept."""
+
+    CACHED = ("ADDED", "MODIFIED", "DELETED")
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._lines: OrderedDict[tuple, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.made = 0   # lines encoded (the rest came from the cache)
+
+    def line(self, event: Event) -> bytes:
+        obj = event.object
+        meta = obj.get("metadata") or {}
+        if event.type not in self.CACHED or "resourceVersion" not in meta:
+            return (json.dumps({"type": event.type, "object": obj}) + "\n").encode()
+        key = (event.type, obj.get("apiVersion"), obj.get("kind"), meta.get("namespace"),
+               meta.get("name"), meta["resourceVersion"])
+        with self._lock:
+            line = self._lines.get(key)
+            if line is not None:
+                self._lines.move_to_end(key)
+                return line
+        line = (json.dumps({"type": event.type, "object": obj}) + "\n").encode()
+        with self._lock:
+            self.made += 1
+            self._lines[key] = line
+            if len(self._lines) > self.size:
+                self._lines.popitem(last=False)
+        return line
+
+
+ENCODED = EncodedEvents()
 
 
 class _Tracking:

@@ -23,6 +23,7 @@ from mininet.cli import CLI
 
 from testbed.emu.cluster import Cluster
 from testbed.emu.controlplane import AGENTS, ControlPlaneError
+from testbed.emu.kubectl_command import node_sections
 from testbed.emu.probes import probe_icmp
 from testbed.emu.record import alive
 from testbed.node.psview import format_rows, ps_rows
@@ -82,7 +83,8 @@ class ClusterCLI(CLI):
             print("*** this cluster runs without a control plane")
             return
         run_kubectl([verb, *shlex.split(line)], self.cluster.client, sys.stdout,
-                    topology=self.cluster.topo)
+                    topology=self.cluster.topo,
+                    node_sections=lambda node: node_sections(self.cluster.record.directory, node))
 
     def do_kubectl(self, line: str) -> None:
         """kubectl ...: the real kubectl (the project's, else the machine's) against this

@@ -11,6 +11,7 @@ prints it (laid out by a copy of Go's tabwriter); the other kinds in kubectl's l
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import yaml
@@ -153,10 +154,48 @@ def _conditions(conditions: list[dict]) -> list[str]:
                               table(["Type", "Status", "Reason", "Message"], rows).splitlines()]
 
 
+Section = tuple[str, list[tuple[str, object]]]  # a titled block of "Key: value" lines
+
+
+def kube_proxy_section(status: dict | None, now: float) -> Section:
+    """What `testbed describe node` adds for the node's kube-proxy, from its status file
+    (emu/rundir.py ProxyStatus as JSON; None: none written by a running one): its mode, its
+    syncs and full syncs, and the full-sync period with when the next full sync is due
+    (`now` and the status times are wall clock)."""
+    if not status:
+        return "kube-proxy", [("Status", "<no sync reported: not running, or not synced yet>")]
+    last = status.get("last") or {}
+    kind = "full" if last.get("full") else "partial"
+    pairs: list[tuple[str, object]] = [
+        ("Mode", status.get("mode", "")), ("Pid", status.get("pid", "")),
+        ("Syncs", f"{status.get('syncs', 0)} ({status.get('full_syncs', 0)} full)"),
+        ("Last sync", f"{kind}, {'ok' if last.get('ok') else 'failed: ' + str(last.get('error'))}"
+                      f", {human_duration(max(now - status.get('time', now), 0))} ago")]
+    period, last_full = status.get("full_sync_period") or 0, status.get("last_full") or 0
+    if last_full:
+        pairs.append(("Last full sync", f"{human_duration(max(now - last_full, 0))} ago"))
+    if period:
+        due = f"next within {human_duration(max(last_full + period - now, 0))}" if last_full \
+            else "first not done yet"
+        pairs.append(("Full sync period", f"{go_duration(period)} ({due}; SIGUSR1 forces one)"))
+    else:
+        pairs.append(("Full sync period", "<none> (every sync rewrites the rules)"))
+    return "kube-proxy", pairs
+
+
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration String for whole seconds ("1h0m0s", "1m30s", "45s")."""
+    s = int(seconds)
+    h, m, s = s // 3600, s % 3600 // 60, s % 60
+    return f"{h}h{m}m{s}s" if h else f"{m}m{s}s" if m else f"{s}s"
+
+
 def describe(obj: dict, slices: list[dict] | None = None, events: list[dict] | None = None,
-             now: datetime | None = None) -> str:
+             now: datetime | None = None, sections: Sequence[Section] = ()) -> str:
     """kubectl describe, in its layout; `slices` are a Service's EndpointSlices, `events` the
-    Events about the object (kubectl's Events().Search: by the involved object)."""
+    Events about the object (kubectl's Events().Search: by the involved object); `sections`
+    are the testbed's own blocks, before the events (a Node's kube-proxy:
+    `kube_proxy_section`)."""
     kind = obj.get("kind")
     if kind == "NetworkPolicy":
         return describe_networkpolicy(obj)
@@ -233,6 +272,8 @@ def describe(obj: dict, slices: list[dict] | None = None, events: list[dict] | N
                 port = (svc.get("port") or {})
                 lines.append(f"    {p.get('path', '/')}  {svc.get('name')}:"
                              f"{port.get('number', port.get('name'))}")
+    for title, pairs in sections:
+        lines += [f"{title}:", *_kv(pairs, 2)]
     lines += describe_events(events or [], now or datetime.now(UTC))
     return "\n".join(lines) + "\n"
 

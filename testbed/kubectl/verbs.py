@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -20,7 +21,7 @@ from testbed.api.meta import object_key
 from testbed.api.resources import Resource, UnknownResource, lookup, resource_for
 from testbed.apiclient.client import ApiError, Client
 from testbed.checks import check_manifests, report_warnings
-from testbed.kubectl.format import describe, format_objects, format_table
+from testbed.kubectl.format import Section, describe, format_objects, format_table
 from testbed.spec.source import SpecError
 from testbed.spec.topology import Topology
 
@@ -84,9 +85,11 @@ class _QuietParser(argparse.ArgumentParser):
 
 
 def run_kubectl(argv: list[str], client: Client, out: TextIO, err: TextIO | None = None,
-                topology: Topology | None = None) -> int:
+                topology: Topology | None = None,
+                node_sections: Callable[[str], Sequence[Section]] | None = None) -> int:
     """`get pods -A`, `apply -f x.yaml`, ... on `client`; output to `out`. The exit code.
-    `topology` is the cluster's, which manifests are checked against before they are sent."""
+    `topology` is the cluster's, which manifests are checked against before they are sent;
+    `node_sections(node)` the blocks `describe node` adds (the node's kube-proxy)."""
     err = err or out
     parser = _QuietParser(prog="kubectl", add_help=False)
     add_verbs(parser.add_subparsers(dest="verb", parser_class=_QuietParser), None)
@@ -98,6 +101,7 @@ def run_kubectl(argv: list[str], client: Client, out: TextIO, err: TextIO | None
     except SystemExit as done:  # --help
         return int(done.code or 0)
     args.topology, args.warning_prefix = topology, "warning: "
+    args.node_sections = node_sections
     if args.verb is None:
         print("usage: apply|delete|get|describe|scale ...", file=err)
         return 2
@@ -215,7 +219,10 @@ def cmd_describe(args: argparse.Namespace, client: Client, out: TextIO, err: Tex
             events, _ = client.list("Event", ns if r.namespaced else None, fields=selector)
         except ApiError:
             events = None
-    out.write(describe(obj, slices, events))
+    # the testbed's own blocks for a Node (its kube-proxy), when the caller knows the cluster
+    node_sections = getattr(args, "node_sections", None)
+    sections = node_sections(args.name) if r.kind == "Node" and node_sections else ()
+    out.write(describe(obj, slices, events, sections=sections))
     return 0
 
 

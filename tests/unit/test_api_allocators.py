@@ -28,20 +28,55 @@ def test_cluster_ips_reserved_and_dynamic_band() -> None:
     assert alloc.admit(web, web)["spec"]["clusterIP"] == "10.96.0.17"  # update keeps it
 
 
-def test_cluster_ip_rejections() -> None:
+def test_cluster_ip_rejections_worded_as_upstream() -> None:
+    """alloc.go's field error over the ServiceCIDR allocator's words (cidrallocator.go,
+    ipallocator.go), the value printed as Go's %#v prints a []string."""
     alloc = ServiceAllocator("10.96.0.0/12")
     alloc.admit(service("a", ip="10.96.0.50"))
     with pytest.raises(AllocationError) as info:
         alloc.admit(service("b", ip="10.96.0.50"))
-    assert str(info.value) == ('spec.clusterIPs: Invalid value: ["10.96.0.50"]: failed to allocate '
-                               "IP 10.96.0.50: provided IP is already allocated")
-    with pytest.raises(AllocationError, match="is not in the valid range. The range of valid "
-                                              r"IPs is 10.96.0.0/12"):
+    assert str(info.value) == ('spec.clusterIPs: Invalid value: []string{"10.96.0.50"}: failed to '
+                               "allocate IP 10.96.0.50: provided IP is already allocated")
+    with pytest.raises(AllocationError) as info:   # in no ServiceCIDR: ErrMismatchedNetwork
         alloc.admit(service("c", ip="10.0.0.1"))
+    assert str(info.value) == ('spec.clusterIPs: Invalid value: []string{"10.0.0.1"}: failed to '
+                               "allocate IP 10.0.0.1: the provided network does not match the "
+                               "current range")
+    for edge in ("10.96.0.0", "10.111.255.255"):   # the CIDR's, outside its allocator's range
+        with pytest.raises(AllocationError) as info:
+            alloc.admit(service("c", ip=edge))
+        assert str(info.value) == (f'spec.clusterIPs: Invalid value: []string{{"{edge}"}}: failed '
+                                   f"to allocate IP {edge}: the provided IP ({edge}) is not in the "
+                                   "valid range. The range of valid IPs is 10.96.0.0/12")
+    assert not info.value.internal
     old = alloc.admit(service("d"))
     assert old["spec"]["clusterIP"] == "10.96.1.1"  # /12: static band is .1 to .1.0
-    with pytest.raises(AllocationError, match="field is immutable"):
+    with pytest.raises(AllocationError) as info:
         alloc.admit(service("d", ip="10.96.0.99"), old)
+    assert str(info.value) == ('spec.clusterIPs[0]: Invalid value: []string{"10.96.0.99"}: may '
+                               "not change once set")
+
+
+def test_full_ranges_are_internal_errors() -> None:
+    """No field is wrong when a range is full: upstream answers NewInternalError's 500."""
+    alloc = ServiceAllocator("10.96.0.0/30")   # .1 and .2; .1 is the kubernetes Service's
+    alloc.admit(service("a"))
+    with pytest.raises(AllocationError) as info:
+        alloc.admit(service("b"))
+    assert info.value.internal == "failed to allocate a serviceIP: range is full"
+    ports = ServiceAllocator("10.96.0.0/24", node_ports=(30000, 30001))
+    ports.admit(service("a", kind="NodePort", ports=[{"port": 80}, {"port": 81}]))
+    with pytest.raises(AllocationError) as info:
+        ports.admit(service("b", kind="NodePort"))
+    assert info.value.internal == "failed to allocate a nodePort: range is full"
+    assert ports.admit(service("c"))["spec"]["clusterIP"]   # b's clusterIP was given back
+    lb = ServiceAllocator("10.96.0.0/24")
+    lb.admit(service("a", kind="NodePort", ports=[{"port": 80, "nodePort": 30080}]))
+    with pytest.raises(AllocationError) as info:
+        lb.admit(service("b", kind="LoadBalancer", externalTrafficPolicy="Local",
+                         healthCheckNodePort=30080))
+    assert info.value.internal == ("failed to allocate requested HealthCheck NodePort 30080: "
+                                   "provided port is already allocated")
 
 
 def test_node_ports() -> None:
@@ -59,11 +94,15 @@ def test_node_ports() -> None:
         alloc.admit(service("x", kind="NodePort", ports=[
             {"name": "a", "port": 80, "protocol": "TCP", "nodePort": 30080},
             {"name": "b", "port": 81, "protocol": "TCP", "nodePort": 80}]))
+    # upstream's initNodePorts stops at the first port it cannot have
     assert [str(e) for e in info.value.errors] == [
-        "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated",
-        "spec.ports[1].nodePort: Invalid value: 80: provided port is not in the valid range. "
-        "The range of valid ports is 30000-32767",
-    ]
+        "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"]
+    with pytest.raises(AllocationError) as info:
+        alloc.admit(service("x", kind="NodePort", ports=[
+            {"name": "b", "port": 81, "protocol": "TCP", "nodePort": 80}]))
+    assert [str(e) for e in info.value.errors] == [
+        "spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. "
+        "The range of valid ports is 30000-32767"]
     # the failed admit took nothing: the next Service gets the next free port
     lb = alloc.admit(service("lb", kind="LoadBalancer", externalTrafficPolicy="Local"))
     assert lb["spec"]["ports"][0]["nodePort"] == 30002

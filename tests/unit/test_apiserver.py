@@ -131,7 +131,13 @@ def test_service_allocation_and_rejections(server: ApiServer) -> None:
         in status["message"]
     code, status = call(server, "POST", "/api/v1/namespaces/default/services",
                         service("outside", clusterIP="192.168.1.1"))
-    assert code == 422 and "not in the valid range" in status["message"]
+    assert code == 422 and status["message"] == (
+        'Service "outside" is invalid: spec.clusterIPs: Invalid value: []string{"192.168.1.1"}: '
+        "failed to allocate IP 192.168.1.1: the provided network does not match the current range")
+    assert status["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": "spec.clusterIPs",
+        "message": 'Invalid value: []string{"192.168.1.1"}: failed to allocate IP 192.168.1.1: '
+                   "the provided network does not match the current range"}]
     # the port is free again once its Service is deleted
     call(server, "DELETE", "/api/v1/namespaces/default/services/web")
     code, _ = call(server, "POST", "/api/v1/namespaces/default/services",

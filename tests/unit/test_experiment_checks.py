@@ -22,7 +22,11 @@ def service(**spec: object) -> dict:
 @pytest.mark.parametrize("obj, wanted", [
     (service(ports=[{"port": 80, "nodePort": 80}], type="NodePort"),
      "spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range"),
-    (service(clusterIP="1.2.3.4"), "the provided IP (1.2.3.4) is not in the valid range"),
+    (service(clusterIP="1.2.3.4"), "spec.clusterIPs: Invalid value: []string{\"1.2.3.4\"}: failed "
+     "to allocate IP 1.2.3.4: the provided network does not match the current range (the "
+     "service range of topology two-node is 10.96.0.0/12)"),
+    (service(clusterIP="10.96.0.0"), "failed to allocate IP 10.96.0.0: the provided IP "
+     "(10.96.0.0) is not in the valid range. The range of valid IPs is 10.96.0.0/12"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
       "spec": {"containers": [{"name": "c", "image": "x", "command": ["/no/such/program"]}]}},
      "spec.containers[0].command: command '/no/such/program' is not found on the node"),

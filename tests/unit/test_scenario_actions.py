@@ -197,8 +197,8 @@ def test_service_addresses_are_checked_against_the_topology_before_anything_is_b
         prepare(str(tmp_path / "s.yaml"))
     # The API server's allocators' own words (testbed/api/allocators.py), at the file's lines.
     assert [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems] == [
-        'svc.yaml:4: spec.clusterIPs: Invalid value: ["10.3.241.152"]: failed to allocate IP '
-        "10.3.241.152: the provided IP (10.3.241.152) is not in the valid range. The range of "
-        "valid IPs is 10.96.0.0/16",
+        'svc.yaml:4: spec.clusterIPs: Invalid value: []string{"10.3.241.152"}: failed to allocate '
+        "IP 10.3.241.152: the provided network does not match the current range (the service "
+        "range of topology topo is 10.96.0.0/16)",
         "svc.yaml:5: spec.ports[0].nodePort: Invalid value: 8080: provided port is not in the valid "
         "range. The range of valid ports is 30000-32767"]

@@ -30,7 +30,12 @@ from testbed.api.resources import Resource, UnknownResource, resource_for
 from testbed.api.schema import field_names
 from testbed.api.sharing import Lock, Unshared
 from testbed.api.store import Key, Store, StoreError, key_of
-from testbed.api.strategy import prepare_for_create, prepare_for_update
+from testbed.api.strategy import (
+    drop_type_dependent_fields,
+    prepare_for_create,
+    prepare_for_update,
+    prepare_status_update,
+)
 from testbed.spec.source import Problem
 from testbed.spec.validation import Checker, is_cidr
 
@@ -57,6 +62,16 @@ def invalid(kind: str, name: str, problems: list[tuple[str, str]]) -> ApiFailure
     return ApiFailure(422, "Invalid", f'{kind} "{name}" is invalid: {joined}',
                       [{"reason": "FieldValueInvalid", "message": m, "field": f}
                        for f, m in problems])
+
+
+def allocation_failure(name: str, err: AllocationError) -> ApiFailure:
+    """What the API server answers when its allocators refuse a Service: 422 naming the
+    fields, or, when a range is full (no field is wrong), 500 as upstream's NewInternalError
+    words it: "Internal error occurred: failed to allocate a serviceIP: range is full"."""
+    if err.internal:
+        return ApiFailure(500, "InternalError", f"Internal error occurred: {err.internal}",
+                          [{"message": err.internal}])
+    return invalid("Service", name, [(e.field, e.message) for e in err.errors])
 
 
 def check_node(obj: dict) -> tuple[dict | None, list[Problem]]:
@@ -144,6 +159,11 @@ class Api(PatchVerbs):
                              f"does not match the name on the URL ({name})")
         if name is not None:
             meta["name"] = name
+        if r.kind == "Service" and isinstance(meta.get("name"), str):
+            # the strategy's PrepareForUpdate runs before validation, as upstream's does
+            old = self._current(obj)
+            if old is not None:
+                drop_type_dependent_fields(obj, old)
         obj = validate(obj)
         ns = obj["metadata"].get("namespace", "")
         if r.namespaced and ns not in new_namespaces and self._missing("Namespace", "", ns):
@@ -170,13 +190,12 @@ class Api(PatchVerbs):
         if old is None:
             prepare_for_create(obj)
         else:
-            prepare_for_update(obj)
+            prepare_for_update(obj, old)
         if obj["kind"] == "Service":
             try:
                 return self.allocator.admit(obj, old)
             except AllocationError as err:
-                raise invalid("Service", obj["metadata"]["name"],
-                              [(e.field, e.message) for e in err.errors]) from err
+                raise allocation_failure(obj["metadata"]["name"], err) from err
         if obj["kind"] == "Pod" and old is not None:
             spec, old_spec = obj["spec"], old["spec"]
             if old_spec.get("nodeName") and not spec.get("nodeName"):
@@ -268,9 +287,10 @@ class Api(PatchVerbs):
             obj["metadata"]["namespace"] = namespace
         try:
             with self._lock:
+                old = self.store.get(r.kind, namespace or "", name)
+                obj = prepare_status_update(copy.deepcopy(obj), old)
                 if manager is None:
                     return self.store.update_status(obj, dry_run=dry_run)
-                old = self.store.get(r.kind, namespace or "", name)
                 return self.store.update_status(obj, dry_run=dry_run, managed_fields=(
                     self._status_entries(r, old, obj, manager)))
         except StoreError as err:
@@ -387,7 +407,7 @@ class Api(PatchVerbs):
                         namespaces.add(obj["metadata"]["name"])
                 except (ApiFailure, UnknownResource) as err:
                     causes = getattr(err, "causes", None) or [{"field": "", "message": str(err)}]
-                    problems += [(f"items[{i}]" + (f".{c['field']}" if c["field"] else ""),
+                    problems += [(f"items[{i}]" + (f".{c['field']}" if c.get("field") else ""),
                                   c["message"]) for c in causes]
             if problems:
                 self.allocator = saved

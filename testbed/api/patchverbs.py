@@ -42,6 +42,7 @@ from testbed.api.patch import (
 from testbed.api.resources import Resource, resource_for
 from testbed.api.sharing import Lock
 from testbed.api.store import KEEP, Conflict, Store, StoreError, utc_now
+from testbed.api.strategy import prepare_status_update
 
 PATCH_RETRIES = 5
 SCALE_VERSION = "autoscaling/v1"
@@ -201,6 +202,7 @@ class PatchVerbs:
         obj = dict(patched, kind=r.kind, metadata=dict(patched.get("metadata") or {}, name=name))
         if r.namespaced:
             obj["metadata"]["namespace"] = namespace
+        obj = prepare_status_update(obj, old)   # the kind's status strategy
         if entries is KEEP:
             entries = self._status_entries(r, old, obj, manager)
         try:

@@ -5,13 +5,15 @@ throwaway namespace; after each step the same state is applied as one full sync 
 one, and the KUBE-* chains of both tables must read the same (`iptables-save`, counters and
 line order aside). With 400 Services the full syncs are long enough for the backend's
 whole-table hint (`-S`, net/netfilter.py), so this also shows the hint changes nothing but
-the time taken.
+the time taken; the partial ones, which write the top-level chains whole as upstream's do but
+declare only a few chains, go without it.
 """
 
 from __future__ import annotations
 
-from testbed.net.netfilter import WHOLE_TABLE_MIN_LINES, IptablesBackend
+from testbed.net.netfilter import WHOLE_TABLE_HINT, IptablesBackend, with_whole_table_cache
 from testbed.net.run import run
+from testbed.proxy import names
 from testbed.proxy.model import LocalDetector, ProxierSettings
 from testbed.proxy.proxier import Proxier
 from tests.unit.test_proxier import eps, svc
@@ -20,6 +22,8 @@ SETTINGS = ProxierSettings(node_name="w1", node_ip="192.168.0.2", local_ips=("19
                            local_detector=LocalDetector("ClusterCIDR", "10.0.0.0/8"),
                            service_cidrs=("10.96.0.0/16",), nfacct_counters=frozenset())
 MANY = 400
+TOP_LEVEL = {"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS",
+             "KUBE-PROXY-FIREWALL", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-FIREWALL"}
 
 
 def kube_rules(pid: int) -> dict[str, list[str]]:
@@ -56,10 +60,17 @@ def test_partial_syncs_match_a_full_sync(netns_pair):
         result = proxier.sync()
         assert result.ok, result.error
         assert result.full == (i == 0)
-        if i == 0:
-            assert proxier.last_text.count("\n") > WHOLE_TABLE_MIN_LINES  # the hint was used
-        if i == 1:  # an endpoint change: the service's own chains only
-            assert ":KUBE-SERVICES" not in proxier.last_text
+        hinted = WHOLE_TABLE_HINT in with_whole_table_cache(proxier.last_text).splitlines()
+        assert hinted == (i == 0)  # the full sync declares many chains, partial ones a few
+        if i == 1:  # an endpoint change: the service's own chains, and the top-level ones
+            declared = {line.split()[0][1:] for line in proxier.last_text.splitlines()
+                        if line.startswith(":")}
+            s7 = "default/s7:p"
+            own = {names.svc_chain(s7, "tcp")} | {names.sep_chain(s7, "TCP", f"{ip}:8080")
+                                                  for ip in ("10.0.1.7", "10.1.1.7", "10.2.1.7")}
+            assert declared - TOP_LEVEL <= own and names.svc_chain(s7, "tcp") in declared
+            assert TOP_LEVEL <= declared
+            assert proxier.last_text.count("\n-A KUBE-SERVICES ") >= MANY  # written whole
         reference = Proxier(IptablesBackend(b), SETTINGS)
         reference.services, reference.endpoints = proxier.services, proxier.endpoints
         reference._sorted = None

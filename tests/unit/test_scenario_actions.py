@@ -148,7 +148,8 @@ def test_a_node_is_in_one_partition_group(scenario):
         "client is in one group only"]
 
 
-def test_backends_only_for_tcp_and_http(scenario):
+def test_backends_for_tcp_udp_and_http_only(scenario):
+    """UDP probes check backends too (issue 16: the pod the reply names); ICMP and DNS cannot."""
     found = problems_of(scenario, """
         - probe: udp
           from: a
@@ -158,9 +159,14 @@ def test_backends_only_for_tcp_and_http(scenario):
           from: a
           to: http://b/
           expect: {backends: {namespace: x}}
+        - probe: icmp
+          from: a
+          to: b
+          expect: {backends: {selector: app=dns}}
     """)
-    assert "7: steps[0].expect.backends: Forbidden: a udp probe cannot check backends" in found
+    assert not any("steps[0]" in problem for problem in found)
     assert "11: steps[1].expect.backends.selector: Required value" in found
+    assert "15: steps[2].expect.backends: Forbidden: an icmp probe cannot check backends" in found
 
 
 def test_scenario_kube_proxy_modes_override_the_topology(tmp_path):

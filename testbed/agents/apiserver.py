@@ -445,7 +445,8 @@ class Handler(BaseHTTPRequestHandler):
     def _events(self, renderer: WatchRenderer, events: list[Event]) -> None:
         now = _now()
         if renderer.form.kind is None:   # plain JSON: each event encoded once for every watcher
-            lines = b"".join(ENCODED.line(e) for e in events)
+            encoded: EncodedEvents = self.server.encoded  # type: ignore[attr-defined]
+            lines = b"".join(encoded.line(e) for e in events)
         else:
             lines = "".join(json.dumps(renderer.event(e.type, e.object, now)) + "\n"
                             for e in events).encode()
@@ -459,9 +460,10 @@ class Handler(BaseHTTPRequestHandler):
 
 class EncodedEvents:
     """Watch events' JSON lines, each made once and sent to every watcher that gets it, as
-    upstream's cacher serializes an event once for all its watchers. A stored object never
-    changes (api/reads.py), so an event is known by its type and its object's apiVersion (a
-    converted object has its own), kind, namespace, name and resourceVersion; bookmarks and errors (made per watch) are encoded each time. The
+    upstream's cacher serializes an event once for all its watchers. Each server keeps its own
+    (servers in one process, as tests run them, hold different stores). A stored object never
+    changes (api/reads.py), so an event is known by its type and its object's apiVersion,
+    kind, namespace, name and resourceVersion; bookmarks and errors (made per watch) are encoded each time. The
     newest `size` lines are kept."""
 
     CACHED = ("ADDED", "MODIFIED", "DELETED")
@@ -493,14 +495,13 @@ class EncodedEvents:
         return line
 
 
-ENCODED = EncodedEvents()
-
 
 class _Tracking:
     """Mixin: remembers open connections so stop() can cut them (watches included)."""
 
     def _track_init(self, api: Api) -> None:
         self.api = api
+        self.encoded = EncodedEvents()   # watch events' JSON lines, made once per event
         self.bookmark_period = BOOKMARK_PERIOD  # seconds between watch bookmarks
         self.address_text = ""  # IP:PORT where clients reach the API (discovery tells them)
         self.logs: PodLogs | None = None

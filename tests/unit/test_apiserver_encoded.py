@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from testbed.agents import apiserver
 from testbed.agents.apiserver import EncodedEvents
 from testbed.api.store import Event
 from tests.unit.test_apiserver import call, pod, read_watch
@@ -52,9 +51,8 @@ def test_the_cache_keeps_the_newest_lines_only():
     assert cache.made == 4
 
 
-def test_two_watchers_get_the_same_events_encoded_once(server, monkeypatch):
-    cache = EncodedEvents()
-    monkeypatch.setattr(apiserver, "ENCODED", cache)
+def test_two_watchers_get_the_same_events_encoded_once(server):
+    cache = server.tcp.encoded
     _, listed = call(server, "GET", "/api/v1/namespaces/default/pods")
     rv = listed["metadata"]["resourceVersion"]
     call(server, "POST", "/api/v1/namespaces/default/pods", pod("a", app="web"))
@@ -65,3 +63,23 @@ def test_two_watchers_get_the_same_events_encoded_once(server, monkeypatch):
     assert [e["object"]["metadata"]["name"] for e in first] == ["a", "b"]
     assert first == second
     assert cache.made == 2
+
+
+def test_each_server_keeps_its_own_lines(tmp_path):
+    """Two API servers in one process (as tests run them) number their objects alike: a
+    watch of one never gets a line the other made."""
+    from tests.unit.conftest import start_api
+
+    seen = []
+    for label in ("first", "second"):
+        srv = start_api(tmp_path / label)
+        try:
+            _, listed = call(srv, "GET", "/api/v1/namespaces/default/pods")
+            rv = listed["metadata"]["resourceVersion"]
+            call(srv, "POST", "/api/v1/namespaces/default/pods", pod("a", app=label))
+            _, events = read_watch(srv, f"/api/v1/namespaces/default/pods?watch=1&resourceVersion="
+                                        f"{rv}&timeoutSeconds=1")
+            seen.append(events[0]["object"]["metadata"]["labels"]["app"])
+        finally:
+            srv.stop()
+    assert seen == ["first", "second"]

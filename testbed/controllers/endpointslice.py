@@ -128,14 +128,15 @@ def _identity(endpoint: dict) -> tuple:
 
 def place_endpoints(existing: list[dict], groups: dict[tuple, list[dict]]
                     ) -> tuple[list[tuple[dict | None, list[dict], list[dict]]], list[dict]]:
-    """Upstream's placement: ([(the existing slice to rewrite or None for a new one, ports,
-    endpoints)], [existing slices to delete]). Per group of ports, the slices with those
-    ports keep the endpoints they hold that are still wanted, in their order (with the
-    endpoint's new conditions); the group's other endpoints fill first the slices that change
-    anyway, then the others with room (by name), then new slices; a slice left with no
-    endpoints is deleted. A new slice takes over an existing slice of other ports when one is
-    left (rewritten rather than replaced), and the one empty slice of a Service without
-    endpoints does too."""
+    """Upstream's placement (reconcileByPortMapping): ([(the existing slice to rewrite or None
+    for a new one, ports, endpoints)], [existing slices to delete]). Per group of ports, the
+    slices with those ports keep the endpoints they hold that are still wanted, in their order
+    (with the endpoint's new conditions); a slice left with no endpoints is deleted. The
+    group's other endpoints then fill the slices that change anyway, fullest first; what is
+    left goes, while fewer than a slice's worth remain, into the one unchanged slice it fits
+    closest (getSliceToFill), else into a new slice. A new slice takes over an existing slice
+    of other ports when one is left (rewritten rather than replaced), and the one empty slice
+    of a Service without endpoints does too."""
     unused = sorted(existing, key=lambda s: s["metadata"]["name"])
     plans: list[tuple[dict | None, list[dict], list[dict]]] = []
     fresh: list[tuple[list[dict], list[dict]]] = []   # (ports, endpoints) with no slice yet
@@ -150,21 +151,33 @@ def place_endpoints(existing: list[dict], groups: dict[tuple, list[dict]]
                     if (i := _identity(e)) in wanted]
             kept.append((slice_, held))
         rest = list(wanted.values())
-        # the slices that change anyway first (False sorts first), then the rest, by name
-        for _, held in sorted(kept, key=lambda k: k[1] == (k[0].get("endpoints") or [])):
+        changing = [(s, held) for s, held in kept if held and held != (s.get("endpoints") or [])]
+        unchanged = [(s, held) for s, held in kept if held and held == (s.get("endpoints") or [])]
+        # 2. the slices that change anyway, fullest first
+        for _, held in sorted(changing, key=lambda k: -len(k[1])):
             room = max(MAX_ENDPOINTS_PER_SLICE - len(held), 0)
             held.extend(rest[:room])
             rest = rest[room:]
+        # 3. fewer than a slice's worth left: the unchanged slice they fit closest; else new
+        while rest:
+            fit = None
+            if len(rest) < MAX_ENDPOINTS_PER_SLICE:
+                fits = [k for k in unchanged if len(k[1]) + len(rest) <= MAX_ENDPOINTS_PER_SLICE]
+                fit = max(fits, key=lambda k: len(k[1]), default=None)   # the first closest
+            if fit is None:
+                fresh.append((port_list, rest[:MAX_ENDPOINTS_PER_SLICE]))
+                rest = rest[MAX_ENDPOINTS_PER_SLICE:]
+            else:
+                fit[1].extend(rest)
+                unchanged.remove(fit)
+                rest = []
         for slice_, held in kept:
             if held or (not endpoints and slice_ is kept[0][0]):
                 plans.append((slice_, port_list, held))
             else:
                 unused.append(slice_)   # emptied: reused below, or deleted
-        chunks = [rest[i:i + MAX_ENDPOINTS_PER_SLICE]
-                  for i in range(0, len(rest), MAX_ENDPOINTS_PER_SLICE)]
         if not endpoints and not kept:
-            chunks = [[]]   # the one empty slice of a Service with no endpoints
-        fresh.extend((port_list, chunk) for chunk in chunks)
+            fresh.append((port_list, []))   # the one empty slice of a Service with no endpoints
     unused.sort(key=lambda s: s["metadata"]["name"])
     for port_list, chunk in fresh:
         plans.append((unused.pop(0) if unused else None, port_list, chunk))

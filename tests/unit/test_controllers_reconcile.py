@@ -347,28 +347,68 @@ def test_endpoints_stay_in_their_slice_and_new_ones_fill_the_slice_that_changes(
     assert reconcile_endpointslices(store, rng) == []
 
 
-def test_placement_of_new_endpoints_prefers_a_changed_slice_then_room_then_a_new_slice() -> None:
-    def ep(name: str) -> dict:
-        return {"addresses": [f"10.0.0.{len(name)}"], "targetRef": {"name": name, "uid": name}}
+def _ep(name: str) -> dict:
+    return {"addresses": [f"10.0.0.{len(name)}"], "targetRef": {"name": name, "uid": name}}
 
-    ports = (("", 80, "TCP"),)
-    port_list = [{"name": "", "port": 80, "protocol": "TCP"}]
-    a = {"metadata": {"name": "s-a"}, "ports": port_list,
-         "endpoints": [ep("x" * i) for i in range(1, 91)]}
-    b = {"metadata": {"name": "s-b"}, "ports": port_list,
-         "endpoints": [ep("y" * i) for i in range(1, 96)]}
-    other = {"metadata": {"name": "s-c"}, "ports": [], "endpoints": []}
-    zs = ["z" * i for i in range(1, 21)]
-    wanted = a["endpoints"] + b["endpoints"][1:] + [ep(z) for z in zs]
-    plans, stale = place_endpoints([a, b, other], {ports: wanted})
-    got = {(m["metadata"]["name"] if m else None): [e["targetRef"]["name"] for e in eps]
-           for m, _, eps in plans}
-    # s-b lost one endpoint (it changes anyway): it takes 6 new ones first; s-a has room for
-    # 10; the last 4 go to a new slice, which takes over s-c (other ports, unused)
-    assert got["s-b"] == ["y" * i for i in range(2, 96)] + zs[:6]
-    assert got["s-a"] == ["x" * i for i in range(1, 91)] + zs[6:16]
-    assert got["s-c"] == zs[16:]
+
+PORTS = (("", 80, "TCP"),)
+PORT_LIST = [{"name": "", "port": 80, "protocol": "TCP"}]
+
+
+def _slice(name: str, names: list[str], ports=PORT_LIST) -> dict:
+    return {"metadata": {"name": name}, "ports": ports, "endpoints": [_ep(n) for n in names]}
+
+
+def _placed(plans) -> dict:
+    return {(m["metadata"]["name"] if m else None): [e["targetRef"]["name"] for e in eps]
+            for m, _, eps in plans}
+
+
+def test_placement_fills_a_changed_slice_then_a_new_one_when_no_unchanged_slice_fits_all() -> None:
+    xs, ys, zs = (["x" * i for i in range(1, 91)], ["y" * i for i in range(1, 96)],
+                  ["z" * i for i in range(1, 21)])
+    a, b, other = _slice("s-a", xs), _slice("s-b", ys), _slice("s-c", [], ports=[])
+    wanted = [_ep(n) for n in xs + ys[1:] + zs]
+    plans, stale = place_endpoints([a, b, other], {PORTS: wanted})
+    got = _placed(plans)
+    # s-b lost one endpoint (it changes anyway): it takes 6 new ones; the 14 left do not fit
+    # s-a (90 + 14 > 100), so, as upstream, they go to a new slice, which takes over s-c
+    # (other ports, unused) rather than s-a taking 10 of them
+    assert got["s-b"] == ys[1:] + zs[:6]
+    assert got["s-a"] == xs
+    assert got["s-c"] == zs[6:]
     assert stale == [] and None not in got
+
+
+def test_leftovers_go_to_the_unchanged_slice_they_fit_closest_or_to_a_new_slice() -> None:
+    fives, eighties = [f"a{i}" for i in range(95)], [f"b{i}" for i in range(80)]
+    news = [f"n{i}" for i in range(10)]
+    # 95 + 10 does not fit; 80 + 10 does: s-b takes them all
+    plans, _ = place_endpoints([_slice("s-a", fives), _slice("s-b", eighties)],
+                               {PORTS: [_ep(n) for n in fives + eighties + news]})
+    assert _placed(plans)["s-b"] == eighties + news and _placed(plans)["s-a"] == fives
+    # neither fits (review's case, upstream's getSliceToFill): one new slice of 10, the
+    # unchanged slices are not rewritten
+    nineties = [f"c{i}" for i in range(95)]
+    plans, _ = place_endpoints([_slice("s-a", fives), _slice("s-c", nineties)],
+                               {PORTS: [_ep(n) for n in fives + nineties + news]})
+    got = _placed(plans)
+    assert got[None] == news and got["s-a"] == fives and got["s-c"] == nineties
+    # a slice's worth or more left: new slices, not the unchanged ones' room
+    many = [f"m{i}" for i in range(100)]
+    plans, _ = place_endpoints([_slice("s-b", eighties)],
+                               {PORTS: [_ep(n) for n in eighties + many]})
+    assert _placed(plans)[None] == many and _placed(plans)["s-b"] == eighties
+
+
+def test_the_fullest_changing_slice_is_filled_first() -> None:
+    c1, c2 = [f"p{i}" for i in range(51)], [f"q{i}" for i in range(91)]
+    news = [f"n{i}" for i in range(15)]
+    plans, _ = place_endpoints([_slice("s-1", c1), _slice("s-2", c2)],
+                               {PORTS: [_ep(n) for n in c1[1:] + c2[1:] + news]})
+    got = _placed(plans)
+    assert got["s-2"] == c2[1:] + news[:10]    # 90 held: the fuller one, first
+    assert got["s-1"] == c1[1:] + news[10:]
 
 
 # -- events ------------------------------------------------------------------------------------

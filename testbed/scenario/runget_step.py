@@ -32,6 +32,11 @@ class Unresolved(KeyError):
     """A reference that names nothing the running cluster has (the step fails, naming it)."""
 
 
+class NoTarget(Exception):
+    """A run step's pod, node or container that the running cluster does not have (the step
+    fails, saying so in plain words)."""
+
+
 def resolver(cluster):
     """resolve(ref) -> the text a reference stands for now; Unresolved naming it otherwise."""
     def resolve(ref: Ref) -> str:
@@ -73,14 +78,17 @@ def _run_once(cluster, step: RunCommand, argv: list[str]) -> tuple[int, str, str
     env = None
     if pod is not None:
         if pod.pid is None:
-            raise KeyError(f"pod {pod.key} has no running sandbox")
-        argv, env = cluster.pod_process(pod, argv, step.container or None)
+            raise NoTarget(f"pod {pod.key} has no running sandbox")
+        try:
+            argv, env = cluster.pod_process(pod, argv, step.container or None)
+        except KeyError as err:   # no such container
+            raise NoTarget(err.args[0]) from None
     elif step.where in cluster.network.hosts:
         if step.container:
-            raise KeyError(f"{step.where} is no pod: it has no container {step.container}")
+            raise NoTarget(f"{step.where} is no pod: it has no container {step.container}")
         argv = ["nsenter", f"--net=/proc/{cluster.network.pid(step.where)}/ns/net", "--", *argv]
     else:
-        raise KeyError(f"no pod, node or client is named {step.where!r}")
+        raise NoTarget(f"no pod, node or client is named {step.where!r}")
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=step.timeout, env=env,
                               stdin=subprocess.DEVNULL)
@@ -106,7 +114,10 @@ def run_step(cluster, step: RunCommand):
     rounds = 0
     while True:
         rounds += 1
-        code, stdout, stderr = _run_once(cluster, step, argv)
+        try:
+            code, stdout, stderr = _run_once(cluster, step, argv)
+        except NoTarget as err:
+            return Outcome(False, step.describe(), str(err))
         wrong = judge_run(step, code, stdout, contains, matches)
         if not wrong or time.monotonic() >= deadline:
             break

@@ -373,3 +373,18 @@ def test_kube_proxy_step_calls_the_control_plane():
     outcome = proxy_sync_step(cluster, ProxySync("w1", timeout=4))
     assert outcome.passed and cluster.cp.synced == [("w1", 4)]
     assert outcome.expectation == "kube-proxy on w1 does a full sync"
+
+
+def test_a_run_step_whose_target_is_gone_fails_in_plain_words():
+    """The step fails (no exception reaches the runner), its observation the reason unquoted."""
+    from types import SimpleNamespace
+
+    from testbed.scenario.runget_step import run_step
+
+    step = SimpleNamespace(where="ghost", container="", command=["true"], stdout_contains=None,
+                           stdout_matches=None, retry_for=0.0, timeout=5.0,
+                           describe=lambda: "run true in ghost")
+    cluster = SimpleNamespace(find_pod=lambda name: None, network=SimpleNamespace(hosts={}))
+    outcome = run_step(cluster, step)
+    assert outcome.passed is False
+    assert outcome.observed == "no pod, node or client is named 'ghost'"

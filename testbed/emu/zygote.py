@@ -199,18 +199,18 @@ def _child(request: dict, requests_fd: int, answers_fd: int, setns) -> int:
         os.close(fd)
     if request.get("netns") is not None:
         fd = os.open(f"/proc/{request['netns']}/ns/net", os.O_RDONLY)
-        if setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
+        entered = setns(fd, CLONE_NEWNET) == 0
+        err = ctypes.get_errno()
+        os.close(fd)
+        if not entered:
             print(f"zygote: cannot enter the network namespace of {request['netns']}: "
                   f"{os.strerror(err)}", file=sys.stderr, flush=True)
             return 1
-        os.close(fd)
     os.chdir(request["cwd"])
     _set_title(request.get("title") or request["module"])
     sys.argv = [request["module"], *request["argv"]]
-    module = importlib.import_module(request["module"])
     try:
-        return module.main(list(request["argv"])) or 0
+        return importlib.import_module(request["module"]).main(list(request["argv"])) or 0
     except SystemExit as done:
         code = done.code
         if code is None or isinstance(code, int):

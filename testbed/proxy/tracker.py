@@ -255,8 +255,10 @@ def stale_udp(old_ports: Sequence[ServicePort], old_eps: Mapping[ServicePortName
     """Conntrack entries a UDP change leaves pointing at the wrong place.
 
     An endpoint the rules no longer send to: entries to each service address and NodePort
-    whose reply comes from that endpoint. A service port that gets its first endpoint, or goes
-    away: every entry to its cluster IP and port (upstream's stale service IPs).
+    whose reply comes from that endpoint. A service port that goes away: every entry to its
+    cluster IP and port. One that gets its first endpoint: every entry to its cluster IP,
+    external and load-balancer IPs, and its NodePort, as upstream's
+    deleteStaleServiceConntrackEntries clears them (ClearEntriesForIP, ClearEntriesForPort).
     """
     out: list[ConntrackFlush] = []
     new_by_name = {p.name: p for p in new_ports}
@@ -279,5 +281,11 @@ def stale_udp(old_ports: Sequence[ServicePort], old_eps: Mapping[ServicePortName
             if new is None:
                 out.append(ConntrackFlush("udp", old.cluster_ip, old.port))
         if new is not None and new_reach and not old_reach:
-            out.append(ConntrackFlush("udp", new.cluster_ip, new.port))
+            # Newly active (upstream's NewlyActiveUDPServices): a packet sent while it had no
+            # endpoint left an entry with no DNAT, which would blackhole the flow for as long
+            # as it keeps sending. Every entry to its addresses, and to its NodePort.
+            for addr in (new.cluster_ip, *new.external_ips, *new.load_balancer_ips):
+                out.append(ConntrackFlush("udp", addr))
+            if new.node_port:
+                out.append(ConntrackFlush("udp", None, new.node_port))
     return out

@@ -365,12 +365,29 @@ def test_tcp_endpoint_removal_flushes_nothing():
 
 
 def test_udp_service_getting_first_endpoint_flushes_cluster_ip():
+    """Every UDP entry to the ClusterIP, as upstream's ClearEntriesForIP (no port)."""
     p, fake = proxier()
     p.service_changes.on_add(svc("dns", "10.96.0.10", 53, "UDP"))
     p.sync()
     p.endpoint_changes.on_add(eps("dns", ["10.0.1.5"], 53, "UDP"))
     p.sync()
-    assert fake.flushes == [ConntrackFlush("udp", "10.96.0.10", 53)]
+    assert fake.flushes == [ConntrackFlush("udp", "10.96.0.10")]
+
+
+def test_udp_nodeport_getting_first_endpoint_flushes_its_addresses_and_node_port():
+    """A packet to the NodePort while there was no endpoint left an entry with no DNAT, which
+    blackholed the flow (upstream's conntrack e2e test for a NodePort): upstream clears the
+    NodePort's entries too (ClearEntriesForPort), and those of external and LB IPs."""
+    p, fake = proxier()
+    p.service_changes.on_add(svc("dns", "10.96.0.10", 53, "UDP", type="LoadBalancer",
+                                 externalIPs=["192.0.2.7"],
+                                 ports=[{"name": "p", "port": 53, "protocol": "UDP",
+                                         "nodePort": 30053}]))
+    p.sync()
+    p.endpoint_changes.on_add(eps("dns", ["10.0.1.5"], 53, "UDP"))
+    p.sync()
+    assert fake.flushes == [ConntrackFlush("udp", "10.96.0.10"), ConntrackFlush("udp", "192.0.2.7"),
+                            ConntrackFlush("udp", None, 30053)]
 
 
 def test_udp_nodeport_endpoint_removal_flushes_nodeport_too():

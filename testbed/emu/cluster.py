@@ -86,12 +86,17 @@ def _selects(deployment: dict, pod: PodView) -> bool:
 
 class PodEvents:
     """A watch of Pods that ends a wait as soon as any Pod changes, so that wait_ready looks
-    when something happened rather than on a fixed poll."""
+    when something happened rather than on a fixed poll; its cache is what it looks at, with
+    no list of every Pod per look."""
 
-    def __init__(self, client: Client):
+    def __init__(self, client: Client, sync_timeout: float = 10):
         self.changed = threading.Event()
         poke = lambda *_: self.changed.set()  # noqa: E731
         self.informer = Informer(client, "Pod", on_add=poke, on_update=poke, on_delete=poke).start()
+        self.informer.wait_for_sync(sync_timeout)
+
+    def pods(self) -> list[dict]:
+        return self.informer.items()
 
     def wait(self, timeout: float) -> None:
         """Until a Pod changes (or changed since the last wait), at most `timeout` seconds."""
@@ -232,9 +237,10 @@ class Cluster:
         """Create or update objects through the API server, all or nothing."""
         return self.client.apply_all(objects)
 
-    def pod_views(self) -> dict[str, PodView]:
+    def pod_views(self, pods: list[dict] | None = None) -> dict[str, PodView]:
+        """Every Pod (`pods`, or listed now) with what its kubelet saved of its sandbox."""
         sandboxes = self.cp.sandboxes()
-        items, _ = self.client.list("Pod")
+        items = pods if pods is not None else self.client.list("Pod")[0]
         out = {}
         for pod in items:
             meta, status = pod["metadata"], pod.get("status") or {}
@@ -258,7 +264,8 @@ class Cluster:
         on regardless after `settle` (a declared port is no promise to listen on it)."""
         events = PodEvents(self.client)
         try:
-            views, theirs = self._wait_ready(objects, timeout, interval, events.wait)
+            views, theirs = self._wait_ready(objects, timeout, interval, events.wait,
+                                             lambda: self.pod_views(events.pods()))
         finally:
             events.stop()
         self._wait_listening(theirs, settle, interval / 4)
@@ -273,17 +280,20 @@ class Cluster:
 
     def _wait_ready(self, objects: list[dict], timeout: float, interval: float,
                     pause: Callable[[float], object] = time.sleep,
+                    look: Callable[[], dict[str, PodView]] | None = None,
                     ) -> tuple[list[PodView], list[PodView]]:
         """(every pod, the pods of `objects`) once those are Ready; TimeoutError telling the
         missing ones, and the stuck pods' last Warning events and log lines, after `timeout`.
         Between looks, `pause(seconds)`: at most `interval`, or until a Pod changes (PodEvents);
         a pod Ready but not yet in its kubelet's state file (no pause pid: the kubelet saves it
-        just after the status it wrote) is looked at again after a tenth of it."""
+        just after the status it wrote) is looked at again after a tenth of it. `look` gives
+        the views (default: pod_views, listing the Pods)."""
         wanted_pods = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects if o["kind"] == "Pod"}
         deployments = [o for o in objects if o["kind"] == "Deployment"]
         deadline = time.monotonic() + timeout
+        look = look or self.pod_views
         while True:
-            views = self.pod_views()
+            views = look()
             missing = [k for k in wanted_pods if k not in views or not views[k].ready or views[k].pid is None]
             saving = any(v.ready and v.pid is None for v in views.values())
             stuck = set(missing)   # the pods whose events and logs a timeout tells

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.apiclient.client import ApiError, Client, Expired
+from testbed.controllers.common import is_ready
 from testbed.emu import routingagents, rundir
 from testbed.emu.addons import dns_addon
 from testbed.emu.filewatch import DirWatch
@@ -60,11 +61,6 @@ STATUS_READERS = {"kube-proxy": rundir.read_proxy_status, "netpol": rundir.read_
 
 class ControlPlaneError(RuntimeError):
     pass
-
-
-def _node_ready(node: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (node.get("status") or {}).get("conditions", []))
 
 
 def has_netpol(node: NodeSpec) -> bool:
@@ -272,7 +268,7 @@ class ControlPlane:
                 self._check_alive("kubelet", name)
             if rv is None:
                 nodes, rv = self.client.list("Node")
-                ready = {n["metadata"]["name"] for n in nodes if _node_ready(n)}
+                ready = {n["metadata"]["name"] for n in nodes if is_ready(n)}
             if workers <= ready:
                 return
             left = deadline - time.monotonic()
@@ -284,7 +280,7 @@ class ControlPlane:
                 for kind, node in self.client.watch("Node", since=rv, timeout=min(left, 1)):
                     rv = node["metadata"]["resourceVersion"]
                     name = node["metadata"]["name"]
-                    if kind != "DELETED" and _node_ready(node):
+                    if kind != "DELETED" and is_ready(node):
                         ready.add(name)
                     else:
                         ready.discard(name)

@@ -27,7 +27,8 @@ workload (its pod starts once a Node is Ready, while the other agents come up): 
 
 from __future__ import annotations
 
-import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -475,9 +476,6 @@ class ControlPlane:
         kube-proxy that has reported a sync of its own (so it handles SIGUSR1 by then).
         ControlPlaneError naming the node when there is none running, it dies, or no full
         sync is reported within `timeout` seconds."""
-        import os
-        import signal
-
         agent = self.agents.get(f"kube-proxy-{node}")
         if agent is None or not agent.running():
             raise ControlPlaneError(f"no running kube-proxy on {node}")
@@ -511,7 +509,7 @@ class ControlPlane:
         needed) after `timeout` seconds. With `dirs` (the agents' state directories), `check`
         runs again as soon as a file is written there, and at least every `interval`."""
         deadline = time.monotonic() + timeout
-        with DirWatch(dirs or []) if dirs else contextlib.nullcontext() as changes:
+        with DirWatch(dirs or []) as changes:   # none: each wait is a sleep of `interval`
             while True:
                 if check():
                     return
@@ -519,10 +517,7 @@ class ControlPlane:
                 if left <= 0:
                     what = what() if callable(what) else what
                     raise ControlPlaneError(f"timed out after {timeout:g}s waiting for {what}")
-                if changes is not None:
-                    changes.wait(min(interval, left))
-                else:
-                    time.sleep(min(interval, left))
+                changes.wait(min(interval, left))
 
     def stop(self) -> None:
         """End the agents, all at once, and the zygote (the pods are ended by the cluster from

@@ -40,7 +40,7 @@ def _libc():
 
 
 class DirWatch:
-    """An inotify watch on some directories (each must exist)."""
+    """An inotify watch on some directories (each must exist); with none, `wait` is a sleep."""
 
     def __init__(self, directories: Iterable[Path]):
         self.fd = -1

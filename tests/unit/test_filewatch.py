@@ -63,3 +63,10 @@ def test_a_missing_directory_falls_back_to_sleeping(tmp_path):
         started = time.monotonic()
         assert not changes.wait(0.1)
         assert time.monotonic() - started >= 0.08
+
+
+def test_no_directories_make_each_wait_a_sleep():
+    with DirWatch([]) as changes:
+        started = time.monotonic()
+        assert not changes.wait(0.1)
+        assert time.monotonic() - started >= 0.08

@@ -109,7 +109,10 @@ def _check_into(ck: Checker, path: Path_, data: object) -> dict | None:
     return obj if len(ck.problems) == before else None
 
 
-def _checked_document(doc: Document) -> tuple[list[tuple[Path_, dict]], list[Problem]]:
+DocumentCheck = Callable[[Document], tuple[list[tuple[Path_, dict]], list[Problem]]]
+
+
+def checked_document(doc: Document) -> tuple[list[tuple[Path_, dict]], list[Problem]]:
     """(path in the document, object) for each good object of one document, and the problems."""
     ck = Checker(doc)
     data = doc.data
@@ -145,9 +148,12 @@ class Loaded:
     path: Path_
 
 
-def read_manifests(paths: Sequence[str | Path]) -> tuple[list[Loaded], list[Problem]]:
+def read_manifests(paths: Sequence[str | Path], check: DocumentCheck = checked_document
+                   ) -> tuple[list[Loaded], list[Problem]]:
     """Every good object in the files, in file order, and every problem in them (a file that
-    cannot be read, bad YAML, an invalid object, one object defined twice); raises nothing."""
+    cannot be read, bad YAML, an invalid object, one object defined twice); raises nothing.
+    `check` makes one document's objects (checked_document's signature; a scenario's apply
+    steps hand in one that checks references with stand-ins, testbed.scenario.references)."""
     problems: list[Problem] = []
     loaded: list[Loaded] = []
     seen: dict[tuple[str, str, str], str] = {}
@@ -158,7 +164,7 @@ def read_manifests(paths: Sequence[str | Path]) -> tuple[list[Loaded], list[Prob
             problems.extend(err.problems)
             continue
         for doc in docs:
-            objs, found = _checked_document(doc)
+            objs, found = check(doc)
             problems.extend(found)
             for where_in_doc, obj in objs:
                 key = key_of(obj)

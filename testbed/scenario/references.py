@@ -1,7 +1,7 @@
 """Pure: the load-time side of ${pod:NAME.ip}, ${service:NAME.clusterIP} and ${node:NAME.ip}.
 
-`read_step_manifests` reads an apply step's manifest files as testbed.api.manifests'
-read_manifests does, except that references are checked with stand-ins in their place (a
+`read_step_manifests` reads an apply step's manifest files with testbed.api.manifests'
+read_manifests, its documents checked with stand-ins in the references' place (a
 pod's and a Service's IP are not known before the run; a node's is the topology's) and put
 back in the objects it returns, to be resolved when the step runs
 (testbed.scenario.substitution). `reference_problems` says, for every reference of every step
@@ -16,14 +16,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from testbed.api.manifests import Loaded
-from testbed.api.manifests import _checked_document as checked_document  # one document's objects
+from testbed.api.manifests import Loaded, checked_document, read_manifests
 from testbed.api.meta import DEFAULT_NAMESPACE, object_key
-from testbed.api.store import key_of
 from testbed.checks import problem_at
 from testbed.scenario.runget import GetField, RunCommand
-from testbed.scenario.substitution import PLACEHOLDER_IP, Ref, check, find, restore, substitute
-from testbed.spec.source import Document, Path_, Problem, SpecError, read_documents
+from testbed.scenario.substitution import (
+    PLACEHOLDER_IP,
+    Ref,
+    check,
+    find,
+    has_references,
+    restore,
+    substitute,
+)
+from testbed.spec.source import Document, Path_, Problem
 from testbed.spec.validation import fmt
 
 
@@ -38,35 +44,15 @@ def placeholder_for(addresses: dict[str, str]) -> Callable[[Ref], str]:
 def read_step_manifests(paths: Sequence[str | Path], placeholder: Callable[[Ref], str]
                         ) -> tuple[list[Loaded], list[Problem], list[tuple[Loaded, Path_, Ref]]]:
     """(objects, problems, references: (object, path in it, reference)) of the files."""
-    problems: list[Problem] = []
-    loaded: list[Loaded] = []
-    refs: list[tuple[Loaded, Path_, Ref]] = []
-    seen: dict[tuple[str, str, str], str] = {}
-    for path in paths:
-        try:
-            docs = read_documents(path)
-        except SpecError as err:
-            problems.extend(err.problems)
-            continue
-        for doc in docs:
-            found_refs = list(find(doc.data))
-            checked = doc if not found_refs else Document(
-                doc.file, substitute(doc.data, placeholder), doc.lines, doc.start_line)
-            objs, found = checked_document(checked)
-            problems.extend(found)
-            for where_in_doc, obj in objs:
-                template = _at(doc.data, where_in_doc)
-                item = Loaded(restore(obj, template, placeholder), doc, where_in_doc)
-                refs += [(item, p, ref) for p, _, ref in find(template)]
-                key = key_of(obj)
-                where = f"{doc.file}:{doc.line(where_in_doc + ('metadata', 'name'))}"
-                if key in seen:
-                    problems.append(doc.problem(where_in_doc + ("metadata", "name"),
-                                                f'Duplicate value: "{key[2]}": {key[0]} '
-                                                f"{key[1] + '/' if key[1] else ''}{key[2]} "
-                                                f"is also defined at {seen[key]}"))
-                seen.setdefault(key, where)
-                loaded.append(item)
+    def check(doc: Document) -> tuple[list[tuple[Path_, dict]], list[Problem]]:
+        if not has_references(doc.data):
+            return checked_document(doc)
+        objs, found = checked_document(Document(doc.file, substitute(doc.data, placeholder),
+                                                doc.lines, doc.start_line))
+        return [(where, restore(obj, _at(doc.data, where), placeholder)) for where, obj in objs], found
+
+    loaded, problems = read_manifests(paths, check)
+    refs = [(item, p, ref) for item in loaded for p, _, ref in find(_at(item.doc.data, item.path))]
     return loaded, problems, refs
 
 

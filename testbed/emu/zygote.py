@@ -15,13 +15,13 @@ other agent copy-on-write.
 Requests come on the zygote's standard input and answers go to its standard output, a JSON line
 each:
 
-    {"module": "testbed.agents.kubelet", "argv": [...], "netns": PID, "log": PATH, "cwd": DIR,
-     "title": "python3 -m testbed.agents.kubelet ..."}   ->   {"pid": N} | {"error": TEXT}
+    {"module": "testbed.agents.kubelet", "argv": [...], "netns": PID, "log": PATH, "cwd": DIR}
+        ->   {"pid": N} | {"error": TEXT}
 
 The zygote reaps its children as they end (an ended agent never lingers as a zombie, and a
 record's liveness check sees it gone), and exits when its standard input closes, leaving the
 agents running: they are its owner's to end, from the run record. ROOM is a blank argument
-whose bytes each child overwrites with its own command line (`title`), so `ps` shows
+whose bytes each child overwrites with its own command line, so `ps` shows
 `... -m testbed.agents.kubelet --node w1 ...` rather than the zygote's.
 """
 
@@ -85,9 +85,7 @@ class Zygote:
     def spawn(self, module: str, argv: list[str], netns: int | None, log: Path, cwd: Path) -> int:
         """Start `python -m module argv` in the network namespace of process `netns`, its output
         appended to `log`; its pid. ZygoteError when the zygote cannot."""
-        title = " ".join([Path(sys.executable).name, "-m", module, *argv])
-        request = {"module": module, "argv": argv, "netns": netns, "log": str(log), "cwd": str(cwd),
-                   "title": title}
+        request = {"module": module, "argv": argv, "netns": netns, "log": str(log), "cwd": str(cwd)}
         with self.lock:
             try:
                 if not self.ready:
@@ -166,20 +164,20 @@ def _say(fd: int, answer: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-def _set_title(title: str) -> None:
-    """Show `title` as this process's command line (in the ROOM the zygote was given) and its
-    first word's module as its name (`ps -e`, top)."""
+def _set_title(module: str, argv: list[str]) -> None:
+    """Show `python -m module argv` as this process's command line (in the ROOM the zygote was
+    given) and the module's last name as its name (`ps -e`, top: kubelet, kube-proxy)."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         # fields[0] is field 3 of proc(5): arg_start and arg_end are fields 48 and 49
         start, end = int(fields[45]), int(fields[46])
-        data = title.encode()[:end - start - 1].replace(b" ", b"\0")
+        words = [Path(sys.executable).name, "-m", module, *argv]
+        data = b"\0".join(w.encode() for w in words)[:end - start - 1]
         ctypes.memmove(start, data + b"\0" * (end - start - len(data)), end - start)
     except (OSError, ValueError, IndexError):
         pass
-    libc = ctypes.CDLL(None, use_errno=True)
-    name = title.split()[2].rsplit(".", 1)[-1].replace("_", "-") if len(title.split()) > 2 else title
-    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+    name = module.rsplit(".", 1)[-1].replace("_", "-")
+    ctypes.CDLL(None).prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
 
 
 def _child(request: dict, requests_fd: int, answers_fd: int, setns) -> int:
@@ -207,7 +205,7 @@ def _child(request: dict, requests_fd: int, answers_fd: int, setns) -> int:
                   f"{os.strerror(err)}", file=sys.stderr, flush=True)
             return 1
     os.chdir(request["cwd"])
-    _set_title(request.get("title") or request["module"])
+    _set_title(request["module"], request["argv"])
     sys.argv = [request["module"], *request["argv"]]
     try:
         return importlib.import_module(request["module"]).main(list(request["argv"])) or 0

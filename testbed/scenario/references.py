@@ -116,7 +116,8 @@ def reference_problems(scenario, hosts: set[str], base: list[dict], base_loaded:
             why = check(ref) or _known(ref, pods, services, hosts)
             if why:
                 out.append(problem_at(item, path, f"Invalid value: {fmt(_at(item.obj, path))}: {why}"))
-        for where, text in _step_texts(step.action):
+        texts = step.action.texts() if isinstance(step.action, (RunCommand, GetField)) else []
+        for where, text in texts:
             for _, _, ref in find(text):
                 why = _known(ref, pods, services, hosts)   # well-formed: checked at load
                 if why:
@@ -124,17 +125,3 @@ def reference_problems(scenario, hosts: set[str], base: list[dict], base_loaded:
         available += created.get(index, [])
     return out
 
-
-def _step_texts(action) -> list[tuple[Path_, str]]:
-    if isinstance(action, RunCommand):
-        out: list[tuple[Path_, str]] = [(("run", "command", i), arg)
-                                        for i, arg in enumerate(action.command)]
-        out += [(("expect", key), text) for key, text in (("stdoutContains", action.stdout_contains),
-                                                          ("stdoutMatches", action.stdout_matches))
-                if text is not None]
-        return out
-    if isinstance(action, GetField):
-        return [(("expect", key), text) for key, text in (
-            ("equals", action.equals), ("contains", action.contains), ("matches", action.matches))
-            if text is not None]
-    return []

@@ -68,9 +68,13 @@ class RunCommand:
             parts.append(f"stdout matches {self.stdout_matches!r}")
         return ", ".join(parts)
 
-    def texts(self) -> list[str]:
-        """Everything of the step that may hold references."""
-        return [*self.command, *(t for t in (self.stdout_contains, self.stdout_matches) if t)]
+    def texts(self) -> list[tuple[Path_, str]]:
+        """(path in the step, text) of everything of the step that may hold references."""
+        out: list[tuple[Path_, str]] = [(("run", "command", i), arg)
+                                        for i, arg in enumerate(self.command)]
+        return out + [(("expect", key), text) for key, text in (
+            ("stdoutContains", self.stdout_contains), ("stdoutMatches", self.stdout_matches))
+            if text is not None]
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,11 @@ class GetField:
                 return f"{self.jsonpath} {word} {value!r}"
         return self.jsonpath
 
-    def texts(self) -> list[str]:
-        return [t for t in (self.equals, self.contains, self.matches) if t is not None]
+    def texts(self) -> list[tuple[Path_, str]]:
+        """(path in the step, text) of the expected text, which may hold references."""
+        return [(("expect", key), text) for key, text in (
+            ("equals", self.equals), ("contains", self.contains), ("matches", self.matches))
+            if text is not None]
 
 
 @dataclass(frozen=True)

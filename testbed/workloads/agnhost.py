@@ -39,6 +39,7 @@ from testbed.workloads.golang import (
     Flag,
     HelpRequested,
     UsageError,
+    errno_text,
     go_duration,  # noqa: F401  (agnhost's duration syntax, for its tests and callers)
     join_host_port,
     parse_command,
@@ -90,11 +91,6 @@ def _say(text: str) -> int:
     return 1
 
 
-def _why(err: OSError) -> str:
-    """An errno's text as Go's syscall.Errno prints it (lower case)."""
-    return (err.strerror or str(err)).lower()
-
-
 def _resolve(dest: str, kind: int) -> tuple[int, tuple]:
     """net.Resolve{TCP,UDP}Addr: (family, address); ValueError with Go's words."""
     host, port = split_host_port(dest)
@@ -112,7 +108,7 @@ def _resolve(dest: str, kind: int) -> tuple[int, tuple]:
     except socket.gaierror as err:
         # Go's own resolver also names the server it asked ("on 10.96.0.10:53"); not here.
         why = "no such host" if err.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)) \
-            else err.strerror.lower()
+            else errno_text(err)
         raise ValueError(f"lookup {host}: {why}") from None
     except (OSError, UnicodeError) as err:
         raise ValueError(f"lookup {host}: {err}") from None
@@ -155,7 +151,7 @@ def _connect_tcp(dest: str, timeout: float) -> int:
         except ConnectionRefusedError:
             return _say("REFUSED")
         except OSError as err:
-            return _say(f"OTHER: dial tcp {dest}: connect: {_why(err)}")
+            return _say(f"OTHER: dial tcp {dest}: connect: {errno_text(err)}")
 
 
 def _connect_udp(dest: str, timeout: float, data: str) -> int:
@@ -167,7 +163,7 @@ def _connect_udp(dest: str, timeout: float, data: str) -> int:
         try:
             sock.connect(address)
         except OSError as err:
-            return _say(f"OTHER: dial udp {join_host_port(*address[:2])}: connect: {_why(err)}")
+            return _say(f"OTHER: dial udp {join_host_port(*address[:2])}: connect: {errno_text(err)}")
         where = f"{join_host_port(*sock.getsockname()[:2])}->{join_host_port(*address[:2])}"
         if timeout > 0:
             sock.settimeout(timeout)
@@ -190,7 +186,7 @@ def _udp_error(err: OSError, op: str) -> int:
         return _say(f"TIMEOUT: {op.rsplit(':', 1)[0]}: i/o timeout")
     if isinstance(err, ConnectionRefusedError):
         return _say(f"REFUSED: {op}: connection refused")
-    return _say(f"UNKNOWN: {op}: {_why(err)}")
+    return _say(f"UNKNOWN: {op}: {errno_text(err)}")
 
 
 def _connect_sctp(dest: str, timeout: float) -> int:
@@ -201,7 +197,7 @@ def _connect_sctp(dest: str, timeout: float) -> int:
     try:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
     except OSError as err:
-        return _say(f"OTHER: {_why(err)} (this kernel has no SCTP support)")
+        return _say(f"OTHER: {errno_text(err)} (this kernel has no SCTP support)")
     with sock:
         # Upstream races the dial against time.After(timeout): 0 means TIMEOUT at once.
         sock.settimeout(timeout if timeout > 0 else 0.0)
@@ -211,7 +207,7 @@ def _connect_sctp(dest: str, timeout: float) -> int:
         except (TimeoutError, BlockingIOError):
             return _say("TIMEOUT")
         except OSError as err:
-            return _say(f"OTHER: {_why(err)}")
+            return _say(f"OTHER: {errno_text(err)}")
 
 
 # -- serve-hostname ----------------------------------------------------------------------------
@@ -272,7 +268,7 @@ def _listen(kind: int, port: int, what: str) -> socket.socket:
             sock.listen(4096)
     except OSError as err:
         proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
-        fatal(f"Error from {what}: listen {proto} :{port}: bind: {_why(err)}")
+        fatal(f"Error from {what}: listen {proto} :{port}: bind: {errno_text(err)}")
     return sock
 
 
@@ -292,7 +288,7 @@ def serve_hostname(values: dict) -> int:
         try:
             server = netexec.Server(("", port), type("Handler", (_HostnameHandler,), {"close": values["close"]}))
         except OSError as err:
-            fatal(f"listen tcp :{port}: bind: {_why(err)}")
+            fatal(f"listen tcp :{port}: bind: {errno_text(err)}")
         threading.Thread(target=server.serve_forever, daemon=True).start()
     log(f"Serving on port {port}.")
     while not stop.wait(3600):

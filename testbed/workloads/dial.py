@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-from testbed.workloads.golang import join_host_port
+from testbed.workloads.golang import errno_text, join_host_port
 
 
 class DialError(Exception):
@@ -47,7 +47,7 @@ def dial_http(request: str, address: tuple[str, int]) -> str:
                         'awaiting headers)') from None
     except OSError as err:
         raise DialError(f'Get "{url}": dial tcp {hostport}: connect: '
-                        f'{(err.strerror or str(err)).lower()}') from None
+                        f'{errno_text(err)}') from None
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/"):
         raise DialError(f'Get "{url}": EOF')
@@ -81,7 +81,7 @@ def dial_udp(request: str, address: tuple[str, int]) -> str:
             sock.send(request.encode())
         except OSError as err:
             raise DialError(f"udp connection write failed. err:write udp {local}->{remote}: "
-                            f"write: {(err.strerror or str(err)).lower()}") from None
+                            f"write: {errno_text(err)}") from None
         sock.settimeout(5)
         try:
             data = sock.recv(2048)
@@ -90,7 +90,7 @@ def dial_udp(request: str, address: tuple[str, int]) -> str:
                             "i/o timeout'") from None
         except OSError as err:
             raise DialError(f"reading from udp connection failed. err:'read udp {local}->{remote}: "
-                            f"read: {(err.strerror or str(err)).lower()}'") from None
+                            f"read: {errno_text(err)}'") from None
         if not data:
             raise DialError("reading from udp connection failed. err:'<nil>'")
         return data.decode(errors="replace")

@@ -7,7 +7,8 @@ flags anywhere among the arguments, `--` ending them, `_` read as `-` in names (
 cli.Run), `-h`/`--help`; errors worded as pflag and cobra word them, which cli.Run prints as
 `Error: ...` with exit status 1. Values as Go parses them: strconv.ParseInt (base 0),
 strconv.ParseBool, time.ParseDuration. Output as Go writes it: log lines, time.Time.String,
-json.Marshal, net.JoinHostPort, canonical header keys, http.DetectContentType for text.
+json.Marshal, net.JoinHostPort, canonical header keys, http.DetectContentType for text,
+syscall.Errno's text.
 """
 
 from __future__ import annotations
@@ -340,6 +341,11 @@ def join_host_port(host: str, port: int | str) -> str:
     if host.startswith("::ffff:") and "." in host:
         host = host[7:]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def errno_text(err: OSError) -> str:
+    """An OSError's errno as Go's syscall.Errno prints it: "connection refused" (lower case)."""
+    return (err.strerror or str(err)).lower()
 
 
 def go_json(value: object) -> str:

@@ -38,6 +38,7 @@ from testbed.workloads.dial import DialError, dial_http, dial_sctp, dial_udp, re
 from testbed.workloads.golang import (
     canonical_header_key,
     content_type,
+    errno_text,
     format_duration,
     go_duration,
     go_json,
@@ -105,7 +106,7 @@ def udp_socket(address: str, port: int) -> socket.socket:
     except OSError as err:
         fatal(f"Error occurred: failed to create listener for UDP address "
               f"{join_host_port(address, port)}:listen udp {join_host_port(address, port)}: "
-              f"bind: {err.strerror.lower() if err.strerror else err}")
+              f"bind: {errno_text(err)}")
     return sock
 
 
@@ -475,7 +476,7 @@ def run(values: dict) -> int:
     try:
         server = Server(("", http_port), Handler)
     except OSError as err:
-        fatal(f"listen tcp :{http_port}: bind: {(err.strerror or str(err)).lower()}")
+        fatal(f"listen tcp :{http_port}: bind: {errno_text(err)}")
     server.override = values["http-override"]
     if values["tls-cert-file"]:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -3,6 +3,7 @@ syntax and the way Go words its output."""
 
 from __future__ import annotations
 
+import errno
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -14,6 +15,7 @@ from testbed.workloads.golang import (
     UsageError,
     canonical_header_key,
     content_type,
+    errno_text,
     format_duration,
     go_duration,
     go_json,
@@ -199,6 +201,8 @@ def test_output_as_go_writes_it():
     assert content_type(b"<p>Hello</p>") == "text/html; charset=utf-8"
     assert content_type(b"<pod>") == "text/plain; charset=utf-8"
     assert content_type(b"\x00\x01") == "application/octet-stream"
+    assert errno_text(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")) == "connection refused"
+    assert errno_text(OSError("No SCTP Here")) == "no sctp here"
     assert [format_duration(s) for s in (0, 1, 1.5, 90, 0.5, 3600)] == ["0s", "1s", "1.5s", "1m30s", "500ms", "1h0m0s"]
     now = datetime(2024, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)
     assert log_line("GET /hostname", now) == "2024/01/02 03:04:05 GET /hostname\n"

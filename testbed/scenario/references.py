@@ -102,16 +102,20 @@ def reference_problems(scenario, hosts: set[str], base: list[dict], base_loaded:
                                     "made what they name; these manifests are applied before any "
                                     "step")
                 for p, text, ref in find(item.obj)]
-    available = list(base)
-    for index, step in enumerate(scenario.steps):
-        pods: dict[str, list[str]] = {}
-        for obj in available:
+    pods: dict[str, list[str]] = {}            # name -> its namespaces, so far
+    services: set[tuple[str, str]] = set()
+
+    def add(objects: list[dict]) -> None:
+        for obj in objects:
             if obj.get("kind") == "Pod":
                 ns, name = object_key(obj)
-                pods.setdefault(name, [])
-                if ns not in pods[name]:
+                if ns not in pods.setdefault(name, []):
                     pods[name].append(ns)
-        services = {object_key(o) for o in available if o.get("kind") == "Service"}
+            elif obj.get("kind") == "Service":
+                services.add(object_key(obj))
+
+    add(base)
+    for index, step in enumerate(scenario.steps):
         for item, path, ref in step_refs.get(index, []):
             why = check(ref) or _known(ref, pods, services, hosts)
             if why:
@@ -122,6 +126,6 @@ def reference_problems(scenario, hosts: set[str], base: list[dict], base_loaded:
                 why = _known(ref, pods, services, hosts)   # well-formed: checked at load
                 if why:
                     out.append(problem(("steps", index, *where), f"Invalid value: {fmt(text)}: {why}"))
-        available += created.get(index, [])
+        add(created.get(index, []))
     return out
 

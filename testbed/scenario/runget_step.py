@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+from testbed.net.run import ns_prefix
 from testbed.scenario.jsonpath import compile_template, evaluate
 from testbed.scenario.runget import (
     GetField,
@@ -86,7 +87,7 @@ def _run_once(cluster, step: RunCommand, argv: list[str]) -> tuple[int, str, str
     elif step.where in cluster.network.hosts:
         if step.container:
             raise NoTarget(f"{step.where} is no pod: it has no container {step.container}")
-        argv = ["nsenter", f"--net=/proc/{cluster.network.pid(step.where)}/ns/net", "--", *argv]
+        argv = ns_prefix(cluster.network.pid(step.where)) + argv
     else:
         raise NoTarget(f"no pod, node or client is named {step.where!r}")
     try:

@@ -273,18 +273,15 @@ class Handler(BaseHTTPRequestHandler):
     def exit(self) -> None:
         wait_text, timeout_text, code_text = self.value("wait"), self.value("timeout"), self.value("code")
         log(f"GET /exit?code={code_text}&timeout={timeout_text}&wait={wait_text}")
-        try:
-            timeout = go_duration(timeout_text) if timeout_text else 0.0
-        except ValueError:
-            self.reply(200, f"argument 'timeout' must be a valid golang duration or empty, got "
-                            f"{go_quote(timeout_text)}\n")
-            return
-        try:
-            wait = go_duration(wait_text) if wait_text else 0.0
-        except ValueError:
-            self.reply(200, f"argument 'wait' must be a valid golang duration or empty, got "
-                            f"{go_quote(wait_text)}\n")
-            return
+        durations = {}
+        for name, text in (("timeout", timeout_text), ("wait", wait_text)):      # upstream's order
+            try:
+                durations[name] = go_duration(text) if text else 0.0
+            except ValueError:
+                self.reply(200, f"argument '{name}' must be a valid golang duration or empty, got "
+                                f"{go_quote(text)}\n")
+                return
+        timeout, wait = durations["timeout"], durations["wait"]
         try:
             code = int(code_text) if code_text else 0
         except ValueError:

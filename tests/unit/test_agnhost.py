@@ -219,6 +219,10 @@ def test_netexec_exit_endpoint():
     http = free_port()
     with server("netexec", f"--http-port={http}", "--udp-port=-1", port=http) as proc:
         assert get(http, "/exit?code=x")[2] == "argument 'code' must be an integer [0-127] or empty, got \"x\"\n"
+        assert get(http, "/exit?timeout=soon&wait=x")[2] == \
+            "argument 'timeout' must be a valid golang duration or empty, got \"soon\"\n"
+        assert get(http, "/exit?timeout=1s&wait=later")[2] == \
+            "argument 'wait' must be a valid golang duration or empty, got \"later\"\n"
         assert get(http, "/exit?code=4&timeout=1s")[0] == 200        # graceful: answered, then exit
         assert proc.wait(5) == 4
 

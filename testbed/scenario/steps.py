@@ -138,11 +138,9 @@ def _named_in_body(body: str | None, pods: set[str]) -> str | None:
     does not count."""
     if not body:
         return None
-    named = [key for key in pods if key.split("/", 1)[1] in body]
-    names = {key.split("/", 1)[1] for key in named}
-    named = [key for key in named
-             if not any(key.split("/", 1)[1] in other and key.split("/", 1)[1] != other
-                        for other in names)]
+    found = {key: name for key in pods if (name := key.split("/", 1)[1]) in body}
+    named = [key for key, name in found.items()
+             if not any(name in other and name != other for other in found.values())]
     return named[0] if len(named) == 1 else None
 
 

@@ -85,12 +85,10 @@ def dial_udp(request: str, address: tuple[str, int]) -> str:
         sock.settimeout(5)
         try:
             data = sock.recv(2048)
-        except TimeoutError:
-            raise DialError(f"reading from udp connection failed. err:'read udp {local}->{remote}: "
-                            "i/o timeout'") from None
         except OSError as err:
+            why = "i/o timeout" if isinstance(err, TimeoutError) else f"read: {errno_text(err)}"
             raise DialError(f"reading from udp connection failed. err:'read udp {local}->{remote}: "
-                            f"read: {errno_text(err)}'") from None
+                            f"{why}'") from None
         if not data:
             raise DialError("reading from udp connection failed. err:'<nil>'")
         return data.decode(errors="replace")

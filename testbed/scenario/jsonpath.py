@@ -17,6 +17,7 @@ the position and the reason; `evaluate` never raises.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,9 @@ Template = tuple[tuple[str, tuple[Op, ...] | None], ...]   # (literal text, None
 
 _NAME = re.compile(r"(?:[A-Za-z0-9_\-$/]|\\.)+")   # kubectl: \. is a dot of the name
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
-_COMPARE = ("==", "!=", "<=", ">=", "<", ">")
+# a filter's operators, tried in this order (<= before <)
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
+            "<": operator.lt, ">": operator.gt}
 
 
 def compile_template(text: str) -> Template:
@@ -104,7 +107,7 @@ def _parse(expr: str, offset: int) -> tuple[Op, ...]:
                     i += 3
                     continue
                 raise JsonPathError(f"at {offset + i}: a name must follow ..")
-            ops.append(Op("recurse", re.sub(r"\\(.)", r"\1", m.group())))
+            ops.append(Op("recurse", _unescape(m.group())))
             i = m.end()
         elif c == ".":
             if expr.startswith("*", i + 1):
@@ -117,7 +120,7 @@ def _parse(expr: str, offset: int) -> tuple[Op, ...]:
             m = _NAME.match(expr, i + 1)
             if m is None:
                 raise JsonPathError(f"at {offset + i + 1}: a field name must follow '.'")
-            ops.append(Op("field", re.sub(r"\\(.)", r"\1", m.group())))
+            ops.append(Op("field", _unescape(m.group())))
             i = m.end()
         elif c == "[":
             end = _bracket_end(expr, i, offset)
@@ -146,8 +149,13 @@ def _bracket_end(expr: str, i: int, offset: int) -> int:
     raise JsonPathError(f"at {offset + i}: unclosed [")
 
 
+def _unescape(text: str) -> str:
+    """`text` with each backslash escape (\\. in a name, \\' in a quoted one) undone."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return _unescape(text[1:-1])
 
 
 def _bracket(inner: str, at: int) -> Op:
@@ -246,16 +254,10 @@ def _holds(item: Any, op: Op) -> bool:
     values = select(item, op.path)
     if not op.compare:
         return bool(values)
-    for value in values:
-        if op.compare == "==" and value == op.value:
-            return True
-        if op.compare == "!=" and value != op.value:
-            return True
-        if op.compare in ("<", "<=", ">", ">=") and _comparable(value, op.value):
-            if {"<": value < op.value, "<=": value <= op.value, ">": value > op.value,
-                    ">=": value >= op.value}[op.compare]:
-                return True
-    return False
+    test = _COMPARE[op.compare]
+    ordered = op.compare not in ("==", "!=")     # <, <=, >, >=: numbers or strings only
+    return any((not ordered or _comparable(value, op.value)) and test(value, op.value)
+               for value in values)
 
 
 def _comparable(a: Any, b: Any) -> bool:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from testbed.api.fields import field_values
 from testbed.api.meta import object_key, parse_selector, selector_matches
 from testbed.api.resources import CLUSTER_SCOPED
 from testbed.api.sharing import Condition, Unshared, companion
@@ -119,11 +120,12 @@ def _describe(key: Key) -> str:
 INDEXED_FIELDS = {"Pod": "spec.nodeName"}
 
 
-def _index_value(obj: dict | None) -> str | None:
-    """An object's spec.nodeName (the only indexed field), None when it has none."""
+def _index_value(kind: str, obj: dict | None) -> str | None:
+    """The value of `kind`'s indexed field on `obj` as its field selector sees it (api/fields.py
+    field_values), None when it has none."""
     if obj is None:
         return None
-    return (obj.get("spec") or {}).get("nodeName") or None
+    return field_values(kind, obj).get(INDEXED_FIELDS[kind]) or None
 
 
 class Objects(dict):
@@ -403,7 +405,7 @@ class Store:
         if channel is not None:
             channel.notify_all()
         if kind in INDEXED_FIELDS:
-            for value in {_index_value(old), _index_value(new)} - {None}:
+            for value in {_index_value(kind, old), _index_value(kind, new)} - {None}:
                 channel = self._channels.get((kind, value))
                 if channel is not None:
                     channel.notify_all()

@@ -31,7 +31,6 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from testbed.workloads import netexec
 from testbed.workloads.golang import (
@@ -45,7 +44,7 @@ from testbed.workloads.golang import (
     parse_command,
     split_host_port,
 )
-from testbed.workloads.netexec import HOSTNAME, family_socket, fatal, log
+from testbed.workloads.netexec import HOSTNAME, fatal, listener_socket, log
 
 COMMANDS = (
     Command("netexec", "Creates HTTP(S), UDP, and (optionally) SCTP servers with various endpoints", (
@@ -230,17 +229,8 @@ def _hostname_udp(sock: socket.socket) -> None:
         sock.sendto(HOSTNAME.encode(), peer)
 
 
-class _HostnameHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _HostnameHandler(netexec.GoHandler):
     close = False
-
-    def __getattr__(self, name: str):
-        if name.startswith("do_"):
-            return self.serve
-        raise AttributeError(name)
-
-    def log_message(self, format: str, *args) -> None:
-        pass
 
     def serve(self) -> None:
         log(f"HTTP request from {join_host_port(*self.client_address[:2])}")
@@ -260,10 +250,8 @@ class _HostnameHandler(BaseHTTPRequestHandler):
 
 
 def _listen(kind: int, port: int, what: str) -> socket.socket:
-    sock = family_socket(kind)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(("::" if sock.family == socket.AF_INET6 else "0.0.0.0", port))
+        sock = listener_socket(kind, port)
         if kind == socket.SOCK_STREAM:
             sock.listen(4096)
     except OSError as err:

@@ -79,6 +79,19 @@ def _wildcard(sock: socket.socket) -> str:
     return "::" if sock.family == socket.AF_INET6 else "0.0.0.0"
 
 
+def listener_socket(kind: int, port: int) -> socket.socket:
+    """A family_socket bound to ":PORT" with SO_REUSEADDR, as Go's net.Listen binds one; not
+    listening yet."""
+    sock = family_socket(kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((_wildcard(sock), port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 # -- UDP and SCTP ------------------------------------------------------------------------------
 
 def answer(text: bytes, peer: str) -> bytes | None:
@@ -150,10 +163,8 @@ class Server(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         self.socket.close()
-        self.socket = family_socket(socket.SOCK_STREAM)
+        self.socket = listener_socket(socket.SOCK_STREAM, self.server_address[1])
         self.address_family = self.socket.family
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((_wildcard(self.socket), self.server_address[1]))
         self.server_address = self.socket.getsockname()[:2]
 
 
@@ -164,17 +175,23 @@ def _clean(path: str) -> str:
     return cleaned + "/" if path.endswith("/") and cleaned != "/" else cleaned
 
 
-class Handler(BaseHTTPRequestHandler):
+class GoHandler(BaseHTTPRequestHandler):
+    """What agnhost's Go HTTP servers share: HTTP/1.1, every method to the subclass's `serve`
+    (Go's handlers take them all), no access log (its handlers log what they saw themselves)."""
+
     protocol_version = "HTTP/1.1"
-    server: Server
 
     def __getattr__(self, name: str):
-        if name.startswith("do_"):       # every method, as Go's handlers take them
+        if name.startswith("do_"):
             return self.serve
         raise AttributeError(name)
 
     def log_message(self, format: str, *args) -> None:
-        pass                              # netexec logs what each handler saw, as upstream
+        pass
+
+
+class Handler(GoHandler):
+    server: Server
 
     def reply(self, code: int, body: str | bytes = b"", headers: dict[str, str] | None = None) -> None:
         data = body.encode() if isinstance(body, str) else body

@@ -82,14 +82,9 @@ def _endpoint(pod: dict, service: dict, zones: dict[str, str]) -> dict:
 def desired_slices(service: dict, pods: list[dict], zones: dict[str, str]) -> list[dict]:
     """The slices' `ports` and `endpoints` (no names yet), grouped by resolved ports, when no
     slice exists yet: each group's endpoints in pod name order, cut into slices of at most
-    MAX_ENDPOINTS_PER_SLICE."""
-    out = []
-    for ports, endpoints in desired_groups(service, pods, zones).items():
-        chunks = [endpoints[i:i + MAX_ENDPOINTS_PER_SLICE]
-                  for i in range(0, len(endpoints), MAX_ENDPOINTS_PER_SLICE)] or [[]]
-        for chunk in chunks:
-            out.append({"ports": _ports(ports), "endpoints": chunk})
-    return out
+    MAX_ENDPOINTS_PER_SLICE (place_endpoints with no slice to keep)."""
+    plans, _ = place_endpoints([], desired_groups(service, pods, zones))
+    return [{"ports": ports, "endpoints": endpoints} for _, ports, endpoints in plans]
 
 
 def _ports(ports: tuple) -> list[dict]:

@@ -39,7 +39,6 @@ from testbed.workloads.golang import (
     HelpRequested,
     UsageError,
     errno_text,
-    go_duration,  # noqa: F401  (agnhost's duration syntax, for its tests and callers)
     join_host_port,
     parse_command,
     split_host_port,

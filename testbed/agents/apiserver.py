@@ -435,7 +435,7 @@ class Handler(BaseHTTPRequestHandler):
                                        max(wait, 0.0))
                 except Expired as err:
                     status = from_store(err).status()
-                    self._chunk((json.dumps({"type": "ERROR", "object": status}) + "\n").encode())
+                    self._chunk(EncodedEvents.encode(Event("ERROR", status, 0)))
                     break
                 self._events(renderer, batch.events)
             self._chunk(b"")
@@ -463,8 +463,8 @@ class EncodedEvents:
     upstream's cacher serializes an event once for all its watchers. Each server keeps its own
     (servers in one process, as tests run them, hold different stores). A stored object never
     changes (api/reads.py), so an event is known by its type and its object's apiVersion,
-    kind, namespace, name and resourceVersion; bookmarks and errors (made per watch) are encoded each time. The
-    newest `size` lines are kept."""
+    kind, namespace, name and resourceVersion; bookmarks and errors (made per watch) are
+    encoded each time. The newest `size` lines are kept."""
 
     CACHED = ("ADDED", "MODIFIED", "DELETED")
 
@@ -474,11 +474,15 @@ class EncodedEvents:
         self._lock = threading.Lock()
         self.made = 0   # lines encoded (the rest came from the cache)
 
+    @staticmethod
+    def encode(event: Event) -> bytes:
+        return (json.dumps({"type": event.type, "object": event.object}) + "\n").encode()
+
     def line(self, event: Event) -> bytes:
         obj = event.object
         meta = obj.get("metadata") or {}
         if event.type not in self.CACHED or "resourceVersion" not in meta:
-            return (json.dumps({"type": event.type, "object": obj}) + "\n").encode()
+            return self.encode(event)
         key = (event.type, obj.get("apiVersion"), obj.get("kind"), meta.get("namespace"),
                meta.get("name"), meta["resourceVersion"])
         with self._lock:
@@ -486,14 +490,13 @@ class EncodedEvents:
             if line is not None:
                 self._lines.move_to_end(key)
                 return line
-        line = (json.dumps({"type": event.type, "object": obj}) + "\n").encode()
+        line = self.encode(event)
         with self._lock:
             self.made += 1
             self._lines[key] = line
             if len(self._lines) > self.size:
                 self._lines.popitem(last=False)
         return line
-
 
 
 class _Tracking:

@@ -34,6 +34,7 @@ from typing import TextIO
 from testbed.api.allocators import (
     DNS_SERVICE,
     KUBERNETES_SERVICE,
+    MISMATCHED_NETWORK,
     AllocationError,
     ServiceAllocator,
 )
@@ -192,8 +193,6 @@ def _allocator(topology: Topology) -> ServiceAllocator:
 
 
 _INDEX = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-# The end of the ServiceCIDR allocator's refusal of an address outside every service range.
-NO_RANGE_NAMED = "the provided network does not match the current range"
 
 
 def _parse_field(text: str) -> Path_:
@@ -220,7 +219,7 @@ def _allocation_problems(loaded: Sequence[Loaded], topology: Topology | None) ->
                 # spec.clusterIPs is what upstream names; the file says spec.clusterIP.
                 line_of = ("spec", "clusterIP") if where == ("spec", "clusterIPs") else where
                 message = error.message
-                if message.endswith(NO_RANGE_NAMED) and topology is not None:
+                if message.endswith(MISMATCHED_NETWORK) and topology is not None:
                     # upstream's words name no range since 1.33: the testbed adds the topology's
                     message += f" (the service range of topology {topology.name} is " \
                                f"{topology.service_cidr})"

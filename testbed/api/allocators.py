@@ -81,6 +81,10 @@ def go_strings(values: list[str]) -> str:
     return "[]string{" + ", ".join(fmt(str(v)) for v in values) + "}"
 
 
+# upstream's ErrMismatchedNetwork: an address outside every service CIDR (it names no range)
+MISMATCHED_NETWORK = "the provided network does not match the current range"
+
+
 class ClusterIPAllocator:
     def __init__(self, cidr: str):
         self.network = ipaddress.IPv4Network(cidr, strict=False)
@@ -99,8 +103,7 @@ class ClusterIPAllocator:
         except ValueError:
             raise ValueError(f"failed to allocate IP {ip}: not an IPv4 address") from None
         if addr not in self.network:   # no ServiceCIDR's allocator holds it: ErrMismatchedNetwork
-            raise ValueError(f"failed to allocate IP {ip}: the provided network does not match "
-                             "the current range")
+            raise ValueError(f"failed to allocate IP {ip}: {MISMATCHED_NETWORK}")
         if addr in (self.network.network_address, self.network.broadcast_address):
             raise ValueError(f"failed to allocate IP {ip}: the provided IP ({ip}) is not in "
                              f"the valid range. The range of valid IPs is {self.network}")

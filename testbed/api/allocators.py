@@ -43,8 +43,7 @@ import ipaddress
 import itertools
 from dataclasses import dataclass
 
-from testbed.api.meta import object_key
-from testbed.spec.validation import fmt
+from testbed.api.meta import go_strings, object_key
 
 KUBERNETES_SERVICE = ("default", "kubernetes")
 DNS_SERVICE = ("kube-system", "kube-dns")
@@ -74,11 +73,6 @@ class RangeFull(ValueError):
 
     def __init__(self) -> None:
         super().__init__("range is full")
-
-
-def go_strings(values: list[str]) -> str:
-    """A []string as Go's %#v prints it, as field errors print list values."""
-    return "[]string{" + ", ".join(fmt(str(v)) for v in values) + "}"
 
 
 # upstream's ErrMismatchedNetwork: an address outside every service CIDR (it names no range)

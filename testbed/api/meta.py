@@ -113,19 +113,21 @@ def check_label_selector(ck: Checker, path: Path_, selector: Any) -> dict | None
     return sel
 
 
+def go_strings(values: Any) -> str:
+    """A []string as Go's %#v prints it, as field errors print list values (None: nil)."""
+    if values is None:
+        return "[]string(nil)"
+    return "[]string{" + ", ".join(fmt(str(v)) for v in values) + "}"
+
+
 def go_selector(selector: dict) -> str:
     """A metav1.LabelSelector as Go's %#v prints it, as field errors print one."""
-    def strings(values: Any) -> str:
-        if values is None:
-            return "[]string(nil)"
-        return "[]string{" + ", ".join(fmt(str(v)) for v in values) + "}"
-
     labels = selector.get("matchLabels")
     exprs = selector.get("matchExpressions")
     shown = "[]v1.LabelSelectorRequirement(nil)" if exprs is None else (
         "[]v1.LabelSelectorRequirement{" + ", ".join(
             f"v1.LabelSelectorRequirement{{Key:{fmt(str(e.get('key') or ''))}, "
-            f"Operator:{fmt(str(e.get('operator') or ''))}, Values:{strings(e.get('values'))}}}"
+            f"Operator:{fmt(str(e.get('operator') or ''))}, Values:{go_strings(e.get('values'))}}}"
             for e in exprs if isinstance(e, dict)) + "}")
     return (f"v1.LabelSelector{{MatchLabels:{go_map(labels if isinstance(labels, dict) else None)}"
             f", MatchExpressions:{shown}}}")

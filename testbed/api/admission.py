@@ -289,10 +289,8 @@ class Api(PatchVerbs):
             with self._lock:
                 old = self.store.get(r.kind, namespace or "", name)
                 obj = prepare_status_update(copy.deepcopy(obj), old)
-                if manager is None:
-                    return self.store.update_status(obj, dry_run=dry_run)
                 return self.store.update_status(obj, dry_run=dry_run, managed_fields=(
-                    self._status_entries(r, old, obj, manager)))
+                    self._status_entries(r, old, obj, manager)))   # KEEP without a manager
         except StoreError as err:
             raise from_store(err) from err
 

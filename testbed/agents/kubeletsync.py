@@ -255,8 +255,6 @@ class PodSync:
         pod = self.local.pods[a.uid]
         specs = {c["name"]: c for c in container_specs(pod.manifest)}
         trackers = [getattr(pod.tracks[name], kind) for name, kind in a.probes]
-        for tracker in trackers:
-            tracker.last_run = a.at   # not due again while in flight
         results = self.runtime.run_probes(pod.handle, [(specs[name], tracker.probe) for
                                                        (name, _), tracker in zip(a.probes, trackers,
                                                                                  strict=True)])

@@ -8,9 +8,8 @@ filter verdict rules and the KUBE-SVC/SVL/EXT/FW/SEP chains, stale-chain deletio
 is rendered on its own (`service_rules`), so that `render_sync` can keep them between syncs
 (`Applied`) and a partial sync renders only the services that changed and writes their chains
 and, as upstream's does, the top-level chains whole (so a tampered one is repaired at the next
-sync). Rules are written per
-service in upstream's order; `normalize` (from `restore.py`) sorts like upstream's tests.
-Nothing here touches the system.
+sync). Rules are written per service in upstream's order; `normalize` (from `restore.py`)
+sorts like upstream's tests. Nothing here touches the system.
 """
 
 from __future__ import annotations
@@ -162,7 +161,7 @@ def render(services: Sequence[ServicePort], endpoints: EndpointsMap,
     return render_sync(services, endpoints, settings, changed).text
 
 
-# The top-level chains a full sync writes (filter also KUBE-FIREWALL, with localhost NodePorts)
+# The top-level chains every sync writes (filter also KUBE-FIREWALL, with localhost NodePorts)
 FILTER_TOP = (SERVICES, EXTERNAL_SERVICES, FORWARD, NODEPORTS, PROXY_FIREWALL)
 NAT_TOP = (SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ)
 
@@ -232,8 +231,7 @@ def render_sync(services: Sequence[ServicePort], endpoints: EndpointsMap,
         out += own_rules
         out += [f"-X {c}" for c in deleted]
         out.append("COMMIT")
-    text = "\n".join(out) + "\n" if out else ""
-    return RenderResult(text, Applied(now, top))
+    return RenderResult("\n".join(out) + "\n", Applied(now, top))
 
 
 def _top_level(services: Sequence[ServicePort],

@@ -253,9 +253,8 @@ class Kubelet:
         """Record an Event about the node, as the kubelet words it."""
         self.events.record(Note(reference(obj), kind, reason, message))
 
-    def _poke(self, *objs: dict) -> None:
-        if any((o.get("spec") or {}).get("nodeName") == self.name for o in objs):
-            self.wake.set()
+    def _poke(self, *_: dict) -> None:
+        self.wake.set()   # the informer holds this node's Pods only (its field selector)
 
     # -- main loop --------------------------------------------------------------------------
 
@@ -315,8 +314,7 @@ class Kubelet:
 
     def sync(self) -> None:
         """The Pods bound to this node, planned and applied (agents/kubeletsync.py)."""
-        self.pods.sync(self.informer.items(
-            lambda p: (p.get("spec") or {}).get("nodeName") == self.name))
+        self.pods.sync(self.informer.items())   # this node's Pods: the informer's field selector
         self.network.retry_pending()
 
     # -- node -------------------------------------------------------------------------------
